@@ -1,0 +1,85 @@
+"""Extract the raw, embedded C2PA manifest store (a JUMBF superbox) from an asset.
+
+c2pa-python validates and renders the store as JSON but does not hand back its bytes, and
+the registry keeps the exact signed store so that it can be re-validated later against the
+stored original (`c2pa.Reader(..., manifest_data=store)`). Container layouts: JPEG APP11
+(ISO 19566-5 packets), PNG `caBX` chunk, RIFF/WebP `C2PA` chunk. Other containers yield
+None; the original bytes are stored anyway, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import struct
+
+
+def extract_manifest_store(data: bytes) -> bytes | None:
+    if data[:2] == b"\xff\xd8":
+        return _from_jpeg(data)
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return _from_png(data)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return _from_riff(data)
+    return None
+
+
+def _is_c2pa_superbox(box: bytes) -> bool:
+    # LBox TBox='jumb' | LBox TBox='jumd' type(16) toggles label... ; label starts at +8+8+16+1
+    if len(box) < 8 + 8 + 17 or box[4:8] != b"jumb" or box[12:16] != b"jumd":
+        return False
+    label = box[8 + 8 + 16 + 1 :].split(b"\x00", 1)[0]
+    return label == b"c2pa"
+
+
+def _from_jpeg(data: bytes) -> bytes | None:
+    packets: dict[int, list[tuple[int, bytes]]] = {}
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None  # not a marker where one must be: corrupt, leave it to the validator
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xD9, 0xDA):  # EOI / start of scan: no more metadata segments
+            break
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        payload = data[pos + 4 : pos + 2 + length]
+        if marker == 0xEB and payload[:2] == b"JP" and len(payload) >= 8:
+            instance, seq = struct.unpack(">HI", payload[2:8])
+            packets.setdefault(instance, []).append((seq, payload[8:]))
+        pos += 2 + length
+    for parts in packets.values():
+        parts.sort()
+        first = parts[0][1]
+        if not _is_c2pa_superbox(first):
+            continue
+        # Every continuation packet repeats the superbox's LBox/TBox header (8 bytes, or 16
+        # with an XLBox); the store is the first packet plus the rest without that header.
+        header = 16 if first[:4] == b"\x00\x00\x00\x01" else 8
+        return first + b"".join(p[header:] for _, p in parts[1:])
+    return None
+
+
+def _from_png(data: bytes) -> bytes | None:
+    pos = 8
+    while pos + 8 <= len(data):
+        length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
+        if ctype == b"caBX":
+            return data[pos + 8 : pos + 8 + length]
+        if ctype == b"IEND":
+            break
+        pos += 12 + length
+    return None
+
+
+def _from_riff(data: bytes) -> bytes | None:
+    pos = 12
+    while pos + 8 <= len(data):
+        ctype, length = struct.unpack("<4sI", data[pos : pos + 8])
+        if ctype == b"C2PA":
+            return data[pos + 8 : pos + 8 + length]
+        pos += 8 + length + (length & 1)
+    return None

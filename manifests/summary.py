@@ -1,0 +1,158 @@
+"""Typed summary of a C2PA manifest store, as the reference implementation reports it."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class ValidationState(str, Enum):
+    """c2pa-rs validation states: Invalid < Valid (signatures ok) < Trusted (signer anchored)."""
+
+    INVALID = "Invalid"
+    VALID = "Valid"
+    TRUSTED = "Trusted"
+
+
+@dataclass(frozen=True)
+class StatusCode:
+    code: str
+    url: str | None = None
+    explanation: str | None = None
+
+
+@dataclass(frozen=True)
+class StatusCodes:
+    success: list[StatusCode] = field(default_factory=list)
+    informational: list[StatusCode] = field(default_factory=list)
+    failure: list[StatusCode] = field(default_factory=list)
+
+    def failure_codes(self) -> list[str]:
+        return sorted({c.code for c in self.failure})
+
+    def informational_codes(self) -> list[str]:
+        return sorted({c.code for c in self.informational})
+
+
+@dataclass(frozen=True)
+class Action:
+    action: str
+    digital_source_type: str | None = None
+    software_agent: str | None = None
+    when: str | None = None
+
+
+@dataclass(frozen=True)
+class SignerInfo:
+    issuer: str | None = None
+    common_name: str | None = None
+    signing_time: str | None = None
+    alg: str | None = None
+    cert_serial_number: str | None = None
+
+
+@dataclass(frozen=True)
+class ManifestInfo:
+    label: str
+    title: str | None
+    claim_generator: str | None
+    format: str | None
+    instance_id: str | None
+    signer: SignerInfo
+    actions: list[Action] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class IngredientSummary:
+    """One ingredient with its own validation outcome.
+
+    `state` is None when the ingredient carries no manifest (no provenance of its own).
+    """
+
+    title: str | None
+    format: str | None
+    relationship: str | None
+    manifest_label: str | None
+    state: ValidationState | None
+    failure_codes: list[str] = field(default_factory=list)
+    informational_codes: list[str] = field(default_factory=list)
+    ingredients: list[IngredientSummary] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ManifestSummary:
+    """What we know about an asset's Content Credentials.
+
+    `present=False` means the asset has no C2PA data at all (e.g. metadata stripped).
+    """
+
+    present: bool
+    state: ValidationState | None = None
+    codes: StatusCodes = field(default_factory=StatusCodes)
+    active_manifest: ManifestInfo | None = None
+    manifests_count: int = 0
+    ingredients: list[IngredientSummary] = field(default_factory=list)
+    manifest_store: bytes | None = None
+    manifest_json: dict[str, Any] | None = None
+    embedded: bool = True
+    remote_url: str | None = None
+
+    @classmethod
+    def absent(cls) -> ManifestSummary:
+        return cls(present=False)
+
+    @property
+    def failure_codes(self) -> list[str]:
+        return self.codes.failure_codes()
+
+    @property
+    def informational_codes(self) -> list[str]:
+        return self.codes.informational_codes()
+
+    def ingredient_failures(self) -> list[IngredientSummary]:
+        """Every ingredient in the tree, at any depth, whose own state is Invalid."""
+        out: list[IngredientSummary] = []
+        stack = list(self.ingredients)
+        while stack:
+            ing = stack.pop(0)
+            if ing.state is ValidationState.INVALID:
+                out.append(ing)
+            stack.extend(ing.ingredients)
+        return out
+
+    def to_dict(self, *, include_store: bool = False, include_json: bool = False) -> dict[str, Any]:
+        """JSON-ready view; the raw store (base64) and full JSON only on request."""
+        if not self.present:
+            return {"present": False}
+        out: dict[str, Any] = {
+            "present": True,
+            "state": self.state.value if self.state else None,
+            "failure_codes": self.failure_codes,
+            "informational_codes": self.informational_codes,
+            "manifests": self.manifests_count,
+            "active_manifest": _plain(asdict(self.active_manifest)) if self.active_manifest else None,
+            "ingredients": [_plain(asdict(i)) for i in self.ingredients],
+            "embedded": self.embedded,
+            "remote_url": self.remote_url,
+            "manifest_store_bytes": len(self.manifest_store) if self.manifest_store else None,
+        }
+        if include_store:
+            out["manifest_store_b64"] = (
+                base64.b64encode(self.manifest_store).decode() if self.manifest_store else None
+            )
+        if include_json:
+            out["manifest_json"] = self.manifest_json
+        return out
+
+
+def _plain(value: Any) -> Any:
+    """Enums to their values, recursively (asdict keeps Enum members)."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,81 @@
+"""Trust configuration for C2PA validation, turned into a per-call `c2pa.Context`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import c2pa
+
+
+@dataclass(frozen=True)
+class TrustConfig:
+    """What the validator trusts.
+
+    With no anchors, c2pa validates signatures but reports every signer as
+    `signingCredential.untrusted` (state `Valid`, never `Trusted`).
+
+    `remote_manifest_fetch` is off by default: a verification service must not make
+    outbound requests to URLs chosen by whoever uploaded the file (SSRF), and the
+    deployment may have no network at all.
+    """
+
+    trust_anchors_pem: str | None = None
+    allowed_list_pem: str | None = None
+    trust_config: str | None = None  # EKU OIDs, one per line (c2pa `trust.trust_config`)
+    extra_settings: dict[str, Any] = field(default_factory=dict)
+    remote_manifest_fetch: bool = False
+
+    @classmethod
+    def from_files(
+        cls,
+        *,
+        trust_anchors: Path | None = None,
+        allowed_list: Path | None = None,
+        trust_config: Path | None = None,
+        c2pa_settings: Path | None = None,
+        remote_manifest_fetch: bool = False,
+    ) -> TrustConfig:
+        """Build from files; `c2pa_settings` is a full c2pa settings JSON (its values are
+        overridden by the individual files when both are given)."""
+        extra: dict[str, Any] = {}
+        if c2pa_settings is not None:
+            extra = json.loads(Path(c2pa_settings).read_text())
+        return cls(
+            trust_anchors_pem=_read(trust_anchors),
+            allowed_list_pem=_read(allowed_list),
+            trust_config=_read(trust_config),
+            extra_settings=extra,
+            remote_manifest_fetch=remote_manifest_fetch,
+        )
+
+    def to_c2pa_settings(self) -> dict[str, Any]:
+        settings: dict[str, Any] = json.loads(json.dumps(self.extra_settings))  # deep copy
+        settings.setdefault("version", 1)
+        trust = settings.setdefault("trust", {})
+        if self.trust_anchors_pem:
+            trust["trust_anchors"] = self.trust_anchors_pem
+        if self.allowed_list_pem:
+            trust["allowed_list"] = self.allowed_list_pem
+        if self.trust_config:
+            trust["trust_config"] = self.trust_config
+        if not trust:
+            del settings["trust"]
+        verify = settings.setdefault("verify", {})
+        verify["remote_manifest_fetch"] = self.remote_manifest_fetch
+        return settings
+
+    def context(self) -> c2pa.Context:
+        """A fresh c2pa Context; callers close it (it is a native resource)."""
+        return c2pa.Context.from_dict(self.to_c2pa_settings())
+
+    @property
+    def has_anchors(self) -> bool:
+        trust = self.to_c2pa_settings().get("trust", {})
+        return bool(trust.get("trust_anchors") or trust.get("allowed_list"))
+
+
+def _read(path: Path | None) -> str | None:
+    return None if path is None else Path(path).read_text()
