@@ -1,0 +1,3 @@
+"""provenance-verifier: where did this image come from?"""
+
+__version__ = "0.1.0"

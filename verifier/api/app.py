@@ -1,0 +1,57 @@
+"""FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from verifier import __version__
+from verifier.api import originals
+from verifier.api.problems import BodyLimitMiddleware, install_problem_handlers
+from verifier.service import Service
+from verifier.settings import Settings
+
+# Multipart framing and form fields on top of the file itself.
+_MULTIPART_OVERHEAD = 1 << 20
+
+
+def create_app(settings: Settings | None = None, *, service: Service | None = None) -> FastAPI:
+    """Build the app. With `service` the caller owns its lifecycle (tests); otherwise the
+    app opens it at start-up (embedded database included) and closes it at shutdown."""
+    settings = service.settings if service is not None else (settings or Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if service is not None:
+            app.state.service = service
+            yield
+            return
+        app.state.service = Service.open(settings)
+        try:
+            yield
+        finally:
+            app.state.service.close()
+
+    app = FastAPI(
+        title="provenance-verifier",
+        version=__version__,
+        summary="Where did this image come from? C2PA validation and a trusted registry of signed originals.",
+        lifespan=lifespan,
+    )
+    if service is not None:
+        app.state.service = service
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes + _MULTIPART_OVERHEAD)
+    install_problem_handlers(app)
+    app.include_router(originals.router)
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness and database check")
+    def healthz() -> dict[str, str]:
+        from sqlalchemy import text
+
+        with app.state.service.db.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok", "version": __version__}
+
+    return app

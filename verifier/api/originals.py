@@ -1,0 +1,118 @@
+"""Publisher ingest: /v1/originals."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+
+from verifier.api.deps import get_api_key, get_service
+from verifier.api.problems import PROBLEM_JSON
+from verifier.api.schemas import OriginalList, OriginalOut, Problem
+from verifier.db.models import ApiKey
+from verifier.errors import BadRequest, PayloadTooLarge
+from verifier.keys import Scope, require_scope
+from verifier.registry import OriginalMetadata
+from verifier.service import Service
+
+router = APIRouter(prefix="/v1/originals", tags=["originals"])
+
+_problems = {
+    code: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": desc}
+    for code, desc in {
+        400: "Malformed request (e.g. metadata is not JSON)",
+        401: "Missing or unknown API key",
+        403: "Key has the wrong scope",
+        404: "No such original (or not yours)",
+        413: "Over the byte or pixel limit",
+        415: "Not a supported image",
+        422: "Truncated image, invalid or missing C2PA manifest",
+    }.items()
+}
+
+
+async def _read_upload(upload: UploadFile, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await upload.read(1 << 20):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"upload exceeds {limit} bytes", limit=limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(
+    "",
+    response_model=OriginalOut,
+    status_code=201,
+    responses={200: {"model": OriginalOut, "description": "Already registered by this publisher"}, **_problems},
+    summary="Register a signed original",
+)
+async def register_original(
+    response: Response,
+    request: Request,
+    file: UploadFile = File(..., description="The original image, carrying its C2PA manifest."),
+    metadata: str | None = Form(None, description='JSON: {"title", "caption", "source_url"}'),
+    key: ApiKey = Depends(get_api_key),
+    service: Service = Depends(get_service),
+) -> OriginalOut:
+    require_scope(key, Scope.PUBLISHER)
+    meta = OriginalMetadata()
+    if metadata:
+        try:
+            raw = json.loads(metadata)
+        except json.JSONDecodeError as exc:
+            raise BadRequest(f"metadata is not valid JSON: {exc.msg}") from exc
+        if not isinstance(raw, dict):
+            raise BadRequest("metadata must be a JSON object")
+        meta = OriginalMetadata.from_dict(raw)
+    data = await _read_upload(file, service.settings.max_upload_bytes)
+    # c2pa validation and database writes block: keep them off the event loop.
+    result = await run_in_threadpool(
+        service.registry.register, data, key.publisher_id, meta, api_key_id=key.id
+    )
+    response.status_code = 201 if result.created else 200
+    response.headers["Location"] = str(request.url_for("get_original", original_id=result.original.id))
+    return OriginalOut.of(result.original)
+
+
+@router.get("", response_model=OriginalList, responses=_problems, summary="List originals")
+def list_originals(
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+    key: ApiKey = Depends(get_api_key),
+    service: Service = Depends(get_service),
+) -> OriginalList:
+    """A publisher key lists its own originals; a verifier key lists the whole registry."""
+    rows, total = service.registry.list(publisher_id=key.publisher_id, limit=limit, offset=offset)
+    return OriginalList(
+        items=[OriginalOut.of(r) for r in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+        next_offset=offset + limit if offset + limit < total else None,
+    )
+
+
+@router.get("/{original_id}", response_model=OriginalOut, responses=_problems, summary="Fetch one original")
+def get_original(
+    original_id: uuid.UUID,
+    key: ApiKey = Depends(get_api_key),
+    service: Service = Depends(get_service),
+) -> OriginalOut:
+    """Publishers see their own originals only; verifier keys see any."""
+    return OriginalOut.of(service.registry.get(original_id, publisher_id=key.publisher_id))
+
+
+@router.delete("/{original_id}", status_code=204, responses=_problems, summary="Delete one of your originals")
+def delete_original(
+    original_id: uuid.UUID,
+    key: ApiKey = Depends(get_api_key),
+    service: Service = Depends(get_service),
+) -> Response:
+    require_scope(key, Scope.PUBLISHER)
+    service.registry.delete(original_id, key.publisher_id, api_key_id=key.id)
+    return Response(status_code=204)

@@ -1,0 +1,309 @@
+"""`verifier` command line: serve, database, publishers, keys, register, inspect."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from verifier import __version__
+
+log = logging.getLogger("verifier")
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from verifier.settings import Settings
+
+    overrides: dict[str, Any] = {}
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = args.data_dir
+    return Settings(**overrides)
+
+
+def _open_service(args: argparse.Namespace) -> Any:
+    from verifier.service import Service
+
+    return Service.open(_settings(args))
+
+
+# -- serve ------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from verifier.api import create_app
+
+    settings = _settings(args)
+    host = args.host or settings.host
+    port = args.port or settings.port
+    log.info("provenance-verifier %s on http://%s:%s (data dir %s, database %s)", __version__, host, port,
+             settings.data_dir.resolve(), "external" if settings.database_url else "embedded PostgreSQL")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+    return 0
+
+
+# -- db ---------------------------------------------------------------------------------
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from verifier.db import Database
+
+    settings = _settings(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database.open(settings.database_url, settings.pg_dir)
+    try:
+        if args.db_command == "upgrade":
+            db.upgrade(args.revision)
+        elif args.db_command == "downgrade":
+            db.downgrade(args.revision)
+        from sqlalchemy import text
+
+        with db.engine.connect() as conn:
+            has_table = "alembic_version" in db.table_names()
+            current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar() if has_table else None
+        print(f"database at revision: {current or 'base (empty)'}")
+    finally:
+        db.close()
+    return 0
+
+
+# -- publishers and keys ----------------------------------------------------------------
+
+
+def cmd_publishers(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from verifier.db.models import Publisher
+    from verifier.keys import create_publisher
+
+    service = _open_service(args)
+    try:
+        with service.db.session() as session:
+            if args.publishers_command == "add":
+                publisher, key = create_publisher(session, args.name)
+                print(f"publisher: {publisher.name} ({publisher.id})")
+                print(f"api key:   {key}")
+                print("Store this key now: it is shown once and only its hash is kept.", file=sys.stderr)
+            else:
+                for p in session.scalars(select(Publisher).order_by(Publisher.created_at)):
+                    print(f"{p.id}  {p.name}  {p.created_at:%Y-%m-%d %H:%M}")
+    finally:
+        service.close()
+    return 0
+
+
+def cmd_api_keys(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from verifier.db.models import Publisher
+    from verifier.keys import Scope, issue_key
+
+    service = _open_service(args)
+    try:
+        with service.db.session() as session:
+            publisher = None
+            if args.scope == Scope.PUBLISHER.value:
+                if not args.publisher:
+                    print("publisher keys need --publisher NAME", file=sys.stderr)
+                    return 2
+                publisher = session.scalar(select(Publisher).where(Publisher.name == args.publisher))
+                if publisher is None:
+                    print(f"no publisher named {args.publisher!r}", file=sys.stderr)
+                    return 2
+            _, key = issue_key(session, Scope(args.scope), publisher, label=args.label)
+            print(key)
+            print("Store this key now: it is shown once and only its hash is kept.", file=sys.stderr)
+    finally:
+        service.close()
+    return 0
+
+
+# -- register ---------------------------------------------------------------------------
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from verifier.db.models import Publisher
+    from verifier.errors import VerifierError
+    from verifier.registry import OriginalMetadata
+    from tqdm import tqdm
+
+    service = _open_service(args)
+    failures = 0
+    try:
+        with service.db.session() as session:
+            publisher = session.scalar(select(Publisher).where(Publisher.name == args.publisher))
+        if publisher is None:
+            print(f"no publisher named {args.publisher!r} (create it with `verifier publishers add`)", file=sys.stderr)
+            return 2
+        for path in tqdm(args.files, desc="register", unit="img", disable=len(args.files) < 5 or args.json):
+            try:
+                result = service.registry.register(
+                    Path(path).read_bytes(), publisher.id, OriginalMetadata(title=args.title)
+                )
+            except VerifierError as exc:
+                failures += 1
+                line = {"file": str(path), "error": exc.problem()}
+            except OSError as exc:
+                failures += 1
+                line = {"file": str(path), "error": {"title": "cannot read file", "detail": str(exc)}}
+            else:
+                o = result.original
+                line = {"file": str(path), "id": str(o.id), "created": result.created,
+                        "sha256": o.sha256, "c2pa_state": o.validation_state}
+            if args.json:
+                print(json.dumps(line))
+            elif "error" in line:
+                print(f"REFUSED {path}: {line['error'].get('detail')}")
+            else:
+                verb = "registered" if line["created"] else "already registered"
+                print(f"{verb} {path} -> {line['id']} (C2PA {line['c2pa_state'] or 'absent'})")
+    finally:
+        service.close()
+    return 1 if failures else 0
+
+
+# -- inspect ----------------------------------------------------------------------------
+
+
+def inspect_file(path: Path, trust: Any) -> dict[str, Any]:
+    """The `inspect --json` object for one file (never raises for unreadable input)."""
+    from manifests import ManifestError, read_manifest
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return {"error": {"type": "io_error", "message": str(exc)}}
+    try:
+        return read_manifest(data, trust=trust).to_dict()
+    except ManifestError as exc:
+        return {"error": {"type": exc.kind, "message": str(exc)}}
+
+
+def _print_summary(path: Path, result: dict[str, Any]) -> None:
+    print(f"{path}")
+    if "error" in result:
+        print(f"  error: {result['error']['type']}: {result['error']['message']}")
+        return
+    if not result["present"]:
+        print("  no C2PA manifest")
+        return
+    print(f"  state: {result['state']}   manifests: {result['manifests']}")
+    if result["failure_codes"]:
+        print(f"  failures: {', '.join(result['failure_codes'])}")
+    am = result.get("active_manifest") or {}
+    if am:
+        signer = am.get("signer") or {}
+        print(f"  title: {am.get('title')}   generator: {am.get('claim_generator')}")
+        print(f"  signed by: {signer.get('common_name')} / {signer.get('issuer')} at {signer.get('signing_time')}")
+        for act in am.get("actions") or []:
+            dst = f" ({act['digital_source_type'].rsplit('/', 1)[-1]})" if act.get("digital_source_type") else ""
+            print(f"  action: {act['action']}{dst}")
+
+    def tree(items: list[dict[str, Any]], depth: int) -> None:
+        for ing in items:
+            state = ing.get("state") or "no manifest"
+            fails = f" [{', '.join(ing['failure_codes'])}]" if ing.get("failure_codes") else ""
+            print(f"  {'  ' * depth}- ingredient {ing.get('title')} ({ing.get('relationship')}): {state}{fails}")
+            tree(ing.get("ingredients") or [], depth + 1)
+
+    tree(result.get("ingredients") or [], 0)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from manifests import TrustConfig
+
+    settings = _settings(args)
+    trust = settings.trust
+    if args.trust_anchors or args.c2pa_settings:
+        trust = TrustConfig.from_files(
+            trust_anchors=args.trust_anchors or settings.trust_anchors,
+            allowed_list=settings.allowed_list,
+            trust_config=settings.trust_config,
+            c2pa_settings=args.c2pa_settings or settings.c2pa_settings,
+            remote_manifest_fetch=settings.remote_manifest_fetch,
+        )
+    for path in args.files:
+        result = inspect_file(Path(path), trust)
+        if args.json:
+            print(json.dumps(result if len(args.files) == 1 else {"file": str(path), **result}))
+        else:
+            _print_summary(Path(path), result)
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="verifier", description="provenance-verifier: where did this image come from?")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--data-dir", type=Path, help="overrides VERIFIER_DATA_DIR")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the HTTP API (embedded PostgreSQL unless VERIFIER_DATABASE_URL is set)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("db", help="database migrations")
+    dbs = p.add_subparsers(dest="db_command", required=True)
+    q = dbs.add_parser("upgrade", help="migrate to a revision (default head)")
+    q.add_argument("revision", nargs="?", default="head")
+    q = dbs.add_parser("downgrade", help="migrate down to a revision (default base: drops everything)")
+    q.add_argument("revision", nargs="?", default="base")
+    dbs.add_parser("current", help="print the current revision")
+    p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("publishers", help="manage publishers")
+    ps = p.add_subparsers(dest="publishers_command", required=True)
+    q = ps.add_parser("add", help="create a publisher and print its API key (once)")
+    q.add_argument("name")
+    ps.add_parser("list", help="list publishers")
+    p.set_defaults(func=cmd_publishers)
+
+    p = sub.add_parser("api-keys", help="issue API keys")
+    aks = p.add_subparsers(dest="api_keys_command", required=True)
+    q = aks.add_parser("add", help="issue a key and print it (once)")
+    q.add_argument("--scope", choices=["publisher", "verifier"], default="verifier")
+    q.add_argument("--publisher", help="publisher name (publisher scope)")
+    q.add_argument("--label")
+    p.set_defaults(func=cmd_api_keys)
+
+    p = sub.add_parser("register", help="register signed originals for a publisher")
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--publisher", required=True, help="publisher name")
+    p.add_argument("--title", help="title for every file (default: the manifest's title)")
+    p.add_argument("--json", action="store_true", help="one JSON line per file")
+    p.set_defaults(func=cmd_register)
+
+    p = sub.add_parser("inspect", help="read and validate an image's C2PA manifest")
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--trust-anchors", type=Path, help="PEM bundle of trusted roots (overrides the setting)")
+    p.add_argument("--c2pa-settings", type=Path, help="a c2pa settings JSON (e.g. a trust config)")
+    p.set_defaults(func=cmd_inspect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "serve" and not args.verbose:
+        logging.getLogger("verifier").setLevel(logging.INFO)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""SQLAlchemy 2 ORM schema. The tables themselves are created only by Alembic migrations."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def _now_column() -> Mapped[dt.datetime]:
+    return mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+class Publisher(Base):
+    __tablename__ = "publishers"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    created_at: Mapped[dt.datetime] = _now_column()
+
+    originals: Mapped[list[Original]] = relationship(back_populates="publisher")
+
+
+class ApiKey(Base):
+    """An API key. Only its SHA-256 is stored: keys are 256-bit random, so a fast hash is
+    enough (no dictionary to attack), and lookups stay a single indexed equality."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint("scope IN ('publisher', 'verifier')", name="ck_api_keys_scope"),
+        CheckConstraint(
+            "(scope = 'publisher') = (publisher_id IS NOT NULL)", name="ck_api_keys_publisher_scope"
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    prefix: Mapped[str] = mapped_column(String(16), nullable=False)
+    scope: Mapped[str] = mapped_column(String(16), nullable=False)
+    publisher_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("publishers.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    label: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = _now_column()
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    publisher: Mapped[Publisher | None] = relationship()
+
+
+class Original(Base):
+    """A registered original: the exact bytes (in the blob store) and its C2PA provenance."""
+
+    __tablename__ = "originals"
+    __table_args__ = (UniqueConstraint("publisher_id", "sha256", name="uq_originals_publisher_sha256"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    publisher_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("publishers.id", ondelete="RESTRICT"), nullable=False, index=True
+    )
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    mime: Mapped[str] = mapped_column(String(100), nullable=False)
+    width: Mapped[int] = mapped_column(Integer, nullable=False)
+    height: Mapped[int] = mapped_column(Integer, nullable=False)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    blob_key: Mapped[str] = mapped_column(String(200), nullable=False)
+    title: Mapped[str | None] = mapped_column(Text)
+    caption: Mapped[str | None] = mapped_column(Text)
+    source_url: Mapped[str | None] = mapped_column(Text)
+    # C2PA: the exact manifest store bytes, the reference JSON, and the validation outcome at ingest.
+    manifest_store: Mapped[bytes | None] = mapped_column(LargeBinary)
+    manifest_json: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    validation_state: Mapped[str | None] = mapped_column(String(16))
+    status_codes: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    active_manifest_label: Mapped[str | None] = mapped_column(Text)
+    signer: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[dt.datetime] = _now_column()
+
+    publisher: Mapped[Publisher] = relationship(back_populates="originals")
+
+
+class AuditEvent(Base):
+    """Append-only ingest audit log: who registered, re-submitted or deleted what, and when."""
+
+    __tablename__ = "ingest_audit"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = _now_column()
+    action: Mapped[str] = mapped_column(String(32), nullable=False)
+    publisher_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    original_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONB)

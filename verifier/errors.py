@@ -1,0 +1,81 @@
+"""Typed errors of the service. Each knows its HTTP status and problem type (RFC 7807);
+the API edge renders them as application/problem+json, the CLI as messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class VerifierError(Exception):
+    status: int = 400
+    slug: str = "bad-request"
+    title: str = "Bad request"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    @property
+    def type_uri(self) -> str:
+        return f"urn:provenance-verifier:problem:{self.slug}"
+
+    def problem(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": self.type_uri,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance:
+            body["instance"] = instance
+        body.update(self.extra)
+        return body
+
+
+class BadRequest(VerifierError):
+    pass
+
+
+class PayloadTooLarge(VerifierError):
+    status, slug, title = 413, "payload-too-large", "Upload exceeds the byte limit"
+
+
+class ImageTooLarge(VerifierError):
+    status, slug, title = 413, "image-too-large", "Image exceeds the pixel limit"
+
+
+class NotAnImage(VerifierError):
+    status, slug, title = 415, "not-an-image", "Not a supported image"
+
+
+class CorruptImage(VerifierError):
+    status, slug, title = 422, "corrupt-image", "Image is truncated or corrupt"
+
+
+class InvalidManifest(VerifierError):
+    status, slug, title = 422, "invalid-manifest", "C2PA manifest does not validate"
+
+
+class UnreadableManifest(VerifierError):
+    status, slug, title = 422, "unreadable-manifest", "C2PA data could not be read"
+
+
+class UnsignedOriginal(VerifierError):
+    status, slug, title = 422, "unsigned-original", "Original carries no C2PA manifest"
+
+
+class Unauthorized(VerifierError):
+    status, slug, title = 401, "unauthorized", "Missing or unknown API key"
+
+
+class Forbidden(VerifierError):
+    status, slug, title = 403, "forbidden", "API key lacks the required scope"
+
+
+class NotFound(VerifierError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class Conflict(VerifierError):
+    status, slug, title = 409, "conflict", "Conflict"

@@ -1,0 +1,79 @@
+"""Safe image intake: size limits, format sniffing and a full decode before anything is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+from verifier.errors import CorruptImage, ImageTooLarge, NotAnImage, PayloadTooLarge
+
+# Pillow format name -> MIME type. Formats that C2PA can carry and Pillow can decode.
+SUPPORTED_FORMATS: dict[str, str] = {
+    "JPEG": "image/jpeg",
+    "MPO": "image/jpeg",  # multi-picture JPEG (many phone cameras)
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "TIFF": "image/tiff",
+    "GIF": "image/gif",
+}
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    mime: str
+    width: int
+    height: int
+    size_bytes: int
+    sha256: str
+
+
+def probe_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
+    """Check that `data` is one whole, decodable image within the limits.
+
+    The pixel limit is checked from the header before decoding, so a decompression bomb is
+    refused without allocating its pixels; then the image is decoded fully, so a truncated
+    file is refused rather than stored.
+    """
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"upload is {len(data)} bytes; the limit is {max_bytes}", limit=max_bytes)
+    if not data:
+        raise NotAnImage("empty upload")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError as exc:
+            raise NotAnImage("the upload is not an image in a supported format") from exc
+        except Image.DecompressionBombError as exc:
+            raise ImageTooLarge(str(exc), limit=max_pixels) from exc
+        except Exception as exc:  # malformed headers make Pillow raise many things
+            raise CorruptImage(f"cannot parse the image header: {exc}") from exc
+        with img:
+            fmt = img.format or ""
+            if fmt not in SUPPORTED_FORMATS:
+                raise NotAnImage(f"image format {fmt or 'unknown'} is not supported")
+            width, height = img.size
+            if width <= 0 or height <= 0:
+                raise CorruptImage("image has no pixels")
+            if width * height > max_pixels:
+                raise ImageTooLarge(
+                    f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}",
+                    limit=max_pixels,
+                )
+            try:
+                img.load()
+            except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+                raise ImageTooLarge(str(exc), limit=max_pixels) from exc
+            except Exception as exc:  # OSError("image file is truncated"), SyntaxError, ...
+                raise CorruptImage(f"the image does not decode completely: {exc}") from exc
+    return ImageInfo(
+        mime=SUPPORTED_FORMATS[fmt],
+        width=width,
+        height=height,
+        size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )

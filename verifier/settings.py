@@ -1,0 +1,58 @@
+"""The one settings object. Every knob is an env var with the `VERIFIER_` prefix."""
+
+from __future__ import annotations
+
+from enum import Enum
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from manifests import TrustConfig
+
+
+class UnsignedPolicy(str, Enum):
+    """What publisher ingest does with an original that has no valid C2PA manifest."""
+
+    REJECT = "reject"  # default: the registry holds signed originals only
+    ALLOW = "allow"  # register unsigned originals too (e.g. a legacy archive)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VERIFIER_", env_file=None, extra="ignore")
+
+    data_dir: Path = Field(default=Path("./var"), description="Blobs, keys, embedded PostgreSQL.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of an external PostgreSQL; unset = embedded pgserver in <data_dir>/pg.",
+    )
+    trust_anchors: Path | None = Field(default=None, description="PEM bundle of trusted C2PA root CAs.")
+    allowed_list: Path | None = Field(default=None, description="PEM bundle of individually allowed signer certs.")
+    trust_config: Path | None = Field(default=None, description="Allowed EKU OIDs, one per line (c2pa trust_config).")
+    c2pa_settings: Path | None = Field(default=None, description="A full c2pa settings JSON file, merged first.")
+    remote_manifest_fetch: bool = Field(default=False, description="Let c2pa fetch remote manifests (outbound HTTP).")
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(default=80_000_000, gt=0, description="Decompression-bomb guard (width*height).")
+    unsigned_originals: UnsignedPolicy = UnsignedPolicy.REJECT
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+
+    @cached_property
+    def trust(self) -> TrustConfig:
+        return TrustConfig.from_files(
+            trust_anchors=self.trust_anchors,
+            allowed_list=self.allowed_list,
+            trust_config=self.trust_config,
+            c2pa_settings=self.c2pa_settings,
+            remote_manifest_fetch=self.remote_manifest_fetch,
+        )
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def pg_dir(self) -> Path:
+        return self.data_dir / "pg"
