@@ -81,9 +81,13 @@ def _summarise(
     active_label = store.get("active_manifest")
     results = store.get("validation_results") or {}
     codes = _status_codes(results.get("activeManifest") or {})
-    if not codes.failure and store.get("validation_status"):
-        # Older layout: one flat list of failures.
-        codes = StatusCodes(failure=[_code(c) for c in store["validation_status"]])
+    # The top-level `validation_status` is the reference's list of failures for the whole
+    # store: the active manifest's plus those found in its ingredients (e.g. a hashed-URI
+    # mismatch inside an ingredient makes the store Invalid).
+    seen = {(c.code, c.url) for c in codes.failure}
+    extra = [_code(c) for c in store.get("validation_status") or [] if (c.get("code"), c.get("url")) not in seen]
+    if extra:
+        codes = StatusCodes(success=codes.success, informational=codes.informational, failure=codes.failure + extra)
     deltas = {
         d.get("ingredientAssertionURI"): _status_codes(d.get("validationDeltas") or {})
         for d in results.get("ingredientDeltas") or []

@@ -27,6 +27,8 @@ _SIGNER_EKUS = [ExtendedKeyUsageOID.EMAIL_PROTECTION, x509.ObjectIdentifier("1.3
 class TestCA:
     """A self-signed root CA: its PEM is what a verifier configures as a trust anchor."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
     cert_pem: bytes
     key_pem: bytes
     common_name: str

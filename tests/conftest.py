@@ -1,0 +1,115 @@
+"""Fixtures: one real embedded PostgreSQL per test session, a fresh database per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from manifests.signing import SignerCredentials, TestCA, generate_test_ca, issue_signer
+from verifier.api import create_app
+from verifier.db.database import normalise_url
+from verifier.keys import create_publisher
+from verifier.service import Service
+from verifier.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("VERIFIER_SHARED_DIR", REPO.parent / "shared"))
+
+
+def shared_path(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not present (../shared is only on CI and developer machines)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def database_url(pg_server: object) -> Iterator[str]:
+    """A brand-new, empty database on the session's server."""
+    admin_url = normalise_url(pg_server.get_uri())  # type: ignore[attr-defined]
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.replace("/postgres?", f"/{name}?")
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def test_ca() -> TestCA:
+    return generate_test_ca()
+
+
+@pytest.fixture(scope="session")
+def signer(test_ca: TestCA) -> SignerCredentials:
+    return issue_signer(test_ca, "Daily Planet Photo Desk", organization="Daily Planet")
+
+
+@pytest.fixture
+def anchors_file(tmp_path: Path, test_ca: TestCA) -> Path:
+    path = tmp_path / "anchors.pem"
+    path.write_bytes(test_ca.cert_pem)
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, anchors_file: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        trust_anchors=anchors_file,
+        max_upload_bytes=2_000_000,
+        max_image_pixels=4_000_000,
+    )
+
+
+@pytest.fixture
+def service(settings: Settings) -> Iterator[Service]:
+    svc = Service.open(settings)
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def client(service: Service) -> Iterator[TestClient]:
+    with TestClient(create_app(service=service)) as c:
+        yield c
+
+
+@pytest.fixture
+def publisher_key(service: Service) -> str:
+    with service.db.session() as session:
+        _, key = create_publisher(session, "Daily Planet")
+    return key
+
+
+@pytest.fixture
+def other_publisher_key(service: Service) -> str:
+    with service.db.session() as session:
+        _, key = create_publisher(session, "Gotham Gazette")
+    return key
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}

@@ -1,0 +1,45 @@
+"""Test image factories. Images are generated, never copied from ../shared."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+from PIL import Image
+
+
+def photo_like(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
+    """A smooth random image with some structure (gradients plus blobs), deterministic per seed."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.zeros((h, w, 3), np.float32)
+    for c in range(3):
+        a, b, p = rng.uniform(-1, 1, 3)
+        img[..., c] = 128 + 60 * np.sin(a * x / 23 + b * y / 31 + p * 6)
+    for _ in range(6):
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(10, 60)
+        mask = (x - cx) ** 2 + (y - cy) ** 2 < r**2
+        img[mask] = rng.uniform(0, 255, 3)
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+
+
+def encode(img: Image.Image, fmt: str = "JPEG", **kw: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A tiny PNG whose header claims width*height pixels (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    row = b"\x00" + b"\x00" * ((width + 7) // 8)
+    comp = zlib.compressobj(9)
+    idat = b"".join(comp.compress(row) for _ in range(64)) + comp.flush()
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")

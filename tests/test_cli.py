@@ -1,0 +1,159 @@
+"""The `verifier` command line, and the embedded-default service end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from manifests.signing import ManifestDefinition, SignerCredentials, TestCA, sign_image
+from tests.conftest import shared_path
+from tests.helpers import encode, photo_like
+from verifier.cli import main
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str, anchors_file: Path) -> Path:
+    monkeypatch.setenv("VERIFIER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("VERIFIER_DATABASE_URL", database_url)
+    monkeypatch.setenv("VERIFIER_TRUST_ANCHORS", str(anchors_file))
+    return tmp_path
+
+
+def test_inspect_json_signed_and_unsigned(tmp_path: Path, signer: SignerCredentials, anchors_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    signed = tmp_path / "signed.jpg"
+    signed.write_bytes(sign_image(encode(photo_like(1)), "image/jpeg", signer, ManifestDefinition(title="s.jpg")))
+    plain = tmp_path / "plain.png"
+    plain.write_bytes(encode(photo_like(2), "PNG"))
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x00\x01 not an image")
+
+    assert main(["inspect", "--json", str(signed)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["present"] is True and out["state"] == "Valid"
+    assert out["failure_codes"] == ["signingCredential.untrusted"] and out["manifests"] == 1
+    assert out["ingredients"] == [] and "informational_codes" in out
+
+    assert main(["inspect", "--json", "--trust-anchors", str(anchors_file), str(signed)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["state"] == "Trusted" and out["failure_codes"] == []
+
+    assert main(["inspect", "--json", str(plain)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"present": False}
+
+    assert main(["inspect", "--json", str(junk)]) == 0
+    err = json.loads(capsys.readouterr().out)["error"]
+    assert err["type"] == "unsupported_format" and err["message"]
+
+    assert main(["inspect", "--json", str(tmp_path / "missing.jpg")]) == 0
+    assert json.loads(capsys.readouterr().out)["error"]["type"] == "io_error"
+
+    assert main(["inspect", str(signed)]) == 0
+    text = capsys.readouterr().out
+    assert "state: Valid" in text and "Daily Planet Photo Desk" in text
+
+
+def test_inspect_usage_error_exits_nonzero() -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["inspect"])
+    assert info.value.code == 2
+
+
+def test_inspect_shared_files_with_test_anchor(capsys: pytest.CaptureFixture[str]) -> None:
+    trust = shared_path("c2pa", "c2pa-python-fixtures", "trust_config_test_settings.json")
+    path = shared_path("c2pa", "public-testfiles", "adobe-20220124-CIE-sig-CA.jpg")
+    assert main(["inspect", "--json", "--c2pa-settings", str(trust), str(path)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["state"] == "Trusted" and out["manifests"] == 2
+    assert out["ingredients"][0]["state"] == "Invalid"
+    assert "claimSignature.mismatch" in out["ingredients"][0]["failure_codes"]
+
+
+def test_publishers_keys_and_register(cli_env: Path, signer: SignerCredentials, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["publishers", "add", "Daily Planet"]) == 0
+    out = capsys.readouterr().out
+    key = out.split("api key:")[1].split()[0]
+    assert key.startswith("pv_pub_")
+
+    files = []
+    for seed in range(2):
+        path = cli_env / f"p{seed}.jpg"
+        path.write_bytes(sign_image(encode(photo_like(seed)), "image/jpeg", signer))
+        files.append(str(path))
+    unsigned = cli_env / "unsigned.jpg"
+    unsigned.write_bytes(encode(photo_like(9)))
+
+    assert main(["register", "--publisher", "Daily Planet", "--json", *files]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["created"] for line in lines] == [True, True]
+    assert all(line["c2pa_state"] == "Trusted" for line in lines)
+
+    assert main(["register", "--publisher", "Daily Planet", "--json", files[0], str(unsigned)]) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[0]["created"] is False
+    assert lines[1]["error"]["status"] == 422
+
+    assert main(["register", "--publisher", "Nobody", files[0]]) == 2
+
+    assert main(["api-keys", "add", "--scope", "verifier"]) == 0
+    assert capsys.readouterr().out.strip().startswith("pv_ver_")
+
+    assert main(["publishers", "list"]) == 0
+    assert "Daily Planet" in capsys.readouterr().out
+
+
+def test_db_commands(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["db", "upgrade"]) == 0
+    assert "0001" in capsys.readouterr().out
+    assert main(["db", "downgrade", "base"]) == 0
+    assert "base" in capsys.readouterr().out
+    assert main(["db", "current"]) == 0
+    assert "base" in capsys.readouterr().out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_on_the_embedded_default(tmp_path: Path, test_ca: TestCA, signer: SignerCredentials) -> None:
+    """The README's first command: `verifier serve` with no database URL starts a real
+    PostgreSQL in the data dir, serves the API, and stops PostgreSQL on exit."""
+    data_dir = tmp_path / "var"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VERIFIER_")}
+    env.update(VERIFIER_DATA_DIR=str(data_dir))
+    verifier = [sys.executable, "-m", "verifier.cli"]
+    created = subprocess.run([*verifier, "publishers", "add", "Daily Planet"], env=env, capture_output=True, text=True, check=True)
+    key = created.stdout.split("api key:")[1].split()[0]
+
+    port = _free_port()
+    proc = subprocess.Popen([*verifier, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(150):
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("service did not come up")
+        data = sign_image(encode(photo_like(3)), "image/jpeg", signer)
+        r = httpx.post(f"{base}/v1/originals", files={"file": ("a.jpg", data, "image/jpeg")}, headers={"Authorization": f"Bearer {key}"})
+        assert r.status_code == 201, r.text
+        assert r.json()["c2pa"]["state"] == "Valid"  # no anchors configured: signature ok, signer untrusted
+        assert (data_dir / "pg" / "PG_VERSION").exists()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, output
+    assert not (data_dir / "pg" / "postmaster.pid").exists(), "embedded PostgreSQL still running"
