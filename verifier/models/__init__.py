@@ -1,0 +1,1 @@
+"""Neural network modules (timm/torchvision style: small nn.Modules, shapes in comments)."""
