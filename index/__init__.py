@@ -1,4 +1,9 @@
-"""FAISS index of image embeddings (exact search, then IVF1024,PQ16 once the registry is large).
+"""FAISS vector index over registry originals (SImProv stage 1 search).
 
-Filled by the SImProv stage-1 work; nothing here yet.
+`ExactIndex` is exact inner-product search, right for small registries and for the
+baseline; the IVF1024,PQ16 index of the paper arrives with the stage-1 work.
 """
+
+from index.exact import ExactIndex, SearchHit
+
+__all__ = ["ExactIndex", "SearchHit"]

@@ -39,18 +39,21 @@ def read_manifest(
     *,
     trust: TrustConfig | None = None,
     mime: str | None = None,
+    manifest_store: bytes | None = None,
 ) -> ManifestSummary:
     """Validate `source` (bytes or a path) and summarise its manifest store.
 
-    Returns `ManifestSummary.absent()` when there is no C2PA data; raises a
-    `ManifestError` subclass when there is some that cannot be read.
+    With `manifest_store`, that store (e.g. kept in a registry) is validated against the
+    asset instead of whatever the asset embeds. Returns `ManifestSummary.absent()` when
+    there is no C2PA data; raises a `ManifestError` subclass when there is some that
+    cannot be read.
     """
     data = Path(source).read_bytes() if isinstance(source, (str, Path)) else bytes(source)
     trust = trust or TrustConfig()
     context = trust.context()
     try:
         try:
-            reader = c2pa.Reader(mime, io.BytesIO(data), context=context)
+            reader = c2pa.Reader(mime, io.BytesIO(data), manifest_store, context=context)
         except c2pa.C2paError.ManifestNotFound:
             return ManifestSummary.absent()
         except c2pa.C2paError as exc:
@@ -61,7 +64,12 @@ def read_manifest(
             remote_url = reader.get_remote_url()
     finally:
         context.close()
-    return _summarise(store, data, mime, embedded=embedded, remote_url=remote_url)
+    summary = _summarise(store, data, mime, embedded=embedded, remote_url=remote_url)
+    if manifest_store is not None:
+        from dataclasses import replace
+
+        summary = replace(summary, manifest_store=manifest_store)
+    return summary
 
 
 def _typed_error(exc: Exception) -> ManifestError:

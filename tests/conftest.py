@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, text
 from manifests.signing import SignerCredentials, TestCA, generate_test_ca, issue_signer
 from verifier.api import create_app
 from verifier.db.database import normalise_url
+from verifier.embedding import BackboneEmbedder
 from verifier.keys import create_publisher
 from verifier.service import Service
 from verifier.settings import Settings
@@ -84,9 +85,15 @@ def settings(tmp_path: Path, database_url: str, anchors_file: Path) -> Settings:
     )
 
 
+@pytest.fixture(scope="session")
+def embedder() -> BackboneEmbedder:
+    """One model for the whole session (loading it per test would dominate the run time)."""
+    return BackboneEmbedder()
+
+
 @pytest.fixture
-def service(settings: Settings) -> Iterator[Service]:
-    svc = Service.open(settings)
+def service(settings: Settings, embedder: BackboneEmbedder) -> Iterator[Service]:
+    svc = Service.open(settings, embedder=embedder)
     yield svc
     svc.close()
 

@@ -238,6 +238,27 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- calibrate --------------------------------------------------------------------------
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from importlib import resources
+
+    from verifier.calibrate import calibrate, write
+    from verifier.embedding import BackboneEmbedder
+
+    embedder = BackboneEmbedder()
+    command = "verifier calibrate baseline " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in (("photos", args.photos), ("n", args.n), ("seed", args.seed), ("far", args.far))
+    )
+    result = calibrate(embedder, args.photos, args.n, args.seed, args.far, command)
+    out = args.out or Path(str(resources.files("verifier.models").joinpath(f"{embedder.model_id}.calibration.json")))
+    write(result, out)
+    print(json.dumps(result["measured"], indent=2))
+    print(f"threshold {result['threshold']} -> {out}")
+    return 0
+
+
 # -- parser -----------------------------------------------------------------------------
 
 
@@ -290,6 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-anchors", type=Path, help="PEM bundle of trusted roots (overrides the setting)")
     p.add_argument("--c2pa-settings", type=Path, help="a c2pa settings JSON (e.g. a trust config)")
     p.set_defaults(func=cmd_inspect)
+    p = sub.add_parser("calibrate", help="calibrate a decision threshold on the train split")
+    p.add_argument("what", choices=["baseline"])
+    p.add_argument("--photos", type=Path, default=Path("../shared/datasets/photos"))
+    p.add_argument("--n", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--far", type=float, default=0.01, help="target false-match rate")
+    p.add_argument("--out", type=Path)
+    p.set_defaults(func=cmd_calibrate)
     return parser
 
 

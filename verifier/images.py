@@ -7,7 +7,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from verifier.errors import CorruptImage, ImageTooLarge, NotAnImage, PayloadTooLarge
 
@@ -32,6 +32,11 @@ class ImageInfo:
 
 
 def probe_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
+    """See `load_image`; this variant keeps only the facts, not the pixels."""
+    return load_image(data, max_bytes=max_bytes, max_pixels=max_pixels)[0]
+
+
+def load_image(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[ImageInfo, Image.Image]:
     """Check that `data` is one whole, decodable image within the limits.
 
     The pixel limit is checked from the header before decoding, so a decompression bomb is
@@ -66,14 +71,17 @@ def probe_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
                 )
             try:
                 img.load()
+                # What a viewer shows: EXIF orientation applied, first frame, RGB.
+                rgb = ImageOps.exif_transpose(img).convert("RGB")
             except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
                 raise ImageTooLarge(str(exc), limit=max_pixels) from exc
             except Exception as exc:  # OSError("image file is truncated"), SyntaxError, ...
                 raise CorruptImage(f"the image does not decode completely: {exc}") from exc
-    return ImageInfo(
+    info = ImageInfo(
         mime=SUPPORTED_FORMATS[fmt],
         width=width,
         height=height,
         size_bytes=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
     )
+    return info, rgb

@@ -24,7 +24,8 @@ from verifier.blobs import BlobStore
 from verifier.db import Database
 from verifier.db.models import AuditEvent, Original
 from verifier.errors import BadRequest, InvalidManifest, NotFound, UnreadableManifest, UnsignedOriginal
-from verifier.images import probe_image
+from verifier.images import load_image
+from verifier.search import ProvenanceSearch
 from verifier.settings import Settings, UnsignedPolicy
 
 log = logging.getLogger(__name__)
@@ -60,10 +61,11 @@ class Registration:
 
 
 class Registry:
-    def __init__(self, settings: Settings, db: Database) -> None:
+    def __init__(self, settings: Settings, db: Database, search: ProvenanceSearch | None = None) -> None:
         self.settings = settings
         self.db = db
         self.blobs = BlobStore(settings.blob_dir)
+        self.search = search  # when set, originals are embedded and indexed at ingest
 
     # -- ingest -------------------------------------------------------------------------
 
@@ -79,7 +81,7 @@ class Registry:
 
         `api_key_id` is recorded in the audit log (None when registered from the CLI)."""
         actor = _Actor(publisher_id, api_key_id)
-        info = probe_image(data, max_bytes=self.settings.max_upload_bytes, max_pixels=self.settings.max_image_pixels)
+        info, image = load_image(data, max_bytes=self.settings.max_upload_bytes, max_pixels=self.settings.max_image_pixels)
         existing = self._find(publisher_id, info.sha256)
         if existing is not None:
             self._audit_only("duplicate", actor, existing.id, info.sha256)
@@ -87,6 +89,8 @@ class Registry:
 
         summary = self._check_provenance(data, info.mime)
         metadata = metadata or OriginalMetadata()
+        vector = self.search.embed(image) if self.search else None  # slow part, outside any lock
+        embedding = None
         with self._blob_lock(info.sha256):
             blob_key = self.blobs.put(data)
             try:
@@ -107,6 +111,8 @@ class Registry:
                     )
                     session.add(original)
                     session.flush()
+                    if self.search is not None and vector is not None:
+                        embedding = self.search.stage(session, original.id, vector)
                     session.add(_event("register", actor, original.id, info.sha256, {"state": original.validation_state}))
             except IntegrityError:
                 # A concurrent request registered the same bytes first: answer like a duplicate.
@@ -118,6 +124,8 @@ class Registry:
             except BaseException:
                 self._unlink_if_unreferenced(info.sha256, blob_key)
                 raise
+        if embedding is not None and vector is not None:
+            self.search.commit_added(embedding, vector)  # type: ignore[union-attr]
         log.info("registered original %s (%s) for publisher %s", original.id, info.sha256[:12], publisher_id)
         return Registration(self.get(original.id), created=True)
 
@@ -176,6 +184,16 @@ class Registry:
                 _ = row.publisher.name
             return rows, int(session.scalar(count) or 0)
 
+    def find_by_sha256(self, sha256: str) -> Original | None:
+        """The earliest registration of exactly these bytes, by any publisher."""
+        with self.db.session() as session:
+            original = session.scalar(
+                select(Original).where(Original.sha256 == sha256).order_by(Original.created_at, Original.id).limit(1)
+            )
+            if original is not None:
+                _ = original.publisher.name
+            return original
+
     def original_bytes(self, original: Original) -> bytes:
         return self.blobs.get(original.blob_key)
 
@@ -194,6 +212,8 @@ class Registry:
                 session.delete(row)
                 session.add(_event("delete", actor, original.id, original.sha256, None))
             self._unlink_if_unreferenced(original.sha256, original.blob_key)
+        if self.search is not None:
+            self.search.forget(original.id)
         log.info("deleted original %s", original.id)
 
     # -- helpers ------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The running service: settings, database and registry, opened and closed together."""
+"""The running service: settings, database, registry, search and pipeline, opened and closed together."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ import logging
 from dataclasses import dataclass
 
 from verifier.db import Database
+from verifier.embedding import BackboneEmbedder, Embedder
+from verifier.pipeline import VerificationPipeline
 from verifier.registry import Registry
+from verifier.report_keys import KeyRing
+from verifier.search import Calibration, ProvenanceSearch
 from verifier.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -17,19 +21,30 @@ class Service:
     settings: Settings
     db: Database
     registry: Registry
+    search: ProvenanceSearch
+    keys: KeyRing
+    pipeline: VerificationPipeline
 
     @classmethod
-    def open(cls, settings: Settings, *, migrate: bool = True) -> Service:
-        """Connect (starting the embedded PostgreSQL when no URL is set) and migrate."""
+    def open(cls, settings: Settings, *, migrate: bool = True, embedder: Embedder | None = None) -> Service:
+        """Connect (starting the embedded PostgreSQL when no URL is set), migrate, and
+        rebuild the search index from the database. `embedder` lets tests share one model."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database.open(settings.database_url, settings.pg_dir)
         try:
             if migrate:
                 db.upgrade()
+            embedder = embedder or BackboneEmbedder()
+            search = ProvenanceSearch(db, embedder, Calibration.load(embedder.model_id), top_k=settings.search_top_k)
+            registry = Registry(settings, db, search)
+            search.load(registry.original_bytes)
+            keys = KeyRing(settings.keys_dir, settings.report_signing_key_file)
+            keys.current()  # create the first key now, not inside a request
+            pipeline = VerificationPipeline(settings, db, registry, search, keys)
         except BaseException:
             db.close()
             raise
-        return cls(settings=settings, db=db, registry=Registry(settings, db))
+        return cls(settings=settings, db=db, registry=registry, search=search, keys=keys, pipeline=pipeline)
 
     def close(self) -> None:
         self.db.close()

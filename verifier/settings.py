@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=80_000_000, gt=0, description="Decompression-bomb guard (width*height).")
     unsigned_originals: UnsignedPolicy = UnsignedPolicy.REJECT
+    report_signing_key_file: Path | None = Field(
+        default=None, description="Ed25519 PEM that signs reports; unset = keys in <data_dir>/keys (rotatable)."
+    )
+    verify_requires_key: bool = Field(default=True, description="POST /v1/verify needs a verifier-scoped key.")
+    search_top_k: int = Field(default=100, ge=1, le=1000)
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
@@ -52,6 +57,10 @@ class Settings(BaseSettings):
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
 
     @property
     def pg_dir(self) -> Path:

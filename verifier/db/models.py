@@ -110,3 +110,35 @@ class AuditEvent(Base):
     original_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
     sha256: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class Embedding(Base):
+    """A stage-1 embedding of an original under one model. `id` is the FAISS id."""
+
+    __tablename__ = "embeddings"
+    __table_args__ = (UniqueConstraint("original_id", "model_id", name="uq_embeddings_original_model"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    original_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("originals.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    model_id: Mapped[str] = mapped_column(String(100), nullable=False, index=True)
+    dim: Mapped[int] = mapped_column(Integer, nullable=False)
+    vector: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # float32, little endian
+    created_at: Mapped[dt.datetime] = _now_column()
+
+
+class Report(Base):
+    """A signed verification report, kept so that it can be fetched again by id."""
+
+    __tablename__ = "reports"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    input_sha256: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    verdict: Mapped[str] = mapped_column(String(32), nullable=False)
+    matched_original_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    report: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    jws: Mapped[str] = mapped_column(Text, nullable=False)
+    heatmap_png: Mapped[bytes | None] = mapped_column(LargeBinary)

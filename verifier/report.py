@@ -1,0 +1,135 @@
+"""The verification report: pydantic models, from which the served JSON Schema is generated."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+REPORT_VERSION = "1.0"
+SCHEMA_ID = "urn:provenance-verifier:schema:report:1.0"
+
+
+class Verdict(str, Enum):
+    C2PA_TRUSTED = "c2pa_trusted"  # manifest validates and its signer chains to a configured anchor
+    C2PA_VALID_UNTRUSTED = "c2pa_valid_untrusted"  # validates, signer not anchored
+    C2PA_INVALID = "c2pa_invalid"  # a manifest is there but does not validate
+    MATCH_UNMODIFIED = "match_unmodified"  # no (valid) manifest; same pixels as a registered original
+    MATCH_BENIGN = "match_benign"  # ... benignly transformed copy of a registered original
+    MATCH_MANIPULATED = "match_manipulated"  # ... manipulated copy of a registered original
+    NO_MATCH = "no_match"  # no valid manifest and nothing in the registry
+
+
+class ServiceInfo(BaseModel):
+    name: str = "provenance-verifier"
+    version: str
+
+
+class ModelVersion(BaseModel):
+    role: str = Field(description="Which stage uses it, e.g. stage1-embedding.")
+    name: str
+    weights_sha256: str
+
+
+class InputInfo(BaseModel):
+    sha256: str
+    mime: str
+    width: int
+    height: int
+    size_bytes: int
+
+
+class IngredientFailure(BaseModel):
+    title: str | None
+    relationship: str | None
+    manifest_label: str | None
+    failure_codes: list[str]
+
+
+class C2paSection(BaseModel):
+    present: bool
+    state: Literal["Valid", "Trusted", "Invalid"] | None = None
+    manifests: int = 0
+    failure_codes: list[str] = []
+    informational_codes: list[str] = []
+    summary: dict[str, Any] | None = Field(None, description="Active manifest: title, generator, signer, actions.")
+    ingredient_failures: list[IngredientFailure] = []
+    error: dict[str, Any] | None = Field(None, description="C2PA data present but unreadable (e.g. a remote manifest).")
+
+
+class PublisherRef(BaseModel):
+    id: uuid.UUID
+    name: str
+
+
+class CandidateScore(BaseModel):
+    rank: int
+    original_id: uuid.UUID
+    score: float
+
+
+class MatchSection(BaseModel):
+    original_id: uuid.UUID
+    publisher: PublisherRef
+    registered_at: dt.datetime
+    method: str = Field(description="How the match was found, e.g. exact-sha256 or the stage-1 model.")
+    scores: dict[str, float | None] = Field(description="Per stage: stage1 (cosine), pixel checks, ...")
+    decision_threshold: float | None = None
+    candidates: list[CandidateScore] = Field(description="Top-k of the provenance search, best first.")
+
+
+class Manipulation(BaseModel):
+    probability_benign: float
+    probability_manipulated: float
+    grid: list[list[float]] = Field(description="7x7 manipulation heatmap, rows top to bottom.")
+    heatmap_url: str | None = None
+
+
+class RecoveredManifest(BaseModel):
+    """The matched original's stored manifest store, validated again at report time
+    against the stored original bytes."""
+
+    original_id: uuid.UUID
+    publisher: PublisherRef
+    registered_at: dt.datetime
+    title: str | None
+    revalidated_at: dt.datetime
+    state: Literal["Valid", "Trusted", "Invalid"] | None
+    failure_codes: list[str]
+    informational_codes: list[str]
+    summary: dict[str, Any] | None
+    ingredient_failures: list[IngredientFailure] = []
+    manifest_store_sha256: str
+    manifest_store_b64: str
+
+
+class Report(BaseModel):
+    report_version: Literal["1.0"] = REPORT_VERSION
+    id: uuid.UUID
+    created_at: dt.datetime
+    service: ServiceInfo
+    models: list[ModelVersion]
+    input: InputInfo
+    c2pa: C2paSection
+    match: MatchSection | None
+    manipulation: Manipulation | None = Field(None, description="Stage-3 analysis; null until that stage ships.")
+    recovered_manifest: RecoveredManifest | None
+    verdict: Verdict
+    summary: str = Field(description="One line for a human.")
+
+    def payload(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def canonical_json(obj: Any) -> bytes:
+    """The exact bytes that are signed: sorted keys, no whitespace, UTF-8."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Report.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
