@@ -22,6 +22,13 @@ SUPPORTED_FORMATS: dict[str, str] = {
 }
 
 
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")
+
+
+def _looks_like_image(data: bytes) -> bool:
+    return data.startswith(_MAGIC) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+
+
 @dataclass(frozen=True)
 class ImageInfo:
     mime: str
@@ -52,6 +59,8 @@ def load_image(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[ImageIn
         try:
             img = Image.open(io.BytesIO(data))
         except UnidentifiedImageError as exc:
+            if _looks_like_image(data):
+                raise CorruptImage("the file starts like an image but its header cannot be parsed") from exc
             raise NotAnImage("the upload is not an image in a supported format") from exc
         except Image.DecompressionBombError as exc:
             raise ImageTooLarge(str(exc), limit=max_pixels) from exc

@@ -1,0 +1,282 @@
+"""Verification through the HTTP API on the real database: verdicts, schema, signatures."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import jsonschema
+import pytest
+from fastapi.testclient import TestClient
+from joserfc import jws as jose_jws
+from joserfc.errors import BadSignatureError
+from joserfc.jwk import KeySet
+from PIL import Image
+from sqlalchemy import func, select
+
+from manifests.signing import ManifestDefinition, SignerCredentials, sign_image
+from tests.conftest import auth
+from tests.helpers import encode
+from verifier.api import create_app
+from verifier.db.models import Report as ReportRow
+from verifier.embedding import BackboneEmbedder
+from verifier.keys import Scope, create_publisher, issue_key
+from verifier.report import canonical_json
+from verifier.service import Service
+from verifier.settings import Settings
+
+skdata = pytest.importorskip("skimage.data")
+
+
+def photo(name: str) -> Image.Image:
+    return Image.fromarray(getattr(skdata, name)()).convert("RGB")
+
+
+@pytest.fixture
+def verifier_key(service: Service) -> str:
+    with service.db.session() as session:
+        _, key = issue_key(session, Scope.VERIFIER)
+    return key
+
+
+@pytest.fixture
+def registered(client: TestClient, publisher_key: str, signer: SignerCredentials) -> dict[str, dict]:
+    """Three signed originals registered by the Daily Planet: JPEG, JPEG, PNG."""
+    out = {}
+    for name, fmt in (("astronaut", "JPEG"), ("coffee", "JPEG"), ("chelsea", "PNG")):
+        mime = f"image/{fmt.lower()}"
+        data = sign_image(encode(photo(name), fmt, **({"quality": 92} if fmt == "JPEG" else {})), mime, signer, ManifestDefinition(title=f"{name}.{fmt.lower()}"))
+        r = client.post("/v1/originals", files={"file": (name, data, mime)}, headers=auth(publisher_key))
+        assert r.status_code == 201, r.text
+        out[name] = {"record": r.json(), "bytes": data}
+    return out
+
+
+def verify(client: TestClient, key: str | None, data: bytes, mime: str = "image/jpeg") -> dict:
+    r = client.post("/v1/verify", files={"file": ("q", data, mime)}, headers=auth(key) if key else {})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+@pytest.fixture
+def check_envelope(client: TestClient) -> Iterator:
+    """Every report validates against the served schema and its JWS verifies with joserfc."""
+    schema = client.get("/v1/schemas/report.json").json()
+    jsonschema.Draft202012Validator.check_schema(schema)
+
+    def check(envelope: dict) -> dict:
+        jsonschema.validate(envelope["report"], schema)
+        keyset = KeySet.import_key_set(client.get("/.well-known/jwks.json").json())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # joserfc: "EdDSA" is the RFC 8037 name; RFC 9864 adds "Ed25519"
+            obj = jose_jws.deserialize_compact(envelope["jws"], keyset, algorithms=["EdDSA"])
+        assert obj.payload == canonical_json(envelope["report"])
+        assert obj.protected["kid"] in {k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]}
+        return envelope["report"]
+
+    yield check
+
+
+def _stripped(data: bytes, quality: int = 85, scale: float = 1.0) -> bytes:
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    if scale != 1.0:
+        img = img.resize((round(img.width * scale), round(img.height * scale)), Image.BICUBIC)
+    return encode(img, "JPEG", quality=quality)
+
+
+# -- verdicts ---------------------------------------------------------------------------
+
+
+def test_signed_image_with_test_anchor_is_trusted(client: TestClient, verifier_key: str, signer: SignerCredentials, check_envelope) -> None:  # type: ignore[no-untyped-def]
+    data = sign_image(encode(photo("rocket")), "image/jpeg", signer, ManifestDefinition(title="rocket.jpg"))
+    report = check_envelope(verify(client, verifier_key, data))
+    assert report["verdict"] == "c2pa_trusted"
+    assert report["c2pa"]["state"] == "Trusted" and report["c2pa"]["summary"]["title"] == "rocket.jpg"
+    assert report["match"] is None and report["recovered_manifest"] is None
+    assert report["input"]["sha256"] and report["models"][0]["weights_sha256"]
+
+
+def test_same_image_with_default_trust_is_valid_untrusted(tmp_path: Path, database_url: str, embedder: BackboneEmbedder, signer: SignerCredentials) -> None:
+    settings = Settings(data_dir=tmp_path / "d", database_url=database_url)  # no anchors
+    service = Service.open(settings, embedder=embedder)
+    try:
+        with service.db.session() as session:
+            _, key = issue_key(session, Scope.VERIFIER)
+        with TestClient(create_app(service=service)) as client:
+            data = sign_image(encode(photo("rocket")), "image/jpeg", signer)
+            report = verify(client, key, data)["report"]
+        assert report["verdict"] == "c2pa_valid_untrusted"
+        assert report["c2pa"]["failure_codes"] == ["signingCredential.untrusted"]
+    finally:
+        service.close()
+
+
+def test_tampered_manifest_is_invalid_and_still_finds_the_original(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]
+    data = bytearray(registered["coffee"]["bytes"])
+    dqt = data.index(b"\xff\xdb")
+    data[dqt + 15] = min(255, data[dqt + 15] + 9)  # pixels change after signing
+    report = check_envelope(verify(client, verifier_key, bytes(data)))
+    assert report["verdict"] == "c2pa_invalid"
+    assert any(c.startswith("assertion.dataHash") for c in report["c2pa"]["failure_codes"])
+    assert report["match"]["original_id"] == registered["coffee"]["record"]["id"]
+
+
+def test_registered_original_itself(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]
+    report = check_envelope(verify(client, verifier_key, registered["astronaut"]["bytes"]))
+    assert report["verdict"] == "c2pa_trusted"
+    assert report["match"]["method"] == "exact-sha256" and report["match"]["scores"]["exact_sha256"] == 1.0
+
+
+def test_stripped_reencoded_copy_matches_with_recovered_manifest(client: TestClient, service: Service, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]
+    original = registered["astronaut"]
+    query = _stripped(original["bytes"], quality=80, scale=0.6)
+    report = check_envelope(verify(client, verifier_key, query))
+    assert report["c2pa"]["present"] is False
+    assert report["verdict"] == "match_benign"
+    match = report["match"]
+    assert match["original_id"] == original["record"]["id"] and match["publisher"]["name"] == "Daily Planet"
+    assert match["scores"]["stage1"] >= match["decision_threshold"]
+    assert match["candidates"][0]["original_id"] == original["record"]["id"]
+    rec = report["recovered_manifest"]
+    assert rec["state"] == "Trusted" and rec["summary"]["title"] == "astronaut.jpeg"
+    stored = service.registry.get(original["record"]["id"]).manifest_store
+    assert base64.b64decode(rec["manifest_store_b64"]) == stored
+
+
+def test_recovered_manifest_is_revalidated_against_stored_bytes(client: TestClient, service: Service, verifier_key: str, registered: dict) -> None:
+    """Corrupt the stored original on disk: re-validation at report time must notice."""
+    original = registered["coffee"]
+    record = service.registry.get(original["record"]["id"])
+    path = service.registry.blobs.path(record.blob_key)
+    corrupted = bytearray(path.read_bytes())
+    dqt = corrupted.index(b"\xff\xdb")
+    corrupted[dqt + 15] = min(255, corrupted[dqt + 15] + 9)
+    path.write_bytes(bytes(corrupted))
+    report = verify(client, verifier_key, _stripped(original["bytes"]))["report"]
+    assert report["match"]["original_id"] == original["record"]["id"]
+    assert report["recovered_manifest"]["state"] == "Invalid"
+    assert any(c.startswith("assertion.dataHash") for c in report["recovered_manifest"]["failure_codes"])
+
+
+def test_stripped_png_with_identical_pixels_is_unmodified(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]
+    img = Image.open(io.BytesIO(registered["chelsea"]["bytes"]))
+    stripped = encode(img.convert("RGB"), "PNG")  # same pixels, no caBX chunk
+    report = check_envelope(verify(client, verifier_key, stripped, "image/png"))
+    assert report["verdict"] == "match_unmodified"
+    assert report["match"]["original_id"] == registered["chelsea"]["record"]["id"]
+
+
+def test_pasted_patch_is_manipulated(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]
+    img = Image.open(io.BytesIO(registered["astronaut"]["bytes"])).convert("RGB")
+    img.paste(photo("rocket").resize((140, 140)), (300, 60))
+    report = check_envelope(verify(client, verifier_key, encode(img, "JPEG", quality=90)))
+    assert report["verdict"] == "match_manipulated"
+    assert report["match"]["original_id"] == registered["astronaut"]["record"]["id"]
+    assert report["manipulation"] is None  # stage 3 has not shipped
+
+
+def test_unrelated_photo_is_no_match(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]
+    report = check_envelope(verify(client, verifier_key, encode(photo("rocket"))))
+    assert report["verdict"] == "no_match"
+    assert report["match"] is None and report["recovered_manifest"] is None
+    assert "no registered original" in report["summary"]
+
+
+# -- signatures, storage, keys ------------------------------------------------------------
+
+
+def test_changed_payload_byte_fails_verification(client: TestClient, verifier_key: str, registered: dict) -> None:
+    envelope = verify(client, verifier_key, _stripped(registered["coffee"]["bytes"]))
+    header, payload, sig = envelope["jws"].split(".")
+    raw = bytearray(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    raw[raw.index(b"match_")] ^= 0x01  # one byte of the verdict
+    forged = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+    keyset = KeySet.import_key_set(client.get("/.well-known/jwks.json").json())
+    with warnings.catch_warnings(), pytest.raises(BadSignatureError):
+        warnings.simplefilter("ignore")
+        jose_jws.deserialize_compact(f"{header}.{forged}.{sig}", keyset, algorithms=["EdDSA"])
+
+
+def test_reports_are_stored_and_fetched(client: TestClient, verifier_key: str, registered: dict) -> None:
+    envelope = verify(client, verifier_key, _stripped(registered["coffee"]["bytes"]))
+    rid = envelope["report"]["id"]
+    again = client.get(f"/v1/reports/{rid}", headers=auth(verifier_key))
+    assert again.status_code == 200 and again.json() == envelope
+    heat = client.get(f"/v1/reports/{rid}/heatmap.png", headers=auth(verifier_key))
+    assert heat.status_code == 404 and heat.headers["content-type"] == "application/problem+json"
+    assert client.get("/v1/reports/00000000-0000-0000-0000-000000000000", headers=auth(verifier_key)).status_code == 404
+
+
+def test_key_rotation_keeps_old_reports_verifiable(client: TestClient, service: Service, verifier_key: str, check_envelope) -> None:  # type: ignore[no-untyped-def]
+    before = verify(client, verifier_key, encode(photo("coffee")))
+    old_kid = service.keys.current().kid
+    service.keys.rotate()
+    jwks = client.get("/.well-known/jwks.json").json()
+    assert [k["kid"] for k in jwks["keys"]][1] == old_kid and len(jwks["keys"]) == 2
+    check_envelope(before)
+    after = check_envelope(verify(client, verifier_key, encode(photo("coffee"))))
+    assert after["id"] != before["report"]["id"]
+    key_files = list(service.settings.keys_dir.glob("*.pem"))
+    assert len(key_files) == 2 and all(p.stat().st_mode & 0o777 == 0o600 for p in key_files)
+
+
+# -- access and bad input -------------------------------------------------------------------
+
+
+def _report_count(service: Service) -> int:
+    with service.db.session() as session:
+        return int(session.scalar(select(func.count()).select_from(ReportRow)) or 0)
+
+
+def test_verify_needs_a_verifier_key(client: TestClient, service: Service, publisher_key: str) -> None:
+    data = encode(photo("coffee"))
+    assert client.post("/v1/verify", files={"file": ("q", data, "image/jpeg")}).status_code == 401
+    assert client.post("/v1/verify", files={"file": ("q", data, "image/jpeg")}, headers=auth(publisher_key)).status_code == 403
+    assert _report_count(service) == 0
+
+
+def test_open_verification_setting(service: Service) -> None:
+    service.settings.verify_requires_key = False
+    with TestClient(create_app(service=service)) as client:
+        r = client.post("/v1/verify", files={"file": ("q", encode(photo("coffee")), "image/jpeg")})
+        assert r.status_code == 200 and r.json()["report"]["verdict"] == "no_match"
+
+
+@pytest.mark.parametrize(
+    "payload,status",
+    [(b"not an image at all", 415), (encode(Image.new("RGB", (300, 200)), "JPEG")[:500], 422), (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, 422)],
+    ids=["not-image", "truncated", "broken-png"],
+)
+def test_bad_input_writes_nothing(client: TestClient, service: Service, verifier_key: str, payload: bytes, status: int) -> None:
+    r = client.post("/v1/verify", files={"file": ("q", payload, "application/octet-stream")}, headers=auth(verifier_key))
+    assert r.status_code == status and r.headers["content-type"] == "application/problem+json"
+    assert _report_count(service) == 0
+
+
+def test_bomb_is_refused(client: TestClient, service: Service, verifier_key: str) -> None:
+    from tests.helpers import png_bomb
+
+    r = client.post("/v1/verify", files={"file": ("q", png_bomb(), "image/png")}, headers=auth(verifier_key))
+    assert r.status_code == 413 and _report_count(service) == 0
+
+
+def test_search_survives_restart(settings: Settings, embedder: BackboneEmbedder, signer: SignerCredentials) -> None:
+    """Registered originals are searchable after a restart (index rebuilt from PostgreSQL)."""
+    service = Service.open(settings, embedder=embedder)
+    with service.db.session() as session:
+        publisher, _ = create_publisher(session, "Daily Planet")
+    data = sign_image(encode(photo("coffee")), "image/jpeg", signer)
+    oid = service.registry.register(data, publisher.id).original.id
+    service.close()
+
+    service = Service.open(settings, embedder=embedder)
+    try:
+        assert len(service.search.index) == 1
+        signed = service.pipeline.verify(_stripped(data))
+        assert signed.report["match"]["original_id"] == str(oid)
+    finally:
+        service.close()

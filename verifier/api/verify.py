@@ -1,0 +1,74 @@
+"""Verification for fact-checkers: /v1/verify, /v1/reports, the report schema and the JWKS."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Depends, File, Header, Request, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from verifier.api.deps import get_service
+from verifier.api.originals import _problems, _read_upload
+from verifier.db.models import ApiKey
+from verifier.keys import Scope, authenticate, require_scope
+from verifier.report import Report, json_schema
+from verifier.service import Service
+
+router = APIRouter(tags=["verification"])
+
+
+class SignedReportOut(BaseModel):
+    report: Report
+    jws: str = Field(description="Compact JWS (EdDSA/Ed25519) over the canonical JSON of `report`; keys at /.well-known/jwks.json.")
+
+
+def verifier_key(request: Request, authorization: str | None = Header(default=None)) -> ApiKey | None:
+    """A verifier-scoped key, unless the deployment leaves verification open."""
+    service: Service = request.app.state.service
+    if not service.settings.verify_requires_key and not authorization:
+        return None
+    with service.db.session() as session:
+        key = authenticate(session, authorization)
+        session.expunge(key)
+    require_scope(key, Scope.VERIFIER)
+    return key
+
+
+@router.post("/v1/verify", response_model=SignedReportOut, responses=_problems, summary="Where did this image come from?")
+async def verify(
+    file: UploadFile = File(..., description="The image to verify."),
+    key: ApiKey | None = Depends(verifier_key),
+    service: Service = Depends(get_service),
+) -> dict[str, Any]:
+    data = await _read_upload(file, service.settings.max_upload_bytes)
+    signed = await run_in_threadpool(service.pipeline.verify, data, api_key_id=key.id if key else None)
+    return signed.envelope()
+
+
+@router.get("/v1/reports/{report_id}", response_model=SignedReportOut, responses=_problems, summary="A stored signed report")
+def get_report(report_id: uuid.UUID, key: ApiKey | None = Depends(verifier_key), service: Service = Depends(get_service)) -> dict[str, Any]:
+    return service.pipeline.get(report_id).envelope()
+
+
+@router.get(
+    "/v1/reports/{report_id}/heatmap.png",
+    responses={200: {"content": {"image/png": {}}}, **_problems},
+    response_class=Response,
+    summary="The manipulation heatmap overlay (once stage 3 produces one)",
+)
+def get_heatmap(report_id: uuid.UUID, key: ApiKey | None = Depends(verifier_key), service: Service = Depends(get_service)) -> Response:
+    return Response(service.pipeline.heatmap(report_id), media_type="image/png")
+
+
+@router.get("/v1/schemas/report.json", summary="JSON Schema of the verification report")
+def report_schema() -> Response:
+    import json
+
+    return Response(json.dumps(json_schema(), indent=2), media_type="application/schema+json")
+
+
+@router.get("/.well-known/jwks.json", summary="Public keys that sign reports (current and previous)")
+def jwks(service: Service = Depends(get_service)) -> dict[str, Any]:
+    return service.keys.jwks()
