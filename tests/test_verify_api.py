@@ -184,6 +184,9 @@ def test_unrelated_photo_is_no_match(client: TestClient, verifier_key: str, regi
     assert report["verdict"] == "no_match"
     assert report["match"] is None and report["recovered_manifest"] is None
     assert "no registered original" in report["summary"]
+    search = report["search"]
+    assert len(search["candidates"]) == 3  # every registered original was a candidate ...
+    assert all(c["score"] < search["decision_threshold"] for c in search["candidates"])  # ... none close enough
 
 
 # -- signatures, storage, keys ------------------------------------------------------------

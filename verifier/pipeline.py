@@ -46,6 +46,7 @@ from verifier.report import (
     PublisherRef,
     RecoveredManifest,
     Report,
+    SearchSection,
     ServiceInfo,
     Verdict,
     canonical_json,
@@ -104,6 +105,7 @@ class VerificationPipeline:
             input=InputInfo(sha256=info.sha256, mime=info.mime, width=info.width, height=info.height, size_bytes=info.size_bytes),
             c2pa=c2pa,
             match=match,
+            search=SearchSection(method=outcome.method, decision_threshold=outcome.threshold, candidates=_candidates(outcome)),
             manipulation=None,
             recovered_manifest=recovered,
             verdict=verdict,
@@ -186,10 +188,7 @@ class VerificationPipeline:
             method=method,
             scores=scores,
             decision_threshold=outcome.threshold,
-            candidates=[
-                CandidateScore(rank=i + 1, original_id=c.original_id, score=round(c.score, 6))
-                for i, c in enumerate(outcome.candidates[:MAX_CANDIDATES_IN_REPORT])
-            ],
+            candidates=_candidates(outcome),
         )
 
     def _recovered(self, original: Original, original_bytes: bytes) -> RecoveredManifest | None:
@@ -216,6 +215,13 @@ class VerificationPipeline:
             manifest_store_sha256=hashlib.sha256(original.manifest_store).hexdigest(),
             manifest_store_b64=base64.b64encode(original.manifest_store).decode(),
         )
+
+
+def _candidates(outcome: SearchOutcome) -> list[CandidateScore]:
+    return [
+        CandidateScore(rank=i + 1, original_id=c.original_id, score=round(c.score, 6))
+        for i, c in enumerate(outcome.candidates[:MAX_CANDIDATES_IN_REPORT])
+    ]
 
 
 def _active_summary(summary: ManifestSummary) -> dict[str, Any] | None:

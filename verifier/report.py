@@ -82,6 +82,14 @@ class MatchSection(BaseModel):
     candidates: list[CandidateScore] = Field(description="Top-k of the provenance search, best first.")
 
 
+class SearchSection(BaseModel):
+    """What provenance search saw, whether or not it led to a match."""
+
+    method: str
+    decision_threshold: float
+    candidates: list[CandidateScore] = Field(description="Top-k registry candidates, best first.")
+
+
 class Manipulation(BaseModel):
     probability_benign: float
     probability_manipulated: float
@@ -116,6 +124,7 @@ class Report(BaseModel):
     input: InputInfo
     c2pa: C2paSection
     match: MatchSection | None
+    search: SearchSection | None = Field(None, description="Provenance search candidates (also when nothing matched).")
     manipulation: Manipulation | None = Field(None, description="Stage-3 analysis; null until that stage ships.")
     recovered_manifest: RecoveredManifest | None
     verdict: Verdict
