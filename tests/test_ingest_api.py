@@ -172,7 +172,8 @@ def _tampered(signer: SignerCredentials) -> bytes:
 
 
 REFUSALS = {
-    "not_an_image": (lambda s: b"GIF89a? no: just text pretending to be a file", 415, "not-an-image"),
+    "not_an_image": (lambda s: b"%PDF-1.7 a document, not a picture", 415, "not-an-image"),
+    "image_magic_but_garbage": (lambda s: b"GIF89a" + b"\x00" * 64, 422, "corrupt-image"),
     "truncated": (lambda s: signed_jpeg(s)[:9000], 422, "corrupt-image"),
     "over_byte_limit": (lambda s: encode(photo_like(8, (1900, 1000)), "PNG", compress_level=0), 413, "payload-too-large"),
     "over_pixel_limit": (lambda s: encode(photo_like(9, (2500, 2000)), "JPEG", quality=30), 413, "image-too-large"),
