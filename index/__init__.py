@@ -1,9 +1,10 @@
 """FAISS vector index over registry originals (SImProv stage 1 search).
 
-`ExactIndex` is exact inner-product search, right for small registries and for the
-baseline; the IVF1024,PQ16 index of the paper arrives with the stage-1 work.
+`VectorIndex` does exact inner-product search for small registries and IVF1024,PQ16
+(128-bit codes, as in the paper) from 50,000 vectors on, persisted with atomic replace.
 """
 
 from index.exact import ExactIndex, SearchHit
+from index.vector_index import IVF_THRESHOLD, VectorIndex, build_ivfpq
 
-__all__ = ["ExactIndex", "SearchHit"]
+__all__ = ["IVF_THRESHOLD", "ExactIndex", "SearchHit", "VectorIndex", "build_ivfpq"]

@@ -148,3 +148,99 @@ def splice(img: Image.Image, donor: Image.Image, rng: random.Random, area: tuple
     mask = _blank_mask(base)
     ImageDraw.Draw(mask).rectangle((x, y, x + pw - 1, y + ph - 1), fill=255)
     return Sample(base, mask, [f"splice{frac:.2f}"])
+
+
+def _region(w: int, h: int, rng: random.Random, area: tuple[float, float]) -> tuple[int, int, int, int]:
+    frac = rng.uniform(*area)
+    aspect = rng.uniform(0.5, 2.0)
+    pw = max(8, min(w - 1, round((frac * w * h * aspect) ** 0.5)))
+    ph = max(8, min(h - 1, round((frac * w * h / aspect) ** 0.5)))
+    x, y = rng.randint(0, w - pw), rng.randint(0, h - ph)
+    return x, y, x + pw, y + ph
+
+
+def _ellipse_mask(size: tuple[int, int], box: tuple[int, int, int, int]) -> Image.Image:
+    mask = Image.new("L", size, 0)
+    ImageDraw.Draw(mask).ellipse(box, fill=255)
+    return mask
+
+
+def copy_move(img: Image.Image, rng: random.Random, area: tuple[float, float] = (0.02, 0.1)) -> Sample:
+    """Copy a region of the image elsewhere in the same image (COVERAGE-style forgery)."""
+    base = img.convert("RGB").copy()
+    w, h = base.size
+    x0, y0, x1, y1 = _region(w, h, rng, area)
+    patch = base.crop((x0, y0, x1, y1))
+    tx, ty = rng.randint(0, w - patch.width), rng.randint(0, h - patch.height)
+    shape = _ellipse_mask(patch.size, (0, 0, patch.width - 1, patch.height - 1))
+    base.paste(patch, (tx, ty), shape)
+    mask = Image.new("L", base.size, 0)
+    mask.paste(shape, (tx, ty))
+    return Sample(base, mask, ["copymove"])
+
+
+def removal(img: Image.Image, rng: random.Random, area: tuple[float, float] = (0.02, 0.1)) -> Sample:
+    """'Inpainted' object removal: the region is filled from its blurred surroundings."""
+    base = img.convert("RGB").copy()
+    w, h = base.size
+    box = _region(w, h, rng, area)
+    radius = max(box[2] - box[0], box[3] - box[1]) / 2
+    fill = base.filter(ImageFilter.GaussianBlur(radius)).filter(ImageFilter.GaussianBlur(radius / 2))
+    mask = _ellipse_mask(base.size, box)
+    base.paste(fill, (0, 0), mask)
+    return Sample(base, mask, ["removal"])
+
+
+def local_colour(img: Image.Image, rng: random.Random, area: tuple[float, float] = (0.03, 0.2)) -> Sample:
+    """Recolour one region (e.g. a garment, a sky) by shifting its hue and saturation."""
+    base = img.convert("RGB").copy()
+    box = _region(*base.size, rng, area)
+    hsv = np.asarray(base.convert("HSV"), np.int16).copy()
+    hsv[..., 0] = (hsv[..., 0] + rng.randint(40, 200)) % 256
+    hsv[..., 1] = np.clip(hsv[..., 1] * rng.uniform(0.8, 1.6) + 30, 0, 255)
+    recoloured = Image.fromarray(hsv.astype(np.uint8), "HSV").convert("RGB")
+    mask = _ellipse_mask(base.size, box)
+    base.paste(recoloured, (0, 0), mask)
+    return Sample(base, mask, ["colourchange"])
+
+
+def inserted_text(img: Image.Image, rng: random.Random) -> Sample:
+    """Text that changes what the picture says (a caption, a sign), with its mask."""
+    base = img.convert("RGB").copy()
+    w, h = base.size
+    words = rng.choice(["FAKE", "NO ENTRY", "SOLD OUT", "VOTE NOW", "CLOSED", "DANGER", "FREE"])
+    layer = Image.new("L", (max(8, len(words) * 6 + 4), 14), 0)
+    ImageDraw.Draw(layer).text((2, 1), words, fill=255)
+    scale = rng.uniform(0.3, 0.8) * w / layer.width
+    layer = layer.resize((max(8, round(layer.width * scale)), max(8, round(layer.height * scale))), Image.NEAREST)
+    layer = layer.crop((0, 0, min(layer.width, w), min(layer.height, h)))
+    x, y = rng.randint(0, w - layer.width), rng.randint(0, h - layer.height)
+    colour = Image.new("RGB", layer.size, tuple(rng.randint(0, 255) for _ in range(3)))
+    base.paste(colour, (x, y), layer)
+    mask = Image.new("L", base.size, 0)
+    mask.paste(layer.point(lambda v: 255 if v > 0 else 0), (x, y))
+    return Sample(base, mask, ["text-insert"])
+
+
+MANIPULATIONS = ("splice", "copymove", "removal", "colourchange", "text-insert")
+
+
+def manipulate(img: Image.Image, donor: Image.Image, rng: random.Random, kind: str | None = None) -> Sample:
+    """One editorial manipulation with its ground-truth mask."""
+    kind = kind or rng.choice(MANIPULATIONS)
+    if kind == "splice":
+        return splice(img, donor, rng)
+    if kind == "copymove":
+        return copy_move(img, rng)
+    if kind == "removal":
+        return removal(img, rng)
+    if kind == "colourchange":
+        return local_colour(img, rng)
+    return inserted_text(img, rng)
+
+
+def benign_after(sample: Sample, rng: random.Random, n_ops: int = 2) -> Sample:
+    """Benign transforms on top of an existing sample (the mask follows the geometry)."""
+    for name in rng.sample([k for k in BENIGN if k != "jpeg"], n_ops):
+        sample = BENIGN[name](sample, rng)
+    return jpeg(sample, rng)

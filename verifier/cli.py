@@ -342,6 +342,88 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- index ------------------------------------------------------------------------------
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from sqlalchemy import delete
+
+    from verifier.db.models import Embedding
+    from verifier.service import Service
+
+    settings = _settings(args)
+    service = Service.open(settings)
+    try:
+        search = service.search
+        if args.reembed:
+            with service.db.session() as session:
+                session.execute(delete(Embedding).where(Embedding.model_id == search.embedder.model_id))
+        if search.index_path is not None:
+            for suffix in (".faiss", ".ids", ".json"):
+                search.index_path.with_suffix(suffix).unlink(missing_ok=True)
+        n = search.load(service.registry.original_bytes)
+        print(f"index rebuilt from the database: {n} vectors of {search.embedder.model_id} ({search.index.kind})")
+    finally:
+        service.close()
+    return 0
+
+
+# -- benchmarks -------------------------------------------------------------------------
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from verifier.bench import run_bench, summarise
+
+    baselines = [b for b in (args.baselines or "").split(",") if b]
+    command = "verifier bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "verifier bench"
+    results = run_bench(
+        args.queries, registry_extra=args.registry_extra or [], benign_variants_n=args.benign_variants,
+        seed=args.seed, baselines=baselines, command=command,
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(summarise(results))
+    print(f"results -> {args.out}")
+    return 0
+
+
+def cmd_bench_data(args: argparse.Namespace) -> int:
+    from verifier.bench_data import build_dev
+
+    counts = build_dev(args.shared, args.out, n_per_kind=args.n_per_kind, n_identical=args.n_identical,
+                       n_distinct=args.n_distinct, seed=args.seed)
+    print(json.dumps(counts))
+    print(f"queries: {args.out / 'queries.csv'} (COVERAGE alone: {args.out / 'coverage.csv'}); registry: {args.out / 'registry'}")
+    return 0
+
+
+# -- training ---------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from verifier.train_embed import TrainConfig, train, write_report
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cfg = TrainConfig(
+        photos=args.photos, out=args.out, mode=args.mode, size=args.size, views=args.views, epochs=args.epochs,
+        batch_images=args.batch, lr=args.lr, freeze_blocks=args.freeze_blocks, limit=args.limit, seed=args.seed,
+        device=device,
+    )
+    logging.getLogger("verifier").setLevel(logging.INFO)
+    result = train(cfg)
+    result["command"] = "verifier train embed " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["train", "embed"] else [])
+    result["device"] = torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu x{torch.get_num_threads()} threads"
+    report = args.out.with_suffix(".train.json")
+    write_report(result, report)
+    print(json.dumps({"val_before": result["val_before"], "val_after": result["val_after"], "seconds": result["seconds"]}, indent=2))
+    print(f"weights -> {args.out}; training record -> {report}")
+    return 0
+
+
 # -- calibrate --------------------------------------------------------------------------
 
 
@@ -437,6 +519,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("demo-out"))
     p.add_argument("--images", type=Path, help="directory with at least 3 JPEG/PNG originals (default: generated)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="retrieval benchmark through the verification pipeline")
+    p.add_argument("--queries", type=Path, required=True, help="CSV: query,original,kind,mask (paths relative to it)")
+    p.add_argument("--registry-extra", type=Path, action="append", help="register every image under DIR as a distractor")
+    p.add_argument("--benign-variants", type=int, default=0, help="add N benign-transformed copies of every query")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--baselines", default="phash,pdq,backbone", help="comma list of phash,pdq,backbone ('' for none)")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("bench-data", help="build the dev benchmark's queries from ../shared")
+    p.add_argument("--shared", type=Path, default=Path("../shared"))
+    p.add_argument("--out", type=Path, required=True, help="a folder outside the repository")
+    p.add_argument("--n-per-kind", type=int, default=300)
+    p.add_argument("--n-identical", type=int, default=100)
+    p.add_argument("--n-distinct", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_bench_data)
+
+    p = sub.add_parser("index", help="the search index")
+    xs = p.add_subparsers(dest="index_command", required=True)
+    q = xs.add_parser("rebuild", help="rebuild the FAISS index from the vectors in PostgreSQL")
+    q.add_argument("--reembed", action="store_true", help="recompute every vector from the stored originals first")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("train", help="train models (see MODEL_CARD.md for the recorded commands)")
+    ts = p.add_subparsers(dest="train_command", required=True)
+    q = ts.add_parser("embed", help="stage-1 embedding, multiple-positives contrastive loss")
+    q.add_argument("--photos", type=Path, default=Path("../shared/datasets/photos"))
+    q.add_argument("--out", type=Path, required=True, help="safetensors output path")
+    q.add_argument("--mode", choices=["cached", "online"], default="cached",
+                   help="cached: CPU recipe (frozen early blocks); online: full fine-tuning (GPU)")
+    q.add_argument("--size", type=int, default=256)
+    q.add_argument("--views", type=int, default=4)
+    q.add_argument("--epochs", type=int, default=8)
+    q.add_argument("--batch", type=int, default=48, help="photos per batch (x views)")
+    q.add_argument("--lr", type=float, default=1e-3)
+    q.add_argument("--freeze-blocks", type=int, default=13)
+    q.add_argument("--limit", type=int, help="only the first N training photos")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--device")
+    q.add_argument("--threads", type=int)
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("calibrate", help="calibrate a decision threshold on the train split")
     p.add_argument("what", choices=["baseline"])

@@ -13,7 +13,8 @@ import datetime as dt
 import hashlib
 import logging
 import uuid
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
@@ -64,6 +65,8 @@ MAX_CANDIDATES_IN_REPORT = 10
 class SignedReport:
     report: dict[str, Any]
     jws: str
+    # Not part of the signed report: what the benchmark reads from the same run.
+    trace: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def envelope(self) -> dict[str, Any]:
         return {"report": self.report, "jws": self.jws}
@@ -80,10 +83,15 @@ class VerificationPipeline:
     # -- public ---------------------------------------------------------------------------
 
     def verify(self, data: bytes, *, api_key_id: uuid.UUID | None = None) -> SignedReport:
+        clock = _Clock()
         info, image = load_image(data, max_bytes=self.settings.max_upload_bytes, max_pixels=self.settings.max_image_pixels)
+        clock.lap("decode")
         c2pa = self._c2pa(data, info)
+        clock.lap("c2pa")
         exact = self.registry.find_by_sha256(info.sha256)
+        clock.lap("exact_lookup")
         outcome = self.search.search(image)
+        clock.lap("stage1")
         original = exact or (self._original(outcome.match.original_id) if outcome.match else None)
 
         match = recovered = None
@@ -94,7 +102,9 @@ class VerificationPipeline:
                 _, original_image = load_image(original_bytes, max_bytes=len(original_bytes) + 1, max_pixels=original.width * original.height + 1)
                 pixel = compare_pixels(image, original_image)
             match = self._match_section(original, outcome, exact is not None, pixel)
+            clock.lap("compare")
             recovered = self._recovered(original, original_bytes)
+            clock.lap("recover_manifest")
 
         verdict = _verdict(c2pa, original is not None, exact is not None, pixel)
         report = Report(
@@ -126,8 +136,10 @@ class VerificationPipeline:
                     jws=jws,
                 )
             )
+        clock.lap("sign_store")
         log.info("report %s: %s", report.id, verdict.value)
-        return SignedReport(payload, jws)
+        trace = {"candidates": [(str(c.original_id), c.score) for c in outcome.candidates], "timings_ms": clock.laps}
+        return SignedReport(payload, jws, trace)
 
     def get(self, report_id: uuid.UUID) -> SignedReport:
         with self.db.session() as session:
@@ -215,6 +227,17 @@ class VerificationPipeline:
             manifest_store_sha256=hashlib.sha256(original.manifest_store).hexdigest(),
             manifest_store_b64=base64.b64encode(original.manifest_store).decode(),
         )
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round((now - self._t) * 1000, 3)
+        self._t = now
 
 
 def _candidates(outcome: SearchOutcome) -> list[CandidateScore]:

@@ -22,7 +22,9 @@ from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from index import ExactIndex
+from pathlib import Path
+
+from index import VectorIndex
 from verifier.db import Database
 from verifier.db.models import Embedding, Original
 from verifier.embedding import Embedder
@@ -61,28 +63,34 @@ class Calibration:
 
 
 class ProvenanceSearch:
-    def __init__(self, db: Database, embedder: Embedder, calibration: Calibration, top_k: int = 100) -> None:
+    SAVE_EVERY = 1000  # persist the index after this many additions (start-up reconciles anyway)
+
+    def __init__(self, db: Database, embedder: Embedder, calibration: Calibration, top_k: int = 100,
+                 index_path: Path | None = None, ivf_threshold: int | None = None) -> None:
         self.db = db
         self.embedder = embedder
         self.calibration = calibration
         self.top_k = top_k
-        self.index = ExactIndex(embedder.dim)
+        self.index_path = index_path
+        kwargs = {"ivf_threshold": ivf_threshold} if ivf_threshold else {}
+        self.index = VectorIndex(embedder.dim, **kwargs)
         self._owner: dict[int, uuid.UUID] = {}  # embedding id -> original id
         self._lock = threading.Lock()
+        self._unsaved = 0
 
     @property
     def method(self) -> str:
-        return f"{self.embedder.model_id}+faiss-exact-ip"
+        return f"{self.embedder.model_id}+faiss-{self.index.kind}"
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def load(self, blob_reader: Any) -> int:
-        """(Re)build the index from the database; embed originals that lack a vector."""
+        """Bring the index up to date with the database: load the saved index, drop ids the
+        database no longer has, add the ones it lacks, embed originals with no vector for
+        this model, switch to IVF-PQ when large enough, and save."""
         model_id = self.embedder.model_id
         with self.db.session() as session:
-            rows = session.execute(
-                select(Embedding.id, Embedding.original_id, Embedding.vector).where(Embedding.model_id == model_id)
-            ).all()
+            owners = {row.id: row.original_id for row in session.execute(select(Embedding.id, Embedding.original_id).where(Embedding.model_id == model_id))}
             missing = list(
                 session.scalars(
                     select(Original).where(
@@ -92,12 +100,17 @@ class ProvenanceSearch:
                     )
                 )
             )
-        if rows:
-            ids = np.array([r.id for r in rows], np.int64)
-            vecs = np.stack([np.frombuffer(r.vector, np.float32) for r in rows])
-            self.index.add(ids, vecs)
-            with self._lock:
-                self._owner.update({r.id: r.original_id for r in rows})
+        with self._lock:
+            self._owner = owners
+        meta = self.index.load(self.index_path) if self.index_path else None
+        if meta is None or meta.get("model_id") != model_id:
+            self.index.build(*self._vectors(None))
+        else:
+            held = self.index.ids()
+            self.index.remove(held[~np.isin(held, np.fromiter(owners, np.int64, len(owners)))])
+            lacking = [i for i in owners if i not in set(held.tolist())]
+            if lacking:
+                self.index.add(*self._vectors(lacking))
         for original in missing:
             from verifier.images import load_image
 
@@ -107,8 +120,26 @@ class ProvenanceSearch:
             with self.db.session() as session:
                 emb = self.stage(session, original.id, vector)
             self.commit_added(emb, vector)
-        log.info("search index: %d vectors of %s (%d embedded at start-up)", len(self.index), model_id, len(missing))
+        if self.index.needs_upgrade():
+            self.index.build(*self._vectors(None))
+        self.save()
+        log.info("search index: %d vectors of %s, %s (%d embedded at start-up)", len(self.index), model_id, self.index.kind, len(missing))
         return len(self.index)
+
+    def _vectors(self, ids: list[int] | None) -> tuple[np.ndarray, np.ndarray]:
+        stmt = select(Embedding.id, Embedding.vector).where(Embedding.model_id == self.embedder.model_id)
+        if ids is not None:
+            stmt = stmt.where(Embedding.id.in_(ids))
+        with self.db.session() as session:
+            rows = session.execute(stmt.order_by(Embedding.id)).all()
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, self.embedder.dim), np.float32)
+        return np.array([r.id for r in rows], np.int64), np.stack([np.frombuffer(r.vector, np.float32) for r in rows])
+
+    def save(self) -> None:
+        if self.index_path is not None:
+            self.index.save(self.index_path, {"model_id": self.embedder.model_id})
+            self._unsaved = 0
 
     # -- write path (called by the registry inside its transaction) -----------------------
 
@@ -131,6 +162,10 @@ class ProvenanceSearch:
         self.index.add(np.array([emb.id], np.int64), vector[None, :])
         with self._lock:
             self._owner[emb.id] = emb.original_id
+            self._unsaved += 1
+            due = self._unsaved >= self.SAVE_EVERY
+        if due:
+            self.save()
 
     def forget(self, original_id: uuid.UUID) -> None:
         with self._lock:

@@ -35,7 +35,10 @@ class Service:
             if migrate:
                 db.upgrade()
             embedder = embedder or BackboneEmbedder()
-            search = ProvenanceSearch(db, embedder, Calibration.load(embedder.model_id), top_k=settings.search_top_k)
+            search = ProvenanceSearch(
+                db, embedder, Calibration.load(embedder.model_id), top_k=settings.search_top_k,
+                index_path=settings.index_dir / f"{embedder.model_id}.faiss",
+            )
             registry = Registry(settings, db, search)
             search.load(registry.original_bytes)
             keys = KeyRing(settings.keys_dir, settings.report_signing_key_file)
@@ -47,4 +50,7 @@ class Service:
         return cls(settings=settings, db=db, registry=registry, search=search, keys=keys, pipeline=pipeline)
 
     def close(self) -> None:
-        self.db.close()
+        try:
+            self.search.save()
+        finally:
+            self.db.close()

@@ -59,6 +59,10 @@ class Settings(BaseSettings):
         return self.data_dir / "blobs"
 
     @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+    @property
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
 

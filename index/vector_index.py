@@ -1,0 +1,160 @@
+"""The registry's vector index: exact search while small, IVF1024,PQ16 (128-bit codes, as in
+SImProv) once there are enough vectors to train it, persisted with atomic replace.
+
+Switch point: IVF1024 needs about 39 training vectors per centroid (~40k) for stable
+k-means, and below ~50k vectors exact inner-product search over 256-D float32 costs a few
+milliseconds per query on two cores anyway, so the index turns into IVF-PQ at 50,000
+vectors (`ivf_threshold`). The database stays the source of truth: the file is a cache that
+is reconciled with it at start-up (see `ProvenanceSearch.load`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from index.exact import SearchHit
+
+IVF_THRESHOLD = 50_000
+
+
+class VectorIndex:
+    def __init__(self, dim: int, *, ivf_threshold: int = IVF_THRESHOLD, nlist: int = 1024, pq_m: int = 16,
+                 nprobe: int = 32, use_gpu: bool = False) -> None:
+        self.dim = dim
+        self.ivf_threshold = ivf_threshold
+        self.nlist, self.pq_m, self.nprobe = nlist, pq_m, nprobe
+        self.use_gpu = use_gpu
+        self._index: faiss.Index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._ids = np.zeros(0, np.int64)  # ids held, for reconciliation and rebuilds
+        self._lock = threading.RLock()
+
+    # -- shape --------------------------------------------------------------------------
+
+    @property
+    def kind(self) -> str:
+        return "ivfpq" if isinstance(faiss.downcast_index(self._base()), faiss.IndexIVFPQ) else "exact"
+
+    def _base(self) -> faiss.Index:
+        idx = self._index
+        return faiss.downcast_index(idx.index) if isinstance(idx, faiss.IndexIDMap) else idx
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def ids(self) -> np.ndarray:
+        with self._lock:
+            return self._ids.copy()
+
+    def bytes_per_vector(self) -> float:
+        return self.pq_m if self.kind == "ivfpq" else self.dim * 4.0
+
+    # -- writes -------------------------------------------------------------------------
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids = np.ascontiguousarray(ids, np.int64).reshape(-1)
+        vectors = np.ascontiguousarray(vectors, np.float32).reshape(-1, self.dim)
+        with self._lock:
+            self.remove(ids)
+            self._index.add_with_ids(vectors, ids)
+            self._ids = np.concatenate([self._ids, ids])
+
+    def remove(self, ids: np.ndarray) -> int:
+        ids = np.ascontiguousarray(ids, np.int64).reshape(-1)
+        with self._lock:
+            present = np.isin(ids, self._ids)
+            if not present.any():
+                return 0
+            removed = int(self._index.remove_ids(ids[present]))
+            self._ids = self._ids[~np.isin(self._ids, ids)]
+            return removed
+
+    def build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Replace the contents: exact below the threshold, else train IVF-PQ on `vectors`."""
+        ids = np.ascontiguousarray(ids, np.int64).reshape(-1)
+        vectors = np.ascontiguousarray(vectors, np.float32).reshape(-1, self.dim)
+        if len(vectors) >= self.ivf_threshold:
+            index = build_ivfpq(vectors, self.nlist, self.pq_m)
+            index.nprobe = self.nprobe
+            index.add_with_ids(vectors, ids)
+        else:
+            index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+            index.add_with_ids(vectors, ids)
+        with self._lock:
+            self._index, self._ids = index, ids.copy()
+
+    def needs_upgrade(self) -> bool:
+        return self.kind == "exact" and len(self) >= self.ivf_threshold
+
+    # -- reads --------------------------------------------------------------------------
+
+    def search(self, query: np.ndarray, k: int) -> list[SearchHit]:
+        with self._lock:
+            if self._index.ntotal == 0:
+                return []
+            scores, ids = self._index.search(np.ascontiguousarray(query, np.float32).reshape(1, self.dim), min(k, len(self)))
+        return [SearchHit(int(i), float(s)) for s, i in zip(scores[0], ids[0]) if i != -1]
+
+    # -- persistence --------------------------------------------------------------------
+
+    def save(self, path: Path, meta: dict[str, object]) -> None:
+        """Atomically write index + id list + metadata (three files, each replaced whole;
+        the metadata is written last and names the index file's checksum-free size)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            blob = faiss.serialize_index(self._index).tobytes()
+            ids = self._ids.tobytes()
+        _atomic_write(path, blob)
+        _atomic_write(path.with_suffix(".ids"), ids)
+        _atomic_write(path.with_suffix(".json"), json.dumps({**meta, "count": len(ids) // 8, "index_bytes": len(blob), "kind": self.kind}).encode())
+
+    def load(self, path: Path) -> dict[str, object] | None:
+        """Load a saved index; None when absent or inconsistent (then rebuild from the DB)."""
+        meta_path, ids_path = path.with_suffix(".json"), path.with_suffix(".ids")
+        if not (path.exists() and meta_path.exists() and ids_path.exists()):
+            return None
+        meta = json.loads(meta_path.read_text())
+        blob = path.read_bytes()
+        ids = np.frombuffer(ids_path.read_bytes(), np.int64).copy()
+        if meta.get("index_bytes") != len(blob) or meta.get("count") != len(ids):
+            return None  # a crash between the three replaces: stale, rebuild
+        index = faiss.deserialize_index(np.frombuffer(blob, np.uint8))
+        if index.ntotal != len(ids) or index.d != self.dim:
+            return None
+        base = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else faiss.downcast_index(index)
+        if isinstance(base, faiss.IndexIVF):
+            base.nprobe = self.nprobe
+        with self._lock:
+            self._index, self._ids = index, ids
+        return meta
+
+
+def build_ivfpq(train_vectors: np.ndarray, nlist: int = 1024, pq_m: int = 16, max_train: int = 200_000) -> faiss.Index:
+    """IVF{nlist},PQ{pq_m} on inner product: pq_m bytes (pq_m*8 bits) per vector."""
+    dim = train_vectors.shape[1]
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_m, 8, faiss.METRIC_INNER_PRODUCT)
+    sample = train_vectors
+    if len(sample) > max_train:
+        sample = sample[np.random.default_rng(0).choice(len(sample), max_train, replace=False)]
+    index.train(np.ascontiguousarray(sample, np.float32))
+    return index
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

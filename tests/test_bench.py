@@ -1,0 +1,89 @@
+"""The benchmark harness on a tiny generated set, and its metrics on hand-checkable cases."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from verifier.bench import HashBaseline, ir_at_k, percentiles, read_queries
+from verifier.cli import main
+from verifier.demo import generated_photo
+
+skdata = pytest.importorskip("skimage.data")
+
+
+def test_ir_at_k_by_hand() -> None:
+    assert ir_at_k([1, 2, 11, None]) == {"IR@1": 0.25, "IR@10": 0.5, "IR@100": 0.75}
+    assert ir_at_k([]) == {"IR@1": None, "IR@10": None, "IR@100": None}
+    assert percentiles([1, 2, 3, 4, 100]) == {"p50": 3.0, "p95": 80.8}
+
+
+def test_hash_rank_counts_strictly_closer_items() -> None:
+    registry = np.array([[0, 0, 0, 0], [1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1]], dtype=bool)
+    query = np.array([1, 0, 0, 0], dtype=bool)
+    assert HashBaseline.rank(registry, query, 2) == 1  # exact hit
+    assert HashBaseline.rank(registry, query, 1) == 2  # distance 1; item 2 is closer, item 0 ties
+    assert HashBaseline.rank(registry, query, 3) == 4
+
+
+def _photo(name: str) -> Image.Image:
+    return Image.fromarray(getattr(skdata, name)()).convert("RGB")
+
+
+def test_bench_on_a_tiny_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    originals = tmp_path / "originals"
+    extra = tmp_path / "extra"
+    queries = tmp_path / "queries"
+    for d in (originals, extra, queries):
+        d.mkdir()
+    for name in ("astronaut", "coffee", "chelsea"):
+        _photo(name).save(originals / f"{name}.jpg", quality=92)
+    for seed in range(3):
+        generated_photo(seed).save(extra / f"distractor{seed}.jpg")
+    # identical: the file itself; benign: resized re-encode; manip: a pasted patch (with mask)
+    (queries / "coffee-identical.jpg").write_bytes((originals / "coffee.jpg").read_bytes())
+    _photo("astronaut").resize((300, 300)).save(queries / "astronaut-small.jpg", quality=70)
+    edited = _photo("chelsea")
+    edited.paste((255, 0, 0), (50, 50, 150, 150))
+    edited.save(queries / "chelsea-edit.jpg", quality=90)
+    mask = Image.new("L", edited.size, 0)
+    mask.paste(255, (50, 50, 150, 150))
+    mask.save(queries / "chelsea-edit-mask.png")
+    _photo("rocket").save(queries / "rocket.jpg")
+    rows = [
+        ("queries/coffee-identical.jpg", "originals/coffee.jpg", "identical", ""),
+        ("queries/astronaut-small.jpg", "originals/astronaut.jpg", "benign", ""),
+        ("queries/chelsea-edit.jpg", "originals/chelsea.jpg", "manip", "queries/chelsea-edit-mask.png"),
+        ("queries/rocket.jpg", "", "distinct", ""),
+    ]
+    with (tmp_path / "q.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["query", "original", "kind", "mask"])
+        w.writerows(rows)
+    assert len(read_queries(tmp_path / "q.csv")) == 4
+
+    out = tmp_path / "results.json"
+    assert main(["bench", "--queries", str(tmp_path / "q.csv"), "--registry-extra", str(extra),
+                 "--benign-variants", "1", "--baselines", "phash,pdq,backbone", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert results["n_registry"] == 6 and results["n_queries"] == 8
+    kinds = results["kinds"]
+    # identical -> benign and manip -> manip+benign under --benign-variants
+    assert {k: v["n"] for k, v in kinds.items()} == {"identical": 1, "benign": 3, "manip": 1, "manip+benign": 1, "distinct": 2}
+    for kind in ("identical", "benign", "manip", "manip+benign"):
+        assert set(kinds[kind]["stage1"]) == {"IR@1", "IR@10", "IR@100"}
+        assert kinds[kind]["stage12"] is None
+        assert set(kinds[kind]["baselines"]) == {"phash", "pdq", "backbone"}
+    assert kinds["identical"]["stage1"]["IR@1"] == 1.0
+    assert kinds["identical"]["baselines"]["phash"]["IR@1"] == 1.0
+    assert kinds["identical"]["verdicts"] == {"match_unmodified": 1}
+    assert kinds["manip"]["stage1"]["IR@100"] == 1.0  # 6 registered: the original is always in the top 100
+    assert results["false_match_rate"] == 0.0
+    assert results["latency_ms"]["stage1"]["p50"] > 0 and results["latency_ms"]["total"]["p95"] > 0
+    assert {"ap_same_different", "ap_benign_manip", "heatmap_iou"} <= set(results)
+    assert "IR@1" in capsys.readouterr().out

@@ -1,0 +1,112 @@
+"""The vector index: exact and IVF-PQ search, persistence, and reconciliation with the DB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from index import VectorIndex
+from manifests.signing import SignerCredentials, sign_image
+from tests.helpers import encode
+from verifier.demo import generated_photo
+from verifier.embedding import BackboneEmbedder
+from verifier.keys import create_publisher
+from verifier.service import Service
+from verifier.settings import Settings
+
+
+def unit(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_exact_add_search_remove() -> None:
+    index = VectorIndex(16)
+    vecs = unit(50, 16)
+    index.add(np.arange(100, 150), vecs)
+    hits = index.search(vecs[7], 3)
+    assert hits[0].id == 107 and abs(hits[0].score - 1.0) < 1e-5
+    assert index.remove(np.array([107, 999])) == 1
+    assert index.search(vecs[7], 1)[0].id != 107
+    index.add(np.array([120]), vecs[7:8])  # re-adding an id replaces its vector
+    assert len(index) == 49 and index.search(vecs[7], 1)[0].id == 120
+
+
+def test_ivfpq_switch_and_recall(tmp_path: Path) -> None:
+    """Past the threshold the index becomes IVF-PQ with 16-byte codes and still finds
+    near-duplicates (queries = database vectors plus noise)."""
+    dim, n = 64, 6000
+    base = unit(n, dim, 1)
+    index = VectorIndex(dim, ivf_threshold=5000, nlist=64, pq_m=16, nprobe=16)
+    index.build(np.arange(n), base)
+    assert index.kind == "ivfpq" and index.bytes_per_vector() == 16
+    rng = np.random.default_rng(2)
+    queries = base[:200] + rng.normal(0, 0.05, (200, dim)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    recall10 = np.mean([i in {h.id for h in index.search(q, 10)} for i, q in enumerate(queries)])
+    assert recall10 > 0.9
+
+    path = tmp_path / "idx.faiss"
+    index.save(path, {"model_id": "m"})
+    again = VectorIndex(dim, ivf_threshold=5000, nprobe=16)
+    assert again.load(path)["model_id"] == "m"
+    assert again.kind == "ivfpq" and len(again) == n
+    assert [h.id for h in again.search(queries[3], 5)] == [h.id for h in index.search(queries[3], 5)]
+
+
+def test_half_written_save_is_ignored(tmp_path: Path) -> None:
+    index = VectorIndex(8)
+    index.add(np.arange(10), unit(10, 8))
+    path = tmp_path / "idx.faiss"
+    index.save(path, {"model_id": "m"})
+    index.add(np.arange(10, 20), unit(10, 8, 3))
+    path.with_suffix(".ids").write_bytes(index.ids().tobytes())  # ids replaced, index not: a crash
+    assert VectorIndex(8).load(path) is None
+
+
+@pytest.fixture
+def registered_service(settings: Settings, embedder: BackboneEmbedder, signer: SignerCredentials):  # type: ignore[no-untyped-def]
+    service = Service.open(settings, embedder=embedder)
+    with service.db.session() as session:
+        publisher, _ = create_publisher(session, "Daily Planet")
+    ids = [service.registry.register(sign_image(encode(generated_photo(s)), "image/jpeg", signer), publisher.id).original.id for s in range(3)]
+    return service, publisher, ids
+
+
+def test_index_is_persisted_and_caught_up_after_a_crash(registered_service, settings: Settings, embedder: BackboneEmbedder, signer: SignerCredentials) -> None:  # type: ignore[no-untyped-def]
+    service, publisher, ids = registered_service
+    service.close()  # saves the index with 3 vectors
+    path = settings.index_dir / f"{embedder.model_id}.faiss"
+    assert path.exists()
+
+    # Another process registers one more and deletes one, then dies without saving.
+    service = Service.open(settings, embedder=embedder)
+    new = service.registry.register(sign_image(encode(generated_photo(10)), "image/jpeg", signer), publisher.id).original.id
+    service.registry.delete(ids[0], publisher.id)
+    service.db.close()  # no search.save(): a crash
+
+    service = Service.open(settings, embedder=embedder)
+    try:
+        assert len(service.search.index) == 3
+        owners = set(service.search._owner.values())
+        assert owners == {ids[1], ids[2], new}
+        query = Image.open(service.registry.blobs.path(service.registry.get(new).blob_key))
+        assert service.search.search(query).match.original_id == new
+    finally:
+        service.close()
+
+
+def test_rebuild_command(registered_service, settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    from verifier.cli import main
+
+    service, _, ids = registered_service
+    service.close()
+    monkeypatch.setenv("VERIFIER_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("VERIFIER_DATABASE_URL", settings.database_url)
+    for f in settings.index_dir.iterdir():
+        f.unlink()
+    assert main(["index", "rebuild"]) == 0
+    assert "3 vectors" in capsys.readouterr().out

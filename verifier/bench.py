@@ -1,0 +1,291 @@
+"""`verifier bench`: retrieval and decision benchmarks that drive the product's own pipeline.
+
+Every `original` of QUERIES.csv (and every image under each --registry-extra DIR) is
+registered through the registry's ingest path into a throwaway embedded registry; every
+query goes through `VerificationPipeline.verify`, exactly as `POST /v1/verify` does. The
+baselines (pHash, PDQ, the untrained backbone) rank the same registry for the same queries
+in the same run.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import random
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from verifier import augment
+
+KINDS = ("identical", "benign", "manip", "manip+benign", "distinct")
+AFTER_BENIGN = {"identical": "benign", "benign": "benign", "manip": "manip+benign", "manip+benign": "manip+benign", "distinct": "distinct"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif"}
+KS = (1, 10, 100)
+
+
+@dataclass
+class Query:
+    name: str
+    data: bytes
+    kind: str
+    original: Path | None
+    mask: Image.Image | None
+
+
+def read_queries(csv_path: Path) -> list[Query]:
+    base = csv_path.parent
+    out = []
+    with csv_path.open() as fh:
+        for i, row in enumerate(csv.DictReader(fh)):
+            kind = row["kind"].strip()
+            if kind not in KINDS:
+                raise ValueError(f"row {i + 2}: kind {kind!r} is not one of {', '.join(KINDS)}")
+            original = (base / row["original"]).resolve() if row.get("original", "").strip() else None
+            if (kind == "distinct") != (original is None):
+                raise ValueError(f"row {i + 2}: `original` must be empty exactly for distinct queries")
+            mask = None
+            if row.get("mask", "").strip():
+                mask = Image.open(base / row["mask"]).convert("L")
+            path = base / row["query"]
+            out.append(Query(row["query"], path.read_bytes(), kind, original, mask))
+    return out
+
+
+def benign_variants(queries: list[Query], n: int, seed: int) -> list[Query]:
+    """n benign-transformed copies of every query; masks follow the geometry."""
+    rng = random.Random(seed)
+    out = []
+    for q in queries:
+        img = Image.open(io.BytesIO(q.data)).convert("RGB")
+        mask = q.mask.resize(img.size, Image.NEAREST) if q.mask is not None else Image.new("L", img.size, 0)
+        for v in range(n):
+            s = augment.benign_after(augment.Sample(img, mask, []), rng)
+            buf = io.BytesIO()
+            s.image.save(buf, "PNG")
+            out.append(Query(f"{q.name}#benign{v}", buf.getvalue(), AFTER_BENIGN[q.kind], q.original,
+                             s.mask if q.mask is not None else None))
+    return out
+
+
+def extra_images(dirs: Iterable[Path]) -> list[Path]:
+    return sorted(p for d in dirs for p in Path(d).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def ir_at_k(ranks: list[int | None]) -> dict[str, float | None]:
+    """ranks: 1-based rank of the true original among the candidates (None: not found)."""
+    if not ranks:
+        return {f"IR@{k}": None for k in KS}
+    return {f"IR@{k}": round(sum(1 for r in ranks if r is not None and r <= k) / len(ranks), 4) for k in KS}
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None}
+    arr = np.array(values)
+    return {"p50": round(float(np.percentile(arr, 50)), 2), "p95": round(float(np.percentile(arr, 95)), 2)}
+
+
+# -- baselines --------------------------------------------------------------------------
+
+
+class HashBaseline:
+    """Rank by Hamming distance of a perceptual hash (smaller = better)."""
+
+    def __init__(self, name: str, fn: Callable[[Image.Image], np.ndarray]) -> None:
+        self.name, self.fn = name, fn
+
+    def codes(self, images: list[Image.Image]) -> np.ndarray:
+        return np.stack([self.fn(im) for im in tqdm(images, desc=self.name, unit="img", leave=False)])
+
+    @staticmethod
+    def rank(registry: np.ndarray, query: np.ndarray, true_index: int) -> int:
+        dist = (registry != query[None, :]).sum(1)
+        # ties count against us: rank = 1 + number of registry items strictly closer, + ties before
+        return int((dist < dist[true_index]).sum() + 1)
+
+
+def phash_bits(img: Image.Image) -> np.ndarray:
+    import imagehash
+
+    return np.asarray(imagehash.phash(img), dtype=bool).reshape(-1)
+
+
+def pdq_bits(img: Image.Image) -> np.ndarray:
+    import pdqhash
+
+    bits, _quality = pdqhash.compute(np.asarray(img.convert("RGB")))
+    return np.asarray(bits, dtype=bool).reshape(-1)
+
+
+def _decode(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as im:
+        return im.convert("RGB")
+
+
+# -- the run ----------------------------------------------------------------------------
+
+
+def run_bench(
+    queries_csv: Path,
+    *,
+    registry_extra: list[Path],
+    benign_variants_n: int,
+    seed: int,
+    baselines: list[str],
+    data_dir: Path | None = None,
+    embedder: Any = None,
+    command: str = "",
+) -> dict[str, Any]:
+    from verifier.embedding import BackboneEmbedder
+    from verifier.errors import VerifierError
+    from verifier.keys import create_publisher
+    from verifier.service import Service
+    from verifier.settings import Settings, UnsignedPolicy
+
+    queries = read_queries(queries_csv)
+    if benign_variants_n:
+        queries += benign_variants(queries, benign_variants_n, seed)
+    originals = sorted({q.original for q in queries if q.original is not None})
+    extras = extra_images(registry_extra)
+
+    tmp = tempfile.TemporaryDirectory(prefix="verifier-bench-") if data_dir is None else None
+    root = Path(tmp.name) if tmp else data_dir
+    assert root is not None
+    settings = Settings(data_dir=root, database_url=None, unsigned_originals=UnsignedPolicy.ALLOW,
+                        max_upload_bytes=512 * 2**20, max_image_pixels=400_000_000, verify_requires_key=False)
+    service = Service.open(settings, embedder=embedder)
+    try:
+        with service.db.session() as session:
+            publisher, _ = create_publisher(session, f"bench-{dt.datetime.now():%H%M%S%f}")
+        path_to_id: dict[Path, str] = {}
+        id_to_bytes: dict[str, bytes] = {}
+        skipped: list[str] = []
+        original_set = set(originals)
+        for path in tqdm([*originals, *[p for p in extras if p.resolve() not in original_set]], desc="register", unit="img"):
+            data = path.read_bytes()
+            try:
+                oid = str(service.registry.register(data, publisher.id).original.id)
+            except VerifierError as exc:
+                skipped.append(f"{path}: {exc.detail}")
+                continue
+            path_to_id[path.resolve()] = oid
+            id_to_bytes.setdefault(oid, data)
+
+        ranks: dict[str, list[int | None]] = defaultdict(list)
+        matched: dict[str, list[bool]] = defaultdict(list)
+        verdicts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        timings: dict[str, list[float]] = defaultdict(list)
+        query_images: list[Image.Image] = []
+        true_ids: list[str | None] = []
+        for q in tqdm(queries, desc="verify", unit="query"):
+            started = time.perf_counter()
+            signed = service.pipeline.verify(q.data)
+            timings["total"].append((time.perf_counter() - started) * 1000)
+            for stage, ms in signed.trace["timings_ms"].items():
+                timings[stage].append(ms)
+            report = signed.report
+            verdicts[q.kind][report["verdict"]] += 1
+            true_id = path_to_id.get(q.original.resolve()) if q.original else None
+            true_ids.append(true_id)
+            if q.kind == "distinct":
+                matched[q.kind].append(report["match"] is not None)
+            else:
+                order = [c for c, _ in signed.trace["candidates"]]
+                ranks[q.kind].append(order.index(true_id) + 1 if true_id in order else None)
+                matched[q.kind].append(bool(report["match"]) and report["match"]["original_id"] == true_id)
+            if baselines:
+                query_images.append(_decode(q.data))
+
+        registry_ids = list(id_to_bytes)
+        baseline_results = _run_baselines(baselines, registry_ids, id_to_bytes, query_images, true_ids,
+                                           [q.kind for q in queries], embedder_factory=BackboneEmbedder)
+
+        kinds_out: dict[str, Any] = {}
+        for kind in KINDS:
+            n = sum(1 for q in queries if q.kind == kind)
+            if n == 0:
+                continue
+            entry: dict[str, Any] = {"n": n, "verdicts": dict(verdicts[kind])}
+            if kind != "distinct":
+                entry["stage1"] = ir_at_k(ranks[kind])
+                entry["stage12"] = None  # stages 2-3 not shipped yet
+                entry["matched_true_original"] = round(float(np.mean(matched[kind])), 4)
+                entry["baselines"] = {name: res[kind] for name, res in baseline_results.items() if kind in res}
+            kinds_out[kind] = entry
+        distinct = matched.get("distinct", [])
+        return {
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": command,
+            "seed": seed,
+            "model": {"stage1": service.search.embedder.model_id, "index": service.search.index.kind,
+                      "decision_threshold": service.search.calibration.threshold},
+            "n_registry": len(registry_ids),
+            "n_queries": len(queries),
+            "registry_skipped": skipped,
+            "kinds": kinds_out,
+            "false_match_rate": round(float(np.mean(distinct)), 4) if distinct else None,
+            "latency_ms": {stage: percentiles(v) for stage, v in timings.items()},
+            "ap_same_different": None,  # stages 2-3
+            "ap_benign_manip": None,  # stage 3
+            "heatmap_iou": None,  # stage 3
+        }
+    finally:
+        service.close()
+        if tmp:
+            tmp.cleanup()
+
+
+def _run_baselines(
+    names: list[str], registry_ids: list[str], id_to_bytes: dict[str, bytes], query_images: list[Image.Image],
+    true_ids: list[str | None], kinds: list[str], embedder_factory: Callable[[], Any],
+) -> dict[str, dict[str, dict[str, float | None]]]:
+    if not names:
+        return {}
+    registry_images = [_decode(id_to_bytes[i]) for i in tqdm(registry_ids, desc="decode registry", unit="img", leave=False)]
+    index_of = {oid: i for i, oid in enumerate(registry_ids)}
+    out: dict[str, dict[str, dict[str, float | None]]] = {}
+    for name in names:
+        ranks: dict[str, list[int | None]] = defaultdict(list)
+        if name in ("phash", "pdq"):
+            baseline = HashBaseline(name, phash_bits if name == "phash" else pdq_bits)
+            reg, qs = baseline.codes(registry_images), baseline.codes(query_images)
+            for q, true_id, kind in zip(qs, true_ids, kinds):
+                if kind != "distinct" and true_id is not None:
+                    ranks[kind].append(baseline.rank(reg, q, index_of[true_id]))
+        elif name == "backbone":
+            emb = embedder_factory()
+            reg = np.concatenate([emb.embed(registry_images[i : i + 32]) for i in range(0, len(registry_images), 32)])
+            qs = np.concatenate([emb.embed(query_images[i : i + 32]) for i in range(0, len(query_images), 32)])
+            sims = qs @ reg.T
+            for row, true_id, kind in zip(sims, true_ids, kinds):
+                if kind != "distinct" and true_id is not None:
+                    ranks[kind].append(int((row > row[index_of[true_id]]).sum() + 1))
+        else:
+            raise ValueError(f"unknown baseline {name!r} (phash, pdq, backbone)")
+        out[name] = {kind: ir_at_k(r) for kind, r in ranks.items()}
+    return out
+
+
+def summarise(results: dict[str, Any]) -> str:
+    lines = [f"registry {results['n_registry']}, queries {results['n_queries']}, model {results['model']['stage1']}"]
+    for kind, entry in results["kinds"].items():
+        if kind == "distinct":
+            lines.append(f"  distinct      n={entry['n']:<5} false_match_rate={results['false_match_rate']}")
+            continue
+        s1 = entry["stage1"]
+        base = "  ".join(f"{name} IR@1={v['IR@1']}" for name, v in entry["baselines"].items())
+        lines.append(f"  {kind:<13} n={entry['n']:<5} IR@1={s1['IR@1']} IR@10={s1['IR@10']} IR@100={s1['IR@100']}  {base}")
+    total = results["latency_ms"].get("total", {})
+    lines.append(f"  latency total p50={total.get('p50')} ms p95={total.get('p95')} ms; stage1 {results['latency_ms'].get('stage1')}")
+    return "\n".join(lines)
