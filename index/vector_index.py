@@ -80,7 +80,7 @@ class VectorIndex:
         ids = np.ascontiguousarray(ids, np.int64).reshape(-1)
         vectors = np.ascontiguousarray(vectors, np.float32).reshape(-1, self.dim)
         if len(vectors) >= self.ivf_threshold:
-            index = build_ivfpq(vectors, self.nlist, self.pq_m)
+            index = build_ivfpq(vectors, self.nlist, self.pq_m, use_gpu=self.use_gpu)
             index.nprobe = self.nprobe
             index.add_with_ids(vectors, ids)
         else:
@@ -135,11 +135,21 @@ class VectorIndex:
         return meta
 
 
-def build_ivfpq(train_vectors: np.ndarray, nlist: int = 1024, pq_m: int = 16, max_train: int = 200_000) -> faiss.Index:
-    """IVF{nlist},PQ{pq_m} on inner product: pq_m bytes (pq_m*8 bits) per vector."""
+def gpu_available() -> bool:
+    """faiss-gpu (the `gpu` extra) installed and a GPU visible."""
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+def build_ivfpq(train_vectors: np.ndarray, nlist: int = 1024, pq_m: int = 16, max_train: int = 200_000,
+                use_gpu: bool = True) -> faiss.Index:
+    """IVF{nlist},PQ{pq_m} on inner product: pq_m bytes (pq_m*8 bits) per vector. The
+    k-means of the coarse quantizer runs on the GPU when faiss-gpu has one; the index
+    itself stays on the CPU (it is what gets saved and served)."""
     dim = train_vectors.shape[1]
     quantizer = faiss.IndexFlatIP(dim)
     index = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_m, 8, faiss.METRIC_INNER_PRODUCT)
+    if use_gpu and gpu_available():
+        index.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(dim))
     sample = train_vectors
     if len(sample) > max_train:
         sample = sample[np.random.default_rng(0).choice(len(sample), max_train, replace=False)]

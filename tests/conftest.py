@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, text
 from manifests.signing import SignerCredentials, TestCA, generate_test_ca, issue_signer
 from verifier.api import create_app
 from verifier.db.database import normalise_url
-from verifier.embedding import BackboneEmbedder
+from verifier.embedding import Embedder, get_embedder
 from verifier.keys import create_publisher
 from verifier.service import Service
 from verifier.settings import Settings
@@ -86,13 +86,13 @@ def settings(tmp_path: Path, database_url: str, anchors_file: Path) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def embedder() -> BackboneEmbedder:
-    """One model for the whole session (loading it per test would dominate the run time)."""
-    return BackboneEmbedder()
+def embedder() -> Embedder:
+    """The product's default stage-1 model, loaded once for the whole session."""
+    return get_embedder("auto")
 
 
 @pytest.fixture
-def service(settings: Settings, embedder: BackboneEmbedder) -> Iterator[Service]:
+def service(settings: Settings, embedder: Embedder) -> Iterator[Service]:
     svc = Service.open(settings, embedder=embedder)
     yield svc
     svc.close()

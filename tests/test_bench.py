@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from verifier.bench import HashBaseline, ir_at_k, percentiles, read_queries
+from verifier.bench import HashBaseline, ir_at_k, pdq_bits, percentiles, phash_bits, read_queries
 from verifier.cli import main
 from verifier.demo import generated_photo
 
@@ -27,8 +27,18 @@ def test_hash_rank_counts_strictly_closer_items() -> None:
     registry = np.array([[0, 0, 0, 0], [1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1]], dtype=bool)
     query = np.array([1, 0, 0, 0], dtype=bool)
     assert HashBaseline.rank(registry, query, 2) == 1  # exact hit
-    assert HashBaseline.rank(registry, query, 1) == 2  # distance 1; item 2 is closer, item 0 ties
+    assert HashBaseline.rank(registry, query, 1) == 2.5  # distance 1: item 2 is closer, item 0 ties (half a place)
     assert HashBaseline.rank(registry, query, 3) == 4
+    # a hash that says nothing (all codes equal) must not look perfect
+    flat = np.zeros((4, 4), dtype=bool)
+    assert HashBaseline.rank(flat, flat[0], 2) == 2.5
+
+
+def test_hashes_differ_between_photos() -> None:
+    a, b = _photo("astronaut"), _photo("coffee")
+    for fn, bits in ((phash_bits, 64), (pdq_bits, 256)):
+        ha, hb = fn(a), fn(b)
+        assert ha.shape == (bits,) and (ha != hb).sum() > bits // 8
 
 
 def _photo(name: str) -> Image.Image:

@@ -12,7 +12,7 @@ from index import VectorIndex
 from manifests.signing import SignerCredentials, sign_image
 from tests.helpers import encode
 from verifier.demo import generated_photo
-from verifier.embedding import BackboneEmbedder
+from verifier.embedding import Embedder
 from verifier.keys import create_publisher
 from verifier.service import Service
 from verifier.settings import Settings
@@ -68,7 +68,7 @@ def test_half_written_save_is_ignored(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def registered_service(settings: Settings, embedder: BackboneEmbedder, signer: SignerCredentials):  # type: ignore[no-untyped-def]
+def registered_service(settings: Settings, embedder: Embedder, signer: SignerCredentials):  # type: ignore[no-untyped-def]
     service = Service.open(settings, embedder=embedder)
     with service.db.session() as session:
         publisher, _ = create_publisher(session, "Daily Planet")
@@ -76,7 +76,7 @@ def registered_service(settings: Settings, embedder: BackboneEmbedder, signer: S
     return service, publisher, ids
 
 
-def test_index_is_persisted_and_caught_up_after_a_crash(registered_service, settings: Settings, embedder: BackboneEmbedder, signer: SignerCredentials) -> None:  # type: ignore[no-untyped-def]
+def test_index_is_persisted_and_caught_up_after_a_crash(registered_service, settings: Settings, embedder: Embedder, signer: SignerCredentials) -> None:  # type: ignore[no-untyped-def]
     service, publisher, ids = registered_service
     service.close()  # saves the index with 3 vectors
     path = settings.index_dir / f"{embedder.model_id}.faiss"

@@ -23,7 +23,7 @@ from tests.conftest import auth
 from tests.helpers import encode
 from verifier.api import create_app
 from verifier.db.models import Report as ReportRow
-from verifier.embedding import BackboneEmbedder
+from verifier.embedding import Embedder
 from verifier.keys import Scope, create_publisher, issue_key
 from verifier.report import canonical_json
 from verifier.service import Service
@@ -100,7 +100,7 @@ def test_signed_image_with_test_anchor_is_trusted(client: TestClient, verifier_k
     assert report["input"]["sha256"] and report["models"][0]["weights_sha256"]
 
 
-def test_same_image_with_default_trust_is_valid_untrusted(tmp_path: Path, database_url: str, embedder: BackboneEmbedder, signer: SignerCredentials) -> None:
+def test_same_image_with_default_trust_is_valid_untrusted(tmp_path: Path, database_url: str, embedder: Embedder, signer: SignerCredentials) -> None:
     settings = Settings(data_dir=tmp_path / "d", database_url=database_url)  # no anchors
     service = Service.open(settings, embedder=embedder)
     try:
@@ -267,7 +267,7 @@ def test_bomb_is_refused(client: TestClient, service: Service, verifier_key: str
     assert r.status_code == 413 and _report_count(service) == 0
 
 
-def test_search_survives_restart(settings: Settings, embedder: BackboneEmbedder, signer: SignerCredentials) -> None:
+def test_search_survives_restart(settings: Settings, embedder: Embedder, signer: SignerCredentials) -> None:
     """Registered originals are searchable after a restart (index rebuilt from PostgreSQL)."""
     service = Service.open(settings, embedder=embedder)
     with service.db.session() as session:

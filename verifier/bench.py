@@ -82,11 +82,20 @@ def extra_images(dirs: Iterable[Path]) -> list[Path]:
     return sorted(p for d in dirs for p in Path(d).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def ir_at_k(ranks: list[int | None]) -> dict[str, float | None]:
+def ir_at_k(ranks: list[float | None]) -> dict[str, float | None]:
     """ranks: 1-based rank of the true original among the candidates (None: not found)."""
     if not ranks:
         return {f"IR@{k}": None for k in KS}
     return {f"IR@{k}": round(sum(1 for r in ranks if r is not None and r <= k) / len(ranks), 4) for k in KS}
+
+
+def expected_rank(scores: np.ndarray, true_index: int) -> float:
+    """1-based rank of `true_index` (higher score = better) with ties broken at random:
+    1 + items strictly better + half of the other items that tie with it. Coarse codes
+    (hashes) tie often; counting ties as wins would flatter them."""
+    s = scores[true_index]
+    ties = int((scores == s).sum()) - 1
+    return 1 + int((scores > s).sum()) + ties / 2
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
@@ -109,16 +118,15 @@ class HashBaseline:
         return np.stack([self.fn(im) for im in tqdm(images, desc=self.name, unit="img", leave=False)])
 
     @staticmethod
-    def rank(registry: np.ndarray, query: np.ndarray, true_index: int) -> int:
+    def rank(registry: np.ndarray, query: np.ndarray, true_index: int) -> float:
         dist = (registry != query[None, :]).sum(1)
-        # ties count against us: rank = 1 + number of registry items strictly closer, + ties before
-        return int((dist < dist[true_index]).sum() + 1)
+        return expected_rank(-dist.astype(np.float64), true_index)
 
 
 def phash_bits(img: Image.Image) -> np.ndarray:
     import imagehash
 
-    return np.asarray(imagehash.phash(img), dtype=bool).reshape(-1)
+    return np.asarray(imagehash.phash(img).hash, dtype=bool).reshape(-1)
 
 
 def pdq_bits(img: Image.Image) -> np.ndarray:
@@ -256,7 +264,7 @@ def _run_baselines(
     index_of = {oid: i for i, oid in enumerate(registry_ids)}
     out: dict[str, dict[str, dict[str, float | None]]] = {}
     for name in names:
-        ranks: dict[str, list[int | None]] = defaultdict(list)
+        ranks: dict[str, list[float | None]] = defaultdict(list)
         if name in ("phash", "pdq"):
             baseline = HashBaseline(name, phash_bits if name == "phash" else pdq_bits)
             reg, qs = baseline.codes(registry_images), baseline.codes(query_images)
@@ -265,12 +273,12 @@ def _run_baselines(
                     ranks[kind].append(baseline.rank(reg, q, index_of[true_id]))
         elif name == "backbone":
             emb = embedder_factory()
-            reg = np.concatenate([emb.embed(registry_images[i : i + 32]) for i in range(0, len(registry_images), 32)])
-            qs = np.concatenate([emb.embed(query_images[i : i + 32]) for i in range(0, len(query_images), 32)])
+            reg = np.concatenate([emb.embed(registry_images[i : i + 32]) for i in tqdm(range(0, len(registry_images), 32), desc="backbone registry", leave=False)])
+            qs = np.concatenate([emb.embed(query_images[i : i + 32]) for i in tqdm(range(0, len(query_images), 32), desc="backbone queries", leave=False)])
             sims = qs @ reg.T
             for row, true_id, kind in zip(sims, true_ids, kinds):
                 if kind != "distinct" and true_id is not None:
-                    ranks[kind].append(int((row > row[index_of[true_id]]).sum() + 1))
+                    ranks[kind].append(expected_rank(row, index_of[true_id]))
         else:
             raise ValueError(f"unknown baseline {name!r} (phash, pdq, backbone)")
         out[name] = {kind: ir_at_k(r) for kind, r in ranks.items()}

@@ -35,15 +35,18 @@ def _embed_all(embedder: Embedder, images: list[Image.Image], desc: str, batch: 
     return np.concatenate(out) if out else np.zeros((0, embedder.dim), np.float32)
 
 
-def calibrate(embedder: Embedder, photos_dir: Path, n: int, seed: int, target_far: float, command: str) -> dict[str, Any]:
+def calibrate(embedder: Embedder, photos_dir: Path, n: int, seed: int, target_far: float, command: str,
+              n_negatives: int = 300, n_positive_sources: int = 300) -> dict[str, Any]:
+    """`n` registered photos (the false-match rate grows with the registry, so use most of
+    `train`), positives from the first `n_positive_sources` of them, `n_negatives` others."""
     rng = random.Random(seed)
     paths = train_photos(photos_dir)
     rng.shuffle(paths)
-    registered, outsiders = paths[:n], paths[n : 2 * n]
+    registered, outsiders = paths[:n], paths[n : n + n_negatives]
     originals = [Image.open(p).convert("RGB") for p in registered]
     reg = _embed_all(embedder, originals, "originals")
     positives, owners = [], []
-    for i, img in enumerate(originals):
+    for i, img in enumerate(originals[:n_positive_sources]):
         for _ in range(2):
             positives.append(augment.benign(img, rng).image)
             owners.append(i)

@@ -375,7 +375,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from verifier.bench import run_bench, summarise
 
     baselines = [b for b in (args.baselines or "").split(",") if b]
-    command = "verifier bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "verifier bench"
+    command = "verifier " + " ".join(sys.argv[1:])
     results = run_bench(
         args.queries, registry_extra=args.registry_extra or [], benign_variants_n=args.benign_variants,
         seed=args.seed, baselines=baselines, command=command,
@@ -397,6 +397,19 @@ def cmd_bench_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_index(args: argparse.Namespace) -> int:
+    from verifier.bench_index import run_bench_index
+    from verifier.embedding import get_embedder
+
+    command = "verifier " + " ".join(sys.argv[1:])
+    results = run_bench_index(get_embedder(args.model), args.photos, n=args.n, n_queries=args.queries,
+                              nprobes=[int(x) for x in args.nprobe.split(",")], seed=args.seed, command=command)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in results.items() if k not in ("command",)}, indent=2))
+    return 0
+
+
 # -- training ---------------------------------------------------------------------------
 
 
@@ -415,7 +428,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     logging.getLogger("verifier").setLevel(logging.INFO)
     result = train(cfg)
-    result["command"] = "verifier train embed " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["train", "embed"] else [])
+    result["command"] = "verifier " + " ".join(sys.argv[1:])
     result["device"] = torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu x{torch.get_num_threads()} threads"
     report = args.out.with_suffix(".train.json")
     write_report(result, report)
@@ -431,13 +444,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from importlib import resources
 
     from verifier.calibrate import calibrate, write
-    from verifier.embedding import BackboneEmbedder
+    from verifier.embedding import get_embedder
 
-    embedder = BackboneEmbedder()
-    command = "verifier calibrate baseline " + " ".join(
+    embedder = get_embedder(args.model)
+    command = f"verifier calibrate {args.model} " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in (("photos", args.photos), ("n", args.n), ("seed", args.seed), ("far", args.far))
     )
-    result = calibrate(embedder, args.photos, args.n, args.seed, args.far, command)
+    command += f" --negatives {args.negatives}"
+    result = calibrate(embedder, args.photos, args.n, args.seed, args.far, command, n_negatives=args.negatives)
     out = args.out or Path(str(resources.files("verifier.models").joinpath(f"{embedder.model_id}.calibration.json")))
     write(result, out)
     print(json.dumps(result["measured"], indent=2))
@@ -538,6 +552,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_bench_data)
 
+    p = sub.add_parser("bench-index", help="IVF1024,PQ16 against exact search at scale")
+    p.add_argument("--n", type=int, default=1_000_000, help="vectors in the database")
+    p.add_argument("--queries", type=int, default=1000, help="real photos whose transformed copies are the queries")
+    p.add_argument("--photos", type=Path, default=Path("../shared/datasets/photos"))
+    p.add_argument("--model", default="auto")
+    p.add_argument("--nprobe", default="8,16,32,64")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_bench_index)
+
     p = sub.add_parser("index", help="the search index")
     xs = p.add_subparsers(dest="index_command", required=True)
     q = xs.add_parser("rebuild", help="rebuild the FAISS index from the vectors in PostgreSQL")
@@ -564,9 +588,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("calibrate", help="calibrate a decision threshold on the train split")
-    p.add_argument("what", choices=["baseline"])
+    p.add_argument("model", help="embedding model id, e.g. simprov-embed-lite0-256 or baseline-effnetlite0-gem3-256")
     p.add_argument("--photos", type=Path, default=Path("../shared/datasets/photos"))
-    p.add_argument("--n", type=int, default=300)
+    p.add_argument("--n", type=int, default=2500, help="registered train photos")
+    p.add_argument("--negatives", type=int, default=500, help="unregistered train photos")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--far", type=float, default=0.01, help="target false-match rate")
     p.add_argument("--out", type=Path)

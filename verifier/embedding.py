@@ -89,3 +89,48 @@ class BackboneEmbedder:
         with self._lock, torch.inference_mode():
             out = self._net(batch)
         return out.numpy().astype(np.float32)
+
+
+_PACKAGED = Path(__file__).parent / "models"
+TRAINED_MODEL_ID = "simprov-embed-lite0-256"
+
+
+@dataclass
+class TrainedEmbedder:
+    """Our trained stage-1 model (verifier train embed): 256-D, L2-normalised."""
+
+    weights: Path = _PACKAGED / f"{TRAINED_MODEL_ID}.safetensors"
+    size: int = 256
+    dim: int = 256
+
+    def __post_init__(self) -> None:
+        from verifier.train_embed import load
+
+        self.model_id = self.weights.stem
+        self._net = load(self.weights)
+        self._lock = threading.Lock()
+        self._sha = _file_sha256(self.weights)
+
+    @property
+    def weights_sha256(self) -> str:
+        return self._sha
+
+    def embed(self, images: list[Image.Image]) -> np.ndarray:
+        if not images:
+            return np.zeros((0, self.dim), np.float32)
+        batch = torch.stack([to_tensor(im, self.size) for im in images])
+        with self._lock, torch.inference_mode():
+            out = self._net(batch)
+        return out.numpy().astype(np.float32)
+
+
+def get_embedder(name: str) -> Embedder:
+    """The stage-1 embedder by model id ('auto': the trained model when it ships, else the baseline)."""
+    if name == "auto":
+        name = TRAINED_MODEL_ID if (_PACKAGED / f"{TRAINED_MODEL_ID}.safetensors").exists() else BackboneEmbedder.model_id
+    if name == BackboneEmbedder.model_id:
+        return BackboneEmbedder()
+    path = _PACKAGED / f"{name}.safetensors"
+    if not path.exists():
+        raise ValueError(f"unknown embedding model {name!r}")
+    return TrainedEmbedder(path)

@@ -66,14 +66,14 @@ class ProvenanceSearch:
     SAVE_EVERY = 1000  # persist the index after this many additions (start-up reconciles anyway)
 
     def __init__(self, db: Database, embedder: Embedder, calibration: Calibration, top_k: int = 100,
-                 index_path: Path | None = None, ivf_threshold: int | None = None) -> None:
+                 index_path: Path | None = None, ivf_threshold: int | None = None, nprobe: int = 32) -> None:
         self.db = db
         self.embedder = embedder
         self.calibration = calibration
         self.top_k = top_k
         self.index_path = index_path
         kwargs = {"ivf_threshold": ivf_threshold} if ivf_threshold else {}
-        self.index = VectorIndex(embedder.dim, **kwargs)
+        self.index = VectorIndex(embedder.dim, nprobe=nprobe, **kwargs)
         self._owner: dict[int, uuid.UUID] = {}  # embedding id -> original id
         self._lock = threading.Lock()
         self._unsaved = 0
@@ -108,7 +108,8 @@ class ProvenanceSearch:
         else:
             held = self.index.ids()
             self.index.remove(held[~np.isin(held, np.fromiter(owners, np.int64, len(owners)))])
-            lacking = [i for i in owners if i not in set(held.tolist())]
+            held_set = set(held.tolist())
+            lacking = [i for i in owners if i not in held_set]
             if lacking:
                 self.index.add(*self._vectors(lacking))
         for original in missing:

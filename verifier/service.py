@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from verifier.db import Database
-from verifier.embedding import BackboneEmbedder, Embedder
+from verifier.embedding import Embedder, get_embedder
 from verifier.pipeline import VerificationPipeline
 from verifier.registry import Registry
 from verifier.report_keys import KeyRing
@@ -34,10 +34,10 @@ class Service:
         try:
             if migrate:
                 db.upgrade()
-            embedder = embedder or BackboneEmbedder()
+            embedder = embedder or get_embedder(settings.embedding_model)
             search = ProvenanceSearch(
                 db, embedder, Calibration.load(embedder.model_id), top_k=settings.search_top_k,
-                index_path=settings.index_dir / f"{embedder.model_id}.faiss",
+                index_path=settings.index_dir / f"{embedder.model_id}.faiss", nprobe=settings.index_nprobe,
             )
             registry = Registry(settings, db, search)
             search.load(registry.original_bytes)

@@ -214,7 +214,7 @@ def _train_cached(model: EmbedNet, photos: list[Path], cfg: TrainConfig, rng: ra
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss)
+            total += float(loss.detach())
             bar.set_postfix(loss=f"{total / (step + 1):.3f}")
         history.append({"epoch": epoch + 1, "loss": round(total / steps_per_epoch, 4)})
     model.eval()
@@ -261,7 +261,7 @@ def _train_online(model: EmbedNet, photos: list[Path], cfg: TrainConfig, rng: ra
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss)
+            total += float(loss.detach())
             steps += 1
         history.append({"epoch": epoch + 1, "loss": round(total / max(1, steps), 4)})
     model.eval()

@@ -1,0 +1,71 @@
+"""Stage-1 embedding: the loss, the trainer on a tiny generated set, and the shipped model."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from verifier.demo import generated_photo
+from verifier.embedding import TRAINED_MODEL_ID, TrainedEmbedder, get_embedder
+from verifier.train_embed import TrainConfig, load, multi_positive_contrastive, train
+
+SHIPPED = Path(__file__).resolve().parents[1] / "verifier" / "models" / f"{TRAINED_MODEL_ID}.safetensors"
+
+
+def test_loss_prefers_grouped_embeddings() -> None:
+    groups = torch.tensor([0, 0, 1, 1, 2, 2])
+    centres = F.normalize(torch.randn(3, 8, generator=torch.Generator().manual_seed(0)), dim=1)
+    grouped = F.normalize(centres[groups] + 0.01 * torch.randn(6, 8), dim=1)
+    shuffled = grouped[torch.tensor([0, 2, 4, 1, 3, 5])]
+    assert multi_positive_contrastive(grouped, groups, 0.1) < multi_positive_contrastive(shuffled, groups, 0.1)
+    # every anchor's positives: the loss is finite even with singleton groups
+    assert torch.isfinite(multi_positive_contrastive(grouped, torch.arange(6), 0.1))
+
+
+def _tiny_dataset(root: Path, n: int = 12) -> Path:
+    (root / "imgs").mkdir(parents=True)
+    with (root / "index.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "source", "split"])
+        for i in range(n):
+            generated_photo(i, (160, 120)).save(root / "imgs" / f"{i}.jpg")
+            w.writerow([f"imgs/{i}.jpg", "generated", "train"])
+        generated_photo(999, (160, 120)).save(root / "imgs" / "test.jpg")
+        w.writerow(["imgs/test.jpg", "generated", "test"])
+    return root
+
+
+@pytest.mark.parametrize("mode", ["cached", "online"])
+def test_trainer_runs_saves_and_reloads(tmp_path: Path, mode: str) -> None:
+    photos = _tiny_dataset(tmp_path / "photos")
+    out = tmp_path / "w.safetensors"
+    cfg = TrainConfig(photos=photos, out=out, mode=mode, size=96, views=3, epochs=2, batch_images=4, seed=0)
+    result = train(cfg)
+    assert out.exists() and result["n_train"] + result["n_val"] == 12  # the test photo is never used
+    assert len(result["history"]) == 2 and all(np.isfinite(h["loss"]) for h in result["history"])
+    model = load(out)
+    x = torch.rand(2, 3, 96, 96)
+    with torch.no_grad():
+        z = model(x)
+    assert z.shape == (2, 256)
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="trained weights not shipped yet")
+def test_shipped_model_shape_norm_determinism_and_robustness() -> None:
+    embedder = get_embedder(TRAINED_MODEL_ID)
+    assert isinstance(embedder, TrainedEmbedder) and embedder.dim == 256
+    a, b = generated_photo(1), generated_photo(2)
+    buf = io.BytesIO()
+    a.resize((a.width // 2, a.height // 2)).save(buf, "JPEG", quality=40)
+    copy = Image.open(io.BytesIO(buf.getvalue()))
+    va, vb, vc = embedder.embed([a, b, copy])
+    assert va.shape == (256,) and abs(np.linalg.norm(va) - 1) < 1e-5
+    np.testing.assert_array_equal(embedder.embed([a])[0], embedder.embed([a])[0])
+    assert float(va @ vc) > float(va @ vb)  # a re-encoded, resized copy is nearer than another photo
