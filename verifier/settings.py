@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     )
     verify_requires_key: bool = Field(default=True, description="POST /v1/verify needs a verifier-scoped key.")
     search_top_k: int = Field(default=100, ge=1, le=1000)
-    index_nprobe: int = Field(default=64, ge=1, le=1024, description="IVF lists probed per query (IVF-PQ only).")
+    index_nprobe: int = Field(default=128, ge=1, le=1024, description="IVF lists probed per query (IVF-PQ only).")
     embedding_model: str = Field(default="auto", description="Stage-1 model id; auto = the trained one if shipped.")
     host: str = "127.0.0.1"
     port: int = 8000
