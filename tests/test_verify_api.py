@@ -283,3 +283,32 @@ def test_search_survives_restart(settings: Settings, embedder: Embedder, signer:
         assert signed.report["match"]["original_id"] == str(oid)
     finally:
         service.close()
+
+
+def test_signing_key_from_a_secret_file(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from verifier.report_keys import KeyRing, verify_compact
+
+    secret = tmp_path / "report-key.pem"
+    secret.write_bytes(Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    ring = KeyRing(tmp_path / "keys", secret_file=secret)
+    key = ring.current()
+    assert ring.jwks()["keys"] == [key.jwk]
+    assert verify_compact(key.sign_compact(b"{}"), ring.jwks())[1] == b"{}"
+    with pytest.raises(RuntimeError):
+        ring.rotate()
+    assert not (tmp_path / "keys").exists()  # nothing written to the data dir
+
+
+def test_tiff_original_is_revalidated_from_its_embedded_manifest(client: TestClient, service: Service, publisher_key: str, verifier_key: str, signer: SignerCredentials) -> None:
+    """For containers whose raw store is not extracted, re-validation reads the stored original."""
+    data = sign_image(encode(photo("coffee"), "TIFF"), "image/tiff", signer, ManifestDefinition(title="coffee.tif"))
+    r = client.post("/v1/originals", files={"file": ("c.tif", data, "image/tiff")}, headers=auth(publisher_key))
+    assert r.status_code == 201, r.text
+    report = verify(client, verifier_key, _stripped(data))["report"]
+    assert report["match"]["original_id"] == r.json()["id"]
+    assert report["recovered_manifest"]["state"] == "Trusted"
+    assert report["recovered_manifest"]["summary"]["title"] == "coffee.tif"

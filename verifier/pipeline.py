@@ -204,10 +204,14 @@ class VerificationPipeline:
         )
 
     def _recovered(self, original: Original, original_bytes: bytes) -> RecoveredManifest | None:
-        if not original.manifest_store:
-            return None
+        """Re-validate the original's provenance now, from the stored bytes: its kept raw
+        store where there is one, else the manifest embedded in the stored original (for
+        containers whose store we do not extract)."""
+        if not original.manifest_store and original.validation_state is None:
+            return None  # registered unsigned
+        store = original.manifest_store or None
         try:
-            summary = read_manifest(original_bytes, trust=self.settings.trust, mime=original.mime, manifest_store=original.manifest_store)
+            summary = read_manifest(original_bytes, trust=self.settings.trust, mime=original.mime, manifest_store=store)
             state = summary.state.value if summary.state else None
             failures, informational = summary.failure_codes, summary.informational_codes
             active, ingredient_failures = _active_summary(summary), _ingredient_failures(summary.ingredient_failures())
@@ -224,8 +228,8 @@ class VerificationPipeline:
             informational_codes=informational,
             summary=active,
             ingredient_failures=ingredient_failures,
-            manifest_store_sha256=hashlib.sha256(original.manifest_store).hexdigest(),
-            manifest_store_b64=base64.b64encode(original.manifest_store).decode(),
+            manifest_store_sha256=hashlib.sha256(store).hexdigest() if store else None,
+            manifest_store_b64=base64.b64encode(store).decode() if store else None,
         )
 
 

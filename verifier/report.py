@@ -111,8 +111,8 @@ class RecoveredManifest(BaseModel):
     informational_codes: list[str]
     summary: dict[str, Any] | None
     ingredient_failures: list[IngredientFailure] = []
-    manifest_store_sha256: str
-    manifest_store_b64: str
+    manifest_store_sha256: str | None = Field(None, description="Of the raw store kept at registration (JPEG, PNG, WebP).")
+    manifest_store_b64: str | None = None
 
 
 class Report(BaseModel):
