@@ -1,0 +1,100 @@
+"""Geometric alignment F_A (SImProv Sec. 3.2): where does each candidate pixel come from in
+the query? A global homography from SIFT matches + RANSAC, refined by dense DIS optical
+flow for residual, non-rigid warps; the query is then resampled into the candidate's frame
+by the differentiable warping unit (DWU: bilinear `grid_sample`).
+
+No flow network weights can be downloaded here, so the estimate is classical; the DWU is
+differentiable either way, so a trained flow estimator can replace `estimate_alignment`
+without touching what follows it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+MIN_INLIERS = 8
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """`grid[y, x]` = (x, y) position in the query, in pixels, of candidate pixel (x, y)."""
+
+    grid: np.ndarray  # (Hc, Wc, 2) float32, query pixel coordinates
+    homography: np.ndarray  # (3, 3) candidate -> query pixel coordinates
+    inliers: int
+    query_size: tuple[int, int]  # (W, H)
+
+    @property
+    def global_ok(self) -> bool:
+        return self.inliers >= MIN_INLIERS
+
+    def normalised_grid(self) -> torch.Tensor:
+        """(1, Hc, Wc, 2) in grid_sample's [-1, 1] convention (align_corners=False)."""
+        w, h = self.query_size
+        g = self.grid.copy()
+        g[..., 0] = (g[..., 0] + 0.5) / w * 2 - 1
+        g[..., 1] = (g[..., 1] + 0.5) / h * 2 - 1
+        return torch.from_numpy(g)[None]
+
+
+def _grey(img: Image.Image) -> np.ndarray:
+    return np.asarray(img.convert("L"), np.uint8)
+
+
+def _homography(query: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray, int]:
+    """Candidate -> query homography from SIFT + Lowe ratio test + RANSAC (identity-like on failure)."""
+    sift = cv2.SIFT_create(nfeatures=2000)
+    kq, dq = sift.detectAndCompute(query, None)
+    kc, dc = sift.detectAndCompute(candidate, None)
+    scale = np.diag([query.shape[1] / candidate.shape[1], query.shape[0] / candidate.shape[0], 1.0])
+    if dq is None or dc is None or len(kq) < MIN_INLIERS or len(kc) < MIN_INLIERS:
+        return scale, 0
+    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(dc, dq, k=2)
+    good = [m for m, n in (p for p in pairs if len(p) == 2) if m.distance < 0.75 * n.distance]
+    if len(good) < MIN_INLIERS:
+        return scale, 0
+    src = np.float32([kc[m.queryIdx].pt for m in good])
+    dst = np.float32([kq[m.trainIdx].pt for m in good])
+    h, mask = cv2.findHomography(src, dst, cv2.RANSAC, 3.0)
+    if h is None:
+        return scale, 0
+    return h, int(mask.sum())
+
+
+def estimate_alignment(query: Image.Image, candidate: Image.Image, *, flow: bool = True) -> Alignment:
+    """Map every candidate pixel to the query: homography, then DIS flow on the residual."""
+    q, c = _grey(query), _grey(candidate)
+    hc, wc = c.shape
+    h, inliers = _homography(q, c)
+    ys, xs = np.mgrid[0:hc, 0:wc].astype(np.float32)
+    if flow:
+        # Query resampled into the candidate frame by the homography; the flow from the
+        # candidate to it is the residual displacement, in candidate pixels.
+        warped = cv2.warpPerspective(q, h, (wc, hc), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        residual = dis.calc(c, warped, None)  # (Hc, Wc, 2)
+        xs, ys = xs + residual[..., 0], ys + residual[..., 1]
+    pts = np.stack([xs, ys, np.ones_like(xs)], -1) @ h.T.astype(np.float32)
+    grid = (pts[..., :2] / pts[..., 2:3]).astype(np.float32)
+    return Alignment(grid=grid, homography=h, inliers=inliers, query_size=(q.shape[1], q.shape[0]))
+
+
+def dwu(query: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Differentiable warping unit: (B, C, Hq, Wq) sampled at grid (B, Hc, Wc, 2) in [-1, 1]
+    -> (B, C, Hc, Wc), bilinear; gradients reach both the image and the grid."""
+    return F.grid_sample(query, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def align_image(query: Image.Image, candidate: Image.Image) -> tuple[Image.Image, Alignment]:
+    """The query warped into the candidate's frame (for comparison and display)."""
+    a = estimate_alignment(query, candidate)
+    x = torch.from_numpy(np.asarray(query.convert("RGB"), np.float32) / 255).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        out = dwu(x, a.normalised_grid())[0].permute(1, 2, 0).numpy()
+    return Image.fromarray((np.clip(out, 0, 1) * 255).round().astype(np.uint8)), a
