@@ -71,3 +71,25 @@ def test_gradients_flow_through_the_dwu() -> None:
     out.square().mean().backward()
     assert img.grad is not None and img.grad.abs().sum() > 0
     assert theta.grad is not None and theta.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", ["crop", "pad", "aspect", "rotation", "perspective", "crop+rescale"])
+def test_bench_align_ground_truth_and_error(kind: str) -> None:
+    """The benchmark's analytic maps are right (query pixel at H(c) shows candidate pixel c),
+    and F_A lands within a pixel of them."""
+    import random
+
+    from verifier.bench_align import _apply, _transform, endpoint_error
+
+    cand = _photo()
+    query, H = _transform(cand, kind, random.Random(3))
+    w, h = cand.size
+    truth = _apply(H, w, h)
+    q = np.asarray(query, np.float32)
+    c = np.asarray(cand, np.float32)
+    y, x = 190, 170  # a textured interior point
+    qx, qy = truth[y, x]
+    sampled = cv2.getRectSubPix(q, (1, 1), (float(qx), float(qy)))[0, 0]
+    assert np.abs(sampled - c[y, x]).mean() < 25
+    est = estimate_alignment(query, cand)
+    assert endpoint_error(est.grid, truth, query.size) < 1.0

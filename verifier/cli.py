@@ -410,6 +410,17 @@ def cmd_bench_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_align(args: argparse.Namespace) -> int:
+    from verifier.bench_align import run_bench_align
+
+    results = run_bench_align(args.photos, args.n, args.seed, "verifier " + " ".join(sys.argv[1:]))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    for kind, methods in results["by_transform"].items():
+        print(f"{kind:<13} " + "  ".join(f"{m}: {v['median_epe_px']} px (fail {v['fail_rate_epe_gt_3px']})" for m, v in methods.items()))
+    return 0
+
+
 # -- training ---------------------------------------------------------------------------
 
 
@@ -561,6 +572,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_bench_index)
+
+    p = sub.add_parser("bench-align", help="alignment error on known geometric transforms (test photos)")
+    p.add_argument("--photos", type=Path, default=Path("../shared/datasets/photos"))
+    p.add_argument("--n", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_bench_align)
 
     p = sub.add_parser("index", help="the search index")
     xs = p.add_subparsers(dest="index_command", required=True)
