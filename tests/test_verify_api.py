@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import warnings
 from collections.abc import Iterator
 from pathlib import Path

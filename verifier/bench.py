@@ -13,7 +13,6 @@ import csv
 import datetime as dt
 import io
 import random
-import statistics
 import tempfile
 import time
 from collections import defaultdict

@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from PIL import Image
 
 from manifests import (
     IngredientSummary,

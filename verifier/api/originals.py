@@ -8,47 +8,22 @@ import uuid
 from fastapi.concurrency import run_in_threadpool
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 
+from verifier.api.common import PROBLEM_RESPONSES, read_upload
 from verifier.api.deps import get_api_key, get_service
-from verifier.api.problems import PROBLEM_JSON
-from verifier.api.schemas import OriginalList, OriginalOut, Problem
+from verifier.api.schemas import OriginalList, OriginalOut
 from verifier.db.models import ApiKey
-from verifier.errors import BadRequest, PayloadTooLarge
+from verifier.errors import BadRequest
 from verifier.keys import Scope, require_scope
 from verifier.registry import OriginalMetadata
 from verifier.service import Service
 
 router = APIRouter(prefix="/v1/originals", tags=["originals"])
 
-_problems = {
-    code: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": desc}
-    for code, desc in {
-        400: "Malformed request (e.g. metadata is not JSON)",
-        401: "Missing or unknown API key",
-        403: "Key has the wrong scope",
-        404: "No such original (or not yours)",
-        413: "Over the byte or pixel limit",
-        415: "Not a supported image",
-        422: "Truncated image, invalid or missing C2PA manifest",
-    }.items()
-}
-
-
-async def _read_upload(upload: UploadFile, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await upload.read(1 << 20):
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"upload exceeds {limit} bytes", limit=limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 @router.post(
     "",
     response_model=OriginalOut,
     status_code=201,
-    responses={200: {"model": OriginalOut, "description": "Already registered by this publisher"}, **_problems},
+    responses={200: {"model": OriginalOut, "description": "Already registered by this publisher"}, **PROBLEM_RESPONSES},
     summary="Register a signed original",
 )
 async def register_original(
@@ -69,7 +44,7 @@ async def register_original(
         if not isinstance(raw, dict):
             raise BadRequest("metadata must be a JSON object")
         meta = OriginalMetadata.from_dict(raw)
-    data = await _read_upload(file, service.settings.max_upload_bytes)
+    data = await read_upload(file, service.settings.max_upload_bytes)
     # c2pa validation and database writes block: keep them off the event loop.
     result = await run_in_threadpool(
         service.registry.register, data, key.publisher_id, meta, api_key_id=key.id
@@ -79,7 +54,7 @@ async def register_original(
     return OriginalOut.of(result.original)
 
 
-@router.get("", response_model=OriginalList, responses=_problems, summary="List originals")
+@router.get("", response_model=OriginalList, responses=PROBLEM_RESPONSES, summary="List originals")
 def list_originals(
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0),
@@ -97,7 +72,7 @@ def list_originals(
     )
 
 
-@router.get("/{original_id}", response_model=OriginalOut, responses=_problems, summary="Fetch one original")
+@router.get("/{original_id}", response_model=OriginalOut, responses=PROBLEM_RESPONSES, summary="Fetch one original")
 def get_original(
     original_id: uuid.UUID,
     key: ApiKey = Depends(get_api_key),
@@ -107,7 +82,7 @@ def get_original(
     return OriginalOut.of(service.registry.get(original_id, publisher_id=key.publisher_id))
 
 
-@router.delete("/{original_id}", status_code=204, responses=_problems, summary="Delete one of your originals")
+@router.delete("/{original_id}", status_code=204, responses=PROBLEM_RESPONSES, summary="Delete one of your originals")
 def delete_original(
     original_id: uuid.UUID,
     key: ApiKey = Depends(get_api_key),

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from verifier.api.deps import get_service
-from verifier.api.originals import _problems, _read_upload
+from verifier.api.common import PROBLEM_RESPONSES, read_upload
 from verifier.db.models import ApiKey
 from verifier.keys import Scope, authenticate, require_scope
 from verifier.report import Report, json_schema
@@ -36,25 +36,25 @@ def verifier_key(request: Request, authorization: str | None = Header(default=No
     return key
 
 
-@router.post("/v1/verify", response_model=SignedReportOut, responses=_problems, summary="Where did this image come from?")
+@router.post("/v1/verify", response_model=SignedReportOut, responses=PROBLEM_RESPONSES, summary="Where did this image come from?")
 async def verify(
     file: UploadFile = File(..., description="The image to verify."),
     key: ApiKey | None = Depends(verifier_key),
     service: Service = Depends(get_service),
 ) -> dict[str, Any]:
-    data = await _read_upload(file, service.settings.max_upload_bytes)
+    data = await read_upload(file, service.settings.max_upload_bytes)
     signed = await run_in_threadpool(service.pipeline.verify, data, api_key_id=key.id if key else None)
     return signed.envelope()
 
 
-@router.get("/v1/reports/{report_id}", response_model=SignedReportOut, responses=_problems, summary="A stored signed report")
+@router.get("/v1/reports/{report_id}", response_model=SignedReportOut, responses=PROBLEM_RESPONSES, summary="A stored signed report")
 def get_report(report_id: uuid.UUID, key: ApiKey | None = Depends(verifier_key), service: Service = Depends(get_service)) -> dict[str, Any]:
     return service.pipeline.get(report_id).envelope()
 
 
 @router.get(
     "/v1/reports/{report_id}/heatmap.png",
-    responses={200: {"content": {"image/png": {}}}, **_problems},
+    responses={200: {"content": {"image/png": {}}}, **PROBLEM_RESPONSES},
     response_class=Response,
     summary="The manipulation heatmap overlay (once stage 3 produces one)",
 )
