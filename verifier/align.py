@@ -43,39 +43,67 @@ class Alignment:
         return torch.from_numpy(g)[None]
 
 
-def _grey(img: Image.Image) -> np.ndarray:
+@dataclass(frozen=True)
+class SiftFeatures:
+    """SIFT keypoint positions and descriptors of one image (picklable, cacheable)."""
+
+    points: np.ndarray  # (N, 2) float32, pixel (x, y)
+    descriptors: np.ndarray  # (N, 128) float32
+
+    def __len__(self) -> int:
+        return int(self.points.shape[0])
+
+
+def _grey(img: Image.Image | np.ndarray) -> np.ndarray:
+    if isinstance(img, np.ndarray):
+        return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
     return np.asarray(img.convert("L"), np.uint8)
 
 
-def _homography(query: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray, int]:
-    """Candidate -> query homography from SIFT + Lowe ratio test + RANSAC (identity-like on failure)."""
-    sift = cv2.SIFT_create(nfeatures=2000)
-    kq, dq = sift.detectAndCompute(query, None)
-    kc, dc = sift.detectAndCompute(candidate, None)
-    scale = np.diag([query.shape[1] / candidate.shape[1], query.shape[0] / candidate.shape[0], 1.0])
-    if dq is None or dc is None or len(kq) < MIN_INLIERS or len(kc) < MIN_INLIERS:
+def sift_features(img: Image.Image | np.ndarray, n: int = 2000) -> SiftFeatures:
+    kps, desc = cv2.SIFT_create(nfeatures=n).detectAndCompute(_grey(img), None)
+    if desc is None or not kps:
+        return SiftFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32))
+    return SiftFeatures(np.float32([k.pt for k in kps]), desc.astype(np.float32))
+
+
+def _homography(fq: SiftFeatures, fc: SiftFeatures, q_shape: tuple[int, ...], c_shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
+    """Candidate -> query homography from SIFT + Lowe ratio test + RANSAC (a plain rescale on failure)."""
+    scale = np.diag([q_shape[1] / c_shape[1], q_shape[0] / c_shape[0], 1.0])
+    if len(fq) < MIN_INLIERS or len(fc) < MIN_INLIERS:
         return scale, 0
-    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(dc, dq, k=2)
+    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(fc.descriptors, fq.descriptors, k=2)
     good = [m for m, n in (p for p in pairs if len(p) == 2) if m.distance < 0.75 * n.distance]
     if len(good) < MIN_INLIERS:
         return scale, 0
-    src = np.float32([kc[m.queryIdx].pt for m in good])
-    dst = np.float32([kq[m.trainIdx].pt for m in good])
+    src = fc.points[[m.queryIdx for m in good]]
+    dst = fq.points[[m.trainIdx for m in good]]
     h, mask = cv2.findHomography(src, dst, cv2.RANSAC, 3.0)
-    if h is None:
+    if h is None or not np.isfinite(h).all() or abs(np.linalg.det(h[:2, :2])) < 1e-6:
         return scale, 0
     return h, int(mask.sum())
 
 
-def estimate_alignment(query: Image.Image, candidate: Image.Image, *, flow: bool = True) -> Alignment:
-    """Map every candidate pixel to the query: homography, then DIS flow on the residual."""
+def estimate_alignment(
+    query: Image.Image | np.ndarray,
+    candidate: Image.Image | np.ndarray,
+    *,
+    flow: bool = True,
+    query_feats: SiftFeatures | None = None,
+    cand_feats: SiftFeatures | None = None,
+) -> Alignment:
+    """Map every candidate pixel to the query: homography, then DIS flow on the residual.
+    Precomputed SIFT features (e.g. the candidate's, cached at registration) skip detection."""
     q, c = _grey(query), _grey(candidate)
     hc, wc = c.shape
-    h, inliers = _homography(q, c)
+    fq = query_feats if query_feats is not None else sift_features(q)
+    fc = cand_feats if cand_feats is not None else sift_features(c)
+    h, inliers = _homography(fq, fc, q.shape, c.shape)
     ys, xs = np.mgrid[0:hc, 0:wc].astype(np.float32)
-    if flow:
+    if flow and inliers >= MIN_INLIERS:
         # Query resampled into the candidate frame by the homography; the flow from the
-        # candidate to it is the residual displacement, in candidate pixels.
+        # candidate to it is the residual displacement, in candidate pixels. (Without a
+        # homography there is nothing to refine: flow between unrelated images is noise.)
         warped = cv2.warpPerspective(q, h, (wc, hc), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         residual = dis.calc(c, warped, None)  # (Hc, Wc, 2)
