@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from joserfc import jws as jose_jws
@@ -169,13 +170,41 @@ def test_stripped_png_with_identical_pixels_is_unmodified(client: TestClient, ve
     assert report["match"]["original_id"] == registered["chelsea"]["record"]["id"]
 
 
-def test_pasted_patch_is_manipulated(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]
+def test_pasted_patch_is_manipulated_with_a_heatmap_over_the_edit(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]
     img = Image.open(io.BytesIO(registered["astronaut"]["bytes"])).convert("RGB")
-    img.paste(photo("rocket").resize((140, 140)), (300, 60))
-    report = check_envelope(verify(client, verifier_key, encode(img, "JPEG", quality=90)))
+    box = (300, 60, 440, 200)
+    img.paste(photo("rocket").resize((140, 140)), box[:2])
+    img = img.resize((384, 384))  # re-encoded, smaller copy: the edit is at box / (512 / 384)
+    report = check_envelope(verify(client, verifier_key, encode(img, "JPEG", quality=85)))
     assert report["verdict"] == "match_manipulated"
     assert report["match"]["original_id"] == registered["astronaut"]["record"]["id"]
-    assert report["manipulation"] is None  # stage 3 has not shipped
+    assert report["match"]["method"].endswith("compare=simprov-change-112")
+    m = report["manipulation"]
+    assert m["decision"] == "manipulated" and m["probability_manipulated"] >= m["decision_threshold"]
+    # the 7x7 grid (original's frame) thresholded at 0.35, upsampled, overlaps the edited region
+    grid = np.array(m["grid"], np.float32)
+    assert grid.shape == (7, 7) and grid.max() == pytest.approx(1.0)
+    up = np.asarray(Image.fromarray(grid).resize((512, 512), Image.BICUBIC)) >= m["outline_threshold"]
+    edit = np.zeros((512, 512), bool)
+    edit[box[1] : box[3], box[0] : box[2]] = True
+    assert (up & edit).sum() / edit.sum() > 0.4  # most of the edit is outlined ...
+    assert (up & edit).sum() / up.sum() > 0.3  # ... and the outline is mostly the edit
+    # the PNG overlay is served, on the query's pixels
+    png = client.get(m["heatmap_url"], headers=auth(verifier_key))
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(png.content)).size == (384, 384)
+
+
+def test_benign_copy_has_no_heatmap(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]
+    img = Image.open(io.BytesIO(registered["coffee"]["bytes"])).convert("RGB")
+    w, h = img.size
+    img = img.crop((30, 20, w - 10, h - 40)).rotate(4, resample=Image.BICUBIC)  # crop + small rotation
+    report = check_envelope(verify(client, verifier_key, encode(img, "JPEG", quality=75)))
+    assert report["verdict"] == "match_benign", report["manipulation"]
+    m = report["manipulation"]
+    assert m["decision"] == "benign" and m["heatmap_url"] is None and not np.array(m["grid"]).any()
+    heat = client.get(f"/v1/reports/{report['id']}/heatmap.png", headers=auth(verifier_key))
+    assert heat.status_code == 404
 
 
 def test_unrelated_photo_is_no_match(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]

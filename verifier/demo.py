@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +110,8 @@ def run_demo(service: Service, out: Path, images_dir: Path | None, signer: Signe
         (out / f"{case.name}.jpg").write_bytes(case.data)
         signed_report = service.pipeline.verify(case.data)
         (out / "reports" / f"{case.name}.json").write_text(json.dumps(signed_report.envelope(), indent=2))
+        if (signed_report.report.get("manipulation") or {}).get("heatmap_url"):
+            (out / "reports" / f"{case.name}.heatmap.png").write_bytes(service.pipeline.heatmap(uuid.UUID(signed_report.report["id"])))
         rows.append({"case": case.name, "verdict": signed_report.report["verdict"], "description": case.description,
                      "summary": signed_report.report["summary"]})
     (out / "jwks.json").write_text(json.dumps(service.keys.jwks(), indent=2))

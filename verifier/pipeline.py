@@ -12,11 +12,13 @@ import base64
 import datetime as dt
 import hashlib
 import logging
-import uuid
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+from PIL import Image
 
 from manifests import (
     IngredientSummary,
@@ -28,6 +30,14 @@ from manifests import (
     read_manifest,
 )
 from verifier import __version__
+from verifier.change import (
+    CHANGE_ID,
+    DECISION_THRESHOLD,
+    OUTLINE_THRESHOLD,
+    ChangeDetector,
+    ChangeResult,
+    render_overlay,
+)
 from verifier.compare import METHOD as PIXEL_METHOD
 from verifier.compare import compare_pixels
 from verifier.db import Database
@@ -35,12 +45,14 @@ from verifier.db.models import Original
 from verifier.db.models import Report as ReportRow
 from verifier.errors import NotFound, UnreadableManifest
 from verifier.images import ImageInfo, load_image
+from verifier.pairs import View, align_pair
 from verifier.registry import Registry
 from verifier.report import (
     C2paSection,
     CandidateScore,
     IngredientFailure,
     InputInfo,
+    Manipulation,
     MatchSection,
     ModelVersion,
     PublisherRef,
@@ -52,8 +64,10 @@ from verifier.report import (
     canonical_json,
 )
 from verifier.report_keys import KeyRing
+from verifier.rerank import PSEN_ID, REORDER_ID, Reranker, Stage2Result
 from verifier.search import ProvenanceSearch, SearchOutcome
 from verifier.settings import Settings
+from verifier.views import CandidateViews
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +86,27 @@ class SignedReport:
 
 
 class VerificationPipeline:
-    def __init__(self, settings: Settings, db: Database, registry: Registry, search: ProvenanceSearch, keys: KeyRing) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        registry: Registry,
+        search: ProvenanceSearch,
+        keys: KeyRing,
+        views: CandidateViews | None = None,
+        reranker: Reranker | None = None,
+        change: ChangeDetector | None = None,
+    ) -> None:
         self.settings = settings
         self.db = db
         self.registry = registry
         self.search = search
         self.keys = keys
+        self.views = views
+        # SImProv stages 2-3 need all three; without them the stage-1 threshold decides the
+        # match and the baseline pixel check decides benign vs manipulated.
+        self.reranker = reranker if (views and change) else None
+        self.change = change if (views and reranker) else None
 
     # -- public ---------------------------------------------------------------------------
 
@@ -91,34 +120,62 @@ class VerificationPipeline:
         clock.lap("exact_lookup")
         outcome = self.search.search(image)
         clock.lap("stage1")
-        original = exact or (self._original(outcome.match.original_id) if outcome.match else None)
+        stage2: Stage2Result | None = None
+        query_view: View | None = None
+        original: Original | None = exact
+        if exact is None and self.reranker is not None and outcome.candidates:
+            query_view = View.of(image)
+            stage2 = self._stage2(query_view, outcome)
+            clock.lap("stage2")
+            if stage2.choice is not None:
+                original = self._original(outcome.candidates[stage2.choice].original_id)
+        elif exact is None and outcome.match:
+            original = self._original(outcome.match.original_id)
 
-        match = recovered = None
-        pixel = None
+        match = recovered = manipulation = None
+        pixel = change = None
+        heatmap_png: bytes | None = None
         if original is not None:
             original_bytes = self.registry.original_bytes(original)
             if exact is None:
-                _, original_image = load_image(original_bytes, max_bytes=len(original_bytes) + 1, max_pixels=original.width * original.height + 1)
+                original_image = self._decode_original(original, original_bytes)
                 pixel = compare_pixels(image, original_image)
-            match = self._match_section(original, outcome, exact is not None, pixel)
-            clock.lap("compare")
+                clock.lap("compare")
+                if not pixel.identical and self.change is not None and query_view is not None and stage2 is not None:
+                    change, heatmap_png = self._stage3(image, query_view, original, original_image, outcome, stage2)
+                    clock.lap("stage3")
+            match = self._match_section(original, outcome, exact is not None, pixel, stage2, change)
             recovered = self._recovered(original, original_bytes)
             clock.lap("recover_manifest")
+        report_id = uuid.uuid4()
+        if change is not None:
+            manipulation = Manipulation(
+                method=f"{CHANGE_ID} (PEN + 7x7 heatmap head), alignment=sift-ransac-homography+dis-flow",
+                decision="manipulated" if change.manipulated else "benign",
+                probability_benign=round(1 - change.p_manipulated, 6),
+                probability_manipulated=round(change.p_manipulated, 6),
+                decision_threshold=DECISION_THRESHOLD,
+                grid=[[round(float(v), 4) for v in row] for row in change.grid],
+                grid_frame="original",
+                outline_threshold=OUTLINE_THRESHOLD,
+                region_fraction=round(float(change.region().mean()), 6) if change.region() is not None else 0.0,
+                heatmap_url=f"/v1/reports/{report_id}/heatmap.png" if heatmap_png else None,
+            )
 
-        verdict = _verdict(c2pa, original is not None, exact is not None, pixel)
+        verdict = _verdict(c2pa, original is not None, exact is not None, pixel, change)
         report = Report(
-            id=uuid.uuid4(),
-            created_at=dt.datetime.now(dt.timezone.utc),
+            id=report_id,
+            created_at=dt.datetime.now(dt.UTC),
             service=ServiceInfo(version=__version__),
-            models=[ModelVersion(role="stage1-embedding", name=self.search.embedder.model_id, weights_sha256=self.search.embedder.weights_sha256)],
+            models=self._models(),
             input=InputInfo(sha256=info.sha256, mime=info.mime, width=info.width, height=info.height, size_bytes=info.size_bytes),
             c2pa=c2pa,
             match=match,
             search=SearchSection(method=outcome.method, decision_threshold=outcome.threshold, candidates=_candidates(outcome)),
-            manipulation=None,
+            manipulation=manipulation,
             recovered_manifest=recovered,
             verdict=verdict,
-            summary=_summary_line(verdict, c2pa, match),
+            summary=_summary_line(verdict, c2pa, match, change is not None),
         )
         payload = report.payload()
         jws = self.keys.current().sign_compact(canonical_json(payload))
@@ -133,11 +190,20 @@ class VerificationPipeline:
                     api_key_id=api_key_id,
                     report=payload,
                     jws=jws,
+                    heatmap_png=heatmap_png,
                 )
             )
         clock.lap("sign_store")
         log.info("report %s: %s", report.id, verdict.value)
-        trace = {"candidates": [(str(c.original_id), c.score) for c in outcome.candidates], "timings_ms": clock.laps}
+        trace: dict[str, Any] = {"candidates": [(str(c.original_id), c.score) for c in outcome.candidates], "timings_ms": clock.laps}
+        if stage2 is not None:
+            trace["stage2"] = {
+                "choice": stage2.choice, "p_absent": stage2.p_absent, "probability": stage2.probability,
+                "psen": {str(outcome.candidates[i].original_id): p for i, p in stage2.psen.items()},
+                "order": [str(outcome.candidates[i].original_id) for i in stage2.order(len(outcome.candidates))],
+            }
+        if change is not None:
+            trace["stage3"] = {"p_manipulated": change.p_manipulated, "query_heat": change.query_heat}
         return SignedReport(payload, jws, trace)
 
     def get(self, report_id: uuid.UUID) -> SignedReport:
@@ -157,6 +223,47 @@ class VerificationPipeline:
             return row.heatmap_png
 
     # -- stages ---------------------------------------------------------------------------
+
+    def _models(self) -> list[ModelVersion]:
+        models = [ModelVersion(role="stage1-embedding", name=self.search.embedder.model_id, weights_sha256=self.search.embedder.weights_sha256)]
+        if self.reranker is not None and self.change is not None:
+            models += [
+                ModelVersion(role="stage2-psen", name=PSEN_ID, weights_sha256=self.reranker.psen_sha256),
+                ModelVersion(role="stage2-reorderer", name=REORDER_ID, weights_sha256=self.reranker.reorder_sha256),
+                ModelVersion(role="stage3-change", name=CHANGE_ID, weights_sha256=self.change.sha256),
+            ]
+        return models
+
+    def _decode_original(self, original: Original, data: bytes) -> Image.Image:
+        _, img = load_image(data, max_bytes=len(data) + 1, max_pixels=original.width * original.height + 1)
+        return img
+
+    def _view(self, original_id: uuid.UUID) -> View:
+        assert self.views is not None
+
+        def load() -> Image.Image:
+            original = self.registry.get(original_id)
+            return self._decode_original(original, self.registry.original_bytes(original))
+
+        return self.views.get(original_id, load)
+
+    def _stage2(self, query_view: View, outcome: SearchOutcome) -> Stage2Result:
+        assert self.reranker is not None and outcome.query_vector is not None
+        ids = [c.original_id for c in outcome.candidates]
+        cosines = np.array([c.score for c in outcome.candidates], np.float32)
+        return self.reranker.rerank(query_view, outcome.query_vector, cosines, outcome.threshold, self._view, self.search.vectors_for, ids)
+
+    def _stage3(self, image: Image.Image, query_view: View, original: Original, original_image: Image.Image,
+                outcome: SearchOutcome, stage2: Stage2Result) -> tuple[ChangeResult, bytes | None]:
+        assert self.change is not None and self.views is not None
+        cand_view = self.views.get(original.id, lambda: original_image)
+        index = next((i for i, c in enumerate(outcome.candidates) if c.original_id == original.id), None)
+        pair = stage2.pairs.get(index) if index is not None else None
+        if pair is None:
+            pair = align_pair(query_view, cand_view)
+        change = self.change.analyse(pair, query_view, cand_view, image.size)
+        png = render_overlay(image, change.query_heat) if change.query_heat is not None else None
+        return change, png
 
     def _c2pa(self, data: bytes, info: ImageInfo) -> C2paSection:
         try:
@@ -185,13 +292,26 @@ class VerificationPipeline:
         except NotFound:  # deleted between search and lookup
             return None
 
-    def _match_section(self, original: Original, outcome: SearchOutcome, exact: bool, pixel: Any) -> MatchSection:
-        stage1 = next((c.score for c in outcome.candidates if c.original_id == original.id), None)
+    def _match_section(self, original: Original, outcome: SearchOutcome, exact: bool, pixel: Any,
+                       stage2: Stage2Result | None, change: ChangeResult | None) -> MatchSection:
+        index = next((i for i, c in enumerate(outcome.candidates) if c.original_id == original.id), None)
+        stage1 = outcome.candidates[index].score if index is not None else None
         scores: dict[str, float | None] = {"exact_sha256": 1.0 if exact else 0.0, "stage1": stage1}
+        if stage2 is not None:
+            scores["stage2_psen"] = round(stage2.psen[index], 6) if index in stage2.psen else None
+            scores["stage2_reorderer"] = round(stage2.probability, 6)
+            scores["stage2_p_absent"] = round(stage2.p_absent, 6)
+        if change is not None:
+            scores["stage3_p_manipulated"] = round(change.p_manipulated, 6)
         if pixel is not None:
             scores["pixel_global_psnr_db"] = round(pixel.global_psnr_db, 2)
             scores["pixel_min_cell_psnr_db"] = round(pixel.min_cell_psnr_db, 2)
-        method = "exact-sha256" if exact else f"{outcome.method}; compare={PIXEL_METHOD}"
+        if exact:
+            method = "exact-sha256"
+        elif stage2 is not None:
+            method = f"{outcome.method}; stage2={PSEN_ID}+{REORDER_ID}; compare={CHANGE_ID}"
+        else:
+            method = f"{outcome.method}; compare={PIXEL_METHOD}"
         return MatchSection(
             original_id=original.id,
             publisher=PublisherRef(id=original.publisher.id, name=original.publisher.name),
@@ -221,7 +341,7 @@ class VerificationPipeline:
             publisher=PublisherRef(id=original.publisher.id, name=original.publisher.name),
             registered_at=original.created_at,
             title=original.title,
-            revalidated_at=dt.datetime.now(dt.timezone.utc),
+            revalidated_at=dt.datetime.now(dt.UTC),
             state=state,  # type: ignore[arg-type]
             failure_codes=failures,
             informational_codes=informational,
@@ -262,7 +382,7 @@ def _ingredient_failures(items: list[IngredientSummary]) -> list[IngredientFailu
     ]
 
 
-def _verdict(c2pa: C2paSection, matched: bool, exact: bool, pixel: Any) -> Verdict:
+def _verdict(c2pa: C2paSection, matched: bool, exact: bool, pixel: Any, change: ChangeResult | None) -> Verdict:
     if c2pa.present and c2pa.state == ValidationState.TRUSTED.value:
         return Verdict.C2PA_TRUSTED
     if c2pa.present and c2pa.state == ValidationState.VALID.value:
@@ -273,20 +393,24 @@ def _verdict(c2pa: C2paSection, matched: bool, exact: bool, pixel: Any) -> Verdi
         return Verdict.NO_MATCH
     if exact or (pixel is not None and pixel.identical):
         return Verdict.MATCH_UNMODIFIED
+    if change is not None:
+        return Verdict.MATCH_MANIPULATED if change.manipulated else Verdict.MATCH_BENIGN
     return Verdict.MATCH_BENIGN if pixel is not None and pixel.benign else Verdict.MATCH_MANIPULATED
 
 
-def _summary_line(verdict: Verdict, c2pa: C2paSection, match: MatchSection | None) -> str:
+def _summary_line(verdict: Verdict, c2pa: C2paSection, match: MatchSection | None, learned: bool) -> str:
     signer = ((c2pa.summary or {}).get("signer") or {}).get("common_name")
     origin = f" Registered original: {match.original_id} from {match.publisher.name}." if match else ""
     ingredient_note = " An ingredient's own credentials do not validate." if c2pa.ingredient_failures else ""
+    how = "SImProv stage 3 comparison with the aligned original" if learned else "baseline pixel check"
+    where = "; the heatmap shows where" if learned else ""
     lines = {
         Verdict.C2PA_TRUSTED: f"Content Credentials validate and are signed by a trusted signer ({signer}).",
         Verdict.C2PA_VALID_UNTRUSTED: f"Content Credentials validate but the signer ({signer}) is not on the trust list.",
         Verdict.C2PA_INVALID: f"Content Credentials are present but do not validate ({', '.join(c2pa.failure_codes[:3])}).",
         Verdict.MATCH_UNMODIFIED: "No valid Content Credentials; the image is identical to a registered original.",
-        Verdict.MATCH_BENIGN: "No valid Content Credentials; the image is a copy of a registered original with only benign changes (baseline pixel check).",
-        Verdict.MATCH_MANIPULATED: "No valid Content Credentials; the image derives from a registered original but its content differs (baseline pixel check).",
+        Verdict.MATCH_BENIGN: f"No valid Content Credentials; the image is a copy of a registered original with only benign changes ({how}).",
+        Verdict.MATCH_MANIPULATED: f"No valid Content Credentials; the image derives from a registered original but its content was changed ({how}{where}).",
         Verdict.NO_MATCH: "No valid Content Credentials and no registered original matches.",
     }
     return lines[verdict] + ingredient_note + origin

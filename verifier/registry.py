@@ -19,14 +19,28 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
-from manifests import ManifestError, ManifestSummary, RemoteManifestError, UnsupportedFormatError, ValidationState, read_manifest
+from manifests import (
+    ManifestError,
+    ManifestSummary,
+    RemoteManifestError,
+    UnsupportedFormatError,
+    ValidationState,
+    read_manifest,
+)
 from verifier.blobs import BlobStore
 from verifier.db import Database
 from verifier.db.models import AuditEvent, Original
-from verifier.errors import BadRequest, InvalidManifest, NotFound, UnreadableManifest, UnsignedOriginal
+from verifier.errors import (
+    BadRequest,
+    InvalidManifest,
+    NotFound,
+    UnreadableManifest,
+    UnsignedOriginal,
+)
 from verifier.images import load_image
 from verifier.search import ProvenanceSearch
 from verifier.settings import Settings, UnsignedPolicy
+from verifier.views import CandidateViews
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +75,12 @@ class Registration:
 
 
 class Registry:
-    def __init__(self, settings: Settings, db: Database, search: ProvenanceSearch | None = None) -> None:
+    def __init__(self, settings: Settings, db: Database, search: ProvenanceSearch | None = None, views: CandidateViews | None = None) -> None:
         self.settings = settings
         self.db = db
         self.blobs = BlobStore(settings.blob_dir)
         self.search = search  # when set, originals are embedded and indexed at ingest
+        self.views = views  # when set, stage 2-3 data of each original is prepared at ingest
 
     # -- ingest -------------------------------------------------------------------------
 
@@ -126,6 +141,11 @@ class Registry:
                 raise
         if embedding is not None and vector is not None:
             self.search.commit_added(embedding, vector)  # type: ignore[union-attr]
+        if self.views is not None:
+            try:
+                self.views.put(original.id, image)
+            except OSError as exc:  # derived data: recomputed on first use
+                log.warning("could not cache the view of %s: %s", original.id, exc)
         log.info("registered original %s (%s) for publisher %s", original.id, info.sha256[:12], publisher_id)
         return Registration(self.get(original.id), created=True)
 
@@ -214,6 +234,8 @@ class Registry:
             self._unlink_if_unreferenced(original.sha256, original.blob_key)
         if self.search is not None:
             self.search.forget(original.id)
+        if self.views is not None:
+            self.views.forget(original.id)
         log.info("deleted original %s", original.id)
 
     # -- helpers ------------------------------------------------------------------------

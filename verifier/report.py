@@ -91,10 +91,20 @@ class SearchSection(BaseModel):
 
 
 class Manipulation(BaseModel):
+    """SImProv stage 3: is the query a benign copy of the matched original or an edit of it, and where."""
+
+    method: str
+    decision: Literal["benign", "manipulated"]
     probability_benign: float
     probability_manipulated: float
-    grid: list[list[float]] = Field(description="7x7 manipulation heatmap, rows top to bottom.")
-    heatmap_url: str | None = None
+    decision_threshold: float
+    grid: list[list[float]] = Field(
+        description="7x7 manipulation heatmap in [0, 1] (max-normalised), rows top to bottom, in the original's frame; all zeros when judged benign."
+    )
+    grid_frame: Literal["original"] = "original"
+    outline_threshold: float = Field(description="The outline of the heatmap PNG is drawn at this level.")
+    region_fraction: float = Field(description="Share of the query's pixels inside the outline.")
+    heatmap_url: str | None = Field(None, description="PNG overlay on the query (false colour + outline); only when judged manipulated.")
 
 
 class RecoveredManifest(BaseModel):
@@ -125,7 +135,9 @@ class Report(BaseModel):
     c2pa: C2paSection
     match: MatchSection | None
     search: SearchSection | None = Field(None, description="Provenance search candidates (also when nothing matched).")
-    manipulation: Manipulation | None = Field(None, description="Stage-3 analysis; null until that stage ships.")
+    manipulation: Manipulation | None = Field(
+        None, description="Stage-3 analysis; null without a match, for identical copies, and when stages 2-3 are off."
+    )
     recovered_manifest: RecoveredManifest | None
     verdict: Verdict
     summary: str = Field(description="One line for a human.")

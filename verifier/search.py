@@ -15,14 +15,13 @@ import threading
 import uuid
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-
-from pathlib import Path
 
 from index import VectorIndex
 from verifier.db import Database
@@ -44,6 +43,7 @@ class SearchOutcome:
     candidates: list[Candidate]  # best first
     match: Candidate | None  # the top candidate when it clears the decision threshold
     threshold: float
+    query_vector: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -185,4 +185,15 @@ class ProvenanceSearch:
             candidates = [Candidate(self._owner[h.id], h.score) for h in hits if h.id in self._owner]
         top = candidates[0] if candidates else None
         match = top if top is not None and top.score >= self.calibration.threshold else None
-        return SearchOutcome(self.method, candidates, match, self.calibration.threshold)
+        return SearchOutcome(self.method, candidates, match, self.calibration.threshold, vector)
+
+    def vectors_for(self, original_ids: list[uuid.UUID]) -> np.ndarray:
+        """Stage-1 vectors of originals (this model), in the order asked."""
+        if not original_ids:
+            return np.zeros((0, self.embedder.dim), np.float32)
+        stmt = select(Embedding.original_id, Embedding.vector).where(
+            Embedding.model_id == self.embedder.model_id, Embedding.original_id.in_(original_ids)
+        )
+        with self.db.session() as session:
+            found = {row.original_id: np.frombuffer(row.vector, np.float32) for row in session.execute(stmt)}
+        return np.stack([found.get(i, np.zeros(self.embedder.dim, np.float32)) for i in original_ids])

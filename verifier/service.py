@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from verifier.change import ChangeDetector
 from verifier.db import Database
 from verifier.embedding import Embedder, get_embedder
 from verifier.pipeline import VerificationPipeline
 from verifier.registry import Registry
 from verifier.report_keys import KeyRing
+from verifier.rerank import Reranker, Stage2Policy
 from verifier.search import Calibration, ProvenanceSearch
 from verifier.settings import Settings
+from verifier.views import CandidateViews
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +42,12 @@ class Service:
                 db, embedder, Calibration.load(embedder.model_id), top_k=settings.search_top_k,
                 index_path=settings.index_dir / f"{embedder.model_id}.faiss", nprobe=settings.index_nprobe,
             )
-            registry = Registry(settings, db, search)
+            views = CandidateViews(settings.views_dir, settings.views_cache_size)
+            registry = Registry(settings, db, search, views)
             search.load(registry.original_bytes)
             keys = KeyRing(settings.keys_dir, settings.report_signing_key_file)
             keys.current()  # create the first key now, not inside a request
-            pipeline = VerificationPipeline(settings, db, registry, search, keys)
+            pipeline = VerificationPipeline(settings, db, registry, search, keys, views, *_pairwise_stages(settings))
         except BaseException:
             db.close()
             raise
@@ -54,3 +58,11 @@ class Service:
             self.search.save()
         finally:
             self.db.close()
+
+
+def _pairwise_stages(settings: Settings) -> tuple[Reranker | None, ChangeDetector | None]:
+    """Stages 2-3 as shipped (None when disabled or their weights are absent)."""
+    if not settings.pairwise_stages:
+        return None, None
+    policy = Stage2Policy(max_pairs=settings.stage2_max_pairs, exhaustive=settings.stage2_exhaustive)
+    return Reranker.packaged(policy), ChangeDetector.packaged()

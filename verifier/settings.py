@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     search_top_k: int = Field(default=100, ge=1, le=1000)
     index_nprobe: int = Field(default=128, ge=1, le=1024, description="IVF lists probed per query (IVF-PQ only).")
     embedding_model: str = Field(default="auto", description="Stage-1 model id; auto = the trained one if shipped.")
+    stage2_max_pairs: int = Field(default=10, ge=1, le=100, description="Most candidates PSEN compares per query.")
+    stage2_exhaustive: bool = Field(default=False, description="PSEN on stage2_max_pairs candidates always (no skipping).")
+    pairwise_stages: bool = Field(default=True, description="Run SImProv stages 2-3 when their weights ship.")
+    views_cache_size: int = Field(default=512, ge=0, description="Originals' stage 2-3 views kept in memory.")
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
@@ -63,6 +67,10 @@ class Settings(BaseSettings):
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "index"
+
+    @property
+    def views_dir(self) -> Path:
+        return self.data_dir / "views"
 
     @property
     def keys_dir(self) -> Path:

@@ -2,6 +2,7 @@
 image and SIFT features (`pairs.View`). Computed at registration, kept as one small file per
 original under <data_dir>/views (derived data: a missing or unreadable file is recomputed
 from the stored original, so a crash costs time, never correctness), plus an in-memory LRU.
+Size: ~110 KB per original (lossless; the working image dominates), i.e. ~1.1 GB per 10k.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class CandidateViews:
     def put(self, original_id: uuid.UUID, img: Image.Image) -> View:
         view = View.of(img)
         buf = io.BytesIO()
-        np.savez(
+        np.savez_compressed(
             buf, format=np.array(FORMAT), image=view.image, points=view.features.points,
             descriptors=np.clip(view.features.descriptors, 0, 255).astype(np.uint8), full_size=np.array(view.full_size),
         )

@@ -1,0 +1,235 @@
+"""Stages 2-3: module shapes, pair preparation, the skip policy, the re-orderer, gating, caches."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from verifier import augment
+from verifier.change import ChangeDetector, render_overlay
+from verifier.metrics import average_precision, iou
+from verifier.models.pen import (
+    GRID,
+    PEN,
+    PEN_SIZE,
+    PSEN,
+    ChangeNet,
+    FeatureExtractor,
+    Reorderer,
+    heatmap_loss,
+)
+from verifier.pairs import (
+    View,
+    align_pair,
+    heat_to_query,
+    mask_to_candidate_grid,
+    pen_inputs,
+)
+from verifier.rerank import LIST_SIZE, Reranker, Stage2Policy, select_for_psen
+from verifier.views import CandidateViews
+
+skdata = pytest.importorskip("skimage.data")
+
+
+def photo(name: str) -> Image.Image:
+    return Image.fromarray(getattr(skdata, name)()).convert("RGB")
+
+
+# -- shapes ---------------------------------------------------------------------------------
+
+
+def test_module_shapes() -> None:
+    q, c = torch.randn(2, 4, PEN_SIZE, PEN_SIZE), torch.randn(2, 4, PEN_SIZE, PEN_SIZE)
+    assert FeatureExtractor()(q).shape == (2, 128, PEN_SIZE // 4, PEN_SIZE // 4)
+    assert PEN()(q, c).shape == (2, 256)
+    e = torch.nn.functional.normalize(torch.randn(2, 256), dim=1)
+    assert PSEN()(q, c, e, e, torch.tensor([0, 50])).shape == (2,)
+    logit, heat = ChangeNet()(q, c)
+    heat = heat.detach()
+    assert logit.shape == (2,) and heat.shape == (2, GRID, GRID) and float(heat.min()) >= 0 and float(heat.max()) <= 1
+    feats = Reorderer.features(torch.rand(3, LIST_SIZE), torch.ones(3, LIST_SIZE), torch.rand(3, LIST_SIZE))
+    assert feats.shape == (3, LIST_SIZE, 6)
+    assert Reorderer()(feats).shape == (3, LIST_SIZE + 1)
+
+
+def test_heatmap_loss_is_a_cosine_distance() -> None:
+    t = torch.zeros(1, GRID, GRID)
+    t[0, 2:4, 2:4] = 1
+    assert float(heatmap_loss(t * 0.3, t)) == pytest.approx(0.0, abs=1e-5)  # scale does not matter
+    other = torch.zeros(1, GRID, GRID)
+    other[0, 5:, 5:] = 1
+    assert float(heatmap_loss(other, t)) == pytest.approx(1.0, abs=1e-5)  # disjoint = orthogonal
+
+
+# -- pair preparation -------------------------------------------------------------------------
+
+
+def test_aligned_pair_and_ground_truth_follow_the_geometry() -> None:
+    original = photo("astronaut").resize((384, 384))
+    rng = random.Random(3)
+    s = augment.manipulate(original, photo("coffee"), rng, kind="splice")
+    s = augment.Sample(s.image.crop((40, 30, 384, 384)), s.mask.crop((40, 30, 384, 384)), s.ops)  # a crop on top
+    qv, cv = View.of(s.image), View.of(original)
+    pair = align_pair(qv, cv)
+    assert pair.alignment.global_ok
+    assert pair.query.shape == (PEN_SIZE, PEN_SIZE, 3) and pair.candidate.shape == (PEN_SIZE, PEN_SIZE, 3)
+    # the crop left the top-left of the original's frame uncovered: not valid there
+    assert pair.valid[:5, :5].sum() == 0 and pair.valid[-20:, -20:].all()
+    # outside the edit and the uncovered border the aligned query equals the original
+    grid = mask_to_candidate_grid(s.mask, qv, pair.alignment)
+    truth_in_original = np.asarray(s.mask.resize((GRID, GRID), Image.BOX))  # for comparison only
+    assert grid.max() > 0.3 and grid.sum() > 0
+    ys, xs = np.unravel_index(np.argmax(grid), grid.shape)
+    mask_full = np.zeros((384, 384), np.uint8)
+    mask_full[30:, 40:] = np.asarray(s.mask)
+    cell = mask_full[ys * 384 // GRID : (ys + 1) * 384 // GRID, xs * 384 // GRID : (xs + 1) * 384 // GRID]
+    assert cell.mean() > 0  # the hottest ground-truth cell really holds the edit, in the original's frame
+    assert truth_in_original.shape == (GRID, GRID)
+    q, c = pen_inputs(pair.query[None], pair.valid[None], pair.candidate[None])
+    assert q.shape == (1, 4, PEN_SIZE, PEN_SIZE) and torch.equal(c[:, 3], torch.ones(1, PEN_SIZE, PEN_SIZE))
+
+
+def test_heat_goes_back_to_the_query_frame() -> None:
+    original = photo("astronaut").resize((384, 384))
+    query = original.resize((192, 192))  # a rescaled copy
+    qv, cv = View.of(query), View.of(original)
+    pair = align_pair(qv, cv)
+    grid = np.zeros((GRID, GRID), np.float32)
+    grid[0, 0] = 1.0  # top-left cell of the original
+    heat = heat_to_query(grid, cv, pair.alignment, query.size, qv)
+    assert heat.shape == (192, 192)
+    assert heat[:20, :20].mean() > 0.5 and heat[-60:, -60:].max() < 0.1
+
+
+# -- stage 2 policy and re-orderer ------------------------------------------------------------
+
+
+def test_skip_policy() -> None:
+    p = Stage2Policy(max_pairs=5)
+    assert select_for_psen(np.array([0.99, 0.5, 0.4]), 0.84, p) == [0]  # decisive
+    assert select_for_psen(np.array([0.3, 0.2]), 0.84, p) == []  # nothing near the threshold
+    assert select_for_psen(np.array([0.9, 0.88, 0.7, 0.5]), 0.84, p) == [0, 1, 2]  # only those near it
+    assert select_for_psen(np.array([0.99, 0.2, 0.1]), 0.84, Stage2Policy(max_pairs=2, exhaustive=True)) == [0, 1]
+
+
+@pytest.fixture(scope="module")
+def reranker() -> Reranker:
+    r = Reranker.packaged()
+    if r is None:
+        pytest.fail("stage-2 weights are not packaged")
+    return r
+
+
+def test_reorderer_picks_a_planted_match_and_says_absent(reranker: Reranker) -> None:
+    cos = np.linspace(0.9, 0.3, LIST_SIZE).astype(np.float32)
+    evaluated = np.zeros(LIST_SIZE, np.float32)
+    evaluated[:10] = 1
+    psen = np.full(LIST_SIZE, 0.01, np.float32)
+    psen[3] = 0.99  # the true original sits at stage-1 rank 4
+    probs = reranker.reorder(psen * evaluated, evaluated, cos)
+    assert int(np.argmax(probs)) == 3
+    probs = reranker.reorder(np.full(LIST_SIZE, 0.01, np.float32) * evaluated, evaluated, cos - 0.2)
+    assert int(np.argmax(probs)) == LIST_SIZE  # "not in the registry"
+
+
+def test_rerank_on_real_images(reranker: Reranker, embedder) -> None:  # type: ignore[no-untyped-def]
+    names = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field"]
+    images = {n: photo(n) for n in names}
+    ids = [uuid.uuid4() for _ in names]
+    views = {i: View.of(images[n]) for i, n in zip(ids, names)}
+    vectors = {i: v for i, v in zip(ids, embedder.embed([images[n] for n in names]))}
+    rng = random.Random(0)
+    query = augment.benign_after(augment.manipulate(images["chelsea"], images["coffee"], rng, kind="splice"), rng).image
+    qvec = embedder.embed([query])[0]
+    # candidates in an order where the true original is *not* first
+    order = [ids[0], ids[2], ids[1], ids[3], ids[4], ids[5]]
+    cos = np.array([0.95, 0.9, 0.8, 0.5, 0.4, 0.3], np.float32)
+    res = reranker.rerank(View.of(query), qvec, cos, 0.84, views.__getitem__, lambda xs: np.stack([vectors[x] for x in xs]), order)
+    assert res.choice == 1, res
+    assert res.psen[1] > 0.5 and res.psen[0] < 0.5
+    # the same list without chelsea: nothing matches
+    absent = [ids[0], ids[1], ids[3], ids[4]]
+    res = reranker.rerank(View.of(query), qvec, np.array([0.9, 0.8, 0.5, 0.4], np.float32), 0.84, views.__getitem__,
+                          lambda xs: np.stack([vectors[x] for x in xs]), absent)
+    assert res.choice is None, res
+
+
+# -- stage 3 gating and rendering ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def change() -> ChangeDetector:
+    c = ChangeDetector.packaged()
+    if c is None:
+        pytest.fail("stage-3 weights are not packaged")
+    return c
+
+
+def test_stage3_gates_the_heatmap(change: ChangeDetector) -> None:
+    original = photo("astronaut").resize((384, 384))
+    rng = random.Random(5)
+    benign = augment.benign(original, rng, n_ops=1).image
+    edited = original.copy()
+    ImageDraw.Draw(edited).rectangle((220, 40, 330, 150), fill=(250, 20, 20))
+    cv = View.of(original)
+    for img, manipulated in ((benign, False), (edited, True)):
+        qv = View.of(img)
+        result = change.analyse(align_pair(qv, cv), qv, cv, img.size)
+        assert result.manipulated == manipulated, result.p_manipulated
+        if manipulated:
+            assert result.query_heat is not None and result.query_heat.shape == (img.height, img.width)
+            region = result.region()
+            assert region is not None and region[40:150, 220:330].mean() > 0.3
+        else:
+            assert result.query_heat is None and not result.grid.any()
+
+
+def test_overlay_png() -> None:
+    img = photo("coffee")
+    heat = np.zeros((img.height, img.width), np.float32)
+    heat[100:200, 100:300] = 1.0
+    png = render_overlay(img, heat)
+    out = Image.open(__import__("io").BytesIO(png))
+    assert out.format == "PNG" and out.size == img.size
+    arr = np.asarray(out.convert("RGB")).astype(int)
+    assert np.abs(arr[150, 200] - np.asarray(img)[150, 200]).sum() > 50  # coloured where hot
+    assert np.abs(arr[20, 20] - np.asarray(img)[20, 20]).sum() < 10  # untouched where cold
+
+
+# -- view cache ------------------------------------------------------------------------------
+
+
+def test_view_cache_survives_restart_and_torn_files(tmp_path: Path) -> None:
+    img = photo("chelsea")
+    oid = uuid.uuid4()
+    cache = CandidateViews(tmp_path)
+    v = cache.put(oid, img)
+    again = CandidateViews(tmp_path).get(oid, lambda: pytest.fail("should come from the file"))
+    assert np.array_equal(again.image, v.image) and len(again.features) == len(v.features)
+    (tmp_path / f"{oid}.npz").write_bytes(b"torn")
+    calls = []
+    fresh = CandidateViews(tmp_path).get(oid, lambda: calls.append(1) or img)
+    assert calls == [1] and np.array_equal(fresh.image, v.image)
+    cache.forget(oid)
+    assert not (tmp_path / f"{oid}.npz").exists()
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+
+def test_average_precision_and_iou() -> None:
+    assert average_precision(np.array([1, 1, 0, 0]), np.array([0.9, 0.8, 0.2, 0.1])) == 1.0
+    assert average_precision(np.array([1, 0, 0, 0]), np.array([0.5, 0.5, 0.5, 0.5])) == pytest.approx(0.25)
+    assert average_precision(np.array([0, 1]), np.array([0.9, 0.1])) == pytest.approx(0.5)
+    a = np.zeros((4, 4), bool)
+    a[:2] = True
+    b = np.zeros((4, 4), bool)
+    b[1:3] = True
+    assert iou(a, b) == pytest.approx(4 / 12)
+    assert iou(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0
