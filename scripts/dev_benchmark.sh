@@ -9,4 +9,4 @@ SEED=${SEED:-0}
 
 verifier bench-data --shared "$SHARED" --out "$OUT" --seed "$SEED"
 verifier bench --queries "$OUT/queries.csv" --registry-extra "$OUT/registry" \
-  --baselines phash,pdq,backbone --seed "$SEED" --out "$OUT/results-dev.json"
+  --baselines phash,pdq,backbone --compare-exhaustive --seed "$SEED" --out "$OUT/results-dev.json"

@@ -26,6 +26,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from verifier import augment
+from verifier.bench_pairs import PairwiseMeasures
 
 KINDS = ("identical", "benign", "manip", "manip+benign", "distinct")
 AFTER_BENIGN = {"identical": "benign", "benign": "benign", "manip": "manip+benign", "manip+benign": "manip+benign", "distinct": "distinct"}
@@ -153,14 +154,22 @@ def run_bench(
     data_dir: Path | None = None,
     embedder: Any = None,
     command: str = "",
+    compare_exhaustive: bool = False,
+    sample: int = 0,
+    register_only: bool = False,
 ) -> dict[str, Any]:
     from verifier.embedding import BackboneEmbedder
     from verifier.errors import VerifierError
+    from sqlalchemy import select
+
+    from verifier.db.models import Publisher
     from verifier.keys import create_publisher
     from verifier.service import Service
     from verifier.settings import Settings, UnsignedPolicy
 
     queries = read_queries(queries_csv)
+    if sample and sample < len(queries):
+        queries = random.Random(seed).sample(queries, sample)
     if benign_variants_n:
         queries += benign_variants(queries, benign_variants_n, seed)
     originals = sorted({q.original for q in queries if q.original is not None})
@@ -174,7 +183,10 @@ def run_bench(
     service = Service.open(settings, embedder=embedder)
     try:
         with service.db.session() as session:
-            publisher, _ = create_publisher(session, f"bench-{dt.datetime.now():%H%M%S%f}")
+            # one publisher per bench registry, so that a kept --data-dir is reused, not doubled
+            publisher = session.scalar(select(Publisher).where(Publisher.name == "bench"))
+            if publisher is None:
+                publisher, _ = create_publisher(session, "bench")
         path_to_id: dict[Path, str] = {}
         id_to_bytes: dict[str, bytes] = {}
         skipped: list[str] = []
@@ -189,7 +201,20 @@ def run_bench(
             path_to_id[path.resolve()] = oid
             id_to_bytes.setdefault(oid, data)
 
+        if register_only:
+            return {"n_registry": len(set(path_to_id.values())), "registry_skipped": skipped}
         ranks: dict[str, list[int | None]] = defaultdict(list)
+        ranks12: dict[str, list[int | None]] = defaultdict(list)
+        matched_exhaustive: dict[str, list[bool]] = defaultdict(list)
+        stage2_ran: dict[str, list[int]] = defaultdict(list)
+        pipeline = service.pipeline
+        pairwise = PairwiseMeasures() if pipeline.reranker is not None else None
+        exhaustive = None
+        if compare_exhaustive and pipeline.reranker is not None:
+            from verifier.rerank import Reranker, Stage2Policy
+
+            r = pipeline.reranker
+            exhaustive = Reranker(r.psen, r.reorderer, r.psen_sha256, r.reorder_sha256, Stage2Policy(max_pairs=r.policy.max_pairs, exhaustive=True))
         matched: dict[str, list[bool]] = defaultdict(list)
         verdicts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         timings: dict[str, list[float]] = defaultdict(list)
@@ -205,12 +230,24 @@ def run_bench(
             verdicts[q.kind][report["verdict"]] += 1
             true_id = path_to_id.get(q.original.resolve()) if q.original else None
             true_ids.append(true_id)
+            got = report["match"]["original_id"] if report["match"] else None
             if q.kind == "distinct":
-                matched[q.kind].append(report["match"] is not None)
+                matched[q.kind].append(got is not None)
             else:
                 order = [c for c, _ in signed.trace["candidates"]]
                 ranks[q.kind].append(order.index(true_id) + 1 if true_id in order else None)
-                matched[q.kind].append(bool(report["match"]) and report["match"]["original_id"] == true_id)
+                matched[q.kind].append(got == true_id)
+                if "stage2" in signed.trace:
+                    order12 = signed.trace["stage2"]["order"]
+                    ranks12[q.kind].append(order12.index(true_id) + 1 if true_id in order12 else None)
+                    stage2_ran[q.kind].append(len(signed.trace["stage2"]["psen"]))
+                else:  # decided before stage 2 (exact bytes): the pipeline's answer is its rank 1
+                    ranks12[q.kind].append(1 if got == true_id else (order.index(true_id) + 1 if true_id in order else None))
+            if pairwise is not None:
+                _pairwise_measures(pairwise, service, q, signed, true_id, got)
+            if exhaustive is not None and signed.trace.get("stage2") is not None:
+                ex = _exhaustive_choice(service, exhaustive, q, signed)
+                matched_exhaustive[q.kind].append(ex == true_id if q.kind != "distinct" else ex is not None)
             if baselines:
                 query_images.append(_decode(q.data))
 
@@ -226,13 +263,17 @@ def run_bench(
             entry: dict[str, Any] = {"n": n, "verdicts": dict(verdicts[kind])}
             if kind != "distinct":
                 entry["stage1"] = ir_at_k(ranks[kind])
-                entry["stage12"] = None  # stages 2-3 not shipped yet
+                entry["stage12"] = ir_at_k(ranks12[kind]) if pairwise is not None else None
+                if stage2_ran[kind]:
+                    entry["stage2_psen_pairs_mean"] = round(float(np.mean(stage2_ran[kind])), 3)
                 entry["matched_true_original"] = round(float(np.mean(matched[kind])), 4)
                 entry["baselines"] = {name: res[kind] for name, res in baseline_results.items() if kind in res}
+            if matched_exhaustive[kind]:
+                entry["matched_true_original_exhaustive_stage2"] = round(float(np.mean(matched_exhaustive[kind])), 4)
             kinds_out[kind] = entry
         distinct = matched.get("distinct", [])
         return {
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "command": command,
             "seed": seed,
             "model": {"stage1": service.search.embedder.model_id, "index": service.search.index.kind,
@@ -243,14 +284,48 @@ def run_bench(
             "kinds": kinds_out,
             "false_match_rate": round(float(np.mean(distinct)), 4) if distinct else None,
             "latency_ms": {stage: percentiles(v) for stage, v in timings.items()},
-            "ap_same_different": None,  # stages 2-3
-            "ap_benign_manip": None,  # stage 3
-            "heatmap_iou": None,  # stage 3
+            **(pairwise.results() if pairwise is not None else {"ap_same_different": None, "ap_benign_manip": None, "heatmap_iou": None}),
+            "stages": [m.model_dump() for m in pipeline._models()],
         }
     finally:
         service.close()
         if tmp:
             tmp.cleanup()
+
+
+def _pairwise_measures(pm: PairwiseMeasures, service: Any, q: Query, signed: Any, true_id: str | None, got: str | None) -> None:
+    """Table 3-5 measures for one query (see verifier.bench_pairs), through the service's parts."""
+    import uuid
+
+    pipe = service.pipeline
+    trace = signed.trace
+    image = _decode(q.data)
+    qvec = service.search.embed(image)
+    hardest = trace["candidates"][0][0] if trace["candidates"] else None
+    true_view = pipe._view(uuid.UUID(true_id)) if true_id else None
+    hard_view = pipe._view(uuid.UUID(hardest)) if hardest and q.kind == "distinct" else None
+    tv = service.search.vectors_for([uuid.UUID(true_id)])[0] if true_id else None
+    hv = service.search.vectors_for([uuid.UUID(hardest)])[0] if hard_view is not None else None
+    heat = trace.get("stage3", {}).get("query_heat")
+    pm.add(kind=q.kind, group="coverage" if "coverage" in q.name else "synthetic", query=image, true_view=true_view,
+           hardest_view=hard_view, query_vector=qvec, true_vector=tv, hardest_vector=hv, reranker=pipe.reranker,
+           change=pipe.change, mask=q.mask, verdict=signed.report["verdict"], matched_true=got == true_id and got is not None,
+           pipeline_heat=heat)
+
+
+def _exhaustive_choice(service: Any, reranker: Any, q: Query, signed: Any) -> str | None:
+    """What stage 2 would have chosen with PSEN on every one of its max_pairs candidates."""
+    import uuid
+
+    from verifier.pairs import View
+
+    pipe = service.pipeline
+    image = _decode(q.data)
+    ids = [uuid.UUID(c) for c, _ in signed.trace["candidates"]]
+    cos = np.array([s for _, s in signed.trace["candidates"]], np.float32)
+    res = reranker.rerank(View.of(image), service.search.embed(image), cos, service.search.calibration.threshold,
+                          pipe._view, service.search.vectors_for, ids)
+    return str(ids[res.choice]) if res.choice is not None else None
 
 
 def _run_baselines(
@@ -293,6 +368,14 @@ def summarise(results: dict[str, Any]) -> str:
         s1 = entry["stage1"]
         base = "  ".join(f"{name} IR@1={v['IR@1']}" for name, v in entry["baselines"].items())
         lines.append(f"  {kind:<13} n={entry['n']:<5} IR@1={s1['IR@1']} IR@10={s1['IR@10']} IR@100={s1['IR@100']}  {base}")
+        if entry.get("stage12"):
+            s12 = entry["stage12"]
+            lines.append(f"  {'':<13} stage1+2 IR@1={s12['IR@1']} IR@10={s12['IR@10']} IR@100={s12['IR@100']}  matched={entry['matched_true_original']}")
+    for section in ("ap_same_different", "ap_benign_manip"):
+        if results.get(section):
+            lines.append(f"  {section}: " + ", ".join(f"{k} {v['ap']}" for k, v in results[section].items()))
+    for group, methods in (results.get("heatmap_iou") or {}).items():
+        lines.append(f"  heatmap IoU [{group}]: " + ", ".join(f"{m} {v['mean_iou']} (n={v['n']})" for m, v in methods.items()))
     total = results["latency_ms"].get("total", {})
     lines.append(f"  latency total p50={total.get('p50')} ms p95={total.get('p95')} ms; stage1 {results['latency_ms'].get('stage1')}")
     return "\n".join(lines)

@@ -106,3 +106,22 @@ def build_dev(shared: Path, out: Path, *, n_per_kind: int = 300, n_identical: in
     counts["registry"] = sum(1 for _ in registry.iterdir())
     counts["coverage"] = len(coverage_rows)
     return counts
+
+
+def build_distractors(shared: Path, out: Path, n: int, *, seed: int = 0) -> int:
+    """`n` extra registry images to scale the registry (e.g. to 10k for latency): quarter
+    crops of `train` photos, which no benchmark query derives from."""
+    rng = random.Random(seed)
+    photos_dir = shared / "datasets" / "photos"
+    with (photos_dir / "index.csv").open() as fh:
+        train = sorted(photos_dir / r["path"] for r in csv.DictReader(fh) if r["split"] == "train")
+    jobs = [(p, q) for p in train for q in range(4)]
+    rng.shuffle(jobs)
+    target = out / "distractors"
+    target.mkdir(parents=True, exist_ok=True)
+    for path, q in tqdm(jobs[:n], desc="distractors"):
+        img = Image.open(path).convert("RGB")
+        w, h = img.size
+        x, y = (q % 2) * w // 2, (q // 2) * h // 2
+        img.crop((x, y, x + w // 2, y + h // 2)).save(target / f"{path.stem}-q{q}.jpg", "JPEG", quality=90)
+    return min(n, len(jobs))

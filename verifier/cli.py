@@ -128,11 +128,11 @@ def cmd_api_keys(args: argparse.Namespace) -> int:
 
 def cmd_register(args: argparse.Namespace) -> int:
     from sqlalchemy import select
+    from tqdm import tqdm
 
     from verifier.db.models import Publisher
     from verifier.errors import VerifierError
     from verifier.registry import OriginalMetadata
-    from tqdm import tqdm
 
     service = _open_service(args)
     failures = 0
@@ -278,7 +278,7 @@ def _load_jwks(source: str | None, args: argparse.Namespace) -> dict[str, Any]:
     if source.startswith(("http://", "https://")):
         import urllib.request
 
-        with urllib.request.urlopen(source, timeout=10) as response:  # noqa: S310 (user-given URL)
+        with urllib.request.urlopen(source, timeout=10) as response:
             return json.loads(response.read())
     return json.loads(Path(source).read_text())
 
@@ -316,11 +316,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from manifests.signing import generate_test_ca, issue_signer
     from verifier.demo import run_demo
     from verifier.service import Service
     from verifier.settings import Settings
-
-    from manifests.signing import generate_test_ca, issue_signer
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -378,8 +377,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     command = "verifier " + " ".join(sys.argv[1:])
     results = run_bench(
         args.queries, registry_extra=args.registry_extra or [], benign_variants_n=args.benign_variants,
-        seed=args.seed, baselines=baselines, command=command,
+        seed=args.seed, baselines=baselines, command=command, compare_exhaustive=args.compare_exhaustive,
+        sample=args.sample, data_dir=args.data_dir, register_only=args.register_only,
     )
+    if args.register_only:
+        print(json.dumps(results))
+        return 0
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(summarise(results))
@@ -392,6 +395,10 @@ def cmd_bench_data(args: argparse.Namespace) -> int:
 
     counts = build_dev(args.shared, args.out, n_per_kind=args.n_per_kind, n_identical=args.n_identical,
                        n_distinct=args.n_distinct, seed=args.seed)
+    if args.distractors:
+        from verifier.bench_data import build_distractors
+
+        counts["distractors"] = build_distractors(args.shared, args.out, args.distractors, seed=args.seed)
     print(json.dumps(counts))
     print(f"queries: {args.out / 'queries.csv'} (COVERAGE alone: {args.out / 'coverage.csv'}); registry: {args.out / 'registry'}")
     return 0
@@ -424,8 +431,47 @@ def cmd_bench_align(args: argparse.Namespace) -> int:
 # -- training ---------------------------------------------------------------------------
 
 
+def _cmd_train_pairs(args: argparse.Namespace) -> int:
+    import torch
+
+    logging.getLogger("verifier").setLevel(logging.INFO)
+    command = "verifier " + " ".join(sys.argv[1:])
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.train_command == "pairs-data":
+        from verifier.train_pairs import build_pairs
+
+        info = build_pairs(args.photos, args.out, limit=args.limit or 0, seed=args.seed, workers=args.workers)
+        print(json.dumps({**info, "command": command}, indent=2))
+        return 0
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device_name = torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu x{torch.get_num_threads()} threads"
+    if args.train_command == "reorder":
+        from verifier.train_reorder import ReorderConfig, train_reorderer
+
+        result = train_reorderer(ReorderConfig(photos=args.photos, out=args.out, queries=args.queries, seed=args.seed))
+    else:
+        from verifier.train_pairs import PairTrainConfig, train_pairs
+
+        result = train_pairs(PairTrainConfig(data=args.data, out=args.out, model=args.train_command, epochs=args.epochs,
+                                             batch_size=args.batch, lr=args.lr, seed=args.seed, device=device))
+    result["command"] = command
+    result["device"] = device_name
+    from verifier.train_pairs import write_record
+
+    record = args.out.with_suffix(".train.json")
+    write_record(result, record)
+    print(json.dumps({k: v for k, v in result.items() if k in ("history", "seconds", "val")}, indent=2))
+    print(f"weights -> {args.out}; training record -> {record}")
+    return 0
+
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
+
+    if args.train_command in ("pairs-data", "psen", "change", "reorder"):
+        return _cmd_train_pairs(args)
 
     from verifier.train_embed import TrainConfig, train, write_report
 
@@ -551,6 +597,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benign-variants", type=int, default=0, help="add N benign-transformed copies of every query")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--baselines", default="phash,pdq,backbone", help="comma list of phash,pdq,backbone ('' for none)")
+    p.add_argument("--sample", type=int, default=0, help="a seeded random sample of N queries from the CSV")
+    p.add_argument("--data-dir", type=Path, help="keep the bench registry here (reused by later runs) instead of a temp dir")
+    p.add_argument("--register-only", action="store_true", help="register the originals and stop (to prepare --data-dir)")
+    p.add_argument("--compare-exhaustive", action="store_true",
+                   help="also re-run stage 2 with PSEN on all its candidates (what the skip rules cost)")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_bench)
 
@@ -560,6 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-per-kind", type=int, default=300)
     p.add_argument("--n-identical", type=int, default=100)
     p.add_argument("--n-distinct", type=int, default=100)
+    p.add_argument("--distractors", type=int, default=0, help="also write N quarter crops of train photos to OUT/distractors")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_bench_data)
 
@@ -600,6 +652,30 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--lr", type=float, default=1e-3)
     q.add_argument("--freeze-blocks", type=int, default=13)
     q.add_argument("--limit", type=int, help="only the first N training photos")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--device")
+    q.add_argument("--threads", type=int)
+    q = ts.add_parser("pairs-data", help="aligned query/candidate pairs from the train split (stages 2-3)")
+    q.add_argument("--photos", type=Path, default=Path("../shared/datasets/photos"))
+    q.add_argument("--out", type=Path, required=True, help=".npz output path")
+    q.add_argument("--limit", type=int, help="only N training photos")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--workers", type=int, default=2)
+    q.add_argument("--threads", type=int)
+    for name, epochs, helptext in (("psen", 3, "stage 2: PSEN same/different"), ("change", 4, "stage 3: benign/manipulated + 7x7 heatmap")):
+        q = ts.add_parser(name, help=helptext)
+        q.add_argument("--data", type=Path, required=True, help="from `verifier train pairs-data`")
+        q.add_argument("--out", type=Path, required=True, help="safetensors output path")
+        q.add_argument("--epochs", type=int, default=epochs)
+        q.add_argument("--batch", type=int, default=32)
+        q.add_argument("--lr", type=float, default=2e-3)
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--device")
+        q.add_argument("--threads", type=int)
+    q = ts.add_parser("reorder", help="stage 2: the 101-way re-orderer over top-100 lists (needs a trained PSEN)")
+    q.add_argument("--photos", type=Path, default=Path("../shared/datasets/photos"))
+    q.add_argument("--out", type=Path, required=True)
+    q.add_argument("--queries", type=int, default=600)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--device")
     q.add_argument("--threads", type=int)
