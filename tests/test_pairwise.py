@@ -113,8 +113,11 @@ def test_heat_goes_back_to_the_query_frame() -> None:
 def test_skip_policy() -> None:
     p = Stage2Policy(max_pairs=5)
     assert select_for_psen(np.array([0.99, 0.5, 0.4]), 0.84, p) == [0]  # decisive
-    assert select_for_psen(np.array([0.3, 0.2]), 0.84, p) == []  # nothing near the threshold
-    assert select_for_psen(np.array([0.9, 0.88, 0.7, 0.5]), 0.84, p) == [0, 1, 2]  # only those near it
+    assert select_for_psen(np.array([0.3, 0.2]), 0.84, p) == [0, 1]  # the first min_pairs always
+    assert select_for_psen(np.array([0.3, 0.2, 0.1, 0.1]), 0.84, Stage2Policy(max_pairs=5, min_pairs=1)) == [0]
+    cos = np.array([0.9, 0.88, 0.7, 0.65, 0.5, 0.4])
+    assert select_for_psen(cos, 0.84, p) == [0, 1, 2, 3]  # then only those near the threshold
+    assert select_for_psen(np.array([]), 0.84, p) == []
     assert select_for_psen(np.array([0.99, 0.2, 0.1]), 0.84, Stage2Policy(max_pairs=2, exhaustive=True)) == [0, 1]
 
 

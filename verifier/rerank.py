@@ -2,9 +2,9 @@
 
 Cost control. Each PSEN evaluation needs an alignment (~30 ms) and a PEN pass (~20 ms) on a
 CPU, so it runs only on candidates that can matter (`select_for_psen`):
-* at most `max_pairs` candidates, best stage-1 first, and only those whose stage-1 cosine
-  is within `floor_margin` of the stage-1 threshold (far below it, a candidate was never a
-  match in calibration);
+* at most `max_pairs` candidates, best stage-1 first: always the first `min_pairs`, and
+  beyond them only those whose stage-1 cosine is within `floor_margin` of the stage-1
+  threshold (far below it, a candidate was never a match in calibration);
 * when stage 1 is decisive -- the top cosine is at least `decisive` and leads the second by
   `decisive_gap` -- only the top candidate is checked.
 The re-orderer still sees all 100 candidates (the skipped ones by stage-1 cosine only).
@@ -33,6 +33,7 @@ LIST_SIZE = 100
 @dataclass(frozen=True)
 class Stage2Policy:
     max_pairs: int = 10
+    min_pairs: int = 3
     floor_margin: float = 0.25
     decisive: float = 0.95
     decisive_gap: float = 0.10
@@ -44,12 +45,12 @@ def select_for_psen(cosines: np.ndarray, threshold: float, policy: Stage2Policy)
     n = min(len(cosines), policy.max_pairs)
     if policy.exhaustive:
         return list(range(n))
-    if n == 0 or cosines[0] < threshold - policy.floor_margin:
+    if n == 0:
         return []
     second = cosines[1] if len(cosines) > 1 else -1.0
     if cosines[0] >= policy.decisive and cosines[0] - second >= policy.decisive_gap:
         return [0]
-    return [i for i in range(n) if cosines[i] >= threshold - policy.floor_margin]
+    return [i for i in range(n) if i < policy.min_pairs or cosines[i] >= threshold - policy.floor_margin]
 
 
 def reorder_features(psen: np.ndarray, evaluated: np.ndarray, cosines: np.ndarray) -> torch.Tensor:
