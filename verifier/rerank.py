@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,7 +121,9 @@ class Reranker:
         return probs / probs.sum()
 
     def rerank(self, query: View, query_vector: np.ndarray, cosines: np.ndarray, threshold: float,
-               view_of: callable, vector_of: callable, ids: list[uuid.UUID]) -> Stage2Result:  # type: ignore[valid-type]
+               view_of: Callable[[uuid.UUID], View], vector_of: Callable[[list[uuid.UUID]], np.ndarray],
+               ids: list[uuid.UUID]) -> Stage2Result:
+        """`view_of` / `vector_of` fetch a candidate's cached view and stage-1 vectors (the pipeline's)."""
         chosen = select_for_psen(cosines, threshold, self.policy)
         views = [view_of(ids[i]) for i in chosen]
         scores, pairs = self.psen_scores(query, views, query_vector, vector_of([ids[i] for i in chosen]) if chosen else np.zeros((0, query_vector.shape[0])))
