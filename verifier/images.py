@@ -6,6 +6,7 @@ import hashlib
 import io
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -94,3 +95,14 @@ def load_image(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[ImageIn
         sha256=hashlib.sha256(data).hexdigest(),
     )
     return info, rgb
+
+
+def load_stored(data: bytes, width: int, height: int) -> Image.Image:
+    """Decode a registered original's stored bytes (already checked at ingest: the limits are its own)."""
+    return load_image(data, max_bytes=len(data) + 1, max_pixels=width * height + 1)[1]
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """A local photo (training and benchmark data) as RGB."""
+    with Image.open(path) as im:
+        return im.convert("RGB")

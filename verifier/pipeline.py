@@ -44,7 +44,7 @@ from verifier.db import Database
 from verifier.db.models import Original
 from verifier.db.models import Report as ReportRow
 from verifier.errors import NotFound, UnreadableManifest
-from verifier.images import ImageInfo, load_image
+from verifier.images import ImageInfo, load_image, load_stored
 from verifier.pairs import View, align_pair
 from verifier.registry import Registry
 from verifier.report import (
@@ -149,6 +149,7 @@ class VerificationPipeline:
             clock.lap("recover_manifest")
         report_id = uuid.uuid4()
         if change is not None:
+            region = change.region()
             manipulation = Manipulation(
                 method=f"{CHANGE_ID} (PEN + 7x7 heatmap head), alignment=sift-ransac-homography+dis-flow",
                 decision="manipulated" if change.manipulated else "benign",
@@ -158,7 +159,7 @@ class VerificationPipeline:
                 grid=[[round(float(v), 4) for v in row] for row in change.grid],
                 grid_frame="original",
                 outline_threshold=OUTLINE_THRESHOLD,
-                region_fraction=round(float(change.region().mean()), 6) if change.region() is not None else 0.0,
+                region_fraction=round(float(region.mean()), 6) if region is not None else 0.0,
                 heatmap_url=f"/v1/reports/{report_id}/heatmap.png" if heatmap_png else None,
             )
 
@@ -195,7 +196,11 @@ class VerificationPipeline:
             )
         clock.lap("sign_store")
         log.info("report %s: %s", report.id, verdict.value)
-        trace: dict[str, Any] = {"candidates": [(str(c.original_id), c.score) for c in outcome.candidates], "timings_ms": clock.laps}
+        trace: dict[str, Any] = {
+            "candidates": [(str(c.original_id), c.score) for c in outcome.candidates],
+            "query_vector": outcome.query_vector,
+            "timings_ms": clock.laps,
+        }
         if stage2 is not None:
             trace["stage2"] = {
                 "choice": stage2.choice, "p_absent": stage2.p_absent, "probability": stage2.probability,
@@ -235,8 +240,7 @@ class VerificationPipeline:
         return models
 
     def _decode_original(self, original: Original, data: bytes) -> Image.Image:
-        _, img = load_image(data, max_bytes=len(data) + 1, max_pixels=original.width * original.height + 1)
-        return img
+        return load_stored(data, original.width, original.height)
 
     def _view(self, original_id: uuid.UUID) -> View:
         assert self.views is not None

@@ -91,13 +91,13 @@ class Reranker:
 
     @classmethod
     def packaged(cls, policy: Stage2Policy | None = None) -> Reranker | None:
-        from verifier.embedding import _file_sha256
+        from verifier.fsutil import file_sha256
         from verifier.train_pairs import load_model
 
         p, r = PACKAGED / f"{PSEN_ID}.safetensors", PACKAGED / f"{REORDER_ID}.safetensors"
         if not (p.exists() and r.exists()):
             return None
-        return cls(load_model(p, "psen"), load_model(r, "reorder"), _file_sha256(p), _file_sha256(r), policy)  # type: ignore[arg-type]
+        return cls(load_model(p, "psen"), load_model(r, "reorder"), file_sha256(p), file_sha256(r), policy)  # type: ignore[arg-type]
 
     def psen_scores(self, query: View, views: list[View], eq: np.ndarray, ecs: np.ndarray) -> tuple[np.ndarray, list[AlignedPair]]:
         pairs = [align_pair(query, v) for v in views]

@@ -113,11 +113,9 @@ class ProvenanceSearch:
             if lacking:
                 self.index.add(*self._vectors(lacking))
         for original in missing:
-            from verifier.images import load_image
+            from verifier.images import load_stored
 
-            data = blob_reader(original)
-            _, img = load_image(data, max_bytes=len(data) + 1, max_pixels=original.width * original.height + 1)
-            vector = self.embed(img)
+            vector = self.embed(load_stored(blob_reader(original), original.width, original.height))
             with self.db.session() as session:
                 emb = self.stage(session, original.id, vector)
             self.commit_added(emb, vector)

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from verifier import augment
 from verifier.calibrate import train_photos
+from verifier.images import load_rgb
 from verifier.embedding import to_tensor
 from verifier.models.embednet import EmbedNet
 
@@ -82,10 +83,6 @@ def make_views(img: Image.Image, donor: Image.Image, rng: random.Random, n: int)
     return views
 
 
-def _load(path: Path) -> Image.Image:
-    with Image.open(path) as im:
-        return im.convert("RGB")
-
 
 def _freeze(model: EmbedNet, freeze_blocks: int) -> list[nn.Parameter]:
     """Freeze stem and blocks[:freeze_blocks]; BN statistics stay fixed everywhere."""
@@ -111,7 +108,7 @@ def evaluate(model: EmbedNet, photos: list[Path], cfg: TrainConfig, seed: int, d
     distractors (all from the train split; the test split is for benchmarks only)."""
     rng = random.Random(seed)
     model.eval()
-    originals = [_load(p) for p in photos]
+    originals = [load_rgb(p) for p in photos]
     queries, owners = [], []
     for i, img in enumerate(originals):
         donor = originals[(i + 1) % len(originals)]
@@ -126,7 +123,7 @@ def evaluate(model: EmbedNet, photos: list[Path], cfg: TrainConfig, seed: int, d
             out.append(model(batch).float().cpu())
         return torch.cat(out)
 
-    reg, q = emb(originals + [_load(p) for p in distractors]), emb(queries)
+    reg, q = emb(originals + [load_rgb(p) for p in distractors]), emb(queries)
     top1 = (q @ reg.T).argmax(1).numpy() == np.array(owners)
     kinds = np.array([i % 3 for i in range(len(queries))])
     return {
@@ -182,7 +179,7 @@ def _train_cached(model: EmbedNet, photos: list[Path], cfg: TrainConfig, rng: ra
     model.eval()
     feats: list[torch.Tensor] = []
     groups: list[int] = []
-    images = [_load(p) for p in tqdm(photos, desc="load", unit="img")]
+    images = [load_rgb(p) for p in tqdm(photos, desc="load", unit="img")]
     with torch.no_grad():
         for i in tqdm(range(len(images)), desc="cache views", unit="img"):
             donor = images[rng.randrange(len(images))]
@@ -230,8 +227,8 @@ class _ViewDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         rng = random.Random(hash((self.seed, self.epoch, i)))
-        img = _load(self.photos[i])
-        donor = _load(self.photos[rng.randrange(len(self.photos))])
+        img = load_rgb(self.photos[i])
+        donor = load_rgb(self.photos[rng.randrange(len(self.photos))])
         views = make_views(img, donor, rng, self.cfg.views)
         return torch.stack([to_tensor(v, self.cfg.size) for v in views]), i
 

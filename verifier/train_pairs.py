@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from verifier import augment
 from verifier.calibrate import train_photos
+from verifier.images import load_rgb
 from verifier.metrics import average_precision
 from verifier.models.pen import PSEN, ChangeNet, Reorderer, heatmap_loss
 from verifier.pairs import View, align_pair, mask_to_candidate_grid, pen_inputs
@@ -38,11 +39,6 @@ log = logging.getLogger(__name__)
 
 PAIR_KINDS = ("identical", "benign", "manip", "manip+benign", "distinct")
 
-
-def _load(path: Path) -> Image.Image:
-    img = Image.open(path)
-    img.load()
-    return img.convert("RGB")
 
 
 # -- pair data ----------------------------------------------------------------------------
@@ -60,7 +56,7 @@ def _worker_init(embedder_name: str) -> None:
 def _pairs_for(job: tuple[int, str, str, str, int]) -> list[dict[str, Any]]:
     i, path, neighbour, donor_path, seed = job
     rng = random.Random(seed)
-    img, donor = _load(Path(path)), _load(Path(donor_path))
+    img, donor = load_rgb(Path(path)), load_rgb(Path(donor_path))
     cand = View.of(img)
     items: list[tuple[str, augment.Sample]] = []
     if rng.random() < 0.25:
@@ -70,7 +66,7 @@ def _pairs_for(job: tuple[int, str, str, str, int]) -> list[dict[str, Any]]:
     items.append(("benign", augment.benign(img, rng, n_ops=rng.randint(1, 3))))
     items.append(("manip", augment.jpeg(augment.manipulate(img, donor, rng), rng) if rng.random() < 0.5 else augment.manipulate(img, donor, rng)))
     items.append(("manip+benign", augment.benign_after(augment.manipulate(img, donor, rng), rng, n_ops=rng.randint(1, 2))))
-    other = _load(Path(neighbour if rng.random() < 0.5 else donor_path))
+    other = load_rgb(Path(neighbour if rng.random() < 0.5 else donor_path))
     items.append(("distinct", augment.benign(other, rng, n_ops=rng.randint(0, 2))))
     queries = [s.image for _, s in items]
     emb = _W["embedder"].embed(queries)
@@ -96,7 +92,7 @@ def build_pairs(photos_root: Path, out: Path, *, limit: int = 0, seed: int = 0, 
     if limit:
         photos = photos[:limit]
     embedder = get_embedder(embedder_name)
-    cand_emb = np.concatenate([embedder.embed([_load(p) for p in photos[k : k + 32]]) for k in tqdm(range(0, len(photos), 32), desc="embed originals")])
+    cand_emb = np.concatenate([embedder.embed([load_rgb(p) for p in photos[k : k + 32]]) for k in tqdm(range(0, len(photos), 32), desc="embed originals")])
     sims = cand_emb @ cand_emb.T
     np.fill_diagonal(sims, -2)
     neighbours = sims.argmax(1)

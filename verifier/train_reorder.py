@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from verifier import augment
 from verifier.calibrate import train_photos
+from verifier.images import load_rgb
 from verifier.models.pen import Reorderer
 from verifier.rerank import (
     LIST_SIZE,
@@ -52,11 +53,6 @@ class ReorderConfig:
     seed: int = 0
 
 
-def _load(path: Path) -> Image.Image:
-    img = Image.open(path)
-    img.load()
-    return img.convert("RGB")
-
 
 def _query(img: Image.Image, donor: Image.Image, rng: random.Random) -> Image.Image:
     kind = rng.choice(["benign", "manip", "manip+benign"])
@@ -78,7 +74,7 @@ def build_lists(cfg: ReorderConfig) -> dict[str, np.ndarray]:
     reg, outside = photos[: cfg.registry], photos[cfg.registry :]
     embedder = get_embedder("auto")
     threshold = Calibration.load(embedder.model_id).threshold
-    reg_emb = np.concatenate([embedder.embed([_load(p) for p in reg[k : k + 32]]) for k in tqdm(range(0, len(reg), 32), desc="embed registry")])
+    reg_emb = np.concatenate([embedder.embed([load_rgb(p) for p in reg[k : k + 32]]) for k in tqdm(range(0, len(reg), 32), desc="embed registry")])
     psen = load_model(PACKAGED / f"{PSEN_ID}.safetensors", "psen")
     reranker = Reranker(psen, Reorderer(), "", "", Stage2Policy(max_pairs=cfg.max_pairs, exhaustive=True))
     views: dict[int, View] = {}
@@ -87,7 +83,7 @@ def build_lists(cfg: ReorderConfig) -> dict[str, np.ndarray]:
         absent = j % 4 == 3 and outside
         src = rng.choice(outside) if absent else reg[rng.randrange(len(reg))]
         true_index = None if absent else reg.index(src)
-        q_img = _query(_load(src), _load(rng.choice(photos)), rng)
+        q_img = _query(load_rgb(src), load_rgb(rng.choice(photos)), rng)
         qv = embedder.embed([q_img])[0]
         cos = reg_emb @ qv
         top = np.argsort(-cos)[:LIST_SIZE]
@@ -97,7 +93,7 @@ def build_lists(cfg: ReorderConfig) -> dict[str, np.ndarray]:
         for i in chosen:
             idx = int(top[i])
             if idx not in views:
-                views[idx] = View.of(_load(reg[idx]))
+                views[idx] = View.of(load_rgb(reg[idx]))
             cand_views.append(views[idx])
         scores, _ = reranker.psen_scores(View.of(q_img), cand_views, qv, reg_emb[top[chosen]])
         p = np.zeros(LIST_SIZE, np.float32)
