@@ -7,8 +7,8 @@ import os
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from verifier.db.database import normalise_url
-from verifier.db.models import Base
+from verifier.storage.database import normalise_url
+from verifier.storage.models import Base
 
 config = context.config
 target_metadata = Base.metadata

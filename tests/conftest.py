@@ -14,11 +14,11 @@ from sqlalchemy import create_engine, text
 
 from manifests.signing import SignerCredentials, TestCA, generate_test_ca, issue_signer
 from verifier.api import create_app
-from verifier.db.database import normalise_url
-from verifier.embedding import Embedder, get_embedder
-from verifier.keys import create_publisher
 from verifier.service import Service
 from verifier.settings import Settings
+from verifier.simprov.embedding import Embedder, get_embedder
+from verifier.storage.accounts import create_publisher
+from verifier.storage.database import normalise_url
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VERIFIER_SHARED_DIR", REPO.parent / "shared"))

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from verifier.align import align_image, dwu, estimate_alignment
+from verifier.simprov.align import align_image, dwu, estimate_alignment
 
 skdata = pytest.importorskip("skimage.data")
 
@@ -79,7 +79,7 @@ def test_bench_align_ground_truth_and_error(kind: str) -> None:
     and F_A lands within a pixel of them."""
     import random
 
-    from verifier.bench_align import _apply, _transform, endpoint_error
+    from verifier.evaluation.align import _apply, _transform, endpoint_error
 
     cand = _photo()
     query, H = _transform(cand, kind, random.Random(3))

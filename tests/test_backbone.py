@@ -6,7 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from verifier.models.efficientnet_lite import LITE_MEAN, LITE_STD, efficientnet_lite0
+from verifier.simprov.nn.efficientnet_lite import (
+    LITE_MEAN,
+    LITE_STD,
+    efficientnet_lite0,
+)
 
 skdata = pytest.importorskip("skimage.data")
 

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from verifier.bench import HashBaseline, ir_at_k, pdq_bits, percentiles, phash_bits, read_queries
 from verifier.cli import main
-from verifier.demo import generated_photo
+from verifier.cli.demo import generated_photo
+from verifier.evaluation.baselines import HashBaseline, pdq_bits, phash_bits
+from verifier.evaluation.queries import ir_at_k, percentiles, read_queries
 
 skdata = pytest.importorskip("skimage.data")
 

@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import encode
 from verifier.cli import main
-from verifier.demo import generated_photo
+from verifier.cli.demo import generated_photo
 
 EXPECTED_DEMO = {
     "signed-original": "c2pa_trusted",

@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from verifier.demo import generated_photo
-from verifier.embedding import TRAINED_MODEL_ID, TrainedEmbedder, get_embedder
-from verifier.train_embed import TrainConfig, load, multi_positive_contrastive, train
+from verifier.cli.demo import generated_photo
+from verifier.simprov.embedding import TRAINED_MODEL_ID, TrainedEmbedder, get_embedder
+from verifier.training.embed import TrainConfig, load, multi_positive_contrastive, train
 
-SHIPPED = Path(__file__).resolve().parents[1] / "verifier" / "models" / f"{TRAINED_MODEL_ID}.safetensors"
+SHIPPED = Path(__file__).resolve().parents[1] / "verifier" / "simprov" / "weights" / f"{TRAINED_MODEL_ID}.safetensors"
 
 
 def test_loss_prefers_grouped_embeddings() -> None:

@@ -11,11 +11,11 @@ from PIL import Image
 from index import VectorIndex
 from manifests.signing import SignerCredentials, sign_image
 from tests.helpers import encode
-from verifier.demo import generated_photo
-from verifier.embedding import Embedder
-from verifier.keys import create_publisher
+from verifier.cli.demo import generated_photo
 from verifier.service import Service
 from verifier.settings import Settings
+from verifier.simprov.embedding import Embedder
+from verifier.storage.accounts import create_publisher
 
 
 def unit(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -91,9 +91,9 @@ def test_index_is_persisted_and_caught_up_after_a_crash(registered_service, sett
     service = Service.open(settings, embedder=embedder)
     try:
         assert len(service.search.index) == 3
-        owners = set(service.search._owner.values())
+        owners = service.search.indexed_originals()
         assert owners == {ids[1], ids[2], new}
-        query = Image.open(service.registry.blobs.path(service.registry.get(new).blob_key))
+        query = Image.open(service.originals.blobs.path(service.registry.get(new).blob_key))
         assert service.search.search(query).match.original_id == new
     finally:
         service.close()

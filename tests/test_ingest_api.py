@@ -9,13 +9,19 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from manifests.signing import ManifestDefinition, SignerCredentials, generate_test_ca, issue_signer, sign_image
+from manifests.signing import (
+    ManifestDefinition,
+    SignerCredentials,
+    generate_test_ca,
+    issue_signer,
+    sign_image,
+)
 from tests.conftest import auth
 from tests.helpers import encode, photo_like, png_bomb
-from verifier.db.models import AuditEvent, Original
-from verifier.keys import Scope, issue_key
 from verifier.service import Service
 from verifier.settings import UnsignedPolicy
+from verifier.storage.accounts import Scope, issue_key
+from verifier.storage.models import AuditEvent, Original
 
 PROBLEM = "application/problem+json"
 
@@ -262,15 +268,14 @@ def test_unsigned_originals_allowed_by_setting(service: Service, publisher_key: 
 
 def test_failure_between_blob_and_commit_leaves_nothing(service: Service, publisher_key: str, signer: SignerCredentials, monkeypatch: pytest.MonkeyPatch) -> None:
     """The blob is written first; if the row then fails to commit, the blob goes again."""
-    import verifier.registry as registry_module
-    from verifier.keys import authenticate
     from verifier.registry import OriginalMetadata
+    from verifier.storage.accounts import authenticate
 
     with service.db.session() as session:
         key = authenticate(session, f"Bearer {publisher_key}")
     before = snapshot(service)
     written: list[str] = []
-    real_put = service.registry.blobs.put
+    real_put = service.originals.blobs.put
 
     def put_and_record(data: bytes) -> str:
         written.append(real_put(data))
@@ -279,8 +284,9 @@ def test_failure_between_blob_and_commit_leaves_nothing(service: Service, publis
     def crash(*args: object, **kwargs: object) -> None:
         raise RuntimeError("simulated crash after the original row was flushed")
 
-    monkeypatch.setattr(service.registry.blobs, "put", put_and_record)
-    monkeypatch.setattr(registry_module, "_event", crash)
+    monkeypatch.setattr(service.originals.blobs, "put", put_and_record)
+    # the vector is written inside the registration's transaction, after the row's flush
+    monkeypatch.setattr(service.registry.indexer, "stage", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
         service.registry.register(signed_jpeg(signer, seed=77), key.publisher_id, OriginalMetadata())
     assert len(written) == 1  # the blob had been written ...

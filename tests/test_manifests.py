@@ -7,9 +7,22 @@ import io
 import c2pa
 import pytest
 
-from manifests import MalformedManifestError, ManifestError, TrustConfig, ValidationState, read_manifest
+from manifests import (
+    MalformedManifestError,
+    ManifestError,
+    TrustConfig,
+    ValidationState,
+    read_manifest,
+)
 from manifests.jumbf import extract_manifest_store
-from manifests.signing import ManifestDefinition, SignerCredentials, TestCA, generate_test_ca, issue_signer, sign_image
+from manifests.signing import (
+    ManifestDefinition,
+    SignerCredentials,
+    TestCA,
+    generate_test_ca,
+    issue_signer,
+    sign_image,
+)
 from tests.helpers import encode, photo_like
 
 FORMATS = [("JPEG", "image/jpeg"), ("PNG", "image/png"), ("WEBP", "image/webp")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from verifier.db import Base, Database
+from verifier.storage import Base, Database
 
 TABLES = {"publishers", "api_keys", "originals", "ingest_audit"}
 

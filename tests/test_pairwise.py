@@ -11,10 +11,12 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from verifier import augment
-from verifier.change import ChangeDetector, render_overlay
-from verifier.metrics import average_precision, iou
-from verifier.models.pen import (
+from verifier.matching.views import CandidateViews
+from verifier.simprov import augment
+from verifier.reports.heatmap import render_overlay
+from verifier.simprov.change import OUTLINE_THRESHOLD, ChangeDetector
+from verifier.simprov.metrics import average_precision, iou
+from verifier.simprov.nn.pen import (
     GRID,
     PEN,
     PEN_SIZE,
@@ -24,15 +26,14 @@ from verifier.models.pen import (
     Reorderer,
     heatmap_loss,
 )
-from verifier.pairs import (
+from verifier.simprov.pairs import (
     View,
     align_pair,
     heat_to_query,
     mask_to_candidate_grid,
     pen_inputs,
 )
-from verifier.rerank import LIST_SIZE, Reranker, Stage2Policy, select_for_psen
-from verifier.views import CandidateViews
+from verifier.simprov.rerank import LIST_SIZE, Reranker, Stage2Policy, Stage2Result, select_for_psen
 
 skdata = pytest.importorskip("skimage.data")
 
@@ -141,6 +142,19 @@ def test_reorderer_picks_a_planted_match_and_says_absent(reranker: Reranker) -> 
     assert int(np.argmax(probs)) == LIST_SIZE  # "not in the registry"
 
 
+def _rerank(reranker: Reranker, query: View, qvec: np.ndarray, cos: np.ndarray, ids: list[uuid.UUID],
+            views: dict[uuid.UUID, View], vectors: dict[uuid.UUID, np.ndarray]) -> Stage2Result:
+    """Stage 2 as the matcher drives it: select, then hand over the chosen views and vectors."""
+    chosen = reranker.select(cos, 0.84)
+    return reranker.rerank(query, qvec, cos, chosen, [views[ids[i]] for i in chosen], np.stack([vectors[ids[i]] for i in chosen]))
+
+
+def test_rerank_needs_one_view_and_vector_per_chosen_candidate(reranker: Reranker) -> None:
+    view = View.of(photo("coffee"))
+    with pytest.raises(ValueError):
+        reranker.rerank(view, np.zeros(256, np.float32), np.array([0.9, 0.8], np.float32), [0, 1], [view], np.zeros((2, 256), np.float32))
+
+
 def test_rerank_on_real_images(reranker: Reranker, embedder) -> None:  # type: ignore[no-untyped-def]
     names = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field"]
     images = {n: photo(n) for n in names}
@@ -153,13 +167,12 @@ def test_rerank_on_real_images(reranker: Reranker, embedder) -> None:  # type: i
     # candidates in an order where the true original is *not* first
     order = [ids[0], ids[2], ids[1], ids[3], ids[4], ids[5]]
     cos = np.array([0.95, 0.9, 0.8, 0.5, 0.4, 0.3], np.float32)
-    res = reranker.rerank(View.of(query), qvec, cos, 0.84, views.__getitem__, lambda xs: np.stack([vectors[x] for x in xs]), order)
+    res = _rerank(reranker, View.of(query), qvec, cos, order, views, vectors)
     assert res.choice == 1, res
     assert res.psen[1] > 0.5 and res.psen[0] < 0.5
     # the same list without chelsea: nothing matches
     absent = [ids[0], ids[1], ids[3], ids[4]]
-    res = reranker.rerank(View.of(query), qvec, np.array([0.9, 0.8, 0.5, 0.4], np.float32), 0.84, views.__getitem__,
-                          lambda xs: np.stack([vectors[x] for x in xs]), absent)
+    res = _rerank(reranker, View.of(query), qvec, np.array([0.9, 0.8, 0.5, 0.4], np.float32), absent, views, vectors)
     assert res.choice is None, res
 
 
@@ -197,7 +210,7 @@ def test_overlay_png() -> None:
     img = photo("coffee")
     heat = np.zeros((img.height, img.width), np.float32)
     heat[100:200, 100:300] = 1.0
-    png = render_overlay(img, heat)
+    png = render_overlay(img, heat, OUTLINE_THRESHOLD)
     out = Image.open(__import__("io").BytesIO(png))
     assert out.format == "PNG" and out.size == img.size
     arr = np.asarray(out.convert("RGB")).astype(int)

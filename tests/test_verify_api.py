@@ -22,12 +22,12 @@ from manifests.signing import ManifestDefinition, SignerCredentials, sign_image
 from tests.conftest import auth
 from tests.helpers import encode
 from verifier.api import create_app
-from verifier.db.models import Report as ReportRow
-from verifier.embedding import Embedder
-from verifier.keys import Scope, create_publisher, issue_key
-from verifier.report import canonical_json
+from verifier.reports.schema import canonical_json
 from verifier.service import Service
 from verifier.settings import Settings
+from verifier.simprov.embedding import Embedder
+from verifier.storage.accounts import Scope, create_publisher, issue_key
+from verifier.storage.models import Report as ReportRow
 
 skdata = pytest.importorskip("skimage.data")
 
@@ -151,7 +151,7 @@ def test_recovered_manifest_is_revalidated_against_stored_bytes(client: TestClie
     """Corrupt the stored original on disk: re-validation at report time must notice."""
     original = registered["coffee"]
     record = service.registry.get(original["record"]["id"])
-    path = service.registry.blobs.path(record.blob_key)
+    path = service.originals.blobs.path(record.blob_key)
     corrupted = bytearray(path.read_bytes())
     dqt = corrupted.index(b"\xff\xdb")
     corrupted[dqt + 15] = min(255, corrupted[dqt + 15] + 9)
@@ -317,7 +317,7 @@ def test_signing_key_from_a_secret_file(tmp_path: Path) -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from verifier.report_keys import KeyRing, verify_compact
+    from verifier.reports.signing import KeyRing, verify_compact
 
     secret = tmp_path / "report-key.pem"
     secret.write_bytes(Ed25519PrivateKey.generate().private_bytes(

@@ -1,20 +1,29 @@
-"""The running service: settings, database, registry, search and pipeline, opened and closed together."""
+"""The running service: settings, database, registry, matching and verification, opened and
+closed together. The one composition root: the only module that wires the roles to each
+other (the registry reaches matching only through the `Indexer` given here)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
-from verifier.change import ChangeDetector
-from verifier.db import Database
-from verifier.embedding import Embedder, get_embedder
-from verifier.pipeline import VerificationPipeline
+from verifier.matching.indexer import SearchIndexer
+from verifier.matching.matcher import Matcher
+from verifier.matching.search import ProvenanceSearch
+from verifier.matching.views import CandidateViews
 from verifier.registry import Registry
-from verifier.report_keys import KeyRing
-from verifier.rerank import Reranker, Stage2Policy
-from verifier.search import Calibration, ProvenanceSearch
+from verifier.reports.signing import KeyRing
 from verifier.settings import Settings
-from verifier.views import CandidateViews
+from verifier.simprov.catalog import Calibration
+from verifier.simprov.change import ChangeDetector
+from verifier.simprov.embedding import Embedder, get_embedder
+from verifier.simprov.rerank import Reranker, Stage2Policy
+from verifier.storage import Database
+from verifier.storage.blobs import BlobStore
+from verifier.storage.embeddings import EmbeddingStore
+from verifier.storage.originals import OriginalStore
+from verifier.storage.reports import ReportStore
+from verifier.verification.pipeline import VerificationPipeline
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +32,10 @@ log = logging.getLogger(__name__)
 class Service:
     settings: Settings
     db: Database
+    originals: OriginalStore
     registry: Registry
     search: ProvenanceSearch
+    matcher: Matcher
     keys: KeyRing
     pipeline: VerificationPipeline
 
@@ -38,20 +49,23 @@ class Service:
             if migrate:
                 db.upgrade()
             embedder = embedder or get_embedder(settings.embedding_model)
+            originals = OriginalStore(db, BlobStore(settings.blob_dir))
             search = ProvenanceSearch(
-                db, embedder, Calibration.load(embedder.model_id), top_k=settings.search_top_k,
+                EmbeddingStore(db), embedder, Calibration.load(embedder.model_id), top_k=settings.search_top_k,
                 index_path=settings.index_dir / f"{embedder.model_id}.faiss", nprobe=settings.index_nprobe,
             )
             views = CandidateViews(settings.views_dir, settings.views_cache_size)
-            registry = Registry(settings, db, search, views)
-            search.load(registry.original_bytes)
+            matcher = Matcher(originals, search, views, *_pairwise_stages(settings))
+            registry = Registry(settings, originals, SearchIndexer(search, views))
+            search.load(originals.image)
             keys = KeyRing(settings.keys_dir, settings.report_signing_key_file)
             keys.current()  # create the first key now, not inside a request
-            pipeline = VerificationPipeline(settings, db, registry, search, keys, views, *_pairwise_stages(settings))
+            pipeline = VerificationPipeline(settings, matcher, ReportStore(db), keys)
         except BaseException:
             db.close()
             raise
-        return cls(settings=settings, db=db, registry=registry, search=search, keys=keys, pipeline=pipeline)
+        return cls(settings=settings, db=db, originals=originals, registry=registry, search=search, matcher=matcher,
+                   keys=keys, pipeline=pipeline)
 
     def close(self) -> None:
         try:

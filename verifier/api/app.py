@@ -49,10 +49,7 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and database check")
     def healthz() -> dict[str, str]:
-        from sqlalchemy import text
-
-        with app.state.service.db.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        app.state.service.db.ping()
         return {"status": "ok", "version": __version__}
 
     return app

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import Header, Request
 
-from verifier.db.models import ApiKey
-from verifier.keys import authenticate
 from verifier.service import Service
+from verifier.storage.accounts import authenticate
+from verifier.storage.models import ApiKey
 
 
 def get_service(request: Request) -> Service:

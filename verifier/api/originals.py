@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 import uuid
 
-from fastapi.concurrency import run_in_threadpool
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
 
 from verifier.api.common import PROBLEM_RESPONSES, read_upload
 from verifier.api.deps import get_api_key, get_service
 from verifier.api.schemas import OriginalList, OriginalOut
-from verifier.db.models import ApiKey
 from verifier.errors import BadRequest
-from verifier.keys import Scope, require_scope
 from verifier.registry import OriginalMetadata
 from verifier.service import Service
+from verifier.storage.accounts import Scope, require_scope
+from verifier.storage.models import ApiKey
 
 router = APIRouter(prefix="/v1/originals", tags=["originals"])
 

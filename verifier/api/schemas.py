@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from verifier.db.models import Original
+from verifier.storage.models import Original
 
 
 class PublisherRef(BaseModel):

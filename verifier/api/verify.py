@@ -9,12 +9,12 @@ from fastapi import APIRouter, Depends, File, Header, Request, Response, UploadF
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from verifier.api.deps import get_service
 from verifier.api.common import PROBLEM_RESPONSES, read_upload
-from verifier.db.models import ApiKey
-from verifier.keys import Scope, authenticate, require_scope
-from verifier.report import Report, json_schema
+from verifier.api.deps import get_service
+from verifier.reports.schema import Report, json_schema
 from verifier.service import Service
+from verifier.storage.accounts import Scope, authenticate, require_scope
+from verifier.storage.models import ApiKey
 
 router = APIRouter(tags=["verification"])
 

@@ -1,0 +1,110 @@
+"""`verifier bench*`: the benchmarks behind BENCHMARKS.md (verifier.evaluation, imported lazily)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from verifier.evaluation.bench import run_bench, summarise
+
+    baselines = [b for b in (args.baselines or "").split(",") if b]
+    command = "verifier " + " ".join(sys.argv[1:])
+    results = run_bench(
+        args.queries, registry_extra=args.registry_extra or [], benign_variants_n=args.benign_variants,
+        seed=args.seed, baselines=baselines, command=command, compare_exhaustive=args.compare_exhaustive,
+        sample=args.sample, data_dir=args.data_dir, register_only=args.register_only,
+    )
+    if args.register_only:
+        print(json.dumps(results))
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(summarise(results))
+    print(f"results -> {args.out}")
+    return 0
+
+
+def cmd_bench_data(args: argparse.Namespace) -> int:
+    from verifier.evaluation.data import build_dev
+
+    counts = build_dev(args.shared, args.out, n_per_kind=args.n_per_kind, n_identical=args.n_identical,
+                       n_distinct=args.n_distinct, seed=args.seed)
+    if args.distractors:
+        from verifier.evaluation.data import build_distractors
+
+        counts["distractors"] = build_distractors(args.shared, args.out, args.distractors, seed=args.seed)
+    print(json.dumps(counts))
+    print(f"queries: {args.out / 'queries.csv'} (COVERAGE alone: {args.out / 'coverage.csv'}); registry: {args.out / 'registry'}")
+    return 0
+
+
+def cmd_bench_index(args: argparse.Namespace) -> int:
+    from verifier.evaluation.index import run_bench_index
+    from verifier.simprov.embedding import get_embedder
+
+    command = "verifier " + " ".join(sys.argv[1:])
+    results = run_bench_index(get_embedder(args.model), args.photos, n=args.n, n_queries=args.queries,
+                              nprobes=[int(x) for x in args.nprobe.split(",")], seed=args.seed, command=command)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in results.items() if k not in ("command",)}, indent=2))
+    return 0
+
+
+def cmd_bench_align(args: argparse.Namespace) -> int:
+    from verifier.evaluation.align import run_bench_align
+
+    results = run_bench_align(args.photos, args.n, args.seed, "verifier " + " ".join(sys.argv[1:]))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    for kind, methods in results["by_transform"].items():
+        print(f"{kind:<13} " + "  ".join(f"{m}: {v['median_epe_px']} px (fail {v['fail_rate_epe_gt_3px']})" for m, v in methods.items()))
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("bench", help="retrieval benchmark through the verification pipeline")
+    p.add_argument("--queries", type=Path, required=True, help="CSV: query,original,kind,mask (paths relative to it)")
+    p.add_argument("--registry-extra", type=Path, action="append", help="register every image under DIR as a distractor")
+    p.add_argument("--benign-variants", type=int, default=0, help="add N benign-transformed copies of every query")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--baselines", default="phash,pdq,backbone", help="comma list of phash,pdq,backbone ('' for none)")
+    p.add_argument("--sample", type=int, default=0, help="a seeded random sample of N queries from the CSV")
+    p.add_argument("--data-dir", type=Path, help="keep the bench registry here (reused by later runs) instead of a temp dir")
+    p.add_argument("--register-only", action="store_true", help="register the originals and stop (to prepare --data-dir)")
+    p.add_argument("--compare-exhaustive", action="store_true",
+                   help="also re-run stage 2 with PSEN on all its candidates (what the skip rules cost)")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("bench-data", help="build the dev benchmark's queries from ../shared")
+    p.add_argument("--shared", type=Path, default=Path("../shared"))
+    p.add_argument("--out", type=Path, required=True, help="a folder outside the repository")
+    p.add_argument("--n-per-kind", type=int, default=300)
+    p.add_argument("--n-identical", type=int, default=100)
+    p.add_argument("--n-distinct", type=int, default=100)
+    p.add_argument("--distractors", type=int, default=0, help="also write N quarter crops of train photos to OUT/distractors")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_bench_data)
+
+    p = sub.add_parser("bench-index", help="IVF1024,PQ16 against exact search at scale")
+    p.add_argument("--n", type=int, default=1_000_000, help="vectors in the database")
+    p.add_argument("--queries", type=int, default=1000, help="real photos whose transformed copies are the queries")
+    p.add_argument("--photos", type=Path, default=Path("../shared/datasets/photos"))
+    p.add_argument("--model", default="auto")
+    p.add_argument("--nprobe", default="8,16,32,64")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_bench_index)
+
+    p = sub.add_parser("bench-align", help="alignment error on known geometric transforms (test photos)")
+    p.add_argument("--photos", type=Path, default=Path("../shared/datasets/photos"))
+    p.add_argument("--n", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_bench_align)

@@ -1,0 +1,80 @@
+"""`verifier serve`, `db` and `index`: running the service and looking after its database and index."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from verifier import __version__
+from verifier.cli.common import open_service, settings_from
+
+log = logging.getLogger("verifier")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from verifier.api import create_app
+
+    settings = settings_from(args)
+    host = args.host or settings.host
+    port = args.port or settings.port
+    log.info("provenance-verifier %s on http://%s:%s (data dir %s, database %s)", __version__, host, port,
+             settings.data_dir.resolve(), "external" if settings.database_url else "embedded PostgreSQL")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from verifier.storage import Database
+
+    settings = settings_from(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database.open(settings.database_url, settings.pg_dir)
+    try:
+        if args.db_command == "upgrade":
+            db.upgrade(args.revision)
+        elif args.db_command == "downgrade":
+            db.downgrade(args.revision)
+        current = db.current_revision()
+        print(f"database at revision: {current or 'base (empty)'}")
+    finally:
+        db.close()
+    return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    service = open_service(args)
+    try:
+        search = service.search
+        if args.reembed:
+            search.store.delete_model(search.embedder.model_id)
+        search.reset()
+        n = search.load(service.originals.image)
+        print(f"index rebuilt from the database: {n} vectors of {search.embedder.model_id} ({search.index.kind})")
+    finally:
+        service.close()
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run the HTTP API (embedded PostgreSQL unless VERIFIER_DATABASE_URL is set)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("db", help="database migrations")
+    dbs = p.add_subparsers(dest="db_command", required=True)
+    q = dbs.add_parser("upgrade", help="migrate to a revision (default head)")
+    q.add_argument("revision", nargs="?", default="head")
+    q = dbs.add_parser("downgrade", help="migrate down to a revision (default base: drops everything)")
+    q.add_argument("revision", nargs="?", default="base")
+    dbs.add_parser("current", help="print the current revision")
+    p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("index", help="the search index")
+    xs = p.add_subparsers(dest="index_command", required=True)
+    q = xs.add_parser("rebuild", help="rebuild the FAISS index from the vectors in PostgreSQL")
+    q.add_argument("--reembed", action="store_true", help="recompute every vector from the stored originals first")
+    p.set_defaults(func=cmd_index)

@@ -1,0 +1,116 @@
+"""`verifier verify`, `report verify` and `demo`: the fact-checker's side from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from verifier.cli.common import open_service, settings_from
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from verifier.errors import VerifierError
+
+    service = open_service(args)
+    try:
+        try:
+            signed = service.pipeline.verify(Path(args.image).read_bytes())
+        except VerifierError as exc:
+            print(json.dumps({"error": exc.problem()}) if args.json else f"refused: {exc.detail}")
+            return 1
+    finally:
+        service.close()
+    if args.json:
+        print(json.dumps(signed.envelope()))
+        return 0
+    report = signed.report
+    print(f"{args.image}: {report['verdict']}")
+    print(f"  {report['summary']}")
+    if report["match"]:
+        m = report["match"]
+        print(f"  match: {m['original_id']} ({m['publisher']['name']}, registered {m['registered_at']}) via {m['method']}")
+    if report["recovered_manifest"]:
+        r = report["recovered_manifest"]
+        print(f"  recovered manifest: {r['state']} (re-validated {r['revalidated_at']})")
+    print(f"  report id: {report['id']}")
+    return 0
+
+
+def _load_jwks(source: str | None, args: argparse.Namespace) -> dict[str, Any]:
+    if source is None:
+        from verifier.reports.signing import KeyRing
+
+        settings = settings_from(args)
+        return KeyRing(settings.keys_dir, settings.report_signing_key_file).jwks()
+    if source.startswith(("http://", "https://")):
+        import urllib.request
+
+        with urllib.request.urlopen(source, timeout=10) as response:
+            return json.loads(response.read())
+    return json.loads(Path(source).read_text())
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from verifier.reports.schema import canonical_json
+    from verifier.reports.signing import SignatureError, verify_compact
+
+    text = Path(args.file).read_text().strip()
+    envelope = json.loads(text) if text.startswith("{") else {"jws": text}
+    try:
+        header, payload = verify_compact(envelope["jws"], _load_jwks(args.jwks, args))
+    except (SignatureError, KeyError) as exc:
+        print(f"INVALID: {exc}")
+        return 1
+    report = json.loads(payload)
+    if "report" in envelope and canonical_json(envelope["report"]) != payload:
+        print("INVALID: the signature is good but the `report` beside it differs from what was signed")
+        return 1
+    print(f"OK: signed by key {header['kid']}; report {report['id']} verdict {report['verdict']}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from manifests.signing import generate_test_ca, issue_signer
+    from verifier.cli.demo import run_demo
+    from verifier.service import Service
+    from verifier.settings import Settings
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    # A throwaway CA that this demo (only) trusts; its data stays apart from a real registry.
+    ca = generate_test_ca("provenance-verifier Demo Root CA")
+    signer = issue_signer(ca, "Demo Newsroom Photo Desk", organization="Demo Newsroom")
+    ca_pem = out / "demo-ca.pem"
+    ca_pem.write_bytes(ca.cert_pem)
+    service = Service.open(Settings(data_dir=args.data_dir or out / "var", trust_anchors=ca_pem))
+    try:
+        rows = run_demo(service, out, args.images, signer)
+    finally:
+        service.close()
+    width = max(len(r["case"]) for r in rows)
+    for r in rows:
+        print(f"{r['case']:<{width}}  {r['verdict']:<22} {r['description']}")
+    print(f"\nsigned reports in {out / 'reports'}; check one offline with:")
+    print(f"  verifier report verify {out / 'reports' / 'stripped-copy.json'} --jwks {out / 'jwks.json'}")
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("verify", help="verify an image and print (or --json: emit) the signed report")
+    p.add_argument("image", type=Path)
+    p.add_argument("--json", action="store_true", help='print {"report": ..., "jws": ...}')
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("report", help="signed verification reports")
+    rs = p.add_subparsers(dest="report_command", required=True)
+    q = rs.add_parser("verify", help="check a report's signature offline")
+    q.add_argument("file", type=Path, help='a {"report", "jws"} JSON file or a bare compact JWS')
+    q.add_argument("--jwks", help="JWKS file or URL (default: this data dir's keys)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("demo", help="end-to-end demo on the embedded database")
+    p.add_argument("--out", type=Path, default=Path("demo-out"))
+    p.add_argument("--images", type=Path, help="directory with at least 3 JPEG/PNG originals (default: generated)")
+    p.set_defaults(func=cmd_demo)

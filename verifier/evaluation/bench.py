@@ -1,0 +1,236 @@
+"""`verifier bench`: retrieval and decision benchmarks that drive the product's own pipeline.
+
+Every `original` of QUERIES.csv (and every image under each --registry-extra DIR) is
+registered through the registry's ingest path into a throwaway embedded registry; every
+query goes through `VerificationPipeline.verify`, exactly as `POST /v1/verify` does. The
+baselines (pHash, PDQ, the untrained backbone) rank the same registry for the same queries
+in the same run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from verifier.errors import VerifierError
+from verifier.evaluation.baselines import run_baselines
+from verifier.evaluation.pairwise import PairwiseMeasures
+from verifier.evaluation.queries import (
+    KINDS,
+    Query,
+    benign_variants,
+    decode,
+    extra_images,
+    ir_at_k,
+    percentiles,
+    read_queries,
+)
+from verifier.matching.evidence import Evidence
+from verifier.service import Service
+from verifier.settings import Settings, UnsignedPolicy
+from verifier.simprov.embedding import BackboneEmbedder
+from verifier.simprov.pairs import View
+from verifier.simprov.rerank import Reranker, Stage2Policy
+from verifier.storage.accounts import create_publisher, find_publisher
+from verifier.verification.pipeline import SignedReport
+
+__all__ = ["run_bench", "summarise"]
+
+
+# -- the run ----------------------------------------------------------------------------
+
+
+def run_bench(
+    queries_csv: Path,
+    *,
+    registry_extra: list[Path],
+    benign_variants_n: int,
+    seed: int,
+    baselines: list[str],
+    data_dir: Path | None = None,
+    embedder: Any = None,
+    command: str = "",
+    compare_exhaustive: bool = False,
+    sample: int = 0,
+    register_only: bool = False,
+) -> dict[str, Any]:
+    queries = read_queries(queries_csv)
+    if sample and sample < len(queries):
+        queries = random.Random(seed).sample(queries, sample)
+    if benign_variants_n:
+        queries += benign_variants(queries, benign_variants_n, seed)
+    originals = sorted({q.original for q in queries if q.original is not None})
+    extras = extra_images(registry_extra)
+
+    tmp = tempfile.TemporaryDirectory(prefix="verifier-bench-") if data_dir is None else None
+    root = Path(tmp.name) if tmp else data_dir
+    assert root is not None
+    settings = Settings(data_dir=root, database_url=None, unsigned_originals=UnsignedPolicy.ALLOW,
+                        max_upload_bytes=512 * 2**20, max_image_pixels=400_000_000, verify_requires_key=False)
+    service = Service.open(settings, embedder=embedder)
+    try:
+        with service.db.session() as session:
+            # one publisher per bench registry, so that a kept --data-dir is reused, not doubled
+            publisher = find_publisher(session, "bench")
+            if publisher is None:
+                publisher, _ = create_publisher(session, "bench")
+        path_to_id: dict[Path, str] = {}
+        id_to_bytes: dict[str, bytes] = {}
+        skipped: list[str] = []
+        original_set = set(originals)
+        for path in tqdm([*originals, *[p for p in extras if p.resolve() not in original_set]], desc="register", unit="img"):
+            data = path.read_bytes()
+            try:
+                oid = str(service.registry.register(data, publisher.id).original.id)
+            except VerifierError as exc:
+                skipped.append(f"{path}: {exc.detail}")
+                continue
+            path_to_id[path.resolve()] = oid
+            id_to_bytes.setdefault(oid, data)
+
+        if register_only:
+            return {"n_registry": len(set(path_to_id.values())), "registry_skipped": skipped}
+        ranks: dict[str, list[int | None]] = defaultdict(list)
+        ranks12: dict[str, list[int | None]] = defaultdict(list)
+        matched_exhaustive: dict[str, list[bool]] = defaultdict(list)
+        stage2_ran: dict[str, list[int]] = defaultdict(list)
+        matcher = service.matcher
+        pairwise = PairwiseMeasures() if matcher.reranker is not None else None
+        exhaustive: Reranker | None = None
+        if compare_exhaustive and matcher.reranker is not None:
+            exhaustive = matcher.reranker.with_policy(Stage2Policy(max_pairs=matcher.reranker.policy.max_pairs, exhaustive=True))
+        matched: dict[str, list[bool]] = defaultdict(list)
+        verdicts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        timings: dict[str, list[float]] = defaultdict(list)
+        query_images: list[Image.Image] = []
+        true_ids: list[str | None] = []
+        for q in tqdm(queries, desc="verify", unit="query"):
+            started = time.perf_counter()
+            signed = service.pipeline.verify(q.data)
+            timings["total"].append((time.perf_counter() - started) * 1000)
+            for stage, ms in signed.timings_ms.items():
+                timings[stage].append(ms)
+            ev = signed.evidence
+            assert ev is not None
+            report = signed.report
+            verdicts[q.kind][report["verdict"]] += 1
+            true_id = path_to_id.get(q.original.resolve()) if q.original else None
+            true_ids.append(true_id)
+            got = report["match"]["original_id"] if report["match"] else None
+            if q.kind == "distinct":
+                matched[q.kind].append(got is not None)
+            else:
+                order = [str(c.original_id) for c in ev.stage1.candidates]
+                ranks[q.kind].append(order.index(true_id) + 1 if true_id in order else None)
+                matched[q.kind].append(got == true_id)
+                if ev.stage2 is not None:
+                    order12 = [str(i) for i in ev.stage12_order()]
+                    ranks12[q.kind].append(order12.index(true_id) + 1 if true_id in order12 else None)
+                    stage2_ran[q.kind].append(len(ev.stage2.psen))
+                else:  # decided before stage 2 (exact bytes): the pipeline's answer is its rank 1
+                    ranks12[q.kind].append(1 if got == true_id else (order.index(true_id) + 1 if true_id in order else None))
+            if pairwise is not None:
+                _pairwise_measures(pairwise, service, q, signed, ev, true_id, got)
+            if exhaustive is not None and ev.stage2 is not None:
+                ex = _exhaustive_choice(service, exhaustive, q, ev)
+                matched_exhaustive[q.kind].append(ex == true_id if q.kind != "distinct" else ex is not None)
+            if baselines:
+                query_images.append(decode(q.data))
+
+        registry_ids = list(id_to_bytes)
+        baseline_results = run_baselines(baselines, registry_ids, id_to_bytes, query_images, true_ids,
+                                           [q.kind for q in queries], embedder_factory=BackboneEmbedder)
+
+        kinds_out: dict[str, Any] = {}
+        for kind in KINDS:
+            n = sum(1 for q in queries if q.kind == kind)
+            if n == 0:
+                continue
+            entry: dict[str, Any] = {"n": n, "verdicts": dict(verdicts[kind])}
+            if kind != "distinct":
+                entry["stage1"] = ir_at_k(ranks[kind])
+                entry["stage12"] = ir_at_k(ranks12[kind]) if pairwise is not None else None
+                if stage2_ran[kind]:
+                    entry["stage2_psen_pairs_mean"] = round(float(np.mean(stage2_ran[kind])), 3)
+                entry["matched_true_original"] = round(float(np.mean(matched[kind])), 4)
+                entry["baselines"] = {name: res[kind] for name, res in baseline_results.items() if kind in res}
+            if matched_exhaustive[kind]:
+                entry["matched_true_original_exhaustive_stage2"] = round(float(np.mean(matched_exhaustive[kind])), 4)
+            kinds_out[kind] = entry
+        distinct = matched.get("distinct", [])
+        return {
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "command": command,
+            "seed": seed,
+            "model": {"stage1": service.search.embedder.model_id, "index": service.search.index.kind,
+                      "decision_threshold": service.search.calibration.threshold},
+            "n_registry": len(registry_ids),
+            "n_queries": len(queries),
+            "registry_skipped": skipped,
+            "kinds": kinds_out,
+            "false_match_rate": round(float(np.mean(distinct)), 4) if distinct else None,
+            "latency_ms": {stage: percentiles(v) for stage, v in timings.items()},
+            **(pairwise.results() if pairwise is not None else {"ap_same_different": None, "ap_benign_manip": None, "heatmap_iou": None}),
+            "stages": [m.model_dump() for m in service.pipeline.models()],
+        }
+    finally:
+        service.close()
+        if tmp:
+            tmp.cleanup()
+
+
+def _pairwise_measures(pm: PairwiseMeasures, service: Service, q: Query, signed: SignedReport, ev: Evidence,
+                       true_id: str | None, got: str | None) -> None:
+    """Table 3-5 measures for one query (see verifier.evaluation.pairwise), through the service's parts."""
+    matcher = service.matcher
+    image = decode(q.data)
+    qvec = ev.stage1.query_vector  # the pipeline's own stage-1 vector of this query
+    hardest = ev.stage1.candidates[0].original_id if ev.stage1.candidates else None
+    true_view = matcher.view(uuid.UUID(true_id)) if true_id else None
+    hard_view = matcher.view(hardest) if hardest and q.kind == "distinct" else None
+    tv = service.search.vectors_for([uuid.UUID(true_id)])[0] if true_id else None
+    hv = service.search.vectors_for([hardest])[0] if hardest is not None and hard_view is not None else None
+    heat = ev.change.query_heat if ev.change is not None else None
+    assert qvec is not None
+    pm.add(kind=q.kind, group="coverage" if "coverage" in q.name else "synthetic", query=image, true_view=true_view,
+           hardest_view=hard_view, query_vector=qvec, true_vector=tv, hardest_vector=hv, reranker=matcher.reranker,
+           change=matcher.change, mask=q.mask, verdict=signed.report["verdict"], matched_true=got == true_id and got is not None,
+           pipeline_heat=heat)
+
+
+def _exhaustive_choice(service: Service, reranker: Reranker, q: Query, ev: Evidence) -> str | None:
+    """What stage 2 would have chosen with PSEN on every one of its max_pairs candidates."""
+    res = service.matcher.rerank(View.of(decode(q.data)), ev.stage1, reranker)
+    return str(ev.stage1.candidates[res.choice].original_id) if res.choice is not None else None
+
+
+def summarise(results: dict[str, Any]) -> str:
+    lines = [f"registry {results['n_registry']}, queries {results['n_queries']}, model {results['model']['stage1']}"]
+    for kind, entry in results["kinds"].items():
+        if kind == "distinct":
+            lines.append(f"  distinct      n={entry['n']:<5} false_match_rate={results['false_match_rate']}")
+            continue
+        s1 = entry["stage1"]
+        base = "  ".join(f"{name} IR@1={v['IR@1']}" for name, v in entry["baselines"].items())
+        lines.append(f"  {kind:<13} n={entry['n']:<5} IR@1={s1['IR@1']} IR@10={s1['IR@10']} IR@100={s1['IR@100']}  {base}")
+        if entry.get("stage12"):
+            s12 = entry["stage12"]
+            lines.append(f"  {'':<13} stage1+2 IR@1={s12['IR@1']} IR@10={s12['IR@10']} IR@100={s12['IR@100']}  matched={entry['matched_true_original']}")
+    for section in ("ap_same_different", "ap_benign_manip"):
+        if results.get(section):
+            lines.append(f"  {section}: " + ", ".join(f"{k} {v['ap']}" for k, v in results[section].items()))
+    for group, methods in (results.get("heatmap_iou") or {}).items():
+        lines.append(f"  heatmap IoU [{group}]: " + ", ".join(f"{m} {v['mean_iou']} (n={v['n']})" for m, v in methods.items()))
+    total = results["latency_ms"].get("total", {})
+    lines.append(f"  latency total p50={total.get('p50')} ms p95={total.get('p95')} ms; stage1 {results['latency_ms'].get('stage1')}")
+    return "\n".join(lines)

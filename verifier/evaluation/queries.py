@@ -1,0 +1,97 @@
+"""The benchmark's queries and measures: the QUERIES.csv format, benign variants of queries,
+IR@k with fair tie-breaking, and latency percentiles."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from verifier.simprov import augment
+
+KINDS = ("identical", "benign", "manip", "manip+benign", "distinct")
+AFTER_BENIGN = {"identical": "benign", "benign": "benign", "manip": "manip+benign", "manip+benign": "manip+benign", "distinct": "distinct"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif"}
+KS = (1, 10, 100)
+
+
+@dataclass
+class Query:
+    name: str
+    data: bytes
+    kind: str
+    original: Path | None
+    mask: Image.Image | None
+
+
+def read_queries(csv_path: Path) -> list[Query]:
+    base = csv_path.parent
+    out = []
+    with csv_path.open() as fh:
+        for i, row in enumerate(csv.DictReader(fh)):
+            kind = row["kind"].strip()
+            if kind not in KINDS:
+                raise ValueError(f"row {i + 2}: kind {kind!r} is not one of {', '.join(KINDS)}")
+            original = (base / row["original"]).resolve() if row.get("original", "").strip() else None
+            if (kind == "distinct") != (original is None):
+                raise ValueError(f"row {i + 2}: `original` must be empty exactly for distinct queries")
+            mask = None
+            if row.get("mask", "").strip():
+                mask = Image.open(base / row["mask"]).convert("L")
+            path = base / row["query"]
+            out.append(Query(row["query"], path.read_bytes(), kind, original, mask))
+    return out
+
+
+def benign_variants(queries: list[Query], n: int, seed: int) -> list[Query]:
+    """n benign-transformed copies of every query; masks follow the geometry."""
+    rng = random.Random(seed)
+    out = []
+    for q in queries:
+        img = Image.open(io.BytesIO(q.data)).convert("RGB")
+        mask = q.mask.resize(img.size, Image.NEAREST) if q.mask is not None else Image.new("L", img.size, 0)
+        for v in range(n):
+            s = augment.benign_after(augment.Sample(img, mask, []), rng)
+            buf = io.BytesIO()
+            s.image.save(buf, "PNG")
+            out.append(Query(f"{q.name}#benign{v}", buf.getvalue(), AFTER_BENIGN[q.kind], q.original,
+                             s.mask if q.mask is not None else None))
+    return out
+
+
+def extra_images(dirs: Iterable[Path]) -> list[Path]:
+    return sorted(p for d in dirs for p in Path(d).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def ir_at_k(ranks: list[float | None]) -> dict[str, float | None]:
+    """ranks: 1-based rank of the true original among the candidates (None: not found)."""
+    if not ranks:
+        return {f"IR@{k}": None for k in KS}
+    return {f"IR@{k}": round(sum(1 for r in ranks if r is not None and r <= k) / len(ranks), 4) for k in KS}
+
+
+def expected_rank(scores: np.ndarray, true_index: int) -> float:
+    """1-based rank of `true_index` (higher score = better) with ties broken at random:
+    1 + items strictly better + half of the other items that tie with it. Coarse codes
+    (hashes) tie often; counting ties as wins would flatter them."""
+    s = scores[true_index]
+    ties = int((scores == s).sum()) - 1
+    return 1 + int((scores > s).sum()) + ties / 2
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None}
+    arr = np.array(values)
+    return {"p50": round(float(np.percentile(arr, 50)), 2), "p95": round(float(np.percentile(arr, 95)), 2)}
+
+
+def decode(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as im:
+        return im.convert("RGB")

@@ -1,0 +1,69 @@
+"""What matching found for one query, stage by stage: the typed hand-over from matching to
+verification (which turns it into a report) and to the benchmark (which scores it)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from verifier.simprov.change import ChangeResult
+from verifier.simprov.compare import PixelComparison
+from verifier.simprov.rerank import Stage2Result
+from verifier.storage.models import Original
+
+
+@dataclass(frozen=True)
+class Candidate:
+    original_id: uuid.UUID
+    score: float  # stage-1 cosine similarity
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """Stage 1: the index's top-k for the query."""
+
+    method: str
+    candidates: list[Candidate]  # best first
+    match: Candidate | None  # the top candidate when it clears the decision threshold
+    threshold: float
+    query_vector: np.ndarray | None = None
+
+    def index_of(self, original_id: uuid.UUID) -> int | None:
+        return next((i for i, c in enumerate(self.candidates) if c.original_id == original_id), None)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    role: str  # stage1-embedding, stage2-psen, stage2-reorderer, stage3-change
+    model_id: str
+    weights_sha256: str
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """`original` is the registered original the query derives from (None: no match);
+    `exact` says it was found by its bytes. The stage fields are None where a stage did
+    not run (stages 2-3 are off, the bytes matched exactly, or nothing was found)."""
+
+    stage1: SearchOutcome
+    original: Original | None
+    original_bytes: bytes | None
+    exact: bool
+    stage2: Stage2Result | None = None
+    pixel: PixelComparison | None = None  # baseline pixel check against the original
+    change: ChangeResult | None = None  # stage 3
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def stage12_order(self) -> list[uuid.UUID]:
+        """Candidate originals best first after stage 2 (stage 1's order when it did not run)."""
+        cands = self.stage1.candidates
+        order = self.stage2.order(len(cands)) if self.stage2 is not None else range(len(cands))
+        return [cands[i].original_id for i in order]
+
+    def psen_scores(self) -> dict[uuid.UUID, float]:
+        """P(same image) of each candidate PSEN evaluated."""
+        if self.stage2 is None:
+            return {}
+        return {self.stage1.candidates[i].original_id: p for i, p in self.stage2.psen.items()}

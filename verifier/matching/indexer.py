@@ -1,0 +1,47 @@
+"""Matching's side of publisher ingest: what makes a registered original findable.
+
+`SearchIndexer` is the registry's `Indexer` (wired in `service.py`): the embedding is
+computed before any lock, its row is written in the registration's transaction, and only
+after the commit does the vector enter the FAISS index and the stage 2-3 view the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import numpy as np
+from PIL import Image
+from sqlalchemy.orm import Session
+
+from verifier.matching.search import ProvenanceSearch
+from verifier.matching.views import CandidateViews
+from verifier.storage.models import Embedding
+
+log = logging.getLogger(__name__)
+
+
+class SearchIndexer:
+    def __init__(self, search: ProvenanceSearch, views: CandidateViews | None = None) -> None:
+        self.search = search
+        self.views = views
+
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        return self.search.embed(image)
+
+    def stage(self, session: Session, original_id: uuid.UUID, prepared: np.ndarray) -> tuple[Embedding, np.ndarray]:
+        return self.search.stage(session, original_id, prepared), prepared
+
+    def committed(self, original_id: uuid.UUID, image: Image.Image, staged: tuple[Embedding, np.ndarray]) -> None:
+        embedding, vector = staged
+        self.search.commit_added(embedding, vector)
+        if self.views is not None:
+            try:
+                self.views.put(original_id, image)
+            except OSError as exc:  # derived data: recomputed on first use
+                log.warning("could not cache the view of %s: %s", original_id, exc)
+
+    def forget(self, original_id: uuid.UUID) -> None:
+        self.search.forget(original_id)
+        if self.views is not None:
+            self.views.forget(original_id)

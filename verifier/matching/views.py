@@ -1,0 +1,88 @@
+"""Per-original data that stages 2-3 need and that depends only on the original: its working
+image and SIFT features (`pairs.View`). Computed at registration, kept as one small file per
+original under <data_dir>/views (derived data: a missing or unreadable file is recomputed
+from the stored original, so a crash costs time, never correctness), plus an in-memory LRU.
+Size: ~110 KB per original (lossless; the working image dominates), i.e. ~1.1 GB per 10k.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import uuid
+import zipfile
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from verifier.fsutil import atomic_write
+from verifier.simprov.align import SiftFeatures
+from verifier.simprov.pairs import WORK_SIDE, View
+
+log = logging.getLogger(__name__)
+
+FORMAT = f"view-v1-{WORK_SIDE}"
+
+
+class CandidateViews:
+    def __init__(self, directory: Path, capacity: int = 512) -> None:
+        self.directory = directory
+        self.capacity = capacity
+        self._mem: OrderedDict[uuid.UUID, View] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _path(self, original_id: uuid.UUID) -> Path:
+        return self.directory / f"{original_id}.npz"
+
+    def put(self, original_id: uuid.UUID, img: Image.Image) -> View:
+        view = View.of(img)
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf, format=np.array(FORMAT), image=view.image, points=view.features.points,
+            descriptors=np.clip(view.features.descriptors, 0, 255).astype(np.uint8), full_size=np.array(view.full_size),
+        )
+        atomic_write(self._path(original_id), buf.getvalue())
+        self._remember(original_id, view)
+        return view
+
+    def get(self, original_id: uuid.UUID, load_original: Callable[[], Image.Image]) -> View:
+        with self._lock:
+            view = self._mem.get(original_id)
+            if view is not None:
+                self._mem.move_to_end(original_id)
+                return view
+        view = self._read(original_id)
+        if view is None:
+            return self.put(original_id, load_original())
+        self._remember(original_id, view)
+        return view
+
+    def forget(self, original_id: uuid.UUID) -> None:
+        with self._lock:
+            self._mem.pop(original_id, None)
+        self._path(original_id).unlink(missing_ok=True)
+
+    def _read(self, original_id: uuid.UUID) -> View | None:
+        path = self._path(original_id)
+        try:
+            with np.load(path) as z:
+                if str(z["format"]) != FORMAT:
+                    return None
+                feats = SiftFeatures(z["points"].astype(np.float32), z["descriptors"].astype(np.float32))
+                return View(z["image"], feats, tuple(int(v) for v in z["full_size"]))  # type: ignore[arg-type]
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # torn or foreign: recompute
+            log.warning("view cache %s unreadable (%s); recomputing", path.name, exc)
+            return None
+
+    def _remember(self, original_id: uuid.UUID, view: View) -> None:
+        with self._lock:
+            self._mem[original_id] = view
+            self._mem.move_to_end(original_id)
+            while len(self._mem) > self.capacity:
+                self._mem.popitem(last=False)

@@ -1,0 +1,127 @@
+"""Query/candidate pairs for stages 2-3: alignment F_A, then the PEN input tensors.
+
+Both images are compared in the candidate's frame at a working size (WORK_SIDE on the long
+side): the query is aligned to the candidate (SIFT + RANSAC homography, DIS flow) and
+resampled there by the DWU, then both are squashed to PEN_SIZE. What depends only on the
+candidate (its working image and SIFT features) is a `CandidateView`, computed once per
+original and cached (see `verifier.pair_cache`).
+
+Heatmaps come back from the candidate frame to the query's own pixels through the
+homography, so that the outline is drawn on the image the fact-checker submitted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from verifier.simprov.align import (
+    Alignment,
+    SiftFeatures,
+    dwu,
+    estimate_alignment,
+    sift_features,
+)
+from verifier.simprov.nn.pen import GRID, PEN_MEAN, PEN_SIZE, PEN_STD
+
+WORK_SIDE = 256
+
+
+def work_image(img: Image.Image, side: int = WORK_SIDE) -> Image.Image:
+    out = img.convert("RGB")
+    if max(out.size) > side:
+        out = out.copy() if out is img else out
+        out.thumbnail((side, side), Image.BICUBIC, reducing_gap=3.0)
+    return out
+
+
+@dataclass(frozen=True)
+class View:
+    """An image at working size with its SIFT features; `scale` = full size / working size."""
+
+    image: np.ndarray  # (h, w, 3) uint8
+    features: SiftFeatures
+    full_size: tuple[int, int]  # (W, H) of the image it came from
+
+    @classmethod
+    def of(cls, img: Image.Image) -> View:
+        w = work_image(img)
+        arr = np.asarray(w, np.uint8)
+        return cls(arr, sift_features(arr), img.size)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image.shape[1], self.image.shape[0]
+
+
+@dataclass(frozen=True)
+class AlignedPair:
+    """The PEN's view of a pair, kept as uint8 so that training data and service inputs
+    take exactly the same path into the network (`pen_inputs`)."""
+
+    query: np.ndarray  # (S, S, 3) uint8: the query aligned into the candidate frame
+    valid: np.ndarray  # (S, S) uint8: 1 where the query covers the candidate frame
+    candidate: np.ndarray  # (S, S, 3) uint8
+    alignment: Alignment
+
+    @property
+    def valid_fraction(self) -> float:
+        return float(self.valid.mean())
+
+
+def _squash(x: torch.Tensor) -> torch.Tensor:
+    """(C, h, w) -> (C, S, S), antialiased bilinear."""
+    return torch.nn.functional.interpolate(x[None], size=(PEN_SIZE, PEN_SIZE), mode="bilinear", antialias=True, align_corners=False)[0]
+
+
+def _to_u8(x: torch.Tensor) -> np.ndarray:  # (3, S, S) [0, 1] -> (S, S, 3) uint8
+    return (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def align_pair(query: View, candidate: View) -> AlignedPair:
+    a = estimate_alignment(query.image, candidate.image, query_feats=query.features, cand_feats=candidate.features)
+    q = torch.tensor(query.image).permute(2, 0, 1).float()[None] / 255
+    ones = torch.ones(1, 1, *query.image.shape[:2])
+    with torch.no_grad():
+        warped = dwu(torch.cat([q, ones], 1), a.normalised_grid())[0]  # (4, hc, wc)
+        valid = (_squash((warped[3:] > 0.999).float())[0] > 0.5).numpy().astype(np.uint8)
+        c = torch.tensor(candidate.image).permute(2, 0, 1).float() / 255
+        return AlignedPair(_to_u8(_squash(warped[:3])), valid, _to_u8(_squash(c)), a)
+
+
+def pen_inputs(query: np.ndarray, valid: np.ndarray, candidate: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 batches (B, S, S, 3), (B, S, S), (B, S, S, 3) -> normalised (B, 4, S, S) x 2."""
+    mean = torch.tensor(PEN_MEAN)[None, :, None, None]
+    std = torch.tensor(PEN_STD)[None, :, None, None]
+    v = torch.from_numpy(np.ascontiguousarray(valid)).float()[:, None]
+    q = (torch.from_numpy(np.ascontiguousarray(query)).permute(0, 3, 1, 2).float() / 255 - mean) / std * v
+    c = (torch.from_numpy(np.ascontiguousarray(candidate)).permute(0, 3, 1, 2).float() / 255 - mean) / std
+    return torch.cat([q, v], 1), torch.cat([c, torch.ones_like(v)], 1)
+
+
+def mask_to_candidate_grid(mask: Image.Image, query: View, alignment: Alignment) -> np.ndarray:
+    """Ground truth for training/IoU: the query-frame mask resampled into the candidate frame,
+    then the manipulated share of each of the 7x7 cells."""
+    m = mask.convert("L").resize(query.size, Image.BILINEAR)
+    t = torch.from_numpy(np.asarray(m, np.float32) / 255)[None, None]
+    with torch.no_grad():
+        warped = dwu(t, alignment.normalised_grid())  # (1, 1, hc, wc)
+        cells = torch.nn.functional.adaptive_avg_pool2d(warped, GRID)[0, 0]
+    return cells.numpy().astype(np.float32)
+
+
+def heat_to_query(heat: np.ndarray, candidate: View, alignment: Alignment, query_size: tuple[int, int], query_view: View) -> np.ndarray:
+    """7x7 heat (candidate frame) -> normalised [0, 1] map over the full query (H, W):
+    bicubic upsampling to the candidate working frame, then the homography to the query."""
+    hc, wc = candidate.image.shape[:2]
+    up = cv2.resize(heat.astype(np.float32), (wc, hc), interpolation=cv2.INTER_CUBIC)
+    qw, qh = query_view.size
+    fx, fy = query_size[0] / qw, query_size[1] / qh
+    to_full = np.diag([fx, fy, 1.0]) @ alignment.homography  # candidate work -> query full pixels
+    out = cv2.warpPerspective(up, to_full, query_size, flags=cv2.INTER_LINEAR, borderValue=0.0)
+    peak = float(out.max())
+    return np.clip(out / peak, 0, 1) if peak > 1e-6 else np.zeros_like(out)

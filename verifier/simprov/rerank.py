@@ -1,0 +1,139 @@
+"""SImProv stage 2: pairwise same/different scores (PSEN) and the 101-way re-orderer.
+
+Cost control. Each PSEN evaluation needs an alignment (~30 ms) and a PEN pass (~20 ms) on a
+CPU, so it runs only on candidates that can matter (`select_for_psen`):
+* at most `max_pairs` candidates, best stage-1 first: always the first `min_pairs`, and
+  beyond them only those whose stage-1 cosine is within `floor_margin` of the stage-1
+  threshold (far below it, a candidate was never a match in calibration);
+* when stage 1 is decisive -- the top cosine is at least `decisive` and leads the second by
+  `decisive_gap` -- only the top candidate is checked.
+The re-orderer still sees all 100 candidates (the skipped ones by stage-1 cosine only).
+`verifier bench` measures the accuracy this costs (`--stage2-exhaustive` turns it off).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from verifier.simprov import catalog
+from verifier.simprov.catalog import PSEN_ID, REORDER_ID
+from verifier.simprov.nn.pen import PSEN, Reorderer
+from verifier.simprov.pairs import AlignedPair, View, align_pair, pen_inputs
+
+LIST_SIZE = 100
+
+
+@dataclass(frozen=True)
+class Stage2Policy:
+    max_pairs: int = 10
+    min_pairs: int = 3
+    floor_margin: float = 0.25
+    decisive: float = 0.95
+    decisive_gap: float = 0.10
+    exhaustive: bool = False  # evaluate max_pairs candidates regardless of the rules above
+
+
+def select_for_psen(cosines: np.ndarray, threshold: float, policy: Stage2Policy) -> list[int]:
+    """Indices (into the best-first candidate list) that PSEN evaluates."""
+    n = min(len(cosines), policy.max_pairs)
+    if policy.exhaustive:
+        return list(range(n))
+    if n == 0:
+        return []
+    second = cosines[1] if len(cosines) > 1 else -1.0
+    if cosines[0] >= policy.decisive and cosines[0] - second >= policy.decisive_gap:
+        return [0]
+    return [i for i in range(n) if i < policy.min_pairs or cosines[i] >= threshold - policy.floor_margin]
+
+
+def reorder_features(psen: np.ndarray, evaluated: np.ndarray, cosines: np.ndarray) -> torch.Tensor:
+    """One list -> (1, LIST_SIZE, 6), padded with absent candidates (cosine -1, unevaluated)."""
+    k = min(len(cosines), LIST_SIZE)
+    p = np.zeros(LIST_SIZE, np.float32)
+    e = np.zeros(LIST_SIZE, np.float32)
+    c = np.full(LIST_SIZE, -1.0, np.float32)
+    p[:k], e[:k], c[:k] = psen[:k], evaluated[:k], cosines[:k]
+    return Reorderer.features(torch.from_numpy(p)[None], torch.from_numpy(e)[None], torch.from_numpy(c)[None])
+
+
+@dataclass
+class Stage2Result:
+    choice: int | None  # index into the candidate list, None = "not in the registry"
+    probability: float  # re-orderer's probability of its choice
+    p_absent: float
+    psen: dict[int, float]  # candidate index -> P(same image)
+    pairs: dict[int, AlignedPair] = field(default_factory=dict)  # kept for stage 3
+    probs: np.ndarray | None = None  # (LIST_SIZE + 1,) re-orderer probabilities
+
+    def order(self, n: int) -> list[int]:
+        """Candidate indices best first by the re-orderer (its ranking for IR@k)."""
+        if self.probs is None:
+            return list(range(n))
+        return [int(i) for i in np.argsort(-self.probs[:n], kind="stable")]
+
+
+class Reranker:
+    def __init__(self, psen: PSEN, reorderer: Reorderer, psen_sha256: str, reorder_sha256: str, policy: Stage2Policy | None = None) -> None:
+        self.psen = psen.eval()
+        self.reorderer = reorderer.eval()
+        self.policy = policy or Stage2Policy()
+        self.psen_sha256 = psen_sha256
+        self.reorder_sha256 = reorder_sha256
+        self._lock = threading.Lock()
+
+    @classmethod
+    def packaged(cls, policy: Stage2Policy | None = None) -> Reranker | None:
+        """The shipped PSEN and re-orderer (None when either is missing)."""
+        p, r = catalog.spec(PSEN_ID), catalog.spec(REORDER_ID)
+        if not (p.shipped and r.shipped):
+            return None
+        return cls(catalog.load(PSEN_ID), catalog.load(REORDER_ID), catalog.file_sha256(p.weights),  # type: ignore[arg-type]
+                   catalog.file_sha256(r.weights), policy)
+
+    def with_policy(self, policy: Stage2Policy) -> Reranker:
+        """The same networks under another policy (the benchmark's exhaustive comparison)."""
+        return Reranker(self.psen, self.reorderer, self.psen_sha256, self.reorder_sha256, policy)
+
+    def select(self, cosines: np.ndarray, threshold: float) -> list[int]:
+        """Which candidates PSEN evaluates under this reranker's policy."""
+        return select_for_psen(cosines, threshold, self.policy)
+
+    def psen_scores(self, query: View, views: list[View], eq: np.ndarray, ecs: np.ndarray) -> tuple[np.ndarray, list[AlignedPair]]:
+        pairs = [align_pair(query, v) for v in views]
+        if not pairs:
+            return np.zeros(0, np.float32), []
+        q, c = pen_inputs(np.stack([p.query for p in pairs]), np.stack([p.valid for p in pairs]), np.stack([p.candidate for p in pairs]))
+        eq_t = torch.from_numpy(np.repeat(eq[None].astype(np.float32), len(pairs), 0))
+        ec_t = torch.from_numpy(ecs.astype(np.float32))
+        inl = torch.tensor([p.alignment.inliers for p in pairs])
+        with self._lock, torch.inference_mode():
+            s = torch.sigmoid(self.psen(q, c, eq_t, ec_t, inl)).numpy()
+        return s.astype(np.float32), pairs
+
+    def reorder(self, psen: np.ndarray, evaluated: np.ndarray, cosines: np.ndarray) -> np.ndarray:
+        """(LIST_SIZE + 1,) probabilities; the last = not in the registry."""
+        with self._lock, torch.inference_mode():
+            logits = self.reorderer(reorder_features(psen, evaluated, cosines))[0]
+        probs = torch.softmax(logits, 0).numpy()
+        k = min(len(cosines), LIST_SIZE)
+        probs[k:LIST_SIZE] = 0.0  # padding is never a choice
+        return probs / probs.sum()
+
+    def rerank(self, query: View, query_vector: np.ndarray, cosines: np.ndarray, chosen: list[int],
+               views: list[View], vectors: np.ndarray) -> Stage2Result:
+        """PSEN on the `chosen` candidates (from `select`), whose views and stage-1 vectors
+        (N, D) the caller brings in the same order; then the re-orderer over all of them."""
+        if len(views) != len(chosen) or len(vectors) != len(chosen):
+            raise ValueError("one view and one vector per chosen candidate")
+        scores, pairs = self.psen_scores(query, views, query_vector, vectors)
+        psen = np.zeros(len(cosines), np.float32)
+        evaluated = np.zeros(len(cosines), np.float32)
+        psen[chosen], evaluated[chosen] = scores, 1.0
+        probs = self.reorder(psen, evaluated, cosines)
+        best = int(np.argmax(probs))
+        choice = None if best == LIST_SIZE else best
+        return Stage2Result(choice, float(probs[best]), float(probs[LIST_SIZE]), dict(zip(chosen, map(float, scores))), dict(zip(chosen, pairs)), probs)

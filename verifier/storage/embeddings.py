@@ -1,0 +1,77 @@
+"""Stage-1 vectors in PostgreSQL (table `embeddings`): the durable copy that the FAISS index
+is rebuilt from, one row per (original, model). A row's `id` is its FAISS id."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from verifier.storage.database import Database
+from verifier.storage.models import Embedding, Original
+
+
+class EmbeddingStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def owners(self, model_id: str) -> dict[int, uuid.UUID]:
+        """Embedding id -> original id, for every vector of this model."""
+        with self.db.session() as session:
+            stmt = select(Embedding.id, Embedding.original_id).where(Embedding.model_id == model_id)
+            return {row.id: row.original_id for row in session.execute(stmt)}
+
+    def originals_without(self, model_id: str) -> list[Original]:
+        """Originals with no vector of this model (registered under another model, or a
+        crash between commit and embedding)."""
+        with self.db.session() as session:
+            has_vector = (
+                select(Embedding.id).where(Embedding.original_id == Original.id, Embedding.model_id == model_id).exists()
+            )
+            return list(session.scalars(select(Original).where(~has_vector)))
+
+    def vectors(self, model_id: str, dim: int, ids: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids (N,) int64, vectors (N, dim) float32) in id order; all of the model's when `ids` is None."""
+        stmt = select(Embedding.id, Embedding.vector).where(Embedding.model_id == model_id)
+        if ids is not None:
+            stmt = stmt.where(Embedding.id.in_(ids))
+        with self.db.session() as session:
+            rows = session.execute(stmt.order_by(Embedding.id)).all()
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+        return np.array([r.id for r in rows], np.int64), np.stack([np.frombuffer(r.vector, np.float32) for r in rows])
+
+    def vectors_for(self, model_id: str, dim: int, original_ids: list[uuid.UUID]) -> np.ndarray:
+        """(N, dim) vectors of these originals in the order asked (zeros where one has none)."""
+        if not original_ids:
+            return np.zeros((0, dim), np.float32)
+        stmt = select(Embedding.original_id, Embedding.vector).where(
+            Embedding.model_id == model_id, Embedding.original_id.in_(original_ids)
+        )
+        with self.db.session() as session:
+            found = {row.original_id: np.frombuffer(row.vector, np.float32) for row in session.execute(stmt)}
+        return np.stack([found.get(i, np.zeros(dim, np.float32)) for i in original_ids])
+
+    @staticmethod
+    def stage(session: Session, original_id: uuid.UUID, model_id: str, vector: np.ndarray) -> Embedding:
+        """Add a vector inside the caller's transaction (the original's registration)."""
+        emb = Embedding(
+            original_id=original_id,
+            model_id=model_id,
+            dim=int(vector.shape[0]),
+            vector=np.ascontiguousarray(vector, np.float32).tobytes(),
+        )
+        session.add(emb)
+        session.flush()
+        return emb
+
+    def add(self, original_id: uuid.UUID, model_id: str, vector: np.ndarray) -> Embedding:
+        with self.db.session() as session:
+            return self.stage(session, original_id, model_id, vector)
+
+    def delete_model(self, model_id: str) -> None:
+        """Drop every vector of a model (before re-embedding the registry)."""
+        with self.db.session() as session:
+            session.execute(delete(Embedding).where(Embedding.model_id == model_id))

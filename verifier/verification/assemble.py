@@ -1,0 +1,115 @@
+"""Evidence -> the report's sections: the match, the manipulation analysis, the verdict and
+the one line a person reads. Pure functions of what matching found, so that the rules that
+turn scores into a verdict sit in one place."""
+
+from __future__ import annotations
+
+import uuid
+
+from manifests import ValidationState
+from verifier.matching.evidence import Evidence, SearchOutcome
+from verifier.reports.schema import (
+    C2paSection,
+    CandidateScore,
+    Manipulation,
+    MatchSection,
+    PublisherRef,
+    Verdict,
+)
+from verifier.simprov.catalog import CHANGE_ID, PSEN_ID, REORDER_ID
+from verifier.simprov.change import DECISION_THRESHOLD, OUTLINE_THRESHOLD, ChangeResult
+from verifier.simprov.compare import METHOD as PIXEL_METHOD
+
+MAX_CANDIDATES_IN_REPORT = 10
+
+
+def candidates(outcome: SearchOutcome) -> list[CandidateScore]:
+    return [
+        CandidateScore(rank=i + 1, original_id=c.original_id, score=round(c.score, 6))
+        for i, c in enumerate(outcome.candidates[:MAX_CANDIDATES_IN_REPORT])
+    ]
+
+
+def match_section(ev: Evidence) -> MatchSection | None:
+    original, outcome, stage2 = ev.original, ev.stage1, ev.stage2
+    if original is None:
+        return None
+    index = outcome.index_of(original.id)
+    stage1 = outcome.candidates[index].score if index is not None else None
+    scores: dict[str, float | None] = {"exact_sha256": 1.0 if ev.exact else 0.0, "stage1": stage1}
+    if stage2 is not None:
+        scores["stage2_psen"] = round(stage2.psen[index], 6) if index in stage2.psen else None
+        scores["stage2_reorderer"] = round(stage2.probability, 6)
+        scores["stage2_p_absent"] = round(stage2.p_absent, 6)
+    if ev.change is not None:
+        scores["stage3_p_manipulated"] = round(ev.change.p_manipulated, 6)
+    if ev.pixel is not None:
+        scores["pixel_global_psnr_db"] = round(ev.pixel.global_psnr_db, 2)
+        scores["pixel_min_cell_psnr_db"] = round(ev.pixel.min_cell_psnr_db, 2)
+    if ev.exact:
+        method = "exact-sha256"
+    elif stage2 is not None:
+        method = f"{outcome.method}; stage2={PSEN_ID}+{REORDER_ID}; compare={CHANGE_ID}"
+    else:
+        method = f"{outcome.method}; compare={PIXEL_METHOD}"
+    return MatchSection(
+        original_id=original.id,
+        publisher=PublisherRef(id=original.publisher.id, name=original.publisher.name),
+        registered_at=original.created_at,
+        method=method,
+        scores=scores,
+        decision_threshold=outcome.threshold,
+        candidates=candidates(outcome),
+    )
+
+
+def manipulation_section(change: ChangeResult, report_id: uuid.UUID, has_heatmap: bool) -> Manipulation:
+    region = change.region()
+    return Manipulation(
+        method=f"{CHANGE_ID} (PEN + 7x7 heatmap head), alignment=sift-ransac-homography+dis-flow",
+        decision="manipulated" if change.manipulated else "benign",
+        probability_benign=round(1 - change.p_manipulated, 6),
+        probability_manipulated=round(change.p_manipulated, 6),
+        decision_threshold=DECISION_THRESHOLD,
+        grid=[[round(float(v), 4) for v in row] for row in change.grid],
+        grid_frame="original",
+        outline_threshold=OUTLINE_THRESHOLD,
+        region_fraction=round(float(region.mean()), 6) if region is not None else 0.0,
+        heatmap_url=f"/v1/reports/{report_id}/heatmap.png" if has_heatmap else None,
+    )
+
+
+def verdict(c2pa: C2paSection, ev: Evidence) -> Verdict:
+    """A valid manifest speaks first; then what the registry says about the pixels."""
+    if c2pa.present and c2pa.state == ValidationState.TRUSTED.value:
+        return Verdict.C2PA_TRUSTED
+    if c2pa.present and c2pa.state == ValidationState.VALID.value:
+        return Verdict.C2PA_VALID_UNTRUSTED
+    if c2pa.present and c2pa.state == ValidationState.INVALID.value:
+        return Verdict.C2PA_INVALID
+    if ev.original is None:
+        return Verdict.NO_MATCH
+    pixel, change = ev.pixel, ev.change
+    if ev.exact or (pixel is not None and pixel.identical):
+        return Verdict.MATCH_UNMODIFIED
+    if change is not None:
+        return Verdict.MATCH_MANIPULATED if change.manipulated else Verdict.MATCH_BENIGN
+    return Verdict.MATCH_BENIGN if pixel is not None and pixel.benign else Verdict.MATCH_MANIPULATED
+
+
+def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, learned: bool) -> str:
+    signer = ((c2pa.summary or {}).get("signer") or {}).get("common_name")
+    origin = f" Registered original: {match.original_id} from {match.publisher.name}." if match else ""
+    ingredient_note = " An ingredient's own credentials do not validate." if c2pa.ingredient_failures else ""
+    how = "SImProv stage 3 comparison with the aligned original" if learned else "baseline pixel check"
+    where = "; the heatmap shows where" if learned else ""
+    lines = {
+        Verdict.C2PA_TRUSTED: f"Content Credentials validate and are signed by a trusted signer ({signer}).",
+        Verdict.C2PA_VALID_UNTRUSTED: f"Content Credentials validate but the signer ({signer}) is not on the trust list.",
+        Verdict.C2PA_INVALID: f"Content Credentials are present but do not validate ({', '.join(c2pa.failure_codes[:3])}).",
+        Verdict.MATCH_UNMODIFIED: "No valid Content Credentials; the image is identical to a registered original.",
+        Verdict.MATCH_BENIGN: f"No valid Content Credentials; the image is a copy of a registered original with only benign changes ({how}).",
+        Verdict.MATCH_MANIPULATED: f"No valid Content Credentials; the image derives from a registered original but its content was changed ({how}{where}).",
+        Verdict.NO_MATCH: "No valid Content Credentials and no registered original matches.",
+    }
+    return lines[v] + ingredient_note + origin

@@ -1,0 +1,125 @@
+"""verify(image bytes) -> signed Report. The one path the API, the CLI and the benchmarks use.
+
+Order of evidence: the image's own C2PA manifest first; then matching (exact bytes, then
+SImProv provenance search) finds the registered original it came from and how it differs;
+the report is assembled from that evidence, signed, and stored. It is stored only once
+everything succeeded, so a failed request writes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from verifier import __version__
+from verifier.images import load_image
+from verifier.matching.evidence import Evidence
+from verifier.matching.matcher import Matcher, Stopwatch
+from verifier.reports.heatmap import render_overlay
+from verifier.reports.schema import (
+    InputInfo,
+    ModelVersion,
+    Report,
+    SearchSection,
+    ServiceInfo,
+    canonical_json,
+)
+from verifier.reports.signing import KeyRing
+from verifier.settings import Settings
+from verifier.simprov.change import OUTLINE_THRESHOLD
+from verifier.storage.models import Report as ReportRow
+from verifier.storage.reports import ReportStore
+from verifier.verification import assemble
+from verifier.verification.credentials import query_credentials, recovered_credentials
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SignedReport:
+    report: dict[str, Any]
+    jws: str
+    # Not part of the signed report: what matching found, for the benchmark (same run).
+    evidence: Evidence | None = field(default=None, compare=False)
+    timings_ms: dict[str, float] = field(default_factory=dict, compare=False)
+
+    def envelope(self) -> dict[str, Any]:
+        return {"report": self.report, "jws": self.jws}
+
+
+class VerificationPipeline:
+    def __init__(self, settings: Settings, matcher: Matcher, reports: ReportStore, keys: KeyRing) -> None:
+        self.settings = settings
+        self.matcher = matcher
+        self.reports = reports
+        self.keys = keys
+
+    def verify(self, data: bytes, *, api_key_id: uuid.UUID | None = None) -> SignedReport:
+        clock = Stopwatch()
+        info, image = load_image(data, max_bytes=self.settings.max_upload_bytes, max_pixels=self.settings.max_image_pixels)
+        clock.lap("decode")
+        c2pa = query_credentials(data, info.mime, self.settings.trust)
+        clock.lap("c2pa")
+        ev = self.matcher.match(image, info.sha256)
+        clock.add(ev.timings_ms)
+
+        report_id = uuid.uuid4()
+        match = assemble.match_section(ev)
+        recovered = None
+        if ev.original is not None and ev.original_bytes is not None:
+            recovered = recovered_credentials(ev.original, ev.original_bytes, self.settings.trust)
+        clock.lap("recover_manifest")
+        heatmap_png: bytes | None = None
+        manipulation = None
+        if ev.change is not None:
+            if ev.change.query_heat is not None:
+                heatmap_png = render_overlay(image, ev.change.query_heat, OUTLINE_THRESHOLD)
+            manipulation = assemble.manipulation_section(ev.change, report_id, heatmap_png is not None)
+            clock.lap("heatmap")
+        verdict = assemble.verdict(c2pa, ev)
+        report = Report(
+            id=report_id,
+            created_at=dt.datetime.now(dt.UTC),
+            service=ServiceInfo(version=__version__),
+            models=self.models(),
+            input=InputInfo(sha256=info.sha256, mime=info.mime, width=info.width, height=info.height, size_bytes=info.size_bytes),
+            c2pa=c2pa,
+            match=match,
+            search=SearchSection(method=ev.stage1.method, decision_threshold=ev.stage1.threshold,
+                                 candidates=assemble.candidates(ev.stage1)),
+            manipulation=manipulation,
+            recovered_manifest=recovered,
+            verdict=verdict,
+            summary=assemble.summary_line(verdict, c2pa, match, ev.change is not None),
+        )
+        payload = report.payload()
+        jws = self.keys.current().sign_compact(canonical_json(payload))
+        self.reports.add(
+            ReportRow(
+                id=report.id,
+                created_at=report.created_at,
+                input_sha256=info.sha256,
+                verdict=verdict.value,
+                matched_original_id=ev.original.id if ev.original else None,
+                api_key_id=api_key_id,
+                report=payload,
+                jws=jws,
+                heatmap_png=heatmap_png,
+            )
+        )
+        clock.lap("sign_store")
+        log.info("report %s: %s", report.id, verdict.value)
+        return SignedReport(payload, jws, ev, clock.laps)
+
+    def models(self) -> list[ModelVersion]:
+        return [ModelVersion(role=m.role, name=m.model_id, weights_sha256=m.weights_sha256) for m in self.matcher.models()]
+
+    def get(self, report_id: uuid.UUID) -> SignedReport:
+        stored = self.reports.get(report_id)
+        return SignedReport(stored.report, stored.jws)
+
+    def heatmap(self, report_id: uuid.UUID) -> bytes:
+        return self.reports.heatmap(report_id)
