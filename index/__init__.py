@@ -4,7 +4,6 @@
 (128-bit codes, as in the paper) from 50,000 vectors on, persisted with atomic replace.
 """
 
-from index.exact import ExactIndex, SearchHit
-from index.vector_index import IVF_THRESHOLD, VectorIndex, build_ivfpq
+from index.vector_index import IVF_THRESHOLD, SearchHit, VectorIndex, build_ivfpq
 
-__all__ = ["IVF_THRESHOLD", "ExactIndex", "SearchHit", "VectorIndex", "build_ivfpq"]
+__all__ = ["IVF_THRESHOLD", "SearchHit", "VectorIndex", "build_ivfpq"]

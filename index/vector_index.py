@@ -14,12 +14,18 @@ import json
 import os
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from index.exact import SearchHit
+
+@dataclass(frozen=True)
+class SearchHit:
+    id: int  # the database's embedding id
+    score: float  # inner product = cosine similarity for unit vectors
+
 
 IVF_THRESHOLD = 50_000
 
