@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -32,14 +34,21 @@ def shared_path(*parts: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def pg_server() -> Iterator[object]:
+    # Its own temporary directory, not pytest's numbered ones: pytest deletes old numbered
+    # directories when another run starts, which would pull the data directory from under a
+    # server still in use by a concurrent run.
+    root = Path(tempfile.mkdtemp(prefix="verifier-test-pg-"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pgserver
 
-        server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
-    yield server
-    server.cleanup()
+        server = pgserver.get_server(root / "data", cleanup_mode="delete")
+    try:
+        yield server
+    finally:
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
