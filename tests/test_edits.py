@@ -1,0 +1,122 @@
+"""Edit families for the generalisation benchmark: shapes, masks, determinism, the split."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from verifier.cli.demo import generated_photo
+from verifier.simprov.augment import Sample
+from verifier.simprov.edits import (
+    FAMILIES,
+    HELD_OUT_FAMILIES,
+    TRAIN_FAMILIES,
+    finish,
+    make_edit,
+)
+
+PHOTOS = [generated_photo(i, (320, 224)) for i in range(5)]
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_family_makes_an_image_and_a_mask_in_its_frame(name: str) -> None:
+    family = FAMILIES[name]
+    for seed in range(3):
+        raw = make_edit(name, PHOTOS[0], PHOTOS[1:4], random.Random(seed), finished=False)
+        assert raw.image.mode == "RGB" and raw.mask.mode == "L" and raw.mask.size == raw.image.size
+        share = float((np.asarray(raw.mask) > 127).mean())
+        if family.kind == "benign":
+            assert share == 0.0  # appearance only
+        else:
+            assert 0.001 < share < 0.95, (name, share)  # something changed, not everything
+        assert not np.array_equal(np.asarray(raw.image.resize(PHOTOS[0].size)), np.asarray(PHOTOS[0]))
+        assert family.description
+
+
+@pytest.mark.parametrize("name", ["paste_large", "caption", "collage"])
+def test_families_are_deterministic_per_seed(name: str) -> None:
+    a = make_edit(name, PHOTOS[0], PHOTOS[1:4], random.Random(5))
+    b = make_edit(name, PHOTOS[0], PHOTOS[1:4], random.Random(5))
+    c = make_edit(name, PHOTOS[0], PHOTOS[1:4], random.Random(6))
+    assert np.array_equal(np.asarray(a.image), np.asarray(b.image)) and a.ops == b.ops
+    assert a.ops != c.ops or not np.array_equal(np.asarray(a.mask), np.asarray(c.mask))
+
+
+def test_paste_large_covers_a_large_share_and_the_mask_tells_where() -> None:
+    img = PHOTOS[0]
+    for seed in range(4):
+        s = make_edit("paste_large", img, PHOTOS[1:2], random.Random(seed), finished=False)
+        m = np.asarray(s.mask) > 127
+        assert 0.15 < m.mean() < 0.75
+        changed = np.abs(np.asarray(s.image, np.int16) - np.asarray(img, np.int16)).sum(-1) > 24
+        assert changed[m].mean() > 0.5  # the pasted element is inside the mask ...
+        assert changed[~m].mean() < 0.03  # ... and outside it the original is untouched (but a feathered rim)
+
+
+def test_transplant_leaves_the_original_a_minority() -> None:
+    s = make_edit("transplant", PHOTOS[0], PHOTOS[1:2], random.Random(2), finished=False)
+    assert (np.asarray(s.mask) > 127).mean() > 0.5  # most of the query is not from the original
+
+
+def test_finish_keeps_mask_and_image_together() -> None:
+    rng = random.Random(0)
+    for _ in range(20):
+        s = finish(Sample(PHOTOS[0], Image.new("L", PHOTOS[0].size, 255), []), rng)
+        assert s.mask.size == s.image.size and s.ops[-1].startswith("jpeg")
+
+
+def test_leave_family_out_split() -> None:
+    assert set(TRAIN_FAMILIES) | set(HELD_OUT_FAMILIES) == set(FAMILIES)
+    assert not set(TRAIN_FAMILIES) & set(HELD_OUT_FAMILIES) and TRAIN_FAMILIES and HELD_OUT_FAMILIES
+
+
+def test_families_need_their_donors() -> None:
+    with pytest.raises(ValueError):
+        make_edit("multi_source", PHOTOS[0], PHOTOS[1:2], random.Random(0))
+
+
+def test_families_benchmark_uses_test_photos_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """bench-data --families on a made-up ../shared: every query derives from a registered
+    test photo, donors are held-out photos, no train photo is touched, MICC masks come from
+    the pixel difference."""
+    import csv
+
+    from verifier.evaluation.families import build_families
+    from verifier.evaluation.queries import read_queries
+
+    shared = tmp_path / "shared"
+    photos = shared / "datasets" / "photos"
+    (photos / "img").mkdir(parents=True)
+    with (photos / "index.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "source", "split"])
+        for i in range(12):
+            generated_photo(i, (160, 112)).save(photos / "img" / f"{i}.jpg")
+            w.writerow([f"img/{i}.jpg", "generated", "train" if i < 4 else "test"])
+    micc = shared / "datasets" / "micc-f220" / "images"
+    micc.mkdir(parents=True)
+    original = generated_photo(50, (160, 112))
+    original.save(micc / "A_scale.jpg", quality=95)
+    forged = original.copy()
+    forged.paste((255, 0, 0), (10, 10, 40, 40))
+    forged.save(micc / "Atamp1.jpg", quality=95)
+    (micc.parent / "pairs.csv").write_text("edited,original\nimages/Atamp1.jpg,images/A_scale.jpg\n")
+
+    out = tmp_path / "bench"
+    counts = build_families(shared, out, n_per_family=1, n_distinct=3)
+    assert counts["micc-f220"] == 1 and counts["distinct"] == 3
+    queries = read_queries(out / "families.csv")
+    assert {q.family for q in queries if q.kind != "distinct"} == set(FAMILIES) | {"micc-f220"}
+    registered = {p.resolve() for p in (out / "registry").iterdir()}
+    train = {(photos / "img" / f"{i}.jpg").resolve() for i in range(4)}
+    distinct = {(out / q.name).resolve() for q in queries if q.kind == "distinct"}
+    assert len(distinct) == 3 and not distinct & registered and not distinct & train
+    for q in queries:
+        if q.original is not None:
+            assert q.original in registered and q.original not in train
+    micc_q = next(q for q in queries if q.family == "micc-f220")
+    mask = np.asarray(micc_q.mask) > 127
+    assert mask[15:35, 15:35].all() and mask.mean() < 0.1

@@ -1,0 +1,366 @@
+"""Edit families that look like real edits (composites, memes, transplants, stylisation), for
+benchmarks that the training generator does not define.
+
+`augment.manipulate` makes small, local edits; real edits shared online (e.g. PS-Battles) are
+often large: an object pasted over half the frame, the subject cut out into another scene,
+the photo embedded small in a meme, heavy grading. Each family below is one function with
+its parameters in its docstring, returning a `Sample` whose mask marks (in the query's
+pixels) what did *not* come from the original or was changed. `finish` then applies what
+sharing does (mirror, non-uniform rescale, grade, crop, JPEG) with the mask following.
+
+Leave-family-out: trainers may use only `TRAIN_FAMILIES`; `HELD_OUT_FAMILIES` exist to
+measure whether what was learned carries over to kinds of edit never seen in training.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import (
+    Image,
+    ImageChops,
+    ImageDraw,
+    ImageEnhance,
+    ImageFilter,
+    ImageFont,
+    ImageOps,
+)
+
+from verifier.simprov.augment import Sample, jpeg
+
+Donors = list[Image.Image]
+
+CAPTIONS = (
+    "WHEN THE MEETING COULD HAVE BEEN AN EMAIL", "NOBODY:", "BREAKING NEWS", "THIS IS FINE", "ME EXPLAINING",
+    "TOTALLY REAL PHOTO", "FIRST DAY ON THE JOB", "PLOT TWIST", "NOT WHAT IT LOOKS LIKE", "MEANWHILE IN EUROPE",
+)
+
+
+def _rgb(img: Image.Image) -> Image.Image:
+    return img.convert("RGB")
+
+
+def _ellipse(size: tuple[int, int], box: tuple[int, int, int, int], feather: float = 0.0) -> Image.Image:
+    m = Image.new("L", size, 0)
+    ImageDraw.Draw(m).ellipse(box, fill=255)
+    return m.filter(ImageFilter.GaussianBlur(feather)) if feather > 0 else m
+
+
+def _binary(mask: Image.Image) -> Image.Image:
+    """Where a feathered paste changed the pixels noticeably (alpha >= 1/8)."""
+    return mask.point(lambda v: 255 if v >= 32 else 0)
+
+
+def _box(w: int, h: int, frac: float, rng: random.Random, aspect: tuple[float, float] = (0.6, 1.6)) -> tuple[int, int, int, int]:
+    """A box of about `frac` of the w x h frame, anywhere inside it."""
+    a = rng.uniform(*aspect)
+    bw = max(8, min(w, round((frac * w * h * a) ** 0.5)))
+    bh = max(8, min(h, round((frac * w * h / a) ** 0.5)))
+    x, y = rng.randint(0, w - bw), rng.randint(0, h - bh)
+    return x, y, x + bw, y + bh
+
+
+def _match_colour(patch: Image.Image, target: Image.Image) -> Image.Image:
+    """Per-channel mean/std transfer, as an editor blending a pasted element would (the
+    element keeps at least half its own contrast, so it never melts into a flat target)."""
+    p = np.asarray(patch, np.float32)
+    t = np.asarray(target, np.float32)
+    p_std = p.std((0, 1))
+    out = (p - p.mean((0, 1))) / (p_std + 1e-3) * np.maximum(t.std((0, 1)), 0.5 * p_std) + t.mean((0, 1))
+    return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=max(8, size))
+
+
+def _text_layer(size: tuple[int, int], text: str, height: int) -> Image.Image:
+    """Meme-style caption: white text with a black outline, centred, wrapped to the width."""
+    w, _ = size
+    font = _font(height)
+    words, lines, line = text.split(), [], ""
+    for word in words:
+        trial = f"{line} {word}".strip()
+        if line and ImageDraw.Draw(Image.new("L", (1, 1))).textlength(trial, font=font) > 0.95 * w:
+            lines.append(line)
+            line = word
+        else:
+            line = trial
+    lines.append(line)
+    layer = Image.new("RGBA", (w, round(height * 1.25 * len(lines)) + 4), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    for i, ln in enumerate(lines):
+        tw = draw.textlength(ln, font=font)
+        draw.text(((w - tw) / 2, i * height * 1.25), ln, font=font, fill=(255, 255, 255, 255),
+                  stroke_width=max(1, height // 12), stroke_fill=(0, 0, 0, 255))
+    return layer
+
+
+# -- the families -------------------------------------------------------------------------------
+
+
+def paste_large(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """An object from another photo pasted big: an ellipse or rectangle of a donor covering
+    20-70 % of the frame, colour-matched to the original half the time, edges feathered."""
+    base = _rgb(img).copy()
+    w, h = base.size
+    frac = rng.uniform(0.2, 0.7)
+    x0, y0, x1, y1 = _box(w, h, frac, rng)
+    patch = _rgb(donors[0]).resize((x1 - x0, y1 - y0), Image.BICUBIC)
+    if rng.random() < 0.5:
+        patch = _match_colour(patch, base)
+    shape = _ellipse(patch.size, (0, 0, patch.width - 1, patch.height - 1), feather=2) if rng.random() < 0.6 else Image.new("L", patch.size, 255)
+    base.paste(patch, (x0, y0), shape)
+    mask = Image.new("L", base.size, 0)
+    mask.paste(_binary(shape), (x0, y0))
+    return Sample(base, mask, [f"paste_large{frac:.2f}"])
+
+
+def transplant(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """The original's subject cut out and placed into another scene: an ellipse of 25-60 % of
+    the original, scaled to cover 12-35 % of a donor frame. The original is a minority of the
+    query; the mask is everything that is not from it."""
+    src = _rgb(img)
+    scene = _rgb(donors[0]).resize(src.size, Image.BICUBIC).copy()
+    w, h = src.size
+    x0, y0, x1, y1 = _box(w, h, rng.uniform(0.25, 0.6), rng)
+    piece = src.crop((x0, y0, x1, y1))
+    shape = _ellipse(piece.size, (0, 0, piece.width - 1, piece.height - 1), feather=2)
+    cover = rng.uniform(0.12, 0.35)
+    s = (cover * w * h / (piece.width * piece.height)) ** 0.5
+    size = (max(8, min(w, round(piece.width * s))), max(8, min(h, round(piece.height * s))))
+    piece, shape = piece.resize(size, Image.BICUBIC), shape.resize(size, Image.BILINEAR)
+    tx, ty = rng.randint(0, w - size[0]), rng.randint(0, h - size[1])
+    scene.paste(piece, (tx, ty), shape)
+    kept = Image.new("L", scene.size, 0)
+    kept.paste(_binary(shape), (tx, ty))
+    return Sample(scene, ImageOps.invert(kept), [f"transplant{cover:.2f}"])
+
+
+def background_swap(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """The background replaced: an ellipse of 35-65 % of the original (its subject) is kept
+    in place, the rest comes from a donor scene."""
+    src = _rgb(img)
+    w, h = src.size
+    frac = rng.uniform(0.35, 0.65)
+    cx, cy = rng.uniform(0.35, 0.65) * w, rng.uniform(0.35, 0.65) * h
+    a = rng.uniform(0.7, 1.4)
+    rx, ry = min(w / 2, (frac * w * h * a / np.pi) ** 0.5), min(h / 2, (frac * w * h / a / np.pi) ** 0.5)
+    keep = _ellipse(src.size, (round(cx - rx), round(cy - ry), round(cx + rx), round(cy + ry)), feather=3)
+    out = _rgb(donors[0]).resize(src.size, Image.BICUBIC)
+    out.paste(src, (0, 0), keep)
+    return Sample(out, ImageOps.invert(_binary(keep)), [f"background_swap{frac:.2f}"])
+
+
+def multi_source(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """Several sources combined: 2-4 elements of 5-20 % each, from up to three donors."""
+    base = _rgb(img).copy()
+    w, h = base.size
+    mask = Image.new("L", base.size, 0)
+    n = rng.randint(2, 4)
+    for k in range(n):
+        donor = _rgb(donors[k % len(donors)])
+        x0, y0, x1, y1 = _box(w, h, rng.uniform(0.05, 0.2), rng)
+        dw, dh = x1 - x0, y1 - y0
+        scale = max(dw / donor.width, dh / donor.height, 1e-6)
+        if scale > 1:
+            donor = donor.resize((round(donor.width * scale) + 1, round(donor.height * scale) + 1), Image.BICUBIC)
+        sx, sy = rng.randint(0, donor.width - dw), rng.randint(0, donor.height - dh)
+        patch = _match_colour(donor.crop((sx, sy, sx + dw, sy + dh)), base) if rng.random() < 0.5 else donor.crop((sx, sy, sx + dw, sy + dh))
+        shape = _ellipse(patch.size, (0, 0, dw - 1, dh - 1), feather=1.5)
+        base.paste(patch, (x0, y0), shape)
+        mask.paste(255, (x0, y0), _binary(shape))
+    return Sample(base, mask, [f"multi_source{n}"])
+
+
+def head_swap(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """Faces/heads swapped: 1-3 small ellipses (1-5 % each, upper two thirds of the frame,
+    taller than wide) replaced by colour-matched donor patches."""
+    base = _rgb(img).copy()
+    w, h = base.size
+    mask = Image.new("L", base.size, 0)
+    n = rng.randint(1, 3)
+    for _ in range(n):
+        frac = rng.uniform(0.01, 0.05)
+        bw = max(8, round((frac * w * h * 0.75) ** 0.5))
+        bh = max(8, min(h, round(bw / 0.75)))
+        bw = min(bw, w)
+        x, y = rng.randint(0, w - bw), rng.randint(0, max(0, round(h * 0.67) - bh))
+        donor = _rgb(rng.choice(donors))
+        dx0, dy0, dx1, dy1 = _box(donor.width, donor.height, rng.uniform(0.02, 0.1), rng, aspect=(0.6, 0.9))
+        patch = _match_colour(donor.crop((dx0, dy0, dx1, dy1)).resize((bw, bh), Image.BICUBIC), base.crop((x, y, x + bw, y + bh)))
+        shape = _ellipse((bw, bh), (0, 0, bw - 1, bh - 1), feather=1.5)
+        base.paste(patch, (x, y), shape)
+        mask.paste(255, (x, y), _binary(shape))
+    return Sample(base, mask, [f"head_swap{n}"])
+
+
+def meme(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """The original embedded in a meme or poster: scaled to 40-85 % of a canvas (plain
+    colour or a donor as background), caption bars above and/or below."""
+    src = _rgb(img)
+    w, h = src.size
+    s = rng.uniform(0.4, 0.85)
+    inner = src.resize((max(16, round(w * s)), max(16, round(h * s))), Image.BICUBIC)
+    canvas = _rgb(donors[0]).resize((w, h), Image.BICUBIC).filter(ImageFilter.GaussianBlur(4)) if rng.random() < 0.4 \
+        else Image.new("RGB", (w, h), rng.choice([(255, 255, 255), (0, 0, 0), (20, 20, 60), (250, 220, 0)]))
+    x = rng.randint(0, w - inner.width)
+    y = rng.randint(0, h - inner.height)
+    canvas.paste(inner, (x, y))
+    mask = Image.new("L", canvas.size, 255)
+    mask.paste(0, (x, y, x + inner.width, y + inner.height))
+    for where in rng.sample(["top", "bottom"], rng.randint(1, 2)):
+        layer = _text_layer(canvas.size, rng.choice(CAPTIONS), max(10, round(h * rng.uniform(0.06, 0.11))))
+        ty = 0 if where == "top" else max(0, h - layer.height)
+        canvas.paste(layer, (0, ty), layer)
+        mask.paste(255, (0, ty), _binary(layer.getchannel("A")))  # captions over the photo count too
+    return Sample(canvas, mask, [f"meme{s:.2f}"])
+
+
+def caption(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """Caption or meme text written over the photo itself, over 10-35 % of its area."""
+    base = _rgb(img).copy()
+    w, h = base.size
+    layer = _text_layer(base.size, " ".join(rng.sample(CAPTIONS, rng.randint(1, 2))), max(10, round(h * rng.uniform(0.08, 0.16))))
+    y = rng.randint(0, max(0, h - layer.height))
+    base.paste(layer, (0, y), layer)
+    mask = Image.new("L", base.size, 0)
+    mask.paste(_binary(layer.getchannel("A")), (0, y))
+    return Sample(base, mask, ["caption"])
+
+
+def copy_move_small(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """Copy-move within the image, of small regions: 1-3 ellipses of 0.3-2 % of the frame,
+    each possibly rotated (+-30 deg) and rescaled (0.8-1.25), pasted elsewhere."""
+    base = _rgb(img).copy()
+    w, h = base.size
+    mask = Image.new("L", base.size, 0)
+    n = rng.randint(1, 3)
+    for _ in range(n):
+        x0, y0, x1, y1 = _box(w, h, rng.uniform(0.003, 0.02), rng)
+        patch = base.crop((x0, y0, x1, y1))
+        shape = _ellipse(patch.size, (0, 0, patch.width - 1, patch.height - 1))
+        s, a = rng.uniform(0.8, 1.25), rng.uniform(-30, 30)
+        size = (max(8, min(w, round(patch.width * s))), max(8, min(h, round(patch.height * s))))
+        patch = patch.resize(size, Image.BICUBIC).rotate(a, Image.BICUBIC, expand=False)
+        shape = shape.resize(size, Image.BILINEAR).rotate(a, Image.BILINEAR, expand=False)
+        tx, ty = rng.randint(0, w - size[0]), rng.randint(0, h - size[1])
+        base.paste(patch, (tx, ty), shape)
+        mask.paste(255, (tx, ty), _binary(shape))
+    return Sample(base, mask, [f"copy_move_small{n}"])
+
+
+def collage(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """A collage: the original is one tile of a 2x1, 1x2 or 2x2 grid with donor photos."""
+    src = _rgb(img)
+    w, h = src.size
+    cols, rows = rng.choice([(2, 1), (1, 2), (2, 2)])
+    tw, th = w // cols, h // rows
+    canvas = Image.new("RGB", (tw * cols, th * rows), (255, 255, 255))
+    slot = rng.randrange(cols * rows)
+    mask = Image.new("L", canvas.size, 255)
+    for k in range(cols * rows):
+        x, y = (k % cols) * tw, (k // cols) * th
+        tile = src if k == slot else _rgb(donors[k % len(donors)])
+        canvas.paste(ImageOps.fit(tile, (tw, th), Image.BICUBIC), (x, y))
+        if k == slot:
+            mask.paste(0, (x, y, x + tw, y + th))
+    return Sample(canvas, mask, [f"collage{cols}x{rows}"])
+
+
+def stylise(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """Heavy grading and filters (content unchanged, so the mask is empty): one or two of
+    posterize, solarize, duotone, strong contrast/saturation, cartoon (median + edges),
+    vignette; mirrored half the time; non-uniform rescale (aspect x0.7-1.4)."""
+    out = _rgb(img)
+    for op in rng.sample(["posterize", "solarize", "duotone", "punch", "cartoon", "vignette"], rng.randint(1, 2)):
+        if op == "posterize":
+            out = ImageOps.posterize(out, rng.randint(2, 4))
+        elif op == "solarize":
+            out = ImageOps.solarize(out, rng.randint(96, 200))
+        elif op == "duotone":
+            out = ImageOps.colorize(ImageOps.grayscale(out), tuple(rng.randint(0, 90) for _ in range(3)),
+                                    tuple(rng.randint(170, 255) for _ in range(3))).convert("RGB")
+        elif op == "punch":
+            out = ImageEnhance.Color(ImageEnhance.Contrast(out).enhance(rng.uniform(1.5, 2.2))).enhance(rng.uniform(1.5, 2.5))
+        elif op == "cartoon":
+            edges = out.convert("L").filter(ImageFilter.FIND_EDGES).point(lambda v: 0 if v > 40 else 255)
+            out = ImageChops.multiply(out.filter(ImageFilter.MedianFilter(5)), Image.merge("RGB", [edges] * 3))
+        else:
+            w, h = out.size
+            vign = _ellipse(out.size, (-w // 5, -h // 5, w + w // 5, h + h // 5), feather=max(w, h) / 6)
+            out = Image.composite(out, Image.new("RGB", out.size, (0, 0, 0)), vign)
+    if rng.random() < 0.5:
+        out = ImageOps.mirror(out)
+    w, h = out.size
+    a = rng.uniform(0.7, 1.4)
+    out = out.resize((max(16, round(w * a)), h), Image.BICUBIC)
+    return Sample(out, Image.new("L", out.size, 0), ["stylise"])
+
+
+@dataclass(frozen=True)
+class EditFamily:
+    name: str
+    fn: Callable[[Image.Image, Donors, random.Random], Sample]
+    kind: str  # the benchmark kind: "manip" (content changed) or "benign" (appearance only)
+    donors: int = 0  # other photos it needs
+
+    @property
+    def description(self) -> str:
+        return (self.fn.__doc__ or "").split("\n\n")[0].replace("\n", " ")
+
+
+FAMILIES: dict[str, EditFamily] = {
+    f.name: f
+    for f in (
+        EditFamily("paste_large", paste_large, "manip", 1),
+        EditFamily("transplant", transplant, "manip", 1),
+        EditFamily("background_swap", background_swap, "manip", 1),
+        EditFamily("multi_source", multi_source, "manip", 3),
+        EditFamily("head_swap", head_swap, "manip", 2),
+        EditFamily("meme", meme, "manip", 1),
+        EditFamily("caption", caption, "manip", 0),
+        EditFamily("copy_move_small", copy_move_small, "manip", 0),
+        EditFamily("collage", collage, "manip", 3),
+        EditFamily("stylise", stylise, "benign", 0),
+    )
+}
+# Whole families kept out of training, to measure generalisation to unseen kinds of edit.
+HELD_OUT_FAMILIES = ("transplant", "meme", "head_swap", "stylise")
+TRAIN_FAMILIES = tuple(f for f in FAMILIES if f not in HELD_OUT_FAMILIES)
+
+
+def finish(s: Sample, rng: random.Random) -> Sample:
+    """What sharing does after editing, each step with its probability: mirror (0.2),
+    non-uniform rescale (0.3, aspect x0.8-1.25, 40-100 % size), grade (0.3), crop (0.3,
+    70-95 % of the area); always a JPEG re-encode (quality 20-95). The mask follows."""
+    img, mask, ops = s.image, s.mask, list(s.ops)
+    if rng.random() < 0.2:
+        img, mask, ops = ImageOps.mirror(img), ImageOps.mirror(mask), ops + ["mirror"]
+    if rng.random() < 0.3:
+        w, h = img.size
+        f, a = rng.uniform(0.4, 1.0), rng.uniform(0.8, 1.25)
+        size = (max(16, round(w * f * a)), max(16, round(h * f)))
+        img, mask, ops = img.resize(size, Image.BICUBIC), mask.resize(size, Image.NEAREST), ops + ["aspect"]
+    if rng.random() < 0.3:
+        img = ImageEnhance.Color(ImageEnhance.Contrast(img).enhance(rng.uniform(0.8, 1.4))).enhance(rng.uniform(0.6, 1.5))
+        ops.append("grade")
+    if rng.random() < 0.3:
+        w, h = img.size
+        area = rng.uniform(0.7, 0.95)
+        cw, ch = max(16, round(w * area**0.5)), max(16, round(h * area**0.5))
+        x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
+        img, mask, ops = img.crop((x, y, x + cw, y + ch)), mask.crop((x, y, x + cw, y + ch)), ops + ["crop"]
+    return jpeg(Sample(img, mask, ops), rng)
+
+
+def make_edit(family: str, img: Image.Image, donors: Donors, rng: random.Random, *, finished: bool = True) -> Sample:
+    """One edit of `family` (then `finish`, unless `finished` is False)."""
+    fam = FAMILIES[family]
+    if len(donors) < fam.donors:
+        raise ValueError(f"{family} needs {fam.donors} donor photos, got {len(donors)}")
+    s = fam.fn(img, donors, rng)
+    return finish(s, rng) if finished else s
