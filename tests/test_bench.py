@@ -67,16 +67,16 @@ def test_bench_on_a_tiny_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     mask.save(queries / "chelsea-edit-mask.png")
     _photo("rocket").save(queries / "rocket.jpg")
     rows = [
-        ("queries/coffee-identical.jpg", "originals/coffee.jpg", "identical", ""),
-        ("queries/astronaut-small.jpg", "originals/astronaut.jpg", "benign", ""),
-        ("queries/chelsea-edit.jpg", "originals/chelsea.jpg", "manip", "queries/chelsea-edit-mask.png"),
-        ("queries/rocket.jpg", "", "distinct", ""),
+        ("queries/coffee-identical.jpg", "originals/coffee.jpg", "identical", "", ""),
+        ("queries/astronaut-small.jpg", "originals/astronaut.jpg", "benign", "", "shrink"),
+        ("queries/chelsea-edit.jpg", "originals/chelsea.jpg", "manip", "queries/chelsea-edit-mask.png", ""),
+        ("queries/rocket.jpg", "", "distinct", "", ""),
     ]
     with (tmp_path / "q.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["query", "original", "kind", "mask"])
+        w.writerow(["query", "original", "kind", "mask", "family"])
         w.writerows(rows)
-    assert len(read_queries(tmp_path / "q.csv")) == 4
+    assert [q.family for q in read_queries(tmp_path / "q.csv")] == [None, "shrink", None, None]
 
     out = tmp_path / "results.json"
     assert main(["bench", "--queries", str(tmp_path / "q.csv"), "--registry-extra", str(extra),
@@ -104,5 +104,10 @@ def test_bench_on_a_tiny_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     iou = results["heatmap_iou"]["synthetic"]
     assert set(iou) == {"simprov", "simprov_ungated", "ssd+FA", "imagenet_feature_diff+FA"}
     assert iou["simprov"]["n"] == 2 and iou["simprov"]["mean_iou"] > 0.2
+    # the optional family column: reported apart, benign variants as their own family
+    fams = results["families"]
+    assert set(fams) == {"shrink", "shrink+benign"} and fams["shrink"]["n"] == 1 and fams["shrink"]["kind"] == "benign"
+    assert fams["shrink"]["stage1"]["IR@1"] == 1.0 and set(fams["shrink"]["baselines"]) == {"phash", "pdq", "backbone"}
+    assert results["ap_same_different_by_group"]["shrink"]["n_pos"] == 1
     assert [m["role"] for m in results["stages"]] == ["stage1-embedding", "stage2-psen", "stage2-reorderer", "stage3-change"]
     assert "IR@1" in capsys.readouterr().out

@@ -38,6 +38,11 @@ def cmd_bench_data(args: argparse.Namespace) -> int:
         from verifier.evaluation.data import build_distractors
 
         counts["distractors"] = build_distractors(args.shared, args.out, args.distractors, seed=args.seed)
+    if args.families:
+        from verifier.evaluation.families import build_families
+
+        counts["families"] = build_families(args.shared, args.out, n_per_family=args.families, n_distinct=args.n_distinct, seed=args.seed)
+        print(f"edit families: {args.out / 'families.csv'}")
     print(json.dumps(counts))
     print(f"queries: {args.out / 'queries.csv'} (COVERAGE alone: {args.out / 'coverage.csv'}); registry: {args.out / 'registry'}")
     return 0
@@ -89,6 +94,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--n-identical", type=int, default=100)
     p.add_argument("--n-distinct", type=int, default=100)
     p.add_argument("--distractors", type=int, default=0, help="also write N quarter crops of train photos to OUT/distractors")
+    p.add_argument("--families", type=int, default=0,
+                   help="also write N queries per edit family (verifier.simprov.edits) and MICC-F220 to OUT/families.csv")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_bench_data)
 

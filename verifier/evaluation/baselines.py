@@ -42,32 +42,47 @@ def pdq_bits(img: Image.Image) -> np.ndarray:
     return np.asarray(bits, dtype=bool).reshape(-1)
 
 
+Grouped = dict[str, dict[str, dict[str, float | None]]]  # baseline -> group -> IR@k
+
+
 def run_baselines(
     names: list[str], registry_ids: list[str], id_to_bytes: dict[str, bytes], query_images: list[Image.Image],
     true_ids: list[str | None], kinds: list[str], embedder_factory: Callable[[], Any],
-) -> dict[str, dict[str, dict[str, float | None]]]:
+    families: list[str | None] | None = None,
+) -> tuple[Grouped, Grouped]:
+    """IR@k of each baseline per query kind and (where given) per edit family."""
     if not names:
-        return {}
+        return {}, {}
     registry_images = [decode(id_to_bytes[i]) for i in tqdm(registry_ids, desc="decode registry", unit="img", leave=False)]
     index_of = {oid: i for i, oid in enumerate(registry_ids)}
-    out: dict[str, dict[str, dict[str, float | None]]] = {}
+    by_kind: Grouped = {}
+    by_family: Grouped = {}
     for name in names:
-        ranks: dict[str, list[float | None]] = defaultdict(list)
+        ranks: list[float | None] = []
         if name in ("phash", "pdq"):
             baseline = HashBaseline(name, phash_bits if name == "phash" else pdq_bits)
             reg, qs = baseline.codes(registry_images), baseline.codes(query_images)
-            for q, true_id, kind in zip(qs, true_ids, kinds):
-                if kind != "distinct" and true_id is not None:
-                    ranks[kind].append(baseline.rank(reg, q, index_of[true_id]))
+            for q, true_id in zip(qs, true_ids):
+                ranks.append(baseline.rank(reg, q, index_of[true_id]) if true_id is not None else None)
         elif name == "backbone":
             emb = embedder_factory()
             reg = np.concatenate([emb.embed(registry_images[i : i + 32]) for i in tqdm(range(0, len(registry_images), 32), desc="backbone registry", leave=False)])
             qs = np.concatenate([emb.embed(query_images[i : i + 32]) for i in tqdm(range(0, len(query_images), 32), desc="backbone queries", leave=False)])
             sims = qs @ reg.T
-            for row, true_id, kind in zip(sims, true_ids, kinds):
-                if kind != "distinct" and true_id is not None:
-                    ranks[kind].append(expected_rank(row, index_of[true_id]))
+            for row, true_id in zip(sims, true_ids):
+                ranks.append(expected_rank(row, index_of[true_id]) if true_id is not None else None)
         else:
             raise ValueError(f"unknown baseline {name!r} (phash, pdq, backbone)")
-        out[name] = {kind: ir_at_k(r) for kind, r in ranks.items()}
-    return out
+        by_kind[name] = _group(ranks, kinds, kinds)
+        if families is not None:
+            by_family[name] = _group(ranks, families, kinds)
+    return by_kind, by_family
+
+
+def _group(ranks: list[float | None], labels: list[str | None], kinds: list[str]) -> dict[str, dict[str, float | None]]:
+    """IR@k per label over the queries that have an original (not `distinct`)."""
+    grouped: dict[str, list[float | None]] = defaultdict(list)
+    for rank, label, kind in zip(ranks, labels, kinds):
+        if kind != "distinct" and label is not None:
+            grouped[label].append(rank)
+    return {label: ir_at_k(r) for label, r in grouped.items()}

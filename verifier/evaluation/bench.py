@@ -15,6 +15,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,7 @@ def run_bench(
         timings: dict[str, list[float]] = defaultdict(list)
         query_images: list[Image.Image] = []
         true_ids: list[str | None] = []
+        per_family: dict[str, _FamilyTally] = defaultdict(_FamilyTally)
         for q in tqdm(queries, desc="verify", unit="query"):
             started = time.perf_counter()
             signed = service.pipeline.verify(q.data)
@@ -139,6 +141,8 @@ def run_bench(
                     stage2_ran[q.kind].append(len(ev.stage2.psen))
                 else:  # decided before stage 2 (exact bytes): the pipeline's answer is its rank 1
                     ranks12[q.kind].append(1 if got == true_id else (order.index(true_id) + 1 if true_id in order else None))
+                if q.family:
+                    per_family[q.family].add(q.kind, report["verdict"], ranks[q.kind][-1], ranks12[q.kind][-1], got == true_id)
             if pairwise is not None:
                 _pairwise_measures(pairwise, service, q, signed, ev, true_id, got)
             if exhaustive is not None and ev.stage2 is not None:
@@ -148,8 +152,10 @@ def run_bench(
                 query_images.append(decode(q.data))
 
         registry_ids = list(id_to_bytes)
-        baseline_results = run_baselines(baselines, registry_ids, id_to_bytes, query_images, true_ids,
-                                           [q.kind for q in queries], embedder_factory=BackboneEmbedder)
+        baseline_results, baseline_families = run_baselines(
+            baselines, registry_ids, id_to_bytes, query_images, true_ids, [q.kind for q in queries],
+            embedder_factory=BackboneEmbedder, families=[q.family for q in queries],
+        )
 
         kinds_out: dict[str, Any] = {}
         for kind in KINDS:
@@ -178,6 +184,8 @@ def run_bench(
             "n_queries": len(queries),
             "registry_skipped": skipped,
             "kinds": kinds_out,
+            "families": {name: tally.summary({b: r[name] for b, r in baseline_families.items() if name in r})
+                         for name, tally in sorted(per_family.items())},
             "false_match_rate": round(float(np.mean(distinct)), 4) if distinct else None,
             "latency_ms": {stage: percentiles(v) for stage, v in timings.items()},
             **(pairwise.results() if pairwise is not None else {"ap_same_different": None, "ap_benign_manip": None, "heatmap_iou": None}),
@@ -187,6 +195,29 @@ def run_bench(
         service.close()
         if tmp:
             tmp.cleanup()
+
+
+@dataclass
+class _FamilyTally:
+    """One edit family's queries (the `family` column of QUERIES.csv)."""
+
+    kind: str = ""
+    ranks: list[int | None] = field(default_factory=list)
+    ranks12: list[int | None] = field(default_factory=list)
+    matched: list[bool] = field(default_factory=list)
+    verdicts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def add(self, kind: str, verdict: str, rank: int | None, rank12: int | None, matched: bool) -> None:
+        self.kind = kind
+        self.verdicts[verdict] += 1
+        self.ranks.append(rank)
+        self.ranks12.append(rank12)
+        self.matched.append(matched)
+
+    def summary(self, baselines: dict[str, Any]) -> dict[str, Any]:
+        return {"n": len(self.ranks), "kind": self.kind, "verdicts": dict(self.verdicts), "stage1": ir_at_k(self.ranks),
+                "stage12": ir_at_k(self.ranks12), "matched_true_original": round(float(np.mean(self.matched)), 4),
+                "baselines": baselines}
 
 
 def _pairwise_measures(pm: PairwiseMeasures, service: Service, q: Query, signed: SignedReport, ev: Evidence,
@@ -202,7 +233,8 @@ def _pairwise_measures(pm: PairwiseMeasures, service: Service, q: Query, signed:
     hv = service.search.vectors_for([hardest])[0] if hardest is not None and hard_view is not None else None
     heat = ev.change.query_heat if ev.change is not None else None
     assert qvec is not None
-    pm.add(kind=q.kind, group="coverage" if "coverage" in q.name else "synthetic", query=image, true_view=true_view,
+    group = q.family or ("coverage" if "coverage" in q.name else "synthetic")
+    pm.add(kind=q.kind, group=group, query=image, true_view=true_view,
            hardest_view=hard_view, query_vector=qvec, true_vector=tv, hardest_vector=hv, reranker=matcher.reranker,
            change=matcher.change, mask=q.mask, verdict=signed.report["verdict"], matched_true=got == true_id and got is not None,
            pipeline_heat=heat)

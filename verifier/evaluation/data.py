@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
@@ -25,18 +26,31 @@ def _rel(path: Path, base: Path) -> str:
     return os.path.relpath(path.resolve(), base.resolve())
 
 
-def build_dev(shared: Path, out: Path, *, n_per_kind: int = 300, n_identical: int = 100, n_distinct: int = 100, seed: int = 0) -> dict[str, int]:
-    rng = random.Random(seed)
+@dataclass(frozen=True)
+class DevSplit:
+    """Which test photos are held out (the `distinct` queries, never registered) and which
+    are registered and may be edited into queries; the registry folder of symlinks."""
+
+    held_out: set[Path]
+    pool: list[Path]
+    registry: Path
+    out: Path
+
+    def rel(self, path: Path) -> str:
+        return _rel(path, self.out)
+
+
+def dev_split(shared: Path, out: Path, *, n_distinct: int, seed: int = 0, rng: random.Random | None = None) -> DevSplit:
+    """The same split for every benchmark built with the same seed (`rng`, when given, is
+    the caller's own generator, advanced by the shuffle)."""
+    rng = rng or random.Random(seed)
     photos_dir = shared / "datasets" / "photos"
     with (photos_dir / "index.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     test = sorted(photos_dir / r["path"] for r in rows if r["split"] == "test")
     rng.shuffle(test)
     held_out = set(test[:n_distinct])
-    pool = test[n_distinct:]
-
-    (out / "queries").mkdir(parents=True, exist_ok=True)
-    (out / "masks").mkdir(exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     registry = out / "registry"
     registry.mkdir(exist_ok=True)
     for r in rows:
@@ -46,6 +60,15 @@ def build_dev(shared: Path, out: Path, *, n_per_kind: int = 300, n_identical: in
         link = registry / r["path"].replace("/", "__")
         if not link.exists():
             link.symlink_to(src.resolve())
+    return DevSplit(held_out, test[n_distinct:], registry, out)
+
+
+def build_dev(shared: Path, out: Path, *, n_per_kind: int = 300, n_identical: int = 100, n_distinct: int = 100, seed: int = 0) -> dict[str, int]:
+    rng = random.Random(seed)
+    split = dev_split(shared, out, n_distinct=n_distinct, rng=rng)
+    held_out, pool, registry = split.held_out, split.pool, split.registry
+    (out / "queries").mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(exist_ok=True)
 
     lines: list[dict[str, str]] = []
 

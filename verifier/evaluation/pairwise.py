@@ -75,6 +75,7 @@ class PairwiseMeasures:
 
     same_scores: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     manip_scores: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    same_by_group: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     ious: dict[str, dict[str, list[float]]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
     feature_diff: ImageNetFeatureDiff | None = None
 
@@ -90,6 +91,7 @@ class PairwiseMeasures:
         self.same_scores[kind].append(float(scores[0]))
         if kind == "distinct":
             return
+        self.same_by_group[group].append(float(scores[0]))
         pair = pairs[0]
         p_manip, raw = change.raw(pair)
         self.manip_scores[kind].append(p_manip)
@@ -137,7 +139,9 @@ class PairwiseMeasures:
             ap_bm["all"] = _ap(manip, benign)
         ious = {group: {name: {"n": len(v), "mean_iou": round(float(np.mean(v)), 4)} for name, v in methods.items()}
                 for group, methods in self.ious.items()}
-        return {"ap_same_different": ap_same, "ap_benign_manip": ap_bm, "heatmap_iou": ious}
+        by_group = {group: _ap(pos, negatives) for group, pos in sorted(self.same_by_group.items())}
+        return {"ap_same_different": ap_same, "ap_same_different_by_group": by_group, "ap_benign_manip": ap_bm,
+                "heatmap_iou": ious}
 
 
 def _ap(pos: list[float], neg: list[float]) -> dict[str, Any]:

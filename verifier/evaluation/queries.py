@@ -28,6 +28,7 @@ class Query:
     kind: str
     original: Path | None
     mask: Image.Image | None
+    family: str | None = None  # the edit family (optional `family` column), reported apart
 
 
 def read_queries(csv_path: Path) -> list[Query]:
@@ -45,7 +46,8 @@ def read_queries(csv_path: Path) -> list[Query]:
             if row.get("mask", "").strip():
                 mask = Image.open(base / row["mask"]).convert("L")
             path = base / row["query"]
-            out.append(Query(row["query"], path.read_bytes(), kind, original, mask))
+            family = (row.get("family") or "").strip() or None
+            out.append(Query(row["query"], path.read_bytes(), kind, original, mask, family))
     return out
 
 
@@ -61,7 +63,7 @@ def benign_variants(queries: list[Query], n: int, seed: int) -> list[Query]:
             buf = io.BytesIO()
             s.image.save(buf, "PNG")
             out.append(Query(f"{q.name}#benign{v}", buf.getvalue(), AFTER_BENIGN[q.kind], q.original,
-                             s.mask if q.mask is not None else None))
+                             s.mask if q.mask is not None else None, f"{q.family}+benign" if q.family else None))
     return out
 
 
