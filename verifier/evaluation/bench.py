@@ -258,6 +258,11 @@ def summarise(results: dict[str, Any]) -> str:
         if entry.get("stage12"):
             s12 = entry["stage12"]
             lines.append(f"  {'':<13} stage1+2 IR@1={s12['IR@1']} IR@10={s12['IR@10']} IR@100={s12['IR@100']}  matched={entry['matched_true_original']}")
+    for family, entry in (results.get("families") or {}).items():
+        s1, s12 = entry["stage1"], entry["stage12"]
+        base = "  ".join(f"{name} IR@1={v['IR@1']}" for name, v in entry["baselines"].items())
+        lines.append(f"  [{family}] n={entry['n']} stage1 IR@1={s1['IR@1']} IR@100={s1['IR@100']}  stage1+2 IR@1={s12['IR@1']}"
+                     f"  matched={entry['matched_true_original']}  {base}")
     for section in ("ap_same_different", "ap_benign_manip"):
         if results.get(section):
             lines.append(f"  {section}: " + ", ".join(f"{k} {v['ap']}" for k, v in results[section].items()))
