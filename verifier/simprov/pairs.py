@@ -3,8 +3,8 @@
 Both images are compared in the candidate's frame at a working size (WORK_SIDE on the long
 side): the query is aligned to the candidate (SIFT + RANSAC homography, DIS flow) and
 resampled there by the DWU, then both are squashed to PEN_SIZE. What depends only on the
-candidate (its working image and SIFT features) is a `CandidateView`, computed once per
-original and cached (see `verifier.pair_cache`).
+candidate (its working image and SIFT features) is a `View`, computed once per
+original and cached (see `verifier.matching.views`).
 
 Heatmaps come back from the candidate frame to the query's own pixels through the
 homography, so that the outline is drawn on the image the fact-checker submitted.

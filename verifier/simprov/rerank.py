@@ -8,7 +8,9 @@ CPU, so it runs only on candidates that can matter (`select_for_psen`):
 * when stage 1 is decisive -- the top cosine is at least `decisive` and leads the second by
   `decisive_gap` -- only the top candidate is checked.
 The re-orderer still sees all 100 candidates (the skipped ones by stage-1 cosine only).
-`verifier bench` measures the accuracy this costs (`--stage2-exhaustive` turns it off).
+`verifier bench` measures the accuracy this costs (`--compare-exhaustive`; the setting
+`VERIFIER_STAGE2_EXHAUSTIVE` turns the rules off). The caller (`matching.Matcher`) fetches the
+views and vectors of the selected candidates and hands them to `Reranker.rerank`.
 """
 
 from __future__ import annotations
