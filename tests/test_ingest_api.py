@@ -71,7 +71,7 @@ def test_register_signed_original(client: TestClient, service: Service, publishe
 
     # what is stored is exactly what was sent, and its manifest store is kept
     original = service.registry.get(body["id"])
-    assert service.registry.original_bytes(original) == data
+    assert service.originals.read_bytes(original) == data
     assert original.manifest_store is not None and original.manifest_store[4:8] == b"jumb"
     assert original.manifest_json["active_manifest"] == original.active_manifest_label
 
@@ -132,14 +132,14 @@ def test_publishers_are_isolated(client: TestClient, service: Service, publisher
     assert client.get(f"/v1/originals/{mine['id']}", headers=auth(publisher_key)).status_code == 200
 
     # The same bytes registered by the other publisher are that publisher's own record.
-    theirs = upload(client, other_publisher_key, service.registry.original_bytes(service.registry.get(mine["id"])))
+    theirs = upload(client, other_publisher_key, service.originals.read_bytes(service.registry.get(mine["id"])))
     assert theirs.status_code == 201 and theirs.json()["id"] != mine["id"]
 
     # Deleting mine keeps theirs, and the shared blob, intact.
     assert client.delete(f"/v1/originals/{mine['id']}", headers=auth(publisher_key)).status_code == 204
     assert client.get(f"/v1/originals/{mine['id']}", headers=auth(publisher_key)).status_code == 404
     kept = service.registry.get(theirs.json()["id"])
-    assert service.registry.original_bytes(kept)
+    assert service.originals.read_bytes(kept)
     assert client.delete(f"/v1/originals/{theirs.json()['id']}", headers=auth(other_publisher_key)).status_code == 204
     assert snapshot(service)[0] == 0 and snapshot(service)[2] == []
 

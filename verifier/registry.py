@@ -185,13 +185,6 @@ class Registry:
     def list(self, *, publisher_id: uuid.UUID | None, limit: int, offset: int) -> tuple[list[Original], int]:
         return self.store.list(publisher_id=publisher_id, limit=limit, offset=offset)
 
-    def find_by_sha256(self, sha256: str) -> Original | None:
-        """The earliest registration of exactly these bytes, by any publisher."""
-        return self.store.find_by_sha256(sha256)
-
-    def original_bytes(self, original: Original) -> bytes:
-        return self.store.read_bytes(original)
-
     # -- delete -------------------------------------------------------------------------
 
     def delete(self, original_id: uuid.UUID, publisher_id: uuid.UUID, *, api_key_id: uuid.UUID | None = None) -> None:

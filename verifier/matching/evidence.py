@@ -61,9 +61,3 @@ class Evidence:
         cands = self.stage1.candidates
         order = self.stage2.order(len(cands)) if self.stage2 is not None else range(len(cands))
         return [cands[i].original_id for i in order]
-
-    def psen_scores(self) -> dict[uuid.UUID, float]:
-        """P(same image) of each candidate PSEN evaluated."""
-        if self.stage2 is None:
-            return {}
-        return {self.stage1.candidates[i].original_id: p for i, p in self.stage2.psen.items()}

@@ -74,11 +74,9 @@ class Matcher:
         embedder = self.search.embedder
         models = [ModelInfo("stage1-embedding", embedder.model_id, embedder.weights_sha256)]
         if self.reranker is not None and self.change is not None:
-            models += [
-                ModelInfo("stage2-psen", catalog.PSEN_ID, self.reranker.psen_sha256),
-                ModelInfo("stage2-reorderer", catalog.REORDER_ID, self.reranker.reorder_sha256),
-                ModelInfo("stage3-change", catalog.CHANGE_ID, self.change.sha256),
-            ]
+            shas = {catalog.PSEN_ID: self.reranker.psen_sha256, catalog.REORDER_ID: self.reranker.reorder_sha256,
+                    catalog.CHANGE_ID: self.change.sha256}
+            models += [ModelInfo(catalog.spec(model_id).role, model_id, sha) for model_id, sha in shas.items()]
         return models
 
     def match(self, image: Image.Image, sha256: str) -> Evidence:
