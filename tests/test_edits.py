@@ -120,3 +120,40 @@ def test_families_benchmark_uses_test_photos_only(tmp_path) -> None:  # type: ig
     micc_q = next(q for q in queries if q.family == "micc-f220")
     mask = np.asarray(micc_q.mask) > 127
     assert mask[15:35, 15:35].all() and mask.mean() < 0.1
+
+
+def test_bench_cli_refuses_malformed_input_cleanly(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A bad QUERIES.csv, a broken MICC pairs.csv or a negative --families: exit 2 with a
+    message, no traceback, and no results file or folder left behind."""
+    from verifier.cli import main
+
+    bad = tmp_path / "q.csv"
+    bad.write_text("query,original,kind,mask,family\nx.jpg,,weird,,fam\n")
+    out = tmp_path / "r.json"
+    assert main(["bench", "--queries", str(bad), "--baselines", "", "--out", str(out)]) == 2
+    assert "kind 'weird'" in capsys.readouterr().err and not out.exists()
+    garbage = tmp_path / "garbage.csv"
+    garbage.write_bytes(b"\x00\xff" * 5000)
+    assert main(["bench", "--queries", str(garbage), "--baselines", "", "--out", str(out)]) == 2
+    assert not out.exists()
+
+    shared = tmp_path / "shared"
+    photos = shared / "datasets" / "photos"
+    (photos / "img").mkdir(parents=True)
+    (photos / "index.csv").write_text("path,source,split\n" + "".join(f"img/{i}.jpg,g,test\n" for i in range(6)))
+    for i in range(6):
+        generated_photo(i, (96, 64)).save(photos / "img" / f"{i}.jpg")
+    micc = shared / "datasets" / "micc-f220"
+    (micc / "images").mkdir(parents=True)
+    for pairs in ("edited;original\nx;y\n", "edited,original\n../../../../etc/passwd,images/none.jpg\n"):
+        (micc / "pairs.csv").write_text(pairs)
+        assert main(["bench-data", "--shared", str(shared), "--out", str(tmp_path / f"b{len(pairs)}"),
+                     "--n-per-kind", "1", "--n-identical", "1", "--n-distinct", "3", "--families", "1"]) == 2
+        assert "pairs.csv" in capsys.readouterr().err
+        assert not (tmp_path / f"b{len(pairs)}").exists()  # refused before anything was written
+    assert main(["bench-data", "--shared", str(shared), "--out", str(tmp_path / "d"), "--n-per-kind", "1",
+                 "--n-identical", "1", "--n-distinct", "2", "--families", "1"]) == 2
+    assert "held-out photos" in capsys.readouterr().err and not (tmp_path / "d").exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["bench-data", "--shared", str(shared), "--out", str(tmp_path / "c"), "--families", "-3"])
+    assert exc.value.code == 2

@@ -6,9 +6,31 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 
+def _input_errors(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A malformed QUERIES.csv or data folder is a message and exit status 2, not a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except (ValueError, KeyError, OSError) as exc:
+            print(f"verifier {args.command}: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
+    return value
+
+
+@_input_errors
 def cmd_bench(args: argparse.Namespace) -> int:
     from verifier.evaluation.bench import run_bench, summarise
 
@@ -29,9 +51,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+@_input_errors
 def cmd_bench_data(args: argparse.Namespace) -> int:
     from verifier.evaluation.data import build_dev
 
+    if args.families:
+        from verifier.evaluation.families import check_inputs
+
+        check_inputs(args.shared, args.n_distinct)  # before anything is written
     counts = build_dev(args.shared, args.out, n_per_kind=args.n_per_kind, n_identical=args.n_identical,
                        n_distinct=args.n_distinct, seed=args.seed)
     if args.distractors:
@@ -94,7 +121,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--n-identical", type=int, default=100)
     p.add_argument("--n-distinct", type=int, default=100)
     p.add_argument("--distractors", type=int, default=0, help="also write N quarter crops of train photos to OUT/distractors")
-    p.add_argument("--families", type=int, default=0,
+    p.add_argument("--families", type=_non_negative, default=0,
                    help="also write N queries per edit family (verifier.simprov.edits) and MICC-F220 to OUT/families.csv")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_bench_data)

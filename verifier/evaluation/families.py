@@ -27,8 +27,35 @@ from verifier.simprov.edits import FAMILIES, HELD_OUT_FAMILIES, make_edit
 MICC_THRESHOLD = 20
 
 
+def check_inputs(shared: Path, n_distinct: int) -> list[tuple[Path, Path]]:
+    """Refuse bad inputs before anything is written: enough held-out photos to serve as
+    donors, and a MICC-F220 pairs.csv (when present) naming image files inside its folder.
+    Returns the MICC (edited, original) pairs."""
+    needed = max(f.donors for f in FAMILIES.values())
+    if n_distinct < needed:
+        raise ValueError(f"edit families need at least {needed} held-out photos (--n-distinct)")
+    micc = shared / "datasets" / "micc-f220"
+    if not (micc / "pairs.csv").exists():
+        return []
+    pairs = []
+    with (micc / "pairs.csv").open() as fh:
+        reader = csv.DictReader(fh)
+        if not {"edited", "original"} <= set(reader.fieldnames or ()):
+            raise ValueError(f"{micc / 'pairs.csv'} needs the columns edited,original")
+        for r in reader:
+            edited, original = micc / (r["edited"] or ""), micc / (r["original"] or "")
+            for path in (edited, original):
+                if not path.is_file() or micc.resolve() not in path.resolve().parents:
+                    raise ValueError(f"{micc / 'pairs.csv'}: {path} is not an image file inside {micc}")
+            pairs.append((edited, original))
+    return pairs
+
+
 def build_families(shared: Path, out: Path, *, n_per_family: int = 60, n_distinct: int = 100, seed: int = 0) -> dict[str, int]:
+    pairs = check_inputs(shared, n_distinct)
     split = dev_split(shared, out, n_distinct=n_distinct, seed=seed)
+    if not split.pool:
+        raise ValueError("no registered test photo to edit")
     rng = random.Random(seed + 101)
     donors_pool = sorted(split.held_out)
     (out / "family-queries").mkdir(parents=True, exist_ok=True)
@@ -55,24 +82,20 @@ def build_families(shared: Path, out: Path, *, n_per_family: int = 60, n_distinc
                           "family": name})
 
     micc = shared / "datasets" / "micc-f220"
-    n_micc = 0
-    if (micc / "pairs.csv").exists():
-        for photo in sorted((micc / "images").glob("*_scale.jpg")):
-            link = split.registry / f"micc__{photo.name}"
-            if not link.exists():
-                link.symlink_to(photo.resolve())
-        with (micc / "pairs.csv").open() as fh:
-            for r in tqdm(list(csv.DictReader(fh)), desc="micc-f220", unit="img"):
-                edited, original = micc / r["edited"], micc / r["original"]
-                mask_path = out / "masks" / f"micc-{edited.stem}.png"
-                if not mask_path.exists():
-                    a = np.asarray(Image.open(edited).convert("RGB"), np.int16)
-                    b = np.asarray(Image.open(original).convert("RGB"), np.int16)
-                    if a.shape == b.shape:
-                        Image.fromarray(((np.abs(a - b).max(-1) > MICC_THRESHOLD) * 255).astype(np.uint8)).save(mask_path)
-                lines.append({"query": rel(edited), "original": rel(original), "kind": "manip",
-                              "mask": rel(mask_path) if mask_path.exists() else "", "family": "micc-f220"})
-                n_micc += 1
+    for photo in sorted((micc / "images").glob("*_scale.jpg")) if pairs else []:
+        link = split.registry / f"micc__{photo.name}"
+        if not link.exists():
+            link.symlink_to(photo.resolve())
+    for edited, original in tqdm(pairs, desc="micc-f220", unit="img"):
+        mask_path = out / "masks" / f"micc-{edited.stem}.png"
+        if not mask_path.exists():
+            a = np.asarray(Image.open(edited).convert("RGB"), np.int16)
+            b = np.asarray(Image.open(original).convert("RGB"), np.int16)
+            if a.shape == b.shape:
+                Image.fromarray(((np.abs(a - b).max(-1) > MICC_THRESHOLD) * 255).astype(np.uint8)).save(mask_path)
+        lines.append({"query": rel(edited), "original": rel(original), "kind": "manip",
+                      "mask": rel(mask_path) if mask_path.exists() else "", "family": "micc-f220"})
+    n_micc = len(pairs)
 
     for path in sorted(split.held_out):
         lines.append({"query": rel(path), "original": "", "kind": "distinct", "mask": "", "family": ""})
