@@ -109,5 +109,6 @@ def test_bench_on_a_tiny_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert set(fams) == {"shrink", "shrink+benign"} and fams["shrink"]["n"] == 1 and fams["shrink"]["kind"] == "benign"
     assert fams["shrink"]["stage1"]["IR@1"] == 1.0 and set(fams["shrink"]["baselines"]) == {"phash", "pdq", "backbone"}
     assert results["ap_same_different_by_group"]["shrink"]["n_pos"] == 1
-    assert [m["role"] for m in results["stages"]] == ["stage1-embedding", "stage2-psen", "stage2-reorderer", "stage3-change"]
+    assert [m["role"] for m in results["stages"]] == ["stage1-embedding", "stage1-regions", "stage2-psen", "stage2-reorderer", "stage3-change"]
+    assert results["model"]["stage1_regions"] == "simprov-regions-lite0-r10-256"
     assert "IR@1" in capsys.readouterr().out

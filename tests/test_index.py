@@ -93,6 +93,9 @@ def test_index_is_persisted_and_caught_up_after_a_crash(registered_service, sett
         assert len(service.search.index) == 3
         owners = service.search.indexed_originals()
         assert owners == {ids[1], ids[2], new}
+        regions = service.search.regions
+        if regions is not None:  # the region index is reconciled the same way, 10 vectors per original
+            assert regions.originals() == owners and len(regions.index) == 3 * regions.per_row
         query = Image.open(service.originals.blobs.path(service.registry.get(new).blob_key))
         assert service.search.search(query).match.original_id == new
     finally:
@@ -109,4 +112,5 @@ def test_rebuild_command(registered_service, settings: Settings, monkeypatch: py
     for f in settings.index_dir.iterdir():
         f.unlink()
     assert main(["index", "rebuild"]) == 0
-    assert "3 vectors" in capsys.readouterr().out
+    assert "3 originals searchable" in capsys.readouterr().out
+    assert {f.name for f in settings.index_dir.glob("*.faiss")} >= {"simprov-embed-lite0-256.faiss"}

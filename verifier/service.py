@@ -14,9 +14,11 @@ from verifier.matching.views import CandidateViews
 from verifier.registry import Registry
 from verifier.reports.signing import KeyRing
 from verifier.settings import Settings
+from verifier.simprov import catalog
 from verifier.simprov.catalog import Calibration
 from verifier.simprov.change import ChangeDetector
 from verifier.simprov.embedding import Embedder, get_embedder
+from verifier.simprov.regions import RegionEmbedder
 from verifier.simprov.rerank import Reranker, Stage2Policy
 from verifier.storage import Database
 from verifier.storage.blobs import BlobStore
@@ -50,9 +52,11 @@ class Service:
                 db.upgrade()
             embedder = embedder or get_embedder(settings.embedding_model)
             originals = OriginalStore(db, BlobStore(settings.blob_dir))
+            regions = _region_model(settings)
             search = ProvenanceSearch(
                 EmbeddingStore(db), embedder, Calibration.load(embedder.model_id), top_k=settings.search_top_k,
                 index_path=settings.index_dir / f"{embedder.model_id}.faiss", nprobe=settings.index_nprobe,
+                regions=regions, regions_calibration=Calibration.load(regions.model_id) if regions else None,
             )
             views = CandidateViews(settings.views_dir, settings.views_cache_size)
             matcher = Matcher(originals, search, views, *_pairwise_stages(settings))
@@ -72,6 +76,14 @@ class Service:
             self.search.save()
         finally:
             self.db.close()
+
+
+def _region_model(settings: Settings) -> RegionEmbedder | None:
+    """Stage 1's region model as shipped (None when disabled or absent)."""
+    spec = catalog.spec(catalog.REGIONS_ID)
+    if not settings.stage1_regions or not spec.shipped or not spec.calibration_file.exists():
+        return None
+    return RegionEmbedder(spec.weights)
 
 
 def _pairwise_stages(settings: Settings) -> tuple[Reranker | None, ChangeDetector | None]:

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     search_top_k: int = Field(default=100, ge=1, le=1000)
     index_nprobe: int = Field(default=128, ge=1, le=1024, description="IVF lists probed per query (IVF-PQ only).")
     embedding_model: str = Field(default="auto", description="Stage-1 model id; auto = the trained one if shipped.")
+    stage1_regions: bool = Field(default=True, description="Also search region descriptors (finds originals of large "
+                                 "composites, memes, collages) when the region model ships.")
     stage2_max_pairs: int = Field(default=10, ge=1, le=100, description="Most candidates PSEN compares per query.")
     stage2_exhaustive: bool = Field(default=False, description="PSEN on stage2_max_pairs candidates always (no skipping).")
     pairwise_stages: bool = Field(default=True, description="Run SImProv stages 2-3 when their weights ship.")

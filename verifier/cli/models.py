@@ -45,11 +45,31 @@ def _cmd_train_pairs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_regions(args: argparse.Namespace) -> int:
+    import torch
+
+    from verifier.training.pairs import write_record
+    from verifier.training.regions import fit_regions
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = fit_regions(args.photos, args.out, n=args.n, dim=args.dim, seed=args.seed)
+    result["command"] = "verifier " + " ".join(sys.argv[1:])
+    result["device"] = f"cpu x{torch.get_num_threads()} threads"
+    record = args.out.with_suffix(".train.json")
+    write_record(result, record)
+    print(json.dumps(result, indent=2))
+    print(f"weights -> {args.out}; training record -> {record}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     if args.train_command in ("pairs-data", "psen", "change", "reorder"):
         return _cmd_train_pairs(args)
+    if args.train_command == "regions":
+        return _cmd_train_regions(args)
 
     from verifier.training.embed import TrainConfig, train, write_report
 
@@ -77,7 +97,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from verifier.simprov.embedding import get_embedder
     from verifier.training.calibrate import calibrate, write
 
-    embedder = get_embedder(args.model)
+    embedder: Any
+    if args.model == catalog.REGIONS_ID:
+        from verifier.simprov.regions import RegionEmbedder
+
+        embedder = RegionEmbedder(catalog.spec(args.model).weights)
+    else:
+        embedder = get_embedder(args.model)
     command = f"verifier calibrate {args.model} " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in (("photos", args.photos), ("n", args.n), ("seed", args.seed), ("far", args.far))
     )
@@ -108,6 +134,13 @@ def add_parsers(sub: Any) -> None:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--device")
     q.add_argument("--threads", type=int)
+    q = ts.add_parser("regions", help="stage-1 region descriptors: PCA whitening of ImageNet GeM regions (no labels)")
+    q.add_argument("--photos", type=Path, default=Path("../shared/datasets/photos"))
+    q.add_argument("--out", type=Path, required=True, help="safetensors output path")
+    q.add_argument("--n", type=int, default=1500, help="train photos (each also with one benign copy)")
+    q.add_argument("--dim", type=int, default=256)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--threads", type=int)
     q = ts.add_parser("pairs-data", help="aligned query/candidate pairs from the train split (stages 2-3)")
     q.add_argument("--photos", type=Path, default=Path("../shared/datasets/photos"))
     q.add_argument("--out", type=Path, required=True, help=".npz output path")
@@ -135,7 +168,8 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("calibrate", help="calibrate a decision threshold on the train split")
-    p.add_argument("model", help="embedding model id, e.g. simprov-embed-lite0-256 or baseline-effnetlite0-gem3-256")
+    p.add_argument("model", help="stage-1 model id, e.g. simprov-embed-lite0-256, simprov-regions-lite0-r10-256 "
+                   "or baseline-effnetlite0-gem3-256")
     p.add_argument("--photos", type=Path, default=Path("../shared/datasets/photos"))
     p.add_argument("--n", type=int, default=2500, help="registered train photos")
     p.add_argument("--negatives", type=int, default=500, help="unregistered train photos")

@@ -48,11 +48,9 @@ def cmd_index(args: argparse.Namespace) -> int:
     service = open_service(args)
     try:
         search = service.search
-        if args.reembed:
-            search.store.delete_model(search.embedder.model_id)
-        search.reset()
+        search.reset(reembed=args.reembed)
         n = search.load(service.originals.image)
-        print(f"index rebuilt from the database: {n} vectors of {search.embedder.model_id} ({search.index.kind})")
+        print(f"index rebuilt from the database: {n} originals searchable ({search.method})")
     finally:
         service.close()
     return 0

@@ -76,6 +76,7 @@ class PairwiseMeasures:
     same_scores: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     manip_scores: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     same_by_group: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    manip_by_group: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     ious: dict[str, dict[str, list[float]]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
     feature_diff: ImageNetFeatureDiff | None = None
 
@@ -95,6 +96,8 @@ class PairwiseMeasures:
         pair = pairs[0]
         p_manip, raw = change.raw(pair)
         self.manip_scores[kind].append(p_manip)
+        if kind.startswith("manip"):
+            self.manip_by_group[group].append(p_manip)
         if mask is None or not kind.startswith("manip"):
             return
         truth = np.asarray(mask.convert("L").resize(query.size, Image.NEAREST)) > 127
@@ -140,8 +143,10 @@ class PairwiseMeasures:
         ious = {group: {name: {"n": len(v), "mean_iou": round(float(np.mean(v)), 4)} for name, v in methods.items()}
                 for group, methods in self.ious.items()}
         by_group = {group: _ap(pos, negatives) for group, pos in sorted(self.same_by_group.items())}
+        # each group's manipulated queries against every benign copy of the run (none: AP is None)
+        bm_by_group = {group: _ap(pos, benign) for group, pos in sorted(self.manip_by_group.items())}
         return {"ap_same_different": ap_same, "ap_same_different_by_group": by_group, "ap_benign_manip": ap_bm,
-                "heatmap_iou": ious}
+                "ap_benign_manip_by_group": bm_by_group, "heatmap_iou": ious}
 
 
 def _ap(pos: list[float], neg: list[float]) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from verifier.storage.models import Original
 @dataclass(frozen=True)
 class Candidate:
     original_id: uuid.UUID
-    score: float  # stage-1 cosine similarity
+    score: float  # stage-1 similarity that ranks the candidates (fused region score, or the global cosine)
+    cosine: float  # the global embedding's cosine (stage 2's input)
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,9 @@ class SearchOutcome:
     method: str
     candidates: list[Candidate]  # best first
     match: Candidate | None  # the top candidate when it clears the decision threshold
-    threshold: float
-    query_vector: np.ndarray | None = None
+    threshold: float  # on `Candidate.score`
+    query_vector: np.ndarray | None = None  # the global embedding of the query
+    cosine_threshold: float | None = None  # the global model's calibrated threshold (stage 2's skip rules)
 
     def index_of(self, original_id: uuid.UUID) -> int | None:
         return next((i for i, c in enumerate(self.candidates) if c.original_id == original_id), None)

@@ -10,11 +10,10 @@ from __future__ import annotations
 import logging
 import uuid
 
-import numpy as np
 from PIL import Image
 from sqlalchemy.orm import Session
 
-from verifier.matching.search import ProvenanceSearch
+from verifier.matching.search import ProvenanceSearch, Stage1Vectors
 from verifier.matching.views import CandidateViews
 from verifier.storage.models import Embedding
 
@@ -26,15 +25,15 @@ class SearchIndexer:
         self.search = search
         self.views = views
 
-    def prepare(self, image: Image.Image) -> np.ndarray:
+    def prepare(self, image: Image.Image) -> Stage1Vectors:
         return self.search.embed(image)
 
-    def stage(self, session: Session, original_id: uuid.UUID, prepared: np.ndarray) -> tuple[Embedding, np.ndarray]:
+    def stage(self, session: Session, original_id: uuid.UUID, prepared: Stage1Vectors) -> tuple[list[Embedding], Stage1Vectors]:
         return self.search.stage(session, original_id, prepared), prepared
 
-    def committed(self, original_id: uuid.UUID, image: Image.Image, staged: tuple[Embedding, np.ndarray]) -> None:
-        embedding, vector = staged
-        self.search.commit_added(embedding, vector)
+    def committed(self, original_id: uuid.UUID, image: Image.Image, staged: tuple[list[Embedding], Stage1Vectors]) -> None:
+        rows, vectors = staged
+        self.search.commit_added(rows, vectors)
         if self.views is not None:
             try:
                 self.views.put(original_id, image)

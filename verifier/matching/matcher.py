@@ -73,6 +73,9 @@ class Matcher:
         """The networks behind an answer, with the exact weights (named in every report)."""
         embedder = self.search.embedder
         models = [ModelInfo("stage1-embedding", embedder.model_id, embedder.weights_sha256)]
+        if self.search.region_embedder is not None:
+            regions = self.search.region_embedder
+            models.append(ModelInfo(catalog.spec(catalog.REGIONS_ID).role, regions.model_id, regions.weights_sha256))
         if self.reranker is not None and self.change is not None:
             shas = {catalog.PSEN_ID: self.reranker.psen_sha256, catalog.REORDER_ID: self.reranker.reorder_sha256,
                     catalog.CHANGE_ID: self.change.sha256}
@@ -119,8 +122,9 @@ class Matcher:
         if r is None or outcome.query_vector is None:
             raise ValueError("stage 2 needs a reranker and the query's stage-1 vector")
         ids = [c.original_id for c in outcome.candidates]
-        cosines = np.array([c.score for c in outcome.candidates], np.float32)
-        chosen = r.select(cosines, outcome.threshold)
+        cosines = np.array([c.cosine for c in outcome.candidates], np.float32)
+        threshold = outcome.cosine_threshold if outcome.cosine_threshold is not None else outcome.threshold
+        chosen = r.select(cosines, threshold)
         views = [self.view(ids[i]) for i in chosen]
         vectors = self.search.vectors_for([ids[i] for i in chosen])
         return r.rerank(query_view, outcome.query_vector, cosines, chosen, views, vectors)

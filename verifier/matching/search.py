@@ -1,10 +1,19 @@
 """Provenance search behind one small interface: embed -> search -> compare.
 
 The registry's originals are embedded at ingest (vectors kept in PostgreSQL, table
-`embeddings`) and held in a FAISS index that is rebuilt from the database at start-up, so
+`embeddings`) and held in FAISS indexes that are rebuilt from the database at start-up, so
 nothing registered is missing from search after a restart or a crash. Originals that
-have no vector for the current model (registered under another model, or before a crash
+have no vector for a current model (registered under another model, or before a crash
 between commit and embedding) are embedded during that catch-up.
+
+Two models take part (`simprov.regions` says why):
+* the global embedding (one vector per original): its cosine feeds stage 2 (PSEN and the
+  re-orderer were trained on it);
+* the region model (REGIONS vectors per original, one FAISS entry each): it finds the
+  original of a large composite, a meme or a collage. The shortlist -- the best originals by
+  any region hit, plus the global top-k -- is re-scored exactly with `fused_scores` from the
+  stored region vectors, and that score orders the candidates and decides a stage-1 match.
+Without the region model the global cosine does both, as before.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,67 +33,77 @@ from index import VectorIndex
 from verifier.matching.evidence import Candidate, SearchOutcome
 from verifier.simprov.catalog import Calibration
 from verifier.simprov.embedding import Embedder
+from verifier.simprov.regions import RegionEmbedder, fused_scores
 from verifier.storage.embeddings import EmbeddingStore
 from verifier.storage.models import Embedding, Original
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Calibration", "Candidate", "ProvenanceSearch", "SearchOutcome"]
+__all__ = ["Calibration", "Candidate", "ModelIndex", "ProvenanceSearch", "SearchOutcome", "Stage1Vectors"]
+
+ImageOf = Callable[[Original], Image.Image]
 
 
-class ProvenanceSearch:
+class ModelIndex:
+    """One model's vectors: the durable rows in PostgreSQL (one row per original, `per_row`
+    vectors of `dim` floats) and the FAISS index of the single vectors, FAISS id = row id x
+    ID_STRIDE + position in the row."""
+
+    ID_STRIDE = 16
     SAVE_EVERY = 1000  # persist the index after this many additions (start-up reconciles anyway)
 
-    def __init__(self, store: EmbeddingStore, embedder: Embedder, calibration: Calibration, top_k: int = 100,
-                 index_path: Path | None = None, ivf_threshold: int | None = None, nprobe: int = 128) -> None:
-        self.store = store
-        self.embedder = embedder
-        self.calibration = calibration
-        self.top_k = top_k
+    def __init__(self, store: EmbeddingStore, model_id: str, dim: int, per_row: int, embed: Callable[[Image.Image], np.ndarray],
+                 index_path: Path | None, ivf_threshold: int | None, nprobe: int) -> None:
+        if not 1 <= per_row <= self.ID_STRIDE:
+            raise ValueError(f"per_row must be 1..{self.ID_STRIDE}")
+        self.store, self.model_id, self.dim, self.per_row = store, model_id, dim, per_row
+        self.embed = embed  # image -> (per_row * dim,) float32
         self.index_path = index_path
         kwargs = {"ivf_threshold": ivf_threshold} if ivf_threshold else {}
-        self.index = VectorIndex(embedder.dim, nprobe=nprobe, **kwargs)
-        self._owner: dict[int, uuid.UUID] = {}  # embedding id -> original id
+        self.index = VectorIndex(dim, nprobe=nprobe, **kwargs)
+        self._owner: dict[int, uuid.UUID] = {}  # row id -> original id
         self._lock = threading.Lock()
         self._unsaved = 0
 
     @property
-    def method(self) -> str:
-        return f"{self.embedder.model_id}+faiss-{self.index.kind}"
+    def row_dim(self) -> int:
+        return self.per_row * self.dim
 
-    # -- lifecycle ------------------------------------------------------------------------
+    def _faiss_ids(self, row_ids: np.ndarray) -> np.ndarray:
+        return (row_ids.astype(np.int64)[:, None] * self.ID_STRIDE + np.arange(self.per_row)).reshape(-1)
 
-    def load(self, image_of: Callable[[Original], Image.Image]) -> int:
-        """Bring the index up to date with the database: load the saved index, drop ids the
-        database no longer has, add the ones it lacks, embed originals with no vector for
-        this model (`image_of` decodes a stored original), switch to IVF-PQ when large
-        enough, and save."""
-        model_id = self.embedder.model_id
-        owners = self.store.owners(model_id)
-        missing = self.store.originals_without(model_id)
+    def _rows(self, ids: list[int] | None) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS ids and single vectors of these rows (all when None)."""
+        row_ids, rows = self.store.vectors(self.model_id, self.row_dim, ids)
+        return self._faiss_ids(row_ids), rows.reshape(-1, self.dim)
+
+    def load(self, image_of: ImageOf) -> int:
+        """Bring the index up to date with the database (see the module docstring); the
+        number of originals it holds."""
+        owners = self.store.owners(self.model_id)
+        missing = self.store.originals_without(self.model_id)
         with self._lock:
             self._owner = owners
         meta = self.index.load(self.index_path) if self.index_path else None
-        if meta is None or meta.get("model_id") != model_id:
-            self.index.build(*self._vectors(None))
+        if meta is None or meta.get("model_id") != self.model_id or meta.get("per_row", 1) != self.per_row:
+            self.index.build(*self._rows(None))
         else:
             held = self.index.ids()
-            self.index.remove(held[~np.isin(held, np.fromiter(owners, np.int64, len(owners)))])
-            held_set = set(held.tolist())
-            lacking = [i for i in owners if i not in held_set]
+            wanted = self._faiss_ids(np.fromiter(owners, np.int64, len(owners)))
+            self.index.remove(held[~np.isin(held, wanted)])
+            held_rows = set((held // self.ID_STRIDE).tolist())
+            lacking = [i for i in owners if i not in held_rows]
             if lacking:
-                self.index.add(*self._vectors(lacking))
+                self.index.add(*self._rows(lacking))
         for original in missing:
             vector = self.embed(image_of(original))
-            self.commit_added(self.store.add(original.id, model_id, vector), vector)
+            self.commit_added(self.store.add(original.id, self.model_id, vector), vector)
         if self.index.needs_upgrade():
-            self.index.build(*self._vectors(None))
+            self.index.build(*self._rows(None))
         self.save()
-        log.info("search index: %d vectors of %s, %s (%d embedded at start-up)", len(self.index), model_id, self.index.kind, len(missing))
-        return len(self.index)
-
-    def _vectors(self, ids: list[int] | None) -> tuple[np.ndarray, np.ndarray]:
-        return self.store.vectors(self.embedder.model_id, self.embedder.dim, ids)
+        log.info("search index: %d originals of %s, %s (%d embedded at start-up)", len(owners) + len(missing),
+                 self.model_id, self.index.kind, len(missing))
+        return len(self._owner)
 
     def reset(self) -> None:
         """Forget the saved index file, so that the next `load` rebuilds it from the database."""
@@ -93,20 +113,15 @@ class ProvenanceSearch:
 
     def save(self) -> None:
         if self.index_path is not None:
-            self.index.save(self.index_path, {"model_id": self.embedder.model_id})
+            self.index.save(self.index_path, {"model_id": self.model_id, "per_row": self.per_row})
             self._unsaved = 0
 
-    # -- write path (called by the registry inside its transaction) -----------------------
-
-    def embed(self, img: Image.Image) -> np.ndarray:
-        return self.embedder.embed([img])[0]
-
     def stage(self, session: Session, original_id: uuid.UUID, vector: np.ndarray) -> Embedding:
-        return self.store.stage(session, original_id, self.embedder.model_id, vector)
+        return self.store.stage(session, original_id, self.model_id, vector)
 
     def commit_added(self, emb: Embedding, vector: np.ndarray) -> None:
-        """After the transaction committed: make the vector searchable."""
-        self.index.add(np.array([emb.id], np.int64), vector[None, :])
+        """After the transaction committed: make the vectors searchable."""
+        self.index.add(self._faiss_ids(np.array([emb.id])), vector.reshape(self.per_row, self.dim))
         with self._lock:
             self._owner[emb.id] = emb.original_id
             self._unsaved += 1
@@ -114,30 +129,161 @@ class ProvenanceSearch:
         if due:
             self.save()
 
-    def indexed_originals(self) -> set[uuid.UUID]:
-        """The originals that search can return now."""
+    def originals(self) -> set[uuid.UUID]:
         with self._lock:
             return set(self._owner.values())
 
     def forget(self, original_id: uuid.UUID) -> None:
         with self._lock:
-            ids = [eid for eid, oid in self._owner.items() if oid == original_id]
-            for eid in ids:
-                del self._owner[eid]
-        if ids:
-            self.index.remove(np.array(ids, np.int64))
+            rows = [rid for rid, oid in self._owner.items() if oid == original_id]
+            for rid in rows:
+                del self._owner[rid]
+        if rows:
+            self.index.remove(self._faiss_ids(np.array(rows)))
+
+    def search(self, queries: np.ndarray, k: int) -> dict[uuid.UUID, float]:
+        """queries (Q, dim): original -> best score over every query vector's top-k hits,
+        in descending order of score."""
+        hits = [hit for q in queries for hit in self.index.search(q, k)]
+        best: dict[uuid.UUID, float] = {}
+        with self._lock:
+            for hit in hits:
+                oid = self._owner.get(hit.id // self.ID_STRIDE)
+                if oid is not None and hit.score > best.get(oid, -2.0):
+                    best[oid] = hit.score
+        return dict(sorted(best.items(), key=lambda kv: -kv[1]))
+
+    def vectors_for(self, original_ids: list[uuid.UUID]) -> np.ndarray:
+        """(N, per_row, dim) in the order asked (zeros where an original has none)."""
+        flat = self.store.vectors_for(self.model_id, self.row_dim, original_ids)
+        return flat.reshape(len(original_ids), self.per_row, self.dim)
+
+
+@dataclass(frozen=True)
+class Stage1Vectors:
+    """What ingest computes before taking any lock: the global vector and, when the region
+    model runs, the region vectors."""
+
+    vector: np.ndarray  # (D,)
+    regions: np.ndarray | None = None  # (R, D_r)
+
+
+class ProvenanceSearch:
+    def __init__(self, store: EmbeddingStore, embedder: Embedder, calibration: Calibration, top_k: int = 100,
+                 index_path: Path | None = None, ivf_threshold: int | None = None, nprobe: int = 128,
+                 regions: RegionEmbedder | None = None, regions_calibration: Calibration | None = None) -> None:
+        if (regions is None) != (regions_calibration is None):
+            raise ValueError("the region model needs its calibration")
+        self.store = store
+        self.embedder = embedder
+        self.calibration = calibration
+        self.top_k = top_k
+        self.main = ModelIndex(store, embedder.model_id, embedder.dim, 1, self._embed_global, index_path,
+                               ivf_threshold, nprobe)
+        self.region_embedder = regions
+        self.regions_calibration = regions_calibration
+        self.regions: ModelIndex | None = None
+        if regions is not None:
+            region_path = index_path.with_name(f"{regions.model_id}.faiss") if index_path else None
+            self.regions = ModelIndex(store, regions.model_id, regions.dim, regions.regions, self._embed_regions,
+                                      region_path, ivf_threshold, nprobe)
+
+    @property
+    def index(self) -> VectorIndex:
+        """The global model's FAISS index."""
+        return self.main.index
+
+    @property
+    def method(self) -> str:
+        base = f"{self.embedder.model_id}+faiss-{self.index.kind}"
+        return base if self.regions is None else f"{base}+{self.regions.model_id}+faiss-{self.regions.index.kind}"
+
+    @property
+    def decision_threshold(self) -> float:
+        """On the candidates' `score` (the fused region score when the region model runs)."""
+        return (self.regions_calibration or self.calibration).threshold
+
+    def _indexes(self) -> list[ModelIndex]:
+        return [self.main] if self.regions is None else [self.main, self.regions]
+
+    def _embed_global(self, img: Image.Image) -> np.ndarray:
+        return self.embedder.embed([img])[0]
+
+    def _embed_regions(self, img: Image.Image) -> np.ndarray:
+        assert self.region_embedder is not None
+        return self.region_embedder.embed_regions([img])[0].reshape(-1)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def load(self, image_of: ImageOf) -> int:
+        """Bring every index up to date with the database; the number of searchable originals."""
+        return min(ix.load(image_of) for ix in self._indexes())
+
+    def reset(self, reembed: bool = False) -> None:
+        """Forget the saved index files (and with `reembed` the stored vectors), so that the
+        next `load` rebuilds from the database."""
+        for ix in self._indexes():
+            if reembed:
+                self.store.delete_model(ix.model_id)
+            ix.reset()
+
+    def save(self) -> None:
+        for ix in self._indexes():
+            ix.save()
+
+    # -- write path (called by the registry inside its transaction) -----------------------
+
+    def embed(self, img: Image.Image) -> Stage1Vectors:
+        return Stage1Vectors(self._embed_global(img), self._embed_regions(img) if self.regions is not None else None)
+
+    def stage(self, session: Session, original_id: uuid.UUID, vectors: Stage1Vectors) -> list[Embedding]:
+        rows = [self.main.stage(session, original_id, vectors.vector)]
+        if self.regions is not None and vectors.regions is not None:
+            rows.append(self.regions.stage(session, original_id, vectors.regions))
+        return rows
+
+    def commit_added(self, rows: list[Embedding], vectors: Stage1Vectors) -> None:
+        """After the transaction committed: make the vectors searchable."""
+        self.main.commit_added(rows[0], vectors.vector)
+        if self.regions is not None and vectors.regions is not None and len(rows) > 1:
+            self.regions.commit_added(rows[1], vectors.regions)
+
+    def indexed_originals(self) -> set[uuid.UUID]:
+        """The originals that search can return now."""
+        return self.main.originals()
+
+    def forget(self, original_id: uuid.UUID) -> None:
+        for ix in self._indexes():
+            ix.forget(original_id)
 
     # -- read path ------------------------------------------------------------------------
 
     def search(self, img: Image.Image) -> SearchOutcome:
-        vector = self.embed(img)
-        hits = self.index.search(vector, self.top_k)
-        with self._lock:
-            candidates = [Candidate(self._owner[h.id], h.score) for h in hits if h.id in self._owner]
+        vector = self._embed_global(img)
+        cosines = self.main.search(vector[None], self.top_k)
+        if self.regions is None:
+            candidates = [Candidate(oid, s, s) for oid, s in cosines.items()]
+        else:
+            candidates = self._search_regions(img, vector, cosines)
         top = candidates[0] if candidates else None
-        match = top if top is not None and top.score >= self.calibration.threshold else None
-        return SearchOutcome(self.method, candidates, match, self.calibration.threshold, vector)
+        match = top if top is not None and top.score >= self.decision_threshold else None
+        return SearchOutcome(self.method, candidates, match, self.decision_threshold, vector, self.calibration.threshold)
+
+    def _search_regions(self, img: Image.Image, vector: np.ndarray, cosines: dict[uuid.UUID, float]) -> list[Candidate]:
+        assert self.regions is not None and self.region_embedder is not None
+        query = self.region_embedder.embed_regions([img])[0]  # (R, D)
+        by_region = self.regions.search(query, self.top_k)
+        pool = list(dict.fromkeys([*list(by_region)[: self.top_k], *cosines]))
+        indexed = self.regions.originals()
+        pool = [oid for oid in pool if oid in indexed]
+        fused = fused_scores(query, self.regions.vectors_for(pool))
+        order = np.argsort(-fused, kind="stable")[: self.top_k]
+        chosen = [pool[i] for i in order]
+        lacking = [oid for oid in chosen if oid not in cosines]
+        if lacking:
+            cosines = {**cosines, **dict(zip(lacking, (self.vectors_for(lacking) @ vector).tolist()))}
+        return [Candidate(pool[i], float(fused[i]), float(cosines[pool[i]])) for i in order]
 
     def vectors_for(self, original_ids: list[uuid.UUID]) -> np.ndarray:
-        """Stage-1 vectors of originals (this model), in the order asked."""
-        return self.store.vectors_for(self.embedder.model_id, self.embedder.dim, original_ids)
+        """Global stage-1 vectors of originals (N, D), in the order asked (PSEN's input)."""
+        return self.main.vectors_for(original_ids)[:, 0]

@@ -69,7 +69,7 @@ class PublisherRef(BaseModel):
 class CandidateScore(BaseModel):
     rank: int
     original_id: uuid.UUID
-    score: float
+    score: float = Field(description="Stage-1 similarity: the fused region score when the region model runs, else the cosine.")
 
 
 class MatchSection(BaseModel):
@@ -77,7 +77,7 @@ class MatchSection(BaseModel):
     publisher: PublisherRef
     registered_at: dt.datetime
     method: str = Field(description="How the match was found, e.g. exact-sha256 or the stage-1 model.")
-    scores: dict[str, float | None] = Field(description="Per stage: stage1 (cosine), pixel checks, ...")
+    scores: dict[str, float | None] = Field(description="Per stage: stage1 (the candidate score above), pixel checks, ...")
     decision_threshold: float | None = None
     candidates: list[CandidateScore] = Field(description="Top-k of the provenance search, best first.")
 

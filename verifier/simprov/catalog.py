@@ -20,6 +20,7 @@ from torch import nn
 
 from verifier.simprov.nn.embednet import EmbedNet
 from verifier.simprov.nn.pen import PSEN, ChangeNet, Reorderer
+from verifier.simprov.nn.whiten import Whitening
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -29,6 +30,7 @@ ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
     "psen": PSEN,
     "change": ChangeNet,
     "reorder": Reorderer,
+    "whiten": Whitening,
 }
 
 
@@ -56,12 +58,14 @@ BACKBONE_ID = "baseline-effnetlite0-gem3-256"
 PSEN_ID = "simprov-psen-112"
 REORDER_ID = "simprov-reorder-100"
 CHANGE_ID = "simprov-change-112"
+REGIONS_ID = "simprov-regions-lite0-r10-256"
 
 CATALOG: dict[str, ModelSpec] = {
     spec.model_id: spec
     for spec in (
         ModelSpec(EMBED_ID, "stage1-embedding", "embed"),
         ModelSpec(BACKBONE_ID, "stage1-embedding", None),
+        ModelSpec(REGIONS_ID, "stage1-regions", "whiten"),
         ModelSpec(PSEN_ID, "stage2-psen", "psen"),
         ModelSpec(REORDER_ID, "stage2-reorderer", "reorder"),
         ModelSpec(CHANGE_ID, "stage3-change", "change"),

@@ -2,7 +2,7 @@
 
 Registered set: N train photos. Positives: benign-transformed copies of them (two per
 photo). Negatives: N other train photos that are not registered. The threshold is the
-lowest cosine similarity that keeps false matches on negatives at or below the target
+lowest similarity (cosine, or the region model's fused score) that keeps false matches on negatives at or below the target
 rate; the file records the command, seed and what was measured.
 """
 
@@ -20,17 +20,25 @@ from tqdm import tqdm
 
 from verifier.simprov import augment
 from verifier.simprov.embedding import Embedder
+from verifier.simprov.regions import RegionEmbedder, fused_scores
 from verifier.training.data import train_photos
 
 
-def _embed_all(embedder: Embedder, images: list[Image.Image], desc: str, batch: int = 16) -> np.ndarray:
-    out = []
-    for i in tqdm(range(0, len(images), batch), desc=desc, unit="batch"):
-        out.append(embedder.embed(images[i : i + batch]))
-    return np.concatenate(out) if out else np.zeros((0, embedder.dim), np.float32)
+def _embed_all(embedder: Embedder | RegionEmbedder, images: list[Image.Image], desc: str, batch: int = 16) -> np.ndarray:
+    """(N, D) global vectors, or (N, R, D) for the region model."""
+    embed = embedder.embed_regions if isinstance(embedder, RegionEmbedder) else embedder.embed
+    out = [embed(images[i : i + batch]) for i in tqdm(range(0, len(images), batch), desc=desc, unit="batch")]
+    return np.concatenate(out)
 
 
-def calibrate(embedder: Embedder, photos_dir: Path, n: int, seed: int, target_far: float, command: str,
+def _similarity(queries: np.ndarray, registered: np.ndarray) -> np.ndarray:
+    """(Q, N): cosine for global vectors, the search's fused score for region vectors."""
+    if queries.ndim == 2:
+        return queries @ registered.T
+    return np.stack([fused_scores(q, registered) for q in queries])
+
+
+def calibrate(embedder: Embedder | RegionEmbedder, photos_dir: Path, n: int, seed: int, target_far: float, command: str,
               n_negatives: int = 300, n_positive_sources: int = 300) -> dict[str, Any]:
     """`n` registered photos (the false-match rate grows with the registry, so use most of
     `train`), positives from the first `n_positive_sources` of them, `n_negatives` others."""
@@ -48,10 +56,10 @@ def calibrate(embedder: Embedder, photos_dir: Path, n: int, seed: int, target_fa
     pos = _embed_all(embedder, positives, "positives")
     neg = _embed_all(embedder, [Image.open(p).convert("RGB") for p in outsiders], "negatives")
 
-    pos_sim = pos @ reg.T  # (2N, N)
+    pos_sim = _similarity(pos, reg)  # (2N, N)
     top1_ok = pos_sim.argmax(1) == np.array(owners)
     pos_best = pos_sim.max(1)
-    neg_best = (neg @ reg.T).max(1)
+    neg_best = _similarity(neg, reg).max(1)
     # smallest threshold whose false-match rate on negatives is <= target
     candidates = np.sort(neg_best)
     k = int(np.floor(target_far * len(candidates)))
