@@ -1,9 +1,11 @@
 """Train the stage-2 re-orderer R on top-100 lists from the train split.
 
-A registry of `registry` train photos is embedded with the stage-1 model; queries are benign,
-manipulated and manipulated+benign copies of registered photos, and (one in four) copies of
-train photos that are *not* registered, whose right answer is class 100, "not in the
-registry". For each query the stage-1 top-100 is scored by the trained PSEN on its first
+A registry of `registry` train photos is embedded with the stage-1 models; queries are benign,
+manipulated and manipulated+benign copies of registered photos and edits of the trained edit
+families (`simprov.edits.TRAIN_FAMILIES`; the held-out families never), and (one in four)
+copies of train photos that are *not* registered, whose right answer is class 100, "not in
+the registry". Lists are ordered as the service orders them: by the region model's fused
+score when it ships, with the global cosine as the candidates' feature. For each query the stage-1 top-100 is scored by the trained PSEN on its first
 `max_pairs` candidates, as the service does. Each list is used twice: with every computed
 PSEN score, and masked the way the service's skip rules would mask it, so that R is right
 under both policies.
@@ -25,8 +27,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from verifier.images import load_rgb
-from verifier.simprov import augment, catalog
-from verifier.simprov.catalog import PSEN_ID, Calibration
+from verifier.simprov import augment, catalog, edits
+from verifier.simprov.catalog import PSEN_ID, REGIONS_ID, Calibration
 from verifier.simprov.nn.pen import Reorderer
 from verifier.simprov.rerank import (
     LIST_SIZE,
@@ -50,20 +52,28 @@ class ReorderConfig:
     epochs: int = 400
     lr: float = 3e-3
     seed: int = 0
+    regions: bool = True  # order lists as the service does when the region model ships
+    families: bool = True  # also queries from the trained edit families
 
 
 
-def _query(img: Image.Image, donor: Image.Image, rng: random.Random) -> Image.Image:
-    kind = rng.choice(["benign", "manip", "manip+benign"])
+def _query(img: Image.Image, donors: list[Image.Image], rng: random.Random, families: bool) -> Image.Image:
+    """A benign copy, a manipulation of `augment`, either followed by benign transforms, or (with
+    `families`) an edit of one of the trained edit families (held-out families never)."""
+    kinds = ["benign", "manip", "manip+benign"] + (["family"] if families else [])
+    kind = rng.choice(kinds)
     if kind == "benign":
         return augment.benign(img, rng, n_ops=rng.randint(1, 3)).image
-    s = augment.manipulate(img, donor, rng)
+    if kind == "family":
+        return edits.make_edit(rng.choice(edits.TRAIN_FAMILIES), img, donors, rng).image
+    s = augment.manipulate(img, donors[0], rng)
     return augment.benign_after(s, rng).image if kind == "manip+benign" else augment.jpeg(s, rng).image
 
 
 def build_lists(cfg: ReorderConfig) -> dict[str, np.ndarray]:
     from verifier.simprov.embedding import get_embedder
     from verifier.simprov.pairs import View
+    from verifier.simprov.regions import RegionEmbedder, fused_scores
 
     rng = random.Random(cfg.seed + 17)
     photos = train_photos(cfg.photos)
@@ -72,6 +82,11 @@ def build_lists(cfg: ReorderConfig) -> dict[str, np.ndarray]:
     embedder = get_embedder("auto")
     threshold = Calibration.load(embedder.model_id).threshold
     reg_emb = np.concatenate([embedder.embed([load_rgb(p) for p in reg[k : k + 32]]) for k in tqdm(range(0, len(reg), 32), desc="embed registry")])
+    regions = RegionEmbedder() if cfg.regions and catalog.spec(REGIONS_ID).shipped else None
+    reg_regions = None
+    if regions is not None:
+        reg_regions = np.concatenate([regions.embed_regions([load_rgb(p) for p in reg[k : k + 16]])
+                                      for k in tqdm(range(0, len(reg), 16), desc="region vectors")])
     psen = catalog.load(PSEN_ID)
     reranker = Reranker(psen, Reorderer(), "", "", Stage2Policy(max_pairs=cfg.max_pairs, exhaustive=True))
     views: dict[int, View] = {}
@@ -80,10 +95,13 @@ def build_lists(cfg: ReorderConfig) -> dict[str, np.ndarray]:
         absent = j % 4 == 3 and outside
         src = rng.choice(outside) if absent else reg[rng.randrange(len(reg))]
         true_index = None if absent else reg.index(src)
-        q_img = _query(load_rgb(src), load_rgb(rng.choice(photos)), rng)
+        q_img = _query(load_rgb(src), [load_rgb(p) for p in rng.sample(photos, 3)], rng, cfg.families)
         qv = embedder.embed([q_img])[0]
         cos = reg_emb @ qv
-        top = np.argsort(-cos)[:LIST_SIZE]
+        if regions is not None and reg_regions is not None:  # the service's order: fused region score
+            top = np.argsort(-fused_scores(regions.embed_regions([q_img])[0], reg_regions), kind="stable")[:LIST_SIZE]
+        else:
+            top = np.argsort(-cos)[:LIST_SIZE]
         top_cos = cos[top].astype(np.float32)
         chosen = list(range(min(cfg.max_pairs, len(top))))
         cand_views = []
