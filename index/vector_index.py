@@ -101,11 +101,17 @@ class VectorIndex:
     # -- reads --------------------------------------------------------------------------
 
     def search(self, query: np.ndarray, k: int) -> list[SearchHit]:
+        return self.search_many(np.asarray(query).reshape(1, self.dim), k)[0]
+
+    def search_many(self, queries: np.ndarray, k: int) -> list[list[SearchHit]]:
+        """Top-k of each row of `queries` (Q, dim), in one FAISS call (one matrix product
+        for an exact index instead of Q)."""
+        queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dim)
         with self._lock:
             if self._index.ntotal == 0:
-                return []
-            scores, ids = self._index.search(np.ascontiguousarray(query, np.float32).reshape(1, self.dim), min(k, len(self)))
-        return [SearchHit(int(i), float(s)) for s, i in zip(scores[0], ids[0]) if i != -1]
+                return [[] for _ in queries]
+            scores, ids = self._index.search(queries, min(k, len(self)))
+        return [[SearchHit(int(i), float(s)) for s, i in zip(srow, irow) if i != -1] for srow, irow in zip(scores, ids)]
 
     # -- persistence --------------------------------------------------------------------
 

@@ -33,6 +33,9 @@ def test_exact_add_search_remove() -> None:
     assert index.search(vecs[7], 1)[0].id != 107
     index.add(np.array([120]), vecs[7:8])  # re-adding an id replaces its vector
     assert len(index) == 49 and index.search(vecs[7], 1)[0].id == 120
+    many = index.search_many(vecs[[1, 2, 3]], 4)  # one call, the same answers as one by one
+    assert [[h.id for h in row] for row in many] == [[h.id for h in index.search(v, 4)] for v in vecs[[1, 2, 3]]]
+    assert VectorIndex(16).search_many(vecs[:2], 3) == [[], []]
 
 
 def test_ivfpq_switch_and_recall(tmp_path: Path) -> None:

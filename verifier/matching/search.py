@@ -144,7 +144,7 @@ class ModelIndex:
     def search(self, queries: np.ndarray, k: int) -> dict[uuid.UUID, float]:
         """queries (Q, dim): original -> best score over every query vector's top-k hits,
         in descending order of score."""
-        hits = [hit for q in queries for hit in self.index.search(q, k)]
+        hits = [hit for row in self.index.search_many(queries, k) for hit in row]
         best: dict[uuid.UUID, float] = {}
         with self._lock:
             for hit in hits:
