@@ -28,7 +28,8 @@ def _cmd_train_pairs(args: argparse.Namespace) -> int:
     if args.train_command == "reorder":
         from verifier.training.reorder import ReorderConfig, train_reorderer
 
-        result = train_reorderer(ReorderConfig(photos=args.photos, out=args.out, queries=args.queries, seed=args.seed))
+        result = train_reorderer(ReorderConfig(photos=args.photos, out=args.out, queries=args.queries, seed=args.seed,
+                                               regions=args.region_lists, families=args.family_queries))
     else:
         from verifier.training.pairs import PairTrainConfig, train_pairs
 
@@ -162,6 +163,8 @@ def add_parsers(sub: Any) -> None:
     q.add_argument("--photos", type=Path, default=Path("../shared/datasets/photos"))
     q.add_argument("--out", type=Path, required=True)
     q.add_argument("--queries", type=int, default=600)
+    q.add_argument("--region-lists", action="store_true", help="order lists by the region model, as the service does")
+    q.add_argument("--family-queries", action="store_true", help="also queries from the trained edit families")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--device")
     q.add_argument("--threads", type=int)
