@@ -121,3 +121,18 @@ def test_search_ranks_by_regions_and_keeps_the_global_cosine(settings, embedder,
         assert "stage1-regions" not in [m.role for m in off.matcher.models()]
     finally:
         off.close()
+
+
+def test_train_regions_refuses_bad_arguments_and_writes_nothing(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from verifier.cli import main
+
+    out = tmp_path / "w.safetensors"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "index.csv").write_text("path,split\na.jpg,train\n")
+    Image.new("RGB", (64, 48), "red").save(photos / "a.jpg")
+    assert main(["train", "regions", "--photos", str(photos), "--out", str(out), "--n", "0"]) == 2
+    assert main(["train", "regions", "--photos", str(photos), "--out", str(out), "--n", "5", "--dim", "256"]) == 2
+    assert "too few descriptors" in capsys.readouterr().err
+    assert main(["train", "regions", "--photos", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert not out.exists() and not out.with_suffix(".train.json").exists()

@@ -54,7 +54,11 @@ def _cmd_train_regions(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = fit_regions(args.photos, args.out, n=args.n, dim=args.dim, seed=args.seed)
+    try:
+        result = fit_regions(args.photos, args.out, n=args.n, dim=args.dim, seed=args.seed)
+    except (ValueError, OSError) as exc:  # bad sizes, no photos/index.csv there
+        print(f"verifier train regions: {exc}", file=sys.stderr)
+        return 2
     result["command"] = "verifier " + " ".join(sys.argv[1:])
     result["device"] = f"cpu x{torch.get_num_threads()} threads"
     record = args.out.with_suffix(".train.json")

@@ -62,6 +62,7 @@ class ModelIndex:
         kwargs = {"ivf_threshold": ivf_threshold} if ivf_threshold else {}
         self.index = VectorIndex(dim, nprobe=nprobe, **kwargs)
         self._owner: dict[int, uuid.UUID] = {}  # row id -> original id
+        self._row_of: dict[uuid.UUID, int] = {}  # the reverse (one row per original and model)
         self._lock = threading.Lock()
         self._unsaved = 0
 
@@ -84,6 +85,7 @@ class ModelIndex:
         missing = self.store.originals_without(self.model_id)
         with self._lock:
             self._owner = owners
+            self._row_of = {oid: rid for rid, oid in owners.items()}
         meta = self.index.load(self.index_path) if self.index_path else None
         if meta is None or meta.get("model_id") != self.model_id or meta.get("per_row", 1) != self.per_row:
             self.index.build(*self._rows(None))
@@ -124,6 +126,7 @@ class ModelIndex:
         self.index.add(self._faiss_ids(np.array([emb.id])), vector.reshape(self.per_row, self.dim))
         with self._lock:
             self._owner[emb.id] = emb.original_id
+            self._row_of[emb.original_id] = emb.id
             self._unsaved += 1
             due = self._unsaved >= self.SAVE_EVERY
         if due:
@@ -131,15 +134,20 @@ class ModelIndex:
 
     def originals(self) -> set[uuid.UUID]:
         with self._lock:
-            return set(self._owner.values())
+            return set(self._row_of)
+
+    def holding(self, original_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+        """Those of `original_ids` that have vectors here (a lookup each, no copy of the map)."""
+        with self._lock:
+            return [oid for oid in original_ids if oid in self._row_of]
 
     def forget(self, original_id: uuid.UUID) -> None:
         with self._lock:
-            rows = [rid for rid, oid in self._owner.items() if oid == original_id]
-            for rid in rows:
-                del self._owner[rid]
-        if rows:
-            self.index.remove(self._faiss_ids(np.array(rows)))
+            row = self._row_of.pop(original_id, None)
+            if row is not None:
+                self._owner.pop(row, None)
+        if row is not None:
+            self.index.remove(self._faiss_ids(np.array([row])))
 
     def search(self, queries: np.ndarray, k: int) -> dict[uuid.UUID, float]:
         """queries (Q, dim): original -> best score over every query vector's top-k hits,
@@ -273,9 +281,7 @@ class ProvenanceSearch:
         assert self.regions is not None and self.region_embedder is not None
         query = self.region_embedder.embed_regions([img])[0]  # (R, D)
         by_region = self.regions.search(query, self.top_k)
-        pool = list(dict.fromkeys([*list(by_region)[: self.top_k], *cosines]))
-        indexed = self.regions.originals()
-        pool = [oid for oid in pool if oid in indexed]
+        pool = self.regions.holding(list(dict.fromkeys([*list(by_region)[: self.top_k], *cosines])))
         fused = fused_scores(query, self.regions.vectors_for(pool))
         order = np.argsort(-fused, kind="stable")[: self.top_k]
         chosen = [pool[i] for i in order]

@@ -25,10 +25,14 @@ from verifier.training.data import train_photos
 
 def fit_regions(photos_dir: Path, out: Path, *, n: int, dim: int, seed: int, batch: int = 16) -> dict[str, Any]:
     started = time.perf_counter()
+    if n < 1 or dim < 1:
+        raise ValueError(f"--n and --dim must be positive (got {n}, {dim})")
     rng = random.Random(seed)
     paths = train_photos(photos_dir)
     rng.shuffle(paths)
     paths = paths[:n]
+    if 2 * len(paths) * REGIONS <= dim:  # PCA needs more descriptors than output dimensions
+        raise ValueError(f"{len(paths)} train photos give too few descriptors for {dim} dimensions")
     features = RegionFeatures().eval()
     raw = []
     for i in tqdm(range(0, len(paths), batch), desc="region descriptors", unit="batch"):
