@@ -5,12 +5,15 @@
   the hardest different image in the registry (negatives).
 * AP benign/manipulated (Table 5): stage 3's P(manipulated) for each query against its true
   original; identical/benign are the negatives, manip/manip+benign the positives.
-* Heatmap IoU (Table 3 protocol): the 7x7 map upsampled to the query (bicubic), max-
-  normalised, thresholded at 0.35, against the query's ground-truth mask. SImProv's map is
-  gated by what the pipeline decided for that query (benign -> all zeros, no or wrong match
-  -> all ones), as in the paper. Baselines on the same aligned pair: SSD + F_A and
-  ImageNet-feature difference + F_A (EfficientNet-Lite0 ImageNet features, the pretrained
-  CNN that ships here, in place of the paper's ResNet50), ungated.
+* Heatmap IoU (Table 3 protocol): the map upsampled to the query (bicubic), max-
+  normalised, thresholded at 0.35, against the query's ground-truth mask. SImProv's map (the
+  7x7 ChangeNet map refined by the aligned residual, as the service draws it) is gated by
+  what the pipeline decided for that query (benign -> all zeros, no or wrong match -> all
+  ones), as in the paper; ungated, also the bare 7x7 map. Baselines on the same aligned
+  pair: SSD + F_A on the 7x7 grid (the paper's protocol), SSD + F_A per pixel (the
+  residual's significance map of `localise` alone) and ImageNet-feature difference + F_A
+  (EfficientNet-Lite0 ImageNet features, the pretrained CNN that ships here, in place of
+  the paper's ResNet50), ungated.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 from PIL import Image
 
 from verifier.simprov.change import OUTLINE_THRESHOLD
+from verifier.simprov.localise import refine_heat, significance
 from verifier.simprov.metrics import average_precision, iou
 from verifier.simprov.nn.pen import GRID
 from verifier.simprov.pairs import AlignedPair, View, heat_to_query
@@ -108,13 +112,16 @@ class PairwiseMeasures:
         else:
             ours = np.zeros_like(truth)  # judged benign / unmodified
         peak = float(raw.max())
-        ungated = _binary_from_grid(raw / peak if peak > 1e-9 else raw, true_view, pair, qview, query.size)
+        coarse = raw / peak if peak > 1e-9 else raw
+        ungated = _binary_from_grid(refine_heat(coarse, pair), true_view, pair, qview, query.size)
         if self.feature_diff is None:
             self.feature_diff = ImageNetFeatureDiff()
         for name, pred in (
             ("simprov", ours),
             ("simprov_ungated", ungated),
+            ("simprov_7x7_ungated", _binary_from_grid(coarse, true_view, pair, qview, query.size)),
             ("ssd+FA", _binary_from_grid(ssd_grid(pair), true_view, pair, qview, query.size)),
+            ("ssd_pixel+FA", _binary_from_grid(significance(pair), true_view, pair, qview, query.size)),
             ("imagenet_feature_diff+FA", _binary_from_grid(self.feature_diff.grid(pair), true_view, pair, qview, query.size)),
         ):
             self.ious[group][name].append(iou(pred, truth))

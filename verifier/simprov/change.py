@@ -1,9 +1,9 @@
 """SImProv stage 3: benign or manipulated, and where (ChangeNet: PEN + classifier + 7x7 heatmap).
 
-The heatmap is predicted in the original's frame (the query was aligned to it), upsampled
-bicubically and carried back into the query's pixels through the alignment, normalised to
-[0, 1] and outlined at OUTLINE_THRESHOLD (0.35, the paper's value). Gating as in the paper's
-evaluation: a pair judged benign has an empty heatmap.
+The heatmap is predicted in the original's frame (the query was aligned to it), refined to
+pixels by the aligned residual (`localise`), carried back into the query's pixels through
+the alignment, normalised to [0, 1] and outlined at OUTLINE_THRESHOLD (0.35, the paper's
+value). Gating as in the paper's evaluation: a pair judged benign has an empty heatmap.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 
 from verifier.simprov import catalog
 from verifier.simprov.catalog import CHANGE_ID
+from verifier.simprov.localise import refine_heat
 from verifier.simprov.nn.pen import ChangeNet
 from verifier.simprov.pairs import AlignedPair, View, heat_to_query, pen_inputs
 
@@ -66,5 +67,6 @@ class ChangeDetector:
             return ChangeResult(p, np.zeros_like(heat), None)
         peak = float(heat.max())
         grid = heat / peak if peak > 1e-6 else heat
-        return ChangeResult(p, grid, heat_to_query(grid, candidate, pair.alignment, query_size, query))
+        fine = refine_heat(grid, pair)
+        return ChangeResult(p, grid, heat_to_query(fine, candidate, pair.alignment, query_size, query))
 

@@ -115,8 +115,9 @@ def mask_to_candidate_grid(mask: Image.Image, query: View, alignment: Alignment)
 
 
 def heat_to_query(heat: np.ndarray, candidate: View, alignment: Alignment, query_size: tuple[int, int], query_view: View) -> np.ndarray:
-    """7x7 heat (candidate frame) -> normalised [0, 1] map over the full query (H, W):
-    bicubic upsampling to the candidate working frame, then the homography to the query."""
+    """Heat on any grid over the candidate frame (7x7 cells or the PEN_SIZE pixels) ->
+    normalised [0, 1] map over the full query (H, W): bicubic upsampling to the candidate
+    working frame, then the homography to the query."""
     hc, wc = candidate.image.shape[:2]
     up = cv2.resize(heat.astype(np.float32), (wc, hc), interpolation=cv2.INTER_CUBIC)
     qw, qh = query_view.size
