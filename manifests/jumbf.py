@@ -3,8 +3,8 @@
 c2pa-python validates and renders the store as JSON but does not hand back its bytes, and
 the registry keeps the exact signed store so that it can be re-validated later against the
 stored original (`c2pa.Reader(..., manifest_data=store)`). Container layouts: JPEG APP11
-(ISO 19566-5 packets), PNG `caBX` chunk, RIFF/WebP `C2PA` chunk. Other containers yield
-None; the original bytes are stored anyway, so nothing is lost.
+(ISO 19566-5 packets), PNG `caBX` chunk, RIFF/WebP `C2PA` chunk, TIFF tag 52545 in the
+first IFD (classic TIFF; BigTIFF is not read). Other containers (GIF) yield None; the original bytes are stored anyway, so nothing is lost.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ def extract_manifest_store(data: bytes) -> bytes | None:
         return _from_png(data)
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return _from_riff(data)
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return _from_tiff(data)
     return None
 
 
@@ -82,4 +84,28 @@ def _from_riff(data: bytes) -> bytes | None:
         if ctype == b"C2PA":
             return data[pos + 8 : pos + 8 + length]
         pos += 8 + length + (length & 1)
+    return None
+
+
+_TIFF_C2PA_TAG = 52545
+
+
+def _from_tiff(data: bytes) -> bytes | None:
+    end = "<" if data[:2] == b"II" else ">"
+    if len(data) < 8:
+        return None
+    ifd = struct.unpack(end + "I", data[4:8])[0]
+    if ifd + 2 > len(data):
+        return None
+    (entries,) = struct.unpack(end + "H", data[ifd : ifd + 2])
+    for i in range(entries):
+        pos = ifd + 2 + 12 * i
+        if pos + 12 > len(data):
+            return None
+        tag, kind, count, offset = struct.unpack(end + "HHII", data[pos : pos + 12])
+        if tag != _TIFF_C2PA_TAG:
+            continue
+        if kind not in (1, 7) or count <= 4 or offset + count > len(data):  # BYTE / UNDEFINED, stored out of line
+            return None
+        return data[offset : offset + count]
     return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from collections.abc import Sequence
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,14 +171,19 @@ def sign_image(
     mime: str,
     creds: SignerCredentials,
     definition: ManifestDefinition | None = None,
+    parents: Sequence[tuple[bytes, str]] = (),
 ) -> bytes:
-    """Embed a signed manifest in `data` and return the signed asset bytes."""
+    """Embed a signed manifest in `data` and return the signed asset bytes. `parents` are
+    (bytes, mime) of signed assets this one was made from: added as `parentOf` ingredients,
+    their manifests carried along (a declared derivative)."""
     definition = definition or ManifestDefinition(title="image")
     info = c2pa.C2paSignerInfo(creds.alg, creds.chain_pem, creds.key_pem, None)
     # Builder-side settings only: no thumbnail keeps test assets small and deterministic.
     context = c2pa.Context.from_dict({"builder": {"thumbnail": {"enabled": False}}})
     try:
         with c2pa.Signer.from_info(info) as signer, c2pa.Builder(definition.to_json(), context) as builder:
+            for i, (parent, parent_mime) in enumerate(parents):
+                builder.add_ingredient({"title": f"parent-{i}", "relationship": "parentOf"}, parent_mime, io.BytesIO(parent))
             out = io.BytesIO()
             builder.sign(signer, mime, io.BytesIO(data), out)
             return out.getvalue()

@@ -20,6 +20,7 @@ from verifier.service import Service
 from verifier.settings import Settings
 from verifier.simprov.embedding import Embedder, get_embedder
 from verifier.storage.accounts import create_publisher
+from verifier.storage.signers import enroll, parse_certificate
 from verifier.storage.database import normalise_url
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,10 +77,21 @@ def signer(test_ca: TestCA) -> SignerCredentials:
     return issue_signer(test_ca, "Daily Planet Photo Desk", organization="Daily Planet")
 
 
+@pytest.fixture(scope="session")
+def other_ca() -> TestCA:
+    """A second publisher's own CA (a signing key belongs to one publisher)."""
+    return generate_test_ca("Gotham Gazette Root CA")
+
+
+@pytest.fixture(scope="session")
+def other_signer(other_ca: TestCA) -> SignerCredentials:
+    return issue_signer(other_ca, "Gotham Gazette Photo Desk", organization="Gotham Gazette")
+
+
 @pytest.fixture
-def anchors_file(tmp_path: Path, test_ca: TestCA) -> Path:
+def anchors_file(tmp_path: Path, test_ca: TestCA, other_ca: TestCA) -> Path:
     path = tmp_path / "anchors.pem"
-    path.write_bytes(test_ca.cert_pem)
+    path.write_bytes(test_ca.cert_pem + other_ca.cert_pem)
     return path
 
 
@@ -114,16 +126,20 @@ def client(service: Service) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def publisher_key(service: Service) -> str:
+def publisher_key(service: Service, test_ca: TestCA) -> str:
+    """Daily Planet, with the test CA enrolled as its signing identity (it signs with `signer`)."""
     with service.db.session() as session:
-        _, key = create_publisher(session, "Daily Planet")
+        publisher, key = create_publisher(session, "Daily Planet")
+        enroll(session, publisher.id, parse_certificate(test_ca.cert_pem), label="test CA")
     return key
 
 
 @pytest.fixture
-def other_publisher_key(service: Service) -> str:
+def other_publisher_key(service: Service, other_ca: TestCA) -> str:
+    """Gotham Gazette, signing with `other_signer` under its own CA."""
     with service.db.session() as session:
-        _, key = create_publisher(session, "Gotham Gazette")
+        publisher, key = create_publisher(session, "Gotham Gazette")
+        enroll(session, publisher.id, parse_certificate(other_ca.cert_pem), label="Gotham CA")
     return key
 
 

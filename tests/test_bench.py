@@ -102,7 +102,7 @@ def test_bench_on_a_tiny_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert all(v["n_neg"] == 2 for k, v in results["ap_same_different"].items() if k != "distinct")
     assert results["ap_benign_manip"]["all"]["n_pos"] == 2 and results["ap_benign_manip"]["all"]["n_neg"] == 4
     iou = results["heatmap_iou"]["synthetic"]
-    assert set(iou) == {"simprov", "simprov_ungated", "ssd+FA", "imagenet_feature_diff+FA"}
+    assert set(iou) == {"simprov", "simprov_ungated", "simprov_7x7_ungated", "ssd+FA", "ssd_pixel+FA", "imagenet_feature_diff+FA"}
     assert iou["simprov"]["n"] == 2 and iou["simprov"]["mean_iou"] > 0.2
     # the optional family column: reported apart, benign variants as their own family
     fams = results["families"]
@@ -112,3 +112,27 @@ def test_bench_on_a_tiny_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert [m["role"] for m in results["stages"]] == ["stage1-embedding", "stage1-regions", "stage2-psen", "stage2-reorderer", "stage3-change"]
     assert results["model"]["stage1_regions"] == "simprov-regions-lite0-r10-256"
     assert "IR@1" in capsys.readouterr().out
+
+
+def test_bench_ingest_catches_copies_and_refuses_no_distinct_photo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 10's ingest benchmark on a tiny set of real-looking photos: with the duplicate
+    check on, B's re-signed copies of A's photos are refused and no distinct photo is."""
+    skdata = pytest.importorskip("skimage.data")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rows = []
+    for name in ("astronaut", "coffee", "chelsea", "rocket", "camera", "immunohistochemistry"):
+        Image.fromarray(getattr(skdata, name)()).convert("RGB").save(photos / f"{name}.jpg", quality=92)
+        rows.append({"path": f"{name}.jpg", "source": "skimage", "split": "test"})
+    with (photos / "index.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["path", "source", "split"])
+        w.writeheader()
+        w.writerows(rows)
+    out = tmp_path / "ingest.json"
+    assert main(["bench-ingest", "--photos", str(photos), "--n", "6", "--copies", "2", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert results["off"]["outcomes"] == {"registered": 6} and results["on"]["outcomes"] == {"registered": 6}
+    assert results["off"]["copies_of_a_by_b"] == {"registered": 2}
+    assert results["copies_caught"] == 2 and results["false_refusals"] == 0
+    assert "copies caught 2/2" in capsys.readouterr().out
+    assert main(["bench-ingest", "--photos", str(photos), "--n", "60", "--out", str(out)]) == 2

@@ -77,11 +77,13 @@ def test_inspect_shared_files_with_test_anchor(capsys: pytest.CaptureFixture[str
     assert "claimSignature.mismatch" in out["ingredients"][0]["failure_codes"]
 
 
-def test_publishers_keys_and_register(cli_env: Path, signer: SignerCredentials, capsys: pytest.CaptureFixture[str]) -> None:
+def test_publishers_keys_and_register(cli_env: Path, signer: SignerCredentials, test_ca: TestCA, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["publishers", "add", "Daily Planet"]) == 0
     out = capsys.readouterr().out
     key = out.split("api key:")[1].split()[0]
     assert key.startswith("pv_pub_")
+    ca_pem = cli_env / "ca.pem"
+    ca_pem.write_bytes(test_ca.cert_pem)
 
     files = []
     for seed in range(2):
@@ -91,6 +93,11 @@ def test_publishers_keys_and_register(cli_env: Path, signer: SignerCredentials, 
     unsigned = cli_env / "unsigned.jpg"
     unsigned.write_bytes(encode(photo_like(9)))
 
+    # signed by a certificate Daily Planet has not enrolled: refused, nothing registered
+    assert main(["register", "--publisher", "Daily Planet", "--json", *files]) == 1
+    capsys.readouterr()
+    assert main(["publishers", "add-signer", "Daily Planet", str(ca_pem)]) == 0
+    capsys.readouterr()
     assert main(["register", "--publisher", "Daily Planet", "--json", *files]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["created"] for line in lines] == [True, True]
@@ -112,7 +119,7 @@ def test_publishers_keys_and_register(cli_env: Path, signer: SignerCredentials, 
 
 def test_db_commands(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["db", "upgrade"]) == 0
-    assert "0002" in capsys.readouterr().out
+    assert "0003" in capsys.readouterr().out
     assert main(["db", "downgrade", "base"]) == 0
     assert "base" in capsys.readouterr().out
     assert main(["db", "current"]) == 0
@@ -134,6 +141,9 @@ def test_serve_on_the_embedded_default(tmp_path: Path, test_ca: TestCA, signer: 
     verifier = [sys.executable, "-m", "verifier.cli"]
     created = subprocess.run([*verifier, "publishers", "add", "Daily Planet"], env=env, capture_output=True, text=True, check=True)
     key = created.stdout.split("api key:")[1].split()[0]
+    (tmp_path / "ca.pem").write_bytes(test_ca.cert_pem)
+    subprocess.run([*verifier, "publishers", "add-signer", "Daily Planet", str(tmp_path / "ca.pem")], env=env,
+                   capture_output=True, text=True, check=True)
 
     port = _free_port()
     proc = subprocess.Popen([*verifier, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -16,6 +16,7 @@ from verifier.service import Service
 from verifier.settings import Settings
 from verifier.simprov.embedding import Embedder
 from verifier.storage.accounts import create_publisher
+from verifier.storage.signers import enroll, parse_certificate
 
 
 def unit(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -75,6 +76,7 @@ def registered_service(settings: Settings, embedder: Embedder, signer: SignerCre
     service = Service.open(settings, embedder=embedder)
     with service.db.session() as session:
         publisher, _ = create_publisher(session, "Daily Planet")
+        enroll(session, publisher.id, parse_certificate(signer.chain_pem))
     ids = [service.registry.register(sign_image(encode(generated_photo(s)), "image/jpeg", signer), publisher.id).original.id for s in range(3)]
     return service, publisher, ids
 

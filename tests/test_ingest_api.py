@@ -84,9 +84,29 @@ def test_title_defaults_to_manifest_title(client: TestClient, publisher_key: str
     assert r.status_code == 201 and r.json()["title"] == "from-the-manifest.jpg"
 
 
-def test_untrusted_but_valid_signer_is_accepted_as_valid(client: TestClient, publisher_key: str) -> None:
+def test_untrusted_signer_is_refused_where_anchors_are_configured(client: TestClient, service: Service, publisher_key: str) -> None:
     stranger = issue_signer(generate_test_ca("Unknown Root"), "Freelancer")
+    before = snapshot(service)
     r = upload(client, publisher_key, signed_jpeg(stranger))
+    assert r.status_code == 403 and r.headers["content-type"] == PROBLEM
+    assert r.json()["type"].endswith(":untrusted-signer") and r.json()["validation_state"] == "Valid"
+    assert snapshot(service)[0] == before[0] and snapshot(service)[2] == before[2]
+
+
+def test_untrusted_but_valid_and_enrolled_signer_is_accepted_when_trust_is_not_required(service: Service, publisher_key: str) -> None:
+    from verifier.api import create_app
+    from verifier.storage.accounts import find_publisher
+    from verifier.storage.signers import enroll, parse_certificate
+
+    ca = generate_test_ca("Unknown Root")
+    stranger = issue_signer(ca, "Freelancer")
+    service.settings.ingest_require_trusted = False
+    with service.db.session() as session:
+        publisher = find_publisher(session, "Daily Planet")
+        assert publisher is not None
+        enroll(session, publisher.id, parse_certificate(ca.cert_pem))
+    with TestClient(create_app(service=service)) as client:
+        r = upload(client, publisher_key, signed_jpeg(stranger))
     assert r.status_code == 201
     assert r.json()["c2pa"]["state"] == "Valid"
     assert r.json()["c2pa"]["failure_codes"] == ["signingCredential.untrusted"]
@@ -102,9 +122,10 @@ def test_same_bytes_twice_returns_the_existing_record(client: TestClient, servic
     assert originals == 1 and len(blobs) == 1
 
 
-def test_list_is_paginated_and_scoped(client: TestClient, service: Service, publisher_key: str, other_publisher_key: str, signer: SignerCredentials) -> None:
+def test_list_is_paginated_and_scoped(client: TestClient, service: Service, publisher_key: str, other_publisher_key: str,
+                                      signer: SignerCredentials, other_signer: SignerCredentials) -> None:
     ids = [upload(client, publisher_key, signed_jpeg(signer, seed=s)).json()["id"] for s in range(5)]
-    upload(client, other_publisher_key, signed_jpeg(signer, seed=99))
+    assert upload(client, other_publisher_key, signed_jpeg(other_signer, seed=99)).status_code == 201
 
     page1 = client.get("/v1/originals?limit=2", headers=auth(publisher_key)).json()
     page2 = client.get("/v1/originals?limit=2&offset=2", headers=auth(publisher_key)).json()
@@ -122,7 +143,8 @@ def test_list_is_paginated_and_scoped(client: TestClient, service: Service, publ
 # -- publishers cannot touch each other's originals ---------------------------------------
 
 
-def test_publishers_are_isolated(client: TestClient, service: Service, publisher_key: str, other_publisher_key: str, signer: SignerCredentials) -> None:
+def test_publishers_are_isolated(client: TestClient, service: Service, publisher_key: str, other_publisher_key: str,
+                                 signer: SignerCredentials, other_signer: SignerCredentials) -> None:
     mine = upload(client, publisher_key, signed_jpeg(signer)).json()
 
     assert client.get(f"/v1/originals/{mine['id']}", headers=auth(other_publisher_key)).status_code == 404
@@ -131,11 +153,13 @@ def test_publishers_are_isolated(client: TestClient, service: Service, publisher
     assert client.get("/v1/originals", headers=auth(other_publisher_key)).json()["total"] == 0
     assert client.get(f"/v1/originals/{mine['id']}", headers=auth(publisher_key)).status_code == 200
 
-    # The same bytes registered by the other publisher are that publisher's own record.
-    theirs = upload(client, other_publisher_key, service.originals.read_bytes(service.registry.get(mine["id"])))
+    # The other publisher cannot register my signed file as its own (issue 10).
+    taken = upload(client, other_publisher_key, service.originals.read_bytes(service.registry.get(mine["id"])))
+    assert taken.status_code == 409 and taken.json()["type"].endswith(":already-registered")
+    theirs = upload(client, other_publisher_key, signed_jpeg(other_signer, seed=77))
     assert theirs.status_code == 201 and theirs.json()["id"] != mine["id"]
 
-    # Deleting mine keeps theirs, and the shared blob, intact.
+    # Deleting mine keeps theirs intact.
     assert client.delete(f"/v1/originals/{mine['id']}", headers=auth(publisher_key)).status_code == 204
     assert client.get(f"/v1/originals/{mine['id']}", headers=auth(publisher_key)).status_code == 404
     kept = service.registry.get(theirs.json()["id"])

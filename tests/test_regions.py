@@ -87,12 +87,14 @@ def test_search_ranks_by_regions_and_keeps_the_global_cosine(settings, embedder,
     from tests.helpers import encode
     from verifier.service import Service
     from verifier.storage.accounts import create_publisher
+    from verifier.storage.signers import enroll, parse_certificate
 
     service = Service.open(settings, embedder=embedder)
     try:
         assert service.search.regions is not None and catalog.REGIONS_ID in service.search.method
         with service.db.session() as session:
             publisher, _ = create_publisher(session, "Daily Planet")
+            enroll(session, publisher.id, parse_certificate(signer.chain_pem))
         ids = {name: service.registry.register(sign_image(encode(_photo(name)), "image/jpeg", signer), publisher.id).original.id
                for name in ("astronaut", "camera", "coffee")}
         assert service.search.regions.originals() == set(ids.values())

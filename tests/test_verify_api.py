@@ -27,6 +27,7 @@ from verifier.service import Service
 from verifier.settings import Settings
 from verifier.simprov.embedding import Embedder
 from verifier.storage.accounts import Scope, create_publisher, issue_key
+from verifier.storage.signers import enroll, parse_certificate
 from verifier.storage.models import Report as ReportRow
 
 skdata = pytest.importorskip("skimage.data")
@@ -300,6 +301,7 @@ def test_search_survives_restart(settings: Settings, embedder: Embedder, signer:
     service = Service.open(settings, embedder=embedder)
     with service.db.session() as session:
         publisher, _ = create_publisher(session, "Daily Planet")
+        enroll(session, publisher.id, parse_certificate(signer.chain_pem))
     data = sign_image(encode(photo("coffee")), "image/jpeg", signer)
     oid = service.registry.register(data, publisher.id).original.id
     service.close()
@@ -332,7 +334,8 @@ def test_signing_key_from_a_secret_file(tmp_path: Path) -> None:
 
 
 def test_tiff_original_is_revalidated_from_its_embedded_manifest(client: TestClient, service: Service, publisher_key: str, verifier_key: str, signer: SignerCredentials) -> None:
-    """For containers whose raw store is not extracted, re-validation reads the stored original."""
+    """TIFF keeps its manifest store in tag 52545: extracted at ingest (the signer is checked
+    from it), re-validated against the stored original at report time."""
     data = sign_image(encode(photo("coffee"), "TIFF"), "image/tiff", signer, ManifestDefinition(title="coffee.tif"))
     r = client.post("/v1/originals", files={"file": ("c.tif", data, "image/tiff")}, headers=auth(publisher_key))
     assert r.status_code == 201, r.text

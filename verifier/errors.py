@@ -79,3 +79,22 @@ class NotFound(VerifierError):
 
 class Conflict(VerifierError):
     status, slug, title = 409, "conflict", "Conflict"
+
+
+class SignerNotEnrolled(VerifierError):
+    """The original is signed, but not with a key its publisher enrolled."""
+
+    status, slug, title = 403, "signer-not-enrolled", "Signed by a certificate the publisher has not enrolled"
+
+
+class UntrustedSigner(VerifierError):
+    """The deployment requires originals signed under its trust anchors."""
+
+    status, slug, title = 403, "untrusted-signer", "Signer does not chain to a configured trust anchor"
+
+
+class AlreadyRegistered(VerifierError):
+    """The same content is registered by another publisher, and the new manifest does not
+    declare it as an ingredient."""
+
+    status, slug, title = 409, "already-registered", "Same content is registered by another publisher"

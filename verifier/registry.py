@@ -1,10 +1,17 @@
 """The trusted registry of originals: publisher ingest, lookup, listing and deletion.
 
-Ingest decides what may enter (a whole image within the limits, a C2PA manifest that
-validates, unless the deployment allows unsigned originals) and writes it in the order that
-loses nothing in a crash (`storage.originals`: blob, then row). What search needs of an
-original is prepared through the `Indexer` interface that `service.py` wires to matching;
-the registry never imports matching.
+Ingest decides what may enter, in this order, each refusal audited:
+1. a whole image within the limits (4xx), not byte for byte another publisher's original (409);
+2. a C2PA manifest that validates, unless the deployment allows unsigned originals (422),
+   and under a trust anchor when the deployment requires it (403 untrusted-signer);
+3. signed with a key its publisher enrolled (`storage.signers`, matched by SPKI, 403
+   signer-not-enrolled): a publisher can register only what it signed;
+4. not the same content as another publisher's original (409 already-registered), unless
+   the new manifest declares that original as an ingredient (recorded as `derived_from`);
+   the same publisher re-sending the same bytes gets its existing original (200).
+Then it writes in the order that loses nothing in a crash (`storage.originals`: blob, then
+row). What search needs of an original is prepared through the `Indexer` interface that
+`service.py` wires to matching; the registry never imports matching.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from manifests import (
+    IngredientSummary,
     ManifestError,
     ManifestSummary,
     RemoteManifestError,
@@ -26,16 +34,23 @@ from manifests import (
     ValidationState,
     read_manifest,
 )
+from manifests.signer import SignerChainError, claim_signer_chain, identity_of
 from verifier.errors import (
+    AlreadyRegistered,
     BadRequest,
     InvalidManifest,
+    NotFound,
+    SignerNotEnrolled,
     UnreadableManifest,
     UnsignedOriginal,
+    UntrustedSigner,
+    VerifierError,
 )
 from verifier.images import load_image
 from verifier.settings import Settings, UnsignedPolicy
 from verifier.storage.models import AuditEvent, Original
 from verifier.storage.originals import OriginalStore, audit_event
+from verifier.storage.signers import describe, matching_signer, signers_of
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +69,10 @@ class Indexer(Protocol):
 
     def forget(self, original_id: uuid.UUID) -> None:
         """After a delete: the original must no longer be found."""
+
+    def same_content(self, image: Image.Image, prepared: Any) -> list[uuid.UUID]:
+        """Registered originals that `image` is a copy or an edit of (provenance search,
+        stages 1-2), best first; [] when it is new content."""
 
 
 @dataclass(frozen=True)
@@ -110,11 +129,19 @@ class Registry:
         if existing is not None:
             self.store.audit(_event("duplicate", actor, existing.id, info.sha256, None))
             return Registration(existing, created=False)
-
-        summary = self._check_provenance(data, info.mime)
+        try:
+            self._check_exact_copy(info.sha256)
+            summary = self._check_provenance(data, info.mime)
+            self._check_signer(summary, publisher_id)
+            indexer = self.indexer
+            prepared = indexer.prepare(image) if indexer is not None else None  # slow part, outside any lock
+            derived_from = self._check_duplicates(image, prepared, summary, publisher_id)
+        except VerifierError as exc:
+            if exc.status in (403, 409):
+                self.store.audit(_event("refused", actor, None, info.sha256,
+                                        {"status": exc.status, "reason": exc.slug, "detail": exc.detail}))
+            raise
         metadata = metadata or OriginalMetadata()
-        indexer = self.indexer
-        prepared = indexer.prepare(image) if indexer is not None else None  # slow part, outside any lock
         original = Original(
             id=uuid.uuid4(),
             publisher_id=publisher_id,
@@ -126,9 +153,13 @@ class Registry:
             title=metadata.title or _manifest_title(summary),
             caption=metadata.caption,
             source_url=metadata.source_url,
+            derived_from=derived_from,
             **_provenance_columns(summary),
         )
-        event = _event("register", actor, original.id, info.sha256, {"state": original.validation_state})
+        detail: dict[str, Any] = {"state": original.validation_state}
+        if derived_from is not None:
+            detail["derived_from"] = str(derived_from)
+        event = _event("register", actor, original.id, info.sha256, detail)
         also = (lambda session: indexer.stage(session, original.id, prepared)) if indexer is not None else None
         with self.store.blob_lock(info.sha256):
             original.blob_key = self.store.blobs.put(data)
@@ -148,6 +179,77 @@ class Registry:
             indexer.committed(original.id, image, staged)
         log.info("registered original %s (%s) for publisher %s", original.id, info.sha256[:12], publisher_id)
         return Registration(self.store.get(original.id), created=True)
+
+    def _check_signer(self, summary: ManifestSummary, publisher_id: uuid.UUID) -> None:
+        """Trusted when required, and signed with a key the publisher enrolled (by SPKI)."""
+        if not summary.present:
+            return  # unsigned, and the deployment allows it (`_check_provenance`)
+        if self.settings.require_trusted_originals and summary.state is not ValidationState.TRUSTED:
+            raise UntrustedSigner(
+                "the manifest validates but its signer does not chain to this deployment's trust anchors",
+                validation_state=summary.state.value if summary.state else None,
+                failure_codes=summary.failure_codes,
+            )
+        active = summary.active_manifest
+        if summary.manifest_store is None or active is None:
+            raise SignerNotEnrolled(
+                "the claim signer's certificate cannot be read from this file (JPEG, PNG and WebP "
+                "originals with an embedded manifest can be checked)", enrolled=self._enrolled(publisher_id))
+        try:
+            chain = claim_signer_chain(summary.manifest_store, active.label)
+        except SignerChainError as exc:
+            raise UnreadableManifest(f"the claim signature's certificate chain cannot be read: {exc}") from exc
+        if active.signer.cert_serial_number and str(chain[0].serial_number) != active.signer.cert_serial_number:
+            raise UnreadableManifest("the certificate in the signature is not the one the manifest was validated with")
+        with self.store.db.session() as session:
+            enrolled = signers_of(session, publisher_id)
+            hit = matching_signer(enrolled, chain)
+            listed = [describe(e) for e in enrolled]
+        if hit is None:
+            found = identity_of(chain[0])
+            raise SignerNotEnrolled(
+                f"the original is signed by {found.subject!r} (issued by {found.issuer!r}), which is not one of "
+                "this publisher's enrolled signing certificates",
+                signer=found.describe(), enrolled=listed)
+
+    def _enrolled(self, publisher_id: uuid.UUID) -> list[dict[str, Any]]:
+        with self.store.db.session() as session:
+            return [describe(e) for e in signers_of(session, publisher_id)]
+
+    def _check_exact_copy(self, sha256: str) -> None:
+        """Another publisher's registered file, byte for byte: named as such before anything
+        else (its signature cannot be the sender's anyway)."""
+        if not self.settings.ingest_duplicate_check:
+            return
+        exact = self.store.find_by_sha256(sha256)
+        if exact is not None:
+            raise _already_registered(exact)
+
+    def _check_duplicates(self, image: Image.Image, prepared: Any, summary: ManifestSummary,
+                          publisher_id: uuid.UUID) -> uuid.UUID | None:
+        """The original of another publisher that the new one declares as its source, or None.
+        Raises AlreadyRegistered for another publisher's content that it does not declare.
+        The publisher's own near-duplicates pass: attribution is not at stake, and a burst of
+        frames must not collapse into one (identical bytes were answered before)."""
+        if not self.settings.ingest_duplicate_check:
+            return None
+        found: list[Original] = []
+        if self.indexer is not None:
+            for oid in self.indexer.same_content(image, prepared):
+                try:
+                    found.append(self.store.get(oid))
+                except NotFound:  # deleted since the search
+                    continue
+        others = sorted({o.id: o for o in found if o.publisher_id != publisher_id}.values(),
+                        key=lambda o: (o.created_at, str(o.id)))
+        if not others:
+            return None
+        declared = _declared_sources(summary.ingredients)
+        for o in others:
+            if o.active_manifest_label and o.active_manifest_label in declared:
+                return o.id
+        raise _already_registered(others[0])
+
 
     def _check_provenance(self, data: bytes, mime: str) -> ManifestSummary:
         try:
@@ -208,6 +310,20 @@ class _Actor:
 
 def _event(action: str, actor: _Actor, original_id: uuid.UUID | None, sha256: str | None, detail: dict[str, Any] | None) -> AuditEvent:
     return audit_event(action, actor.publisher_id, actor.api_key_id, original_id, sha256, detail)
+
+
+def _already_registered(first: Original) -> AlreadyRegistered:
+    return AlreadyRegistered(
+        f"this content is registered by {first.publisher.name!r} (original {first.id}); a derivative must "
+        "list that original as an ingredient in its manifest",
+        existing={"original_id": str(first.id), "publisher": {"id": str(first.publisher.id), "name": first.publisher.name},
+                  "registered_at": first.created_at.isoformat()},
+    )
+
+
+def _declared_sources(ingredients: list[IngredientSummary]) -> set[str]:
+    """Manifest labels of the direct ingredients that validate (a broken ingredient declares nothing)."""
+    return {i.manifest_label for i in ingredients if i.manifest_label and i.state is not ValidationState.INVALID}
 
 
 def _manifest_title(summary: ManifestSummary) -> str | None:

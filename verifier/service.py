@@ -60,7 +60,7 @@ class Service:
             )
             views = CandidateViews(settings.views_dir, settings.views_cache_size)
             matcher = Matcher(originals, search, views, *_pairwise_stages(settings))
-            registry = Registry(settings, originals, SearchIndexer(search, views))
+            registry = Registry(settings, originals, SearchIndexer(search, views, matcher))
             search.load(originals.image)
             keys = KeyRing(settings.keys_dir, settings.report_signing_key_file)
             keys.current()  # create the first key now, not inside a request

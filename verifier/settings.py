@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=80_000_000, gt=0, description="Decompression-bomb guard (width*height).")
     unsigned_originals: UnsignedPolicy = UnsignedPolicy.REJECT
+    ingest_require_trusted: bool | None = Field(
+        default=None, description="Originals must be signed under a trust anchor (Trusted, not only Valid); "
+        "unset = on exactly when trust anchors or an allowed list are configured.")
+    ingest_duplicate_check: bool = Field(
+        default=True, description="Refuse (409) content another publisher registered first, unless the new manifest "
+        "declares it as an ingredient; the same publisher gets its existing original (200).")
     report_signing_key_file: Path | None = Field(
         default=None, description="Ed25519 PEM that signs reports; unset = keys in <data_dir>/keys (rotatable)."
     )
@@ -61,6 +67,12 @@ class Settings(BaseSettings):
             c2pa_settings=self.c2pa_settings,
             remote_manifest_fetch=self.remote_manifest_fetch,
         )
+
+    @property
+    def require_trusted_originals(self) -> bool:
+        if self.ingest_require_trusted is not None:
+            return self.ingest_require_trusted
+        return self.trust_anchors is not None or self.allowed_list is not None
 
     @property
     def blob_dir(self) -> Path:

@@ -13,8 +13,10 @@ PROBLEM_RESPONSES = {
     for code, desc in {
         400: "Malformed request (e.g. metadata is not JSON)",
         401: "Missing or unknown API key",
-        403: "Key has the wrong scope",
+        403: "Key has the wrong scope; or the original is not signed by a certificate its publisher enrolled "
+             "(signer-not-enrolled) or under a trust anchor (untrusted-signer)",
         404: "No such original or report (or not yours)",
+        409: "The same content is registered by another publisher (already-registered; the body names it)",
         413: "Over the byte or pixel limit",
         415: "Not a supported image",
         422: "Truncated image, invalid or missing C2PA manifest",

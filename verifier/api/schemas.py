@@ -40,6 +40,9 @@ class OriginalOut(BaseModel):
     caption: str | None
     source_url: str | None
     created_at: dt.datetime
+    derived_from: uuid.UUID | None = Field(
+        None, description="Another publisher's original that this one's manifest declares as an ingredient."
+    )
     c2pa: C2paRecord
 
     @classmethod
@@ -57,6 +60,7 @@ class OriginalOut(BaseModel):
             caption=o.caption,
             source_url=o.source_url,
             created_at=o.created_at,
+            derived_from=o.derived_from,
             c2pa=C2paRecord(
                 present=o.validation_state is not None,
                 state=o.validation_state,

@@ -5,14 +5,35 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import uuid
+from pathlib import Path
 from typing import Any
 
 from verifier.cli.common import open_service, settings_from
 
 
 def cmd_publishers(args: argparse.Namespace) -> int:
-    from verifier.storage.accounts import create_publisher, list_publishers
+    from verifier.errors import VerifierError
+    from verifier.storage.accounts import (
+        create_publisher,
+        find_publisher,
+        list_publishers,
+    )
+    from verifier.storage.signers import (
+        describe,
+        enroll,
+        parse_certificate,
+        remove,
+        signers_of,
+    )
 
+    cert = None
+    if args.publishers_command == "add-signer":
+        try:
+            cert = parse_certificate(args.cert.read_bytes())
+        except (OSError, VerifierError) as exc:
+            print(f"{args.cert}: {exc}", file=sys.stderr)
+            return 2
     service = open_service(args)
     try:
         with service.db.session() as session:
@@ -21,9 +42,29 @@ def cmd_publishers(args: argparse.Namespace) -> int:
                 print(f"publisher: {publisher.name} ({publisher.id})")
                 print(f"api key:   {key}")
                 print("Store this key now: it is shown once and only its hash is kept.", file=sys.stderr)
-            else:
+                return 0
+            if args.publishers_command == "list":
                 for p in list_publishers(session):
                     print(f"{p.id}  {p.name}  {p.created_at:%Y-%m-%d %H:%M}")
+                return 0
+            publisher = find_publisher(session, args.name)
+            if publisher is None:
+                print(f"no publisher named {args.name!r}", file=sys.stderr)
+                return 2
+            try:
+                if args.publishers_command == "add-signer":
+                    assert cert is not None
+                    row = enroll(session, publisher.id, cert, label=args.label)
+                    print(json.dumps(describe(row)))
+                elif args.publishers_command == "remove-signer":
+                    remove(session, publisher.id, args.signer_id)
+                    print(f"removed {args.signer_id}")
+                else:
+                    for row in signers_of(session, publisher.id):
+                        print(json.dumps(describe(row)))
+            except VerifierError as exc:
+                print(f"refused: {exc.detail}", file=sys.stderr)
+                return 1
     finally:
         service.close()
     return 0
@@ -71,12 +112,21 @@ def add_parsers(sub: Any) -> None:
     q = ps.add_parser("add", help="create a publisher and print its API key (once)")
     q.add_argument("name")
     ps.add_parser("list", help="list publishers")
+    q = ps.add_parser("add-signer", help="enroll a certificate (or issuing CA) the publisher signs originals with")
+    q.add_argument("name")
+    q.add_argument("cert", type=Path, help="PEM or DER certificate")
+    q.add_argument("--label")
+    q = ps.add_parser("signers", help="list a publisher's enrolled signing certificates")
+    q.add_argument("name")
+    q = ps.add_parser("remove-signer", help="withdraw an enrolled certificate (registered originals stay)")
+    q.add_argument("name")
+    q.add_argument("signer_id", type=uuid.UUID)
     p.set_defaults(func=cmd_publishers)
 
     p = sub.add_parser("api-keys", help="issue API keys")
     aks = p.add_subparsers(dest="api_keys_command", required=True)
     q = aks.add_parser("add", help="issue a key and print it (once)")
-    q.add_argument("--scope", choices=["publisher", "verifier"], default="verifier")
+    q.add_argument("--scope", choices=["publisher", "verifier", "admin"], default="verifier")
     q.add_argument("--publisher", help="publisher name (publisher scope)")
     q.add_argument("--label")
     p.set_defaults(func=cmd_api_keys)

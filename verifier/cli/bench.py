@@ -88,6 +88,22 @@ def cmd_bench_index(args: argparse.Namespace) -> int:
     return 0
 
 
+@_input_errors
+def cmd_bench_ingest(args: argparse.Namespace) -> int:
+    from verifier.evaluation.ingest import run_bench_ingest
+
+    results = run_bench_ingest(args.photos, args.n, args.copies, args.seed, "verifier " + " ".join(sys.argv[1:]))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    for side in ("off", "on"):
+        r = results[side]
+        print(f"duplicate check {side:<3}  {r['originals_per_s']} originals/s  p50 {r['latency_ms']['p50']} ms  "
+              f"outcomes {r['outcomes']}  copies of A by B {r['copies_of_a_by_b']}")
+    print(f"slowdown {results['slowdown']:.1%}  false refusals {results['false_refusals']}  "
+          f"copies caught {results['copies_caught']}/{results['copies']}")
+    return 0
+
+
 def cmd_bench_align(args: argparse.Namespace) -> int:
     from verifier.evaluation.align import run_bench_align
 
@@ -135,6 +151,14 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_bench_index)
+
+    p = sub.add_parser("bench-ingest", help="registration throughput with the duplicate check on vs off, and what it catches")
+    p.add_argument("--photos", type=Path, default=Path("../shared/datasets/photos"))
+    p.add_argument("--n", type=int, default=300, help="distinct test photos, registered alternately by two publishers")
+    p.add_argument("--copies", type=int, default=50, help="resized copies of A's photos that B then sends, re-signed")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_bench_ingest)
 
     p = sub.add_parser("bench-align", help="alignment error on known geometric transforms (test photos)")
     p.add_argument("--photos", type=Path, default=Path("../shared/datasets/photos"))

@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from manifests.signing import ManifestDefinition, SignerCredentials, sign_image
 from verifier.service import Service
 from verifier.storage.accounts import create_publisher, find_publisher
+from verifier.storage.signers import enroll, parse_certificate
 
 PUBLISHER = "Demo Newsroom"
 
@@ -60,8 +61,10 @@ class DemoCase:
     data: bytes
 
 
-def run_demo(service: Service, out: Path, images_dir: Path | None, signer: SignerCredentials, seed: int = 7) -> list[dict[str, str]]:
-    """Register, derive, verify; `signer` should chain to an anchor the service trusts."""
+def run_demo(service: Service, out: Path, images_dir: Path | None, signer: SignerCredentials, issuer_pem: bytes,
+             seed: int = 7) -> list[dict[str, str]]:
+    """Register, derive, verify; `signer` should chain to an anchor the service trusts, and
+    `issuer_pem` is the CA that issued it, enrolled as the demo publisher's signing identity."""
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
 
@@ -69,6 +72,7 @@ def run_demo(service: Service, out: Path, images_dir: Path | None, signer: Signe
         publisher = find_publisher(session, PUBLISHER)
         if publisher is None:
             publisher, _ = create_publisher(session, PUBLISHER)
+        enroll(session, publisher.id, parse_certificate(issuer_pem), label="demo CA")
 
     if images_dir is not None:
         paths = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})[:3]

@@ -86,7 +86,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ca_pem.write_bytes(ca.cert_pem)
     service = Service.open(Settings(data_dir=args.data_dir or out / "var", trust_anchors=ca_pem))
     try:
-        rows = run_demo(service, out, args.images, signer)
+        rows = run_demo(service, out, args.images, signer, ca.cert_pem)
     finally:
         service.close()
     width = max(len(r["case"]) for r in rows)

@@ -44,9 +44,19 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class Related:
+    """Another registered original that the query matches as well as the chosen one."""
+
+    original: Original
+    relation: str  # duplicate | derived_from (it declares the match as its source) | source (the match declares it)
+    score: float | None  # its stage-1 score for the query
+
+
+@dataclass(frozen=True)
 class Evidence:
-    """`original` is the registered original the query derives from (None: no match);
-    `exact` says it was found by its bytes. The stage fields are None where a stage did
+    """`original` is the registered original the query derives from (None: no match):
+    among originals the query matches equally well, the first registered (`related` lists
+    the others); `exact` says it was found by its bytes. The stage fields are None where a stage did
     not run (stages 2-3 are off, the bytes matched exactly, or nothing was found)."""
 
     stage1: SearchOutcome
@@ -57,6 +67,7 @@ class Evidence:
     pixel: PixelComparison | None = None  # baseline pixel check against the original
     change: ChangeResult | None = None  # stage 3
     timings_ms: dict[str, float] = field(default_factory=dict)
+    related: list[Related] = field(default_factory=list)
 
     def stage12_order(self) -> list[uuid.UUID]:
         """Candidate originals best first after stage 2 (stage 1's order when it did not run)."""

@@ -3,6 +3,7 @@
 `SearchIndexer` is the registry's `Indexer` (wired in `service.py`): the embedding is
 computed before any lock, its row is written in the registration's transaction, and only
 after the commit does the vector enter the FAISS index and the stage 2-3 view the cache.
+Before all that, `same_content` runs the provenance search for the duplicate check.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import uuid
 from PIL import Image
 from sqlalchemy.orm import Session
 
+from verifier.matching.matcher import Matcher
 from verifier.matching.search import ProvenanceSearch, Stage1Vectors
 from verifier.matching.views import CandidateViews
 from verifier.storage.models import Embedding
@@ -21,9 +23,10 @@ log = logging.getLogger(__name__)
 
 
 class SearchIndexer:
-    def __init__(self, search: ProvenanceSearch, views: CandidateViews | None = None) -> None:
+    def __init__(self, search: ProvenanceSearch, views: CandidateViews | None = None, matcher: Matcher | None = None) -> None:
         self.search = search
         self.views = views
+        self.matcher = matcher  # the duplicate check's provenance search (stages 1-2)
 
     def prepare(self, image: Image.Image) -> Stage1Vectors:
         return self.search.embed(image)
@@ -44,3 +47,8 @@ class SearchIndexer:
         self.search.forget(original_id)
         if self.views is not None:
             self.views.forget(original_id)
+
+    def same_content(self, image: Image.Image, prepared: Stage1Vectors) -> list[uuid.UUID]:
+        if self.matcher is None:
+            return []
+        return self.matcher.same_content(image, prepared)

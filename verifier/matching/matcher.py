@@ -2,8 +2,9 @@
 in the order the paper runs them, each fed what it needs.
 
 exact bytes -> stage 1 (embedding + FAISS top-k) -> stage 2 (PSEN on the candidates that can
-matter, re-orderer over all of them) -> stage 3 (benign or manipulated, and where) against
-the chosen original. Without stages 2-3 the stage-1 threshold decides the match and the
+matter, re-orderer over all of them) -> first registration (of the originals the query matches
+equally well, the earliest registered keeps the attribution) -> stage 3 (benign or
+manipulated, and where) against the chosen original. Without stages 2-3 the stage-1 threshold decides the match and the
 baseline pixel check decides benign vs manipulated. The answer is an `Evidence`; turning it
 into a verdict is verification's job.
 """
@@ -18,14 +19,21 @@ from PIL import Image
 
 from verifier.errors import NotFound
 from verifier.images import load_stored
-from verifier.matching.evidence import Evidence, ModelInfo, SearchOutcome
-from verifier.matching.search import ProvenanceSearch
+from verifier.matching.evidence import Evidence, ModelInfo, Related, SearchOutcome
+from verifier.matching.search import ProvenanceSearch, Stage1Vectors
 from verifier.matching.views import CandidateViews
 from verifier.simprov import catalog
 from verifier.simprov.change import ChangeDetector, ChangeResult
 from verifier.simprov.compare import compare_pixels
 from verifier.simprov.pairs import View, align_pair
 from verifier.simprov.rerank import Reranker, Stage2Result
+
+# PSEN's P(same image) from which another candidate counts as the same content.
+SAME_CONTENT = 0.5
+# Originals whose stage-1 scores for the query are this close look the same to it: the first
+# registered of them is the match (a later duplicate cannot take over the attribution), while
+# a derivative that the query is clearly closer to (e.g. a copy of a captioned version) wins.
+TIE_MARGIN = 0.02
 from verifier.storage.models import Original
 from verifier.storage.originals import OriginalStore
 
@@ -92,13 +100,16 @@ class Matcher:
         stage2: Stage2Result | None = None
         query_view: View | None = None
         original: Original | None = exact
-        if exact is None and self.reranker is not None and outcome.candidates:
+        related: list[Related] = []
+        if exact is not None:
+            related = [Related(o, _relation(o, exact), 1.0) for o in self.originals.all_by_sha256(sha256) if o.id != exact.id]
+        elif self.reranker is not None and outcome.candidates:
             query_view = View.of(image)
             stage2 = self.rerank(query_view, outcome)
             clock.lap("stage2")
             if stage2.choice is not None:
-                original = self._original(outcome.candidates[stage2.choice].original_id)
-        elif exact is None and outcome.match:
+                original, related = self._first_registration(outcome, stage2)
+        elif outcome.match:
             original = self._original(outcome.match.original_id)
 
         original_bytes = pixel = change = None
@@ -112,7 +123,44 @@ class Matcher:
                     change = self._stage3(image, query_view, original, original_image, outcome, stage2)
                     clock.lap("stage3")
         return Evidence(stage1=outcome, original=original, original_bytes=original_bytes, exact=exact is not None,
-                        stage2=stage2, pixel=pixel, change=change, timings_ms=clock.laps)
+                        stage2=stage2, pixel=pixel, change=change, timings_ms=clock.laps, related=related)
+
+    def same_content(self, image: Image.Image, vectors: Stage1Vectors) -> list[uuid.UUID]:
+        """Registered originals that a new original is a copy or an edit of, best first (the
+        ingest duplicate check). Stage 2 runs only when stage 1 has a candidate within the
+        re-ranker's reach, so new content costs one FAISS search."""
+        outcome = self.search.search(image, vectors)
+        if not outcome.candidates:
+            return []
+        if self.reranker is None:
+            return [outcome.match.original_id] if outcome.match else []
+        top = outcome.candidates[0]
+        cos_threshold = outcome.cosine_threshold if outcome.cosine_threshold is not None else outcome.threshold
+        reach = self.reranker.policy.floor_margin
+        if top.score < outcome.threshold - reach and top.cosine < cos_threshold - reach:
+            return []
+        stage2 = self.rerank(View.of(image), outcome)
+        if stage2.choice is None:
+            return []
+        # A refusal needs both to agree: the re-orderer found a match and PSEN calls it the same image.
+        same = sorted((i for i, p in stage2.psen.items() if p >= SAME_CONTENT), key=lambda i: (i != stage2.choice, -stage2.psen[i]))
+        return [outcome.candidates[i].original_id for i in same]
+
+    def _first_registration(self, outcome: SearchOutcome, stage2: Stage2Result) -> tuple[Original | None, list[Related]]:
+        """The re-orderer's choice, unless an earlier registration of the same content looks
+        as close to the query; the other same-content candidates as `related`."""
+        assert stage2.choice is not None
+        same = [stage2.choice, *(i for i, p in stage2.psen.items() if p >= SAME_CONTENT and i != stage2.choice)]
+        found = {i: o for i in same if (o := self._original(outcome.candidates[i].original_id)) is not None}
+        if not found:
+            return None, []
+        score = {i: outcome.candidates[i].score for i in found}
+        best = max(score.values())
+        close = [i for i in found if score[i] >= best - TIE_MARGIN]
+        chosen = min(close, key=lambda i: (found[i].created_at, -stage2.psen.get(i, 0.0), str(found[i].id)))
+        match = found[chosen]
+        related = [Related(found[i], _relation(found[i], match), round(score[i], 6)) for i in found if i != chosen]
+        return match, sorted(related, key=lambda r: (r.original.created_at, str(r.original.id)))
 
     def rerank(self, query_view: View, outcome: SearchOutcome, reranker: Reranker | None = None) -> Stage2Result:
         """Stage 2 over stage 1's candidates: the views and vectors of the candidates that the
@@ -150,3 +198,11 @@ class Matcher:
             return self.originals.get(original_id)
         except NotFound:  # deleted between search and lookup
             return None
+
+
+def _relation(other: Original, match: Original) -> str:
+    if other.derived_from == match.id:
+        return "derived_from"
+    if match.derived_from == other.id:
+        return "source"
+    return "duplicate"

@@ -266,20 +266,24 @@ class ProvenanceSearch:
 
     # -- read path ------------------------------------------------------------------------
 
-    def search(self, img: Image.Image) -> SearchOutcome:
-        vector = self._embed_global(img)
+    def search(self, img: Image.Image, vectors: Stage1Vectors | None = None) -> SearchOutcome:
+        """Stage 1 for `img`; `vectors` = its embeddings when already computed (ingest)."""
+        vector = vectors.vector if vectors is not None else self._embed_global(img)
         cosines = self.main.search(vector[None], self.top_k)
         if self.regions is None:
             candidates = [Candidate(oid, s, s) for oid, s in cosines.items()]
         else:
-            candidates = self._search_regions(img, vector, cosines)
+            regions = vectors.regions if vectors is not None else None
+            candidates = self._search_regions(img, vector, cosines, regions)
         top = candidates[0] if candidates else None
         match = top if top is not None and top.score >= self.decision_threshold else None
         return SearchOutcome(self.method, candidates, match, self.decision_threshold, vector, self.calibration.threshold)
 
-    def _search_regions(self, img: Image.Image, vector: np.ndarray, cosines: dict[uuid.UUID, float]) -> list[Candidate]:
+    def _search_regions(self, img: Image.Image, vector: np.ndarray, cosines: dict[uuid.UUID, float],
+                        regions: np.ndarray | None = None) -> list[Candidate]:
         assert self.regions is not None and self.region_embedder is not None
-        query = self.region_embedder.embed_regions([img])[0]  # (R, D)
+        r = self.region_embedder
+        query = regions.reshape(r.regions, -1) if regions is not None else r.embed_regions([img])[0]  # (R, D)
         by_region = self.regions.search(query, self.top_k)
         pool = self.regions.holding(list(dict.fromkeys([*list(by_region)[: self.top_k], *cosines])))
         fused = fused_scores(query, self.regions.vectors_for(pool))

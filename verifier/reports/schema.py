@@ -72,6 +72,19 @@ class CandidateScore(BaseModel):
     score: float = Field(description="Stage-1 similarity: the fused region score when the region model runs, else the cosine.")
 
 
+class RelatedOriginal(BaseModel):
+    """Another registration the query matches as well: the match is the first registered."""
+
+    original_id: uuid.UUID
+    publisher: PublisherRef
+    registered_at: dt.datetime
+    relation: Literal["duplicate", "derived_from", "source"] = Field(
+        description="duplicate: the same content registered separately (later); derived_from: it declares the "
+        "match as an ingredient; source: the match declares it as an ingredient."
+    )
+    score: float | None = Field(None, description="Its stage-1 score for the query (1.0 for the same bytes).")
+
+
 class MatchSection(BaseModel):
     original_id: uuid.UUID
     publisher: PublisherRef
@@ -80,6 +93,9 @@ class MatchSection(BaseModel):
     scores: dict[str, float | None] = Field(description="Per stage: stage1 (the candidate score above), pixel checks, ...")
     decision_threshold: float | None = None
     candidates: list[CandidateScore] = Field(description="Top-k of the provenance search, best first.")
+    related: list[RelatedOriginal] = Field(
+        default_factory=list, description="Other registered originals of the same content, earliest first."
+    )
 
 
 class SearchSection(BaseModel):
@@ -99,7 +115,7 @@ class Manipulation(BaseModel):
     probability_manipulated: float
     decision_threshold: float
     grid: list[list[float]] = Field(
-        description="7x7 manipulation heatmap in [0, 1] (max-normalised), rows top to bottom, in the original's frame; all zeros when judged benign."
+        description="ChangeNet's coarse 7x7 manipulation map in [0, 1] (max-normalised), rows top to bottom, in the original's frame; all zeros when judged benign. The PNG and region_fraction use it refined to pixels by the aligned residual."
     )
     grid_frame: Literal["original"] = "original"
     outline_threshold: float = Field(description="The outline of the heatmap PNG is drawn at this level.")

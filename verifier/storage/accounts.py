@@ -17,6 +17,7 @@ from verifier.storage.models import ApiKey, Publisher
 class Scope(str, Enum):
     PUBLISHER = "publisher"  # registers and manages its own originals
     VERIFIER = "verifier"  # fact-checkers: verification and read-only registry access
+    ADMIN = "admin"  # operators: publishers' signing identities
 
 
 def hash_key(plaintext: str) -> str:
@@ -25,7 +26,7 @@ def hash_key(plaintext: str) -> str:
 
 def issue_key(session: Session, scope: Scope, publisher: Publisher | None = None, label: str | None = None) -> tuple[ApiKey, str]:
     if (scope is Scope.PUBLISHER) != (publisher is not None):
-        raise ValueError("publisher keys need a publisher; verifier keys must not have one")
+        raise ValueError("publisher keys need a publisher; verifier and admin keys must not have one")
     plaintext = f"pv_{scope.value[:3]}_{secrets.token_urlsafe(32)}"
     key = ApiKey(
         key_hash=hash_key(plaintext),

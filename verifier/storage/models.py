@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -46,7 +47,7 @@ class ApiKey(Base):
 
     __tablename__ = "api_keys"
     __table_args__ = (
-        CheckConstraint("scope IN ('publisher', 'verifier')", name="ck_api_keys_scope"),
+        CheckConstraint("scope IN ('publisher', 'verifier', 'admin')", name="ck_api_keys_scope"),
         CheckConstraint(
             "(scope = 'publisher') = (publisher_id IS NOT NULL)", name="ck_api_keys_publisher_scope"
         ),
@@ -64,6 +65,29 @@ class ApiKey(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     publisher: Mapped[Publisher | None] = relationship()
+
+
+class PublisherSigner(Base):
+    """A certificate a publisher signs its originals with (or the CA that issues them),
+    identified by its key (SPKI SHA-256): names can be copied, keys cannot. A key belongs
+    to one publisher, so nobody can enroll another publisher's certificate as their own."""
+
+    __tablename__ = "publisher_signers"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    publisher_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("publishers.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    spki_sha256: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    subject: Mapped[str] = mapped_column(Text, nullable=False)
+    issuer: Mapped[str] = mapped_column(Text, nullable=False)
+    serial_number: Mapped[str] = mapped_column(String(64), nullable=False)
+    is_ca: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    not_before: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    not_after: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    certificate_pem: Mapped[str] = mapped_column(Text, nullable=False)
+    label: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = _now_column()
 
 
 class Original(Base):
@@ -92,6 +116,10 @@ class Original(Base):
     status_codes: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     active_manifest_label: Mapped[str | None] = mapped_column(Text)
     signer: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # A declared derivative: its manifest lists this (another publisher's) original as an ingredient.
+    derived_from: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("originals.id", ondelete="SET NULL"), nullable=True, index=True
+    )
     created_at: Mapped[dt.datetime] = _now_column()
 
     publisher: Mapped[Publisher] = relationship(back_populates="originals")

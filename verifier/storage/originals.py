@@ -70,6 +70,15 @@ class OriginalStore:
                 _ = original.publisher.name
             return original
 
+    def all_by_sha256(self, sha256: str) -> list[Original]:
+        """Every registration of exactly these bytes, earliest first."""
+        with self.db.session() as session:
+            stmt = select(Original).where(Original.sha256 == sha256).order_by(Original.created_at, Original.id)
+            rows = list(session.scalars(stmt))
+            for row in rows:
+                _ = row.publisher.name
+            return rows
+
     def read_bytes(self, original: Original) -> bytes:
         return self.blobs.get(original.blob_key)
 

@@ -14,6 +14,7 @@ from verifier.reports.schema import (
     Manipulation,
     MatchSection,
     PublisherRef,
+    RelatedOriginal,
     Verdict,
 )
 from verifier.simprov.catalog import CHANGE_ID, PSEN_ID, REORDER_ID
@@ -60,13 +61,20 @@ def match_section(ev: Evidence) -> MatchSection | None:
         scores=scores,
         decision_threshold=outcome.threshold,
         candidates=candidates(outcome),
+        related=[
+            RelatedOriginal(original_id=r.original.id, publisher=PublisherRef(id=r.original.publisher.id,
+                            name=r.original.publisher.name), registered_at=r.original.created_at,
+                            relation=r.relation, score=r.score)  # type: ignore[arg-type]
+            for r in ev.related
+        ],
     )
 
 
 def manipulation_section(change: ChangeResult, report_id: uuid.UUID, has_heatmap: bool) -> Manipulation:
     region = change.region()
     return Manipulation(
-        method=f"{CHANGE_ID} (PEN + 7x7 heatmap head), alignment=sift-ransac-homography+dis-flow",
+        method=f"{CHANGE_ID} (PEN + 7x7 heatmap head, refined to pixels by the aligned residual), "
+        "alignment=sift-ransac-homography+dis-flow",
         decision="manipulated" if change.manipulated else "benign",
         probability_benign=round(1 - change.p_manipulated, 6),
         probability_manipulated=round(change.p_manipulated, 6),

@@ -1,0 +1,105 @@
+"""Publishers' signing identities: /v1/publishers (operators enroll; publishers read their own).
+
+Enrollment is an operator's act (admin key): whoever enrolls a certificate for a publisher
+vouches that the publisher holds its key, since ingest attributes what it signed to them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from verifier.api.common import PROBLEM_RESPONSES
+from verifier.api.deps import get_api_key, get_service
+from verifier.errors import Forbidden, NotFound
+from verifier.service import Service
+from verifier.storage.accounts import Scope, list_publishers, require_scope
+from verifier.storage.models import ApiKey, Publisher, PublisherSigner
+from verifier.storage.signers import (
+    MAX_PEM_BYTES,
+    enroll,
+    parse_certificate,
+    remove,
+    signers_of,
+)
+
+router = APIRouter(prefix="/v1/publishers", tags=["publishers"])
+
+
+class PublisherOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    created_at: dt.datetime
+
+
+class SignerIn(BaseModel):
+    certificate_pem: str = Field(max_length=MAX_PEM_BYTES, description="One X.509 certificate, PEM.")
+    label: str | None = Field(None, max_length=200)
+
+
+class SignerOut(BaseModel):
+    id: uuid.UUID
+    subject: str
+    issuer: str
+    spki_sha256: str = Field(description="SHA-256 of the certificate's SubjectPublicKeyInfo: what ingest matches.")
+    is_ca: bool = Field(description="A CA: originals signed by certificates it issued are the publisher's.")
+    not_before: dt.datetime
+    not_after: dt.datetime
+    label: str | None
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, s: PublisherSigner) -> SignerOut:
+        return cls(id=s.id, subject=s.subject, issuer=s.issuer, spki_sha256=s.spki_sha256, is_ca=s.is_ca,
+                   not_before=s.not_before, not_after=s.not_after, label=s.label, created_at=s.created_at)
+
+
+def _publisher(session: Session, publisher_id: uuid.UUID) -> Publisher:
+    publisher = session.get(Publisher, publisher_id)
+    if publisher is None:
+        raise NotFound(f"no publisher {publisher_id}")
+    return publisher
+
+
+@router.get("", response_model=list[PublisherOut], responses=PROBLEM_RESPONSES, summary="List publishers (admin)")
+def get_publishers(key: ApiKey = Depends(get_api_key), service: Service = Depends(get_service)) -> list[PublisherOut]:
+    require_scope(key, Scope.ADMIN)
+    with service.db.session() as session:
+        return [PublisherOut(id=p.id, name=p.name, created_at=p.created_at) for p in list_publishers(session)]
+
+
+@router.get("/{publisher_id}/signers", response_model=list[SignerOut], responses=PROBLEM_RESPONSES,
+            summary="A publisher's enrolled signing certificates")
+def get_signers(publisher_id: uuid.UUID, key: ApiKey = Depends(get_api_key),
+                service: Service = Depends(get_service)) -> list[SignerOut]:
+    """Admin keys see any publisher's; a publisher key sees its own."""
+    if key.scope != Scope.ADMIN.value and key.publisher_id != publisher_id:
+        raise Forbidden("only an admin key or the publisher's own key can list its signers")
+    with service.db.session() as session:
+        _publisher(session, publisher_id)
+        return [SignerOut.of(s) for s in signers_of(session, publisher_id)]
+
+
+@router.post("/{publisher_id}/signers", response_model=SignerOut, status_code=201, responses=PROBLEM_RESPONSES,
+             summary="Enroll a signing certificate for a publisher (admin)")
+def post_signer(publisher_id: uuid.UUID, body: SignerIn, key: ApiKey = Depends(get_api_key),
+                service: Service = Depends(get_service)) -> SignerOut:
+    require_scope(key, Scope.ADMIN)
+    cert = parse_certificate(body.certificate_pem.encode())
+    with service.db.session() as session:
+        _publisher(session, publisher_id)
+        return SignerOut.of(enroll(session, publisher_id, cert, label=body.label))
+
+
+@router.delete("/{publisher_id}/signers/{signer_id}", status_code=204, responses=PROBLEM_RESPONSES,
+               summary="Withdraw an enrolled certificate (admin); registered originals stay")
+def delete_signer(publisher_id: uuid.UUID, signer_id: uuid.UUID, key: ApiKey = Depends(get_api_key),
+                  service: Service = Depends(get_service)) -> Response:
+    require_scope(key, Scope.ADMIN)
+    with service.db.session() as session:
+        remove(session, publisher_id, signer_id)
+    return Response(status_code=204)

@@ -1,0 +1,135 @@
+"""`verifier bench-ingest`: what registry trust costs at ingest, and what it catches.
+
+Two publishers, each with its own CA (enrolled, and trusted by the deployment), register
+`n` distinct `test` photos between them, alternately, through the product's ingest path
+(`Registry.register`: C2PA validation, signer check, duplicate check, embedding, row, index,
+view cache), once with the duplicate check off and once on, each in a fresh embedded
+registry. Signing is done before the clock starts (it is the publisher's work).
+
+* throughput: originals per second, off vs on (issue 10's target: at most 30 % slower);
+* false refusals: distinct photos refused as another publisher's content (should be 0);
+* caught: publisher B then sends `copies` of A's photos, resized and re-encoded, under B's
+  own enrolled signature: how many the check refuses (409), and how many pass without it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from tqdm import tqdm
+
+from manifests.signing import (
+    ManifestDefinition,
+    SignerCredentials,
+    generate_test_ca,
+    issue_signer,
+    sign_image,
+)
+from verifier.errors import VerifierError
+from verifier.service import Service
+from verifier.settings import Settings
+from verifier.storage.accounts import create_publisher
+from verifier.storage.signers import enroll, parse_certificate
+
+
+def _jpeg(img: Image.Image, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _test_photos(photos_dir: Path) -> list[Path]:
+    with (photos_dir / "index.csv").open() as fh:
+        return sorted(photos_dir / r["path"] for r in csv.DictReader(fh) if r["split"] == "test")
+
+
+def _prepare(photos: list[Path], copies: int, signers: tuple[SignerCredentials, SignerCredentials],
+             rng: random.Random) -> tuple[list[tuple[int, bytes]], list[bytes]]:
+    originals: list[tuple[int, bytes]] = []
+    for i, path in enumerate(tqdm(photos, desc="sign", unit="img", leave=False)):
+        img = Image.open(path)
+        img.thumbnail((1024, 1024))
+        who = i % 2
+        originals.append((who, sign_image(_jpeg(img), "image/jpeg", signers[who], ManifestDefinition(title=path.name))))
+    a_photos = [p for i, p in enumerate(photos) if i % 2 == 0]
+    resigned = []
+    for path in rng.sample(a_photos, min(copies, len(a_photos))):
+        img = Image.open(path).convert("RGB")
+        img.thumbnail((1024, 1024))
+        img = img.resize((max(16, img.width * 3 // 4), max(16, img.height * 3 // 4)), Image.BICUBIC)
+        resigned.append(sign_image(_jpeg(img, 80), "image/jpeg", signers[1], ManifestDefinition(title="copy.jpg")))
+    return originals, resigned
+
+
+def _run(originals: list[tuple[int, bytes]], copies: list[bytes], cas: list[bytes], check: bool, embedder: Any) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="verifier-bench-ingest-") as tmp:
+        anchors = Path(tmp) / "anchors.pem"
+        anchors.write_bytes(b"".join(cas))
+        settings = Settings(data_dir=Path(tmp) / "data", database_url=None, trust_anchors=anchors,
+                            ingest_duplicate_check=check, max_upload_bytes=64 * 2**20)
+        service = Service.open(settings, embedder=embedder)
+        try:
+            with service.db.session() as session:
+                pubs = []
+                for name, ca in zip(("Bench A", "Bench B"), cas):
+                    publisher, _ = create_publisher(session, name)
+                    enroll(session, publisher.id, parse_certificate(ca))
+                    pubs.append(publisher.id)
+            outcomes: dict[str, int] = {}
+            latencies: list[float] = []
+            start = time.perf_counter()
+            for who, data in tqdm(originals, desc=f"register (check {'on' if check else 'off'})", unit="img"):
+                t0 = time.perf_counter()
+                try:
+                    service.registry.register(data, pubs[who])
+                    outcome = "registered"
+                except VerifierError as exc:
+                    outcome = exc.slug
+                latencies.append((time.perf_counter() - t0) * 1000)
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            elapsed = time.perf_counter() - start
+            copy_outcomes: dict[str, int] = {}
+            for data in tqdm(copies, desc="copies by B", unit="img", leave=False):
+                try:
+                    service.registry.register(data, pubs[1])
+                    outcome = "registered"
+                except VerifierError as exc:
+                    outcome = exc.slug
+                copy_outcomes[outcome] = copy_outcomes.get(outcome, 0) + 1
+        finally:
+            service.close()
+    q = statistics.quantiles(latencies, n=20)
+    return {"duplicate_check": check, "n": len(originals), "seconds": round(elapsed, 2),
+            "originals_per_s": round(len(originals) / elapsed, 3), "latency_ms": {"p50": round(q[9], 1), "p95": round(q[18], 1)},
+            "outcomes": outcomes, "copies_of_a_by_b": copy_outcomes}
+
+
+def run_bench_ingest(photos_dir: Path, n: int, copies: int, seed: int, command: str) -> dict[str, Any]:
+    if n < 2 or copies < 0:
+        raise ValueError("--n must be >= 2 and --copies >= 0")
+    photos = _test_photos(photos_dir)
+    if len(photos) < n:
+        raise ValueError(f"{photos_dir} has {len(photos)} test photos, fewer than --n {n}")
+    rng = random.Random(seed)
+    photos = rng.sample(photos, n)
+    cas = [generate_test_ca("Bench A Root"), generate_test_ca("Bench B Root")]
+    signers = (issue_signer(cas[0], "Bench A Desk"), issue_signer(cas[1], "Bench B Desk"))
+    originals, resigned = _prepare(photos, copies, signers, rng)
+    from verifier.simprov.embedding import get_embedder
+
+    embedder = get_embedder("auto")
+    off = _run(originals, resigned, [c.cert_pem for c in cas], False, embedder)
+    on = _run(originals, resigned, [c.cert_pem for c in cas], True, embedder)
+    slowdown = off["originals_per_s"] / on["originals_per_s"] - 1 if on["originals_per_s"] else None
+    return {"command": command, "seed": seed, "photos": "test split", "off": off, "on": on,
+            "slowdown": round(slowdown, 4) if slowdown is not None else None,
+            "false_refusals": on["outcomes"].get("already-registered", 0),
+            "copies_caught": on["copies_of_a_by_b"].get("already-registered", 0), "copies": len(resigned)}
