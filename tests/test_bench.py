@@ -132,7 +132,7 @@ def test_bench_ingest_catches_copies_and_refuses_no_distinct_photo(tmp_path: Pat
     assert main(["bench-ingest", "--photos", str(photos), "--n", "6", "--copies", "2", "--out", str(out)]) == 0
     results = json.loads(out.read_text())
     assert results["off"]["outcomes"] == {"registered": 6} and results["on"]["outcomes"] == {"registered": 6}
-    assert results["off"]["copies_of_a_by_b"] == {"registered": 2}
-    assert results["copies_caught"] == 2 and results["false_refusals"] == 0
-    assert "copies caught 2/2" in capsys.readouterr().out
+    assert results["off"]["copies_of_a_by_b"]["resized"] == {"registered": 2}
+    assert results["copies_caught"]["resized"] == 2 and results["false_refusals"] == 0
+    assert "resized 2/2" in capsys.readouterr().out
     assert main(["bench-ingest", "--photos", str(photos), "--n", "60", "--out", str(out)]) == 2

@@ -138,3 +138,17 @@ def test_train_regions_refuses_bad_arguments_and_writes_nothing(tmp_path, capsys
     assert "too few descriptors" in capsys.readouterr().err
     assert main(["train", "regions", "--photos", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert not out.exists() and not out.with_suffix(".train.json").exists()
+
+
+def test_fused_score_never_exceeds_the_best_region_pair() -> None:
+    """The ingest duplicate check skips the exact re-scoring when FAISS's best region pair is
+    below the threshold (`ProvenanceSearch.might_match`); that is sound only with this bound."""
+    rng = np.random.default_rng(3)
+    q = rng.normal(size=(10, 32)).astype(np.float32)
+    c = rng.normal(size=(50, 10, 32)).astype(np.float32)
+    c[0] = q + 0.05 * rng.normal(size=(10, 32))  # one near copy, so the bound is tested near 1 as well
+    q /= np.linalg.norm(q, axis=-1, keepdims=True)
+    c /= np.linalg.norm(c, axis=-1, keepdims=True)
+    best_pair = np.einsum("rd,nsd->nrs", q, c).max((1, 2))
+    fused = fused_scores(q, c)
+    assert np.all(fused <= best_pair + 1e-6) and fused[0] > 0.9

@@ -279,3 +279,35 @@ def test_cli_add_signer(service: Service, tmp_path, capsys, monkeypatch) -> None
     assert main([*env, "publishers", "add-signer", "Metropolis Daily", str(tmp_path / "junk.pem")]) == 2
     assert main([*env, "publishers", "add-signer", "Nobody", str(pem)]) == 2
     assert main([*env, "publishers", "remove-signer", "Metropolis Daily", enrolled["id"]]) == 0
+
+
+def test_two_publishers_racing_with_the_same_content_cannot_both_register(service: Service, publisher_key: str,
+                                                                         other_publisher_key: str, signer: SignerCredentials,
+                                                                         other_signer: SignerCredentials) -> None:
+    import threading
+
+    from verifier.errors import VerifierError
+
+    with service.db.session() as session:
+        a, b = find_publisher(session, "Daily Planet"), find_publisher(session, "Gotham Gazette")
+        assert a is not None and b is not None
+        ids = (a.id, b.id)
+    files = (signed(photo("astronaut"), signer), signed(photo("astronaut").resize((400, 400)), other_signer))
+    start = threading.Barrier(2)
+    results: list[str] = []
+
+    def send(i: int) -> None:
+        start.wait()
+        try:
+            service.registry.register(files[i], ids[i])
+            results.append("registered")
+        except VerifierError as exc:
+            results.append(exc.slug)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["already-registered", "registered"]
+    assert counts(service)[0] == 1

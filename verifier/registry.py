@@ -17,6 +17,7 @@ row). What search needs of an original is prepared through the `Indexer` interfa
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -46,7 +47,7 @@ from verifier.errors import (
     UntrustedSigner,
     VerifierError,
 )
-from verifier.images import load_image
+from verifier.images import ImageInfo, load_image
 from verifier.settings import Settings, UnsignedPolicy
 from verifier.storage.models import AuditEvent, Original
 from verifier.storage.originals import OriginalStore, audit_event
@@ -109,6 +110,7 @@ class Registry:
         self.settings = settings
         self.store = store
         self.indexer = indexer  # when set, originals are made searchable at ingest
+        self._serial = threading.Lock()
 
     # -- ingest -------------------------------------------------------------------------
 
@@ -133,14 +135,23 @@ class Registry:
             self._check_exact_copy(info.sha256)
             summary = self._check_provenance(data, info.mime)
             self._check_signer(summary, publisher_id)
-            indexer = self.indexer
-            prepared = indexer.prepare(image) if indexer is not None else None  # slow part, outside any lock
-            derived_from = self._check_duplicates(image, prepared, summary, publisher_id)
+            prepared = self.indexer.prepare(image) if self.indexer is not None else None  # slow part, outside any lock
+            # The duplicate check and the insert see each other: of two publishers sending the
+            # same content at once, the second is refused (within this process; replicas: issue 16).
+            with self._serial:
+                self._check_exact_copy(info.sha256)
+                derived_from = self._check_duplicates(image, prepared, summary, publisher_id)
+                return self._store(data, info, image, prepared, summary, derived_from, metadata, actor)
         except VerifierError as exc:
             if exc.status in (403, 409):
                 self.store.audit(_event("refused", actor, None, info.sha256,
                                         {"status": exc.status, "reason": exc.slug, "detail": exc.detail}))
             raise
+
+    def _store(self, data: bytes, info: ImageInfo, image: Image.Image, prepared: Any, summary: ManifestSummary,
+               derived_from: uuid.UUID | None, metadata: OriginalMetadata | None, actor: _Actor) -> Registration:
+        """Blob, then row + vector + audit in one transaction, then the index (crash-safe order)."""
+        publisher_id, indexer = actor.publisher_id, self.indexer
         metadata = metadata or OriginalMetadata()
         original = Original(
             id=uuid.uuid4(),

@@ -98,9 +98,9 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
     for side in ("off", "on"):
         r = results[side]
         print(f"duplicate check {side:<3}  {r['originals_per_s']} originals/s  p50 {r['latency_ms']['p50']} ms  "
-              f"outcomes {r['outcomes']}  copies of A by B {r['copies_of_a_by_b']}")
-    print(f"slowdown {results['slowdown']:.1%}  false refusals {results['false_refusals']}  "
-          f"copies caught {results['copies_caught']}/{results['copies']}")
+              f"outcomes {r['outcomes']}  stage-2 runs {r['stage2_runs']}  copies of A by B {r['copies_of_a_by_b']}")
+    caught = ", ".join(f"{k} {v}/{results['copies_per_kind']}" for k, v in results["copies_caught"].items())
+    print(f"slowdown {results['slowdown']:.1%}  false refusals {results['false_refusals']}  copies caught: {caught}")
     return 0
 
 
@@ -155,7 +155,7 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("bench-ingest", help="registration throughput with the duplicate check on vs off, and what it catches")
     p.add_argument("--photos", type=Path, default=Path("../shared/datasets/photos"))
     p.add_argument("--n", type=int, default=300, help="distinct test photos, registered alternately by two publishers")
-    p.add_argument("--copies", type=int, default=50, help="resized copies of A's photos that B then sends, re-signed")
+    p.add_argument("--copies", type=int, default=50, help="copies per kind (resized, benign, caption) of A's photos that B then sends, re-signed")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_bench_ingest)

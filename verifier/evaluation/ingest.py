@@ -8,8 +8,9 @@ registry. Signing is done before the clock starts (it is the publisher's work).
 
 * throughput: originals per second, off vs on (issue 10's target: at most 30 % slower);
 * false refusals: distinct photos refused as another publisher's content (should be 0);
-* caught: publisher B then sends `copies` of A's photos, resized and re-encoded, under B's
-  own enrolled signature: how many the check refuses (409), and how many pass without it.
+* caught: publisher B then sends `copies` of A's photos per kind (`_copy`: resized, benign
+  transforms, a caption added) under B's own enrolled signature: how many the check refuses
+  (409), and how many pass without it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from manifests.signing import (
 from verifier.errors import VerifierError
 from verifier.service import Service
 from verifier.settings import Settings
+from verifier.simprov import augment, edits
 from verifier.storage.accounts import create_publisher
 from verifier.storage.signers import enroll, parse_certificate
 
@@ -51,8 +53,22 @@ def _test_photos(photos_dir: Path) -> list[Path]:
         return sorted(photos_dir / r["path"] for r in csv.DictReader(fh) if r["split"] == "test")
 
 
+COPY_KINDS = ("resized", "benign", "caption")
+
+
+def _copy(img: Image.Image, kind: str, rng: random.Random) -> Image.Image:
+    """What B sends of A's photo: resized to 75 % and re-encoded; two random benign transforms
+    of the dev benchmark (crop, flip, rotation, colour, ... then JPEG); or a caption added
+    (an undeclared edit, `edits.caption`)."""
+    if kind == "resized":
+        return img.resize((max(16, img.width * 3 // 4), max(16, img.height * 3 // 4)), Image.BICUBIC)
+    if kind == "benign":
+        return augment.benign(img, rng, n_ops=2).image
+    return edits.make_edit("caption", img, [], rng, finished=False).image
+
+
 def _prepare(photos: list[Path], copies: int, signers: tuple[SignerCredentials, SignerCredentials],
-             rng: random.Random) -> tuple[list[tuple[int, bytes]], list[bytes]]:
+             rng: random.Random) -> tuple[list[tuple[int, bytes]], list[tuple[str, bytes]]]:
     originals: list[tuple[int, bytes]] = []
     for i, path in enumerate(tqdm(photos, desc="sign", unit="img", leave=False)):
         img = Image.open(path)
@@ -61,15 +77,17 @@ def _prepare(photos: list[Path], copies: int, signers: tuple[SignerCredentials, 
         originals.append((who, sign_image(_jpeg(img), "image/jpeg", signers[who], ManifestDefinition(title=path.name))))
     a_photos = [p for i, p in enumerate(photos) if i % 2 == 0]
     resigned = []
-    for path in rng.sample(a_photos, min(copies, len(a_photos))):
-        img = Image.open(path).convert("RGB")
-        img.thumbnail((1024, 1024))
-        img = img.resize((max(16, img.width * 3 // 4), max(16, img.height * 3 // 4)), Image.BICUBIC)
-        resigned.append(sign_image(_jpeg(img, 80), "image/jpeg", signers[1], ManifestDefinition(title="copy.jpg")))
+    for kind in COPY_KINDS:
+        for path in rng.sample(a_photos, min(copies, len(a_photos))):
+            img = Image.open(path).convert("RGB")
+            img.thumbnail((1024, 1024))
+            data = _jpeg(_copy(img, kind, rng), 80)
+            resigned.append((kind, sign_image(data, "image/jpeg", signers[1], ManifestDefinition(title="copy.jpg"))))
     return originals, resigned
 
 
-def _run(originals: list[tuple[int, bytes]], copies: list[bytes], cas: list[bytes], check: bool, embedder: Any) -> dict[str, Any]:
+def _run(originals: list[tuple[int, bytes]], copies: list[tuple[str, bytes]], cas: list[bytes], check: bool,
+         embedder: Any) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="verifier-bench-ingest-") as tmp:
         anchors = Path(tmp) / "anchors.pem"
         anchors.write_bytes(b"".join(cas))
@@ -83,6 +101,14 @@ def _run(originals: list[tuple[int, bytes]], copies: list[bytes], cas: list[byte
                     publisher, _ = create_publisher(session, name)
                     enroll(session, publisher.id, parse_certificate(ca))
                     pubs.append(publisher.id)
+            stage2_runs = [0]
+            rerank = service.matcher.rerank
+
+            def counted(*args: Any, **kwargs: Any) -> Any:  # how often the duplicate check pays for stage 2
+                stage2_runs[0] += 1
+                return rerank(*args, **kwargs)
+
+            service.matcher.rerank = counted  # type: ignore[method-assign]
             outcomes: dict[str, int] = {}
             latencies: list[float] = []
             start = time.perf_counter()
@@ -96,20 +122,21 @@ def _run(originals: list[tuple[int, bytes]], copies: list[bytes], cas: list[byte
                 latencies.append((time.perf_counter() - t0) * 1000)
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1
             elapsed = time.perf_counter() - start
-            copy_outcomes: dict[str, int] = {}
-            for data in tqdm(copies, desc="copies by B", unit="img", leave=False):
+            originals_stage2 = stage2_runs[0]
+            copy_outcomes: dict[str, dict[str, int]] = {kind: {} for kind in COPY_KINDS}
+            for kind, data in tqdm(copies, desc="copies by B", unit="img", leave=False):
                 try:
                     service.registry.register(data, pubs[1])
                     outcome = "registered"
                 except VerifierError as exc:
                     outcome = exc.slug
-                copy_outcomes[outcome] = copy_outcomes.get(outcome, 0) + 1
+                copy_outcomes[kind][outcome] = copy_outcomes[kind].get(outcome, 0) + 1
         finally:
             service.close()
     q = statistics.quantiles(latencies, n=20)
     return {"duplicate_check": check, "n": len(originals), "seconds": round(elapsed, 2),
             "originals_per_s": round(len(originals) / elapsed, 3), "latency_ms": {"p50": round(q[9], 1), "p95": round(q[18], 1)},
-            "outcomes": outcomes, "copies_of_a_by_b": copy_outcomes}
+            "outcomes": outcomes, "stage2_runs": originals_stage2, "copies_of_a_by_b": copy_outcomes}
 
 
 def run_bench_ingest(photos_dir: Path, n: int, copies: int, seed: int, command: str) -> dict[str, Any]:
@@ -132,4 +159,5 @@ def run_bench_ingest(photos_dir: Path, n: int, copies: int, seed: int, command: 
     return {"command": command, "seed": seed, "photos": "test split", "off": off, "on": on,
             "slowdown": round(slowdown, 4) if slowdown is not None else None,
             "false_refusals": on["outcomes"].get("already-registered", 0),
-            "copies_caught": on["copies_of_a_by_b"].get("already-registered", 0), "copies": len(resigned)}
+            "copies_caught": {kind: on["copies_of_a_by_b"][kind].get("already-registered", 0) for kind in COPY_KINDS},
+            "copies_per_kind": len(resigned) // len(COPY_KINDS)}

@@ -266,6 +266,19 @@ class ProvenanceSearch:
 
     # -- read path ------------------------------------------------------------------------
 
+    def might_match(self, vectors: Stage1Vectors) -> bool:
+        """Whether stage 1 could call a match, from FAISS scores alone: the fused score is at
+        most the best region pair's cosine, so below the threshold there is no need for the
+        exact re-scoring (database reads, ~50 ms). The ingest duplicate check's gate. With
+        IVF-PQ the FAISS scores are approximate, and so is this bound."""
+        best = self.main.search(vectors.vector[None], 1)
+        if best and next(iter(best.values())) >= self.calibration.threshold:
+            return True
+        if self.regions is None or vectors.regions is None or self.region_embedder is None:
+            return False
+        best = self.regions.search(vectors.regions.reshape(self.region_embedder.regions, -1), 1)
+        return bool(best) and next(iter(best.values())) >= self.decision_threshold
+
     def search(self, img: Image.Image, vectors: Stage1Vectors | None = None) -> SearchOutcome:
         """Stage 1 for `img`; `vectors` = its embeddings when already computed (ingest)."""
         vector = vectors.vector if vectors is not None else self._embed_global(img)
