@@ -119,7 +119,7 @@ def test_publishers_keys_and_register(cli_env: Path, signer: SignerCredentials, 
 
 def test_db_commands(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["db", "upgrade"]) == 0
-    assert "0003" in capsys.readouterr().out
+    assert "0004" in capsys.readouterr().out
     assert main(["db", "downgrade", "base"]) == 0
     assert "base" in capsys.readouterr().out
     assert main(["db", "current"]) == 0

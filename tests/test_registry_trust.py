@@ -311,3 +311,30 @@ def test_two_publishers_racing_with_the_same_content_cannot_both_register(servic
         t.join()
     assert sorted(results) == ["already-registered", "registered"]
     assert counts(service)[0] == 1
+
+
+def test_original_previews_search_and_whoami(client: TestClient, service: Service, publisher_key: str, other_publisher_key: str,
+                                             verifier_key: str, admin_key: str, signer: SignerCredentials) -> None:
+    """The API additions the web app uses, with the same scoping as the rest."""
+    meta = json.dumps({"title": "Harbour at 50% dusk_light"})
+    r = client.post("/v1/originals", files={"file": ("x.jpg", signed(photo("astronaut"), signer), "image/jpeg")},
+                    data={"metadata": meta}, headers=auth(publisher_key))
+    oid = r.json()["id"]
+    img = client.get(f"/v1/originals/{oid}/image?size=64", headers=auth(publisher_key))
+    assert img.status_code == 200 and img.headers["content-type"] == "image/jpeg"
+    assert max(Image.open(io.BytesIO(img.content)).size) == 64
+    assert client.get(f"/v1/originals/{oid}/image", headers=auth(verifier_key)).status_code == 200
+    assert client.get(f"/v1/originals/{oid}/image", headers=auth(other_publisher_key)).status_code == 404
+    assert client.get(f"/v1/originals/{oid}/image?size=5000", headers=auth(verifier_key)).status_code == 422
+    # search by title: case-insensitive, and % / _ are literal characters, not wildcards
+    found = lambda q: client.get("/v1/originals", params={"q": q}, headers=auth(publisher_key)).json()["total"]
+    assert (found("harbour"), found("50%"), found("dusk_"), found("5%d"), found("x_y")) == (1, 1, 1, 0, 0)
+    assert client.get("/v1/me").json() == {"scope": None, "publisher": None, "verify_open": False}
+    assert client.get("/v1/me", headers=auth(publisher_key)).json()["publisher"]["name"] == "Daily Planet"
+    assert client.get("/v1/me", headers=auth(admin_key)).json()["scope"] == "admin"
+    assert client.get("/v1/me", headers=auth("pv_nope")).status_code == 401
+    page = client.get("/")
+    assert page.status_code == 200 and "script-src 'self'" in page.headers["content-security-policy"]
+    assert client.get("/static/app.js").headers["content-type"].startswith("text/javascript")
+    assert client.get("/static/../pyproject.toml").status_code == 404
+    assert client.get("/static/nope.js").status_code == 404

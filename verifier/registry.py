@@ -16,6 +16,7 @@ row). What search needs of an original is prepared through the `Indexer` interfa
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 import uuid
@@ -295,8 +296,17 @@ class Registry:
         """Fetch one original; with `publisher_id`, only that publisher's (else NotFound)."""
         return self.store.get(original_id, publisher_id=publisher_id)
 
-    def list(self, *, publisher_id: uuid.UUID | None, limit: int, offset: int) -> tuple[list[Original], int]:
-        return self.store.list(publisher_id=publisher_id, limit=limit, offset=offset)
+    def list(self, *, publisher_id: uuid.UUID | None, limit: int, offset: int, title: str | None = None) -> tuple[list[Original], int]:
+        return self.store.list(publisher_id=publisher_id, limit=limit, offset=offset, title=title)
+
+    def preview(self, original_id: uuid.UUID, *, publisher_id: uuid.UUID | None, side: int) -> bytes:
+        """A JPEG of the original at most `side` px (thumbnails, the compare view)."""
+        original = self.store.get(original_id, publisher_id=publisher_id)
+        image = self.store.image(original)
+        image.thumbnail((side, side), Image.BICUBIC)
+        buf = io.BytesIO()
+        image.convert("RGB").save(buf, "JPEG", quality=85)
+        return buf.getvalue()
 
     # -- delete -------------------------------------------------------------------------
 

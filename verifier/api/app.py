@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from verifier import __version__
-from verifier.api import originals, publishers, verify
+from verifier.api import originals, publishers, verify, web
 from verifier.api.problems import BodyLimitMiddleware, install_problem_handlers
 from verifier.service import Service
 from verifier.settings import Settings
@@ -46,6 +46,8 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     install_problem_handlers(app)
     app.include_router(originals.router)
     app.include_router(publishers.router)
+    app.include_router(web.api)
+    app.include_router(web.router)
     app.include_router(verify.router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and database check")

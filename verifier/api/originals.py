@@ -58,11 +58,12 @@ async def register_original(
 def list_originals(
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0),
+    q: str | None = Query(None, max_length=200, description="Only originals whose title contains this (any case)."),
     key: ApiKey = Depends(get_api_key),
     service: Service = Depends(get_service),
 ) -> OriginalList:
     """A publisher key lists its own originals; a verifier key lists the whole registry."""
-    rows, total = service.registry.list(publisher_id=key.publisher_id, limit=limit, offset=offset)
+    rows, total = service.registry.list(publisher_id=key.publisher_id, limit=limit, offset=offset, title=q)
     return OriginalList(
         items=[OriginalOut.of(r) for r in rows],
         total=total,
@@ -80,6 +81,23 @@ def get_original(
 ) -> OriginalOut:
     """Publishers see their own originals only; verifier keys see any."""
     return OriginalOut.of(service.registry.get(original_id, publisher_id=key.publisher_id))
+
+
+@router.get(
+    "/{original_id}/image",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}, **PROBLEM_RESPONSES},
+    summary="A JPEG preview of an original (thumbnails)",
+)
+async def original_image(
+    original_id: uuid.UUID,
+    size: int = Query(256, ge=32, le=1024, description="Longest side in pixels."),
+    key: ApiKey = Depends(get_api_key),
+    service: Service = Depends(get_service),
+) -> Response:
+    """Publishers see their own originals only; verifier keys see any."""
+    data = await run_in_threadpool(service.registry.preview, original_id, publisher_id=key.publisher_id, side=size)
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=300"})
 
 
 @router.delete("/{original_id}", status_code=204, responses=PROBLEM_RESPONSES, summary="Delete one of your originals")

@@ -62,6 +62,28 @@ def get_heatmap(report_id: uuid.UUID, key: ApiKey | None = Depends(verifier_key)
     return Response(service.pipeline.heatmap(report_id), media_type="image/png")
 
 
+@router.get(
+    "/v1/reports/{report_id}/heatmap-layer.png",
+    responses={200: {"content": {"image/png": {}}}, **PROBLEM_RESPONSES},
+    response_class=Response,
+    summary="The heatmap as a transparent layer (at most 512 px) to lay over the query or the aligned original",
+)
+def get_heatmap_layer(report_id: uuid.UUID, key: ApiKey | None = Depends(verifier_key), service: Service = Depends(get_service)) -> Response:
+    return Response(service.pipeline.heatmap(report_id, layer=True), media_type="image/png")
+
+
+@router.get(
+    "/v1/reports/{report_id}/original.jpg",
+    responses={200: {"content": {"image/jpeg": {}}}, **PROBLEM_RESPONSES},
+    response_class=Response,
+    summary="The matched original, aligned into the query's frame (404 once the original is deleted)",
+)
+async def get_aligned_original(report_id: uuid.UUID, key: ApiKey | None = Depends(verifier_key),
+                               service: Service = Depends(get_service)) -> Response:
+    data = await run_in_threadpool(service.pipeline.aligned_original, report_id)
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=300"})
+
+
 @router.get("/v1/schemas/report.json", summary="JSON Schema of the verification report")
 def report_schema() -> Response:
     import json

@@ -57,6 +57,8 @@ class C2paSection(BaseModel):
     failure_codes: list[str] = []
     informational_codes: list[str] = []
     summary: dict[str, Any] | None = Field(None, description="Active manifest: title, generator, signer, actions.")
+    ingredients: list[dict[str, Any]] = Field(
+        default_factory=list, description="The active manifest's ingredient tree, each with its own validation state.")
     ingredient_failures: list[IngredientFailure] = []
     error: dict[str, Any] | None = Field(None, description="C2PA data present but unreadable (e.g. a remote manifest).")
 
@@ -121,6 +123,10 @@ class Manipulation(BaseModel):
     outline_threshold: float = Field(description="The outline of the heatmap PNG is drawn at this level.")
     region_fraction: float = Field(description="Share of the query's pixels inside the outline.")
     heatmap_url: str | None = Field(None, description="PNG overlay on the query (false colour + outline); only when judged manipulated.")
+    heatmap_layer_url: str | None = Field(
+        None, description="The same heat as a transparent PNG layer (at most 512 px), to lay over the query or the aligned original.")
+    alignment: list[list[float]] | None = Field(
+        None, description="3x3 homography from the matched original's pixels to the query's pixels (F_A), row-major.")
 
 
 class RecoveredManifest(BaseModel):
@@ -136,6 +142,8 @@ class RecoveredManifest(BaseModel):
     failure_codes: list[str]
     informational_codes: list[str]
     summary: dict[str, Any] | None
+    ingredients: list[dict[str, Any]] = Field(
+        default_factory=list, description="The active manifest's ingredient tree, each with its own validation state.")
     ingredient_failures: list[IngredientFailure] = []
     manifest_store_sha256: str | None = Field(None, description="Of the raw store kept at registration (JPEG, PNG, WebP).")
     manifest_store_b64: str | None = None

@@ -18,7 +18,13 @@ from verifier.simprov import catalog
 from verifier.simprov.catalog import CHANGE_ID
 from verifier.simprov.localise import refine_heat
 from verifier.simprov.nn.pen import ChangeNet
-from verifier.simprov.pairs import AlignedPair, View, heat_to_query, pen_inputs
+from verifier.simprov.pairs import (
+    AlignedPair,
+    View,
+    heat_to_query,
+    original_to_query,
+    pen_inputs,
+)
 
 __all__ = ["CHANGE_ID", "DECISION_THRESHOLD", "OUTLINE_THRESHOLD", "ChangeDetector", "ChangeResult"]
 
@@ -31,6 +37,7 @@ class ChangeResult:
     p_manipulated: float
     grid: np.ndarray  # (7, 7) in [0, 1], the original's frame; zeros when judged benign
     query_heat: np.ndarray | None  # (H, W) in [0, 1] over the query; None when judged benign
+    to_query: np.ndarray | None = None  # (3, 3) homography: original's full-size pixels -> query's pixels
 
     @property
     def manipulated(self) -> bool:
@@ -63,10 +70,11 @@ class ChangeDetector:
 
     def analyse(self, pair: AlignedPair, query: View, candidate: View, query_size: tuple[int, int]) -> ChangeResult:
         p, heat = self.raw(pair)
+        to_query = original_to_query(pair, candidate, query, query_size)
         if p < DECISION_THRESHOLD:
-            return ChangeResult(p, np.zeros_like(heat), None)
+            return ChangeResult(p, np.zeros_like(heat), None, to_query)
         peak = float(heat.max())
         grid = heat / peak if peak > 1e-6 else heat
         fine = refine_heat(grid, pair)
-        return ChangeResult(p, grid, heat_to_query(fine, candidate, pair.alignment, query_size, query))
+        return ChangeResult(p, grid, heat_to_query(fine, candidate, pair.alignment, query_size, query), to_query)
 

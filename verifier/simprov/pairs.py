@@ -126,3 +126,15 @@ def heat_to_query(heat: np.ndarray, candidate: View, alignment: Alignment, query
     out = cv2.warpPerspective(up, to_full, query_size, flags=cv2.INTER_LINEAR, borderValue=0.0)
     peak = float(out.max())
     return np.clip(out / peak, 0, 1) if peak > 1e-6 else np.zeros_like(out)
+
+
+def original_to_query(pair: AlignedPair, candidate: View, query_view: View, query_size: tuple[int, int]) -> np.ndarray:
+    """(3, 3) homography from the original's full-size pixels to the query's pixels: what a
+    viewer needs to show the original aligned under the query (the compare view)."""
+    cw, ch = candidate.size
+    fw, fh = candidate.full_size
+    qw, qh = query_view.size
+    to_work = np.diag([cw / fw, ch / fh, 1.0])
+    to_full = np.diag([query_size[0] / qw, query_size[1] / qh, 1.0])
+    h = to_full @ pair.alignment.homography @ to_work
+    return h / h[2, 2] if abs(h[2, 2]) > 1e-12 else h

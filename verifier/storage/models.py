@@ -170,3 +170,4 @@ class Report(Base):
     report: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     jws: Mapped[str] = mapped_column(Text, nullable=False)
     heatmap_png: Mapped[bytes | None] = mapped_column(LargeBinary)
+    heatmap_layer_png: Mapped[bytes | None] = mapped_column(LargeBinary)  # transparent, for overlays

@@ -46,14 +46,18 @@ class OriginalStore:
             _ = original.publisher.name  # load before the session closes
             return original
 
-    def list(self, *, publisher_id: uuid.UUID | None, limit: int, offset: int) -> tuple[list[Original], int]:
-        """Newest first, and how many there are in all."""
+    def list(self, *, publisher_id: uuid.UUID | None, limit: int, offset: int, title: str | None = None) -> tuple[list[Original], int]:
+        """Newest first, and how many there are in all; `title`: only titles containing it (any case)."""
         with self.db.session() as session:
             stmt = select(Original)
             count = select(func.count()).select_from(Original)
             if publisher_id is not None:
                 stmt = stmt.where(Original.publisher_id == publisher_id)
                 count = count.where(Original.publisher_id == publisher_id)
+            if title:
+                pattern = "%" + title.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                stmt = stmt.where(Original.title.ilike(pattern, escape="\\"))
+                count = count.where(Original.title.ilike(pattern, escape="\\"))
             rows = list(session.scalars(stmt.order_by(Original.created_at.desc(), Original.id).limit(limit).offset(offset)))
             for row in rows:
                 _ = row.publisher.name

@@ -33,11 +33,13 @@ class ReportStore:
                 raise NotFound(f"no report {report_id}")
             return StoredReport(row.report, row.jws)
 
-    def heatmap(self, report_id: uuid.UUID) -> bytes:
+    def heatmap(self, report_id: uuid.UUID, *, layer: bool = False) -> bytes:
+        """The overlay PNG (the query in false colour), or with `layer` the transparent heat layer."""
         with self.db.session() as session:
             row = session.get(ReportRow, report_id)
             if row is None:
                 raise NotFound(f"no report {report_id}")
-            if row.heatmap_png is None:
+            png = row.heatmap_layer_png if layer else row.heatmap_png
+            if png is None:
                 raise NotFound(f"report {report_id} has no manipulation heatmap")
-            return row.heatmap_png
+            return png

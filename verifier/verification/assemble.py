@@ -84,6 +84,8 @@ def manipulation_section(change: ChangeResult, report_id: uuid.UUID, has_heatmap
         outline_threshold=OUTLINE_THRESHOLD,
         region_fraction=round(float(region.mean()), 6) if region is not None else 0.0,
         heatmap_url=f"/v1/reports/{report_id}/heatmap.png" if has_heatmap else None,
+        heatmap_layer_url=f"/v1/reports/{report_id}/heatmap-layer.png" if has_heatmap else None,
+        alignment=[[round(float(v), 8) for v in row] for row in change.to_query] if change.to_query is not None else None,
     )
 
 

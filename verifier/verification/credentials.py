@@ -47,6 +47,7 @@ def query_credentials(data: bytes, mime: str, trust: TrustConfig) -> C2paSection
         failure_codes=summary.failure_codes,
         informational_codes=summary.informational_codes,
         summary=active_summary(summary),
+        ingredients=ingredient_tree(summary),
         ingredient_failures=ingredient_failures(summary.ingredient_failures()),
     )
 
@@ -63,8 +64,9 @@ def recovered_credentials(original: Original, original_bytes: bytes, trust: Trus
         state = summary.state.value if summary.state else None
         failures, informational = summary.failure_codes, summary.informational_codes
         active, ing_failures = active_summary(summary), ingredient_failures(summary.ingredient_failures())
+        tree = ingredient_tree(summary)
     except ManifestError as exc:  # the stored store no longer reads: say so, do not hide it
-        state, failures, informational, active, ing_failures = "Invalid", [f"unreadable: {exc}"], [], None, []
+        state, failures, informational, active, ing_failures, tree = "Invalid", [f"unreadable: {exc}"], [], None, [], []
     return RecoveredManifest(
         original_id=original.id,
         publisher=PublisherRef(id=original.publisher.id, name=original.publisher.name),
@@ -75,6 +77,7 @@ def recovered_credentials(original: Original, original_bytes: bytes, trust: Trus
         failure_codes=failures,
         informational_codes=informational,
         summary=active,
+        ingredients=tree,
         ingredient_failures=ing_failures,
         manifest_store_sha256=hashlib.sha256(store).hexdigest() if store else None,
         manifest_store_b64=base64.b64encode(store).decode() if store else None,
@@ -84,6 +87,12 @@ def recovered_credentials(original: Original, original_bytes: bytes, trust: Trus
 def active_summary(summary: ManifestSummary) -> dict[str, Any] | None:
     am = summary.to_dict().get("active_manifest")
     return am if isinstance(am, dict) else None
+
+
+def ingredient_tree(summary: ManifestSummary) -> list[dict[str, Any]]:
+    """Title, relationship, manifest, own state and codes of every ingredient, nested."""
+    tree = summary.to_dict().get("ingredients")
+    return tree if isinstance(tree, list) else []
 
 
 def ingredient_failures(items: list[IngredientSummary]) -> list[IngredientFailure]:

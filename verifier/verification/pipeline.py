@@ -14,11 +14,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from verifier import __version__
+from verifier.errors import NotFound
 from verifier.images import load_image
 from verifier.matching.evidence import Evidence
 from verifier.matching.matcher import Matcher, Stopwatch
-from verifier.reports.heatmap import render_overlay
+from verifier.reports.heatmap import render_aligned, render_layer, render_overlay
 from verifier.reports.schema import (
     InputInfo,
     ModelVersion,
@@ -73,10 +76,12 @@ class VerificationPipeline:
             recovered = recovered_credentials(ev.original, ev.original_bytes, self.settings.trust)
         clock.lap("recover_manifest")
         heatmap_png: bytes | None = None
+        heatmap_layer: bytes | None = None
         manipulation = None
         if ev.change is not None:
             if ev.change.query_heat is not None:
                 heatmap_png = render_overlay(image, ev.change.query_heat, OUTLINE_THRESHOLD)
+                heatmap_layer = render_layer(ev.change.query_heat, OUTLINE_THRESHOLD)
             manipulation = assemble.manipulation_section(ev.change, report_id, heatmap_png is not None)
             clock.lap("heatmap")
         verdict = assemble.verdict(c2pa, ev)
@@ -108,6 +113,7 @@ class VerificationPipeline:
                 report=payload,
                 jws=jws,
                 heatmap_png=heatmap_png,
+                heatmap_layer_png=heatmap_layer,
             )
         )
         clock.lap("sign_store")
@@ -121,5 +127,17 @@ class VerificationPipeline:
         stored = self.reports.get(report_id)
         return SignedReport(stored.report, stored.jws)
 
-    def heatmap(self, report_id: uuid.UUID) -> bytes:
-        return self.reports.heatmap(report_id)
+    def heatmap(self, report_id: uuid.UUID, *, layer: bool = False) -> bytes:
+        return self.reports.heatmap(report_id, layer=layer)
+
+    def aligned_original(self, report_id: uuid.UUID) -> bytes:
+        """The report's matched original in the query's frame (JPEG), for the compare view."""
+        report = self.reports.get(report_id).report
+        match = report.get("match")
+        if not match:
+            raise NotFound(f"report {report_id} matched no original")
+        original = self.matcher.originals.get(uuid.UUID(match["original_id"]))  # NotFound once deleted
+        alignment = (report.get("manipulation") or {}).get("alignment")
+        size = (int(report["input"]["width"]), int(report["input"]["height"]))
+        image = self.matcher.originals.image(original)
+        return render_aligned(image, np.asarray(alignment) if alignment else None, size)

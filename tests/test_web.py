@@ -1,0 +1,273 @@
+"""The web app in a real browser: Debian's headless Chromium driven by Playwright, against the
+real server (uvicorn) on the embedded database. Each test saves a screenshot (to
+$VERIFIER_SCREENSHOT_DIR when set, else the test's tmp dir)."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+from PIL import Image, ImageDraw
+
+from manifests.signing import ManifestDefinition, SignerCredentials, sign_image
+from tests.conftest import auth
+from verifier.api import create_app
+from verifier.service import Service
+from verifier.storage.accounts import Scope, issue_key
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+skdata = pytest.importorskip("skimage.data")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium package is not installed")
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+def photo(name: str) -> Image.Image:
+    return Image.fromarray(getattr(skdata, name)()).convert("RGB")
+
+
+def jpeg(img: Image.Image, quality: int = 85) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def server(service: Service) -> Iterator[str]:
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(create_app(service=service), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    yield base
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def verifier_key(service: Service) -> str:
+    with service.db.session() as session:
+        _, key = issue_key(session, Scope.VERIFIER)
+    return key
+
+
+@pytest.fixture
+def originals(server: str, publisher_key: str, signer: SignerCredentials) -> dict[str, bytes]:
+    out = {}
+    for name in ("astronaut", "coffee"):
+        data = sign_image(jpeg(photo(name), 92), "image/jpeg", signer, ManifestDefinition(title=f"{name}.jpg"))
+        r = httpx.post(f"{server}/v1/originals", files={"file": (f"{name}.jpg", data, "image/jpeg")}, headers=auth(publisher_key))
+        assert r.status_code == 201, r.text
+        out[name] = data
+    return out
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    out = Path(os.environ.get("VERIFIER_SCREENSHOT_DIR", tmp_path))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def open_page(browser, base: str, key: str | None, path: str = "/", width: int = 1200):  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    if key:
+        context.add_init_script(f"sessionStorage.setItem('pv-api-key', {key!r})")
+    page = context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    outside: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith((base, "blob:", "data:")) else outside.append(r.url))
+    page.goto(base + path)
+    page.dialogs, page.js_errors, page.outside = dialogs, errors, outside  # type: ignore[attr-defined]
+    return page
+
+
+def verify_file(page, tmp_path: Path, name: str, data: bytes) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / name
+    path.write_bytes(data)
+    page.set_input_files("#file-input", str(path))
+    page.wait_for_selector("#verdict", timeout=60_000)
+
+
+def loaded(page, selector: str) -> bool:  # type: ignore[no-untyped-def]
+    page.wait_for_function(f"() => document.querySelector('{selector}') && document.querySelector('{selector}').naturalWidth > 0",
+                           timeout=30_000)
+    return True
+
+
+def test_stripped_copy_shows_benign_changes_beside_the_original(server: str, browser, originals, verifier_key: str,
+                                                                tmp_path: Path, shots: Path) -> None:
+    page = open_page(browser, server, verifier_key)
+    copy = photo("astronaut").resize((400, 400))
+    verify_file(page, tmp_path, "copy.jpg", jpeg(copy, 80))
+    assert page.get_attribute("#verdict", "data-verdict") == "match_benign"
+    assert "Benign changes" in page.inner_text("#verdict") and "Daily Planet" in page.inner_text("#verdict")
+    assert loaded(page, "#query-img") and loaded(page, "#original-img")
+    assert page.is_visible("#original-img") and page.is_visible("#query-img")
+    assert "astronaut.jpg" in page.inner_text("#result")  # recovered credentials: the original's title
+    # the slider mode puts the original over the query
+    page.check("#mode-slider")
+    assert page.is_visible("#overlay-img") and page.is_visible("#reveal")
+    page.screenshot(path=str(shots / "web-benign.png"), full_page=True)
+    assert not page.dialogs and not page.js_errors and not page.outside  # type: ignore[attr-defined]
+
+
+def test_edited_copy_shows_manipulated_with_the_heatmap_where_the_patch_is(server: str, browser, originals,
+                                                                           verifier_key: str, tmp_path: Path, shots: Path) -> None:
+    page = open_page(browser, server, verifier_key)
+    edited = photo("coffee").copy()
+    ImageDraw.Draw(edited).rectangle((380, 60, 540, 200), fill=(230, 20, 30))
+    verify_file(page, tmp_path, "edited.jpg", jpeg(edited, 90))
+    assert page.get_attribute("#verdict", "data-verdict") == "match_manipulated"
+    assert "Manipulated" in page.inner_text("#verdict")
+    assert loaded(page, "#heat-query") and page.is_visible("#heat-query")
+    # the layer is opaque where the patch is and transparent far from it
+    alpha = page.evaluate("""() => {
+        const img = document.querySelector('#heat-query');
+        const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+        const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+        const at = (x, y) => g.getImageData(Math.floor(x * c.width), Math.floor(y * c.height), 1, 1).data[3];
+        return [at(460 / 600, 130 / 400), at(0.05, 0.9)];
+    }""")
+    assert alpha[0] > 60 and alpha[1] < 20, alpha
+    page.uncheck("#heat-toggle")
+    assert not page.is_visible("#heat-query")
+    page.check("#heat-toggle")
+    page.screenshot(path=str(shots / "web-manipulated.png"), full_page=True)
+    assert not page.dialogs and not page.js_errors  # type: ignore[attr-defined]
+
+
+def test_signed_original_shows_trusted_banner_signer_and_ingredients(server: str, browser, originals, verifier_key: str,
+                                                                     signer: SignerCredentials, tmp_path: Path, shots: Path) -> None:
+    page = open_page(browser, server, verifier_key)
+    parent = sign_image(jpeg(photo("rocket")), "image/jpeg", signer, ManifestDefinition(title="rocket-raw.jpg"))
+    data = sign_image(jpeg(photo("rocket").resize((300, 200))), "image/jpeg", signer,
+                      ManifestDefinition(title="rocket-edit.jpg"), parents=[(parent, "image/jpeg")])
+    verify_file(page, tmp_path, "signed.jpg", data)
+    assert page.get_attribute("#verdict", "data-verdict") == "c2pa_trusted"
+    text = page.inner_text("#result")
+    assert "trusted signer" in text and "Daily Planet Photo Desk" in text
+    assert page.is_visible(".tree") and "parent-0" in page.inner_text(".tree")
+    page.screenshot(path=str(shots / "web-trusted.png"), full_page=True)
+
+
+def test_unrelated_image_is_not_found(server: str, browser, originals, verifier_key: str, tmp_path: Path, shots: Path) -> None:
+    page = open_page(browser, server, verifier_key, width=375)  # phone width
+    verify_file(page, tmp_path, "other.jpg", jpeg(photo("chelsea")))
+    assert page.get_attribute("#verdict", "data-verdict") == "no_match"
+    assert "Not found" in page.inner_text("#verdict")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375 + 1  # no sideways scrolling
+    page.screenshot(path=str(shots / "web-not-found-375.png"), full_page=True)
+
+
+def test_errors_are_said_in_words(server: str, browser, verifier_key: str, tmp_path: Path) -> None:
+    page = open_page(browser, server, verifier_key)
+    (tmp_path / "notes.txt").write_text("not an image")
+    page.set_input_files("#file-input", str(tmp_path / "notes.txt"))
+    page.wait_for_selector("#verify-status.error")
+    assert "not a supported image" in page.inner_text("#verify-status")
+
+
+def test_xss_in_titles_and_filenames_is_text(server: str, browser, publisher_key: str, verifier_key: str, signer: SignerCredentials,
+                                            tmp_path: Path, shots: Path) -> None:
+    data = sign_image(jpeg(photo("astronaut")), "image/jpeg", signer, ManifestDefinition(title=XSS))
+    meta = '{"title": "' + XSS + '", "source_url": "javascript:alert(2)"}'
+    r = httpx.post(f"{server}/v1/originals", files={"file": ("x.jpg", data, "image/jpeg")}, data={"metadata": meta},
+                   headers=auth(publisher_key))
+    assert r.status_code == 201, r.text
+    page = open_page(browser, server, verifier_key)
+    verify_file(page, tmp_path, "copy.jpg", jpeg(photo("astronaut").resize((300, 300)), 80))
+    assert XSS in page.inner_text("#result")
+    assert page.locator("#result img[src='x']").count() == 0
+    assert page.locator("a[href^='javascript']").count() == 0  # the source link is text, not a link
+    console = open_page(browser, server, publisher_key, "/console")
+    console.wait_for_selector("#originals li")
+    assert XSS in console.inner_text("#originals")
+    console.screenshot(path=str(shots / "web-xss.png"), full_page=True)
+    for p in (page, console):
+        assert not p.dialogs and not p.js_errors  # type: ignore[attr-defined]
+    csp = httpx.get(server + "/").headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+
+
+def test_publisher_registers_two_files_and_sees_them(server: str, browser, publisher_key: str, signer: SignerCredentials,
+                                                    tmp_path: Path, shots: Path) -> None:
+    files = []
+    for name in ("camera", "rocket"):
+        path = tmp_path / f"{name}.jpg"
+        path.write_bytes(sign_image(jpeg(photo(name)), "image/jpeg", signer, ManifestDefinition(title=f"{name}.jpg")))
+        files.append(str(path))
+    (tmp_path / "unsigned.jpg").write_bytes(jpeg(photo("coffee")))
+    page = open_page(browser, server, publisher_key, "/console")
+    page.wait_for_selector("#register-form:not([hidden])")
+    page.click("#register-form summary")  # the optional metadata is folded away
+    page.fill("#meta-caption", "Launch day")
+    page.set_input_files("#register-files", [*files, str(tmp_path / "unsigned.jpg")])
+    page.wait_for_function("() => document.querySelectorAll('#register-results li.ok, #register-results li.bad').length === 3",
+                           timeout=60_000)
+    results = page.inner_text("#register-results")
+    assert results.count("registered") >= 2 and "refused" in results and "Content Credentials" in results
+    page.wait_for_function("() => document.querySelectorAll('#originals li').length === 2", timeout=30_000)
+    assert "camera.jpg" in page.inner_text("#originals") and "rocket.jpg" in page.inner_text("#originals")
+    assert loaded(page, "#originals li img")
+    # search by title, then delete with confirmation
+    page.fill("#search-input", "rock")
+    page.click("#search-form button")
+    page.wait_for_function("() => document.querySelectorAll('#originals li').length === 1")
+    page.screenshot(path=str(shots / "web-console.png"), full_page=True)
+    page.click("#originals li button:has-text('Delete')")
+    page.click("#originals li button:has-text('Yes, delete')")
+    page.wait_for_function("() => document.querySelectorAll('#originals li').length === 0")
+    assert httpx.get(f"{server}/v1/originals", headers=auth(publisher_key)).json()["total"] == 1
+
+
+def test_verifier_key_gets_no_console_and_permalinks_rerender(server: str, browser, originals, verifier_key: str,
+                                                             tmp_path: Path) -> None:
+    page = open_page(browser, server, verifier_key)
+    assert not page.is_visible("#nav-console")
+    verify_file(page, tmp_path, "copy.jpg", jpeg(photo("coffee").resize((300, 200)), 80))
+    link = page.get_attribute("#permalink", "href")
+    assert link and link.startswith("/reports/")
+    again = open_page(browser, server, verifier_key, link)
+    again.wait_for_selector("#verdict")
+    assert again.get_attribute("#verdict", "data-verdict") == "match_benign"
+    console = open_page(browser, server, verifier_key, "/console")
+    console.wait_for_function("() => document.querySelector('#console-who').textContent.length > 0")
+    assert "needs a publisher key" in console.inner_text("#console-who")
+    assert not console.is_visible("#register-form")
+    # without a key the page asks for one, and a wrong key is said so
+    anon = open_page(browser, server, None)
+    assert anon.is_visible("#key-panel")
+    anon.fill("#key-input", "pv_ver_wrong")
+    anon.click("#key-form button[type=submit]")
+    anon.wait_for_function("() => document.querySelector('#key-error').textContent.length > 0")
+    assert "not accepted" in anon.inner_text("#key-error")
+    assert "pv_ver_wrong" not in anon.url
