@@ -343,3 +343,22 @@ def test_tiff_original_is_revalidated_from_its_embedded_manifest(client: TestCli
     assert report["match"]["original_id"] == r.json()["id"]
     assert report["recovered_manifest"]["state"] == "Trusted"
     assert report["recovered_manifest"]["summary"]["title"] == "coffee.tif"
+
+
+@pytest.mark.parametrize(("name", "trusted"), [("C.jpg", True), ("C_with_CAWG_data.jpg", False)])
+def test_report_says_whether_the_signature_is_time_stamped_by_a_trusted_authority(
+        client: TestClient, verifier_key: str, name: str, trusted: bool) -> None:
+    """Real c2pa-python fixtures: C.jpg carries a time-stamp from a TSA the SDK trusts, the
+    CAWG one a time-stamp it validates but does not trust (as the reference reports)."""
+    from tests.conftest import shared_path
+
+    data = shared_path("c2pa", "c2pa-python-fixtures", name).read_bytes()
+    report = verify(client, verifier_key, data)["report"]
+    stamp = report["c2pa"]["timestamp"]
+    assert stamp is not None and stamp["time"] and stamp["trusted"] is trusted
+    assert "timeStamp.validated" in stamp["codes"]
+
+
+def test_report_without_time_stamp_says_so(client: TestClient, verifier_key: str, signer: SignerCredentials) -> None:
+    data = sign_image(encode(photo("coffee")), "image/jpeg", signer)
+    assert verify(client, verifier_key, data)["report"]["c2pa"]["timestamp"] is None

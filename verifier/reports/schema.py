@@ -57,6 +57,9 @@ class C2paSection(BaseModel):
     failure_codes: list[str] = []
     informational_codes: list[str] = []
     summary: dict[str, Any] | None = Field(None, description="Active manifest: title, generator, signer, actions.")
+    timestamp: dict[str, Any] | None = Field(
+        None, description="RFC 3161 time-stamp of the signature: {time, trusted (the TSA chains to a trust anchor), codes}; "
+        "null = not time-stamped (the signing time is unverified).")
     ingredients: list[dict[str, Any]] = Field(
         default_factory=list, description="The active manifest's ingredient tree, each with its own validation state.")
     ingredient_failures: list[IngredientFailure] = []
@@ -142,6 +145,9 @@ class RecoveredManifest(BaseModel):
     failure_codes: list[str]
     informational_codes: list[str]
     summary: dict[str, Any] | None
+    timestamp: dict[str, Any] | None = Field(
+        None, description="RFC 3161 time-stamp of the signature: {time, trusted (the TSA chains to a trust anchor), codes}; "
+        "null = not time-stamped (the signing time is unverified).")
     ingredients: list[dict[str, Any]] = Field(
         default_factory=list, description="The active manifest's ingredient tree, each with its own validation state.")
     ingredient_failures: list[IngredientFailure] = []

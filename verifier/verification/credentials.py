@@ -47,6 +47,7 @@ def query_credentials(data: bytes, mime: str, trust: TrustConfig) -> C2paSection
         failure_codes=summary.failure_codes,
         informational_codes=summary.informational_codes,
         summary=active_summary(summary),
+        timestamp=timestamp_info(summary),
         ingredients=ingredient_tree(summary),
         ingredient_failures=ingredient_failures(summary.ingredient_failures()),
     )
@@ -64,9 +65,9 @@ def recovered_credentials(original: Original, original_bytes: bytes, trust: Trus
         state = summary.state.value if summary.state else None
         failures, informational = summary.failure_codes, summary.informational_codes
         active, ing_failures = active_summary(summary), ingredient_failures(summary.ingredient_failures())
-        tree = ingredient_tree(summary)
+        tree, stamp = ingredient_tree(summary), timestamp_info(summary)
     except ManifestError as exc:  # the stored store no longer reads: say so, do not hide it
-        state, failures, informational, active, ing_failures, tree = "Invalid", [f"unreadable: {exc}"], [], None, [], []
+        state, failures, informational, active, ing_failures, tree, stamp = "Invalid", [f"unreadable: {exc}"], [], None, [], [], None
     return RecoveredManifest(
         original_id=original.id,
         publisher=PublisherRef(id=original.publisher.id, name=original.publisher.name),
@@ -77,6 +78,7 @@ def recovered_credentials(original: Original, original_bytes: bytes, trust: Trus
         failure_codes=failures,
         informational_codes=informational,
         summary=active,
+        timestamp=stamp,
         ingredients=tree,
         ingredient_failures=ing_failures,
         manifest_store_sha256=hashlib.sha256(store).hexdigest() if store else None,
@@ -87,6 +89,19 @@ def recovered_credentials(original: Original, original_bytes: bytes, trust: Trus
 def active_summary(summary: ManifestSummary) -> dict[str, Any] | None:
     am = summary.to_dict().get("active_manifest")
     return am if isinstance(am, dict) else None
+
+
+def timestamp_info(summary: ManifestSummary) -> dict[str, Any] | None:
+    """The signature's time-stamp (RFC 3161) as the validator judged it: its time, and whether
+    the time-stamping authority is trusted (`timeStamp.trusted`). None: not time-stamped, so
+    the signing time is only what the signer's clock claimed."""
+    signer = summary.active_manifest.signer if summary.active_manifest else None
+    success = {c.code for c in summary.codes.success}
+    codes = sorted(c for c in success | set(summary.failure_codes) | set(summary.informational_codes) if c.startswith("timeStamp."))
+    time = signer.signing_time if signer else None
+    if time is None and not codes:
+        return None
+    return {"time": time, "trusted": "timeStamp.trusted" in success, "codes": codes}
 
 
 def ingredient_tree(summary: ManifestSummary) -> list[dict[str, Any]]:

@@ -240,7 +240,10 @@ function manifestView(heading, m, who) {
   if (who) { row("Publisher", who.publisher); row("Registered", who.registered); }
   row("Validation", stateBadge(m.state));
   row("Signer", [signer.common_name, signer.issuer].filter(Boolean).join(", issued by ") || "unknown");
-  row("Signed at", signer.signing_time ? when(signer.signing_time) + " (time claimed in the signature)" : "no signing time recorded");
+  const ts = m.timestamp;
+  row("Signed at", ts && ts.time
+    ? when(ts.time) + (ts.trusted ? " (time-stamped by a trusted authority)" : " (time-stamped, but the authority is not trusted)")
+    : "no trusted time-stamp: when it was signed is not verified");
   row("Title", s.title);
   row("Made with", s.claim_generator);
   if (who && who.caption) row("Caption", who.caption);
