@@ -241,7 +241,13 @@ def test_missing_or_wrong_key_writes_nothing(client: TestClient, service: Servic
     assert snapshot(service) == before
 
 
-@pytest.mark.parametrize("metadata", ["{not json", "[1, 2]", json.dumps({"title": 5}), json.dumps({"colour": "red"})])
+@pytest.mark.parametrize("metadata", [
+    "{not json", "[1, 2]", json.dumps({"title": 5}), json.dumps({"colour": "red"}),
+    # hostile cases that once gave 500s or would be dangerous on a web page (issue 12)
+    '{"title": "a\\u0000b"}', '{"title": "\\ud800"}', '{"title": "bell\\u0007"}', "[" * 30_000 + "]" * 30_000,
+    '{"title": ' + "9" * 4400 + "}", json.dumps({"source_url": "javascript:alert(1)"}), json.dumps({"source_url": "//evil"}),
+    json.dumps({"title": "x" * 501}), json.dumps({"caption": "ok\n" * 3, "source_url": "https://a b"}),
+])
 def test_bad_metadata_is_400(client: TestClient, service: Service, publisher_key: str, signer: SignerCredentials, metadata: str) -> None:
     before = snapshot(service)
     r = upload(client, publisher_key, signed_jpeg(signer), metadata=metadata)
@@ -323,3 +329,29 @@ def test_openapi_documents_the_ingest_api(client: TestClient) -> None:
     assert "multipart/form-data" in post["requestBody"]["content"]
     assert {"200", "201", "401", "413", "415", "422"} <= set(post["responses"])
     assert {"get", "delete"} <= set(spec["paths"]["/v1/originals/{original_id}"])
+
+
+def test_good_metadata_is_kept_and_trimmed(client: TestClient, publisher_key: str, signer: SignerCredentials) -> None:
+    meta = {"title": "  Harbour <b>dawn</b>  ", "caption": "line one\nline two\tend", "source_url": "https://example.org/a?b=1"}
+    r = upload(client, publisher_key, signed_jpeg(signer), metadata=meta)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert (body["title"], body["caption"], body["source_url"]) == ("Harbour <b>dawn</b>", meta["caption"], meta["source_url"])
+
+
+def test_pagination_is_bounded(client: TestClient, publisher_key: str) -> None:
+    r = client.get("/v1/originals?offset=9223372036854775808", headers=auth(publisher_key))
+    assert r.status_code == 422 and r.headers["content-type"] == PROBLEM
+
+
+def test_unexpected_errors_are_problem_json(service: Service, publisher_key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from verifier.api import create_app
+
+    def broken(**kwargs: object) -> None:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(service.registry, "list", broken)
+    with TestClient(create_app(service=service), raise_server_exceptions=False) as client:
+        r = client.get("/v1/originals", headers=auth(publisher_key))
+    assert r.status_code == 500 and r.headers["content-type"] == PROBLEM
+    assert r.json()["type"].endswith(":internal-error") and "database went away" not in r.text

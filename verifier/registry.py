@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from PIL import Image
 from sqlalchemy.exc import IntegrityError
@@ -77,8 +79,17 @@ class Indexer(Protocol):
         stages 1-2), best first; [] when it is new content."""
 
 
+_LIMITS = {"title": 500, "caption": 5000, "source_url": 2048}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # titles and links are one line
+_CONTROL_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # a caption may have tabs and line breaks
+
+
 @dataclass(frozen=True)
 class OriginalMetadata:
+    """What a publisher may say about an original. Hostile input: strings only, bounded,
+    no control characters or lone surrogates (they break PostgreSQL text and the web page),
+    and a source link only as an absolute http(s) URL."""
+
     title: str | None = None
     caption: str | None = None
     source_url: str | None = None
@@ -86,17 +97,30 @@ class OriginalMetadata:
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> OriginalMetadata:
         raw = raw or {}
-        unknown = set(raw) - {"title", "caption", "source_url"}
+        unknown = set(raw) - set(_LIMITS)
         if unknown:
-            raise BadRequest(f"unknown metadata fields: {', '.join(sorted(unknown))}")
+            raise BadRequest(f"unknown metadata fields: {', '.join(sorted(unknown)[:10])}")
         values: dict[str, str | None] = {}
-        for name in ("title", "caption", "source_url"):
+        for name, limit in _LIMITS.items():
             value = raw.get(name)
             if value is not None and not isinstance(value, str):
                 raise BadRequest(f"metadata.{name} must be a string")
-            if value is not None and len(value) > 10_000:
-                raise BadRequest(f"metadata.{name} is too long")
+            if value is not None:
+                if len(value) > limit:
+                    raise BadRequest(f"metadata.{name} is too long (at most {limit} characters)")
+                if (_CONTROL_TEXT if name == "caption" else _CONTROL).search(value):
+                    raise BadRequest(f"metadata.{name} contains control characters")
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise BadRequest(f"metadata.{name} is not valid Unicode text (lone surrogate)") from exc
+                value = value.strip() or None
             values[name] = value
+        url = values["source_url"]
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in url):
+                raise BadRequest("metadata.source_url must be an absolute http(s) URL")
         return cls(**values)
 
 

@@ -37,10 +37,14 @@ async def register_original(
     require_scope(key, Scope.PUBLISHER)
     meta = OriginalMetadata()
     if metadata:
+        if len(metadata) > 64 * 1024:
+            raise BadRequest("metadata is too large (at most 64 KiB)")
         try:
             raw = json.loads(metadata)
         except json.JSONDecodeError as exc:
             raise BadRequest(f"metadata is not valid JSON: {exc.msg}") from exc
+        except (ValueError, RecursionError) as exc:  # 4,300+ digit integers, nesting past the parser's depth
+            raise BadRequest("metadata is not acceptable JSON (too deeply nested or an oversized number)") from exc
         if not isinstance(raw, dict):
             raise BadRequest("metadata must be a JSON object")
         meta = OriginalMetadata.from_dict(raw)
@@ -57,7 +61,7 @@ async def register_original(
 @router.get("", response_model=OriginalList, responses=PROBLEM_RESPONSES, summary="List originals")
 def list_originals(
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=1_000_000_000),
     q: str | None = Query(None, max_length=200, description="Only originals whose title contains this (any case)."),
     key: ApiKey = Depends(get_api_key),
     service: Service = Depends(get_service),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -44,6 +45,21 @@ def install_problem_handlers(app: FastAPI) -> None:
             "errors": errors,
         }
         return problem_response(422, body)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        """A bug or an outage is still a problem+json, with an id to find it in the log."""
+        incident = uuid.uuid4().hex[:12]
+        log.exception("unexpected error %s on %s %s", incident, request.method, request.url.path)
+        body = {
+            "type": "urn:provenance-verifier:problem:internal-error",
+            "title": "Internal error",
+            "status": 500,
+            "detail": f"the service failed on this request (incident {incident}); nothing was stored",
+            "instance": request.url.path,
+            "incident": incident,
+        }
+        return problem_response(500, body)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
