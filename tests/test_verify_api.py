@@ -362,3 +362,17 @@ def test_report_says_whether_the_signature_is_time_stamped_by_a_trusted_authorit
 def test_report_without_time_stamp_says_so(client: TestClient, verifier_key: str, signer: SignerCredentials) -> None:
     data = sign_image(encode(photo("coffee")), "image/jpeg", signer)
     assert verify(client, verifier_key, data)["report"]["c2pa"]["timestamp"] is None
+
+
+def test_reports_are_read_by_the_key_that_made_them_or_an_admin(client: TestClient, service: Service, verifier_key: str,
+                                                               registered: dict[str, dict]) -> None:
+    report = verify(client, verifier_key, _stripped(registered["coffee"]["bytes"]))["report"]
+    with service.db.session() as session:
+        _, other = issue_key(session, Scope.VERIFIER)
+        _, admin = issue_key(session, Scope.ADMIN)
+    paths = [f"/v1/reports/{report['id']}", f"/v1/reports/{report['id']}/original.jpg"]
+    for path in paths:
+        assert client.get(path, headers=auth(verifier_key)).status_code == 200
+        assert client.get(path, headers=auth(admin)).status_code == 200
+        theirs = client.get(path, headers=auth(other))
+        assert theirs.status_code == 404 and theirs.headers["content-type"] == "application/problem+json"

@@ -199,7 +199,7 @@ def test_errors_are_said_in_words(server: str, browser, verifier_key: str, tmp_p
 def test_xss_in_titles_and_filenames_is_text(server: str, browser, publisher_key: str, verifier_key: str, signer: SignerCredentials,
                                             tmp_path: Path, shots: Path) -> None:
     data = sign_image(jpeg(photo("astronaut")), "image/jpeg", signer, ManifestDefinition(title=XSS))
-    meta = '{"title": "' + XSS + '", "source_url": "javascript:alert(2)"}'
+    meta = '{"title": "' + XSS + '", "source_url": "https://example.org/story?a=1"}'
     r = httpx.post(f"{server}/v1/originals", files={"file": ("x.jpg", data, "image/jpeg")}, data={"metadata": meta},
                    headers=auth(publisher_key))
     assert r.status_code == 201, r.text
@@ -207,7 +207,9 @@ def test_xss_in_titles_and_filenames_is_text(server: str, browser, publisher_key
     verify_file(page, tmp_path, "copy.jpg", jpeg(photo("astronaut").resize((300, 300)), 80))
     assert XSS in page.inner_text("#result")
     assert page.locator("#result img[src='x']").count() == 0
-    assert page.locator("a[href^='javascript']").count() == 0  # the source link is text, not a link
+    assert page.locator("a[href^='javascript']").count() == 0
+    link = page.locator("a[href='https://example.org/story?a=1']")  # http(s) only; javascript: is refused at ingest
+    assert link.count() == 1 and "noopener" in (link.get_attribute("rel") or "")
     console = open_page(browser, server, publisher_key, "/console")
     console.wait_for_selector("#originals li")
     assert XSS in console.inner_text("#originals")

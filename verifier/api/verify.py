@@ -15,6 +15,7 @@ from verifier.reports.schema import Report, json_schema
 from verifier.service import Service
 from verifier.storage.accounts import Scope, authenticate, require_scope
 from verifier.storage.models import ApiKey
+from verifier.storage.reports import Reader
 
 router = APIRouter(tags=["verification"])
 
@@ -36,6 +37,19 @@ def verifier_key(request: Request, authorization: str | None = Header(default=No
     return key
 
 
+def report_reader(request: Request, authorization: str | None = Header(default=None)) -> Reader:
+    """Who reads a stored report: the verifier key that made it, or an admin key (anonymous
+    only where verification is open, and only for anonymous reports)."""
+    service: Service = request.app.state.service
+    if not service.settings.verify_requires_key and not authorization:
+        return Reader(None)
+    with service.db.session() as session:
+        key = authenticate(session, authorization)
+        session.expunge(key)
+    require_scope(key, Scope.VERIFIER, Scope.ADMIN)
+    return Reader(key.id, admin=key.scope == Scope.ADMIN.value)
+
+
 @router.post("/v1/verify", response_model=SignedReportOut, responses=PROBLEM_RESPONSES, summary="Where did this image come from?")
 async def verify(
     file: UploadFile = File(..., description="The image to verify."),
@@ -48,8 +62,9 @@ async def verify(
 
 
 @router.get("/v1/reports/{report_id}", response_model=SignedReportOut, responses=PROBLEM_RESPONSES, summary="A stored signed report")
-def get_report(report_id: uuid.UUID, key: ApiKey | None = Depends(verifier_key), service: Service = Depends(get_service)) -> dict[str, Any]:
-    return service.pipeline.get(report_id).envelope()
+def get_report(report_id: uuid.UUID, reader: Reader = Depends(report_reader), service: Service = Depends(get_service)) -> dict[str, Any]:
+    """Readable by the key that created the report (and admin keys); others get 404."""
+    return service.pipeline.get(report_id, reader).envelope()
 
 
 @router.get(
@@ -58,8 +73,8 @@ def get_report(report_id: uuid.UUID, key: ApiKey | None = Depends(verifier_key),
     response_class=Response,
     summary="The manipulation heatmap overlay (once stage 3 produces one)",
 )
-def get_heatmap(report_id: uuid.UUID, key: ApiKey | None = Depends(verifier_key), service: Service = Depends(get_service)) -> Response:
-    return Response(service.pipeline.heatmap(report_id), media_type="image/png")
+def get_heatmap(report_id: uuid.UUID, reader: Reader = Depends(report_reader), service: Service = Depends(get_service)) -> Response:
+    return Response(service.pipeline.heatmap(report_id, reader), media_type="image/png")
 
 
 @router.get(
@@ -68,8 +83,8 @@ def get_heatmap(report_id: uuid.UUID, key: ApiKey | None = Depends(verifier_key)
     response_class=Response,
     summary="The heatmap as a transparent layer (at most 512 px) to lay over the query or the aligned original",
 )
-def get_heatmap_layer(report_id: uuid.UUID, key: ApiKey | None = Depends(verifier_key), service: Service = Depends(get_service)) -> Response:
-    return Response(service.pipeline.heatmap(report_id, layer=True), media_type="image/png")
+def get_heatmap_layer(report_id: uuid.UUID, reader: Reader = Depends(report_reader), service: Service = Depends(get_service)) -> Response:
+    return Response(service.pipeline.heatmap(report_id, reader, layer=True), media_type="image/png")
 
 
 @router.get(
@@ -78,9 +93,9 @@ def get_heatmap_layer(report_id: uuid.UUID, key: ApiKey | None = Depends(verifie
     response_class=Response,
     summary="The matched original, aligned into the query's frame (404 once the original is deleted)",
 )
-async def get_aligned_original(report_id: uuid.UUID, key: ApiKey | None = Depends(verifier_key),
+async def get_aligned_original(report_id: uuid.UUID, reader: Reader = Depends(report_reader),
                                service: Service = Depends(get_service)) -> Response:
-    data = await run_in_threadpool(service.pipeline.aligned_original, report_id)
+    data = await run_in_threadpool(service.pipeline.aligned_original, report_id, reader)
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=300"})
 
 

@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from manifests.signing import ManifestDefinition, SignerCredentials, sign_image
 from verifier.service import Service
 from verifier.storage.accounts import create_publisher, find_publisher
+from verifier.storage.reports import Reader
 from verifier.storage.signers import enroll, parse_certificate
 
 PUBLISHER = "Demo Newsroom"
@@ -113,7 +114,7 @@ def run_demo(service: Service, out: Path, images_dir: Path | None, signer: Signe
         signed_report = service.pipeline.verify(case.data)
         (out / "reports" / f"{case.name}.json").write_text(json.dumps(signed_report.envelope(), indent=2))
         if (signed_report.report.get("manipulation") or {}).get("heatmap_url"):
-            (out / "reports" / f"{case.name}.heatmap.png").write_bytes(service.pipeline.heatmap(uuid.UUID(signed_report.report["id"])))
+            (out / "reports" / f"{case.name}.heatmap.png").write_bytes(service.pipeline.heatmap(uuid.UUID(signed_report.report["id"]), Reader(None, admin=True)))
         rows.append({"case": case.name, "verdict": signed_report.report["verdict"], "description": case.description,
                      "summary": signed_report.report["summary"]})
     (out / "jwks.json").write_text(json.dumps(service.keys.jwks(), indent=2))

@@ -6,9 +6,20 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from verifier.errors import NotFound
 from verifier.storage.database import Database
 from verifier.storage.models import Report as ReportRow
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Who asks for a report: a key (None = anonymous, where verification is open), and
+    whether it is an admin key (reads any report)."""
+
+    key_id: uuid.UUID | None
+    admin: bool = False
 
 
 @dataclass(frozen=True)
@@ -26,19 +37,23 @@ class ReportStore:
         with self.db.session() as session:
             session.add(row)
 
-    def get(self, report_id: uuid.UUID) -> StoredReport:
+    def _row(self, session: Session, report_id: uuid.UUID, reader: Reader) -> ReportRow:
+        """A report is read by the key that created it (or an admin): others get 404, as if
+        it did not exist, so that report ids cannot be probed."""
+        row = session.get(ReportRow, report_id)
+        if row is None or (not reader.admin and row.api_key_id != reader.key_id):
+            raise NotFound(f"no report {report_id}")
+        return row
+
+    def get(self, report_id: uuid.UUID, reader: Reader) -> StoredReport:
         with self.db.session() as session:
-            row = session.get(ReportRow, report_id)
-            if row is None:
-                raise NotFound(f"no report {report_id}")
+            row = self._row(session, report_id, reader)
             return StoredReport(row.report, row.jws)
 
-    def heatmap(self, report_id: uuid.UUID, *, layer: bool = False) -> bytes:
+    def heatmap(self, report_id: uuid.UUID, reader: Reader, *, layer: bool = False) -> bytes:
         """The overlay PNG (the query in false colour), or with `layer` the transparent heat layer."""
         with self.db.session() as session:
-            row = session.get(ReportRow, report_id)
-            if row is None:
-                raise NotFound(f"no report {report_id}")
+            row = self._row(session, report_id, reader)
             png = row.heatmap_layer_png if layer else row.heatmap_png
             if png is None:
                 raise NotFound(f"report {report_id} has no manipulation heatmap")

@@ -34,7 +34,7 @@ from verifier.reports.signing import KeyRing
 from verifier.settings import Settings
 from verifier.simprov.change import OUTLINE_THRESHOLD
 from verifier.storage.models import Report as ReportRow
-from verifier.storage.reports import ReportStore
+from verifier.storage.reports import Reader, ReportStore
 from verifier.verification import assemble
 from verifier.verification.credentials import query_credentials, recovered_credentials
 
@@ -123,16 +123,16 @@ class VerificationPipeline:
     def models(self) -> list[ModelVersion]:
         return [ModelVersion(role=m.role, name=m.model_id, weights_sha256=m.weights_sha256) for m in self.matcher.models()]
 
-    def get(self, report_id: uuid.UUID) -> SignedReport:
-        stored = self.reports.get(report_id)
+    def get(self, report_id: uuid.UUID, reader: Reader) -> SignedReport:
+        stored = self.reports.get(report_id, reader)
         return SignedReport(stored.report, stored.jws)
 
-    def heatmap(self, report_id: uuid.UUID, *, layer: bool = False) -> bytes:
-        return self.reports.heatmap(report_id, layer=layer)
+    def heatmap(self, report_id: uuid.UUID, reader: Reader, *, layer: bool = False) -> bytes:
+        return self.reports.heatmap(report_id, reader, layer=layer)
 
-    def aligned_original(self, report_id: uuid.UUID) -> bytes:
+    def aligned_original(self, report_id: uuid.UUID, reader: Reader) -> bytes:
         """The report's matched original in the query's frame (JPEG), for the compare view."""
-        report = self.reports.get(report_id).report
+        report = self.reports.get(report_id, reader).report
         match = report.get("match")
         if not match:
             raise NotFound(f"report {report_id} matched no original")
