@@ -119,7 +119,7 @@ def test_publishers_keys_and_register(cli_env: Path, signer: SignerCredentials, 
 
 def test_db_commands(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["db", "upgrade"]) == 0
-    assert "0004" in capsys.readouterr().out
+    assert "0005" in capsys.readouterr().out
     assert main(["db", "downgrade", "base"]) == 0
     assert "base" in capsys.readouterr().out
     assert main(["db", "current"]) == 0
@@ -167,3 +167,46 @@ def test_serve_on_the_embedded_default(tmp_path: Path, test_ca: TestCA, signer: 
         output = proc.communicate(timeout=30)[0]
     assert proc.returncode == 0, output
     assert not (data_dir / "pg" / "postmaster.pid").exists(), "embedded PostgreSQL still running"
+
+
+def test_api_key_lifecycle(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """list / revoke / expiry: a revoked or expired key gets 401 through the API, and the
+    list shows state and last use, never the key."""
+    import datetime as dt
+
+    from fastapi.testclient import TestClient
+
+    from verifier.api import create_app
+    from verifier.service import Service
+    from verifier.settings import Settings
+    from verifier.storage.models import ApiKey
+
+    assert main(["api-keys", "add", "--scope", "verifier", "--label", "desk"]) == 0
+    key = capsys.readouterr().out.strip()
+    assert main(["api-keys", "add", "--scope", "verifier", "--expires-days", "1"]) == 0
+    short_lived = capsys.readouterr().out.strip()
+    with pytest.raises(SystemExit) as refused:  # argparse refuses
+        main(["api-keys", "add", "--expires-days", "0"])
+    assert refused.value.code == 2
+    capsys.readouterr()
+    service = Service.open(Settings())
+    try:
+        with TestClient(create_app(service=service)) as client:
+            assert client.get("/v1/me", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+            assert client.get("/v1/me", headers={"Authorization": f"Bearer {short_lived}"}).status_code == 200
+            with service.db.session() as session:  # a day later
+                row = session.query(ApiKey).filter(ApiKey.prefix == short_lived[:12]).one()
+                row.expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+            r = client.get("/v1/me", headers={"Authorization": f"Bearer {short_lived}"})
+            assert r.status_code == 401 and "expired" in r.json()["detail"]
+            assert main(["api-keys", "list"]) == 0
+            rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+            desk = next(r for r in rows if r["label"] == "desk")
+            assert desk["state"] == "active" and desk["last_used_at"] is not None and key not in json.dumps(rows)
+            assert {r["state"] for r in rows} == {"active", "expired"}
+            assert main(["api-keys", "revoke", desk["id"]]) == 0
+            capsys.readouterr()
+            assert client.get("/v1/me", headers={"Authorization": f"Bearer {key}"}).status_code == 401
+            assert main(["api-keys", "revoke", "00000000-0000-0000-0000-000000000000"]) == 2
+    finally:
+        service.close()

@@ -71,21 +71,51 @@ def cmd_publishers(args: argparse.Namespace) -> int:
 
 
 def cmd_api_keys(args: argparse.Namespace) -> int:
-    from verifier.storage.accounts import Scope, find_publisher, issue_key
+    import datetime as dt
+
+    from verifier.errors import NotFound
+    from verifier.storage.accounts import (
+        Scope,
+        find_publisher,
+        issue_key,
+        list_keys,
+        revoke_key,
+    )
 
     service = open_service(args)
     try:
         with service.db.session() as session:
             publisher = None
-            if args.scope == Scope.PUBLISHER.value:
-                if not args.publisher:
-                    print("publisher keys need --publisher NAME", file=sys.stderr)
-                    return 2
+            if getattr(args, "publisher", None):
                 publisher = find_publisher(session, args.publisher)
                 if publisher is None:
                     print(f"no publisher named {args.publisher!r}", file=sys.stderr)
                     return 2
-            _, key = issue_key(session, Scope(args.scope), publisher, label=args.label)
+            if args.api_keys_command == "list":
+                for k in list_keys(session, publisher):
+                    state = "revoked" if k.revoked_at else ("expired" if k.expires_at and k.expires_at <= dt.datetime.now(dt.UTC) else "active")
+                    print(json.dumps({
+                        "id": str(k.id), "prefix": k.prefix, "scope": k.scope, "publisher": k.publisher.name if k.publisher else None,
+                        "label": k.label, "state": state, "created_at": k.created_at.isoformat(),
+                        "expires_at": k.expires_at.isoformat() if k.expires_at else None,
+                        "last_used_at": k.last_used_at.isoformat() if k.last_used_at else None,
+                    }))
+                return 0
+            if args.api_keys_command == "revoke":
+                try:
+                    key_row = revoke_key(session, args.key_id)
+                except NotFound as exc:
+                    print(exc.detail, file=sys.stderr)
+                    return 2
+                print(f"revoked {key_row.prefix}... ({key_row.id})")
+                return 0
+            if args.scope == Scope.PUBLISHER.value and publisher is None:
+                print("publisher keys need --publisher NAME", file=sys.stderr)
+                return 2
+            if args.scope != Scope.PUBLISHER.value:
+                publisher = None
+            expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=args.expires_days) if args.expires_days else None
+            _, key = issue_key(session, Scope(args.scope), publisher, label=args.label, expires_at=expires)
             print(key)
             print("Store this key now: it is shown once and only its hash is kept.", file=sys.stderr)
     finally:
@@ -106,6 +136,13 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_days(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 3650:
+        raise argparse.ArgumentTypeError("between 1 and 3650 days")
+    return value
+
+
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("publishers", help="manage publishers")
     ps = p.add_subparsers(dest="publishers_command", required=True)
@@ -123,12 +160,17 @@ def add_parsers(sub: Any) -> None:
     q.add_argument("signer_id", type=uuid.UUID)
     p.set_defaults(func=cmd_publishers)
 
-    p = sub.add_parser("api-keys", help="issue API keys")
+    p = sub.add_parser("api-keys", help="issue, list and revoke API keys")
     aks = p.add_subparsers(dest="api_keys_command", required=True)
     q = aks.add_parser("add", help="issue a key and print it (once)")
     q.add_argument("--scope", choices=["publisher", "verifier", "admin"], default="verifier")
     q.add_argument("--publisher", help="publisher name (publisher scope)")
     q.add_argument("--label")
+    q.add_argument("--expires-days", type=_positive_days, help="the key stops working after N days")
+    q = aks.add_parser("list", help="keys with scope, state, expiry and last use (never the key itself)")
+    q.add_argument("--publisher", help="only this publisher's keys")
+    q = aks.add_parser("revoke", help="revoke a key now (it gets 401 from then on)")
+    q.add_argument("key_id", type=uuid.UUID)
     p.set_defaults(func=cmd_api_keys)
 
     p = sub.add_parser("keys", help="report-signing keys")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
 import uuid
@@ -10,8 +11,10 @@ from enum import Enum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from verifier.errors import Conflict, Forbidden, Unauthorized
+from verifier.errors import Conflict, Forbidden, NotFound, Unauthorized
 from verifier.storage.models import ApiKey, Publisher
+
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 
 
 class Scope(str, Enum):
@@ -24,7 +27,8 @@ def hash_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
-def issue_key(session: Session, scope: Scope, publisher: Publisher | None = None, label: str | None = None) -> tuple[ApiKey, str]:
+def issue_key(session: Session, scope: Scope, publisher: Publisher | None = None, label: str | None = None,
+              expires_at: dt.datetime | None = None) -> tuple[ApiKey, str]:
     if (scope is Scope.PUBLISHER) != (publisher is not None):
         raise ValueError("publisher keys need a publisher; verifier and admin keys must not have one")
     plaintext = f"pv_{scope.value[:3]}_{secrets.token_urlsafe(32)}"
@@ -34,6 +38,7 @@ def issue_key(session: Session, scope: Scope, publisher: Publisher | None = None
         scope=scope.value,
         publisher_id=publisher.id if publisher else None,
         label=label,
+        expires_at=expires_at,
     )
     session.add(key)
     session.flush()
@@ -70,8 +75,31 @@ def authenticate(session: Session, authorization: str | None) -> ApiKey:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("the Authorization header must be `Bearer <api key>`")
     key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(token.strip())))
+    now = dt.datetime.now(dt.UTC)
     if key is None or key.revoked_at is not None:
         raise Unauthorized("unknown or revoked API key")
+    if key.expires_at is not None and key.expires_at <= now:
+        raise Unauthorized("this API key has expired")
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        key.last_used_at = now  # at most one write per key and minute, not one per request
+        session.flush()  # callers may detach the key before their session commits
+    return key
+
+
+def list_keys(session: Session, publisher: Publisher | None = None) -> list[ApiKey]:
+    stmt = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)
+    if publisher is not None:
+        stmt = stmt.where(ApiKey.publisher_id == publisher.id)
+    return list(session.scalars(stmt))
+
+
+def revoke_key(session: Session, key_id: uuid.UUID) -> ApiKey:
+    """From now on the key gets 401; the row stays (the audit log names it)."""
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        raise NotFound(f"no API key {key_id}")
+    if key.revoked_at is None:
+        key.revoked_at = dt.datetime.now(dt.UTC)
     return key
 
 
