@@ -85,3 +85,111 @@ def test_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: p
     for case in EXPECTED_DEMO:
         path = out / "reports" / f"{case}.json"
         assert main(["report", "verify", str(path), "--jwks", str(out / "jwks.json")]) == 0
+
+
+@pytest.fixture
+def signed_report(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, Path]:
+    image = cli_env / "q.jpg"
+    image.write_bytes(encode(generated_photo(2)))
+    assert main(["verify", "--json", str(image)]) == 0
+    envelope = cli_env / "report.json"
+    envelope.write_text(capsys.readouterr().out)
+    assert main(["keys", "show"]) == 0
+    jwks = cli_env / "jwks.json"
+    jwks.write_text(capsys.readouterr().out)
+    return envelope, jwks
+
+
+def _check(path: Path, jwks: Path | str, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
+    code = main(["report", "verify", str(path), "--jwks", str(jwks), *extra])
+    return code, capsys.readouterr().out
+
+
+def test_non_canonical_signatures_are_invalid(signed_report: tuple[Path, Path], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 12: the hand-written decoder accepted 15 other last characters, '==' and '+/'."""
+    import string
+
+    envelope, jwks = signed_report
+    token = json.loads(envelope.read_text())["jws"]
+    variants = [token[:-1] + c for c in string.ascii_letters + string.digits + "-_" if c != token[-1]]
+    variants += [token + "==", token.replace("-", "+").replace("_", "/"), token + ".", " " + token + "x"]
+    variants = [v for v in dict.fromkeys(variants) if v != token]
+    bare = tmp_path / "bare.jws"
+    for v in variants:
+        bare.write_text(v)
+        code, out = _check(bare, jwks, capsys)
+        assert (code, out[:7]) == (1, "INVALID"), (v[-6:], out)
+
+
+def test_mutated_report_files_never_traceback(signed_report: tuple[Path, Path], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import random
+
+    envelope, jwks = signed_report
+    data = envelope.read_bytes()
+    rng = random.Random(12)
+    outcomes = {0: 0, 1: 0}
+    cases = [b"", b"\xff\xfe", b"[]", b'{"jws": 5}', b'{"jws": "a.b.c"}', b"{" * 50_000, b'"just a string"']
+    for _ in range(80):
+        m = bytearray(data)
+        for _ in range(rng.randint(1, 6)):
+            op = rng.random()
+            i = rng.randrange(len(m))
+            if op < 0.4:
+                m[i] = rng.randrange(256)
+            elif op < 0.7:
+                del m[i : i + rng.randint(1, 40)]
+            else:
+                m[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 10)))
+        cases.append(bytes(m))
+    path = tmp_path / "mutated.json"
+    for case in cases:
+        path.write_bytes(case)
+        code, out = _check(path, jwks, capsys)  # raises (fails the test) on a traceback
+        assert out.startswith("OK" if code == 0 else "INVALID")
+        outcomes[code] += 1
+    assert outcomes[1] >= 80  # a mutation may land in whitespace and leave a good report
+
+
+def test_jwks_urls_are_https_public_and_not_redirected(signed_report: tuple[Path, Path], tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import http.server
+    import threading
+
+    envelope, jwks = signed_report
+    body = jwks.read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/jwks.json":
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body)
+            else:
+                self.send_response(302)
+                self.send_header("Location", "/jwks.json")
+                self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        code, out = _check(envelope, f"{base}/jwks.json", capsys)
+        assert code == 1 and "must be https" in out
+        code, out = _check(envelope, "https://127.0.0.1/jwks.json", capsys)
+        assert code == 1 and "non-public address" in out
+        code, out = _check(envelope, f"{base}/jwks.json", capsys, "--jwks-insecure")
+        assert code == 0 and out.startswith("OK")
+        code, out = _check(envelope, f"{base}/moved", capsys, "--jwks-insecure")
+        assert code == 1 and "redirects are not followed" in out
+        big = tmp_path / "big.json"
+        big.write_bytes(b'{"keys": [' + b" " * 300_000 + b"]}")
+        code, out = _check(envelope, big, capsys)
+        assert code == 1 and "larger than" in out
+    finally:
+        server.shutdown()

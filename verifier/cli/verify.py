@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
+import socket
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -38,36 +42,92 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_jwks(source: str | None, args: argparse.Namespace) -> dict[str, Any]:
+JWKS_MAX_BYTES = 256 * 1024
+JWKS_TIMEOUT_S = 10
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A JWKS URL answers with the keys or not at all: a redirect could point anywhere."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        raise ValueError(f"the JWKS URL redirects (HTTP {code}); redirects are not followed")
+
+
+def _public_host(host: str) -> None:
+    """Refuse hosts that resolve to loopback, private, link-local or reserved addresses."""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError as exc:
+        raise ValueError(f"cannot resolve {host!r}: {exc}") from exc
+    for info in infos:
+        addr = ipaddress.ip_address(info[4][0])
+        if not addr.is_global:
+            raise ValueError(f"{host!r} resolves to a non-public address ({addr}); use --jwks-insecure for a local test")
+
+
+def _load_jwks(source: str | None, args: argparse.Namespace) -> Any:
     if source is None:
         from verifier.reports.signing import KeyRing
 
         settings = settings_from(args)
         return KeyRing(settings.keys_dir, settings.report_signing_key_file).jwks()
-    if source.startswith(("http://", "https://")):
-        import urllib.request
-
-        with urllib.request.urlopen(source, timeout=10) as response:
-            return json.loads(response.read())
-    return json.loads(Path(source).read_text())
+    if "://" in source:
+        parts = urllib.parse.urlsplit(source)
+        insecure = getattr(args, "jwks_insecure", False)
+        if parts.scheme != "https" and not (insecure and parts.scheme == "http"):
+            raise ValueError("a JWKS URL must be https (http only with --jwks-insecure)")
+        if not parts.hostname:
+            raise ValueError("the JWKS URL has no host")
+        if not insecure:
+            _public_host(parts.hostname)
+        opener = urllib.request.build_opener(_NoRedirects)
+        with opener.open(source, timeout=JWKS_TIMEOUT_S) as response:
+            body = response.read(JWKS_MAX_BYTES + 1)
+    else:
+        with open(source, "rb") as fh:
+            body = fh.read(JWKS_MAX_BYTES + 1)
+    if len(body) > JWKS_MAX_BYTES:
+        raise ValueError(f"the JWKS is larger than {JWKS_MAX_BYTES} bytes")
+    return json.loads(body)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """INVALID and exit 1 for anything that is not a good signed report, never a traceback."""
     from verifier.reports.schema import canonical_json
     from verifier.reports.signing import SignatureError, verify_compact
 
-    text = Path(args.file).read_text().strip()
-    envelope = json.loads(text) if text.startswith("{") else {"jws": text}
     try:
-        header, payload = verify_compact(envelope["jws"], _load_jwks(args.jwks, args))
-    except (SignatureError, KeyError) as exc:
+        with open(args.file, "rb") as fh:
+            raw = fh.read(64 * 2**20 + 1)
+        if len(raw) > 64 * 2**20:
+            raise ValueError("the report file is larger than 64 MiB")
+        text = raw.decode("utf-8").strip()
+        envelope = json.loads(text) if text.startswith("{") else {"jws": text}
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("jws"), str):
+            raise ValueError("no `jws` string in the report file")  # noqa: TRY004 (one INVALID path for all)
+    except (OSError, ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        print(f"INVALID: cannot read the report file: {exc}")
+        return 1
+    try:
+        jwks = _load_jwks(args.jwks, args)
+    except (OSError, ValueError, RecursionError) as exc:
+        print(f"INVALID: cannot load the JWKS: {exc}")
+        return 1
+    try:
+        header, payload = verify_compact(envelope["jws"], jwks)
+    except SignatureError as exc:
         print(f"INVALID: {exc}")
         return 1
-    report = json.loads(payload)
+    try:
+        report = json.loads(payload)
+        report_id, verdict = report["id"], report["verdict"]
+    except (ValueError, TypeError, KeyError, RecursionError):
+        print("INVALID: the signed payload is not a verification report")
+        return 1
     if "report" in envelope and canonical_json(envelope["report"]) != payload:
         print("INVALID: the signature is good but the `report` beside it differs from what was signed")
         return 1
-    print(f"OK: signed by key {header['kid']}; report {report['id']} verdict {report['verdict']}")
+    print(f"OK: signed by key {header.get('kid')}; report {report_id} verdict {verdict}")
     return 0
 
 
@@ -107,7 +167,9 @@ def add_parsers(sub: Any) -> None:
     rs = p.add_subparsers(dest="report_command", required=True)
     q = rs.add_parser("verify", help="check a report's signature offline")
     q.add_argument("file", type=Path, help='a {"report", "jws"} JSON file or a bare compact JWS')
-    q.add_argument("--jwks", help="JWKS file or URL (default: this data dir's keys)")
+    q.add_argument("--jwks", help="JWKS file or https URL (default: this data dir's keys)")
+    q.add_argument("--jwks-insecure", action="store_true",
+                   help="allow an http JWKS URL and non-public addresses (local tests only)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="end-to-end demo on the embedded database")

@@ -1,4 +1,5 @@
-"""Ed25519 keys that sign verification reports, and compact JWS (RFC 7515, alg EdDSA).
+"""Ed25519 keys that sign verification reports, and compact JWS (RFC 7515, alg EdDSA), with
+joserfc doing the JOSE work (strict base64url, an algorithm allow-list).
 
 Private keys live in `<data dir>/keys/<kid>.pem` (0600) or come from a secret file; the
 `kid` is the key's RFC 7638 JWK thumbprint. Rotation makes a new current key and keeps the
@@ -7,62 +8,66 @@ previous one published, so reports signed just before a rotation still verify.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet, OKPKey
 
 from verifier.fsutil import atomic_write
+
+ALGORITHMS = ["EdDSA"]  # the only algorithm a report may be signed with
 
 
 class SignatureError(Exception):
     """A JWS that does not verify (bad format, unknown kid, wrong signature)."""
 
 
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+@contextmanager
+def _quiet() -> Iterator[None]:
+    # joserfc flags "EdDSA" in favour of RFC 9864's "Ed25519"; the reports keep the alg that
+    # every JOSE library verifies today (the same Ed25519 signature either way).
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*EdDSA is deprecated.*")
+        yield
 
 
-def b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def public_jwk(key: Ed25519PublicKey) -> dict[str, str]:
-    x = b64url(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
-    thumb = b64url(hashlib.sha256(json.dumps({"crv": "Ed25519", "kty": "OKP", "x": x}, separators=(",", ":"), sort_keys=True).encode()).digest())
-    return {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": thumb, "alg": "EdDSA", "use": "sig"}
+def public_jwk(key: OKPKey) -> dict[str, str]:
+    return {**key.as_dict(private=False), "kid": key.thumbprint(), "alg": "EdDSA", "use": "sig"}  # type: ignore[dict-item]
 
 
 @dataclass(frozen=True)
 class SigningKey:
     kid: str
-    private: Ed25519PrivateKey
+    key: OKPKey
 
     @classmethod
     def from_pem(cls, pem: bytes) -> SigningKey:
-        key = serialization.load_pem_private_key(pem, password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError("report signing keys must be Ed25519")
-        return cls(public_jwk(key.public_key())["kid"], key)
+        try:
+            key = OKPKey.import_key(pem)
+        except (ValueError, JoseError) as exc:
+            raise ValueError(f"not an Ed25519 private key: {exc}") from exc
+        if key.curve_name != "Ed25519" or not key.is_private:
+            raise ValueError("report signing keys must be Ed25519 private keys")
+        return cls(key.thumbprint(), key)
 
     @property
     def jwk(self) -> dict[str, str]:
-        return public_jwk(self.private.public_key())
+        return public_jwk(self.key)
 
     def sign_compact(self, payload: bytes) -> str:
         header = {"alg": "EdDSA", "kid": self.kid, "typ": "JOSE", "cty": "application/json"}
-        signing_input = f"{b64url(json.dumps(header, separators=(',', ':')).encode())}.{b64url(payload)}"
-        return f"{signing_input}.{b64url(self.private.sign(signing_input.encode()))}"
+        with _quiet():
+            return jws.serialize_compact(header, payload, self.key, algorithms=ALGORITHMS)
 
 
 class KeyRing:
@@ -118,21 +123,18 @@ class KeyRing:
         return {"keys": keys}
 
 
-def verify_compact(token: str, jwks: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
-    """Check a compact JWS against a JWKS; return (protected header, payload bytes)."""
+def verify_compact(token: str, jwks: Any) -> tuple[dict[str, Any], bytes]:
+    """Check a compact JWS against a JWKS; return (protected header, payload bytes). Anything
+    malformed, a key that is not Ed25519, an unknown kid or another alg is a SignatureError."""
+    if not isinstance(token, str) or token.count(".") != 2:
+        raise SignatureError("not a compact JWS (three base64url parts)")
+    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
+        raise SignatureError("the JWKS is not a JSON object with a `keys` list")
+    usable = [k for k in jwks["keys"] if isinstance(k, dict) and k.get("kty") == "OKP" and k.get("crv") == "Ed25519" and k.get("kid")]
     try:
-        h64, p64, s64 = token.split(".")
-        header = json.loads(b64url_decode(h64))
-        payload, signature = b64url_decode(p64), b64url_decode(s64)
-    except (ValueError, json.JSONDecodeError) as exc:
-        raise SignatureError(f"not a compact JWS: {exc}") from exc
-    if header.get("alg") != "EdDSA":
-        raise SignatureError(f"unexpected alg {header.get('alg')!r}")
-    jwk = next((k for k in jwks.get("keys", []) if k.get("kid") == header.get("kid")), None)
-    if jwk is None or jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
-        raise SignatureError(f"no Ed25519 key with kid {header.get('kid')!r} in the JWKS")
-    try:
-        Ed25519PublicKey.from_public_bytes(b64url_decode(jwk["x"])).verify(signature, f"{h64}.{p64}".encode())
-    except InvalidSignature as exc:
-        raise SignatureError("signature does not verify") from exc
-    return header, payload
+        keys = KeySet.import_key_set({"keys": usable})
+        with _quiet():
+            obj = jws.deserialize_compact(token, keys, algorithms=ALGORITHMS)
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise SignatureError(f"the signature does not verify ({type(exc).__name__}: {exc})") from exc
+    return dict(obj.protected), obj.payload
