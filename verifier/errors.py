@@ -98,3 +98,18 @@ class AlreadyRegistered(VerifierError):
     declare it as an ingredient."""
 
     status, slug, title = 409, "already-registered", "Same content is registered by another publisher"
+
+
+class TooManyRequests(VerifierError):
+    status, slug, title = 429, "too-many-requests", "Too many requests"
+
+
+class Overloaded(VerifierError):
+    """Every worker is busy and the short queue is full: come back later, rather than wait
+    in an unbounded queue that holds memory."""
+
+    status, slug, title = 503, "overloaded", "Service busy"
+
+
+class RequestTimeout(VerifierError):
+    status, slug, title = 408, "request-timeout", "Request body not received in time"

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     stage2_exhaustive: bool = Field(default=False, description="PSEN on stage2_max_pairs candidates always (no skipping).")
     pairwise_stages: bool = Field(default=True, description="Run SImProv stages 2-3 when their weights ship.")
     views_cache_size: int = Field(default=512, ge=0, description="Originals' stage 2-3 views kept in memory.")
+    workers: int = Field(default=2, ge=1, le=64, description="Heavy requests (verify, register) run at once.")
+    queue: int = Field(default=8, ge=0, le=1000, description="Heavy requests that may wait; beyond: 503 + Retry-After.")
+    rate_limit_per_key: str = Field(default="300/minute", description="Per API key on /v1/ ('' = off); `limits` syntax.")
+    rate_limit_per_address: str = Field(default="600/minute", description="Per client address on /v1/ ('' = off).")
+    body_timeout_s: float = Field(default=30.0, gt=0, le=600, description="408 when a request body stalls this long.")
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from verifier import __version__
 from verifier.api import originals, publishers, verify, web
+from verifier.api.admission import Admission, RateLimitMiddleware
 from verifier.api.problems import BodyLimitMiddleware, install_problem_handlers
 from verifier.service import Service
 from verifier.settings import Settings
@@ -42,7 +43,11 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     )
     if service is not None:
         app.state.service = service
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes + _MULTIPART_OVERHEAD)
+    app.state.admission = Admission(settings.workers, settings.queue)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes + _MULTIPART_OVERHEAD,
+                       body_timeout=settings.body_timeout_s)
+    app.add_middleware(RateLimitMiddleware, per_key=settings.rate_limit_per_key or None,
+                       per_address=settings.rate_limit_per_address or None)
     install_problem_handlers(app)
     app.include_router(originals.router)
     app.include_router(publishers.router)

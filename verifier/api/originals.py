@@ -48,11 +48,12 @@ async def register_original(
         if not isinstance(raw, dict):
             raise BadRequest("metadata must be a JSON object")
         meta = OriginalMetadata.from_dict(raw)
-    data = await read_upload(file, service.settings.max_upload_bytes)
-    # c2pa validation and database writes block: keep them off the event loop.
-    result = await run_in_threadpool(
-        service.registry.register, data, key.publisher_id, meta, api_key_id=key.id
-    )
+    async with request.app.state.admission.slot():
+        data = await read_upload(file, service.settings.max_upload_bytes)
+        # c2pa validation and database writes block: keep them off the event loop.
+        result = await run_in_threadpool(
+            service.registry.register, data, key.publisher_id, meta, api_key_id=key.id
+        )
     response.status_code = 201 if result.created else 200
     response.headers["Location"] = str(request.url_for("get_original", original_id=result.original.id))
     return OriginalOut.of(result.original)

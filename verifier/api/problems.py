@@ -6,13 +6,14 @@ import logging
 import uuid
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from verifier.errors import PayloadTooLarge, VerifierError
+from verifier.errors import PayloadTooLarge, RequestTimeout, VerifierError
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(VerifierError)
     async def _verifier_error(request: Request, exc: VerifierError) -> JSONResponse:
         log.info("%s %s -> %s %s: %s", request.method, request.url.path, exc.status, exc.slug, exc.detail)
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return problem_response(exc.status, exc.problem(request.url.path), headers)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        if "retry_after" in exc.extra:
+            headers["Retry-After"] = str(exc.extra["retry_after"])
+        return problem_response(exc.status, exc.problem(request.url.path), headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -76,6 +79,10 @@ class _BodyTooLarge(Exception):
     pass
 
 
+class _BodyTimeout(Exception):
+    pass
+
+
 class BodyLimitMiddleware:
     """Refuse request bodies over `limit` bytes before they are parsed or spooled to disk.
 
@@ -83,9 +90,10 @@ class BodyLimitMiddleware:
     as it streams and cut off when it passes the limit.
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, body_timeout: float = 30.0) -> None:
         self.app = app
         self.limit = limit
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -98,13 +106,23 @@ class BodyLimitMiddleware:
             return
         seen = 0
         exceeded = False
+        timed_out = False
         refused = False
+        body_done = False
 
         async def limited_receive() -> Message:
-            nonlocal seen, exceeded
-            message = await receive()
+            nonlocal seen, exceeded, timed_out, body_done
+            if body_done:  # after the body only a disconnect can come: no deadline
+                return await receive()
+            try:
+                with anyio.fail_after(self.body_timeout):
+                    message = await receive()
+            except TimeoutError:
+                exceeded = timed_out = True
+                raise _BodyTimeout() from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if seen > self.limit:
                     exceeded = True
                     raise _BodyTooLarge()
@@ -118,7 +136,7 @@ class BodyLimitMiddleware:
                 await send(message)
             elif not refused:
                 refused = True
-                await self._refuse(scope, send)
+                await self._refuse(scope, send, timeout=timed_out)
 
         try:
             await self.app(scope, limited_receive, guarded_send)
@@ -126,9 +144,14 @@ class BodyLimitMiddleware:
             if not refused:
                 refused = True
                 await self._refuse(scope, send)
+        except _BodyTimeout:
+            if not refused:
+                refused = True
+                await self._refuse(scope, send, timeout=True)
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
-        exc = PayloadTooLarge(f"request body exceeds {self.limit} bytes", limit=self.limit)
+    async def _refuse(self, scope: Scope, send: Send, timeout: bool = False) -> None:
+        exc: VerifierError = (RequestTimeout(f"no request body data for {self.body_timeout:g} s", timeout_s=self.body_timeout)
+                              if timeout else PayloadTooLarge(f"request body exceeds {self.limit} bytes", limit=self.limit))
         response = problem_response(exc.status, exc.problem(scope.get("path")))
         await response(scope, _empty_receive, send)
 

@@ -52,12 +52,14 @@ def report_reader(request: Request, authorization: str | None = Header(default=N
 
 @router.post("/v1/verify", response_model=SignedReportOut, responses=PROBLEM_RESPONSES, summary="Where did this image come from?")
 async def verify(
+    request: Request,
     file: UploadFile = File(..., description="The image to verify."),
     key: ApiKey | None = Depends(verifier_key),
     service: Service = Depends(get_service),
 ) -> dict[str, Any]:
-    data = await read_upload(file, service.settings.max_upload_bytes)
-    signed = await run_in_threadpool(service.pipeline.verify, data, api_key_id=key.id if key else None)
+    async with request.app.state.admission.slot():
+        data = await read_upload(file, service.settings.max_upload_bytes)
+        signed = await run_in_threadpool(service.pipeline.verify, data, api_key_id=key.id if key else None)
     return signed.envelope()
 
 

@@ -1,0 +1,99 @@
+"""Issue 12: bounded work (worker pool + 503), rate limits (429) and stalled bodies (408),
+through the real app; the stalled body over a real socket to uvicorn."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import auth
+from tests.helpers import encode, photo_like
+from verifier.api import create_app
+from verifier.service import Service
+from verifier.storage.accounts import Scope, issue_key
+
+PROBLEM = "application/problem+json"
+
+
+def keys(service: Service, n: int) -> list[str]:
+    with service.db.session() as session:
+        return [issue_key(session, Scope.VERIFIER)[1] for _ in range(n)]
+
+
+def test_saturated_workers_answer_503_with_retry_after(service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    service.settings.workers, service.settings.queue = 1, 0
+    [key] = keys(service, 1)
+    started, release = threading.Event(), threading.Event()
+    real = service.pipeline.verify
+
+    def slow(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        started.set()
+        assert release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(service.pipeline, "verify", slow)
+    data = encode(photo_like(3))
+    results: list[int] = []
+    with TestClient(create_app(service=service)) as client:
+        first = threading.Thread(target=lambda: results.append(
+            client.post("/v1/verify", files={"file": ("a.jpg", data, "image/jpeg")}, headers=auth(key)).status_code))
+        first.start()
+        assert started.wait(30)
+        busy = client.post("/v1/verify", files={"file": ("b.jpg", data, "image/jpeg")}, headers=auth(key))
+        release.set()
+        first.join(30)
+    assert busy.status_code == 503 and busy.headers["content-type"] == PROBLEM
+    assert int(busy.headers["retry-after"]) > 0 and busy.json()["type"].endswith(":overloaded")
+    assert results == [200]
+
+
+def test_rate_limits_per_key_and_per_address(service: Service) -> None:
+    service.settings.rate_limit_per_key = "3/minute"
+    service.settings.rate_limit_per_address = "8/minute"
+    a, b, c = keys(service, 3)
+    with TestClient(create_app(service=service)) as client:
+        codes = [client.get("/v1/me", headers=auth(a)).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        r = client.get("/v1/me", headers=auth(a))
+        assert r.headers["content-type"] == PROBLEM and int(r.headers["retry-after"]) >= 1
+        assert client.get("/v1/me", headers=auth(b)).status_code == 200  # another key is not held back
+        # the address limit catches many keys from one client (8 per minute, 6 used so far)
+        assert [client.get("/v1/me", headers=auth(c)).status_code for _ in range(3)] == [200, 200, 429]
+        assert client.get("/healthz").status_code == 200  # only /v1/ is limited
+
+
+@pytest.fixture
+def live(service: Service) -> Iterator[tuple[str, int]]:
+    import uvicorn
+
+    service.settings.body_timeout_s = 1.0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(create_app(service=service), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    yield "127.0.0.1", port
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_a_body_shorter_than_its_content_length_gets_408(live: tuple[str, int], service: Service) -> None:
+    [key] = keys(service, 1)
+    head = (f"POST /v1/verify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n").encode()
+    t0 = time.monotonic()
+    with socket.create_connection(live, timeout=20) as sock:
+        sock.sendall(head + b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\n\r\n\xff\xd8")
+        answer = sock.recv(4096).decode("latin-1")
+    assert answer.startswith("HTTP/1.1 408") and PROBLEM in answer and "request-timeout" in answer
+    assert time.monotonic() - t0 < 10
