@@ -97,3 +97,41 @@ def test_a_body_shorter_than_its_content_length_gets_408(live: tuple[str, int], 
         answer = sock.recv(4096).decode("latin-1")
     assert answer.startswith("HTTP/1.1 408") and PROBLEM in answer and "request-timeout" in answer
     assert time.monotonic() - t0 < 10
+
+
+def test_large_uploads_are_processed_at_a_bounded_size_and_reported_at_their_own(service: Service, publisher_key: str,
+                                                                                   signer) -> None:  # type: ignore[no-untyped-def]
+    """A 3072 px query is worked on at `work_max_side` (2048) but the report speaks of its
+    own pixels: its size, and the alignment homography into them."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+    from skimage import data as skdata
+
+    from manifests.signing import sign_image
+
+    original = Image.fromarray(skdata.astronaut()).convert("RGB")
+    service.settings.max_image_pixels, service.settings.max_upload_bytes = 20_000_000, 20_000_000
+    with TestClient(create_app(service=service)) as client:
+        r = client.post("/v1/originals", files={"file": ("a.jpg", sign_image(encode(original), "image/jpeg", signer), "image/jpeg")},
+                        headers=auth(publisher_key))
+        assert r.status_code == 201
+        [key] = keys(service, 1)
+        big = original.resize((3072, 3072), Image.BICUBIC)
+        ImageDraw.Draw(big).rectangle((2200, 300, 2900, 1000), fill=(240, 20, 20))
+        report = client.post("/v1/verify", files={"file": ("big.jpg", encode(big, quality=90), "image/jpeg")},
+                             headers=auth(key)).json()["report"]
+    assert (report["input"]["width"], report["input"]["height"]) == (3072, 3072)
+    assert report["verdict"] == "match_manipulated"
+    h = np.asarray(report["manipulation"]["alignment"])
+    corner = h @ np.array([512.0, 512.0, 1.0])
+    assert np.allclose(corner[:2] / corner[2], [3072, 3072], atol=40)  # the original's corner lands on the upload's
+
+
+def test_jpeg_is_decoded_at_reduced_scale() -> None:
+    from PIL import Image
+
+    from verifier.images import load_image
+
+    data = encode(Image.new("RGB", (6000, 4000), (90, 120, 200)), quality=80)
+    info, img = load_image(data, max_bytes=10**8, max_pixels=10**8, max_side=1000)
+    assert (info.width, info.height) == (6000, 4000) and max(img.size) == 1000

@@ -44,12 +44,15 @@ def probe_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
     return load_image(data, max_bytes=max_bytes, max_pixels=max_pixels)[0]
 
 
-def load_image(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[ImageInfo, Image.Image]:
+def load_image(data: bytes, *, max_bytes: int, max_pixels: int, max_side: int | None = None) -> tuple[ImageInfo, Image.Image]:
     """Check that `data` is one whole, decodable image within the limits.
 
     The pixel limit is checked from the header before decoding, so a decompression bomb is
     refused without allocating its pixels; then the image is decoded fully, so a truncated
-    file is refused rather than stored.
+    file is refused rather than stored. With `max_side`, the pixels come back at most that
+    long on their long side (a JPEG is decoded at 1/2, 1/4 or 1/8 scale right away), so what
+    follows works on bounded arrays whatever the upload's size; `ImageInfo` keeps the true
+    size.
     """
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"upload is {len(data)} bytes; the limit is {max_bytes}", limit=max_bytes)
@@ -80,9 +83,19 @@ def load_image(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[ImageIn
                     limit=max_pixels,
                 )
             try:
+                if max_side is not None and fmt in ("JPEG", "MPO") and max(width, height) > max_side:
+                    img.draft("RGB", (max_side, max_side))  # DCT scaling: never holds the full-size pixels
                 img.load()
-                # What a viewer shows: EXIF orientation applied, first frame, RGB.
-                rgb = ImageOps.exif_transpose(img).convert("RGB")
+                # What a viewer shows: EXIF orientation applied, first frame, RGB; one
+                # full-size copy at most (a huge PNG cannot be decoded at reduced scale).
+                ImageOps.exif_transpose(img, in_place=True)
+                rgb = img if img.mode == "RGB" else img.convert("RGB")
+                if max_side is not None and max(rgb.size) > max_side:
+                    scale = max_side / max(rgb.size)
+                    target = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+                    rgb = rgb.resize(target, Image.BICUBIC, reducing_gap=2.0)
+                elif rgb is img:
+                    rgb = img.copy()  # `img` is released when its file closes
             except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
                 raise ImageTooLarge(str(exc), limit=max_pixels) from exc
             except Exception as exc:  # OSError("image file is truncated"), SyntaxError, ...

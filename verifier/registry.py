@@ -151,7 +151,8 @@ class Registry:
 
         `api_key_id` is recorded in the audit log (None when registered from the CLI)."""
         actor = _Actor(publisher_id, api_key_id)
-        info, image = load_image(data, max_bytes=self.settings.max_upload_bytes, max_pixels=self.settings.max_image_pixels)
+        info, image = load_image(data, max_bytes=self.settings.max_upload_bytes, max_pixels=self.settings.max_image_pixels,
+                                 max_side=self.settings.work_max_side)
         existing = self.store.find_by_sha256(info.sha256, publisher_id=publisher_id)
         if existing is not None:
             self.store.audit(_event("duplicate", actor, existing.id, info.sha256, None))

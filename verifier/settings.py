@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     remote_manifest_fetch: bool = Field(default=False, description="Let c2pa fetch remote manifests (outbound HTTP).")
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=80_000_000, gt=0, description="Decompression-bomb guard (width*height).")
+    work_max_side: int = Field(default=2048, ge=256, le=16384, description="Pixels are processed at most this long "
+                               "on the long side (JPEGs decoded at reduced scale): bounded memory per request.")
     unsigned_originals: UnsignedPolicy = UnsignedPolicy.REJECT
     ingest_require_trusted: bool | None = Field(
         default=None, description="Originals must be signed under a trust anchor (Trusted, not only Valid); "

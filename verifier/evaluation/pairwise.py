@@ -22,6 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -108,6 +109,8 @@ class PairwiseMeasures:
         if not matched_true:
             ours = np.ones_like(truth)  # judged distinct (or matched elsewhere)
         elif verdict == "match_manipulated" and pipeline_heat is not None:
+            if pipeline_heat.shape != truth.shape:  # the service works on large queries at a bounded size
+                pipeline_heat = cv2.resize(pipeline_heat, (truth.shape[1], truth.shape[0]), interpolation=cv2.INTER_LINEAR)
             ours = pipeline_heat >= OUTLINE_THRESHOLD
         else:
             ours = np.zeros_like(truth)  # judged benign / unmodified

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import uuid
 
+import numpy as np
+
 from manifests import ValidationState
 from verifier.matching.evidence import Evidence, SearchOutcome
 from verifier.reports.schema import (
@@ -70,8 +72,14 @@ def match_section(ev: Evidence) -> MatchSection | None:
     )
 
 
-def manipulation_section(change: ChangeResult, report_id: uuid.UUID, has_heatmap: bool) -> Manipulation:
+def manipulation_section(change: ChangeResult, report_id: uuid.UUID, has_heatmap: bool,
+                         to_full: tuple[float, float] = (1.0, 1.0)) -> Manipulation:
+    """`to_full`: scale from the frame the query was processed in to its own pixels."""
     region = change.region()
+    alignment = None
+    if change.to_query is not None:
+        h = np.diag([to_full[0], to_full[1], 1.0]) @ change.to_query
+        alignment = [[round(float(v), 8) for v in row] for row in h]
     return Manipulation(
         method=f"{CHANGE_ID} (PEN + 7x7 heatmap head, refined to pixels by the aligned residual), "
         "alignment=sift-ransac-homography+dis-flow",
@@ -85,7 +93,7 @@ def manipulation_section(change: ChangeResult, report_id: uuid.UUID, has_heatmap
         region_fraction=round(float(region.mean()), 6) if region is not None else 0.0,
         heatmap_url=f"/v1/reports/{report_id}/heatmap.png" if has_heatmap else None,
         heatmap_layer_url=f"/v1/reports/{report_id}/heatmap-layer.png" if has_heatmap else None,
-        alignment=[[round(float(v), 8) for v in row] for row in change.to_query] if change.to_query is not None else None,
+        alignment=alignment,
     )
 
 

@@ -62,7 +62,8 @@ class VerificationPipeline:
 
     def verify(self, data: bytes, *, api_key_id: uuid.UUID | None = None) -> SignedReport:
         clock = Stopwatch()
-        info, image = load_image(data, max_bytes=self.settings.max_upload_bytes, max_pixels=self.settings.max_image_pixels)
+        info, image = load_image(data, max_bytes=self.settings.max_upload_bytes, max_pixels=self.settings.max_image_pixels,
+                                 max_side=self.settings.work_max_side)
         clock.lap("decode")
         c2pa = query_credentials(data, info.mime, self.settings.trust)
         clock.lap("c2pa")
@@ -82,7 +83,8 @@ class VerificationPipeline:
             if ev.change.query_heat is not None:
                 heatmap_png = render_overlay(image, ev.change.query_heat, OUTLINE_THRESHOLD)
                 heatmap_layer = render_layer(ev.change.query_heat, OUTLINE_THRESHOLD)
-            manipulation = assemble.manipulation_section(ev.change, report_id, heatmap_png is not None)
+            to_full = (info.width / image.width, info.height / image.height)  # the work frame -> the upload's pixels
+            manipulation = assemble.manipulation_section(ev.change, report_id, heatmap_png is not None, to_full)
             clock.lap("heatmap")
         verdict = assemble.verdict(c2pa, ev)
         report = Report(
