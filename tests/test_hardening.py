@@ -135,3 +135,46 @@ def test_jpeg_is_decoded_at_reduced_scale() -> None:
     data = encode(Image.new("RGB", (6000, 4000), (90, 120, 200)), quality=80)
     info, img = load_image(data, max_bytes=10**8, max_pixels=10**8, max_side=1000)
     assert (info.width, info.height) == (6000, 4000) and max(img.size) == 1000
+
+
+def test_service_recovers_when_its_embedded_postgres_is_killed(tmp_path, embedder, signer, test_ca) -> None:  # type: ignore[no-untyped-def]
+    """kill -9 of the embedded PostgreSQL: the request that finds it dead gets a 503 (not a
+    500) and the server is restarted; registered originals are still there and findable."""
+    import os
+    import signal
+
+    from PIL import Image
+    from skimage import data as skdata
+
+    from manifests.signing import sign_image
+    from verifier.settings import Settings
+    from verifier.storage.accounts import create_publisher
+    from verifier.storage.signers import enroll, parse_certificate
+
+    service = Service.open(Settings(data_dir=tmp_path / "var", database_url=None), embedder=embedder)
+    try:
+        with service.db.session() as session:
+            publisher, pkey = create_publisher(session, "Daily Planet")
+            enroll(session, publisher.id, parse_certificate(test_ca.cert_pem))
+            _, vkey = issue_key(session, Scope.VERIFIER)
+        photo = Image.fromarray(skdata.astronaut()).convert("RGB")
+        with TestClient(create_app(service=service)) as client:
+            r = client.post("/v1/originals", files={"file": ("a.jpg", sign_image(encode(photo), "image/jpeg", signer), "image/jpeg")},
+                            headers=auth(pkey))
+            assert r.status_code == 201
+            oid = r.json()["id"]
+            pid = int((tmp_path / "var" / "pg" / "postmaster.pid").read_text().split()[0])
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.5)
+            first = client.get(f"/v1/originals/{oid}", headers=auth(vkey))
+            assert first.status_code == 503 and first.headers["content-type"] == PROBLEM
+            assert first.json()["type"].endswith(":database-unavailable") and "retry-after" in first.headers
+            health = client.get("/healthz")
+            assert health.status_code == 200 and health.json()["database"]["state"] == "ok"
+            assert health.json()["index"]["originals"] == 1
+            assert client.get(f"/v1/originals/{oid}", headers=auth(vkey)).status_code == 200
+            stripped = encode(photo.resize((400, 400)), quality=80)
+            report = client.post("/v1/verify", files={"file": ("q.jpg", stripped, "image/jpeg")}, headers=auth(vkey)).json()["report"]
+            assert report["match"]["original_id"] == oid
+    finally:
+        service.close()

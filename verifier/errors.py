@@ -113,3 +113,7 @@ class Overloaded(VerifierError):
 
 class RequestTimeout(VerifierError):
     status, slug, title = 408, "request-timeout", "Request body not received in time"
+
+
+class DatabaseUnavailable(VerifierError):
+    status, slug, title = 503, "database-unavailable", "Database unavailable"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
 
 from verifier import __version__
 from verifier.api import originals, publishers, verify, web
@@ -55,9 +56,13 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     app.include_router(web.router)
     app.include_router(verify.router)
 
-    @app.get("/healthz", tags=["ops"], summary="Liveness and database check")
-    def healthz() -> dict[str, str]:
-        app.state.service.db.ping()
-        return {"status": "ok", "version": __version__}
+    @app.get("/healthz", tags=["ops"], summary="Liveness, database and index state (503 while the database is down)")
+    def healthz() -> Response:
+        service = app.state.service
+        up = service.db.recover()  # a ping; restarts a dead embedded PostgreSQL
+        body = {"status": "ok" if up else "degraded", "version": __version__,
+                "database": {"state": "ok" if up else "unavailable", "embedded": service.db.embedded},
+                "index": service.search.state()}
+        return JSONResponse(body, status_code=200 if up else 503)
 
     return app

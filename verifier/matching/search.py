@@ -132,6 +132,11 @@ class ModelIndex:
         if due:
             self.save()
 
+    def __len__(self) -> int:
+        """Originals held."""
+        with self._lock:
+            return len(self._row_of)
+
     def originals(self) -> set[uuid.UUID]:
         with self._lock:
             return set(self._row_of)
@@ -255,6 +260,13 @@ class ProvenanceSearch:
         self.main.commit_added(rows[0], vectors.vector)
         if self.regions is not None and vectors.regions is not None and len(rows) > 1:
             self.regions.commit_added(rows[1], vectors.regions)
+
+    def state(self) -> dict[str, object]:
+        """What /healthz reports of the search indexes."""
+        out: dict[str, object] = {"originals": len(self.main), "kind": self.index.kind}
+        if self.regions is not None:
+            out["region_originals"] = len(self.regions)
+        return out
 
     def indexed_originals(self) -> set[uuid.UUID]:
         """The originals that search can return now."""
