@@ -210,3 +210,74 @@ def test_api_key_lifecycle(cli_env: Path, capsys: pytest.CaptureFixture[str]) ->
             assert main(["api-keys", "revoke", "00000000-0000-0000-0000-000000000000"]) == 2
     finally:
         service.close()
+
+
+def test_kill_9_of_the_server_during_ingest_loses_no_acknowledged_original(tmp_path: Path, test_ca: TestCA,
+                                                                         signer: SignerCredentials) -> None:
+    """Chaos (issue 12): `verifier serve` is killed with SIGKILL while a client registers
+    originals; after a restart every original that got a 201 is there and searchable, and a
+    clean shutdown then stops the embedded PostgreSQL (the dead server's handle is dropped)."""
+    from PIL import Image
+    from skimage import data as skdata
+
+    data_dir = tmp_path / "var"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VERIFIER_")}
+    env.update(VERIFIER_DATA_DIR=str(data_dir), VERIFIER_INGEST_DUPLICATE_CHECK="false")
+    verifier = [sys.executable, "-m", "verifier.cli"]
+    key = subprocess.run([*verifier, "publishers", "add", "Daily Planet"], env=env, capture_output=True, text=True,
+                         check=True).stdout.split("api key:")[1].split()[0]
+    (tmp_path / "ca.pem").write_bytes(test_ca.cert_pem)
+    subprocess.run([*verifier, "publishers", "add-signer", "Daily Planet", str(tmp_path / "ca.pem")], env=env, check=True,
+                   capture_output=True)
+    base_photo = photo_like(5, (384, 288))
+    files = [sign_image(encode(base_photo.rotate(7 * i, expand=True).resize((384, 288))), "image/jpeg", signer) for i in range(40)]
+    files[0] = sign_image(encode(Image.fromarray(skdata.coffee()).convert("RGB")), "image/jpeg", signer)
+
+    def start() -> tuple[subprocess.Popen[str], str]:
+        port = _free_port()
+        proc = subprocess.Popen([*verifier, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, text=True)
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    return proc, base
+            except httpx.TransportError:
+                time.sleep(0.2)
+        proc.kill()
+        pytest.fail("service did not come up")
+
+    proc, base = start()
+    acknowledged: list[str] = []
+    try:
+        for i, data in enumerate(files):
+            if i == 25:
+                proc.kill()  # SIGKILL, mid-stream
+            try:
+                r = httpx.post(f"{base}/v1/originals", files={"file": (f"{i}.jpg", data, "image/jpeg")},
+                               headers={"Authorization": f"Bearer {key}"}, timeout=30)
+            except httpx.TransportError:
+                break
+            if r.status_code == 201:
+                acknowledged.append(r.json()["id"])
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert len(acknowledged) >= 20
+    proc, base = start()
+    try:
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as client:
+            assert all(client.get(f"/v1/originals/{oid}").status_code == 200 for oid in acknowledged)
+            assert client.get("/healthz").json()["index"]["originals"] >= len(acknowledged)
+            vkey = subprocess.run([*verifier, "api-keys", "add"], env=env, capture_output=True, text=True,
+                                  check=True).stdout.strip()
+            stripped = encode(Image.fromarray(skdata.coffee()).convert("RGB").resize((300, 200)), quality=80)
+            report = httpx.post(f"{base}/v1/verify", files={"file": ("q.jpg", stripped, "image/jpeg")},
+                                headers={"Authorization": f"Bearer {vkey}"}, timeout=60).json()["report"]
+            assert report["match"]["original_id"] == acknowledged[0]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert not (data_dir / "pg" / "postmaster.pid").exists(), "embedded PostgreSQL left running after the clean stop"
