@@ -44,6 +44,14 @@ def test_no_operation_answers_5xx(service: Service) -> None:
 
         run()
     assert not failures, failures[:10]
+    # nothing the fuzzer sent was a signed image of an enrolled publisher: nothing may have been written
+    from sqlalchemy import func, select
+
+    from verifier.storage.models import Original
+    with service.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Original)) == 0
+    blobs = service.settings.blob_dir
+    assert not blobs.exists() or not any(p.is_file() for p in blobs.rglob("*"))
     assert len(seen) >= 15 and sum(seen.values()) >= 15 * 5, seen  # every operation was exercised
 
 
