@@ -273,3 +273,13 @@ def test_verifier_key_gets_no_console_and_permalinks_rerender(server: str, brows
     anon.wait_for_function("() => document.querySelector('#key-error').textContent.length > 0")
     assert "not accepted" in anon.inner_text("#key-error")
     assert "pv_ver_wrong" not in anon.url
+
+
+def test_open_deployment_needs_no_key(service: Service, server: str, browser, originals, tmp_path: Path) -> None:
+    """VERIFIER_VERIFY_REQUIRES_KEY=false: the page verifies without asking for a key."""
+    service.settings.verify_requires_key = False
+    page = open_page(browser, server, None)
+    assert not page.is_visible("#key-panel") and "verification is open" in page.inner_text("#key-status")
+    verify_file(page, tmp_path, "copy.jpg", jpeg(photo("coffee").resize((300, 200)), 80))
+    assert page.get_attribute("#verdict", "data-verdict") == "match_benign"
+    assert loaded(page, "#original-img")  # the anonymous report's aligned original is readable anonymously
