@@ -10,6 +10,9 @@ from typing import Any
 import c2pa
 
 
+MANIFEST_TRUST_URI = "urn:provenance-verifier:trust:manifest"
+
+
 @dataclass(frozen=True)
 class TrustConfig:
     """What the validator trusts.
@@ -52,13 +55,20 @@ class TrustConfig:
         )
 
     def to_c2pa_settings(self) -> dict[str, Any]:
+        """The SDK's settings. Anchors and the allowed list go into a `trust.anchors[]` entry
+        of kind `manifest`: c2pa-rs 0.91 silently ignores a flat `trust.allowed_list` (an
+        allowed signer stayed `signingCredential.untrusted`; tests/test_manifests.py proves
+        the entry takes effect). The SDK pools anchor kinds, so this entry would also trust a
+        time-stamping authority under these roots."""
         settings: dict[str, Any] = json.loads(json.dumps(self.extra_settings))  # deep copy
         settings.setdefault("version", 1)
         trust = settings.setdefault("trust", {})
-        if self.trust_anchors_pem:
-            trust["trust_anchors"] = self.trust_anchors_pem
-        if self.allowed_list_pem:
-            trust["allowed_list"] = self.allowed_list_pem
+        if self.trust_anchors_pem or self.allowed_list_pem:
+            entry: dict[str, Any] = {"trust_kind": "manifest", "trust_uri": MANIFEST_TRUST_URI,
+                                     "trust_anchors": self.trust_anchors_pem or ""}
+            if self.allowed_list_pem:
+                entry["allowed_list"] = self.allowed_list_pem
+            trust.setdefault("anchors", []).append(entry)
         if self.trust_config:
             trust["trust_config"] = self.trust_config
         if not trust:
@@ -74,7 +84,9 @@ class TrustConfig:
     @property
     def has_anchors(self) -> bool:
         trust = self.to_c2pa_settings().get("trust", {})
-        return bool(trust.get("trust_anchors") or trust.get("allowed_list"))
+        entries = trust.get("anchors") or []
+        return bool(trust.get("trust_anchors") or trust.get("allowed_list")
+                    or any(e.get("trust_anchors") or e.get("allowed_list") for e in entries if isinstance(e, dict)))
 
 
 def _read(path: Path | None) -> str | None:

@@ -55,6 +55,25 @@ def test_another_ca_does_not_make_it_trusted(signer: SignerCredentials) -> None:
     assert "signingCredential.untrusted" in summary.failure_codes
 
 
+def test_allowed_list_makes_exactly_that_signer_trusted(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 13: the flat `trust.allowed_list` key was silently ignored by the SDK; the
+    allowed signer must come out Trusted, its sibling under the same (unanchored) CA not."""
+    ca = generate_test_ca("Freelance Root")
+    allowed, sibling = issue_signer(ca, "Allowed Freelancer"), issue_signer(ca, "Sibling")
+    trust = TrustConfig(allowed_list_pem=allowed.chain_pem.decode())
+    assert trust.has_anchors
+    yes = read_manifest(sign_image(encode(photo_like(4)), "image/jpeg", allowed), trust=trust)
+    no = read_manifest(sign_image(encode(photo_like(4)), "image/jpeg", sibling), trust=trust)
+    without = read_manifest(sign_image(encode(photo_like(4)), "image/jpeg", allowed))
+    assert (yes.state, yes.failure_codes) == (ValidationState.TRUSTED, [])
+    assert no.state is ValidationState.VALID and "signingCredential.untrusted" in no.failure_codes
+    assert without.state is ValidationState.VALID
+    # and from files, as VERIFIER_ALLOWED_LIST passes it
+    (tmp_path / "allowed.pem").write_bytes(allowed.chain_pem)
+    from_file = TrustConfig.from_files(allowed_list=tmp_path / "allowed.pem")
+    assert read_manifest(sign_image(encode(photo_like(5)), "image/jpeg", allowed), trust=from_file).state is ValidationState.TRUSTED
+
+
 def test_unsigned_image_has_no_manifest() -> None:
     summary = read_manifest(encode(photo_like(3)))
     assert not summary.present
