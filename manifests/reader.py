@@ -29,8 +29,9 @@ from manifests.summary import (
 )
 from manifests.trust import TrustConfig
 
-# Failure codes that speak of trust in the signer, not of the integrity of the data.
-_TRUST_ONLY_FAILURES = {"signingCredential.untrusted"}
+# Failure codes that speak of trust (in the claim signer, or in an identity assertion's
+# credential), not of the integrity of the data: an ingredient with only these is Valid.
+_TRUST_ONLY_FAILURES = {"signingCredential.untrusted", "cawg.x509.credential.untrusted"}
 _MAX_INGREDIENT_DEPTH = 32
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Sequence
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 

@@ -8,6 +8,10 @@ from enum import Enum
 from typing import Any
 
 
+# Trust in an identity assertion's credential: never lowers the claim signer's standing.
+IDENTITY_TRUST_FAILURES = frozenset({"cawg.x509.credential.untrusted"})
+
+
 class ValidationState(str, Enum):
     """c2pa-rs validation states: Invalid < Valid (signatures ok) < Trusted (signer anchored)."""
 
@@ -106,6 +110,26 @@ class ManifestSummary:
     @property
     def failure_codes(self) -> list[str]:
         return self.codes.failure_codes()
+
+    @property
+    def claim_state(self) -> ValidationState | None:
+        """The claim signer's standing, apart from identity assertions: the SDK's state drops
+        to Valid when a CAWG identity credential is untrusted even though the claim signer is
+        trusted (`signingCredential.trusted`); a verdict about who signed the claim must not."""
+        if not self.present or self.state is None:
+            return None
+        if self.state is ValidationState.VALID:
+            success = {c.code for c in self.codes.success}
+            others = [c for c in self.failure_codes if c not in IDENTITY_TRUST_FAILURES]
+            if "signingCredential.trusted" in success and not others:
+                return ValidationState.TRUSTED
+        return self.state
+
+    @property
+    def identity_codes(self) -> list[str]:
+        """Status codes of the CAWG identity assertions (reported beside the claim's state)."""
+        every = [*self.codes.success, *self.codes.informational, *self.codes.failure]
+        return sorted({c.code for c in every if c.code.startswith("cawg.")})
 
     @property
     def informational_codes(self) -> list[str]:

@@ -376,3 +376,21 @@ def test_reports_are_read_by_the_key_that_made_them_or_an_admin(client: TestClie
         assert client.get(path, headers=auth(admin)).status_code == 200
         theirs = client.get(path, headers=auth(other))
         assert theirs.status_code == 404 and theirs.headers["content-type"] == "application/problem+json"
+
+
+def test_untrusted_identity_assertion_does_not_lower_a_trusted_claim_signer(client: TestClient, service: Service,
+                                                                          verifier_key: str) -> None:
+    """Issue 13: C_with_CAWG_data.jpg under the C2PA test anchor: the SDK says Valid only
+    because the CAWG identity credential is untrusted; the claim signer is trusted, so the
+    verdict is c2pa_trusted, with the reference state and the identity codes beside it."""
+    from tests.conftest import shared_path
+
+    data = shared_path("c2pa", "c2pa-python-fixtures", "C_with_CAWG_data.jpg").read_bytes()
+    untrusted = verify(client, verifier_key, data)["report"]
+    assert untrusted["verdict"] == "c2pa_valid_untrusted" and untrusted["c2pa"]["claim_state"] == "Valid"
+    service.settings.c2pa_settings = shared_path("c2pa", "c2pa-python-fixtures", "trust_config_test_settings.json")
+    service.settings.__dict__.pop("trust", None)  # the cached TrustConfig
+    report = verify(client, verifier_key, data)["report"]
+    c2pa = report["c2pa"]
+    assert (c2pa["state"], c2pa["claim_state"], report["verdict"]) == ("Valid", "Trusted", "c2pa_trusted")
+    assert "cawg.x509.credential.untrusted" in c2pa["failure_codes"] and "cawg.x509.credential.untrusted" in c2pa["identity_codes"]

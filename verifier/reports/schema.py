@@ -52,7 +52,11 @@ class IngredientFailure(BaseModel):
 
 class C2paSection(BaseModel):
     present: bool
-    state: Literal["Valid", "Trusted", "Invalid"] | None = None
+    state: Literal["Valid", "Trusted", "Invalid"] | None = Field(None, description="The reference validator's state.")
+    claim_state: Literal["Valid", "Trusted", "Invalid"] | None = Field(
+        None, description="The claim signer's standing: Trusted when the signer is trusted even if a CAWG identity "
+        "credential is not (the verdict uses this).")
+    identity_codes: list[str] = Field(default_factory=list, description="Status codes of CAWG identity assertions.")
     manifests: int = 0
     failure_codes: list[str] = []
     informational_codes: list[str] = []

@@ -99,8 +99,8 @@ def manipulation_section(change: ChangeResult, report_id: uuid.UUID, has_heatmap
 
 def verdict(c2pa: C2paSection, ev: Evidence) -> Verdict:
     """A valid manifest speaks first; then what the registry says about the pixels."""
-    if c2pa.present and c2pa.state == ValidationState.TRUSTED.value:
-        return Verdict.C2PA_TRUSTED
+    if c2pa.present and (c2pa.claim_state or c2pa.state) == ValidationState.TRUSTED.value:
+        return Verdict.C2PA_TRUSTED  # the claim signer; an untrusted identity assertion does not lower it
     if c2pa.present and c2pa.state == ValidationState.VALID.value:
         return Verdict.C2PA_VALID_UNTRUSTED
     if c2pa.present and c2pa.state == ValidationState.INVALID.value:

@@ -43,6 +43,8 @@ def query_credentials(data: bytes, mime: str, trust: TrustConfig) -> C2paSection
     return C2paSection(
         present=True,
         state=summary.state.value if summary.state else None,
+        claim_state=summary.claim_state.value if summary.claim_state else None,
+        identity_codes=summary.identity_codes,
         manifests=summary.manifests_count,
         failure_codes=summary.failure_codes,
         informational_codes=summary.informational_codes,
