@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +68,23 @@ def read_manifest(
         context.close()
     summary = _summarise(store, data, mime, embedded=embedded, remote_url=remote_url)
     if manifest_store is not None:
-        from dataclasses import replace
-
         summary = replace(summary, manifest_store=manifest_store)
-    return summary
+    return replace(summary, claim_anchored=_claim_anchored(summary, trust))
+
+
+def _claim_anchored(summary: ManifestSummary, trust: TrustConfig) -> bool | None:
+    """Our per-kind check of the claim signer, where the SDK's answer could come from a
+    pooled TSA anchor; None when there is nothing to check or the chain cannot be read."""
+    if not trust.tsa_anchors_pem or summary.manifest_store is None or summary.active_manifest is None:
+        return None
+    from manifests.signer import SignerChainError, claim_signer_chain
+
+    try:
+        chain = claim_signer_chain(summary.manifest_store, summary.active_manifest.label)
+    except SignerChainError:
+        return None
+    anchored = trust.claim_signer_anchored(chain)
+    return False if anchored is None else anchored
 
 
 def _typed_error(exc: Exception) -> ManifestError:

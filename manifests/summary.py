@@ -102,6 +102,8 @@ class ManifestSummary:
     manifest_json: dict[str, Any] | None = None
     embedded: bool = True
     remote_url: str | None = None
+    # Our own check of the claim signer against the manifest anchors (None: not made).
+    claim_anchored: bool | None = None
 
     @classmethod
     def absent(cls) -> ManifestSummary:
@@ -118,6 +120,8 @@ class ManifestSummary:
         trusted (`signingCredential.trusted`); a verdict about who signed the claim must not."""
         if not self.present or self.state is None:
             return None
+        if self.claim_anchored is False and self.state is not ValidationState.INVALID:
+            return ValidationState.VALID  # trusted by the SDK only through a TSA (or other) root
         if self.state is ValidationState.VALID:
             success = {c.code for c in self.codes.success}
             others = [c for c in self.failure_codes if c not in IDENTITY_TRUST_FAILURES]

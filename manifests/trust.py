@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import c2pa
-
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 
 MANIFEST_TRUST_URI = "urn:provenance-verifier:trust:manifest"
+TSA_TRUST_URI = "urn:provenance-verifier:trust:tsa"
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class TrustConfig:
     trust_anchors_pem: str | None = None
     allowed_list_pem: str | None = None
     trust_config: str | None = None  # EKU OIDs, one per line (c2pa `trust.trust_config`)
+    tsa_anchors_pem: str | None = None  # roots of time-stamping authorities only
     extra_settings: dict[str, Any] = field(default_factory=dict)
     remote_manifest_fetch: bool = False
 
@@ -40,6 +44,7 @@ class TrustConfig:
         trust_config: Path | None = None,
         c2pa_settings: Path | None = None,
         remote_manifest_fetch: bool = False,
+        tsa_trust_anchors: Path | None = None,
     ) -> TrustConfig:
         """Build from files; `c2pa_settings` is a full c2pa settings JSON (its values are
         overridden by the individual files when both are given)."""
@@ -50,6 +55,7 @@ class TrustConfig:
             trust_anchors_pem=_read(trust_anchors),
             allowed_list_pem=_read(allowed_list),
             trust_config=_read(trust_config),
+            tsa_anchors_pem=_read(tsa_trust_anchors),
             extra_settings=extra,
             remote_manifest_fetch=remote_manifest_fetch,
         )
@@ -69,6 +75,9 @@ class TrustConfig:
             if self.allowed_list_pem:
                 entry["allowed_list"] = self.allowed_list_pem
             trust.setdefault("anchors", []).append(entry)
+        if self.tsa_anchors_pem:
+            trust.setdefault("anchors", []).append(
+                {"trust_kind": "tsa", "trust_uri": TSA_TRUST_URI, "trust_anchors": self.tsa_anchors_pem})
         if self.trust_config:
             trust["trust_config"] = self.trust_config
         if not trust:
@@ -76,6 +85,27 @@ class TrustConfig:
         verify = settings.setdefault("verify", {})
         verify["remote_manifest_fetch"] = self.remote_manifest_fetch
         return settings
+
+    def claim_signer_anchored(self, chain: list[x509.Certificate]) -> bool | None:
+        """Whether a claim signer's chain (leaf first) ends at one of *our manifest* anchors or
+        is on the allowed list, checked here because the SDK pools anchor kinds (a TSA root
+        would also trust claim signers). None: we configured no manifest trust to judge by."""
+        if not (self.trust_anchors_pem or self.allowed_list_pem):
+            return None
+        allowed = {_spki(c) for c in _certs(self.allowed_list_pem)}
+        anchors = _certs(self.trust_anchors_pem)
+        anchor_keys = {_spki(c) for c in anchors}
+        if any(_spki(c) in allowed or _spki(c) in anchor_keys for c in chain):
+            return True
+        if not chain:
+            return False
+        for anchor in anchors:
+            try:
+                chain[-1].verify_directly_issued_by(anchor)
+                return True
+            except (InvalidSignature, ValueError, TypeError):
+                continue
+        return False
 
     def context(self) -> c2pa.Context:
         """A fresh c2pa Context; callers close it (it is a native resource)."""
@@ -87,6 +117,19 @@ class TrustConfig:
         entries = trust.get("anchors") or []
         return bool(trust.get("trust_anchors") or trust.get("allowed_list")
                     or any(e.get("trust_anchors") or e.get("allowed_list") for e in entries if isinstance(e, dict)))
+
+
+def _certs(pem: str | None) -> list[x509.Certificate]:
+    if not pem:
+        return []
+    try:
+        return x509.load_pem_x509_certificates(pem.encode())
+    except ValueError:
+        return []
+
+
+def _spki(cert: x509.Certificate) -> bytes:
+    return cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _read(path: Path | None) -> str | None:

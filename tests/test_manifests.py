@@ -74,6 +74,23 @@ def test_allowed_list_makes_exactly_that_signer_trusted(tmp_path) -> None:  # ty
     assert read_manifest(sign_image(encode(photo_like(5)), "image/jpeg", allowed), trust=from_file).state is ValidationState.TRUSTED
 
 
+def test_a_tsa_root_does_not_make_a_claim_signer_trusted(test_ca: TestCA) -> None:
+    """Issue 13: the SDK pools anchor kinds, so a root given only as a TSA anchor makes its
+    leaves `Trusted` claim signers; our claim state must not follow."""
+    tsa_root = generate_test_ca("Time-stamping Root")
+    leaf = issue_signer(tsa_root, "Signs claims, should not be trusted")
+    signed = sign_image(encode(photo_like(6)), "image/jpeg", leaf)
+    tsa_only = read_manifest(signed, trust=TrustConfig(tsa_anchors_pem=tsa_root.cert_pem.decode()))
+    assert tsa_only.state is ValidationState.TRUSTED  # what the SDK says (pooled kinds), kept as the reference state
+    assert tsa_only.claim_anchored is False and tsa_only.claim_state is ValidationState.VALID
+    both = TrustConfig(trust_anchors_pem=tsa_root.cert_pem.decode(), tsa_anchors_pem=tsa_root.cert_pem.decode())
+    assert read_manifest(signed, trust=both).claim_state is ValidationState.TRUSTED
+    other = TrustConfig(trust_anchors_pem=test_ca.cert_pem.decode(), tsa_anchors_pem=tsa_root.cert_pem.decode())
+    assert read_manifest(signed, trust=other).claim_state is ValidationState.VALID
+    settings = other.to_c2pa_settings()["trust"]["anchors"]
+    assert [e["trust_kind"] for e in settings] == ["manifest", "tsa"]
+
+
 def test_unsigned_image_has_no_manifest() -> None:
     summary = read_manifest(encode(photo_like(3)))
     assert not summary.present

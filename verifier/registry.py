@@ -221,7 +221,7 @@ class Registry:
         """Trusted when required, and signed with a key the publisher enrolled (by SPKI)."""
         if not summary.present:
             return  # unsigned, and the deployment allows it (`_check_provenance`)
-        if self.settings.require_trusted_originals and summary.state is not ValidationState.TRUSTED:
+        if self.settings.require_trusted_originals and summary.claim_state is not ValidationState.TRUSTED:
             raise UntrustedSigner(
                 "the manifest validates but its signer does not chain to this deployment's trust anchors",
                 validation_state=summary.state.value if summary.state else None,

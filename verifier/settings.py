@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     trust_anchors: Path | None = Field(default=None, description="PEM bundle of trusted C2PA root CAs.")
     allowed_list: Path | None = Field(default=None, description="PEM bundle of individually allowed signer certs.")
     trust_config: Path | None = Field(default=None, description="Allowed EKU OIDs, one per line (c2pa trust_config).")
+    tsa_trust_anchors: Path | None = Field(
+        default=None, description="PEM bundle of time-stamping authority roots; they never make a claim signer trusted "
+        "(checked by us: the SDK pools anchor kinds).")
     c2pa_settings: Path | None = Field(default=None, description="A full c2pa settings JSON file, merged first.")
     remote_manifest_fetch: bool = Field(default=False, description="Let c2pa fetch remote manifests (outbound HTTP).")
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
@@ -71,6 +74,7 @@ class Settings(BaseSettings):
             trust_anchors=self.trust_anchors,
             allowed_list=self.allowed_list,
             trust_config=self.trust_config,
+            tsa_trust_anchors=self.tsa_trust_anchors,
             c2pa_settings=self.c2pa_settings,
             remote_manifest_fetch=self.remote_manifest_fetch,
         )
