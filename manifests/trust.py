@@ -89,7 +89,8 @@ class TrustConfig:
     def claim_signer_anchored(self, chain: list[x509.Certificate]) -> bool | None:
         """Whether a claim signer's chain (leaf first) ends at one of *our manifest* anchors or
         is on the allowed list, checked here because the SDK pools anchor kinds (a TSA root
-        would also trust claim signers). None: we configured no manifest trust to judge by."""
+        would also trust claim signers). None: we configured no manifest trust to judge by.
+        Anchors inside `extra_settings` (a full c2pa settings file) are not consulted here."""
         if not (self.trust_anchors_pem or self.allowed_list_pem):
             return None
         allowed = {_spki(c) for c in _certs(self.allowed_list_pem)}
