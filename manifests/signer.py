@@ -21,11 +21,12 @@ from dataclasses import dataclass
 
 import cbor2
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from manifests.errors import ManifestError
 
-__all__ = ["SignerChainError", "SignerIdentity", "claim_signer_chain", "identity_of", "spki_sha256"]
+__all__ = ["SignerChainError", "SignerIdentity", "anchored_by", "claim_signer_chain", "identity_of", "spki_sha256"]
 
 _X5CHAIN = 33
 _MAX_CERTS = 16
@@ -70,6 +71,28 @@ def identity_of(cert: x509.Certificate) -> SignerIdentity:
         not_after=cert.not_valid_after_utc.isoformat(),
         is_ca=is_ca,
     )
+
+
+def anchored_by(chain: list[x509.Certificate], certs: list[x509.Certificate]) -> x509.Certificate | None:
+    """The certificate among `certs` that a validated claim-signer `chain` (leaf first)
+    belongs to: one with the same key as a certificate of the chain, or a CA whose signature
+    is on the chain's top certificate. Keys, never names: a look-alike CA does not match.
+    Shared by the registry's enrolled identities and the trust check of manifest anchors."""
+    chain_keys = {spki_sha256(c) for c in chain}
+    for cert in certs:
+        if spki_sha256(cert) in chain_keys:
+            return cert
+    if not chain:
+        return None
+    for cert in certs:
+        if not identity_of(cert).is_ca:
+            continue
+        try:
+            chain[-1].verify_directly_issued_by(cert)
+        except (InvalidSignature, ValueError, TypeError):
+            continue
+        return cert
+    return None
 
 
 def claim_signer_chain(store: bytes, manifest_label: str | None = None) -> list[x509.Certificate]:

@@ -9,8 +9,8 @@ from typing import Any
 
 import c2pa
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+
+from manifests.signer import anchored_by
 
 MANIFEST_TRUST_URI = "urn:provenance-verifier:trust:manifest"
 TSA_TRUST_URI = "urn:provenance-verifier:trust:tsa"
@@ -93,20 +93,7 @@ class TrustConfig:
         Anchors inside `extra_settings` (a full c2pa settings file) are not consulted here."""
         if not (self.trust_anchors_pem or self.allowed_list_pem):
             return None
-        allowed = {_spki(c) for c in _certs(self.allowed_list_pem)}
-        anchors = _certs(self.trust_anchors_pem)
-        anchor_keys = {_spki(c) for c in anchors}
-        if any(_spki(c) in allowed or _spki(c) in anchor_keys for c in chain):
-            return True
-        if not chain:
-            return False
-        for anchor in anchors:
-            try:
-                chain[-1].verify_directly_issued_by(anchor)
-                return True
-            except (InvalidSignature, ValueError, TypeError):
-                continue
-        return False
+        return anchored_by(chain, [*_certs(self.allowed_list_pem), *_certs(self.trust_anchors_pem)]) is not None
 
     def context(self) -> c2pa.Context:
         """A fresh c2pa Context; callers close it (it is a native resource)."""
@@ -127,10 +114,6 @@ def _certs(pem: str | None) -> list[x509.Certificate]:
         return x509.load_pem_x509_certificates(pem.encode())
     except ValueError:
         return []
-
-
-def _spki(cert: x509.Certificate) -> bytes:
-    return cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _read(path: Path | None) -> str | None:

@@ -12,12 +12,11 @@ import datetime as dt
 import uuid
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from manifests.signer import identity_of
+from manifests.signer import anchored_by, identity_of
 from verifier.errors import BadRequest, Conflict, NotFound
 from verifier.storage.models import PublisherSigner
 
@@ -79,24 +78,9 @@ def remove(session: Session, publisher_id: uuid.UUID, signer_id: uuid.UUID) -> N
 
 def matching_signer(enrolled: list[PublisherSigner], chain: list[x509.Certificate]) -> PublisherSigner | None:
     """The enrolled identity that `chain` (leaf first, as validated by c2pa) belongs to."""
-    by_key = {s.spki_sha256: s for s in enrolled}
-    for cert in chain:
-        hit = by_key.get(identity_of(cert).spki_sha256)
-        if hit is not None:
-            return hit
-    if not chain:
-        return None
-    top = chain[-1]
-    for s in enrolled:
-        if not s.is_ca:
-            continue
-        ca = x509.load_pem_x509_certificate(s.certificate_pem.encode())
-        try:
-            top.verify_directly_issued_by(ca)
-        except (InvalidSignature, ValueError, TypeError):
-            continue
-        return s
-    return None
+    certs = [x509.load_pem_x509_certificate(s.certificate_pem.encode()) for s in enrolled]
+    hit = anchored_by(chain, certs)
+    return None if hit is None else enrolled[certs.index(hit)]
 
 
 def describe(s: PublisherSigner) -> dict[str, str | bool]:
