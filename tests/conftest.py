@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,9 +21,9 @@ from verifier.api import create_app
 from verifier.service import Service
 from verifier.settings import Settings
 from verifier.simprov.embedding import Embedder, get_embedder
-from verifier.storage.accounts import create_publisher
-from verifier.storage.signers import enroll, parse_certificate
+from verifier.storage.accounts import Scope, create_publisher, issue_key
 from verifier.storage.database import normalise_url
+from verifier.storage.signers import enroll, parse_certificate
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VERIFIER_SHARED_DIR", REPO.parent / "shared"))
@@ -141,6 +143,39 @@ def other_publisher_key(service: Service, other_ca: TestCA) -> str:
         publisher, key = create_publisher(session, "Gotham Gazette")
         enroll(session, publisher.id, parse_certificate(other_ca.cert_pem), label="Gotham CA")
     return key
+
+
+@pytest.fixture
+def verifier_key(service: Service) -> str:
+    """A fact-checker's key."""
+    with service.db.session() as session:
+        _, key = issue_key(session, Scope.VERIFIER)
+    return key
+
+
+@contextmanager
+def live_server(app: object) -> Iterator[tuple[str, int]]:
+    """`app` served by a real uvicorn on a free local port, in a thread: (host, port)."""
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    try:
+        yield "127.0.0.1", port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def auth(key: str) -> dict[str, str]:

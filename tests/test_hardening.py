@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import auth
+from tests.conftest import auth, live_server
 from tests.helpers import encode, photo_like
 from verifier.api import create_app
 from verifier.service import Service
@@ -69,22 +69,9 @@ def test_rate_limits_per_key_and_per_address(service: Service) -> None:
 
 @pytest.fixture
 def live(service: Service) -> Iterator[tuple[str, int]]:
-    import uvicorn
-
     service.settings.body_timeout_s = 1.0
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(service=service), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    yield "127.0.0.1", port
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with live_server(create_app(service=service)) as address:
+        yield address
 
 
 def _read_response(sock: socket.socket) -> str:

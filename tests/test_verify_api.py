@@ -27,21 +27,14 @@ from verifier.service import Service
 from verifier.settings import Settings
 from verifier.simprov.embedding import Embedder
 from verifier.storage.accounts import Scope, create_publisher, issue_key
-from verifier.storage.signers import enroll, parse_certificate
 from verifier.storage.models import Report as ReportRow
+from verifier.storage.signers import enroll, parse_certificate
 
 skdata = pytest.importorskip("skimage.data")
 
 
 def photo(name: str) -> Image.Image:
     return Image.fromarray(getattr(skdata, name)()).convert("RGB")
-
-
-@pytest.fixture
-def verifier_key(service: Service) -> str:
-    with service.db.session() as session:
-        _, key = issue_key(session, Scope.VERIFIER)
-    return key
 
 
 @pytest.fixture

@@ -7,9 +7,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,10 +15,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from manifests.signing import ManifestDefinition, SignerCredentials, sign_image
-from tests.conftest import auth
+from tests.conftest import auth, live_server
 from verifier.api import create_app
 from verifier.service import Service
-from verifier.storage.accounts import Scope, issue_key
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 skdata = pytest.importorskip("skimage.data")
@@ -43,29 +39,8 @@ def jpeg(img: Image.Image, quality: int = 85) -> bytes:
 
 @pytest.fixture
 def server(service: Service) -> Iterator[str]:
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(service=service), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    yield base
-    srv.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture
-def verifier_key(service: Service) -> str:
-    with service.db.session() as session:
-        _, key = issue_key(session, Scope.VERIFIER)
-    return key
+    with live_server(create_app(service=service)) as (host, port):
+        yield f"http://{host}:{port}"
 
 
 @pytest.fixture
