@@ -143,3 +143,28 @@ def test_store_spanning_many_jpeg_segments_is_reassembled(test_ca: TestCA) -> No
     assert int.from_bytes(store[:4], "big") == len(store)
     with c2pa.Reader("image/jpeg", io.BytesIO(signed), manifest_data=store) as reader:
         assert reader.get_validation_state() == "Valid"
+
+
+def test_signer_chain_reader_refuses_hostile_stores_with_its_own_error(signer: SignerCredentials) -> None:
+    """`claim_signer_chain` reads bytes an uploader controls: anything broken is a
+    SignerChainError (a 422 at ingest), never another exception."""
+    import random
+
+    from manifests.signer import SignerChainError, claim_signer_chain
+
+    store = extract_manifest_store(sign_image(encode(photo_like(7)), "image/jpeg", signer))
+    assert store is not None and claim_signer_chain(store)
+    rng = random.Random(3)
+    cases = [b"", b"\x00" * 8, b"\xff" * 64, store[:40], store[: len(store) // 2], b"\x00\x00\x00\x01jumb" + b"\xff" * 8]
+    for _ in range(200):
+        m = bytearray(store)
+        for _ in range(rng.randint(1, 8)):
+            m[rng.randrange(len(m))] = rng.randrange(256)
+        cases.append(bytes(m))
+    refused = 0
+    for case in cases:
+        try:
+            claim_signer_chain(case)
+        except SignerChainError:
+            refused += 1
+    assert refused >= 6  # the crafted cases; a mutation inside image data may leave the chain intact

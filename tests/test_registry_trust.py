@@ -66,13 +66,6 @@ def admin_key(service: Service) -> str:
     return key
 
 
-@pytest.fixture
-def verifier_key(service: Service) -> str:
-    with service.db.session() as session:
-        _, key = issue_key(session, Scope.VERIFIER)
-    return key
-
-
 # -- 1. signing identities ------------------------------------------------------------------------
 
 
@@ -223,6 +216,8 @@ def test_stripped_copy_is_attributed_to_the_first_registration(client: TestClien
     assert again.status_code == 200
     kept = again.json()["report"]
     assert kept["match"]["original_id"] == a["id"]
+    gone = client.get(f"/v1/reports/{report_id}/original.jpg", headers=auth(verifier_key))
+    assert gone.status_code == 404 and gone.headers["content-type"] == PROBLEM
 
 
 # -- enrollment: admin API and CLI ------------------------------------------------------------------

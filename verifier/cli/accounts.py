@@ -20,6 +20,7 @@ def cmd_publishers(args: argparse.Namespace) -> int:
         list_publishers,
     )
     from verifier.storage.signers import (
+        MAX_PEM_BYTES,
         describe,
         enroll,
         parse_certificate,
@@ -30,7 +31,8 @@ def cmd_publishers(args: argparse.Namespace) -> int:
     cert = None
     if args.publishers_command == "add-signer":
         try:
-            cert = parse_certificate(args.cert.read_bytes())
+            with args.cert.open("rb") as fh:  # bounded: parse_certificate refuses anything larger
+                cert = parse_certificate(fh.read(MAX_PEM_BYTES + 1))
         except (OSError, VerifierError) as exc:
             print(f"{args.cert}: {exc}", file=sys.stderr)
             return 2
