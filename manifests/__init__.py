@@ -6,8 +6,8 @@ configurations can coexist in one process.
 """
 
 from manifests.errors import (
-    ManifestError,
     MalformedManifestError,
+    ManifestError,
     RemoteManifestError,
     UnsupportedFormatError,
 )

@@ -46,6 +46,7 @@ class Service:
         """Connect (starting the embedded PostgreSQL when no URL is set), migrate, and
         rebuild the search index from the database. `embedder` lets tests share one model."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.trust.context().close()  # a bad trust list or c2pa setting fails here, at start-up
         db = Database.open(settings.database_url, settings.pg_dir)
         try:
             if migrate:

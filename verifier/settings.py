@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import difflib
+import os
 from enum import Enum
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from manifests import TrustConfig
+
+# VERIFIER_* variables read by tools, not by the service (so not typos).
+TOOL_VARIABLES = frozenset({"VERIFIER_SHARED_DIR", "VERIFIER_SCREENSHOT_DIR"})
+
+
+class SettingsError(ValueError):
+    """A setting that would otherwise be ignored or misread (a typo in a variable name)."""
 
 
 class UnsignedPolicy(str, Enum):
@@ -33,8 +43,18 @@ class Settings(BaseSettings):
     tsa_trust_anchors: Path | None = Field(
         default=None, description="PEM bundle of time-stamping authority roots; they never make a claim signer trusted "
         "(checked by us: the SDK pools anchor kinds).")
-    c2pa_settings: Path | None = Field(default=None, description="A full c2pa settings JSON file, merged first.")
-    remote_manifest_fetch: bool = Field(default=False, description="Let c2pa fetch remote manifests (outbound HTTP).")
+    cawg_trust_anchors: Path | None = Field(
+        default=None, description="PEM bundle of roots for CAWG identity credentials; they never make a claim signer "
+        "trusted (checked by us).")
+    trust_dir: Path | None = Field(default=None, description="Trust lists imported with `verifier trust import`; "
+                                   "unset = <data_dir>/trust.")
+    c2pa_settings: Path | None = Field(default=None, description="A full c2pa settings JSON file, merged first; "
+                                       "unknown keys are rejected.")
+    remote_manifests: Literal["off", "allowlist"] = Field(
+        default="off", description="off: a remote manifest is reported, never fetched; allowlist: fetched from "
+        "remote_manifest_hosts only (c2pa core.allowed_network_hosts).")
+    remote_manifest_hosts: list[str] = Field(default_factory=list, description="Hosts remote manifests may come from "
+                                             "(JSON list, e.g. [\"cai-manifests.adobe.com\"]).")
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=80_000_000, gt=0, description="Decompression-bomb guard (width*height).")
     work_max_side: int = Field(default=2048, ge=256, le=16384, description="Pixels are processed at most this long "
@@ -68,6 +88,20 @@ class Settings(BaseSettings):
     port: int = 8000
     log_level: str = "INFO"
 
+    @model_validator(mode="after")
+    def _no_unknown_variables(self) -> Settings:
+        """A misspelt VERIFIER_ variable would be ignored silently (e.g. VERIFIER_TRUST_ANCHOR
+        leaves every signer untrusted); refuse to start instead."""
+        known = {f"VERIFIER_{name.upper()}" for name in type(self).model_fields} | TOOL_VARIABLES
+        for name in os.environ:
+            if name.startswith("VERIFIER_") and name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                raise SettingsError(f"unknown setting {name}{hint}")
+        if self.remote_manifests == "allowlist" and not self.remote_manifest_hosts:
+            raise SettingsError("VERIFIER_REMOTE_MANIFESTS=allowlist needs VERIFIER_REMOTE_MANIFEST_HOSTS")
+        return self
+
     @cached_property
     def trust(self) -> TrustConfig:
         return TrustConfig.from_files(
@@ -75,9 +109,16 @@ class Settings(BaseSettings):
             allowed_list=self.allowed_list,
             trust_config=self.trust_config,
             tsa_trust_anchors=self.tsa_trust_anchors,
+            cawg_trust_anchors=self.cawg_trust_anchors,
+            trust_dir=self.trust_store_dir,
             c2pa_settings=self.c2pa_settings,
-            remote_manifest_fetch=self.remote_manifest_fetch,
+            remote_manifest_fetch=self.remote_manifests == "allowlist",
+            allowed_hosts=tuple(self.remote_manifest_hosts),
         )
+
+    @property
+    def trust_store_dir(self) -> Path:
+        return self.trust_dir or self.data_dir / "trust"
 
     @property
     def require_trusted_originals(self) -> bool:

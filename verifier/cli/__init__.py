@@ -1,6 +1,6 @@
 """`verifier` command line. One module per topic, each adding its own subcommands:
 server (serve, db, index), accounts (publishers, api-keys, keys), originals (register,
-inspect), verify (verify, report, demo), bench (bench*) and models (train, calibrate).
+inspect), trust (trust import|show|remove), verify (verify, report, demo), bench (bench*) and models (train, calibrate).
 Training and evaluation code is imported only inside the commands that run it."""
 
 from __future__ import annotations
@@ -12,9 +12,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from verifier import __version__
-from verifier.cli import accounts, bench, models, originals, server, verify
+from verifier.cli import accounts, bench, models, originals, server, trust, verify
 
 log = logging.getLogger("verifier")
+
+
+def _configuration_errors() -> tuple[type[Exception], ...]:
+    from pydantic import ValidationError
+
+    from manifests.trust import TrustSettingsError
+    from verifier.settings import SettingsError
+
+    return (ValidationError, SettingsError, TrustSettingsError)
+
+
+ConfigurationError = _configuration_errors()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    for topic in (server, accounts, originals, verify, bench, models):
+    for topic in (server, accounts, originals, trust, verify, bench, models):
         topic.add_parsers(sub)
     return parser
 
@@ -38,7 +50,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "serve" and not args.verbose:
         logging.getLogger("verifier").setLevel(logging.INFO)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigurationError as exc:
+        print(f"configuration error: {_config_message(exc)}", file=sys.stderr)
+        return 2
+
+
+def _config_message(exc: Exception) -> str:
+    """pydantic wraps our validators' errors; show the operator our sentence alone."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return "; ".join(str(e.get("ctx", {}).get("error") or e["msg"]) for e in exc.errors())
+    return str(exc)
 
 
 if __name__ == "__main__":

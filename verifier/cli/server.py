@@ -18,6 +18,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from verifier.api import create_app
 
     settings = settings_from(args)
+    settings.trust.context().close()  # refuse to start on a bad trust list or c2pa setting, with its message
     host = args.host or settings.host
     port = args.port or settings.port
     log.info("provenance-verifier %s on http://%s:%s (data dir %s, database %s)", __version__, host, port,
