@@ -4,11 +4,13 @@ c2pa-python validates and renders the store as JSON but does not hand back its b
 the registry keeps the exact signed store so that it can be re-validated later against the
 stored original (`c2pa.Reader(..., manifest_data=store)`). Container layouts: JPEG APP11
 (ISO 19566-5 packets), PNG `caBX` chunk, RIFF/WebP `C2PA` chunk, TIFF tag 52545 in the
-first IFD (classic TIFF; BigTIFF is not read). Other containers (GIF) yield None; the original bytes are stored anyway, so nothing is lost.
+first IFD (classic TIFF; BigTIFF is not read), SVG `<c2pa:manifest>` (base64). Other containers (GIF) yield None; the original bytes are stored anyway, so nothing is lost.
 """
 
 from __future__ import annotations
 
+import base64
+import re
 import struct
 
 
@@ -21,7 +23,24 @@ def extract_manifest_store(data: bytes) -> bytes | None:
         return _from_riff(data)
     if data[:4] in (b"II*\x00", b"MM\x00*"):
         return _from_tiff(data)
+    if b"<c2pa:manifest>" in data[:1_000_000]:
+        return _from_svg(data)
     return None
+
+
+_SVG_MANIFEST = re.compile(rb"<c2pa:manifest>\s*([A-Za-z0-9+/=\s]{1,67108864}?)\s*</c2pa:manifest>")
+
+
+def _from_svg(data: bytes) -> bytes | None:
+    """SVG carries the store base64-encoded in `<metadata><c2pa:manifest>`."""
+    match = _SVG_MANIFEST.search(data)
+    if not match:
+        return None
+    try:
+        store = base64.b64decode(b"".join(match.group(1).split()), validate=True)
+    except ValueError:
+        return None
+    return store if _is_c2pa_superbox(store) else None
 
 
 def _is_c2pa_superbox(box: bytes) -> bool:

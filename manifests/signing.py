@@ -70,7 +70,7 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 def generate_test_ca(common_name: str = "provenance-verifier Test Root CA", days: int = 3650) -> TestCA:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     name = _name(common_name, "provenance-verifier test")
     cert = (
         x509.CertificateBuilder()
@@ -99,7 +99,7 @@ def issue_signer(ca: TestCA, common_name: str, organization: str = "Test Publish
     """Issue an ES256 claim-signing certificate under `ca`."""
     key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = ca._cert()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name, organization))
@@ -142,9 +142,11 @@ class ManifestDefinition:
         ]
     )
     author: str | None = None
+    extra_assertions: list[dict[str, Any]] = field(default_factory=list)  # e.g. a c2pa.soft-binding
 
     def to_json(self) -> str:
-        assertions: list[dict[str, Any]] = [{"label": "c2pa.actions", "data": {"actions": self.actions}}]
+        assertions: list[dict[str, Any]] = [{"label": "c2pa.actions", "data": {"actions": self.actions}},
+                                            *self.extra_assertions]
         if self.author:
             assertions.append(
                 {

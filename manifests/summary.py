@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
-
 # Trust in an identity assertion's credential: never lowers the claim signer's standing.
 IDENTITY_TRUST_FAILURES = frozenset({"cawg.x509.credential.untrusted"})
 
@@ -58,6 +57,50 @@ class SignerInfo:
 
 
 @dataclass(frozen=True)
+class CertificateInfo:
+    """A certificate as the validator decoded it (crJSON `certificateInfo`)."""
+
+    subject: str | None = None  # RFC 4514-like DN, most significant first
+    issuer: str | None = None
+    serial: str | None = None  # hex
+    not_before: str | None = None
+    not_after: str | None = None
+
+
+@dataclass(frozen=True)
+class TimestampInfo:
+    """The RFC 3161 time-stamp on the claim signature."""
+
+    time: str | None
+    tsa: CertificateInfo | None
+    trusted: bool  # `timeStamp.trusted`: the TSA chains to an anchor
+    codes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class IdentityAssertion:
+    """A CAWG identity assertion: who the claim says stands behind it, judged apart from the
+    claim signer (it never lowers the claim's standing)."""
+
+    label: str
+    sig_type: str | None
+    roles: list[str]
+    issuer: str | None
+    subject: str | None
+    trusted: bool | None  # None: the validator said neither trusted nor untrusted
+    codes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SoftBinding:
+    """A `c2pa.soft-binding` assertion: a watermark or fingerprint the signer bound to the asset."""
+
+    alg: str
+    values: list[str]  # base64, one per block
+    scopes: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class ManifestInfo:
     label: str
     title: str | None
@@ -66,6 +109,9 @@ class ManifestInfo:
     instance_id: str | None
     signer: SignerInfo
     actions: list[Action] = field(default_factory=list)
+    signer_certificate: CertificateInfo | None = None
+    is_update_manifest: bool = False
+    claim_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +150,15 @@ class ManifestSummary:
     remote_url: str | None = None
     # Our own check of the claim signer against the manifest anchors (None: not made).
     claim_anchored: bool | None = None
+    # The manifest trust list that anchors the claim signer (our check), e.g.
+    # {"uri", "name", "category"}; None when no configured list does.
+    trust_list: dict[str, Any] | None = None
+    sdk_trust_list_uri: str | None = None  # what the SDK names (its pooled lists)
+    spec_version: str | None = None
+    validation_time: str | None = None
+    timestamp: TimestampInfo | None = None
+    identity_assertions: list[IdentityAssertion] = field(default_factory=list)
+    soft_bindings: list[SoftBinding] = field(default_factory=list)
 
     @classmethod
     def absent(cls) -> ManifestSummary:
@@ -128,6 +183,19 @@ class ManifestSummary:
             if "signingCredential.trusted" in success and not others:
                 return ValidationState.TRUSTED
         return self.state
+
+    @property
+    def ocsp(self) -> str | None:
+        """The claim signer's revocation status: good, revoked, unknown (responder not
+        reachable), skipped (not fetched) or None (nothing said)."""
+        every = {c.code for c in [*self.codes.success, *self.codes.informational, *self.codes.failure]}
+        for code, status in (("signingCredential.revoked", "revoked"), ("signingCredential.ocsp.revoked", "revoked"),
+                             ("signingCredential.ocsp.notRevoked", "good"),
+                             ("signingCredential.ocsp.inaccessible", "unknown"),
+                             ("signingCredential.ocsp.skipped", "skipped")):
+            if code in every:
+                return status
+        return None
 
     @property
     def identity_codes(self) -> list[str]:
@@ -165,6 +233,14 @@ class ManifestSummary:
             "embedded": self.embedded,
             "remote_url": self.remote_url,
             "manifest_store_bytes": len(self.manifest_store) if self.manifest_store else None,
+            "claim_state": self.claim_state.value if self.claim_state else None,
+            "trust_list": self.trust_list,
+            "spec_version": self.spec_version,
+            "validation_time": self.validation_time,
+            "timestamp": _plain(asdict(self.timestamp)) if self.timestamp else None,
+            "ocsp": self.ocsp,
+            "identity_assertions": [_plain(asdict(i)) for i in self.identity_assertions],
+            "soft_bindings": [_plain(asdict(b)) for b in self.soft_bindings],
         }
         if include_store:
             out["manifest_store_b64"] = (
