@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-REPORT_VERSION = "1.0"
-SCHEMA_ID = "urn:provenance-verifier:schema:report:1.0"
+REPORT_VERSION = "1.1"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...)
+SCHEMA_ID = "urn:provenance-verifier:schema:report:1.1"
 
 
 class Verdict(str, Enum):
@@ -38,8 +38,8 @@ class ModelVersion(BaseModel):
 class InputInfo(BaseModel):
     sha256: str
     mime: str
-    width: int
-    height: int
+    width: int | None = Field(description="null for assets that are not raster images (SVG, PDF, video, audio).")
+    height: int | None
     size_bytes: int
 
 
@@ -50,20 +50,78 @@ class IngredientFailure(BaseModel):
     failure_codes: list[str]
 
 
-class C2paSection(BaseModel):
-    present: bool
-    state: Literal["Valid", "Trusted", "Invalid"] | None = Field(None, description="The reference validator's state.")
+class CertificateOut(BaseModel):
+    subject: str | None = Field(None, description="Distinguished name, most specific first (CN=..., O=..., C=...).")
+    issuer: str | None = None
+    serial: str | None = Field(None, description="Hexadecimal.")
+    not_before: str | None = None
+    not_after: str | None = None
+
+
+class TrustListRef(BaseModel):
+    """The trust list that makes the claim signer trusted (our check per kind, not the SDK's pooled answer)."""
+
+    uri: str | None = None
+    name: str | None = None
+    category: Literal["official", "legacy", "custom", "none"] = Field(
+        "none", description="official: the C2PA Trust List; legacy: the interim/legacy list; custom: the operator's "
+        "own anchors; none: no configured manifest list anchors the signer.")
+
+
+class TimestampOut(BaseModel):
+    time: str | None = Field(None, description="The time-stamp's time (else the claimed signing time).")
+    trusted: bool = Field(description="The TSA chains to a trust anchor (timeStamp.trusted); only then is the signing "
+                          "time more than the signer's own claim.")
+    tsa: CertificateOut | None = None
+    codes: list[str] = []
+
+
+class IdentityAssertionOut(BaseModel):
+    label: str
+    sig_type: str | None = None
+    roles: list[str] = []
+    issuer: str | None = None
+    subject: str | None = None
+    trusted: bool | None = Field(None, description="The identity credential chains to a CAWG anchor; never lowers "
+                                 "the claim signer's standing.")
+    codes: list[str] = []
+
+
+class SoftBindingOut(BaseModel):
+    alg: str
+    values: list[str] = Field(description="Base64, one per block.")
+    scopes: list[dict[str, Any]] = []
+
+
+class CredentialDetails(BaseModel):
+    """What a thorough C2PA validator reports beyond state and codes (report 1.1)."""
+
     claim_state: Literal["Valid", "Trusted", "Invalid"] | None = Field(
         None, description="The claim signer's standing: Trusted when the signer is trusted even if a CAWG identity "
-        "credential is not (the verdict uses this).")
+        "credential is not, and not Trusted when only a TSA or CAWG root anchors it (the verdict uses this).")
+    trust_list: TrustListRef = Field(default_factory=TrustListRef)
+    spec_version: str | None = Field(None, description="C2PA specification version the validator applied.")
+    validation_time: str | None = None
+    signer: CertificateOut | None = Field(None, description="The claim signer's certificate.")
+    timestamp: TimestampOut | None = Field(
+        None, description="RFC 3161 time-stamp of the signature; null = not time-stamped (the signing time is unverified).")
+    ocsp: Literal["good", "revoked", "unknown", "skipped"] | None = Field(
+        None, description="The signer's revocation status as the validator found it (skipped: not fetched).")
+    identity_assertions: list[IdentityAssertionOut] = []
+    soft_bindings: list[SoftBindingOut] = Field(default_factory=list, description="c2pa.soft-binding assertions.")
+    is_update_manifest: bool = False
+    remote_manifest_url: str | None = Field(None, description="Where the manifest lives when it is not embedded "
+                                            "(never fetched unless the operator allows the host).")
+
+
+class C2paSection(CredentialDetails):
+    present: bool
+    state: Literal["Valid", "Trusted", "Invalid"] | None = Field(None, description="The reference validator's state.")
     identity_codes: list[str] = Field(default_factory=list, description="Status codes of CAWG identity assertions.")
     manifests: int = 0
     failure_codes: list[str] = []
     informational_codes: list[str] = []
     summary: dict[str, Any] | None = Field(None, description="Active manifest: title, generator, signer, actions.")
-    timestamp: dict[str, Any] | None = Field(
-        None, description="RFC 3161 time-stamp of the signature: {time, trusted (the TSA chains to a trust anchor), codes}; "
-        "null = not time-stamped (the signing time is unverified).")
     ingredients: list[dict[str, Any]] = Field(
         default_factory=list, description="The active manifest's ingredient tree, each with its own validation state.")
     ingredient_failures: list[IngredientFailure] = []
@@ -110,8 +168,9 @@ class MatchSection(BaseModel):
 class SearchSection(BaseModel):
     """What provenance search saw, whether or not it led to a match."""
 
-    method: str
-    decision_threshold: float
+    method: str = Field(description="The stage-1 model; `not-applicable` for assets that are not raster images "
+                        "(their Content Credentials are still checked).")
+    decision_threshold: float | None
     candidates: list[CandidateScore] = Field(description="Top-k registry candidates, best first.")
 
 
@@ -136,7 +195,7 @@ class Manipulation(BaseModel):
         None, description="3x3 homography from the matched original's pixels to the query's pixels (F_A), row-major.")
 
 
-class RecoveredManifest(BaseModel):
+class RecoveredManifest(CredentialDetails):
     """The matched original's stored manifest store, validated again at report time
     against the stored original bytes."""
 
@@ -149,9 +208,6 @@ class RecoveredManifest(BaseModel):
     failure_codes: list[str]
     informational_codes: list[str]
     summary: dict[str, Any] | None
-    timestamp: dict[str, Any] | None = Field(
-        None, description="RFC 3161 time-stamp of the signature: {time, trusted (the TSA chains to a trust anchor), codes}; "
-        "null = not time-stamped (the signing time is unverified).")
     ingredients: list[dict[str, Any]] = Field(
         default_factory=list, description="The active manifest's ingredient tree, each with its own validation state.")
     ingredient_failures: list[IngredientFailure] = []
@@ -160,7 +216,7 @@ class RecoveredManifest(BaseModel):
 
 
 class Report(BaseModel):
-    report_version: Literal["1.0"] = REPORT_VERSION
+    report_version: Literal["1.1"] = REPORT_VERSION
     id: uuid.UUID
     created_at: dt.datetime
     service: ServiceInfo

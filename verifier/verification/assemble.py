@@ -97,15 +97,19 @@ def manipulation_section(change: ChangeResult, report_id: uuid.UUID, has_heatmap
     )
 
 
-def verdict(c2pa: C2paSection, ev: Evidence) -> Verdict:
-    """A valid manifest speaks first; then what the registry says about the pixels."""
-    if c2pa.present and (c2pa.claim_state or c2pa.state) == ValidationState.TRUSTED.value:
-        return Verdict.C2PA_TRUSTED  # the claim signer; an untrusted identity assertion does not lower it
-    if c2pa.present and c2pa.state == ValidationState.VALID.value:
+def verdict(c2pa: C2paSection, ev: Evidence | None) -> Verdict:
+    """A valid manifest speaks first; then what the registry says about the pixels (ev None:
+    the asset is not a raster image, so there is no search)."""
+    # The claim signer's standing: an untrusted identity assertion does not lower it, and a
+    # TSA or CAWG root that the SDK pools with the manifest anchors does not raise it.
+    state = c2pa.claim_state or c2pa.state
+    if c2pa.present and state == ValidationState.TRUSTED.value:
+        return Verdict.C2PA_TRUSTED
+    if c2pa.present and state == ValidationState.VALID.value:
         return Verdict.C2PA_VALID_UNTRUSTED
-    if c2pa.present and c2pa.state == ValidationState.INVALID.value:
+    if c2pa.present and state == ValidationState.INVALID.value:
         return Verdict.C2PA_INVALID
-    if ev.original is None:
+    if ev is None or ev.original is None:
         return Verdict.NO_MATCH
     pixel, change = ev.pixel, ev.change
     if ev.exact or (pixel is not None and pixel.identical):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+from dataclasses import asdict
 from typing import Any
 
 from manifests import (
@@ -15,14 +16,20 @@ from manifests import (
     RemoteManifestError,
     TrustConfig,
     UnsupportedFormatError,
+    ValidationState,
     read_manifest,
 )
 from verifier.errors import UnreadableManifest
 from verifier.reports.schema import (
     C2paSection,
+    CertificateOut,
+    IdentityAssertionOut,
     IngredientFailure,
     PublisherRef,
     RecoveredManifest,
+    SoftBindingOut,
+    TimestampOut,
+    TrustListRef,
 )
 from verifier.storage.models import Original
 
@@ -35,7 +42,8 @@ def query_credentials(data: bytes, mime: str, trust: TrustConfig) -> C2paSection
     except UnsupportedFormatError:
         return C2paSection(present=False)
     except RemoteManifestError as exc:
-        return C2paSection(present=True, error={"type": exc.kind, "message": str(exc), "url": exc.url})
+        return C2paSection(present=True, error={"type": exc.kind, "message": str(exc), "url": exc.url},
+                           remote_manifest_url=exc.url)
     except ManifestError as exc:
         raise UnreadableManifest(f"the image's C2PA data cannot be read: {exc}") from exc
     if not summary.present:
@@ -43,15 +51,14 @@ def query_credentials(data: bytes, mime: str, trust: TrustConfig) -> C2paSection
     return C2paSection(
         present=True,
         state=summary.state.value if summary.state else None,
-        claim_state=summary.claim_state.value if summary.claim_state else None,
         identity_codes=summary.identity_codes,
         manifests=summary.manifests_count,
         failure_codes=summary.failure_codes,
         informational_codes=summary.informational_codes,
         summary=active_summary(summary),
-        timestamp=timestamp_info(summary),
         ingredients=ingredient_tree(summary),
         ingredient_failures=ingredient_failures(summary.ingredient_failures()),
+        **details(summary),
     )
 
 
@@ -67,9 +74,9 @@ def recovered_credentials(original: Original, original_bytes: bytes, trust: Trus
         state = summary.state.value if summary.state else None
         failures, informational = summary.failure_codes, summary.informational_codes
         active, ing_failures = active_summary(summary), ingredient_failures(summary.ingredient_failures())
-        tree, stamp = ingredient_tree(summary), timestamp_info(summary)
+        tree, extra = ingredient_tree(summary), details(summary)
     except ManifestError as exc:  # the stored store no longer reads: say so, do not hide it
-        state, failures, informational, active, ing_failures, tree, stamp = "Invalid", [f"unreadable: {exc}"], [], None, [], [], None
+        state, failures, informational, active, ing_failures, tree, extra = "Invalid", [f"unreadable: {exc}"], [], None, [], [], {}
     return RecoveredManifest(
         original_id=original.id,
         publisher=PublisherRef(id=original.publisher.id, name=original.publisher.name),
@@ -80,11 +87,11 @@ def recovered_credentials(original: Original, original_bytes: bytes, trust: Trus
         failure_codes=failures,
         informational_codes=informational,
         summary=active,
-        timestamp=stamp,
         ingredients=tree,
         ingredient_failures=ing_failures,
         manifest_store_sha256=hashlib.sha256(store).hexdigest() if store else None,
         manifest_store_b64=base64.b64encode(store).decode() if store else None,
+        **extra,
     )
 
 
@@ -93,17 +100,34 @@ def active_summary(summary: ManifestSummary) -> dict[str, Any] | None:
     return am if isinstance(am, dict) else None
 
 
-def timestamp_info(summary: ManifestSummary) -> dict[str, Any] | None:
-    """The signature's time-stamp (RFC 3161) as the validator judged it: its time, and whether
-    the time-stamping authority is trusted (`timeStamp.trusted`). None: not time-stamped, so
-    the signing time is only what the signer's clock claimed."""
-    signer = summary.active_manifest.signer if summary.active_manifest else None
-    success = {c.code for c in summary.codes.success}
-    codes = sorted(c for c in success | set(summary.failure_codes) | set(summary.informational_codes) if c.startswith("timeStamp."))
-    time = signer.signing_time if signer else None
-    if time is None and not codes:
-        return None
-    return {"time": time, "trusted": "timeStamp.trusted" in success, "codes": codes}
+def details(summary: ManifestSummary) -> dict[str, Any]:
+    """The report 1.1 fields (`CredentialDetails`) from a validated summary."""
+    am = summary.active_manifest
+
+    def cert(info: Any) -> CertificateOut | None:
+        return CertificateOut(**asdict(info)) if info is not None else None
+
+    if summary.trust_list is not None:
+        trust_list = TrustListRef(**summary.trust_list)
+    elif summary.claim_state is ValidationState.TRUSTED and summary.sdk_trust_list_uri:
+        trust_list = TrustListRef(uri=summary.sdk_trust_list_uri, name=summary.sdk_trust_list_uri, category="custom")
+    else:
+        trust_list = TrustListRef()
+    stamp = summary.timestamp
+    return {
+        "claim_state": summary.claim_state.value if summary.claim_state else None,
+        "trust_list": trust_list,
+        "spec_version": summary.spec_version,
+        "validation_time": summary.validation_time,
+        "signer": cert(am.signer_certificate) if am else None,
+        "timestamp": TimestampOut(time=stamp.time, trusted=stamp.trusted, tsa=cert(stamp.tsa), codes=stamp.codes)
+        if stamp else None,
+        "ocsp": summary.ocsp,
+        "identity_assertions": [IdentityAssertionOut(**asdict(i)) for i in summary.identity_assertions],
+        "soft_bindings": [SoftBindingOut(**asdict(b)) for b in summary.soft_bindings],
+        "is_update_manifest": bool(am and am.is_update_manifest),
+        "remote_manifest_url": summary.remote_url,
+    }
 
 
 def ingredient_tree(summary: ManifestSummary) -> list[dict[str, Any]]:

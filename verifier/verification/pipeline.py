@@ -9,6 +9,7 @@ everything succeeded, so a failed request writes nothing.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -16,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from manifests.formats import detect_mime, supported_mime_types
 from verifier import __version__
-from verifier.errors import NotFound
+from verifier.errors import NotAnImage, NotFound
 from verifier.images import load_image
 from verifier.matching.evidence import Evidence
 from verifier.matching.matcher import Matcher, Stopwatch
@@ -62,8 +64,14 @@ class VerificationPipeline:
 
     def verify(self, data: bytes, *, api_key_id: uuid.UUID | None = None) -> SignedReport:
         clock = Stopwatch()
-        info, image = load_image(data, max_bytes=self.settings.max_upload_bytes, max_pixels=self.settings.max_image_pixels,
-                                 max_side=self.settings.work_max_side)
+        try:
+            info, image = load_image(data, max_bytes=self.settings.max_upload_bytes,
+                                     max_pixels=self.settings.max_image_pixels, max_side=self.settings.work_max_side)
+        except NotAnImage:
+            mime = detect_mime(data)
+            if mime is None or mime not in supported_mime_types():
+                raise
+            return self._credentials_only(data, mime, api_key_id, clock)
         clock.lap("decode")
         c2pa = query_credentials(data, info.mime, self.settings.trust)
         clock.lap("c2pa")
@@ -121,6 +129,37 @@ class VerificationPipeline:
         clock.lap("sign_store")
         log.info("report %s: %s", report.id, verdict.value)
         return SignedReport(payload, jws, ev, clock.laps)
+
+    def _credentials_only(self, data: bytes, mime: str, api_key_id: uuid.UUID | None, clock: Stopwatch) -> SignedReport:
+        """An asset C2PA covers but SImProv does not (SVG, PDF, video, audio): its own Content
+        Credentials are checked; provenance search is not applicable."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        c2pa = query_credentials(data, mime, self.settings.trust)
+        clock.lap("c2pa")
+        verdict = assemble.verdict(c2pa, None)
+        report = Report(
+            id=uuid.uuid4(),
+            created_at=dt.datetime.now(dt.UTC),
+            service=ServiceInfo(version=__version__),
+            models=self.models(),
+            input=InputInfo(sha256=sha256, mime=mime, width=None, height=None, size_bytes=len(data)),
+            c2pa=c2pa,
+            match=None,
+            search=SearchSection(method="not-applicable", decision_threshold=None, candidates=[]),
+            manipulation=None,
+            recovered_manifest=None,
+            verdict=verdict,
+            summary=assemble.summary_line(verdict, c2pa, None, False)
+            + f" Provenance search covers raster images only; this is {mime}.",
+        )
+        payload = report.payload()
+        jws = self.keys.current().sign_compact(canonical_json(payload))
+        self.reports.add(ReportRow(id=report.id, created_at=report.created_at, input_sha256=sha256,
+                                   verdict=verdict.value, matched_original_id=None, api_key_id=api_key_id,
+                                   report=payload, jws=jws, heatmap_png=None, heatmap_layer_png=None))
+        clock.lap("sign_store")
+        log.info("report %s (%s, credentials only): %s", report.id, mime, verdict.value)
+        return SignedReport(payload, jws, None, clock.laps)
 
     def models(self) -> list[ModelVersion]:
         return [ModelVersion(role=m.role, name=m.model_id, weights_sha256=m.weights_sha256) for m in self.matcher.models()]

@@ -238,8 +238,14 @@ function manifestView(heading, m, who) {
   const dl = el("dl", { class: "kv" });
   const row = (k, v) => { if (v === null || v === undefined || v === "") return; dl.append(el("dt", {}, k), el("dd", {}, v)); };
   if (who) { row("Publisher", who.publisher); row("Registered", who.registered); }
-  row("Validation", stateBadge(m.state));
-  row("Signer", [signer.common_name, signer.issuer].filter(Boolean).join(", issued by ") || "unknown");
+  row("Validation", stateBadge(m.claim_state || m.state));
+  row("Signer", (m.signer && m.signer.subject) || [signer.common_name, signer.issuer].filter(Boolean).join(", issued by ") || "unknown");
+  if (m.signer && m.signer.issuer) row("Issued by", m.signer.issuer);
+  if (m.trust_list && m.trust_list.category !== "none") row("Trust list", m.trust_list.name + " (" + m.trust_list.category + ")");
+  for (const id of m.identity_assertions || []) {
+    row("Identity", (id.subject || "unnamed") + (id.trusted === true ? " (verified identity)" : id.trusted === false ? " (identity credential not trusted)" : ""));
+  }
+  if (m.ocsp === "revoked") row("Revocation", "the signer's certificate is REVOKED");
   const ts = m.timestamp;
   row("Signed at", ts && ts.time
     ? when(ts.time) + (ts.trusted ? " (time-stamped by a trusted authority)" : " (time-stamped, but the authority is not trusted)")
