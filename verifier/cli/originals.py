@@ -53,16 +53,17 @@ def cmd_register(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def inspect_file(path: Path, trust: Any) -> dict[str, Any]:
+def inspect_file(path: Path, trust: Any, include_json: bool = False) -> dict[str, Any]:
     """The `inspect --json` object for one file (never raises for unreadable input)."""
     from manifests import ManifestError, read_manifest
+    from manifests.formats import detect_mime
 
     try:
         data = path.read_bytes()
     except OSError as exc:
         return {"error": {"type": "io_error", "message": str(exc)}}
     try:
-        return read_manifest(data, trust=trust).to_dict()
+        return read_manifest(data, trust=trust, mime=detect_mime(data, path.name)).to_dict(include_json=include_json)
     except ManifestError as exc:
         return {"error": {"type": exc.kind, "message": str(exc)}}
 
@@ -75,14 +76,32 @@ def _print_summary(path: Path, result: dict[str, Any]) -> None:
     if not result["present"]:
         print("  no C2PA manifest")
         return
-    print(f"  state: {result['state']}   manifests: {result['manifests']}")
+    print(f"  state: {result['state']}   claim signer: {result.get('claim_state')}   manifests: {result['manifests']}")
+    if result.get("trust_list"):
+        print(f"  trust list: {result['trust_list']['name']} ({result['trust_list']['category']})")
     if result["failure_codes"]:
         print(f"  failures: {', '.join(result['failure_codes'])}")
     am = result.get("active_manifest") or {}
     if am:
         signer = am.get("signer") or {}
         print(f"  title: {am.get('title')}   generator: {am.get('claim_generator')}")
-        print(f"  signed by: {signer.get('common_name')} / {signer.get('issuer')} at {signer.get('signing_time')}")
+        cert = am.get("signer_certificate") or {}
+        print(f"  signed by: {cert.get('subject') or signer.get('common_name')}")
+        if cert.get("issuer"):
+            print(f"    issuer: {cert['issuer']}   valid {cert.get('not_before')} .. {cert.get('not_after')}")
+        stamp = result.get("timestamp")
+        if stamp:
+            tsa = (stamp.get("tsa") or {}).get("subject") or "unknown TSA"
+            print(f"  time-stamp: {stamp['time']} by {tsa} ({'trusted' if stamp['trusted'] else 'NOT trusted'})")
+        else:
+            print(f"  claimed signing time (not time-stamped): {signer.get('signing_time')}")
+        if result.get("ocsp"):
+            print(f"  revocation (OCSP): {result['ocsp']}")
+        for ident in result.get("identity_assertions") or []:
+            verdict = {True: "trusted", False: "NOT trusted", None: "trust not checked"}[ident["trusted"]]
+            print(f"  identity: {ident['subject']} ({ident['sig_type']}, {verdict})")
+        for binding in result.get("soft_bindings") or []:
+            print(f"  soft binding: {binding['alg']} ({len(binding['values'])} value(s))")
         for act in am.get("actions") or []:
             dst = f" ({act['digital_source_type'].rsplit('/', 1)[-1]})" if act.get("digital_source_type") else ""
             print(f"  action: {act['action']}{dst}")
@@ -98,21 +117,31 @@ def _print_summary(path: Path, result: dict[str, Any]) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from manifests import TrustConfig
+    from manifests import ManifestError
+    from manifests.reader import manifest_tree, read_detailed
 
     settings = settings_from(args)
-    trust = settings.trust
     if args.trust_anchors or args.c2pa_settings:
-        trust = TrustConfig.from_files(
-            trust_anchors=args.trust_anchors or settings.trust_anchors,
-            allowed_list=settings.allowed_list,
-            trust_config=settings.trust_config,
-            c2pa_settings=args.c2pa_settings or settings.c2pa_settings,
-            remote_manifest_fetch=settings.remote_manifest_fetch,
-        )
+        overrides = {"trust_anchors": args.trust_anchors or settings.trust_anchors,
+                     "c2pa_settings": args.c2pa_settings or settings.c2pa_settings}
+        settings = type(settings)(**{**settings.model_dump(), **overrides})
+    trust = settings.trust
     for path in args.files:
-        result = inspect_file(Path(path), trust)
-        if args.json:
+        if args.detailed:
+            try:
+                result: dict[str, Any] = read_detailed(Path(path), trust=trust)
+            except ManifestError as exc:
+                result = {"error": {"type": exc.kind, "message": str(exc)}}
+            except OSError as exc:
+                result = {"error": {"type": "io_error", "message": str(exc)}}
+            print(json.dumps(result if len(args.files) == 1 else {"file": str(path), **result}, indent=None if args.json else 2))
+            continue
+        result = inspect_file(Path(path), trust, include_json=args.tree)
+        if args.tree:
+            print(f"{path}")
+            lines = manifest_tree(result.pop("manifest_json", None) or {}) if "error" not in result else []
+            print("\n".join(lines) if lines else f"  {result.get('error', {}).get('message') or 'no C2PA manifest'}")
+        elif args.json:
             print(json.dumps(result if len(args.files) == 1 else {"file": str(path), **result}))
         else:
             _print_summary(Path(path), result)
@@ -132,4 +161,6 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--trust-anchors", type=Path, help="PEM bundle of trusted roots (overrides the setting)")
     p.add_argument("--c2pa-settings", type=Path, help="a c2pa settings JSON (e.g. a trust config)")
+    p.add_argument("--tree", action="store_true", help="draw the manifests, assertions and ingredients as a tree")
+    p.add_argument("--detailed", action="store_true", help="the SDK's detailed JSON (claims, assertion boxes, hashes)")
     p.set_defaults(func=cmd_inspect)

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
-import socket
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from verifier.cli.common import open_service, settings_from
+from verifier.cli.common import fetch_bounded, open_service, settings_from
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -43,26 +39,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 JWKS_MAX_BYTES = 256 * 1024
-JWKS_TIMEOUT_S = 10
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A JWKS URL answers with the keys or not at all: a redirect could point anywhere."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        raise ValueError(f"the JWKS URL redirects (HTTP {code}); redirects are not followed")
-
-
-def _public_host(host: str) -> None:
-    """Refuse hosts that resolve to loopback, private, link-local or reserved addresses."""
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError as exc:
-        raise ValueError(f"cannot resolve {host!r}: {exc}") from exc
-    for info in infos:
-        addr = ipaddress.ip_address(info[4][0])
-        if not addr.is_global:
-            raise ValueError(f"{host!r} resolves to a non-public address ({addr}); use --jwks-insecure for a local test")
 
 
 def _load_jwks(source: str | None, args: argparse.Namespace) -> Any:
@@ -72,17 +48,8 @@ def _load_jwks(source: str | None, args: argparse.Namespace) -> Any:
         settings = settings_from(args)
         return KeyRing(settings.keys_dir, settings.report_signing_key_file).jwks()
     if "://" in source:
-        parts = urllib.parse.urlsplit(source)
-        insecure = getattr(args, "jwks_insecure", False)
-        if parts.scheme != "https" and not (insecure and parts.scheme == "http"):
-            raise ValueError("a JWKS URL must be https (http only with --jwks-insecure)")
-        if not parts.hostname:
-            raise ValueError("the JWKS URL has no host")
-        if not insecure:
-            _public_host(parts.hostname)
-        opener = urllib.request.build_opener(_NoRedirects)
-        with opener.open(source, timeout=JWKS_TIMEOUT_S) as response:
-            body = response.read(JWKS_MAX_BYTES + 1)
+        body = fetch_bounded(source, JWKS_MAX_BYTES, what="JWKS", insecure=getattr(args, "jwks_insecure", False),
+                             insecure_flag="--jwks-insecure")
     else:
         with open(source, "rb") as fh:
             body = fh.read(JWKS_MAX_BYTES + 1)
