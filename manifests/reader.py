@@ -250,7 +250,7 @@ def _b64(value: Any) -> str | None:
 def _typed_error(exc: Exception) -> ManifestError:
     message = str(exc)
     if message.startswith("Remote:") or "RemoteManifest" in type(exc).__name__:
-        match = re.search(r"https?://\S+", message)
+        match = re.search(r"""https?://[^\s"'<>]+""", message)  # the SDK quotes some URLs
         return RemoteManifestError(message, url=match.group(0) if match else None)
     if message.startswith("NotSupported") or "NotSupported" in type(exc).__name__:
         return UnsupportedFormatError(message)

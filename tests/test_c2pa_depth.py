@@ -347,3 +347,46 @@ def test_same_answer_as_the_reference_reader(path: Path) -> None:
     assert ours.active_manifest is not None and ours.active_manifest.label == ref["active_manifest"]
     assert ours.manifests_count == len(ref["manifests"])
     assert sorted(ours.manifest_json["manifests"]) == sorted(ref["manifests"])  # type: ignore[index]
+
+
+def test_remote_manifest_is_fetched_only_from_an_allowed_host(signer: SignerCredentials) -> None:
+    """The allowlist reaches the SDK: the same asset reads when its host is allowed, and is a
+    typed refusal (with the URL, for the report) when fetching is off or the host is not listed."""
+    from manifests import RemoteManifestError
+
+    served: dict[str, bytes] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/c2pa")
+            self.end_headers()
+            self.wfile.write(served["store"])
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host = f"127.0.0.1:{server.server_port}"
+    url = f"http://{host}/manifest.c2pa"
+    try:
+        info = c2pa.C2paSignerInfo(signer.alg, signer.chain_pem, signer.key_pem, None)
+        ctx = c2pa.Context.from_dict({"builder": {"thumbnail": {"enabled": False}}})
+        with c2pa.Signer.from_info(info) as sig, c2pa.Builder(ManifestDefinition(title="remote").to_json(), ctx) as b:
+            b.set_no_embed()
+            b.set_remote_url(url)
+            out = io.BytesIO()
+            served["store"] = b.sign(sig, "image/jpeg", io.BytesIO(encode(photo_like(34))), out)
+        ctx.close()
+        asset = out.getvalue()
+        for settings in (Settings(), Settings(remote_manifests="allowlist", remote_manifest_hosts=["example.org"])):
+            with pytest.raises(RemoteManifestError) as refused:
+                read_manifest(asset, trust=settings.trust)
+            assert refused.value.url == url
+        allowed = Settings(remote_manifests="allowlist", remote_manifest_hosts=[host]).trust
+        summary = read_manifest(asset, trust=allowed)
+        assert summary.present and summary.state is ValidationState.VALID
+        assert summary.embedded is False and summary.remote_url == url
+    finally:
+        server.shutdown()
