@@ -128,3 +128,53 @@ def _from_tiff(data: bytes) -> bytes | None:
             return None
         return data[offset : offset + count]
     return None
+
+
+def _boxes(data: bytes, start: int, end: int) -> list[tuple[int, int, bytes]]:
+    """(offset, size, type) of the ISO BMFF boxes in data[start:end]."""
+    out: list[tuple[int, int, bytes]] = []
+    pos = start
+    while pos + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        header = 8
+        if size == 1:
+            if pos + 16 > end:
+                raise ValueError("truncated box header")
+            size, header = struct.unpack(">Q", data[pos + 8 : pos + 16])[0], 16
+        elif size == 0:
+            size = end - pos
+        if size < header or pos + size > end:
+            raise ValueError("box size out of bounds")
+        out.append((pos, size, kind))
+        pos += size
+    if pos != end:
+        raise ValueError("trailing bytes after the last box")
+    return out
+
+
+def _superbox_label(data: bytes, offset: int, size: int) -> str | None:
+    """The label in a `jumb` superbox's description box."""
+    children = _boxes(data, offset + 8, offset + size)
+    if not children or children[0][2] != b"jumd":
+        return None
+    d_off, d_size, _ = children[0]
+    body = data[d_off + 8 : d_off + d_size]
+    if len(body) < 17 or not body[16] & 0x02:  # toggles: bit 1 = label present
+        return None
+    return body[17:].split(b"\x00", 1)[0].decode("utf-8", "replace")
+
+
+def active_manifest_only(store: bytes, label: str) -> bytes:
+    """The manifest store with only the manifest `label` in it (SBR `returnActiveManifest`):
+    the `c2pa` superbox's description box and that one manifest superbox, sizes rewritten.
+    Raises ValueError when the store is malformed or has no such manifest."""
+    top = _boxes(store, 0, len(store))
+    if len(top) != 1 or top[0][2] != b"jumb" or _superbox_label(store, 0, top[0][1]) != "c2pa":
+        raise ValueError("not a C2PA manifest store")
+    children = _boxes(store, 8, top[0][1])
+    description = children[0]
+    keep = [c for c in children[1:] if c[2] == b"jumb" and _superbox_label(store, c[0], c[1]) == label]
+    if len(keep) != 1:
+        raise ValueError(f"the store has no manifest {label!r}")
+    body = b"".join(store[off : off + size] for off, size, _ in (description, keep[0]))
+    return struct.pack(">I4s", 8 + len(body), b"jumb") + body

@@ -37,6 +37,14 @@ class BadRequest(VerifierError):
     pass
 
 
+class UriTooLong(VerifierError):
+    status, slug, title = 414, "uri-too-long", "Query too long; use POST"
+
+
+class NotImplementedYet(VerifierError):
+    status, slug, title = 501, "not-implemented", "Not implemented"
+
+
 class PayloadTooLarge(VerifierError):
     status, slug, title = 413, "payload-too-large", "Upload exceeds the byte limit"
 

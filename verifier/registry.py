@@ -39,6 +39,7 @@ from manifests import (
     read_manifest,
 )
 from manifests.signer import SignerChainError, claim_signer_chain, identity_of
+from manifests.softbinding import SoftBindingError, canonical_value, valid_alg
 from verifier.errors import (
     AlreadyRegistered,
     BadRequest,
@@ -52,7 +53,7 @@ from verifier.errors import (
 )
 from verifier.images import ImageInfo, load_image
 from verifier.settings import Settings, UnsignedPolicy
-from verifier.storage.models import AuditEvent, Original
+from verifier.storage.models import AuditEvent, Original, SoftBinding
 from verifier.storage.originals import OriginalStore, audit_event
 from verifier.storage.signers import describe, matching_signer, signers_of
 
@@ -193,6 +194,7 @@ class Registry:
             derived_from=derived_from,
             **_provenance_columns(summary),
         )
+        original.soft_bindings = self._soft_bindings(summary)  # inserted with the row, in its transaction
         detail: dict[str, Any] = {"state": original.validation_state}
         if derived_from is not None:
             detail["derived_from"] = str(derived_from)
@@ -216,6 +218,24 @@ class Registry:
             indexer.committed(original.id, image, staged)
         log.info("registered original %s (%s) for publisher %s", original.id, info.sha256[:12], publisher_id)
         return Registration(self.store.get(original.id), created=True)
+
+    def _soft_bindings(self, summary: ManifestSummary) -> list[SoftBinding]:
+        """Every block of every `c2pa.soft-binding` assertion of the active manifest, for the
+        Soft Binding Resolution API; algorithm ids are checked against the official list (an
+        unknown or deprecated id is kept, and flagged); values that are not base64 are skipped."""
+        out: list[SoftBinding] = []
+        for binding in summary.soft_bindings:
+            if not valid_alg(binding.alg):
+                continue
+            status = self.settings.softbinding_algorithms.status(binding.alg)
+            scopes = binding.scopes or [{} for _ in binding.values]
+            for value, scope in zip(binding.values, scopes, strict=False):
+                try:
+                    canonical = canonical_value(value)
+                except SoftBindingError:
+                    continue
+                out.append(SoftBinding(alg=binding.alg, value=canonical, scope=scope or None, alg_status=status))
+        return out
 
     def _check_signer(self, summary: ManifestSummary, publisher_id: uuid.UUID) -> None:
         """Trusted when required, and signed with a key the publisher enrolled (by SPKI)."""

@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from manifests import TrustConfig
+from manifests.softbinding import AlgorithmList
 
 # VERIFIER_* variables read by tools, not by the service (so not typos).
 TOOL_VARIABLES = frozenset({"VERIFIER_SHARED_DIR", "VERIFIER_SCREENSHOT_DIR"})
@@ -55,6 +56,11 @@ class Settings(BaseSettings):
         "remote_manifest_hosts only (c2pa core.allowed_network_hosts).")
     remote_manifest_hosts: list[str] = Field(default_factory=list, description="Hosts remote manifests may come from "
                                              "(JSON list, e.g. [\"cai-manifests.adobe.com\"]).")
+    softbinding_algorithm_list: Path | None = Field(
+        default=None, description="The C2PA soft-binding algorithm list (JSON) as downloaded; harvested algorithm ids "
+        "are checked against it (unknown or deprecated ones are kept but flagged). Unset: not checked.")
+    sbr_max_value_chars: int = Field(default=4096, ge=64, le=65536, description="Longest `value` accepted by GET "
+                                     "/sbr/v1/matches/byBinding (414 beyond: use POST).")
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=80_000_000, gt=0, description="Decompression-bomb guard (width*height).")
     work_max_side: int = Field(default=2048, ge=256, le=16384, description="Pixels are processed at most this long "
@@ -115,6 +121,12 @@ class Settings(BaseSettings):
             remote_manifest_fetch=self.remote_manifests == "allowlist",
             allowed_hosts=tuple(self.remote_manifest_hosts),
         )
+
+    @cached_property
+    def softbinding_algorithms(self) -> AlgorithmList:
+        if self.softbinding_algorithm_list is None:
+            return AlgorithmList()
+        return AlgorithmList.load(self.softbinding_algorithm_list)
 
     @property
     def trust_store_dir(self) -> Path:

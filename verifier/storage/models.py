@@ -12,6 +12,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -116,7 +117,7 @@ class Original(Base):
     manifest_json: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     validation_state: Mapped[str | None] = mapped_column(String(16))
     status_codes: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    active_manifest_label: Mapped[str | None] = mapped_column(Text)
+    active_manifest_label: Mapped[str | None] = mapped_column(Text, index=True)
     signer: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # A declared derivative: its manifest lists this (another publisher's) original as an ingredient.
     derived_from: Mapped[uuid.UUID | None] = mapped_column(
@@ -125,6 +126,28 @@ class Original(Base):
     created_at: Mapped[dt.datetime] = _now_column()
 
     publisher: Mapped[Publisher] = relationship(back_populates="originals")
+    soft_bindings: Mapped[list[SoftBinding]] = relationship(
+        back_populates="original", cascade="all, delete-orphan", passive_deletes=True)
+
+
+class SoftBinding(Base):
+    """A soft-binding value (watermark or fingerprint) from a registered original's manifest
+    (`c2pa.soft-binding` assertions), for the Soft Binding Resolution API's exact lookup."""
+
+    __tablename__ = "soft_bindings"
+    __table_args__ = (Index("ix_soft_bindings_alg_value", "alg", "value"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    original_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("originals.id", ondelete="CASCADE"), nullable=False, index=True)
+    alg: Mapped[str] = mapped_column(String(255), nullable=False)
+    value: Mapped[str] = mapped_column(Text, nullable=False)  # canonical base64
+    scope: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # listed | deprecated | unknown (not on the algorithm list) | unchecked (no list configured)
+    alg_status: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[dt.datetime] = _now_column()
+
+    original: Mapped[Original] = relationship(back_populates="soft_bindings")
 
 
 class AuditEvent(Base):
