@@ -240,7 +240,8 @@ def test_soft_binding_assertions_are_reported(client: TestClient, verifier_key: 
     summary = read_manifest(signed)
     assert [(b.alg, b.values) for b in summary.soft_bindings] == [("com.example.watermark.1", [value])]
     report = _verify(client, verifier_key, signed)
-    assert report["c2pa"]["soft_bindings"] == [{"alg": "com.example.watermark.1", "values": [value], "scopes": [{}]}]
+    assert report["c2pa"]["soft_bindings"] == [{"alg": "com.example.watermark.1", "values": [value], "scopes": [{}],
+                                                "checked": False, "matches_query": None}]
     assert report["verdict"] == "c2pa_trusted" and report["c2pa"]["is_update_manifest"] is False
     assert report["c2pa"]["identity_assertions"] == []
 

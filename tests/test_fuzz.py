@@ -37,7 +37,8 @@ def test_no_operation_answers_5xx(service: Service) -> None:
             response = case.call(headers={"Authorization": f"Bearer {keys[scope]}"})  # noqa: B023 (run() is called in this iteration)
             name = f"{op.method.upper()} {op.path}"  # noqa: B023
             seen[name] = seen.get(name, 0) + 1
-            if response.status_code >= 500:
+            documented_501 = response.status_code == 501 and name == "POST /sbr/v1/matches/byReference"
+            if response.status_code >= 500 and not documented_501:
                 failures.append(f"{name}: {response.status_code} {response.text[:200]}")
             elif response.status_code >= 400 and not _content_type(response).startswith("application/problem+json"):
                 failures.append(f"{name}: {response.status_code} not problem+json")

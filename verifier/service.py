@@ -21,11 +21,13 @@ from verifier.simprov.embedding import Embedder, get_embedder
 from verifier.simprov.regions import RegionEmbedder
 from verifier.simprov.rerank import Reranker, Stage2Policy
 from verifier.storage import Database
+from verifier.storage.bindings import BindingStore
 from verifier.storage.blobs import BlobStore
 from verifier.storage.embeddings import EmbeddingStore
 from verifier.storage.originals import OriginalStore
 from verifier.storage.reports import ReportStore
 from verifier.verification.pipeline import VerificationPipeline
+from verifier.verification.resolution import SoftBindingResolver
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ class Service:
     matcher: Matcher
     keys: KeyRing
     pipeline: VerificationPipeline
+    resolver: SoftBindingResolver
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True, embedder: Embedder | None = None) -> Service:
@@ -47,6 +50,7 @@ class Service:
         rebuild the search index from the database. `embedder` lets tests share one model."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         settings.trust.context().close()  # a bad trust list or c2pa setting fails here, at start-up
+        _ = settings.softbinding_algorithms  # and so does a bad soft-binding algorithm list
         db = Database.open(settings.database_url, settings.pg_dir)
         try:
             if migrate:
@@ -66,11 +70,12 @@ class Service:
             keys = KeyRing(settings.keys_dir, settings.report_signing_key_file)
             keys.current()  # create the first key now, not inside a request
             pipeline = VerificationPipeline(settings, matcher, ReportStore(db), keys)
+            resolver = SoftBindingResolver(settings, matcher, BindingStore(db))
         except BaseException:
             db.close()
             raise
         return cls(settings=settings, db=db, originals=originals, registry=registry, search=search, matcher=matcher,
-                   keys=keys, pipeline=pipeline)
+                   keys=keys, pipeline=pipeline, resolver=resolver)
 
     def close(self) -> None:
         try:

@@ -53,7 +53,7 @@ class Admission:
 
 
 class RateLimitMiddleware:
-    """Limits on /v1/ requests: `per_key` (e.g. "300/minute") for each bearer token, and
+    """Limits on /v1/ and /sbr/ requests: `per_key` (e.g. "300/minute") for each bearer token, and
     `per_address` for each client address; None switches one off."""
 
     def __init__(self, app: ASGIApp, per_key: str | None, per_address: str | None) -> None:
@@ -67,7 +67,7 @@ class RateLimitMiddleware:
         return max(1, math.ceil(stats.reset_time - time.time()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope.get("path", "").startswith("/v1/"):
+        if scope["type"] != "http" or not scope.get("path", "").startswith(("/v1/", "/sbr/")):
             await self.app(scope, receive, send)
             return
         checks = []

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 
 from verifier import __version__
-from verifier.api import originals, publishers, verify, web
+from verifier.api import originals, publishers, sbr, verify, web
 from verifier.api.admission import Admission, RateLimitMiddleware
 from verifier.api.problems import BodyLimitMiddleware, install_problem_handlers
 from verifier.service import Service
@@ -41,6 +41,9 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
         version=__version__,
         summary="Where did this image come from? C2PA validation and a trusted registry of signed originals.",
         lifespan=lifespan,
+        openapi_tags=[{"name": "soft-binding-resolution", "description":
+                       "The C2PA Soft Binding Resolution API (SBR 1.1.0): recover the manifest of a stripped image "
+                       "by its content or a watermark/fingerprint value; fetch manifest stores by id."}],
     )
     if service is not None:
         app.state.service = service
@@ -55,6 +58,7 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     app.include_router(web.api)
     app.include_router(web.router)
     app.include_router(verify.router)
+    app.include_router(sbr.router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness, database and index state (503 while the database is down)")
     def healthz() -> Response:

@@ -39,15 +39,17 @@ def install_problem_handlers(app: FastAPI) -> None:
             {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg"), "type": e.get("type")}
             for e in exc.errors()
         ]
+        # The Soft Binding Resolution API specifies 400 for an invalid query value.
+        status = 400 if request.url.path.startswith("/sbr/") else 422
         body = {
             "type": "urn:provenance-verifier:problem:invalid-request",
             "title": "Invalid request",
-            "status": 422,
+            "status": status,
             "detail": "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors),
             "instance": request.url.path,
             "errors": errors,
         }
-        return problem_response(422, body)
+        return problem_response(status, body)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

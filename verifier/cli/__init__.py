@@ -20,10 +20,11 @@ log = logging.getLogger("verifier")
 def _configuration_errors() -> tuple[type[Exception], ...]:
     from pydantic import ValidationError
 
+    from manifests.softbinding import SoftBindingError
     from manifests.trust import TrustSettingsError
     from verifier.settings import SettingsError
 
-    return (ValidationError, SettingsError, TrustSettingsError)
+    return (ValidationError, SettingsError, TrustSettingsError, SoftBindingError)
 
 
 ConfigurationError = _configuration_errors()

@@ -304,6 +304,11 @@ class ProvenanceSearch:
         match = top if top is not None and top.score >= self.decision_threshold else None
         return SearchOutcome(self.method, candidates, match, self.decision_threshold, vector, self.calibration.threshold)
 
+    def nearest(self, vector: np.ndarray, k: int) -> list[tuple[uuid.UUID, float]]:
+        """The global index's k nearest originals to a given stage-1 vector (D,), by cosine,
+        best first: a fingerprint lookup with no image (Soft Binding Resolution by value)."""
+        return sorted(self.main.search(vector[None].astype(np.float32), k).items(), key=lambda kv: -kv[1])
+
     def _search_regions(self, img: Image.Image, vector: np.ndarray, cosines: dict[uuid.UUID, float],
                         regions: np.ndarray | None = None) -> list[Candidate]:
         assert self.regions is not None and self.region_embedder is not None

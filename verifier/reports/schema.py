@@ -91,6 +91,9 @@ class SoftBindingOut(BaseModel):
     alg: str
     values: list[str] = Field(description="Base64, one per block.")
     scopes: list[dict[str, Any]] = []
+    checked: bool = Field(False, description="In a recovered manifest: whether this binding was checked against the "
+                          "query (our fingerprint: yes; watermarks we cannot decode: no).")
+    matches_query: bool | None = Field(None, description="When checked: the query carries this binding.")
 
 
 class CredentialDetails(BaseModel):

@@ -39,6 +39,7 @@ from verifier.storage.models import Report as ReportRow
 from verifier.storage.reports import Reader, ReportStore
 from verifier.verification import assemble
 from verifier.verification.credentials import query_credentials, recovered_credentials
+from verifier.verification.resolution import check_bindings, fingerprint_alg
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,10 @@ class VerificationPipeline:
         recovered = None
         if ev.original is not None and ev.original_bytes is not None:
             recovered = recovered_credentials(ev.original, ev.original_bytes, self.settings.trust)
+            if recovered is not None and recovered.soft_bindings:
+                search = self.matcher.search
+                recovered.soft_bindings = check_bindings(recovered.soft_bindings, fingerprint_alg(search.embedder.model_id),
+                                                         ev.stage1.query_vector, search.calibration.threshold)
         clock.lap("recover_manifest")
         heatmap_png: bytes | None = None
         heatmap_layer: bytes | None = None
