@@ -16,6 +16,7 @@ from verifier.reports.signing import KeyRing
 from verifier.settings import Settings
 from verifier.simprov import catalog
 from verifier.simprov.catalog import Calibration
+from verifier.simprov.device import resolve as resolve_device
 from verifier.simprov.change import ChangeDetector
 from verifier.simprov.embedding import Embedder, get_embedder
 from verifier.simprov.regions import RegionEmbedder
@@ -55,16 +56,23 @@ class Service:
         try:
             if migrate:
                 db.upgrade()
+            device = resolve_device(settings.device)
             embedder = embedder or get_embedder(settings.embedding_model)
+            if embedder.device != device:
+                embedder.to(device)
             originals = OriginalStore(db, BlobStore(settings.blob_dir))
             regions = _region_model(settings)
+            if regions is not None:
+                regions.to(device)
             search = ProvenanceSearch(
                 EmbeddingStore(db), embedder, Calibration.load(embedder.model_id), top_k=settings.search_top_k,
                 index_path=settings.index_dir / f"{embedder.model_id}.faiss", nprobe=settings.index_nprobe,
                 regions=regions, regions_calibration=Calibration.load(regions.model_id) if regions else None,
             )
             views = CandidateViews(settings.views_dir, settings.views_cache_size)
-            matcher = Matcher(originals, search, views, *_pairwise_stages(settings))
+            reranker, change = _pairwise_stages(settings)
+            matcher = Matcher(originals, search, views, reranker.to(device) if reranker else None,
+                              change.to(device) if change else None)
             registry = Registry(settings, originals, SearchIndexer(search, views, matcher))
             search.load(originals.image)
             keys = KeyRing(settings.keys_dir, settings.report_signing_key_file)

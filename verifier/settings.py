@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     verify_requires_key: bool = Field(default=True, description="POST /v1/verify needs a verifier-scoped key.")
     search_top_k: int = Field(default=100, ge=1, le=1000)
     index_nprobe: int = Field(default=128, ge=1, le=1024, description="IVF lists probed per query (IVF-PQ only).")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="Where the networks run: auto = CUDA when torch sees one, else CPU.")
     embedding_model: str = Field(default="auto", description="Stage-1 model id; auto = the trained one if shipped.")
     stage1_regions: bool = Field(default=True, description="Also search region descriptors (finds originals of large "
                                  "composites, memes, collages) when the region model ships.")

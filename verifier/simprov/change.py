@@ -16,6 +16,7 @@ import torch
 
 from verifier.simprov import catalog
 from verifier.simprov.catalog import CHANGE_ID
+from verifier.simprov.device import to_numpy
 from verifier.simprov.localise import refine_heat
 from verifier.simprov.nn.pen import ChangeNet
 from verifier.simprov.pairs import (
@@ -64,9 +65,15 @@ class ChangeDetector:
     def raw(self, pair: AlignedPair) -> tuple[float, np.ndarray]:
         """P(manipulated) and the ungated 7x7 heat, for benchmarks and the service alike."""
         q, c = pen_inputs(pair.query[None], pair.valid[None], pair.candidate[None])
+        device = next(self.net.parameters()).device
         with self._lock, torch.inference_mode():
-            logit, heat = self.net(q, c)
-        return float(torch.sigmoid(logit)[0]), heat[0].numpy().astype(np.float32)
+            logit, heat = self.net(q.to(device), c.to(device))
+        return float(torch.sigmoid(logit.float())[0]), to_numpy(heat[0])
+
+    def to(self, device: torch.device) -> ChangeDetector:
+        with self._lock:
+            self.net = self.net.to(device)
+        return self
 
     def analyse(self, pair: AlignedPair, query: View, candidate: View, query_size: tuple[int, int]) -> ChangeResult:
         p, heat = self.raw(pair)

@@ -19,6 +19,7 @@ from PIL import Image
 
 from verifier.simprov import catalog
 from verifier.simprov.catalog import BACKBONE_ID, EMBED_ID, file_sha256
+from verifier.simprov.device import inference, to_numpy
 from verifier.simprov.nn.efficientnet_lite import (
     LITE_MEAN,
     LITE_STD,
@@ -30,6 +31,9 @@ from verifier.simprov.nn.gem import GeM
 class Embedder(Protocol):
     model_id: str
     dim: int
+    device: torch.device
+
+    def to(self, device: torch.device) -> Embedder: ...
 
     @property
     def weights_sha256(self) -> str: ...
@@ -64,14 +68,23 @@ class _TorchEmbedder:
     _lock: threading.Lock
     size: int
     dim: int
+    device: torch.device = torch.device("cpu")
+
+    def to(self, device: torch.device) -> _TorchEmbedder:
+        """Run on `device` from now on (the service calls this once, at start-up)."""
+        with self._lock:
+            self._net = self._net.to(device)
+            self.device = device
+        return self
 
     def embed(self, images: list[Image.Image]) -> np.ndarray:
         if not images:
             return np.zeros((0, self.dim), np.float32)
         batch = torch.stack([to_tensor(im, self.size) for im in images])
-        with self._lock, torch.inference_mode():
-            out = self._net(batch)
-        return out.numpy().astype(np.float32)
+        with self._lock, inference(self.device, bf16=True):
+            out = self._net(batch.to(self.device, non_blocking=True))
+            out = F.normalize(out.float(), dim=1)  # unit norm in fp32 whatever the autocast dtype
+        return to_numpy(out)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from PIL import Image
 
 from verifier.simprov import catalog
 from verifier.simprov.catalog import REGIONS_ID, file_sha256
+from verifier.simprov.device import to_numpy
 from verifier.simprov.embedding import BackboneGeMNet, to_tensor
 from verifier.simprov.nn.whiten import Whitening
 
@@ -62,8 +63,9 @@ class RegionFeatures(torch.nn.Module):
             wholes.append(to_tensor(whole, GLOBAL_SIZE))
             crops.extend(to_tensor(c, CROP_SIZE) for c in cs)
         pool = self.net.pool
-        g = pool(self.net.backbone.forward_features(torch.stack(wholes)))  # (N, 1280)
-        c = pool(self.net.backbone.forward_features(torch.stack(crops)))  # (9N, 1280)
+        device = next(self.parameters()).device
+        g = pool(self.net.backbone.forward_features(torch.stack(wholes).to(device)))  # (N, 1280)
+        c = pool(self.net.backbone.forward_features(torch.stack(crops).to(device)))  # (9N, 1280)
         return torch.cat([g[:, None], c.reshape(len(images), REGIONS - 1, -1)], 1)  # (N, 10, 1280)
 
 
@@ -86,12 +88,18 @@ class RegionEmbedder:
     def weights_sha256(self) -> str:
         return self._sha
 
+    def to(self, device: torch.device) -> RegionEmbedder:
+        with self._lock:
+            self._features = self._features.to(device)
+            self._whiten = self._whiten.to(device)
+        return self
+
     def embed_regions(self, images: list[Image.Image]) -> np.ndarray:
         if not images:
             return np.zeros((0, self.regions, self.dim), np.float32)
         with self._lock, torch.inference_mode():
             out = self._whiten(self._features.raw(images))
-        return out.numpy().astype(np.float32)
+        return to_numpy(out)
 
 
 def fused_scores(query: np.ndarray, candidates: np.ndarray) -> np.ndarray:

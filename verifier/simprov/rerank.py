@@ -23,6 +23,7 @@ import torch
 
 from verifier.simprov import catalog
 from verifier.simprov.catalog import PSEN_ID, REORDER_ID
+from verifier.simprov.device import to_numpy
 from verifier.simprov.nn.pen import PSEN, Reorderer
 from verifier.simprov.pairs import AlignedPair, View, align_pair, pen_inputs
 
@@ -96,6 +97,16 @@ class Reranker:
         return cls(catalog.load(PSEN_ID), catalog.load(REORDER_ID), catalog.file_sha256(p.weights),  # type: ignore[arg-type]
                    catalog.file_sha256(r.weights), policy)
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.psen.parameters()).device
+
+    def to(self, device: torch.device) -> Reranker:
+        with self._lock:
+            self.psen = self.psen.to(device)
+            self.reorderer = self.reorderer.to(device)
+        return self
+
     def with_policy(self, policy: Stage2Policy) -> Reranker:
         """The same networks under another policy (the benchmark's exhaustive comparison)."""
         return Reranker(self.psen, self.reorderer, self.psen_sha256, self.reorder_sha256, policy)
@@ -112,15 +123,16 @@ class Reranker:
         eq_t = torch.from_numpy(np.repeat(eq[None].astype(np.float32), len(pairs), 0))
         ec_t = torch.from_numpy(ecs.astype(np.float32))
         inl = torch.tensor([p.alignment.inliers for p in pairs])
+        d = self.device
         with self._lock, torch.inference_mode():
-            s = torch.sigmoid(self.psen(q, c, eq_t, ec_t, inl)).numpy()
-        return s.astype(np.float32), pairs
+            s = to_numpy(torch.sigmoid(self.psen(q.to(d), c.to(d), eq_t.to(d), ec_t.to(d), inl.to(d))))
+        return s, pairs
 
     def reorder(self, psen: np.ndarray, evaluated: np.ndarray, cosines: np.ndarray) -> np.ndarray:
         """(LIST_SIZE + 1,) probabilities; the last = not in the registry."""
         with self._lock, torch.inference_mode():
-            logits = self.reorderer(reorder_features(psen, evaluated, cosines))[0]
-        probs = torch.softmax(logits, 0).numpy()
+            logits = self.reorderer(reorder_features(psen, evaluated, cosines).to(self.device))[0]
+        probs = to_numpy(torch.softmax(logits, 0))
         k = min(len(cosines), LIST_SIZE)
         probs[k:LIST_SIZE] = 0.0  # padding is never a choice
         return probs / probs.sum()
