@@ -69,3 +69,46 @@ def test_shipped_model_shape_norm_determinism_and_robustness() -> None:
     assert va.shape == (256,) and abs(np.linalg.norm(va) - 1) < 1e-5
     np.testing.assert_array_equal(embedder.embed([a])[0], embedder.embed([a])[0])
     assert float(va @ vc) > float(va @ vb)  # a re-encoded, resized copy is nearer than another photo
+
+
+def test_training_starts_from_given_weights_without_the_imagenet_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--init`: resuming or fine-tuning needs only our safetensors file (issue 15)."""
+    import verifier.simprov.nn.embednet as embednet
+
+    photos = _tiny_dataset(tmp_path / "photos")
+    first = tmp_path / "first.safetensors"
+    before = train(TrainConfig(photos=photos, out=first, size=96, views=3, epochs=1, batch_images=4, seed=0))
+
+    def no_imagenet(*args: object, **kw: object) -> None:
+        raise AssertionError("the ImageNet package must not be touched when --init is given")
+
+    real = embednet.efficientnet_lite0
+    monkeypatch.setattr(embednet, "efficientnet_lite0", lambda pretrained=False: no_imagenet() if pretrained else real(pretrained=False))
+    second = tmp_path / "second.safetensors"
+    result = train(TrainConfig(photos=photos, out=second, size=96, views=3, epochs=1, batch_images=4, seed=0, init=first))
+    assert result["config"]["init"] == str(first)
+    # it started where the first run ended: the same validation before as the first run's after
+    assert result["val_before"] == pytest.approx(before["val_after"], abs=1e-6)
+
+
+def test_device_setting_reaches_every_network() -> None:
+    """VERIFIER_DEVICE: auto resolves to what torch sees, cuda without a GPU is a clear error,
+    and each runtime wrapper moves its modules (CPU here; CUDA in scripts/gpu_check.sh)."""
+    from verifier.simprov.change import ChangeDetector
+    from verifier.simprov.device import resolve
+    from verifier.simprov.rerank import Reranker
+
+    assert resolve("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA device"):
+            resolve("cuda")
+    with pytest.raises(ValueError):
+        resolve("tpu")
+    cpu = torch.device("cpu")
+    embedder = get_embedder("auto").to(cpu)
+    assert embedder.device == cpu and embedder.embed([generated_photo(3)]).dtype == np.float32
+    reranker, change = Reranker.packaged(), ChangeDetector.packaged()
+    if reranker is not None and change is not None:
+        assert reranker.to(cpu).device == cpu
+        assert next(change.to(cpu).net.parameters()).device == cpu

@@ -84,7 +84,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(
         photos=args.photos, out=args.out, mode=args.mode, size=args.size, views=args.views, epochs=args.epochs,
         batch_images=args.batch, lr=args.lr, freeze_blocks=args.freeze_blocks, limit=args.limit, seed=args.seed,
-        device=device,
+        device=device, init=args.init,
     )
     logging.getLogger("verifier").setLevel(logging.INFO)
     result = train(cfg)
@@ -135,6 +135,7 @@ def add_parsers(sub: Any) -> None:
     q.add_argument("--batch", type=int, default=48, help="photos per batch (x views)")
     q.add_argument("--lr", type=float, default=1e-3)
     q.add_argument("--freeze-blocks", type=int, default=13)
+    q.add_argument("--init", type=Path, help="start from these stage-1 weights (safetensors) instead of ImageNet")
     q.add_argument("--limit", type=int, help="only the first N training photos")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--device")

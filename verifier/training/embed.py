@@ -54,6 +54,7 @@ class TrainConfig:
     val_fraction: float = 0.05
     seed: int = 0
     device: str = "cpu"
+    init: Path | None = None  # start from these weights (no ImageNet package needed): fine-tuning, resuming
 
 
 def multi_positive_contrastive(z: torch.Tensor, groups: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -147,7 +148,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     val, train_set = photos[:n_val], photos[n_val:]
     log.info("training on %d photos, validating on %d (both from the train split)", len(train_set), len(val))
 
-    model = EmbedNet(pretrained_backbone=True).to(cfg.device)
+    model = _initial_model(cfg).to(cfg.device)
     started = time.time()
     distractors = train_set[: min(len(train_set), 10 * len(val))]
     before = evaluate(model, val, cfg, cfg.seed + 1, distractors)
@@ -266,6 +267,15 @@ def _train_online(model: EmbedNet, photos: list[Path], cfg: TrainConfig, rng: ra
 
 def save(model: EmbedNet, out: Path) -> None:
     catalog.save_weights(model, out, "embed", {"dim": str(model.dim)})
+
+
+def _initial_model(cfg: TrainConfig) -> EmbedNet:
+    """ImageNet weights from the packaged backbone, or `cfg.init` (a stage-1 safetensors file
+    of ours), in which case the ImageNet package is not needed at all."""
+    if cfg.init is None:
+        return EmbedNet(pretrained_backbone=True)
+    log.info("starting from %s (sha256 %s)", cfg.init, catalog.file_sha256(cfg.init)[:12])
+    return load(cfg.init)
 
 
 def load(path: Path, device: str = "cpu") -> EmbedNet:
