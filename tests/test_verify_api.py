@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -164,7 +165,7 @@ def test_stripped_png_with_identical_pixels_is_unmodified(client: TestClient, ve
     assert report["match"]["original_id"] == registered["chelsea"]["record"]["id"]
 
 
-def test_pasted_patch_is_manipulated_with_a_heatmap_over_the_edit(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]
+def test_pasted_patch_is_manipulated_with_a_heatmap_over_the_edit(client: TestClient, service: Service, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]
     img = Image.open(io.BytesIO(registered["astronaut"]["bytes"])).convert("RGB")
     box = (300, 60, 440, 200)
     img.paste(photo("rocket").resize((140, 140)), box[:2])
@@ -183,10 +184,16 @@ def test_pasted_patch_is_manipulated_with_a_heatmap_over_the_edit(client: TestCl
     edit[box[1] : box[3], box[0] : box[2]] = True
     assert (up & edit).sum() / edit.sum() > 0.4  # most of the edit is outlined ...
     assert (up & edit).sum() / up.sum() > 0.3  # ... and the outline is mostly the edit
-    # the PNG overlay is served, on the query's pixels
+    # the PNG overlay is rendered on its first request (not in the verify path), then kept
+    with service.db.session() as session:
+        row = session.get(ReportRow, uuid.UUID(report["id"]))
+        assert row.heatmap_png is None and row.heatmap_query_jpeg and row.heatmap_heat_png
     png = client.get(m["heatmap_url"], headers=auth(verifier_key))
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(png.content)).size == (384, 384)
+    with service.db.session() as session:
+        assert session.get(ReportRow, uuid.UUID(report["id"])).heatmap_png == png.content
+    assert client.get(m["heatmap_url"], headers=auth(verifier_key)).content == png.content
 
 
 def test_benign_copy_has_no_heatmap(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]

@@ -10,6 +10,27 @@ import numpy as np
 from PIL import Image
 
 
+def overlay_sources(query: Image.Image, heat: np.ndarray, max_side: int = 1024) -> tuple[bytes, bytes]:
+    """What the overlay is rendered from later: the query at most `max_side` px (JPEG) and the
+    heat over it (8-bit grey PNG), ~10 ms instead of ~150 ms for the overlay PNG itself."""
+    img = query.convert("RGB")
+    scale = min(1.0, max_side / max(img.size))
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    small = img.resize(size, Image.BILINEAR) if scale < 1 else img
+    jpeg, grey = io.BytesIO(), io.BytesIO()
+    small.save(jpeg, "JPEG", quality=90)
+    h = cv2.resize(heat.astype(np.float32), size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    Image.fromarray(np.clip(h * 255 + 0.5, 0, 255).astype(np.uint8), "L").save(grey, "PNG", compress_level=1)
+    return jpeg.getvalue(), grey.getvalue()
+
+
+def render_overlay_from(query_jpeg: bytes, heat_png: bytes, outline: float) -> bytes:
+    """The overlay PNG from `overlay_sources` (on the PNG's first request)."""
+    query = Image.open(io.BytesIO(query_jpeg))
+    heat = np.asarray(Image.open(io.BytesIO(heat_png)), np.float32) / 255.0
+    return render_overlay(query, heat, outline)
+
+
 def render_overlay(query: Image.Image, heat: np.ndarray, outline: float, max_side: int = 1024) -> bytes:
     """PNG: the query with `heat` ((H, W) in [0, 1] over the query) in false colour (jet)
     and its outline at level `outline`."""
@@ -46,7 +67,7 @@ def render_layer(heat: np.ndarray, outline: float, max_side: int = 512) -> bytes
     cv2.drawContours(out, contours, -1, (255, 255, 255, 255), width + 1)
     cv2.drawContours(out, contours, -1, (0, 200, 0, 255), width)
     buf = io.BytesIO()
-    Image.fromarray(out, "RGBA").save(buf, "PNG", optimize=True)
+    Image.fromarray(out, "RGBA").save(buf, "PNG", compress_level=3)  # in the verify path: fast over small
     return buf.getvalue()
 
 

@@ -196,3 +196,7 @@ class Report(Base):
     jws: Mapped[str] = mapped_column(Text, nullable=False)
     heatmap_png: Mapped[bytes | None] = mapped_column(LargeBinary)
     heatmap_layer_png: Mapped[bytes | None] = mapped_column(LargeBinary)  # transparent, for overlays
+    # What the overlay PNG is rendered from on its first request (not in the verify path):
+    # the query at most 1024 px (JPEG) and the heat over it (8-bit grey PNG).
+    heatmap_query_jpeg: Mapped[bytes | None] = mapped_column(LargeBinary)
+    heatmap_heat_png: Mapped[bytes | None] = mapped_column(LargeBinary)

@@ -23,6 +23,13 @@ class Reader:
 
 
 @dataclass(frozen=True)
+class HeatmapParts:
+    png: bytes | None
+    query_jpeg: bytes | None = None
+    heat_png: bytes | None = None
+
+
+@dataclass(frozen=True)
 class StoredReport:
     report: dict[str, Any]
     jws: str
@@ -50,11 +57,22 @@ class ReportStore:
             row = self._row(session, report_id, reader)
             return StoredReport(row.report, row.jws)
 
-    def heatmap(self, report_id: uuid.UUID, reader: Reader, *, layer: bool = False) -> bytes:
-        """The overlay PNG (the query in false colour), or with `layer` the transparent heat layer."""
+    def heatmap(self, report_id: uuid.UUID, reader: Reader, *, layer: bool = False) -> HeatmapParts:
+        """The overlay PNG when rendered already (else what it is rendered from), or with
+        `layer` the transparent heat layer."""
         with self.db.session() as session:
             row = self._row(session, report_id, reader)
-            png = row.heatmap_layer_png if layer else row.heatmap_png
-            if png is None:
+            if layer:
+                if row.heatmap_layer_png is None:
+                    raise NotFound(f"report {report_id} has no manipulation heatmap")
+                return HeatmapParts(png=row.heatmap_layer_png)
+            if row.heatmap_png is None and (row.heatmap_query_jpeg is None or row.heatmap_heat_png is None):
                 raise NotFound(f"report {report_id} has no manipulation heatmap")
-            return png
+            return HeatmapParts(png=row.heatmap_png, query_jpeg=row.heatmap_query_jpeg, heat_png=row.heatmap_heat_png)
+
+    def keep_heatmap(self, report_id: uuid.UUID, png: bytes) -> None:
+        """Cache the overlay rendered on first request (the sources stay, in case of a re-render)."""
+        with self.db.session() as session:
+            row = session.get(ReportRow, report_id)
+            if row is not None and row.heatmap_png is None:
+                row.heatmap_png = png

@@ -23,7 +23,12 @@ from verifier.errors import NotAnImage, NotFound
 from verifier.images import load_image
 from verifier.matching.evidence import Evidence
 from verifier.matching.matcher import Matcher, Stopwatch
-from verifier.reports.heatmap import render_aligned, render_layer, render_overlay
+from verifier.reports.heatmap import (
+    overlay_sources,
+    render_aligned,
+    render_layer,
+    render_overlay_from,
+)
 from verifier.reports.schema import (
     InputInfo,
     ModelVersion,
@@ -89,15 +94,16 @@ class VerificationPipeline:
                 recovered.soft_bindings = check_bindings(recovered.soft_bindings, fingerprint_alg(search.embedder.model_id),
                                                          ev.stage1.query_vector, search.calibration.threshold)
         clock.lap("recover_manifest")
-        heatmap_png: bytes | None = None
-        heatmap_layer: bytes | None = None
+        heatmap_layer = heat_sources = None
         manipulation = None
         if ev.change is not None:
             if ev.change.query_heat is not None:
-                heatmap_png = render_overlay(image, ev.change.query_heat, OUTLINE_THRESHOLD)
+                # The overlay PNG is rendered on its first request, from these (issue 15: it cost
+                # ~150 ms of every manipulated verdict here).
+                heat_sources = overlay_sources(image, ev.change.query_heat)
                 heatmap_layer = render_layer(ev.change.query_heat, OUTLINE_THRESHOLD)
             to_full = (info.width / image.width, info.height / image.height)  # the work frame -> the upload's pixels
-            manipulation = assemble.manipulation_section(ev.change, report_id, heatmap_png is not None, to_full)
+            manipulation = assemble.manipulation_section(ev.change, report_id, heat_sources is not None, to_full)
             clock.lap("heatmap")
         verdict = assemble.verdict(c2pa, ev)
         report = Report(
@@ -127,8 +133,10 @@ class VerificationPipeline:
                 api_key_id=api_key_id,
                 report=payload,
                 jws=jws,
-                heatmap_png=heatmap_png,
+                heatmap_png=None,
                 heatmap_layer_png=heatmap_layer,
+                heatmap_query_jpeg=heat_sources[0] if heat_sources else None,
+                heatmap_heat_png=heat_sources[1] if heat_sources else None,
             )
         )
         clock.lap("sign_store")
@@ -174,7 +182,13 @@ class VerificationPipeline:
         return SignedReport(stored.report, stored.jws)
 
     def heatmap(self, report_id: uuid.UUID, reader: Reader, *, layer: bool = False) -> bytes:
-        return self.reports.heatmap(report_id, reader, layer=layer)
+        parts = self.reports.heatmap(report_id, reader, layer=layer)
+        if parts.png is not None:
+            return parts.png
+        assert parts.query_jpeg is not None and parts.heat_png is not None
+        png = render_overlay_from(parts.query_jpeg, parts.heat_png, OUTLINE_THRESHOLD)
+        self.reports.keep_heatmap(report_id, png)
+        return png
 
     def aligned_original(self, report_id: uuid.UUID, reader: Reader) -> bytes:
         """The report's matched original in the query's frame (JPEG), for the compare view."""
