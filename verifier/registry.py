@@ -16,11 +16,13 @@ row). What search needs of an original is prepared through the `Indexer` interfa
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import re
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -65,6 +67,9 @@ class Indexer(Protocol):
 
     def prepare(self, image: Image.Image) -> Any:
         """Slow, pure work on a new original (its embedding), done before any lock is taken."""
+
+    def prepare_many(self, images: list[Image.Image]) -> list[Any]:
+        """`prepare` for a batch (one forward pass per model)."""
 
     def stage(self, session: Session, original_id: uuid.UUID, prepared: Any) -> Any:
         """Rows written in the registration's own transaction (its vector)."""
@@ -126,6 +131,16 @@ class OriginalMetadata:
 
 
 @dataclass(frozen=True)
+class _Checked:
+    """A batch item that passed the checks made before any lock."""
+
+    index: int
+    info: ImageInfo
+    image: Image.Image
+    summary: ManifestSummary
+
+
+@dataclass(frozen=True)
 class Registration:
     original: Original
     created: bool  # False: the same publisher had already registered these bytes
@@ -177,8 +192,37 @@ class Registry:
 
     def _store(self, data: bytes, info: ImageInfo, image: Image.Image, prepared: Any, summary: ManifestSummary,
                derived_from: uuid.UUID | None, metadata: OriginalMetadata | None, actor: _Actor) -> Registration:
+        original, event = self._row(info, summary, derived_from, metadata, actor)
+        return self._store_row(original, event, data, image, prepared)
+
+    def _store_row(self, original: Original, event: AuditEvent, data: bytes, image: Image.Image,
+                   prepared: Any) -> Registration:
         """Blob, then row + vector + audit in one transaction, then the index (crash-safe order)."""
-        publisher_id, indexer = actor.publisher_id, self.indexer
+        indexer = self.indexer
+        also = (lambda session: indexer.stage(session, original.id, prepared)) if indexer is not None else None
+        with self.store.blob_lock(original.sha256):
+            original.blob_key = self.store.blobs.put(data)
+            try:
+                staged = self.store.insert(original, event, also)
+            except IntegrityError:
+                # A concurrent request registered the same bytes first: answer like a duplicate.
+                self.store.unlink_if_unreferenced(original.sha256, original.blob_key)
+                existing = self.store.find_by_sha256(original.sha256, publisher_id=original.publisher_id)
+                if existing is None:
+                    raise
+                return Registration(existing, created=False)
+            except BaseException:
+                self.store.unlink_if_unreferenced(original.sha256, original.blob_key)
+                raise
+        if indexer is not None:
+            indexer.committed(original.id, image, staged)
+        log.info("registered original %s (%s) for publisher %s", original.id, original.sha256[:12], original.publisher_id)
+        return Registration(self.store.get(original.id), created=True)
+
+    def _row(self, info: ImageInfo, summary: ManifestSummary, derived_from: uuid.UUID | None,
+             metadata: OriginalMetadata | None, actor: _Actor) -> tuple[Original, AuditEvent]:
+        """The new original's row (with its soft bindings) and its audit event, not yet stored."""
+        publisher_id = actor.publisher_id
         metadata = metadata or OriginalMetadata()
         original = Original(
             id=uuid.uuid4(),
@@ -198,26 +242,111 @@ class Registry:
         detail: dict[str, Any] = {"state": original.validation_state}
         if derived_from is not None:
             detail["derived_from"] = str(derived_from)
-        event = _event("register", actor, original.id, info.sha256, detail)
-        also = (lambda session: indexer.stage(session, original.id, prepared)) if indexer is not None else None
-        with self.store.blob_lock(info.sha256):
-            original.blob_key = self.store.blobs.put(data)
-            try:
-                staged = self.store.insert(original, event, also)
-            except IntegrityError:
-                # A concurrent request registered the same bytes first: answer like a duplicate.
-                self.store.unlink_if_unreferenced(info.sha256, original.blob_key)
-                existing = self.store.find_by_sha256(info.sha256, publisher_id=publisher_id)
-                if existing is None:
-                    raise
+        return original, _event("register", actor, original.id, info.sha256, detail)
+
+    # -- batch ingest -------------------------------------------------------------------
+
+    def register_batch(self, items: list[tuple[bytes, OriginalMetadata | None]], publisher_id: uuid.UUID, *,
+                       api_key_id: uuid.UUID | None = None) -> list[Registration | VerifierError]:
+        """`register` for many originals: the same checks and refusals per item, but decoding
+        and C2PA validation in parallel threads, one embedding pass for the batch, and one
+        transaction for all that pass. Idempotent (a re-run answers `created=False`), so a
+        killed bulk job is resumed by running it again. A refusal is returned in its slot."""
+        actor = _Actor(publisher_id, api_key_id)
+        results: list[Registration | VerifierError | None] = [None] * len(items)
+        digests = [hashlib.sha256(data).hexdigest() for data, _ in items]
+        first_of: dict[str, int] = {}
+        for i, digest in enumerate(digests):
+            first_of.setdefault(digest, i)
+        unique = [i for i in range(len(items)) if first_of[digests[i]] == i]
+
+        def check(i: int) -> _Checked | Registration:
+            data = items[i][0]
+            info, image = load_image(data, max_bytes=self.settings.max_upload_bytes,
+                                     max_pixels=self.settings.max_image_pixels, max_side=self.settings.work_max_side)
+            existing = self.store.find_by_sha256(info.sha256, publisher_id=publisher_id)
+            if existing is not None:
+                self.store.audit(_event("duplicate", actor, existing.id, info.sha256, None))
                 return Registration(existing, created=False)
-            except BaseException:
-                self.store.unlink_if_unreferenced(info.sha256, original.blob_key)
-                raise
-        if indexer is not None:
-            indexer.committed(original.id, image, staged)
-        log.info("registered original %s (%s) for publisher %s", original.id, info.sha256[:12], publisher_id)
-        return Registration(self.store.get(original.id), created=True)
+            self._check_exact_copy(info.sha256)
+            summary = self._check_provenance(data, info.mime)
+            self._check_signer(summary, publisher_id)
+            return _Checked(i, info, image, summary)
+
+        def attempt(i: int) -> _Checked | Registration | VerifierError:
+            try:
+                return check(i)
+            except VerifierError as exc:
+                self._audit_refusal(exc, actor, digests[i])
+                return exc
+
+        checked: list[_Checked] = []
+        with ThreadPoolExecutor(max_workers=max(1, min(self.settings.workers + 1, len(unique)))) as pool:
+            for i, outcome in zip(unique, pool.map(attempt, unique), strict=True):
+                if isinstance(outcome, _Checked):
+                    checked.append(outcome)
+                else:
+                    results[i] = outcome
+        prepared = (self.indexer.prepare_many([c.image for c in checked]) if self.indexer is not None
+                    else [None] * len(checked))
+        with self._serial:
+            rows: list[tuple[_Checked, Original, AuditEvent, Any]] = []
+            for c, prep in zip(checked, prepared, strict=True):
+                try:
+                    self._check_exact_copy(c.info.sha256)
+                    derived_from = self._check_duplicates(c.image, prep, c.summary, publisher_id)
+                except VerifierError as exc:
+                    self._audit_refusal(exc, actor, c.info.sha256)
+                    results[c.index] = exc
+                    continue
+                original, event = self._row(c.info, c.summary, derived_from, items[c.index][1], actor)
+                rows.append((c, original, event, prep))
+            self._insert_batch(rows, items, results)
+        for i, digest in enumerate(digests):  # later copies of bytes earlier in the batch
+            if results[i] is None:
+                first = results[first_of[digest]]
+                results[i] = Registration(first.original, created=False) if isinstance(first, Registration) else first
+        return [r if r is not None else BadRequest("not processed") for r in results]
+
+    def _audit_refusal(self, exc: VerifierError, actor: _Actor, sha256: str | None) -> None:
+        if exc.status in (403, 409):
+            self.store.audit(_event("refused", actor, None, sha256,
+                                    {"status": exc.status, "reason": exc.slug, "detail": exc.detail}))
+
+    def _insert_batch(self, rows: list[tuple[_Checked, Original, AuditEvent, Any]],
+                      items: list[tuple[bytes, OriginalMetadata | None]],
+                      results: list[Registration | VerifierError | None]) -> None:
+        """Blobs, then every row + vector + audit event in one transaction, then the index.
+        Should the batch transaction fail on a race (the same bytes registered meanwhile by
+        another request), each original is stored on its own instead."""
+        indexer = self.indexer
+        if not rows:
+            return
+        for c, original, _, _ in rows:
+            with self.store.blob_lock(original.sha256):
+                original.blob_key = self.store.blobs.put(items[c.index][0])
+
+        def staging(original: Original, prep: Any) -> Any:
+            return (lambda session: indexer.stage(session, original.id, prep)) if indexer is not None else None
+
+        try:
+            staged = self.store.insert_many([(o, e, staging(o, p)) for _, o, e, p in rows])
+        except IntegrityError:
+            for c, original, _, prep in rows:
+                self.store.unlink_if_unreferenced(original.sha256, original.blob_key)
+                fresh, event = self._row(c.info, c.summary, original.derived_from, items[c.index][1],
+                                         _Actor(original.publisher_id, None))
+                results[c.index] = self._store_row(fresh, event, items[c.index][0], c.image, prep)
+            return
+        except BaseException:
+            for _, original, _, _ in rows:
+                self.store.unlink_if_unreferenced(original.sha256, original.blob_key)
+            raise
+        for (c, original, _, _), stage in zip(rows, staged, strict=True):
+            if indexer is not None:
+                indexer.committed(original.id, c.image, stage)
+            results[c.index] = Registration(self.store.get(original.id), created=True)
+        log.info("registered %d originals in one transaction", len(rows))
 
     def _soft_bindings(self, summary: ManifestSummary) -> list[SoftBinding]:
         """Every block of every `c2pa.soft-binding` assertion of the active manifest, for the

@@ -89,3 +89,17 @@ class Problem(BaseModel):
     status: int
     detail: str | None = None
     instance: str | None = None
+
+
+class BatchItemOut(BaseModel):
+    index: int = Field(description="Position of the file in the request.")
+    status: int = Field(description="201 registered, 200 already registered by this publisher, else the refusal's status.")
+    original: OriginalOut | None = None
+    problem: dict[str, Any] | None = Field(None, description="The refusal as problem+json would carry it.")
+
+
+class BatchOut(BaseModel):
+    results: list[BatchItemOut]
+    created: int
+    existing: int
+    refused: int

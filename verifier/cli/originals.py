@@ -10,8 +10,23 @@ from typing import Any
 
 from verifier.cli.common import open_service, settings_from
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif"}
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    """Files as given; folders walked (sorted, so that a re-run goes in the same order)."""
+    out: list[Path] = []
+    for path in paths:
+        if Path(path).is_dir():
+            out.extend(sorted(p for p in Path(path).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            out.append(Path(path))
+    return out
+
 
 def cmd_register(args: argparse.Namespace) -> int:
+    from collections import Counter
+
     from tqdm import tqdm
 
     from verifier.errors import VerifierError
@@ -19,38 +34,70 @@ def cmd_register(args: argparse.Namespace) -> int:
     from verifier.storage.accounts import find_publisher
 
     service = open_service(args)
-    failures = 0
+    files = _expand(args.files)
+    tally: Counter[str] = Counter()
     try:
         with service.db.session() as session:
             publisher = find_publisher(session, args.publisher)
         if publisher is None:
             print(f"no publisher named {args.publisher!r} (create it with `verifier publishers add`)", file=sys.stderr)
             return 2
-        for path in tqdm(args.files, desc="register", unit="img", disable=len(args.files) < 5 or args.json):
-            try:
-                result = service.registry.register(
-                    Path(path).read_bytes(), publisher.id, OriginalMetadata(title=args.title)
-                )
-            except VerifierError as exc:
-                failures += 1
-                line = {"file": str(path), "error": exc.problem()}
-            except OSError as exc:
-                failures += 1
-                line = {"file": str(path), "error": {"title": "cannot read file", "detail": str(exc)}}
+        meta = OriginalMetadata(title=args.title)
+        batch = max(1, args.batch)
+        bar = tqdm(total=len(files), desc="register", unit="img", disable=len(files) < 5 or args.json)
+        for start in range(0, len(files), batch):
+            chunk = files[start : start + batch]
+            datas: list[tuple[Path, bytes | OSError]] = []
+            for path in chunk:
+                try:
+                    datas.append((path, path.read_bytes()))
+                except OSError as exc:
+                    datas.append((path, exc))
+            readable = [(p, d) for p, d in datas if isinstance(d, bytes)]
+            if batch > 1:
+                results: list[Any] = service.registry.register_batch([(d, meta) for _, d in readable], publisher.id)
             else:
-                o = result.original
-                line = {"file": str(path), "id": str(o.id), "created": result.created,
-                        "sha256": o.sha256, "c2pa_state": o.validation_state}
-            if args.json:
-                print(json.dumps(line))
-            elif "error" in line:
-                print(f"REFUSED {path}: {line['error'].get('detail')}")
-            else:
-                verb = "registered" if line["created"] else "already registered"
-                print(f"{verb} {path} -> {line['id']} (C2PA {line['c2pa_state'] or 'absent'})")
+                results = []
+                for _, d in readable:
+                    try:
+                        results.append(service.registry.register(d, publisher.id, meta))
+                    except VerifierError as exc:
+                        results.append(exc)
+            answers = iter(results)
+            for path, d in datas:
+                line = _register_line(path, d if isinstance(d, OSError) else next(answers))
+                tally[line.get("outcome", "refused")] += 1
+                if "reason" in line:
+                    tally[f"refused: {line['reason']}"] += 1
+                if args.json:
+                    print(json.dumps(line))
+                elif "error" in line:
+                    bar.write(f"REFUSED {path}: {line['error'].get('detail')}")
+                elif bar.disable:  # a few files: one line each; many: the progress bar and the summary
+                    verb = "registered" if line["created"] else "already registered"
+                    print(f"{verb} {path} -> {line['id']} (C2PA {line['c2pa_state'] or 'absent'})")
+            bar.update(len(chunk))
+        bar.close()
     finally:
         service.close()
-    return 1 if failures else 0
+    if not args.json:
+        reasons = ", ".join(f"{k.split(': ', 1)[1]} {v}" for k, v in sorted(tally.items()) if k.startswith("refused: "))
+        print(f"registered {tally['registered']}, already there {tally['existing']}, refused {tally['refused']}"
+              + (f" ({reasons})" if reasons else ""), file=sys.stderr)
+    return 1 if tally["refused"] else 0
+
+
+def _register_line(path: Path, result: Any) -> dict[str, Any]:
+    from verifier.errors import VerifierError
+
+    if isinstance(result, VerifierError):
+        return {"file": str(path), "outcome": "refused", "reason": result.slug, "error": result.problem()}
+    if isinstance(result, OSError):
+        return {"file": str(path), "outcome": "refused", "reason": "unreadable",
+                "error": {"title": "cannot read file", "detail": str(result)}}
+    o = result.original
+    return {"file": str(path), "outcome": "registered" if result.created else "existing", "id": str(o.id),
+            "created": result.created, "sha256": o.sha256, "c2pa_state": o.validation_state}
 
 
 def inspect_file(path: Path, trust: Any, include_json: bool = False) -> dict[str, Any]:
@@ -149,8 +196,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: Any) -> None:
-    p = sub.add_parser("register", help="register signed originals for a publisher")
-    p.add_argument("files", nargs="+", type=Path)
+    p = sub.add_parser("register", help="register signed originals for a publisher (files or folders)")
+    p.add_argument("files", nargs="+", type=Path, help="image files, or folders walked for images")
+    p.add_argument("--batch", type=int, default=1, help="originals per batch: one embedding pass and one transaction "
+                   "each (re-running a killed job skips what is registered)")
     p.add_argument("--publisher", required=True, help="publisher name")
     p.add_argument("--title", help="title for every file (default: the manifest's title)")
     p.add_argument("--json", action="store_true", help="one JSON line per file")

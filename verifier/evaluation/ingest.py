@@ -8,6 +8,7 @@ registry. Signing is done before the clock starts (it is the publisher's work).
 
 * throughput: originals per second, off vs on (issue 10's target: at most 30 % slower);
 * false refusals: distinct photos refused as another publisher's content (should be 0);
+* with `--batch N`: the same originals through batch ingest (check on), originals per second;
 * caught: publisher B then sends `copies` of A's photos per kind (`_copy`: resized, benign
   transforms, a caption added) under B's own enrolled signature: how many the check refuses
   (409), and how many pass without it.
@@ -139,7 +140,38 @@ def _run(originals: list[tuple[int, bytes]], copies: list[tuple[str, bytes]], ca
             "outcomes": outcomes, "stage2_runs": originals_stage2, "copies_of_a_by_b": copy_outcomes}
 
 
-def run_bench_ingest(photos_dir: Path, n: int, copies: int, seed: int, command: str) -> dict[str, Any]:
+def _run_batch(originals: list[tuple[int, bytes]], cas: list[bytes], batch: int, embedder: Any) -> dict[str, Any]:
+    """The same originals through `Registry.register_batch` (duplicate check on), `batch` of
+    one publisher's originals per call, the two publishers alternating."""
+    with tempfile.TemporaryDirectory(prefix="verifier-bench-ingest-") as tmp:
+        anchors = Path(tmp) / "anchors.pem"
+        anchors.write_bytes(b"".join(cas))
+        settings = Settings(data_dir=Path(tmp) / "data", database_url=None, trust_anchors=anchors,
+                            max_upload_bytes=64 * 2**20)
+        service = Service.open(settings, embedder=embedder)
+        try:
+            with service.db.session() as session:
+                pubs = []
+                for name, ca in zip(("Bench A", "Bench B"), cas):
+                    publisher, _ = create_publisher(session, name)
+                    enroll(session, publisher.id, parse_certificate(ca))
+                    pubs.append(publisher.id)
+            per = [[d for w, d in originals if w == who] for who in (0, 1)]
+            chunks = [(who, per[who][k : k + batch]) for k in range(0, max(map(len, per)), batch) for who in (0, 1)]
+            outcomes: dict[str, int] = {}
+            start = time.perf_counter()
+            for who, chunk in tqdm(chunks, desc=f"register (batch {batch})", unit="batch"):
+                for result in service.registry.register_batch([(d, None) for d in chunk], pubs[who]):
+                    outcome = result.slug if isinstance(result, VerifierError) else "registered"
+                    outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            elapsed = time.perf_counter() - start
+        finally:
+            service.close()
+    return {"batch": batch, "n": len(originals), "seconds": round(elapsed, 2),
+            "originals_per_s": round(len(originals) / elapsed, 3), "outcomes": outcomes}
+
+
+def run_bench_ingest(photos_dir: Path, n: int, copies: int, seed: int, command: str, batch: int = 0) -> dict[str, Any]:
     if n < 2 or copies < 0:
         raise ValueError("--n must be >= 2 and --copies >= 0")
     photos = _test_photos(photos_dir)
@@ -156,7 +188,8 @@ def run_bench_ingest(photos_dir: Path, n: int, copies: int, seed: int, command: 
     off = _run(originals, resigned, [c.cert_pem for c in cas], False, embedder)
     on = _run(originals, resigned, [c.cert_pem for c in cas], True, embedder)
     slowdown = off["originals_per_s"] / on["originals_per_s"] - 1 if on["originals_per_s"] else None
-    return {"command": command, "seed": seed, "photos": "test split", "off": off, "on": on,
+    batched = _run_batch(originals, [c.cert_pem for c in cas], batch, embedder) if batch > 1 else None
+    return {"command": command, "batched": batched, "seed": seed, "photos": "test split", "off": off, "on": on,
             "slowdown": round(slowdown, 4) if slowdown is not None else None,
             "false_refusals": on["outcomes"].get("already-registered", 0),
             "copies_caught": {kind: on["copies_of_a_by_b"][kind].get("already-registered", 0) for kind in COPY_KINDS},

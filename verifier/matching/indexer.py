@@ -31,6 +31,9 @@ class SearchIndexer:
     def prepare(self, image: Image.Image) -> Stage1Vectors:
         return self.search.embed(image)
 
+    def prepare_many(self, images: list[Image.Image]) -> list[Stage1Vectors]:
+        return self.search.embed_many(images)
+
     def stage(self, session: Session, original_id: uuid.UUID, prepared: Stage1Vectors) -> tuple[list[Embedding], Stage1Vectors]:
         return self.search.stage(session, original_id, prepared), prepared
 

@@ -249,6 +249,26 @@ class ProvenanceSearch:
     def embed(self, img: Image.Image) -> Stage1Vectors:
         return Stage1Vectors(self._embed_global(img), self._embed_regions(img) if self.regions is not None else None)
 
+    def embed_many(self, images: list[Image.Image]) -> list[Stage1Vectors]:
+        """`embed` for a batch (batch ingest), in forward passes of `micro_batch` images."""
+        out: list[Stage1Vectors] = []
+        step = self.micro_batch
+        for k in range(0, len(images), step):
+            chunk = images[k : k + step]
+            vectors = self.embedder.embed(chunk)
+            if self.region_embedder is None or self.regions is None:
+                out.extend(Stage1Vectors(v) for v in vectors)
+                continue
+            regions = self.region_embedder.embed_regions(chunk)
+            out.extend(Stage1Vectors(v, r.reshape(-1)) for v, r in zip(vectors, regions, strict=True))
+        return out
+
+    @property
+    def micro_batch(self) -> int:
+        """Images per forward pass in batch ingest: on CPU one at a time is fastest (measured on
+        2 cores: global 20.6 ms/img alone vs 27.2 in 8s; regions 67 vs 113), on a GPU many."""
+        return 64 if self.embedder.device.type == "cuda" else 1
+
     def stage(self, session: Session, original_id: uuid.UUID, vectors: Stage1Vectors) -> list[Embedding]:
         rows = [self.main.stage(session, original_id, vectors.vector)]
         if self.regions is not None and vectors.regions is not None:

@@ -102,6 +102,17 @@ class OriginalStore:
             session.add(event)
         return staged
 
+    def insert_many(self, rows: list[tuple[Original, AuditEvent, Callable[[Session], T] | None]]) -> list[T | None]:
+        """`insert` for a batch, in one transaction: all rows or none."""
+        staged: list[T | None] = []
+        with self.db.session() as session:
+            for original, event, also in rows:
+                session.add(original)
+                session.flush()
+                staged.append(also(session) if also is not None else None)
+                session.add(event)
+        return staged
+
     def delete(self, original_id: uuid.UUID, event: AuditEvent) -> None:
         """Remove the row (its embeddings cascade) and record why, in one transaction."""
         with self.db.session() as session:
