@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from verifier.matching.follower import RegistryFollower
 from verifier.matching.indexer import SearchIndexer
 from verifier.matching.matcher import Matcher
 from verifier.matching.search import ProvenanceSearch
@@ -16,8 +17,8 @@ from verifier.reports.signing import KeyRing
 from verifier.settings import Settings
 from verifier.simprov import catalog
 from verifier.simprov.catalog import Calibration
-from verifier.simprov.device import resolve as resolve_device
 from verifier.simprov.change import ChangeDetector
+from verifier.simprov.device import resolve as resolve_device
 from verifier.simprov.embedding import Embedder, get_embedder
 from verifier.simprov.regions import RegionEmbedder
 from verifier.simprov.rerank import Reranker, Stage2Policy
@@ -44,6 +45,7 @@ class Service:
     keys: KeyRing
     pipeline: VerificationPipeline
     resolver: SoftBindingResolver
+    follower: RegistryFollower | None = None
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True, embedder: Embedder | None = None) -> Service:
@@ -74,6 +76,8 @@ class Service:
             matcher = Matcher(originals, search, views, reranker.to(device) if reranker else None,
                               change.to(device) if change else None)
             registry = Registry(settings, originals, SearchIndexer(search, views, matcher))
+            follower = RegistryFollower(db, search, views, settings.follow_interval_s)
+            after = follower.position()  # before loading: a change committed meanwhile is replayed, not lost
             search.load(originals.image)
             keys = KeyRing(settings.keys_dir, settings.report_signing_key_file)
             keys.current()  # create the first key now, not inside a request
@@ -82,10 +86,16 @@ class Service:
         except BaseException:
             db.close()
             raise
-        return cls(settings=settings, db=db, originals=originals, registry=registry, search=search, matcher=matcher,
-                   keys=keys, pipeline=pipeline, resolver=resolver)
+        service = cls(settings=settings, db=db, originals=originals, registry=registry, search=search, matcher=matcher,
+                      keys=keys, pipeline=pipeline, resolver=resolver)
+        if settings.follow_registry:
+            service.follower = follower
+            follower.start(after)
+        return service
 
     def close(self) -> None:
+        if self.follower is not None:
+            self.follower.stop()
         try:
             self.search.save()
         finally:

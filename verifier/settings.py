@@ -63,8 +63,9 @@ class Settings(BaseSettings):
                                      "/sbr/v1/matches/byBinding (414 beyond: use POST).")
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=80_000_000, gt=0, description="Decompression-bomb guard (width*height).")
-    work_max_side: int = Field(default=2048, ge=256, le=16384, description="Pixels are processed at most this long "
-                               "on the long side (JPEGs decoded at reduced scale): bounded memory per request.")
+    work_max_side: int = Field(default=1024, ge=256, le=16384, description="Pixels are processed at most this long "
+                               "on the long side (JPEGs decoded at reduced scale): bounded time and memory whatever the "
+                               "upload's size. No stage needs more (stage 1 and alignment work at 256 px, the heatmap at 1024).")
     unsigned_originals: UnsignedPolicy = UnsignedPolicy.REJECT
     ingest_require_trusted: bool | None = Field(
         default=None, description="Originals must be signed under a trust anchor (Trusted, not only Valid); "
@@ -87,6 +88,10 @@ class Settings(BaseSettings):
     stage2_exhaustive: bool = Field(default=False, description="PSEN on stage2_max_pairs candidates always (no skipping).")
     pairwise_stages: bool = Field(default=True, description="Run SImProv stages 2-3 when their weights ship.")
     views_cache_size: int = Field(default=512, ge=0, description="Originals' stage 2-3 views kept in memory.")
+    follow_registry: bool = Field(default=True, description="Follow other processes' registrations, deletions and "
+                                  "index rebuilds (replicas on one database), without a restart.")
+    follow_interval_s: float = Field(default=0.5, gt=0, le=60, description="Poll interval of that follower (a NOTIFY "
+                                     "wakes it sooner).")
     workers: int = Field(default=2, ge=1, le=64, description="Heavy requests (verify, register) run at once.")
     queue: int = Field(default=8, ge=0, le=1000, description="Heavy requests that may wait; beyond: 503 + Retry-After.")
     rate_limit_per_key: str = Field(default="300/minute", description="Per API key on /v1/ ('' = off); `limits` syntax.")

@@ -51,6 +51,10 @@ def cmd_index(args: argparse.Namespace) -> int:
         search = service.search
         search.reset(reembed=args.reembed)
         n = search.load(service.originals.image)
+        from verifier.storage.models import RegistryChange
+
+        with service.db.session() as session:  # other processes rebuild theirs from the database too
+            session.add(RegistryChange(action="rebuild"))
         print(f"index rebuilt from the database: {n} originals searchable ({search.method})")
     finally:
         service.close()

@@ -146,6 +146,36 @@ class ModelIndex:
         with self._lock:
             return [oid for oid in original_ids if oid in self._row_of]
 
+    def adopt(self, rows: list[tuple[int, uuid.UUID]]) -> int:
+        """Vectors another process added (embedding id, original id), from the database;
+        those already held are skipped. How many were added."""
+        with self._lock:
+            new = [(rid, oid) for rid, oid in rows if rid not in self._owner]
+        if not new:
+            return 0
+        ids, vectors = self._rows([rid for rid, _ in new])
+        found = set((ids // self.ID_STRIDE).tolist())
+        self.index.add(ids, vectors)
+        with self._lock:
+            for rid, oid in new:
+                if rid in found:  # gone again since (deleted): nothing to hold
+                    old = self._row_of.get(oid)
+                    if old is not None and old != rid:
+                        self._owner.pop(old, None)
+                    self._owner[rid] = oid
+                    self._row_of[oid] = rid
+        return len(found)
+
+    def reload(self) -> int:
+        """Rebuild from the database's vectors (another process rebuilt the index): the new
+        index is built aside and swapped in whole, so searches never see half of it."""
+        owners = self.store.owners(self.model_id)
+        self.index.build(*self._rows(None))
+        with self._lock:
+            self._owner = owners
+            self._row_of = {oid: rid for rid, oid in owners.items()}
+        return len(owners)
+
     def forget(self, original_id: uuid.UUID) -> None:
         with self._lock:
             row = self._row_of.pop(original_id, None)
@@ -297,6 +327,29 @@ class ProvenanceSearch:
             ix.forget(original_id)
 
     # -- read path ------------------------------------------------------------------------
+
+    def follow(self, changes: list[tuple[str, uuid.UUID | None, int | None, str | None]]) -> dict[str, int]:
+        """Apply the registry's change sequence (action, original id, embedding id, model id),
+        as written by the database triggers: vectors other processes added, originals they
+        deleted, a rebuild. Idempotent: this process's own changes come back too."""
+        done = {"added": 0, "deleted": 0, "reloaded": 0}
+        adds: dict[str, list[tuple[int, uuid.UUID]]] = {}
+        for action, oid, emb_id, model_id in changes:
+            if action == "add" and oid is not None and emb_id is not None and model_id is not None:
+                adds.setdefault(model_id, []).append((emb_id, oid))
+            elif action == "delete" and oid is not None:
+                for model_id, rows in adds.items():  # an add earlier in the batch must not survive the delete
+                    adds[model_id] = [(r, o) for r, o in rows if o != oid]
+                self.forget(oid)
+                done["deleted"] += 1
+            elif action == "rebuild":
+                adds.clear()
+                for ix in self._indexes():
+                    ix.reload()
+                done["reloaded"] += 1
+        for ix in self._indexes():
+            done["added"] += ix.adopt(adds.get(ix.model_id, []))
+        return done
 
     def might_match(self, vectors: Stage1Vectors) -> bool:
         """Whether stage 1 could call a match, from FAISS scores alone: the fused score is at

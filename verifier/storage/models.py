@@ -165,6 +165,21 @@ class AuditEvent(Base):
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
 
+class RegistryChange(Base):
+    """The registry's change sequence, written by database triggers (migration 0008): a vector
+    added (`add`, with its embedding id and model), an original deleted (`delete`), or the
+    index rebuilt (`rebuild`). Every API process follows it, so that replicas agree."""
+
+    __tablename__ = "registry_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = _now_column()
+    action: Mapped[str] = mapped_column(String(8), nullable=False)
+    original_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    embedding_id: Mapped[int | None] = mapped_column(BigInteger)
+    model_id: Mapped[str | None] = mapped_column(String(100))
+
+
 class Embedding(Base):
     """A stage-1 embedding of an original under one model. `id` is the FAISS id."""
 

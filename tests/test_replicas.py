@@ -1,0 +1,132 @@
+"""Issue 16: several API processes on one registry agree, without restarts: what one
+registers, deletes or rebuilds, the others see within 2 s (database triggers write the change
+sequence, every process follows it)."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+from PIL import Image
+
+from manifests.signing import ManifestDefinition, SignerCredentials, TestCA, sign_image
+from tests.helpers import encode
+from verifier.registry import OriginalMetadata
+from verifier.service import Service
+from verifier.settings import Settings
+from verifier.storage.accounts import create_publisher
+from verifier.storage.models import RegistryChange
+from verifier.storage.signers import enroll, parse_certificate
+
+skdata = pytest.importorskip("skimage.data")
+
+
+def photo(name: str) -> Image.Image:
+    return Image.fromarray(getattr(skdata, name)()).convert("RGB")
+
+
+def _stripped(data: bytes) -> bytes:
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    return encode(img.resize((img.width * 3 // 4, img.height * 3 // 4)), "JPEG", quality=80)
+
+
+def _within(seconds: float, check: Callable[[], bool]) -> float:
+    """How long until `check()` held (fails the test after `seconds`)."""
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        if check():
+            return time.monotonic() - start
+        time.sleep(0.05)
+    pytest.fail(f"not within {seconds} s")
+
+
+def test_two_services_on_one_database_follow_each_other(tmp_path: Path, database_url: str, embedder: object,
+                                                        signer: SignerCredentials, test_ca: TestCA) -> None:
+    settings = Settings(data_dir=tmp_path / "shared", database_url=database_url)  # blobs shared, as replicas must
+    a = Service.open(settings, embedder=embedder)  # type: ignore[arg-type]
+    b = Service.open(settings.model_copy(), embedder=embedder)  # type: ignore[arg-type]
+    try:
+        with a.db.session() as session:
+            publisher, _ = create_publisher(session, "Wire")
+            enroll(session, publisher.id, parse_certificate(test_ca.cert_pem))
+        data = sign_image(encode(photo("astronaut"), "JPEG", quality=92), "image/jpeg", signer, ManifestDefinition(title="a"))
+        original = a.registry.register(data, publisher.id, OriginalMetadata()).original
+        assert original.id in a.search.indexed_originals()
+        waited = _within(2.0, lambda: original.id in b.search.indexed_originals())
+        report = b.pipeline.verify(_stripped(data)).report
+        assert report["match"]["original_id"] == str(original.id), waited
+
+        # an index rebuild in A: B rebuilds its own from the database, swapped in whole
+        before = b.search.main.index._index
+        a.search.reset()
+        a.search.load(a.originals.image)
+        with a.db.session() as session:
+            session.add(RegistryChange(action="rebuild"))
+        _within(2.0, lambda: b.search.main.index._index is not before)
+        assert original.id in b.search.indexed_originals()
+
+        # a delete in A: B stops finding it
+        a.registry.delete(original.id, publisher.id)
+        _within(2.0, lambda: original.id not in b.search.indexed_originals())
+        assert b.pipeline.verify(_stripped(data)).report["match"] is None
+    finally:
+        a.close()
+        b.close()
+
+
+def _serve(env: dict[str, str], port: int) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-m", "verifier.cli", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    for _ in range(300):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.2)
+    proc.kill()
+    pytest.fail("service did not come up")
+
+
+def test_two_server_processes_register_through_one_verify_through_the_other(
+        tmp_path: Path, database_url: str, signer: SignerCredentials, test_ca: TestCA) -> None:
+    from tests.test_cli import _free_port
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VERIFIER_")}
+    env.update(VERIFIER_DATA_DIR=str(tmp_path / "shared"), VERIFIER_DATABASE_URL=database_url)
+    cli = [sys.executable, "-m", "verifier.cli"]
+    pub_key = subprocess.run([*cli, "publishers", "add", "Daily Planet"], env=env, capture_output=True, text=True,
+                             check=True).stdout.split("api key:")[1].split()[0]
+    (tmp_path / "ca.pem").write_bytes(test_ca.cert_pem)
+    subprocess.run([*cli, "publishers", "add-signer", "Daily Planet", str(tmp_path / "ca.pem")], env=env, check=True,
+                   capture_output=True)
+    ver_key = subprocess.run([*cli, "api-keys", "add", "--scope", "verifier"], env=env, capture_output=True, text=True,
+                             check=True).stdout.strip().split()[-1]
+    ports = [_free_port(), _free_port()]
+    procs = [_serve(env, port) for port in ports]
+    try:
+        data = sign_image(encode(photo("coffee"), "JPEG", quality=92), "image/jpeg", signer)
+        r = httpx.post(f"http://127.0.0.1:{ports[0]}/v1/originals", files={"file": ("c.jpg", data, "image/jpeg")},
+                       headers={"Authorization": f"Bearer {pub_key}"}, timeout=60)
+        assert r.status_code == 201, r.text
+        registered = r.json()["id"]
+
+        def found_by_the_other() -> bool:
+            v = httpx.post(f"http://127.0.0.1:{ports[1]}/v1/verify", files={"file": ("q.jpg", _stripped(data), "image/jpeg")},
+                           headers={"Authorization": f"Bearer {ver_key}"}, timeout=60)
+            assert v.status_code == 200, v.text
+            match = v.json()["report"]["match"]
+            return match is not None and match["original_id"] == registered
+
+        _within(2.0 + 3.0, found_by_the_other)  # 2 s to follow, plus the verification calls themselves
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)

@@ -1,0 +1,135 @@
+"""Keep this process's search index in step with the registry that other processes change.
+
+Several API replicas (and the CLI, and bulk jobs) share one PostgreSQL. Database triggers
+write every added vector, deleted original and index rebuild to `registry_changes`
+(migration 0008) and NOTIFY; each process follows that sequence from where it loaded, so an
+original registered through one replica is found by every other within a second or two,
+without a restart. LISTEN wakes the follower at once; it also polls, so a dropped connection
+or a missed notification only delays."""
+
+from __future__ import annotations
+
+import logging
+import select
+import threading
+import uuid
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy import select as sql_select
+
+from verifier.matching.search import ProvenanceSearch
+from verifier.matching.views import CandidateViews
+from verifier.storage.database import Database
+from verifier.storage.models import RegistryChange
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "verifier_registry"
+BATCH = 5000
+
+
+class RegistryFollower:
+    def __init__(self, db: Database, search: ProvenanceSearch, views: CandidateViews | None = None,
+                 interval_s: float = 0.5) -> None:
+        self.db = db
+        self.search = search
+        self.views = views
+        self.interval_s = interval_s
+        self.last = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._conn: Any = None
+
+    def position(self) -> int:
+        """The newest change in the database (what a freshly loaded index already reflects)."""
+        with self.db.session() as session:
+            return int(session.scalar(sql_select(func.coalesce(func.max(RegistryChange.id), 0))) or 0)
+
+    def start(self, after: int) -> None:
+        """Follow changes newer than `after` (taken before the index was loaded, so that
+        nothing committed in between is missed; replaying one twice is harmless)."""
+        self.last = after
+        self._thread = threading.Thread(target=self._run, name="registry-follower", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._close_listener()
+
+    def catch_up(self) -> dict[str, int]:
+        """Apply every change after `last`; what was applied."""
+        total = {"added": 0, "deleted": 0, "reloaded": 0}
+        while True:
+            with self.db.session() as session:
+                rows = session.execute(
+                    sql_select(RegistryChange.id, RegistryChange.action, RegistryChange.original_id,
+                               RegistryChange.embedding_id, RegistryChange.model_id)
+                    .where(RegistryChange.id > self.last).order_by(RegistryChange.id).limit(BATCH)).all()
+            if not rows:
+                return total
+            changes: list[tuple[str, uuid.UUID | None, int | None, str | None]] = [
+                (r.action, r.original_id, r.embedding_id, r.model_id) for r in rows]
+            done = self.search.follow(changes)
+            if self.views is not None:
+                for action, oid, _, _ in changes:
+                    if action == "delete" and oid is not None:
+                        self.views.forget(oid)
+            self.last = rows[-1].id
+            for k, v in done.items():
+                total[k] += v
+            if len(rows) < BATCH:
+                return total
+
+    # -- the thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                done = self.catch_up()
+                if any(done.values()):
+                    log.info("registry changes applied: %s (up to change %d)", done, self.last)
+                if failures:
+                    log.warning("following registry changes again after %d failed attempts", failures)
+                failures = 0
+            except Exception:  # the database restarting, a network blip: keep following
+                failures += 1
+                if failures == 1:
+                    log.warning("following registry changes failed; retrying with back-off", exc_info=True)
+                self._close_listener()
+                # back off while the database is away (1 s, 2 s, 4 s, ... up to 30 s), quietly
+                self._stop.wait(min(30.0, self.interval_s * 2 ** min(failures, 6)))
+                continue
+            self._wait()
+
+    def _wait(self) -> None:
+        """Until a NOTIFY or the poll interval, whichever comes first."""
+        try:
+            conn = self._listener()
+            if select.select([conn], [], [], self.interval_s) != ([], [], []):
+                conn.poll()
+                conn.notifies.clear()
+        except Exception:  # noqa: BLE001 - no LISTEN connection now: poll instead, reconnect later
+            self._close_listener()
+            self._stop.wait(self.interval_s)
+
+    def _listener(self) -> Any:
+        if self._conn is None:
+            raw = self.db.engine.raw_connection()
+            conn = raw.driver_connection  # psycopg2
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(f"LISTEN {CHANNEL}")
+            self._raw, self._conn = raw, conn
+        return self._conn
+
+    def _close_listener(self) -> None:
+        if self._conn is not None:
+            try:
+                self._raw.invalidate()  # not back into the pool in LISTEN state
+            except Exception:
+                log.debug("closing the LISTEN connection failed", exc_info=True)
+            self._conn = None
