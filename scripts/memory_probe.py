@@ -43,7 +43,7 @@ def _case(kind: str, side: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--work-max-side", type=int, default=2048)
+    parser.add_argument("--work-max-side", type=int, default=1024)
     parser.add_argument("--case", choices=["png", "jpeg"])
     args = parser.parse_args()
     if args.case:

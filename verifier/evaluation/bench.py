@@ -10,12 +10,13 @@ in the same run.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import random
 import tempfile
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,17 @@ __all__ = ["run_bench", "summarise"]
 # -- the run ----------------------------------------------------------------------------
 
 
+def phone_size(data: bytes, megapixels: float = 12.0) -> bytes:
+    """The query as a phone camera would deliver it: upscaled to ~12 MP, JPEG quality 92
+    (issue 15's large-photo mix: work must not grow with the upload's pixels)."""
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    scale = (megapixels * 1e6 / (img.width * img.height)) ** 0.5
+    img = img.resize((round(img.width * scale), round(img.height * scale)), Image.BICUBIC)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=92)
+    return buf.getvalue()
+
+
 def run_bench(
     queries_csv: Path,
     *,
@@ -64,10 +76,14 @@ def run_bench(
     compare_exhaustive: bool = False,
     sample: int = 0,
     register_only: bool = False,
+    large_share: float = 0.0,
 ) -> dict[str, Any]:
     queries = read_queries(queries_csv)
     if sample and sample < len(queries):
         queries = random.Random(seed).sample(queries, sample)
+    large = set(random.Random(seed + 7).sample(range(len(queries)), round(large_share * len(queries)))) if large_share else set()
+    queries = [replace(q, data=phone_size(q.data)) if i in large else q for i, q in enumerate(queries)]
+    large_names = {queries[i].name for i in large}
     if benign_variants_n:
         queries += benign_variants(queries, benign_variants_n, seed)
     originals = sorted({q.original for q in queries if q.original is not None})
@@ -120,6 +136,8 @@ def run_bench(
             started = time.perf_counter()
             signed = service.pipeline.verify(q.data)
             timings["total"].append((time.perf_counter() - started) * 1000)
+            if large_names:
+                timings["total_12mp" if q.name in large_names else "total_small"].append(timings["total"][-1])
             for stage, ms in signed.timings_ms.items():
                 timings[stage].append(ms)
             ev = signed.evidence
