@@ -57,6 +57,16 @@ def pg_server() -> Iterator[object]:
 @pytest.fixture
 def database_url(pg_server: object) -> Iterator[str]:
     """A brand-new, empty database on the session's server."""
+    yield from _fresh_database(pg_server)
+
+
+@pytest.fixture
+def second_database_url(pg_server: object) -> Iterator[str]:
+    """Another one (two registries side by side in one test)."""
+    yield from _fresh_database(pg_server)
+
+
+def _fresh_database(pg_server: object) -> Iterator[str]:
     admin_url = normalise_url(pg_server.get_uri())  # type: ignore[attr-defined]
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")

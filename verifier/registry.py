@@ -23,7 +23,7 @@ import re
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -131,6 +131,61 @@ class OriginalMetadata:
 
 
 @dataclass(frozen=True)
+class Prepared:
+    """The pure part of ingesting one original (no database): the decoded work image, the
+    validated manifest and the stage-1 vectors, or why it is refused. Picklable, so that bulk
+    jobs compute it on Ray workers and the registry commits it."""
+
+    sha256: str
+    info: ImageInfo | None = None
+    image: Image.Image | None = None
+    summary: ManifestSummary | None = None
+    vectors: Any = None
+    error: VerifierError | None = None
+
+
+def check_provenance(data: bytes, mime: str, settings: Settings) -> ManifestSummary:
+    """The original's own C2PA manifest under the deployment's trust and unsigned policy."""
+    try:
+        summary = read_manifest(data, trust=settings.trust, mime=mime)
+    except UnsupportedFormatError:
+        summary = ManifestSummary.absent()
+    except RemoteManifestError as exc:
+        raise UnreadableManifest(
+            "the manifest is stored remotely and remote manifests are not fetched; "
+            "embed the manifest in the image",
+            remote_url=exc.url,
+        ) from exc
+    except ManifestError as exc:
+        raise UnreadableManifest(f"the C2PA data cannot be read: {exc}") from exc
+    if not summary.present:
+        if settings.unsigned_originals is UnsignedPolicy.ALLOW:
+            return summary
+        raise UnsignedOriginal(
+            "originals must carry a C2PA manifest (Content Credentials); "
+            "this deployment does not accept unsigned originals"
+        )
+    if summary.state is ValidationState.INVALID:
+        raise InvalidManifest(
+            "the C2PA manifest does not validate",
+            failure_codes=summary.failure_codes,
+        )
+    return summary
+
+
+def prepare_original(data: bytes, settings: Settings, vectors_of: Any = None) -> Prepared:
+    """Decode and validate an original, and compute its vectors with `vectors_of(image)`
+    (the indexer's `prepare`); a refusal is returned, not raised."""
+    try:
+        info, image = load_image(data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels,
+                                 max_side=settings.work_max_side)
+        summary = check_provenance(data, info.mime, settings)
+    except VerifierError as exc:
+        return Prepared(sha256=hashlib.sha256(data).hexdigest(), error=exc)
+    return Prepared(info.sha256, info, image, summary, vectors_of(image) if vectors_of is not None else None)
+
+
+@dataclass(frozen=True)
 class _Checked:
     """A batch item that passed the checks made before any lock."""
 
@@ -138,6 +193,7 @@ class _Checked:
     info: ImageInfo
     image: Image.Image
     summary: ManifestSummary
+    vectors: Any = None
 
 
 @dataclass(frozen=True)
@@ -248,63 +304,68 @@ class Registry:
 
     def register_batch(self, items: list[tuple[bytes, OriginalMetadata | None]], publisher_id: uuid.UUID, *,
                        api_key_id: uuid.UUID | None = None) -> list[Registration | VerifierError]:
-        """`register` for many originals: the same checks and refusals per item, but decoding
-        and C2PA validation in parallel threads, one embedding pass for the batch, and one
-        transaction for all that pass. Idempotent (a re-run answers `created=False`), so a
-        killed bulk job is resumed by running it again. A refusal is returned in its slot."""
+        """`register` for many originals: the same checks and refusals per item, decoding and
+        C2PA validation in parallel threads, one transaction for all that pass. Idempotent (a
+        re-run answers `created=False`), so a killed bulk job is resumed by running it again.
+        A refusal is returned in its slot."""
+        with ThreadPoolExecutor(max_workers=max(1, min(self.settings.workers + 1, len(items)))) as pool:
+            prepared = list(pool.map(lambda item: prepare_original(item[0], self.settings), items))
+        if self.indexer is not None:  # one pass per micro-batch (one image on CPU, 64 on a GPU)
+            ok = [i for i, p in enumerate(prepared) if p.image is not None]
+            for i, vectors in zip(ok, self.indexer.prepare_many([prepared[i].image for i in ok]), strict=True):
+                prepared[i] = replace(prepared[i], vectors=vectors)
+        return self.commit_prepared(prepared, [m for _, m in items], [d for d, _ in items], publisher_id,
+                                    api_key_id=api_key_id)
+
+    def commit_prepared(self, prepared: list[Prepared], metadata: list[OriginalMetadata | None], datas: list[bytes],
+                        publisher_id: uuid.UUID, *, api_key_id: uuid.UUID | None = None
+                        ) -> list[Registration | VerifierError]:
+        """The database part of ingest for prepared originals (`prepare_original`, here or on
+        bulk-job workers): the publisher's own copies, another publisher's exact file, the
+        signer, the near-duplicate check and one transaction, in the same order and with the
+        same refusals as `register`."""
         actor = _Actor(publisher_id, api_key_id)
-        results: list[Registration | VerifierError | None] = [None] * len(items)
-        digests = [hashlib.sha256(data).hexdigest() for data, _ in items]
+        results: list[Registration | VerifierError | None] = [None] * len(prepared)
         first_of: dict[str, int] = {}
-        for i, digest in enumerate(digests):
-            first_of.setdefault(digest, i)
-        unique = [i for i in range(len(items)) if first_of[digests[i]] == i]
-
-        def check(i: int) -> _Checked | Registration:
-            data = items[i][0]
-            info, image = load_image(data, max_bytes=self.settings.max_upload_bytes,
-                                     max_pixels=self.settings.max_image_pixels, max_side=self.settings.work_max_side)
-            existing = self.store.find_by_sha256(info.sha256, publisher_id=publisher_id)
-            if existing is not None:
-                self.store.audit(_event("duplicate", actor, existing.id, info.sha256, None))
-                return Registration(existing, created=False)
-            self._check_exact_copy(info.sha256)
-            summary = self._check_provenance(data, info.mime)
-            self._check_signer(summary, publisher_id)
-            return _Checked(i, info, image, summary)
-
-        def attempt(i: int) -> _Checked | Registration | VerifierError:
-            try:
-                return check(i)
-            except VerifierError as exc:
-                self._audit_refusal(exc, actor, digests[i])
-                return exc
-
+        for i, p in enumerate(prepared):
+            first_of.setdefault(p.sha256, i)
         checked: list[_Checked] = []
-        with ThreadPoolExecutor(max_workers=max(1, min(self.settings.workers + 1, len(unique)))) as pool:
-            for i, outcome in zip(unique, pool.map(attempt, unique), strict=True):
-                if isinstance(outcome, _Checked):
-                    checked.append(outcome)
-                else:
-                    results[i] = outcome
-        prepared = (self.indexer.prepare_many([c.image for c in checked]) if self.indexer is not None
-                    else [None] * len(checked))
+        for i, p in enumerate(prepared):
+            if first_of[p.sha256] != i:
+                continue  # later copies of bytes earlier in the batch: answered below
+            try:
+                existing = self.store.find_by_sha256(p.sha256, publisher_id=publisher_id)
+                if existing is not None:
+                    self.store.audit(_event("duplicate", actor, existing.id, p.sha256, None))
+                    results[i] = Registration(existing, created=False)
+                    continue
+                self._check_exact_copy(p.sha256)
+                if p.error is not None:
+                    raise p.error
+                assert p.info is not None and p.image is not None and p.summary is not None
+                self._check_signer(p.summary, publisher_id)
+                vectors = p.vectors if p.vectors is not None or self.indexer is None else self.indexer.prepare(p.image)
+                checked.append(_Checked(i, p.info, p.image, p.summary, vectors))
+            except VerifierError as exc:
+                self._audit_refusal(exc, actor, p.sha256)
+                results[i] = exc
+        items = list(zip(datas, metadata, strict=True))
         with self._serial:
             rows: list[tuple[_Checked, Original, AuditEvent, Any]] = []
-            for c, prep in zip(checked, prepared, strict=True):
+            for c in checked:
                 try:
                     self._check_exact_copy(c.info.sha256)
-                    derived_from = self._check_duplicates(c.image, prep, c.summary, publisher_id)
+                    derived_from = self._check_duplicates(c.image, c.vectors, c.summary, publisher_id)
                 except VerifierError as exc:
                     self._audit_refusal(exc, actor, c.info.sha256)
                     results[c.index] = exc
                     continue
-                original, event = self._row(c.info, c.summary, derived_from, items[c.index][1], actor)
-                rows.append((c, original, event, prep))
+                original, event = self._row(c.info, c.summary, derived_from, metadata[c.index], actor)
+                rows.append((c, original, event, c.vectors))
             self._insert_batch(rows, items, results)
-        for i, digest in enumerate(digests):  # later copies of bytes earlier in the batch
+        for i, p in enumerate(prepared):
             if results[i] is None:
-                first = results[first_of[digest]]
+                first = results[first_of[p.sha256]]
                 results[i] = Registration(first.original, created=False) if isinstance(first, Registration) else first
         return [r if r is not None else BadRequest("not processed") for r in results]
 
@@ -438,31 +499,7 @@ class Registry:
 
 
     def _check_provenance(self, data: bytes, mime: str) -> ManifestSummary:
-        try:
-            summary = read_manifest(data, trust=self.settings.trust, mime=mime)
-        except UnsupportedFormatError:
-            summary = ManifestSummary.absent()
-        except RemoteManifestError as exc:
-            raise UnreadableManifest(
-                "the manifest is stored remotely and remote manifests are not fetched; "
-                "embed the manifest in the image",
-                remote_url=exc.url,
-            ) from exc
-        except ManifestError as exc:
-            raise UnreadableManifest(f"the C2PA data cannot be read: {exc}") from exc
-        if not summary.present:
-            if self.settings.unsigned_originals is UnsignedPolicy.ALLOW:
-                return summary
-            raise UnsignedOriginal(
-                "originals must carry a C2PA manifest (Content Credentials); "
-                "this deployment does not accept unsigned originals"
-            )
-        if summary.state is ValidationState.INVALID:
-            raise InvalidManifest(
-                "the C2PA manifest does not validate",
-                failure_codes=summary.failure_codes,
-            )
-        return summary
+        return check_provenance(data, mime, self.settings)
 
     # -- read ---------------------------------------------------------------------------
 

@@ -5,12 +5,15 @@ other (the registry reaches matching only through the `Indexer` given here)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from PIL import Image
 
 from verifier.matching.follower import RegistryFollower
 from verifier.matching.indexer import SearchIndexer
 from verifier.matching.matcher import Matcher
-from verifier.matching.search import ProvenanceSearch
+from verifier.matching.search import ProvenanceSearch, Stage1Vectors
 from verifier.matching.views import CandidateViews
 from verifier.registry import Registry
 from verifier.reports.signing import KeyRing
@@ -100,6 +103,22 @@ class Service:
             self.search.save()
         finally:
             self.db.close()
+
+
+def stage1_preparer(settings: Settings) -> Callable[[Image.Image], Stage1Vectors]:
+    """A new original's stage-1 vectors exactly as the service computes them, without a
+    database: what bulk-ingest workers (Ray actors) run."""
+    device = resolve_device(settings.device)
+    embedder = get_embedder(settings.embedding_model).to(device)
+    regions = _region_model(settings)
+    if regions is not None:
+        regions.to(device)
+
+    def vectors(image: Image.Image) -> Stage1Vectors:
+        region_vectors = regions.embed_regions([image])[0].reshape(-1) if regions is not None else None
+        return Stage1Vectors(embedder.embed([image])[0], region_vectors)
+
+    return vectors
 
 
 def _region_model(settings: Settings) -> RegionEmbedder | None:

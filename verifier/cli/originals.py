@@ -87,6 +87,39 @@ def cmd_register(args: argparse.Namespace) -> int:
     return 1 if tally["refused"] else 0
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    try:
+        from verifier.bulk.ingest import list_inputs, run_ingest
+    except ImportError as exc:
+        print(f"verifier ingest needs Ray: pip install 'provenance-verifier[scale]' ({exc})", file=sys.stderr)
+        return 2
+    from verifier.storage.accounts import find_publisher
+
+    inputs = list_inputs(args.source)
+    service = open_service(args)
+    try:
+        with service.db.session() as session:
+            publisher = find_publisher(session, args.publisher)
+        if publisher is None:
+            print(f"no publisher named {args.publisher!r} (create it with `verifier publishers add`)", file=sys.stderr)
+            return 2
+        with tqdm(total=len(inputs), desc="ingest", unit="img", disable=args.json) as bar:
+            summary = run_ingest(service, publisher.id, inputs, batch=args.batch, workers=args.workers,
+                                 address=args.ray_address, progress=bar)
+    finally:
+        service.close()
+    if args.json:
+        for line in summary.outcomes:
+            print(json.dumps(line))
+    print(json.dumps(summary.to_dict()) if args.json else
+          f"registered {summary.registered}, already there {summary.existing}, refused {sum(summary.refused.values())}"
+          + (f" ({', '.join(f'{k} {v}' for k, v in sorted(summary.refused.items()))})" if summary.refused else ""),
+          file=sys.stderr)
+    return 1 if summary.refused else 0
+
+
 def _register_line(path: Path, result: Any) -> dict[str, Any]:
     from verifier.errors import VerifierError
 
@@ -204,6 +237,15 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--title", help="title for every file (default: the manifest's title)")
     p.add_argument("--json", action="store_true", help="one JSON line per file")
     p.set_defaults(func=cmd_register)
+
+    p = sub.add_parser("ingest", help="register an archive on Ray (a folder, or a CSV with path,title,caption,source_url)")
+    p.add_argument("source", type=Path, help="folder walked for images, or a CSV with a `path` column")
+    p.add_argument("--publisher", required=True, help="publisher name")
+    p.add_argument("--batch", type=int, default=32, help="originals per worker call and per transaction")
+    p.add_argument("--workers", type=int, help="Ray workers (default: every CPU of the machine or cluster)")
+    p.add_argument("--ray-address", help="an existing Ray cluster (default: local Ray on this machine)")
+    p.add_argument("--json", action="store_true", help="one JSON line per file, then the summary")
+    p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("inspect", help="read and validate an image's C2PA manifest")
     p.add_argument("files", nargs="+", type=Path)

@@ -74,6 +74,16 @@ class OriginalStore:
                 _ = original.publisher.name
             return original
 
+    def registered_digests(self, publisher_id: uuid.UUID, digests: list[str]) -> set[str]:
+        """Which of these file digests the publisher has registered (a bulk job's resume)."""
+        found: set[str] = set()
+        with self.db.session() as session:
+            for k in range(0, len(digests), 1000):
+                stmt = select(Original.sha256).where(Original.publisher_id == publisher_id,
+                                                     Original.sha256.in_(digests[k : k + 1000]))
+                found.update(session.scalars(stmt))
+        return found
+
     def all_by_sha256(self, sha256: str) -> list[Original]:
         """Every registration of exactly these bytes, earliest first."""
         with self.db.session() as session:

@@ -1,0 +1,122 @@
+"""Issue 16: `verifier ingest` on Ray registers an archive exactly as the API path would
+(same rows, vectors and refusals), and a killed job is resumed by running it again."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from manifests.signing import ManifestDefinition, SignerCredentials, TestCA, sign_image
+from tests.helpers import encode
+from verifier.registry import OriginalMetadata
+from verifier.service import Service
+from verifier.settings import Settings
+from verifier.storage.accounts import create_publisher
+from verifier.storage.models import Original
+from verifier.storage.signers import enroll, parse_certificate
+
+ray = pytest.importorskip("ray")
+skdata = pytest.importorskip("skimage.data")
+NAMES = ["astronaut", "coffee", "chelsea", "rocket", "camera", "coins"]
+
+
+def _archive(folder: Path, signer: SignerCredentials) -> list[Path]:
+    folder.mkdir(parents=True)
+    paths = []
+    for name in NAMES:
+        img = Image.fromarray(getattr(skdata, name)()).convert("RGB")
+        path = folder / f"{name}.jpg"
+        path.write_bytes(sign_image(encode(img, "JPEG", quality=90), "image/jpeg", signer, ManifestDefinition(title=name)))
+        paths.append(path)
+    (folder / "unsigned.png").write_bytes(encode(Image.fromarray(skdata.horse()).convert("RGB"), "PNG"))
+    (folder / "zz-copy.jpg").write_bytes(paths[0].read_bytes())  # the same bytes twice
+    return paths
+
+
+def _open(root: Path, database_url: str, embedder: object, test_ca: TestCA) -> tuple[Service, object]:
+    service = Service.open(Settings(data_dir=root, database_url=database_url), embedder=embedder)  # type: ignore[arg-type]
+    with service.db.session() as session:
+        publisher, _ = create_publisher(session, f"Wire {root.name}")
+        enroll(session, publisher.id, parse_certificate(test_ca.cert_pem))
+    return service, publisher.id
+
+
+def test_ray_ingest_equals_the_api_path_and_resumes(tmp_path: Path, database_url: str, second_database_url: str,
+                                                    embedder: object, signer: SignerCredentials, test_ca: TestCA) -> None:
+    from verifier.bulk.ingest import list_inputs, run_ingest
+
+    folder = tmp_path / "archive"
+    _archive(folder, signer)
+    inputs = list_inputs(folder)
+    assert len(inputs) == len(NAMES) + 2
+
+    # the API path (batch ingest, one process)
+    api, api_pub = _open(tmp_path / "api", database_url, embedder, test_ca)
+    try:
+        api_results = api.registry.register_batch([(p.read_bytes(), OriginalMetadata()) for p, _ in inputs], api_pub)
+        with api.db.session() as session:
+            api_rows = {o.sha256: (o.validation_state, o.active_manifest_label is not None, o.width, o.height)
+                        for o in session.scalars(select(Original).where(Original.publisher_id == api_pub))}
+        api_vectors = {o.sha256: api.search.vectors_for([o.id])[0] for o in (r.original for r in api_results
+                                                                              if not isinstance(r, Exception))}
+    finally:
+        api.close()
+
+    bulk, bulk_pub = _open(tmp_path / "bulk", second_database_url, embedder, test_ca)  # a registry of its own
+    try:
+        # a job that stopped after the first half ...
+        first = run_ingest(bulk, bulk_pub, inputs[:4], batch=2, workers=1)
+        assert (first.registered, first.existing, sum(first.refused.values())) == (4, 0, 0)
+        # ... run again on everything: nothing twice
+        summary = run_ingest(bulk, bulk_pub, inputs, batch=2, workers=1)
+        assert summary.to_dict() == {"registered": len(NAMES) - 4, "existing": 4 + 1, "refused": 1,
+                                     "refused_by_reason": {"unsigned-original": 1}}
+        with bulk.db.session() as session:
+            bulk_rows = {o.sha256: (o.validation_state, o.active_manifest_label is not None, o.width, o.height)
+                         for o in session.scalars(select(Original).where(Original.publisher_id == bulk_pub))}
+            ids = {o.sha256: o.id for o in session.scalars(select(Original).where(Original.publisher_id == bulk_pub))}
+        assert bulk_rows == api_rows and len(bulk_rows) == len(NAMES)
+        for sha, vector in api_vectors.items():
+            np.testing.assert_allclose(bulk.search.vectors_for([ids[sha]])[0], vector, atol=1e-5)
+        # and the registered originals are found like any other
+        again = run_ingest(bulk, bulk_pub, inputs, batch=2, workers=1)
+        assert again.registered == 0 and again.existing == len(inputs) - 1
+    finally:
+        bulk.close()
+
+
+def test_ingest_cli_reads_a_csv_with_metadata(tmp_path: Path, database_url: str, signer: SignerCredentials,
+                                              test_ca: TestCA, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from verifier.cli import main
+
+    paths = _archive(tmp_path / "archive", signer)
+    listing = tmp_path / "list.csv"
+    listing.write_text("path,title,caption\n" + "".join(f"archive/{p.name},{p.stem} title,\n" for p in paths[:2]))
+    monkeypatch.setenv("VERIFIER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("VERIFIER_DATABASE_URL", database_url)
+    (tmp_path / "ca.pem").write_bytes(test_ca.cert_pem)
+    assert main(["publishers", "add", "Archive"]) == 0
+    assert main(["publishers", "add-signer", "Archive", str(tmp_path / "ca.pem")]) == 0
+    capsys.readouterr()
+    assert main(["ingest", str(listing), "--publisher", "Archive", "--workers", "1", "--json"]) == 0
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    assert [line["outcome"] for line in lines] == ["registered", "registered"]
+    assert json.loads(captured.err.strip().splitlines()[-1])["registered"] == 2
+    from verifier.storage import Database
+
+    db = Database(database_url)
+    try:
+        with db.session() as session:
+            titles = sorted(session.scalars(select(Original.title).where(Original.sha256.in_(
+                [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths[:2]]))))
+    finally:
+        db.close()
+    assert titles == sorted(f"{p.stem} title" for p in paths[:2])  # the CSV's metadata, not the manifest's title
