@@ -156,7 +156,8 @@ def test_service_recovers_when_its_embedded_postgres_is_killed(tmp_path, embedde
     from verifier.storage.accounts import create_publisher
     from verifier.storage.signers import enroll, parse_certificate
 
-    service = Service.open(Settings(data_dir=tmp_path / "var", database_url=None), embedder=embedder)
+    # the request path's own recovery (the registry follower would otherwise notice first and restart it)
+    service = Service.open(Settings(data_dir=tmp_path / "var", database_url=None, follow_registry=False), embedder=embedder)
     try:
         with service.db.session() as session:
             publisher, pkey = create_publisher(session, "Daily Planet")

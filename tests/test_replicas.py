@@ -130,3 +130,30 @@ def test_two_server_processes_register_through_one_verify_through_the_other(
             proc.terminate()
         for proc in procs:
             proc.wait(timeout=30)
+
+
+def test_the_follower_brings_a_killed_embedded_database_back_by_itself(tmp_path: Path, embedder: object) -> None:
+    """With no request at all, the registry follower notices the dead embedded PostgreSQL and
+    restarts it (it goes through the same recovery as a request)."""
+    import signal
+
+    service = Service.open(Settings(data_dir=tmp_path / "var", database_url=None), embedder=embedder)  # type: ignore[arg-type]
+    try:
+        pid = int((tmp_path / "var" / "pg" / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+
+        from sqlalchemy.exc import OperationalError
+
+        def back() -> bool:
+            pid_file = tmp_path / "var" / "pg" / "postmaster.pid"
+            try:
+                if not (pid_file.exists() and int(pid_file.read_text().split()[0]) != pid):  # a new postmaster
+                    return False
+                service.db.ping()  # only pings: never restarts anything itself
+                return True
+            except (OSError, ValueError, IndexError, OperationalError):
+                return False
+
+        _within(20.0, back)  # nothing but the follower restarted the database since the kill
+    finally:
+        service.close()

@@ -242,7 +242,7 @@ def test_verifier_key_gets_no_console_and_permalinks_rerender(server: str, brows
     assert not console.is_visible("#register-form")
     # without a key the page asks for one, and a wrong key is said so
     anon = open_page(browser, server, None)
-    assert anon.is_visible("#key-panel")
+    anon.wait_for_selector("#key-panel", state="visible")  # after the page asked /v1/me (asynchronous)
     anon.fill("#key-input", "pv_ver_wrong")
     anon.click("#key-form button[type=submit]")
     anon.wait_for_function("() => document.querySelector('#key-error').textContent.length > 0")
@@ -254,7 +254,8 @@ def test_open_deployment_needs_no_key(service: Service, server: str, browser, or
     """VERIFIER_VERIFY_REQUIRES_KEY=false: the page verifies without asking for a key."""
     service.settings.verify_requires_key = False
     page = open_page(browser, server, None)
-    assert not page.is_visible("#key-panel") and "verification is open" in page.inner_text("#key-status")
+    page.wait_for_function("() => document.querySelector('#key-status').textContent.includes('verification is open')")
+    assert not page.is_visible("#key-panel")
     verify_file(page, tmp_path, "copy.jpg", jpeg(photo("coffee").resize((300, 200)), 80))
     assert page.get_attribute("#verdict", "data-verdict") == "match_benign"
     assert loaded(page, "#original-img")  # the anonymous report's aligned original is readable anonymously

@@ -93,13 +93,16 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
     from verifier.evaluation.ingest import run_bench_ingest
 
     results = run_bench_ingest(args.photos, args.n, args.copies, args.seed, "verifier " + " ".join(sys.argv[1:]),
-                               batch=args.batch)
+                               batch=args.batch, ray_workers=args.ray_workers)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     for side in ("off", "on"):
         r = results[side]
         print(f"duplicate check {side:<3}  {r['originals_per_s']} originals/s  p50 {r['latency_ms']['p50']} ms  "
               f"outcomes {r['outcomes']}  stage-2 runs {r['stage2_runs']}  copies of A by B {r['copies_of_a_by_b']}")
+    if results["ray"]:
+        r = results["ray"]
+        print(f"verifier ingest on Ray ({r['ray_workers']} workers, batch {r['batch']})  {r['originals_per_s']} originals/s")
     if results["batched"]:
         b = results["batched"]
         print(f"batch ingest ({b['batch']} per call, check on)  {b['originals_per_s']} originals/s  outcomes {b['outcomes']}")
@@ -163,6 +166,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--n", type=int, default=300, help="distinct test photos, registered alternately by two publishers")
     p.add_argument("--copies", type=int, default=50, help="copies per kind (resized, benign, caption) of A's photos that B then sends, re-signed")
     p.add_argument("--batch", type=int, default=0, help="also register the originals through batch ingest, N per call")
+    p.add_argument("--ray-workers", type=int, default=0, help="also through `verifier ingest` on local Ray, N workers")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_bench_ingest)

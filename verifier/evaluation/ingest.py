@@ -171,7 +171,42 @@ def _run_batch(originals: list[tuple[int, bytes]], cas: list[bytes], batch: int,
             "originals_per_s": round(len(originals) / elapsed, 3), "outcomes": outcomes}
 
 
-def run_bench_ingest(photos_dir: Path, n: int, copies: int, seed: int, command: str, batch: int = 0) -> dict[str, Any]:
+def _run_ray(originals: list[tuple[int, bytes]], cas: list[bytes], batch: int, workers: int, embedder: Any) -> dict[str, Any]:
+    """The same originals through `verifier ingest` on local Ray (`workers` actors), each
+    publisher's files from a folder, Ray's start-up included in the time."""
+    from verifier.bulk.ingest import list_inputs, run_ingest
+
+    with tempfile.TemporaryDirectory(prefix="verifier-bench-ingest-") as tmp:
+        anchors = Path(tmp) / "anchors.pem"
+        anchors.write_bytes(b"".join(cas))
+        folders = [Path(tmp) / "a", Path(tmp) / "b"]
+        for i, (who, data) in enumerate(originals):
+            folders[who].mkdir(exist_ok=True)
+            (folders[who] / f"{i:05d}.jpg").write_bytes(data)
+        settings = Settings(data_dir=Path(tmp) / "data", database_url=None, trust_anchors=anchors,
+                            max_upload_bytes=64 * 2**20)
+        service = Service.open(settings, embedder=embedder)
+        try:
+            with service.db.session() as session:
+                pubs = []
+                for name, ca in zip(("Bench A", "Bench B"), cas):
+                    publisher, _ = create_publisher(session, name)
+                    enroll(session, publisher.id, parse_certificate(ca))
+                    pubs.append(publisher.id)
+            start = time.perf_counter()
+            registered = 0
+            for who in (0, 1):
+                registered += run_ingest(service, pubs[who], list_inputs(folders[who]), batch=batch,
+                                         workers=workers).registered
+            elapsed = time.perf_counter() - start
+        finally:
+            service.close()
+    return {"ray_workers": workers, "batch": batch, "n": len(originals), "registered": registered,
+            "seconds": round(elapsed, 2), "originals_per_s": round(len(originals) / elapsed, 3)}
+
+
+def run_bench_ingest(photos_dir: Path, n: int, copies: int, seed: int, command: str, batch: int = 0,
+                     ray_workers: int = 0) -> dict[str, Any]:
     if n < 2 or copies < 0:
         raise ValueError("--n must be >= 2 and --copies >= 0")
     photos = _test_photos(photos_dir)
@@ -189,7 +224,8 @@ def run_bench_ingest(photos_dir: Path, n: int, copies: int, seed: int, command: 
     on = _run(originals, resigned, [c.cert_pem for c in cas], True, embedder)
     slowdown = off["originals_per_s"] / on["originals_per_s"] - 1 if on["originals_per_s"] else None
     batched = _run_batch(originals, [c.cert_pem for c in cas], batch, embedder) if batch > 1 else None
-    return {"command": command, "batched": batched, "seed": seed, "photos": "test split", "off": off, "on": on,
+    on_ray = _run_ray(originals, [c.cert_pem for c in cas], max(batch, 1), ray_workers, embedder) if ray_workers else None
+    return {"command": command, "batched": batched, "ray": on_ray, "seed": seed, "photos": "test split", "off": off, "on": on,
             "slowdown": round(slowdown, 4) if slowdown is not None else None,
             "false_refusals": on["outcomes"].get("already-registered", 0),
             "copies_caught": {kind: on["copies_of_a_by_b"][kind].get("already-registered", 0) for kind in COPY_KINDS},

@@ -125,27 +125,31 @@ class Matcher:
         return Evidence(stage1=outcome, original=original, original_bytes=original_bytes, exact=exact is not None,
                         stage2=stage2, pixel=pixel, change=change, timings_ms=clock.laps, related=related)
 
-    def resolve(self, image: Image.Image, sha256: str) -> list[tuple[uuid.UUID, float]]:
-        """Every registered original the query is a copy or an edit of, with a probability, best
-        first (Soft Binding Resolution by content). Exact bytes: 1.0. Then stages 1-2 at the
-        product's operating point: the re-orderer's choice (its probability, or PSEN's if
-        higher) and every candidate PSEN calls the same image (P >= 0.5). Without stage 2, the
-        stage-1 match above its 1 %-false-match threshold, scaled to 0.5..1 above it."""
-        found: dict[uuid.UUID, float] = {o.id: 1.0 for o in self.originals.all_by_sha256(sha256)}
+    def resolve(self, image: Image.Image, sha256: str) -> list[tuple[uuid.UUID, float, bool]]:
+        """Every registered original the query is a copy or an edit of: (id, probability,
+        exact bytes), best first (Soft Binding Resolution by content). Exact bytes: 1.0. Then
+        stages 1-2 at the product's operating point: the re-orderer's choice (its probability,
+        or PSEN's if higher) and every candidate PSEN calls the same image (P >= 0.5). Without
+        stage 2, the stage-1 match above its 1 %-false-match threshold, scaled to 0.5..1 above
+        it. Only exact bytes are certain: a learned probability is capped at 0.99."""
+        exact = {o.id for o in self.originals.all_by_sha256(sha256)}
+        found: dict[uuid.UUID, float] = dict.fromkeys(exact, 1.0)
         outcome = self.search.search(image)
+
+        def note(oid: uuid.UUID, p: float) -> None:
+            if oid not in exact:
+                found[oid] = max(found.get(oid, 0.0), min(0.99, float(p)))
+
         if self.reranker is not None and outcome.candidates:
             stage2 = self.rerank(View.of(image), outcome)
             if stage2.choice is not None:
                 for i, p in stage2.psen.items():
                     if p >= SAME_CONTENT or i == stage2.choice:
-                        prob = max(p, stage2.probability) if i == stage2.choice else p
-                        oid = outcome.candidates[i].original_id
-                        found[oid] = max(found.get(oid, 0.0), float(prob))
+                        note(outcome.candidates[i].original_id, max(p, stage2.probability) if i == stage2.choice else p)
         elif outcome.match is not None:
             thr = outcome.threshold
-            oid = outcome.match.original_id
-            found[oid] = max(found.get(oid, 0.0), 0.5 + 0.5 * (outcome.match.score - thr) / max(1e-6, 1 - thr))
-        return sorted(found.items(), key=lambda kv: -kv[1])
+            note(outcome.match.original_id, 0.5 + 0.5 * (outcome.match.score - thr) / max(1e-6, 1 - thr))
+        return sorted(((oid, p, oid in exact) for oid, p in found.items()), key=lambda t: (not t[2], -t[1]))
 
     def same_content(self, image: Image.Image, vectors: Stage1Vectors) -> list[uuid.UUID]:
         """Registered originals that a new original is a copy or an edit of, best first (the

@@ -86,6 +86,7 @@ class Database:
                 if lock.exists() and not _alive(_first_int(lock)):
                     lock.unlink(missing_ok=True)
             try:
+                self.engine.dispose()  # idle pooled connections: their backends must be gone before a restart
                 with self._server._lock:  # pgserver's own start/stop lock
                     self._server.ensure_postgres_running()
                 self.engine.dispose()

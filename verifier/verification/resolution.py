@@ -92,9 +92,9 @@ class SoftBindingResolver:
         info, image = self._image(data)
         hinted = self.by_binding(hint_alg, hint_value, max_results) if hint_alg and hint_value else []
         resolved = self.matcher.resolve(image, info.sha256)
-        labels = self.bindings.labels([oid for oid, _ in resolved])
-        found = [SbrMatch(labels[oid], max(1, min(100, round(100 * p))), exact=p >= 1.0)
-                 for oid, p in resolved if oid in labels]
+        labels = self.bindings.labels([oid for oid, _, _ in resolved])
+        found = [SbrMatch(labels[oid], 100 if exact else max(1, min(99, round(100 * p))), exact=exact)
+                 for oid, p, exact in resolved if oid in labels]
         return _merge(hinted, found, max_results)
 
     def manifest(self, manifest_id: str, active_only: bool) -> bytes:
@@ -128,7 +128,7 @@ class SoftBindingResolver:
         near = [(oid, c) for oid, c in self.matcher.search.nearest(vector, max(max_results, 10)) if c >= threshold]
         labels = self.bindings.labels([oid for oid, _ in near])
         scale = max(1e-6, 1.0 - threshold)
-        return _merge([], [SbrMatch(labels[oid], max(1, min(100, round(100 * (0.5 + 0.5 * (c - threshold) / scale)))))
+        return _merge([], [SbrMatch(labels[oid], max(1, min(99, round(100 * (0.5 + 0.5 * (c - threshold) / scale)))))
                            for oid, c in near if oid in labels], max_results)
 
 
