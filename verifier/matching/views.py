@@ -2,7 +2,9 @@
 image and SIFT features (`pairs.View`). Computed at registration, kept as one small file per
 original under <data_dir>/views (derived data: a missing or unreadable file is recomputed
 from the stored original, so a crash costs time, never correctness), plus an in-memory LRU.
-Size: ~110 KB per original (lossless; the working image dominates), i.e. ~1.1 GB per 10k.
+Size: ~97 KB per original, lossless (measured on the 3,870-photo bench registry: v1 kept the working image
+as a zlib-compressed array, 153 KB; v2 keeps it as lossless WebP, 58 KB instead of 114 KB, bit-identical
+pixels; SIFT descriptors 36 KB as uint8), i.e. ~1 GB per 10k.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from verifier.simprov.pairs import WORK_SIDE, View
 
 log = logging.getLogger(__name__)
 
-FORMAT = f"view-v1-{WORK_SIDE}"
+FORMAT = f"view-v2-{WORK_SIDE}"  # v1 files (raw image array) are recomputed on first use
 
 
 class CandidateViews:
@@ -41,8 +43,10 @@ class CandidateViews:
     def put(self, original_id: uuid.UUID, img: Image.Image) -> View:
         view = View.of(img)
         buf = io.BytesIO()
+        image = io.BytesIO()
+        Image.fromarray(view.image).save(image, "WEBP", lossless=True, quality=100, method=4)
         np.savez_compressed(
-            buf, format=np.array(FORMAT), image=view.image, points=view.features.points,
+            buf, format=np.array(FORMAT), image_webp=np.frombuffer(image.getvalue(), np.uint8), points=view.features.points,
             descriptors=np.clip(view.features.descriptors, 0, 255).astype(np.uint8), full_size=np.array(view.full_size),
         )
         atomic_write(self._path(original_id), buf.getvalue())
@@ -73,7 +77,8 @@ class CandidateViews:
                 if str(z["format"]) != FORMAT:
                     return None
                 feats = SiftFeatures(z["points"].astype(np.float32), z["descriptors"].astype(np.float32))
-                return View(z["image"], feats, tuple(int(v) for v in z["full_size"]))  # type: ignore[arg-type]
+                image = np.asarray(Image.open(io.BytesIO(z["image_webp"].tobytes())).convert("RGB"), np.uint8)
+                return View(image, feats, tuple(int(v) for v in z["full_size"]))  # type: ignore[arg-type]
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # torn or foreign: recompute
