@@ -120,3 +120,29 @@ def test_ingest_cli_reads_a_csv_with_metadata(tmp_path: Path, database_url: str,
     finally:
         db.close()
     assert titles == sorted(f"{p.stem} title" for p in paths[:2])  # the CSV's metadata, not the manifest's title
+
+
+def test_reembed_on_ray_rewrites_every_vector_and_every_process_follows(
+        tmp_path: Path, database_url: str, embedder: object, signer: SignerCredentials, test_ca: TestCA) -> None:
+    from sqlalchemy import update
+
+    from verifier.bulk.reembed import run_reembed
+    from verifier.storage.models import Embedding, RegistryChange
+
+    service, pub = _open(tmp_path / "r", database_url, embedder, test_ca)
+    try:
+        paths = _archive(tmp_path / "archive", signer)[:3]
+        results = service.registry.register_batch([(p.read_bytes(), None) for p in paths], pub)
+        ids = [r.original.id for r in results]  # type: ignore[union-attr]
+        before = service.search.vectors_for(ids)
+        with service.db.session() as session:  # vectors of an older model: to be replaced
+            session.execute(update(Embedding).values(vector=np.zeros(256, np.float32).tobytes())
+                            .where(Embedding.model_id == service.search.embedder.model_id))
+        assert not service.search.vectors_for(ids).any()
+        result = run_reembed(service, batch=2, workers=1)
+        assert result["reembedded"] == 3 and result["failed"] == 0
+        np.testing.assert_allclose(service.search.vectors_for(ids), before, atol=1e-5)
+        with service.db.session() as session:
+            assert session.scalars(select(RegistryChange.action).order_by(RegistryChange.id.desc())).first() == "rebuild"
+    finally:
+        service.close()

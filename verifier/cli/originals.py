@@ -120,6 +120,30 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 1 if summary.refused else 0
 
 
+def cmd_reembed(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    try:
+        from verifier.bulk.reembed import run_reembed
+    except ImportError as exc:
+        print(f"verifier reembed needs Ray: pip install 'provenance-verifier[scale]' ({exc})", file=sys.stderr)
+        return 2
+    service = open_service(args)
+    try:
+        configured = {service.search.embedder.model_id} | (
+            {service.search.regions.model_id} if service.search.regions is not None else set())
+        if args.model and args.model not in configured:
+            print(f"{args.model} is not a configured stage-1 model ({', '.join(sorted(configured))}); "
+                  "set VERIFIER_EMBEDDING_MODEL first", file=sys.stderr)
+            return 2
+        with tqdm(desc="reembed", unit="img") as bar:
+            result = run_reembed(service, batch=args.batch, workers=args.workers, address=args.ray_address, progress=bar)
+    finally:
+        service.close()
+    print(json.dumps(result))
+    return 1 if result["failed"] else 0
+
+
 def _register_line(path: Path, result: Any) -> dict[str, Any]:
     from verifier.errors import VerifierError
 
@@ -246,6 +270,13 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--ray-address", help="an existing Ray cluster (default: local Ray on this machine)")
     p.add_argument("--json", action="store_true", help="one JSON line per file, then the summary")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("reembed", help="recompute every original's stage-1 vectors on Ray (after a model update)")
+    p.add_argument("--model", help="the configured model to re-embed for (a check; default: all configured)")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--workers", type=int, help="Ray workers (default: every CPU)")
+    p.add_argument("--ray-address", help="an existing Ray cluster (default: local Ray)")
+    p.set_defaults(func=cmd_reembed)
 
     p = sub.add_parser("inspect", help="read and validate an image's C2PA manifest")
     p.add_argument("files", nargs="+", type=Path)

@@ -71,6 +71,23 @@ class EmbeddingStore:
         with self.db.session() as session:
             return self.stage(session, original_id, model_id, vector)
 
+    def replace(self, model_id: str, vectors: list[tuple[uuid.UUID, np.ndarray]]) -> None:
+        """Set these originals' vectors of a model (insert or overwrite), in one transaction:
+        a re-embedding job's batch. Originals deleted meanwhile are skipped."""
+        from sqlalchemy.dialects.postgresql import insert
+
+        if not vectors:
+            return
+        with self.db.session() as session:
+            alive = set(session.scalars(select(Original.id).where(Original.id.in_([oid for oid, _ in vectors]))))
+            rows = [{"original_id": oid, "model_id": model_id, "dim": int(v.shape[0]),
+                     "vector": np.ascontiguousarray(v, np.float32).tobytes()} for oid, v in vectors if oid in alive]
+            if rows:
+                stmt = insert(Embedding).values(rows)
+                session.execute(stmt.on_conflict_do_update(
+                    constraint="uq_embeddings_original_model",
+                    set_={"vector": stmt.excluded.vector, "dim": stmt.excluded.dim}))
+
     def delete_model(self, model_id: str) -> None:
         """Drop every vector of a model (before re-embedding the registry)."""
         with self.db.session() as session:
