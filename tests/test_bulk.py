@@ -146,3 +146,17 @@ def test_reembed_on_ray_rewrites_every_vector_and_every_process_follows(
             assert session.scalars(select(RegistryChange.action).order_by(RegistryChange.id.desc())).first() == "rebuild"
     finally:
         service.close()
+
+
+def test_a_malformed_listing_is_a_clean_error_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from verifier.cli import main
+
+    monkeypatch.setenv("VERIFIER_DATA_DIR", str(tmp_path / "data"))
+    cases = {"nopath.csv": "file,title\na.jpg,x\n", "binary.csv": b"\xff\xfe\x00garbage", "ctrl.csv": "path,title\na.jpg,bad\x01title\n"}
+    for name, body in cases.items():
+        f = tmp_path / name
+        f.write_bytes(body if isinstance(body, bytes) else body.encode())
+        assert main(["ingest", str(f), "--publisher", "X"]) == 2
+        assert "verifier ingest:" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()  # refused before opening anything

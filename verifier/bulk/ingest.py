@@ -47,12 +47,20 @@ def list_inputs(source: Path) -> list[tuple[Path, OriginalMetadata]]:
     if source.is_dir():
         return [(p, OriginalMetadata()) for p in sorted(source.rglob("*"))
                 if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    with source.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    try:
+        with source.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"{source}: not a readable CSV ({exc})") from exc
     out = []
-    for row in rows:
+    for line, row in enumerate(rows, start=2):
+        if not (row.get("path") or "").strip():
+            raise ValueError(f"{source} line {line}: no `path` (the CSV needs a path column)")
         meta = {k: row[k] for k in ("title", "caption", "source_url") if row.get(k)}
-        out.append(((source.parent / row["path"]).resolve(), OriginalMetadata.from_dict(meta)))
+        try:
+            out.append(((source.parent / row["path"]).resolve(), OriginalMetadata.from_dict(meta)))
+        except VerifierError as exc:
+            raise ValueError(f"{source} line {line}: {exc.detail}") from exc
     return out
 
 

@@ -10,11 +10,13 @@ from typing import Any
 
 from verifier.cli.common import open_service, settings_from
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif"}
-
 
 def _expand(paths: list[Path]) -> list[Path]:
     """Files as given; folders walked (sorted, so that a re-run goes in the same order)."""
+    from verifier.bulk.ingest import (
+        IMAGE_SUFFIXES,  # one list of what a folder's images are
+    )
+
     out: list[Path] = []
     for path in paths:
         if Path(path).is_dir():
@@ -97,7 +99,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         return 2
     from verifier.storage.accounts import find_publisher
 
-    inputs = list_inputs(args.source)
+    try:
+        inputs = list_inputs(args.source)
+    except ValueError as exc:
+        print(f"verifier ingest: {exc}", file=sys.stderr)
+        return 2
     service = open_service(args)
     try:
         with service.db.session() as session:
