@@ -20,7 +20,7 @@ def _cmd_train_pairs(args: argparse.Namespace) -> int:
     if args.train_command == "pairs-data":
         from verifier.training.pairs import build_pairs
 
-        info = build_pairs(args.photos, args.out, limit=args.limit or 0, seed=args.seed, workers=args.workers)
+        info = build_pairs(args.photos, args.out, limit=args.limit or 0, seed=args.seed, workers=args.workers, families=args.families)
         print(json.dumps({**info, "command": command}, indent=2))
         return 0
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -34,7 +34,7 @@ def _cmd_train_pairs(args: argparse.Namespace) -> int:
         from verifier.training.pairs import PairTrainConfig, train_pairs
 
         result = train_pairs(PairTrainConfig(data=args.data, out=args.out, model=args.train_command, epochs=args.epochs,
-                                             batch_size=args.batch, lr=args.lr, seed=args.seed, device=device))
+                                             batch_size=args.batch, lr=args.lr, seed=args.seed, device=device, init=args.init))
     result["command"] = command
     result["device"] = device_name
     from verifier.training.pairs import write_record
@@ -153,6 +153,8 @@ def add_parsers(sub: Any) -> None:
     q.add_argument("--limit", type=int, help="only N training photos")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--workers", type=int, default=2)
+    q.add_argument("--families", action="store_true",
+                   help="two more pairs per photo from the trained edit families (never the held-out ones)")
     q.add_argument("--threads", type=int)
     for name, epochs, helptext in (("psen", 3, "stage 2: PSEN same/different"), ("change", 4, "stage 3: benign/manipulated + 7x7 heatmap")):
         q = ts.add_parser(name, help=helptext)
@@ -161,6 +163,7 @@ def add_parsers(sub: Any) -> None:
         q.add_argument("--epochs", type=int, default=epochs)
         q.add_argument("--batch", type=int, default=32)
         q.add_argument("--lr", type=float, default=2e-3)
+        q.add_argument("--init", type=Path, help="fine-tune from these weights (safetensors, same network)")
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--device")
         q.add_argument("--threads", type=int)

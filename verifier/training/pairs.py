@@ -7,6 +7,12 @@ a manipulation plus benign transforms, and a distinct pair (the photo as candida
 copy of its nearest stage-1 neighbour, or of a random photo, as query). Ground-truth 7x7
 grids are the query masks resampled into the candidate frame by the same alignment.
 
+With `families`, each photo adds two pairs from the trained edit families
+(`simprov.edits.TRAIN_FAMILIES`, never the held-out ones): an edit of the photo against the photo
+("manip", the family's mask as ground truth), and an edit of its nearest neighbour against the
+photo ("distinct": a composite of something else is not this photo). The `family` column names
+the family of each pair (-1 for the stage-1 generator's pairs), so validation reports them apart.
+
 Everything is stored as uint8 arrays in one .npz, so the expensive part (alignment,
 stage-1 embeddings of the queries) runs once and both networks train from it on a CPU.
 """
@@ -29,7 +35,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from verifier.images import load_rgb
-from verifier.simprov import augment, catalog
+from verifier.simprov import augment, catalog, edits
 from verifier.simprov.metrics import average_precision
 from verifier.simprov.nn.pen import PSEN, ChangeNet, heatmap_loss
 from verifier.simprov.pairs import View, align_pair, mask_to_candidate_grid, pen_inputs
@@ -46,15 +52,25 @@ PAIR_KINDS = ("identical", "benign", "manip", "manip+benign", "distinct")
 _W: dict[str, Any] = {}
 
 
-def _worker_init(embedder_name: str) -> None:
+def _worker_init(embedder_name: str, families: bool = False) -> None:
     torch.set_num_threads(1)
     from verifier.simprov.embedding import get_embedder
 
     _W["embedder"] = get_embedder(embedder_name)
+    _W["families"] = families
 
 
-def _pairs_for(job: tuple[int, str, str, str, int]) -> list[dict[str, Any]]:
-    i, path, neighbour, donor_path, seed = job
+def _family_items(img: Image.Image, other: Image.Image, donors: list[Image.Image], rng: random.Random) -> list[tuple[str, augment.Sample, int]]:
+    """One trained-family edit of the photo (same) and one of its neighbour (distinct)."""
+    out = []
+    for kind, base in (("manip", img), ("distinct", other)):
+        f = rng.randrange(len(edits.TRAIN_FAMILIES))
+        out.append((kind, edits.make_edit(edits.TRAIN_FAMILIES[f], base, donors, rng), f))
+    return out
+
+
+def _pairs_for(job: tuple[int, str, str, str, int, tuple[str, ...]]) -> list[dict[str, Any]]:
+    i, path, neighbour, donor_path, seed, more_donors = job
     rng = random.Random(seed)
     img, donor = load_rgb(Path(path)), load_rgb(Path(donor_path))
     cand = View.of(img)
@@ -68,21 +84,30 @@ def _pairs_for(job: tuple[int, str, str, str, int]) -> list[dict[str, Any]]:
     items.append(("manip+benign", augment.benign_after(augment.manipulate(img, donor, rng), rng, n_ops=rng.randint(1, 2))))
     other = load_rgb(Path(neighbour if rng.random() < 0.5 else donor_path))
     items.append(("distinct", augment.benign(other, rng, n_ops=rng.randint(0, 2))))
+    family = [-1] * len(items)
+    if _W.get("families"):
+        # the base draws above are untouched, so the generator's pairs stay the same with or without families
+        frng = random.Random(seed * 7 + 1)
+        neighbour_img = load_rgb(Path(neighbour))
+        for kind, sample, f in _family_items(img, neighbour_img, [donor] + [load_rgb(Path(p)) for p in more_donors], frng):
+            items.append((kind, sample))
+            family.append(f)
     queries = [s.image for _, s in items]
     emb = _W["embedder"].embed(queries)
     out = []
-    for (kind, sample), e in zip(items, emb):
+    for (kind, sample), e, fam in zip(items, emb, family):
         qv = View.of(sample.image)
         pair = align_pair(qv, cand)
         grid = mask_to_candidate_grid(sample.mask, qv, pair.alignment) if kind.startswith("manip") else np.zeros((7, 7), np.float32)
         out.append({
             "photo": i, "kind": kind, "query": pair.query, "valid": pair.valid, "candidate": pair.candidate,
-            "grid": grid, "inliers": pair.alignment.inliers, "emb_q": e.astype(np.float16),
+            "grid": grid, "inliers": pair.alignment.inliers, "emb_q": e.astype(np.float16), "family": fam,
         })
     return out
 
 
-def build_pairs(photos_root: Path, out: Path, *, limit: int = 0, seed: int = 0, workers: int = 2, embedder_name: str = "auto") -> dict[str, Any]:
+def build_pairs(photos_root: Path, out: Path, *, limit: int = 0, seed: int = 0, workers: int = 2, embedder_name: str = "auto",
+                families: bool = False) -> dict[str, Any]:
     """Pair data from the train split; the candidate embeddings come from the same embedder."""
     from verifier.simprov.embedding import get_embedder
 
@@ -96,12 +121,19 @@ def build_pairs(photos_root: Path, out: Path, *, limit: int = 0, seed: int = 0, 
     sims = cand_emb @ cand_emb.T
     np.fill_diagonal(sims, -2)
     neighbours = sims.argmax(1)
-    jobs = [(i, str(p), str(photos[int(neighbours[i])]), str(photos[(i + 1 + rng.randrange(len(photos) - 1)) % len(photos)]), seed * 100003 + i) for i, p in enumerate(photos)]
+    jobs = [(i, str(p), str(photos[int(neighbours[i])]), str(photos[(i + 1 + rng.randrange(len(photos) - 1)) % len(photos)]), seed * 100003 + i)
+            for i, p in enumerate(photos)]
+    # donors for multi-source families: other train photos, never the photo itself or its neighbour
+    drng = random.Random(seed + 1)
+    jobs_full = []
+    for i, path, neighbour, donor, job_seed in jobs:
+        pool = [k for k in drng.sample(range(len(photos)), 4) if k != i and str(photos[k]) != neighbour][:2]
+        jobs_full.append((i, path, neighbour, donor, job_seed, tuple(str(photos[k]) for k in pool)))
     rows: list[dict[str, Any]] = []
     started = time.time()
     ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, initializer=_worker_init, initargs=(embedder_name,)) as pool:
-        for chunk in tqdm(pool.imap(_pairs_for, jobs, chunksize=4), total=len(jobs), desc="pairs"):
+    with ctx.Pool(workers, initializer=_worker_init, initargs=(embedder_name, families)) as pool:
+        for chunk in tqdm(pool.imap(_pairs_for, jobs_full, chunksize=4), total=len(jobs_full), desc="pairs"):
             rows.extend(chunk)
     arrays = {
         "photo": np.array([r["photo"] for r in rows], np.int32),
@@ -113,11 +145,14 @@ def build_pairs(photos_root: Path, out: Path, *, limit: int = 0, seed: int = 0, 
         "inliers": np.array([r["inliers"] for r in rows], np.int32),
         "emb_q": np.stack([r["emb_q"] for r in rows]),
         "emb_c": cand_emb[[r["photo"] for r in rows]].astype(np.float16),
+        "family": np.array([r["family"] for r in rows], np.int8),
+        "families": np.array(edits.TRAIN_FAMILIES),
         "photos": np.array([str(p.relative_to(photos_root)) for p in photos]),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, **arrays)
-    info = {"pairs": len(rows), "photos": len(photos), "seed": seed, "seconds": round(time.time() - started, 1), "embedder": embedder.model_id}
+    info = {"pairs": len(rows), "photos": len(photos), "seed": seed, "seconds": round(time.time() - started, 1), "embedder": embedder.model_id,
+            "family_pairs": int((arrays["family"] >= 0).sum())}
     log.info("pair data: %s", info)
     return info
 
@@ -139,6 +174,7 @@ class PairTrainConfig:
     threads: int = 0
     device: str = "cpu"
     heat_weight: float = 0.5
+    init: Path | None = None  # fine-tune from these weights (same architecture) instead of random
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -188,7 +224,7 @@ def _data(path: Path, model: str) -> dict[str, np.ndarray]:
         d = {k: z[k] for k in z.files}
     if model == "change":  # stage 3 sees only pairs of the same image
         keep = d["kind"] != PAIR_KINDS.index("distinct")
-        d = {k: (v[keep] if k != "photos" else v) for k, v in d.items()}
+        d = {k: (v[keep] if k not in ("photos", "families") else v) for k, v in d.items()}
     return d
 
 
@@ -209,6 +245,11 @@ def evaluate_pairs(model: torch.nn.Module, d: dict[str, np.ndarray], idx: np.nda
     if cfg.model == "psen":
         y = (kind != PAIR_KINDS.index("distinct")).astype(int)
         out = {"val_ap_same": float(average_precision(y, s)), "val_acc@0.5": float(((s > 0.5) == y).mean())}
+        if "family" in d and (d["family"][idx] >= 0).any():  # the trained edit families' pairs alone
+            fam = d["family"][idx] >= 0
+            out["val_acc_family_same"] = float((s[fam & (y == 1)] > 0.5).mean())
+            out["val_acc_family_distinct"] = float((s[fam & (y == 0)] <= 0.5).mean())
+            out["val_acc_generator@0.5"] = float(((s[~fam] > 0.5) == y[~fam]).mean())
     else:
         y = np.isin(kind, [2, 3]).astype(int)
         h = torch.cat(heats).numpy()
@@ -216,6 +257,11 @@ def evaluate_pairs(model: torch.nn.Module, d: dict[str, np.ndarray], idx: np.nda
         m = y.astype(bool)
         cos = (h[m] * g[m]).sum((1, 2)) / (np.linalg.norm(h[m].reshape(m.sum(), -1), axis=1) * np.linalg.norm(g[m].reshape(m.sum(), -1), axis=1) + 1e-6)
         out = {"val_ap_manip": float(average_precision(y, s)), "val_acc@0.5": float(((s > 0.5) == y).mean()), "val_heat_cosine": float(cos.mean())}
+        if "family" in d and (d["family"][idx] >= 0).any():
+            fam = d["family"][idx] >= 0
+            out["val_recall_family@0.5"] = float((s[fam] > 0.5).mean())
+            out["val_heat_cosine_family"] = float(cos[fam[m]].mean())
+            out["val_ap_manip_generator"] = float(average_precision(y[~fam], s[~fam]))
     model.train()
     return {k: round(v, 4) for k, v in out.items()}
 
@@ -227,6 +273,9 @@ def train_pairs(cfg: PairTrainConfig) -> dict[str, Any]:
     d = _data(cfg.data, cfg.model)
     train_idx, val_idx = _split(d["photo"], cfg.val_fraction, cfg.seed)
     model: torch.nn.Module = (PSEN() if cfg.model == "psen" else ChangeNet()).to(cfg.device)
+    if cfg.init is not None:
+        model = catalog.load_weights(cfg.init, cfg.model, cfg.device)
+        model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * (len(train_idx) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(1, steps), pct_start=0.1)
@@ -245,7 +294,7 @@ def train_pairs(cfg: PairTrainConfig) -> dict[str, Any]:
             loss.backward()
             opt.step()
             sched.step()
-            total, n = total + float(loss), n + 1
+            total, n = total + loss.item(), n + 1
             bar.set_postfix(loss=f"{total / n:.4f}")
         history.append({"epoch": epoch + 1, "loss": round(total / max(1, n), 4), **evaluate_pairs(model, d, val_idx, cfg)})
         log.info("%s epoch %d: %s", cfg.model, epoch + 1, history[-1])

@@ -1,0 +1,89 @@
+"""Stages 2-3 training data and trainer: edit-family pairs (issue 17) and fine-tuning from weights."""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from verifier.cli.demo import generated_photo
+from verifier.simprov import edits
+from verifier.training import pairs as pairs_mod
+from verifier.training.pairs import PAIR_KINDS, PairTrainConfig, build_pairs, train_pairs
+
+
+def _photos(root: Path, n_train: int = 6) -> Path:
+    (root / "img").mkdir(parents=True)
+    with (root / "index.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "source", "split"])
+        for i in range(n_train):
+            generated_photo(i, (192, 144)).save(root / "img" / f"{i}.jpg", quality=92)
+            w.writerow([f"img/{i}.jpg", "generated", "train"])
+        generated_photo(99, (192, 144)).save(root / "img" / "test.jpg")
+        w.writerow(["img/test.jpg", "generated", "test"])
+    return root
+
+
+def test_family_items_use_trained_families_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leave-family-out holds in the trainer: whatever the seed, no held-out family is drawn."""
+    seen: list[str] = []
+    real = edits.make_edit
+
+    def spy(family: str, *a, **k):  # type: ignore[no-untyped-def]
+        seen.append(family)
+        return real(family, *a, **k)
+
+    monkeypatch.setattr(edits, "make_edit", spy)
+    img, other = generated_photo(1, (160, 120)), generated_photo(2, (160, 120))
+    donors = [generated_photo(k, (160, 120)) for k in (3, 4, 5)]
+    for seed in range(40):
+        items = pairs_mod._family_items(img, other, donors, random.Random(seed))
+        assert [k for k, _, _ in items] == ["manip", "distinct"]
+        assert [edits.TRAIN_FAMILIES[f] for _, _, f in items] == seen[-2:]  # the column names the family used
+    assert set(seen) <= set(edits.TRAIN_FAMILIES) and not set(seen) & set(edits.HELD_OUT_FAMILIES)
+    assert len(set(seen)) >= 4  # the draw covers the trained families, not one of them
+
+
+def test_pairs_data_with_families_and_fine_tuning(tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "photos")
+    plain, fam = tmp_path / "plain.npz", tmp_path / "fam.npz"
+    build_pairs(photos, plain, seed=0, workers=1)
+    info = build_pairs(photos, fam, seed=0, workers=1, families=True)
+    assert info["pairs"] == 6 * 7 and info["family_pairs"] == 12
+    with np.load(plain) as a, np.load(fam) as b:
+        assert "test.jpg" not in " ".join(b["photos"])  # train split only
+        assert list(b["families"]) == list(edits.TRAIN_FAMILIES)
+        f = b["family"]
+        assert (f[f >= 0] < len(edits.TRAIN_FAMILIES)).all()
+        kinds = b["kind"][f >= 0]
+        assert sorted(kinds.tolist()) == sorted([PAIR_KINDS.index("manip"), PAIR_KINDS.index("distinct")] * 6)
+        # an edited photo against itself carries its edit mask; a composite of another photo none
+        manip = (f >= 0) & (b["kind"] == PAIR_KINDS.index("manip"))
+        assert (b["grid"][manip].astype(np.float32).reshape(manip.sum(), -1).sum(1) > 0).sum() >= 4
+        # the generator's own pairs are the same with or without the families
+        base = f < 0
+        np.testing.assert_array_equal(a["kind"], b["kind"][base])
+        np.testing.assert_array_equal(a["query"], b["query"][base])
+
+    # fine-tuning starts from the given weights: zero epochs give back exactly those weights
+    first = tmp_path / "psen.safetensors"
+    record = train_pairs(PairTrainConfig(data=fam, out=first, model="psen", epochs=1, batch_size=8, val_fraction=0.34, seed=0))
+    last = record["history"][-1]
+    assert {"val_acc_family_same", "val_acc_family_distinct", "val_acc_generator@0.5"} <= set(last)
+    again = tmp_path / "again.safetensors"
+    train_pairs(PairTrainConfig(data=fam, out=again, model="psen", epochs=0, batch_size=8, seed=0, init=first))
+    w0, w1 = load_file(str(first)), load_file(str(again))
+    assert w0.keys() == w1.keys() and all(np.array_equal(w0[k].numpy(), w1[k].numpy()) for k in w0)
+    fresh = tmp_path / "fresh.safetensors"
+    train_pairs(PairTrainConfig(data=fam, out=fresh, model="psen", epochs=0, batch_size=8, seed=1))
+    w2 = load_file(str(fresh))
+    assert any(not np.array_equal(w0[k].numpy(), w2[k].numpy()) for k in w0)  # without init: not those weights
+
+    change = tmp_path / "change.safetensors"
+    record = train_pairs(PairTrainConfig(data=fam, out=change, model="change", epochs=1, batch_size=8, val_fraction=0.34, seed=0))
+    assert "val_heat_cosine_family" in record["history"][-1] and change.exists()
