@@ -85,7 +85,7 @@ def run_bench_index(embedder: Any, photos_dir: Path, *, n: int, n_queries: int, 
     return {
         "command": command,
         "model": embedder.model_id,
-        "n": int(len(database)),
+        "n": len(database),
         "n_queries": len(queries),
         "dim": int(database.shape[1]),
         "threads": faiss.omp_get_max_threads(),

@@ -22,6 +22,8 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,14 +89,15 @@ def _prepare(photos: list[Path], copies: int, signers: tuple[SignerCredentials, 
     return originals, resigned
 
 
-def _run(originals: list[tuple[int, bytes]], copies: list[tuple[str, bytes]], cas: list[bytes], check: bool,
-         embedder: Any) -> dict[str, Any]:
+@contextmanager
+def _bench_registry(cas: list[bytes], embedder: Any, **settings: Any) -> Iterator[tuple[Service, list[int], Path]]:
+    """A fresh embedded registry in a temp dir with the two bench publishers enrolled
+    (their CAs trusted by the deployment): the service, their ids, and the temp dir."""
     with tempfile.TemporaryDirectory(prefix="verifier-bench-ingest-") as tmp:
         anchors = Path(tmp) / "anchors.pem"
         anchors.write_bytes(b"".join(cas))
-        settings = Settings(data_dir=Path(tmp) / "data", database_url=None, trust_anchors=anchors,
-                            ingest_duplicate_check=check, max_upload_bytes=64 * 2**20)
-        service = Service.open(settings, embedder=embedder)
+        service = Service.open(Settings(data_dir=Path(tmp) / "data", database_url=None, trust_anchors=anchors,
+                                        max_upload_bytes=64 * 2**20, **settings), embedder=embedder)
         try:
             with service.db.session() as session:
                 pubs = []
@@ -102,38 +105,44 @@ def _run(originals: list[tuple[int, bytes]], copies: list[tuple[str, bytes]], ca
                     publisher, _ = create_publisher(session, name)
                     enroll(session, publisher.id, parse_certificate(ca))
                     pubs.append(publisher.id)
-            stage2_runs = [0]
-            rerank = service.matcher.rerank
-
-            def counted(*args: Any, **kwargs: Any) -> Any:  # how often the duplicate check pays for stage 2
-                stage2_runs[0] += 1
-                return rerank(*args, **kwargs)
-
-            service.matcher.rerank = counted  # type: ignore[method-assign]
-            outcomes: dict[str, int] = {}
-            latencies: list[float] = []
-            start = time.perf_counter()
-            for who, data in tqdm(originals, desc=f"register (check {'on' if check else 'off'})", unit="img"):
-                t0 = time.perf_counter()
-                try:
-                    service.registry.register(data, pubs[who])
-                    outcome = "registered"
-                except VerifierError as exc:
-                    outcome = exc.slug
-                latencies.append((time.perf_counter() - t0) * 1000)
-                outcomes[outcome] = outcomes.get(outcome, 0) + 1
-            elapsed = time.perf_counter() - start
-            originals_stage2 = stage2_runs[0]
-            copy_outcomes: dict[str, dict[str, int]] = {kind: {} for kind in COPY_KINDS}
-            for kind, data in tqdm(copies, desc="copies by B", unit="img", leave=False):
-                try:
-                    service.registry.register(data, pubs[1])
-                    outcome = "registered"
-                except VerifierError as exc:
-                    outcome = exc.slug
-                copy_outcomes[kind][outcome] = copy_outcomes[kind].get(outcome, 0) + 1
+            yield service, pubs, Path(tmp)
         finally:
             service.close()
+
+
+def _run(originals: list[tuple[int, bytes]], copies: list[tuple[str, bytes]], cas: list[bytes], check: bool,
+         embedder: Any) -> dict[str, Any]:
+    with _bench_registry(cas, embedder, ingest_duplicate_check=check) as (service, pubs, _):
+        stage2_runs = [0]
+        rerank = service.matcher.rerank
+
+        def counted(*args: Any, **kwargs: Any) -> Any:  # how often the duplicate check pays for stage 2
+            stage2_runs[0] += 1
+            return rerank(*args, **kwargs)
+
+        service.matcher.rerank = counted  # type: ignore[method-assign]
+        outcomes: dict[str, int] = {}
+        latencies: list[float] = []
+        start = time.perf_counter()
+        for who, data in tqdm(originals, desc=f"register (check {'on' if check else 'off'})", unit="img"):
+            t0 = time.perf_counter()
+            try:
+                service.registry.register(data, pubs[who])
+                outcome = "registered"
+            except VerifierError as exc:
+                outcome = exc.slug
+            latencies.append((time.perf_counter() - t0) * 1000)
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        elapsed = time.perf_counter() - start
+        originals_stage2 = stage2_runs[0]
+        copy_outcomes: dict[str, dict[str, int]] = {kind: {} for kind in COPY_KINDS}
+        for kind, data in tqdm(copies, desc="copies by B", unit="img", leave=False):
+            try:
+                service.registry.register(data, pubs[1])
+                outcome = "registered"
+            except VerifierError as exc:
+                outcome = exc.slug
+            copy_outcomes[kind][outcome] = copy_outcomes[kind].get(outcome, 0) + 1
     q = statistics.quantiles(latencies, n=20)
     return {"duplicate_check": check, "n": len(originals), "seconds": round(elapsed, 2),
             "originals_per_s": round(len(originals) / elapsed, 3), "latency_ms": {"p50": round(q[9], 1), "p95": round(q[18], 1)},
@@ -143,30 +152,16 @@ def _run(originals: list[tuple[int, bytes]], copies: list[tuple[str, bytes]], ca
 def _run_batch(originals: list[tuple[int, bytes]], cas: list[bytes], batch: int, embedder: Any) -> dict[str, Any]:
     """The same originals through `Registry.register_batch` (duplicate check on), `batch` of
     one publisher's originals per call, the two publishers alternating."""
-    with tempfile.TemporaryDirectory(prefix="verifier-bench-ingest-") as tmp:
-        anchors = Path(tmp) / "anchors.pem"
-        anchors.write_bytes(b"".join(cas))
-        settings = Settings(data_dir=Path(tmp) / "data", database_url=None, trust_anchors=anchors,
-                            max_upload_bytes=64 * 2**20)
-        service = Service.open(settings, embedder=embedder)
-        try:
-            with service.db.session() as session:
-                pubs = []
-                for name, ca in zip(("Bench A", "Bench B"), cas):
-                    publisher, _ = create_publisher(session, name)
-                    enroll(session, publisher.id, parse_certificate(ca))
-                    pubs.append(publisher.id)
-            per = [[d for w, d in originals if w == who] for who in (0, 1)]
-            chunks = [(who, per[who][k : k + batch]) for k in range(0, max(map(len, per)), batch) for who in (0, 1)]
-            outcomes: dict[str, int] = {}
-            start = time.perf_counter()
-            for who, chunk in tqdm(chunks, desc=f"register (batch {batch})", unit="batch"):
-                for result in service.registry.register_batch([(d, None) for d in chunk], pubs[who]):
-                    outcome = result.slug if isinstance(result, VerifierError) else "registered"
-                    outcomes[outcome] = outcomes.get(outcome, 0) + 1
-            elapsed = time.perf_counter() - start
-        finally:
-            service.close()
+    with _bench_registry(cas, embedder) as (service, pubs, _):
+        per = [[d for w, d in originals if w == who] for who in (0, 1)]
+        chunks = [(who, per[who][k : k + batch]) for k in range(0, max(map(len, per)), batch) for who in (0, 1)]
+        outcomes: dict[str, int] = {}
+        start = time.perf_counter()
+        for who, chunk in tqdm(chunks, desc=f"register (batch {batch})", unit="batch"):
+            for result in service.registry.register_batch([(d, None) for d in chunk], pubs[who]):
+                outcome = result.slug if isinstance(result, VerifierError) else "registered"
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        elapsed = time.perf_counter() - start
     return {"batch": batch, "n": len(originals), "seconds": round(elapsed, 2),
             "originals_per_s": round(len(originals) / elapsed, 3), "outcomes": outcomes}
 
@@ -176,31 +171,17 @@ def _run_ray(originals: list[tuple[int, bytes]], cas: list[bytes], batch: int, w
     publisher's files from a folder, Ray's start-up included in the time."""
     from verifier.bulk.ingest import list_inputs, run_ingest
 
-    with tempfile.TemporaryDirectory(prefix="verifier-bench-ingest-") as tmp:
-        anchors = Path(tmp) / "anchors.pem"
-        anchors.write_bytes(b"".join(cas))
-        folders = [Path(tmp) / "a", Path(tmp) / "b"]
+    with _bench_registry(cas, embedder) as (service, pubs, tmp):
+        folders = [tmp / "a", tmp / "b"]
         for i, (who, data) in enumerate(originals):
             folders[who].mkdir(exist_ok=True)
             (folders[who] / f"{i:05d}.jpg").write_bytes(data)
-        settings = Settings(data_dir=Path(tmp) / "data", database_url=None, trust_anchors=anchors,
-                            max_upload_bytes=64 * 2**20)
-        service = Service.open(settings, embedder=embedder)
-        try:
-            with service.db.session() as session:
-                pubs = []
-                for name, ca in zip(("Bench A", "Bench B"), cas):
-                    publisher, _ = create_publisher(session, name)
-                    enroll(session, publisher.id, parse_certificate(ca))
-                    pubs.append(publisher.id)
-            start = time.perf_counter()
-            registered = 0
-            for who in (0, 1):
-                registered += run_ingest(service, pubs[who], list_inputs(folders[who]), batch=batch,
-                                         workers=workers).registered
-            elapsed = time.perf_counter() - start
-        finally:
-            service.close()
+        start = time.perf_counter()
+        registered = 0
+        for who in (0, 1):
+            registered += run_ingest(service, pubs[who], list_inputs(folders[who]), batch=batch,
+                                     workers=workers).registered
+        elapsed = time.perf_counter() - start
     return {"ray_workers": workers, "batch": batch, "n": len(originals), "registered": registered,
             "seconds": round(elapsed, 2), "originals_per_s": round(len(originals) / elapsed, 3)}
 

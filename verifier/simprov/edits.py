@@ -223,7 +223,7 @@ def meme(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
 def caption(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
     """Caption or meme text written over the photo itself, over 10-35 % of its area."""
     base = _rgb(img).copy()
-    w, h = base.size
+    h = base.height
     layer = _text_layer(base.size, " ".join(rng.sample(CAPTIONS, rng.randint(1, 2))), max(10, round(h * rng.uniform(0.08, 0.16))))
     y = rng.randint(0, max(0, h - layer.height))
     base.paste(layer, (0, y), layer)
