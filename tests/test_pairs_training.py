@@ -13,7 +13,12 @@ from safetensors.torch import load_file
 from verifier.cli.demo import generated_photo
 from verifier.simprov import edits
 from verifier.training import pairs as pairs_mod
-from verifier.training.pairs import PAIR_KINDS, PairTrainConfig, build_pairs, train_pairs
+from verifier.training.pairs import (
+    PAIR_KINDS,
+    PairTrainConfig,
+    build_pairs,
+    train_pairs,
+)
 
 
 def _photos(root: Path, n_train: int = 6) -> Path:
@@ -87,3 +92,30 @@ def test_pairs_data_with_families_and_fine_tuning(tmp_path: Path) -> None:
     change = tmp_path / "change.safetensors"
     record = train_pairs(PairTrainConfig(data=fam, out=change, model="change", epochs=1, batch_size=8, val_fraction=0.34, seed=0))
     assert "val_heat_cosine_family" in record["history"][-1] and change.exists()
+
+
+def test_fused_networks_give_the_unfused_outputs() -> None:
+    """BatchNorm folded into the conv before it (inference): same outputs, no BatchNorm left, the
+    original network untouched, and the service's embedders run the fused form."""
+    import torch
+
+    from verifier.simprov import catalog
+    from verifier.simprov.embedding import BackboneGeMNet, get_embedder
+    from verifier.simprov.nn.fuse import fuse_conv_bn
+    from verifier.simprov.regions import RegionEmbedder
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 128, 128)
+    nets = [BackboneGeMNet()]
+    if catalog.spec(catalog.EMBED_ID).weights.exists():
+        nets.append(catalog.load(catalog.EMBED_ID))
+    for net in nets:
+        fused = fuse_conv_bn(net)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+        assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+        with torch.no_grad():
+            torch.testing.assert_close(fused(x), net(x), atol=2e-4, rtol=1e-3)
+    embedder = get_embedder("auto")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in embedder._net.modules())  # type: ignore[attr-defined]
+    regions = RegionEmbedder()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in regions._features.modules())

@@ -25,6 +25,7 @@ from verifier.simprov.nn.efficientnet_lite import (
     LITE_STD,
     efficientnet_lite0,
 )
+from verifier.simprov.nn.fuse import fuse_conv_bn
 from verifier.simprov.nn.gem import GeM
 
 
@@ -96,7 +97,7 @@ class BackboneEmbedder(_TorchEmbedder):
     dim: int = 1280
 
     def __post_init__(self) -> None:
-        self._net = BackboneGeMNet().eval()
+        self._net = fuse_conv_bn(BackboneGeMNet())
         self._lock = threading.Lock()  # torch modules are not re-entrant across threads
         self._sha: str | None = None
 
@@ -123,7 +124,7 @@ class TrainedEmbedder(_TorchEmbedder):
 
     def __post_init__(self) -> None:
         self.model_id = self.weights.stem
-        self._net = catalog.load_weights(self.weights, "embed")
+        self._net = fuse_conv_bn(catalog.load_weights(self.weights, "embed"))
         self._lock = threading.Lock()
         self._sha = file_sha256(self.weights)
 

@@ -29,6 +29,7 @@ from verifier.simprov import catalog
 from verifier.simprov.catalog import REGIONS_ID, file_sha256
 from verifier.simprov.device import to_numpy
 from verifier.simprov.embedding import BackboneGeMNet, to_tensor
+from verifier.simprov.nn.fuse import fuse_conv_bn
 from verifier.simprov.nn.whiten import Whitening
 
 REGIONS = 10  # whole image + 3 x 3 half-size crops
@@ -78,7 +79,7 @@ class RegionEmbedder:
 
     def __post_init__(self) -> None:
         self.model_id = self.weights.stem
-        self._features = RegionFeatures().eval()
+        self._features = fuse_conv_bn(RegionFeatures())
         self._whiten: Whitening = catalog.load_weights(self.weights, "whiten")  # type: ignore[assignment]
         self.dim = self._whiten.dim
         self._sha = file_sha256(self.weights)
