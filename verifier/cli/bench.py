@@ -81,7 +81,8 @@ def cmd_bench_index(args: argparse.Namespace) -> int:
 
     command = "verifier " + " ".join(sys.argv[1:])
     results = run_bench_index(get_embedder(args.model), args.photos, n=args.n, n_queries=args.queries,
-                              nprobes=[int(x) for x in args.nprobe.split(",")], seed=args.seed, command=command)
+                              nprobes=[int(x) for x in args.nprobe.split(",")], seed=args.seed, command=command,
+                              factory=args.factory, max_train=args.max_train)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps({k: v for k, v in results.items() if k not in ("command",)}, indent=2))
@@ -151,12 +152,15 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_bench_data)
 
-    p = sub.add_parser("bench-index", help="IVF1024,PQ16 against exact search at scale")
+    p = sub.add_parser("bench-index", help="an IVF-PQ index (IVF1024,PQ16 or a FAISS factory) against exact search at scale")
     p.add_argument("--n", type=int, default=1_000_000, help="vectors in the database")
     p.add_argument("--queries", type=int, default=1000, help="real photos whose transformed copies are the queries")
     p.add_argument("--photos", type=Path, default=Path("../shared/datasets/photos"))
     p.add_argument("--model", default="auto")
     p.add_argument("--nprobe", default="8,16,32,64")
+    p.add_argument("--factory", default="IVF1024,PQ16",
+                   help="FAISS index_factory string (inner product), e.g. IVF4096_HNSW32,PQ16; default: the service's index")
+    p.add_argument("--max-train", type=int, default=200_000, help="vectors the coarse quantizer and PQ are trained on")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_bench_index)

@@ -1,4 +1,5 @@
-"""`verifier bench-index`: IVF1024,PQ16 (128-bit codes) against exact search on N vectors.
+"""`verifier bench-index`: an IVF-PQ index (the service's IVF1024,PQ16 by default, or any FAISS factory
+string, e.g. IVF4096_HNSW32,PQ16 for 10M) against exact search on N vectors.
 
 The database holds real embeddings of photos (their transformed copies are the queries)
 plus a fill of N - n vectors drawn from a Gaussian fitted to real embeddings of other
@@ -38,11 +39,66 @@ def _ranks(index: faiss.Index, queries: np.ndarray, k: int = 100) -> tuple[np.nd
     return np.where(hit.any(1), hit.argmax(1) + 1, 0), ms
 
 
+def _exact_ranks(database: np.ndarray, queries: np.ndarray, k: int = 100, chunk: int = 1_000_000) -> np.ndarray:
+    """Exact rank of each query's true id (1-based; 0 beyond k) by counting, chunk by chunk, the
+    vectors that score higher: no second copy of the database (10M x 256 floats is 10 GB)."""
+    true = np.einsum("ij,ij->i", queries, database[: len(queries)])
+    above = np.zeros(len(queries), np.int64)
+    own = np.arange(len(queries))
+    for start in tqdm(range(0, len(database), chunk), desc="exact ranks", unit="chunk"):
+        higher = queries @ database[start : start + chunk].T > true[:, None]
+        mine = (own >= start) & (own < start + higher.shape[1])
+        higher[own[mine], own[mine] - start] = False  # a vector never outranks itself (float rounding aside)
+        above += higher.sum(1)
+    rank = above + 1
+    return np.where(rank <= k, rank, 0)
+
+
 def _recall(ranks: np.ndarray) -> dict[str, float]:
     return {f"R@{k}": round(float(((ranks > 0) & (ranks <= k)).mean()), 4) for k in (1, 10, 100)}
 
 
-def run_bench_index(embedder: Any, photos_dir: Path, *, n: int, n_queries: int, nprobes: list[int], seed: int, command: str) -> dict[str, Any]:
+def _fill(fit: np.ndarray, n: int, seed: int, chunk: int = 500_000) -> np.ndarray:
+    """n unit vectors from a Gaussian fitted to `fit` (mean, full covariance), drawn in float32
+    chunks through the covariance's Cholesky factor (a float64 draw of 10M x 256 would be 20 GB)."""
+    mean = fit.mean(0).astype(np.float32)
+    chol = np.linalg.cholesky(np.cov(fit, rowvar=False) + 1e-6 * np.eye(fit.shape[1])).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, fit.shape[1]), np.float32)
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        block = rng.standard_normal((m, fit.shape[1]), dtype=np.float32) @ chol.T + mean
+        out[start : start + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out
+
+
+def _build(factory: str, database: np.ndarray, max_train: int, seed: int) -> tuple[faiss.Index, float, float]:
+    """The index `factory` names (FAISS index_factory syntax, inner product), trained on a
+    seeded sample of at most `max_train` vectors; (index, train s, add s)."""
+    if factory == "IVF1024,PQ16":
+        started = time.perf_counter()
+        index = build_ivfpq(database)  # exactly what the service builds
+    else:
+        index = faiss.index_factory(database.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+        sample = database
+        if len(sample) > max_train:
+            sample = database[np.sort(np.random.default_rng(seed).choice(len(database), max_train, replace=False))]
+        started = time.perf_counter()
+        index.train(np.ascontiguousarray(sample))
+    train_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for start in tqdm(range(0, len(database), 1_000_000), desc=f"add to {factory}", unit="M"):
+        index.add(database[start : start + 1_000_000])
+    return index, train_s, time.perf_counter() - started
+
+
+def _code_bytes(factory: str) -> int:
+    pq = [part for part in factory.split(",") if part.startswith("PQ")]
+    return int(pq[-1][2:].split("x")[0]) if pq else 0
+
+
+def run_bench_index(embedder: Any, photos_dir: Path, *, n: int, n_queries: int, nprobes: list[int], seed: int, command: str,
+                    factory: str = "IVF1024,PQ16", max_train: int = 200_000, exact_latency_queries: int = 0) -> dict[str, Any]:
     rng = random.Random(seed)
     with (photos_dir / "index.csv").open() as fh:
         paths = [photos_dir / r["path"] for r in csv.DictReader(fh)]
@@ -53,35 +109,32 @@ def run_bench_index(embedder: Any, photos_dir: Path, *, n: int, n_queries: int, 
     queries = _embed(embedder, [augment.benign(im, rng).image for im in originals], "queries")
     fit = _embed(embedder, [Image.open(p).convert("RGB") for p in fit_photos], "fit")
 
-    mean, cov = fit.mean(0), np.cov(fit, rowvar=False)
-    fill = np.random.default_rng(seed).multivariate_normal(mean, cov, size=n - len(real), method="cholesky").astype(np.float32)
-    fill /= np.linalg.norm(fill, axis=1, keepdims=True)
-    database = np.concatenate([real, fill])  # ids 0..n_queries-1 are the true originals
-    del fill
+    database = np.empty((n, real.shape[1]), np.float32)  # ids 0..n_queries-1 are the true originals
+    database[: len(real)] = real
+    database[len(real) :] = _fill(fit, n - len(real), seed)
 
     faiss.omp_set_num_threads(max(1, faiss.omp_get_max_threads()))
-    exact = faiss.IndexFlatIP(database.shape[1])
-    t0 = time.perf_counter()
-    exact.add(database)
-    exact_build = time.perf_counter() - t0
-    exact_ranks, exact_ms = _ranks(exact, queries)
+    exact_ranks = _exact_ranks(database, queries)
+    # exact search latency: every query below 1M vectors, a sample above (1 s a query at 10M on 2 cores)
+    n_lat = exact_latency_queries or (len(queries) if n <= 1_000_000 else 20)
+    started = time.perf_counter()
+    for q in queries[:n_lat]:
+        faiss.knn(q[None, :], database, 100, faiss.METRIC_INNER_PRODUCT)
+    exact_ms = (time.perf_counter() - started) * 1000 / n_lat
 
-    t0 = time.perf_counter()
-    ivf = build_ivfpq(database)
-    train_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ivf.add(database)
-    add_s = time.perf_counter() - t0
+    index, train_s, add_s = _build(factory, database, max_train, seed)
+    ivf = faiss.extract_index_ivf(index)
     per_nprobe = {}
     for nprobe in nprobes:
         ivf.nprobe = nprobe
-        ranks, ms = _ranks(ivf, queries)
+        ranks, ms = _ranks(index, queries)
         recall = _recall(ranks)
         per_nprobe[str(nprobe)] = {
             **recall,
             "ms_per_query": round(ms, 3),
             "top100_recall_vs_exact": round(recall["R@100"] / max(1e-9, _recall(exact_ranks)["R@100"]), 4),
         }
+    codes = _code_bytes(factory)
     return {
         "command": command,
         "model": embedder.model_id,
@@ -89,11 +142,14 @@ def run_bench_index(embedder: Any, photos_dir: Path, *, n: int, n_queries: int, 
         "n_queries": len(queries),
         "dim": int(database.shape[1]),
         "threads": faiss.omp_get_max_threads(),
-        "exact": {**_recall(exact_ranks), "ms_per_query": round(exact_ms, 3), "bytes_per_vector": database.shape[1] * 4,
-                  "build_s": round(exact_build, 2)},
-        "ivf1024_pq16": {
-            "bytes_per_vector_codes": 16,
-            "bytes_per_vector_with_ids": 24,
+        "exact": {**_recall(exact_ranks), "ms_per_query": round(exact_ms, 3), "latency_queries": n_lat,
+                  "bytes_per_vector": database.shape[1] * 4},
+        "index": {
+            "factory": factory,
+            "nlist": int(ivf.nlist),
+            "train_vectors": min(max_train, len(database)) if factory != "IVF1024,PQ16" else min(200_000, len(database)),
+            "bytes_per_vector_codes": codes,
+            "bytes_per_vector_with_ids": codes + 8,
             "train_s": round(train_s, 1),
             "add_s": round(add_s, 1),
             "by_nprobe": per_nprobe,
