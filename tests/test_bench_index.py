@@ -12,7 +12,7 @@ import numpy as np
 
 from verifier.cli import main
 from verifier.cli.demo import generated_photo
-from verifier.evaluation.index import _exact_ranks, _fill, _ranks
+from verifier.evaluation.index import _exact_ranks, _fill, _quantizer_ef, _ranks
 
 
 def test_chunked_exact_ranks_match_a_flat_index() -> None:
@@ -26,6 +26,10 @@ def test_chunked_exact_ranks_match_a_flat_index() -> None:
     expected, _ = _ranks(flat, queries, k=100)
     np.testing.assert_array_equal(_exact_ranks(db, queries, k=100, chunk=777), expected)
     assert (expected > 1).any() and (expected == 1).any()  # the check covers both hits and misses at rank 1
+
+    index = faiss.index_factory(32, "IVF16_HNSW8,PQ8", faiss.METRIC_INNER_PRODUCT)
+    _quantizer_ef(index, 77)  # the setting reaches the HNSW quantizer
+    assert faiss.downcast_index(faiss.extract_index_ivf(index).quantizer).hnsw.efSearch == 77
 
     fill = _fill(db[:400], 1234, seed=0, chunk=500)
     assert fill.shape == (1234, 32) and np.allclose(np.linalg.norm(fill, axis=1), 1, atol=1e-5)
@@ -42,9 +46,10 @@ def test_bench_index_with_a_factory(tmp_path: Path) -> None:
             w.writerow([f"img/{i}.jpg", "generated", "train" if i % 2 else "test"])
     out = tmp_path / "r.json"
     assert main(["bench-index", "--photos", str(photos), "--n", "4000", "--queries", "8", "--nprobe", "4,16",
-                 "--factory", "IVF16_HNSW8,PQ8", "--max-train", "3000", "--out", str(out)]) == 0
+                 "--factory", "IVF16_HNSW8,PQ8", "--max-train", "3000", "--quantizer-ef", "48", "--out", str(out)]) == 0
     r = json.loads(out.read_text())
     assert r["n"] == 4000 and r["index"]["nlist"] == 16 and r["index"]["bytes_per_vector_codes"] == 8
+    assert r["index"]["quantizer_ef_search"] == 48
     assert r["exact"]["R@100"] >= 0.5  # benign copies of their originals, among fill fitted to 32 synthetic photos
     assert set(r["index"]["by_nprobe"]) == {"4", "16"}
     assert r["index"]["by_nprobe"]["16"]["R@100"] >= r["index"]["by_nprobe"]["4"]["R@100"]  # all lists probed

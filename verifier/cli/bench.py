@@ -82,7 +82,7 @@ def cmd_bench_index(args: argparse.Namespace) -> int:
     command = "verifier " + " ".join(sys.argv[1:])
     results = run_bench_index(get_embedder(args.model), args.photos, n=args.n, n_queries=args.queries,
                               nprobes=[int(x) for x in args.nprobe.split(",")], seed=args.seed, command=command,
-                              factory=args.factory, max_train=args.max_train)
+                              factory=args.factory, max_train=args.max_train, quantizer_ef=args.quantizer_ef)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps({k: v for k, v in results.items() if k not in ("command",)}, indent=2))
@@ -161,6 +161,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--factory", default="IVF1024,PQ16",
                    help="FAISS index_factory string (inner product), e.g. IVF4096_HNSW32,PQ16; default: the service's index")
     p.add_argument("--max-train", type=int, default=200_000, help="vectors the coarse quantizer and PQ are trained on")
+    p.add_argument("--quantizer-ef", type=int, default=0, help="efSearch of an HNSW coarse quantizer (FAISS default 16)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_bench_index)

@@ -72,7 +72,15 @@ def _fill(fit: np.ndarray, n: int, seed: int, chunk: int = 500_000) -> np.ndarra
     return out
 
 
-def _build(factory: str, database: np.ndarray, max_train: int, seed: int) -> tuple[faiss.Index, float, float]:
+def _quantizer_ef(index: faiss.Index, ef: int) -> None:
+    """efSearch of an HNSW coarse quantizer: how exhaustively vectors (when added) and queries
+    are assigned to their nearest lists; FAISS's default is 16."""
+    quantizer = faiss.downcast_index(faiss.extract_index_ivf(index).quantizer)
+    if ef and hasattr(quantizer, "hnsw"):
+        quantizer.hnsw.efSearch = ef
+
+
+def _build(factory: str, database: np.ndarray, max_train: int, seed: int, quantizer_ef: int = 0) -> tuple[faiss.Index, float, float]:
     """The index `factory` names (FAISS index_factory syntax, inner product), trained on a
     seeded sample of at most `max_train` vectors; (index, train s, add s)."""
     if factory == "IVF1024,PQ16":
@@ -86,6 +94,7 @@ def _build(factory: str, database: np.ndarray, max_train: int, seed: int) -> tup
         started = time.perf_counter()
         index.train(np.ascontiguousarray(sample))
     train_s = time.perf_counter() - started
+    _quantizer_ef(index, quantizer_ef)
     started = time.perf_counter()
     for start in tqdm(range(0, len(database), 1_000_000), desc=f"add to {factory}", unit="M"):
         index.add(database[start : start + 1_000_000])
@@ -98,7 +107,8 @@ def _code_bytes(factory: str) -> int:
 
 
 def run_bench_index(embedder: Any, photos_dir: Path, *, n: int, n_queries: int, nprobes: list[int], seed: int, command: str,
-                    factory: str = "IVF1024,PQ16", max_train: int = 200_000, exact_latency_queries: int = 0) -> dict[str, Any]:
+                    factory: str = "IVF1024,PQ16", max_train: int = 200_000, exact_latency_queries: int = 0,
+                    quantizer_ef: int = 0) -> dict[str, Any]:
     rng = random.Random(seed)
     with (photos_dir / "index.csv").open() as fh:
         paths = [photos_dir / r["path"] for r in csv.DictReader(fh)]
@@ -122,7 +132,7 @@ def run_bench_index(embedder: Any, photos_dir: Path, *, n: int, n_queries: int, 
         faiss.knn(q[None, :], database, 100, faiss.METRIC_INNER_PRODUCT)
     exact_ms = (time.perf_counter() - started) * 1000 / n_lat
 
-    index, train_s, add_s = _build(factory, database, max_train, seed)
+    index, train_s, add_s = _build(factory, database, max_train, seed, quantizer_ef)
     ivf = faiss.extract_index_ivf(index)
     per_nprobe = {}
     for nprobe in nprobes:
@@ -147,6 +157,7 @@ def run_bench_index(embedder: Any, photos_dir: Path, *, n: int, n_queries: int, 
         "index": {
             "factory": factory,
             "nlist": int(ivf.nlist),
+            "quantizer_ef_search": quantizer_ef or None,
             "train_vectors": min(max_train, len(database)) if factory != "IVF1024,PQ16" else min(200_000, len(database)),
             "bytes_per_vector_codes": codes,
             "bytes_per_vector_with_ids": codes + 8,
