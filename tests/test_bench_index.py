@@ -31,8 +31,10 @@ def test_chunked_exact_ranks_match_a_flat_index() -> None:
     _quantizer_ef(index, 77)  # the setting reaches the HNSW quantizer
     assert faiss.downcast_index(faiss.extract_index_ivf(index).quantizer).hnsw.efSearch == 77
 
-    fill = _fill(db[:400], 1234, seed=0, chunk=500)
-    assert fill.shape == (1234, 32) and np.allclose(np.linalg.norm(fill, axis=1), 1, atol=1e-5)
+    target = np.zeros((1234, 32), np.float32)
+    fill = _fill(db[:400], target[4:], seed=0, chunk=500)
+    assert np.shares_memory(fill, target)  # written in place: no second database-sized array
+    assert np.allclose(np.linalg.norm(target[4:], axis=1), 1, atol=1e-5) and not target[:4].any()
 
 
 def test_bench_index_with_a_factory(tmp_path: Path) -> None:

@@ -58,15 +58,15 @@ def _recall(ranks: np.ndarray) -> dict[str, float]:
     return {f"R@{k}": round(float(((ranks > 0) & (ranks <= k)).mean()), 4) for k in (1, 10, 100)}
 
 
-def _fill(fit: np.ndarray, n: int, seed: int, chunk: int = 500_000) -> np.ndarray:
-    """n unit vectors from a Gaussian fitted to `fit` (mean, full covariance), drawn in float32
-    chunks through the covariance's Cholesky factor (a float64 draw of 10M x 256 would be 20 GB)."""
+def _fill(fit: np.ndarray, out: np.ndarray, seed: int, chunk: int = 500_000) -> np.ndarray:
+    """Fill `out` (N, D) in place with unit vectors from a Gaussian fitted to `fit` (mean, full
+    covariance), drawn in float32 chunks through the covariance's Cholesky factor: a float64 draw
+    of 10M x 256 would be 20 GB, and a second 10 GB array beside the database does not fit 24 GiB."""
     mean = fit.mean(0).astype(np.float32)
     chol = np.linalg.cholesky(np.cov(fit, rowvar=False) + 1e-6 * np.eye(fit.shape[1])).astype(np.float32)
     rng = np.random.default_rng(seed)
-    out = np.empty((n, fit.shape[1]), np.float32)
-    for start in range(0, n, chunk):
-        m = min(chunk, n - start)
+    for start in range(0, len(out), chunk):
+        m = min(chunk, len(out) - start)
         block = rng.standard_normal((m, fit.shape[1]), dtype=np.float32) @ chol.T + mean
         out[start : start + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return out
@@ -121,7 +121,7 @@ def run_bench_index(embedder: Any, photos_dir: Path, *, n: int, n_queries: int, 
 
     database = np.empty((n, real.shape[1]), np.float32)  # ids 0..n_queries-1 are the true originals
     database[: len(real)] = real
-    database[len(real) :] = _fill(fit, n - len(real), seed)
+    _fill(fit, database[len(real) :], seed)  # in place: one 10 GB array at 10M, not two
 
     faiss.omp_set_num_threads(max(1, faiss.omp_get_max_threads()))
     exact_ranks = _exact_ranks(database, queries)
