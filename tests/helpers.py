@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -43,3 +44,20 @@ def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
     comp = zlib.compressobj(9)
     idat = b"".join(comp.compress(row) for _ in range(64)) + comp.flush()
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def photo_index(root: Path, splits: list[str], size: tuple[int, int] = (160, 120), folder: str = "img") -> Path:
+    """A made-up photos folder with `index.csv` (path, source, split), one generated photo per
+    entry of `splits`, as `../shared/datasets/photos` lays it out."""
+    import csv
+
+    from verifier.cli.demo import generated_photo
+
+    (root / folder).mkdir(parents=True)
+    with (root / "index.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "source", "split"])
+        for i, split in enumerate(splits):
+            generated_photo(i, size).save(root / folder / f"{i}.jpg", quality=92)
+            w.writerow([f"{folder}/{i}.jpg", "generated", split])
+    return root

@@ -3,15 +3,14 @@ exact index, the fill is unit vectors, and a factory index (HNSW coarse quantize
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import faiss
 import numpy as np
 
+from tests.helpers import photo_index
 from verifier.cli import main
-from verifier.cli.demo import generated_photo
 from verifier.evaluation.index import _exact_ranks, _fill, _quantizer_ef, _ranks
 
 
@@ -38,14 +37,7 @@ def test_chunked_exact_ranks_match_a_flat_index() -> None:
 
 
 def test_bench_index_with_a_factory(tmp_path: Path) -> None:
-    photos = tmp_path / "photos"
-    (photos / "img").mkdir(parents=True)
-    with (photos / "index.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["path", "source", "split"])
-        for i in range(40):
-            generated_photo(i, (96, 72)).save(photos / "img" / f"{i}.jpg")
-            w.writerow([f"img/{i}.jpg", "generated", "train" if i % 2 else "test"])
+    photos = photo_index(tmp_path / "photos", ["train" if i % 2 else "test" for i in range(40)], (96, 72))
     out = tmp_path / "r.json"
     assert main(["bench-index", "--photos", str(photos), "--n", "4000", "--queries", "8", "--nprobe", "4,16",
                  "--factory", "IVF16_HNSW8,PQ8", "--max-train", "3000", "--quantizer-ef", "48", "--out", str(out)]) == 0
@@ -56,3 +48,9 @@ def test_bench_index_with_a_factory(tmp_path: Path) -> None:
     assert set(r["index"]["by_nprobe"]) == {"4", "16"}
     assert r["index"]["by_nprobe"]["16"]["R@100"] >= r["index"]["by_nprobe"]["4"]["R@100"]  # all lists probed
     assert 0 < r["index"]["by_nprobe"]["16"]["top100_recall_vs_exact"] <= 1.5
+
+
+def test_bench_index_refuses_a_bad_factory_before_any_work(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "r.json"
+    assert main(["bench-index", "--photos", str(tmp_path / "missing"), "--factory", "IVF16,,PQ99x", "--out", str(out)]) == 2
+    assert "not a FAISS index factory" in capsys.readouterr().err and not out.exists()

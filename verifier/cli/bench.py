@@ -76,10 +76,17 @@ def cmd_bench_data(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_index(args: argparse.Namespace) -> int:
+    import faiss
+
     from verifier.evaluation.index import run_bench_index
     from verifier.simprov.embedding import get_embedder
 
     command = "verifier " + " ".join(sys.argv[1:])
+    try:
+        faiss.index_factory(8 * 32, args.factory, faiss.METRIC_INNER_PRODUCT)  # fail before hours of work
+    except RuntimeError:
+        print(f"error: --factory {args.factory!r} is not a FAISS index factory string (e.g. IVF4096_HNSW32,PQ16)", file=sys.stderr)
+        return 2
     results = run_bench_index(get_embedder(args.model), args.photos, n=args.n, n_queries=args.queries,
                               nprobes=[int(x) for x in args.nprobe.split(",")], seed=args.seed, command=command,
                               factory=args.factory, max_train=args.max_train, quantizer_ef=args.quantizer_ef)
