@@ -279,6 +279,34 @@ def test_view_cache_survives_restart_and_torn_files(tmp_path: Path) -> None:
     assert not (tmp_path / f"{oid}.npz").exists()
 
 
+@pytest.mark.parametrize("store", ["image", "none"])
+def test_smaller_view_stores_give_the_same_views(tmp_path: Path, store: str) -> None:
+    """`image` keeps the lossless working image alone and recomputes SIFT on read; `none` keeps
+    nothing and recomputes from the original. Either way stages 2-3 get exactly the view `full`
+    gives, so the verdicts cannot change (the cost is time, measured in SCALING.md)."""
+    img = photo("astronaut")
+    oid = uuid.uuid4()
+    full = CandidateViews(tmp_path / "full").put(oid, img)
+    full_read = CandidateViews(tmp_path / "full").get(oid, lambda: pytest.fail("full: from the file"))
+    small = CandidateViews(tmp_path / store, store=store)  # type: ignore[arg-type]
+    small.put(oid, img)
+    calls: list[int] = []
+    again = CandidateViews(tmp_path / store, store=store).get(oid, lambda: calls.append(1) or img)  # type: ignore[arg-type]
+    for v in (full, again):
+        assert np.array_equal(v.image, full_read.image) and v.full_size == full_read.full_size
+        assert np.array_equal(v.features.points, full_read.features.points)
+        assert np.array_equal(v.features.descriptors, full_read.features.descriptors)
+    if store == "image":
+        assert calls == []  # read from its file
+        size, full_size = (tmp_path / store / f"{oid}.npz").stat().st_size, (tmp_path / "full" / f"{oid}.npz").stat().st_size
+        assert size < 0.8 * full_size
+        # files of either kind are read whatever the setting (processes may share one directory)
+        mixed = CandidateViews(tmp_path / "full", store="image").get(oid, lambda: pytest.fail("from the full file"))
+        assert np.array_equal(mixed.features.descriptors, full_read.features.descriptors)
+    else:
+        assert calls == [1] and not any((tmp_path / store).glob("*.npz"))
+
+
 # -- metrics ---------------------------------------------------------------------------------
 
 

@@ -394,3 +394,31 @@ def test_untrusted_identity_assertion_does_not_lower_a_trusted_claim_signer(clie
     c2pa = report["c2pa"]
     assert (c2pa["state"], c2pa["claim_state"], report["verdict"]) == ("Valid", "Trusted", "c2pa_trusted")
     assert "cawg.x509.credential.untrusted" in c2pa["failure_codes"] and "cawg.x509.credential.untrusted" in c2pa["identity_codes"]
+
+
+@pytest.mark.parametrize("store", ["image", "none"])
+def test_smaller_view_store_keeps_the_verdict(settings: Settings, embedder: Embedder, signer: SignerCredentials, test_ca, store: str) -> None:  # type: ignore[no-untyped-def]
+    """VERIFIER_VIEWS_STORE reaches the registry: `image` files carry no SIFT, `none` writes no file,
+    and a stripped copy still gets its original and the same benign verdict as with `full`."""
+    settings = settings.model_copy(update={"views_store": store})
+    svc = Service.open(settings, embedder=embedder)
+    try:
+        with svc.db.session() as session:
+            publisher, pkey = create_publisher(session, "Daily Planet")
+            enroll(session, publisher.id, parse_certificate(test_ca.cert_pem), label="test CA")
+            _, vkey = issue_key(session, Scope.VERIFIER)
+        client = TestClient(create_app(service=svc))
+        data = sign_image(encode(photo("astronaut"), "JPEG", quality=92), "image/jpeg", signer, ManifestDefinition(title="astronaut.jpg"))
+        r = client.post("/v1/originals", files={"file": ("a", data, "image/jpeg")}, headers=auth(pkey))
+        assert r.status_code == 201, r.text
+        files = list(settings.views_dir.glob("*.npz"))
+        if store == "image":
+            assert len(files) == 1 and "descriptors" not in np.load(files[0]).files
+        else:
+            assert files == []
+        assert svc.matcher is not None and svc.matcher.views is not None
+        svc.matcher.views._mem.clear()  # a cold cache: the view comes from the file, or from the original
+        report = verify(client, vkey, _stripped(data, quality=80, scale=0.6))["report"]
+        assert report["verdict"] == "match_benign" and report["match"]["original_id"] == r.json()["id"]
+    finally:
+        svc.close()

@@ -74,7 +74,7 @@ class Service:
                 index_path=settings.index_dir / f"{embedder.model_id}.faiss", nprobe=settings.index_nprobe,
                 regions=regions, regions_calibration=Calibration.load(regions.model_id) if regions else None,
             )
-            views = CandidateViews(settings.views_dir, settings.views_cache_size)
+            views = CandidateViews(settings.views_dir, settings.views_cache_size, settings.views_store)
             reranker, change = _pairwise_stages(settings)
             matcher = Matcher(originals, search, views, reranker.to(device) if reranker else None,
                               change.to(device) if change else None)

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     stage2_exhaustive: bool = Field(default=False, description="PSEN on stage2_max_pairs candidates always (no skipping).")
     pairwise_stages: bool = Field(default=True, description="Run SImProv stages 2-3 when their weights ship.")
     views_cache_size: int = Field(default=512, ge=0, description="Originals' stage 2-3 views kept in memory.")
+    views_store: Literal["full", "image", "none"] = Field(
+        default="full", description="What <data dir>/views keeps per original: full = working image + SIFT (~100 KB, "
+        "fastest), image = the lossless image alone (~60 KB, SIFT recomputed on read, same verdicts), none = nothing "
+        "(views computed from the stored original on every memory miss). SCALING.md has the measured costs.")
     follow_registry: bool = Field(default=True, description="Follow other processes' registrations, deletions and "
                                   "index rebuilds (replicas on one database), without a restart.")
     follow_interval_s: float = Field(default=0.5, gt=0, le=60, description="Poll interval of that follower (a NOTIFY "

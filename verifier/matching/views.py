@@ -5,6 +5,17 @@ from the stored original, so a crash costs time, never correctness), plus an in-
 Size: ~97 KB per original, lossless (measured on the 3,870-photo bench registry: v1 kept the working image
 as a zlib-compressed array, 153 KB; v2 keeps it as lossless WebP, 58 KB instead of 114 KB, bit-identical
 pixels; SIFT descriptors 36 KB as uint8), i.e. ~1 GB per 10k.
+
+What is kept on disk is a setting (`VIEWS_STORE`), because at 10M originals ~1 TB of views is the
+largest derived cost of the registry:
+* ``full``: working image + SIFT features (~100 KB per original), the fastest cold read;
+* ``image``: the lossless working image alone (~60 KB); SIFT is recomputed when the file is read.
+  SIFT on the same pixels is deterministic, so the view, and every verdict, is exactly the one
+  ``full`` gives (tested); the price is one SIFT per cold candidate (~10-15 ms);
+* ``none``: nothing on disk; a view missing from memory is computed from the stored original
+  (decode + resize + SIFT) each time.
+Readers accept every file kind whatever the setting, so processes with different settings can
+share one directory.
 """
 
 from __future__ import annotations
@@ -17,23 +28,26 @@ import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image
 
 from verifier.fsutil import atomic_write
-from verifier.simprov.align import SiftFeatures
+from verifier.simprov.align import SiftFeatures, sift_features
 from verifier.simprov.pairs import WORK_SIDE, View
 
 log = logging.getLogger(__name__)
 
 FORMAT = f"view-v2-{WORK_SIDE}"  # v1 files (raw image array) are recomputed on first use
+ViewsStore = Literal["full", "image", "none"]
 
 
 class CandidateViews:
-    def __init__(self, directory: Path, capacity: int = 512) -> None:
+    def __init__(self, directory: Path, capacity: int = 512, store: ViewsStore = "full") -> None:
         self.directory = directory
         self.capacity = capacity
+        self.store = store
         self._mem: OrderedDict[uuid.UUID, View] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -42,14 +56,17 @@ class CandidateViews:
 
     def put(self, original_id: uuid.UUID, img: Image.Image) -> View:
         view = View.of(img)
-        buf = io.BytesIO()
-        image = io.BytesIO()
-        Image.fromarray(view.image).save(image, "WEBP", lossless=True, quality=100, method=4)
-        np.savez_compressed(
-            buf, format=np.array(FORMAT), image_webp=np.frombuffer(image.getvalue(), np.uint8), points=view.features.points,
-            descriptors=np.clip(view.features.descriptors, 0, 255).astype(np.uint8), full_size=np.array(view.full_size),
-        )
-        atomic_write(self._path(original_id), buf.getvalue())
+        if self.store != "none":
+            image = io.BytesIO()
+            Image.fromarray(view.image).save(image, "WEBP", lossless=True, quality=100, method=4)
+            arrays = {"format": np.array(FORMAT), "image_webp": np.frombuffer(image.getvalue(), np.uint8),
+                      "full_size": np.array(view.full_size)}
+            if self.store == "full":
+                arrays["points"] = view.features.points
+                arrays["descriptors"] = np.clip(view.features.descriptors, 0, 255).astype(np.uint8)
+            buf = io.BytesIO()
+            np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
+            atomic_write(self._path(original_id), buf.getvalue())
         self._remember(original_id, view)
         return view
 
@@ -59,7 +76,7 @@ class CandidateViews:
             if view is not None:
                 self._mem.move_to_end(original_id)
                 return view
-        view = self._read(original_id)
+        view = self._read(original_id) if self.store != "none" else None
         if view is None:
             return self.put(original_id, load_original())
         self._remember(original_id, view)
@@ -76,8 +93,11 @@ class CandidateViews:
             with np.load(path) as z:
                 if str(z["format"]) != FORMAT:
                     return None
-                feats = SiftFeatures(z["points"].astype(np.float32), z["descriptors"].astype(np.float32))
                 image = np.asarray(Image.open(io.BytesIO(z["image_webp"].tobytes())).convert("RGB"), np.uint8)
+                if "descriptors" in z.files:
+                    feats = SiftFeatures(z["points"].astype(np.float32), z["descriptors"].astype(np.float32))
+                else:  # an `image` file: the same pixels give the same SIFT features
+                    feats = sift_features(image)
                 return View(image, feats, tuple(int(v) for v in z["full_size"]))  # type: ignore[arg-type]
         except FileNotFoundError:
             return None
