@@ -85,6 +85,24 @@ def test_pairs_data_with_families_and_fine_tuning(tmp_path: Path) -> None:
     assert "val_heat_cosine_family" in record["history"][-1] and change.exists()
 
 
+def test_family_inlier_floor_drops_only_unaligned_family_edits_of_the_photo(tmp_path: Path) -> None:
+    """The floor removes family "same" pairs the aligner could not register, and nothing else:
+    distinct pairs and the generator's pairs with few inliers stay (they are what the service sees)."""
+    same, distinct = PAIR_KINDS.index("manip"), PAIR_KINDS.index("distinct")
+    kind = np.array([same, same, distinct, same, same, distinct], np.int8)
+    family = np.array([-1, -1, -1, 0, 1, 2], np.int8)
+    inliers = np.array([0, 50, 0, 3, 40, 0], np.int32)
+    n = len(kind)
+    path = tmp_path / "p.npz"
+    np.savez(path, kind=kind, family=family, inliers=inliers, photo=np.arange(n, dtype=np.int32), grid=np.zeros((n, 7, 7), np.float16),
+             families=np.array(edits.TRAIN_FAMILIES), photos=np.array([f"{k}.jpg" for k in range(n)]))
+    assert pairs_mod._data(path, "psen")["inliers"].tolist() == inliers.tolist()  # no floor: all pairs
+    kept = pairs_mod._data(path, "psen", min_family_inliers=8)
+    assert kept["photo"].tolist() == [0, 1, 2, 4, 5]  # only the family edit with 3 inliers goes
+    assert len(kept["photos"]) == n and list(kept["families"]) == list(edits.TRAIN_FAMILIES)  # tables untouched
+    assert pairs_mod._data(path, "change", min_family_inliers=8)["photo"].tolist() == [0, 1, 4]
+
+
 def test_fused_networks_give_the_unfused_outputs() -> None:
     """BatchNorm folded into the conv before it (inference): same outputs, no BatchNorm left, the
     original network untouched, and the service's embedders run the fused form."""

@@ -34,7 +34,8 @@ def _cmd_train_pairs(args: argparse.Namespace) -> int:
         from verifier.training.pairs import PairTrainConfig, train_pairs
 
         result = train_pairs(PairTrainConfig(data=args.data, out=args.out, model=args.train_command, epochs=args.epochs,
-                                             batch_size=args.batch, lr=args.lr, seed=args.seed, device=device, init=args.init))
+                                             batch_size=args.batch, lr=args.lr, seed=args.seed, device=device, init=args.init,
+                                             min_family_inliers=args.min_family_inliers))
     result["command"] = command
     result["device"] = device_name
     from verifier.training.pairs import write_record
@@ -164,6 +165,8 @@ def add_parsers(sub: Any) -> None:
         q.add_argument("--batch", type=int, default=32)
         q.add_argument("--lr", type=float, default=2e-3)
         q.add_argument("--init", type=Path, help="fine-tune from these weights (safetensors, same network)")
+        q.add_argument("--min-family-inliers", type=int, default=0,
+                       help="drop family edits of the photo whose alignment found fewer RANSAC inliers")
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--device")
         q.add_argument("--threads", type=int)

@@ -175,6 +175,9 @@ class PairTrainConfig:
     device: str = "cpu"
     heat_weight: float = 0.5
     init: Path | None = None  # fine-tune from these weights (same architecture) instead of random
+    # family edits of the photo whose alignment found fewer inliers are dropped: the service cannot align them
+    # either, and labelled "same" they teach PSEN that looking alike is enough (a lighthouse matched another)
+    min_family_inliers: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -219,11 +222,16 @@ def _step_loss(model: torch.nn.Module, b: dict[str, torch.Tensor], cfg: PairTrai
     return loss, logit, heat
 
 
-def _data(path: Path, model: str) -> dict[str, np.ndarray]:
+def _data(path: Path, model: str, min_family_inliers: int = 0) -> dict[str, np.ndarray]:
     with np.load(path) as z:
         d = {k: z[k] for k in z.files}
+    keep = np.ones(len(d["kind"]), bool)
     if model == "change":  # stage 3 sees only pairs of the same image
-        keep = d["kind"] != PAIR_KINDS.index("distinct")
+        keep &= d["kind"] != PAIR_KINDS.index("distinct")
+    if min_family_inliers and "family" in d:
+        same = d["kind"] != PAIR_KINDS.index("distinct")
+        keep &= ~((d["family"] >= 0) & same & (d["inliers"] < min_family_inliers))
+    if not keep.all():
         d = {k: (v[keep] if k not in ("photos", "families") else v) for k, v in d.items()}
     return d
 
@@ -270,7 +278,7 @@ def train_pairs(cfg: PairTrainConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    d = _data(cfg.data, cfg.model)
+    d = _data(cfg.data, cfg.model, cfg.min_family_inliers)
     train_idx, val_idx = _split(d["photo"], cfg.val_fraction, cfg.seed)
     model: torch.nn.Module = (PSEN() if cfg.model == "psen" else ChangeNet()).to(cfg.device)
     if cfg.init is not None:
@@ -303,6 +311,7 @@ def train_pairs(cfg: PairTrainConfig) -> dict[str, Any]:
     return {
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
         "n_train_pairs": len(train_idx), "n_val_pairs": len(val_idx),
+        "n_family_pairs": int((d["family"] >= 0).sum()) if "family" in d else 0,
         "history": history, "seconds": round(time.time() - started, 1), "torch_threads": torch.get_num_threads(),
     }
 
