@@ -422,3 +422,17 @@ def test_smaller_view_store_keeps_the_verdict(settings: Settings, embedder: Embe
         assert report["verdict"] == "match_benign" and report["match"]["original_id"] == r.json()["id"]
     finally:
         svc.close()
+
+
+def test_bench_views_measures_every_store_on_a_registry(service: Service, registered: dict, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from verifier.cli import main
+    from verifier.evaluation.views import run_bench_views
+
+    results = run_bench_views(service, n=10, seed=0)
+    assert results["n"] == 3 and set(results["stores"]) == {"full", "image", "none"}
+    full, image, none = (results["stores"][s] for s in ("full", "image", "none"))
+    assert all(s["identical_to_full"] == 3 for s in (full, image, none))
+    assert 0 < image["bytes_per_original"] < full["bytes_per_original"] and none["bytes_per_original"] == 0
+    assert all(s["cold_read"]["p50_ms"] > 0 for s in (full, image, none))
+    assert main(["bench-views", "--data-dir", str(tmp_path / "nothing"), "--out", str(tmp_path / "v.json")]) == 2
+    assert "holds no registry" in capsys.readouterr().err

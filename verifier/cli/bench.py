@@ -97,6 +97,25 @@ def cmd_bench_index(args: argparse.Namespace) -> int:
 
 
 @_input_errors
+def cmd_bench_views(args: argparse.Namespace) -> int:
+    from verifier.evaluation.views import run_bench_views
+    from verifier.service import Service
+    from verifier.settings import Settings
+
+    if not (args.data_dir / "pg").exists() and not Settings().database_url:
+        raise ValueError(f"{args.data_dir} holds no registry (a `verifier bench --data-dir` one, or VERIFIER_DATABASE_URL)")
+    service = Service.open(Settings(data_dir=args.data_dir))
+    try:
+        results = run_bench_views(service, n=args.n, seed=args.seed, command="verifier " + " ".join(sys.argv[1:]))
+    finally:
+        service.close()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+@_input_errors
 def cmd_bench_ingest(args: argparse.Namespace) -> int:
     from verifier.evaluation.ingest import run_bench_ingest
 
@@ -182,6 +201,13 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_bench_ingest)
+
+    p = sub.add_parser("bench-views", help="bytes and cold-read time per original of each VERIFIER_VIEWS_STORE")
+    p.add_argument("--data-dir", type=Path, required=True, help="a registry's data dir (e.g. one `verifier bench --data-dir` kept)")
+    p.add_argument("--n", type=int, default=300, help="originals sampled")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_bench_views)
 
     p = sub.add_parser("bench-align", help="alignment error on known geometric transforms (test photos)")
     p.add_argument("--photos", type=Path, default=Path("../shared/datasets/photos"))
