@@ -73,7 +73,7 @@ def test_shipped_model_shape_norm_determinism_and_robustness() -> None:
 
 def test_training_starts_from_given_weights_without_the_imagenet_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`--init`: resuming or fine-tuning needs only our safetensors file (issue 15)."""
-    import verifier.simprov.nn.embednet as embednet
+    from verifier.simprov.nn import embednet
 
     photos = _tiny_dataset(tmp_path / "photos")
     first = tmp_path / "first.safetensors"

@@ -110,7 +110,7 @@ def test_index_is_persisted_and_caught_up_after_a_crash(registered_service, sett
 def test_rebuild_command(registered_service, settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     from verifier.cli import main
 
-    service, _, ids = registered_service
+    service, _, _ids = registered_service
     service.close()
     monkeypatch.setenv("VERIFIER_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("VERIFIER_DATABASE_URL", settings.database_url)

@@ -13,8 +13,8 @@ import torch
 from PIL import Image, ImageDraw, ImageEnhance
 
 from verifier.matching.views import CandidateViews
-from verifier.simprov import augment
 from verifier.reports.heatmap import render_overlay
+from verifier.simprov import augment
 from verifier.simprov.change import OUTLINE_THRESHOLD, ChangeDetector
 from verifier.simprov.edits import copy_move_small
 from verifier.simprov.localise import refine_heat, significance
@@ -36,7 +36,13 @@ from verifier.simprov.pairs import (
     mask_to_candidate_grid,
     pen_inputs,
 )
-from verifier.simprov.rerank import LIST_SIZE, Reranker, Stage2Policy, Stage2Result, select_for_psen
+from verifier.simprov.rerank import (
+    LIST_SIZE,
+    Reranker,
+    Stage2Policy,
+    Stage2Result,
+    select_for_psen,
+)
 
 skdata = pytest.importorskip("skimage.data")
 
