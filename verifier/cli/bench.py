@@ -89,7 +89,8 @@ def cmd_bench_index(args: argparse.Namespace) -> int:
         return 2
     results = run_bench_index(get_embedder(args.model), args.photos, n=args.n, n_queries=args.queries,
                               nprobes=[int(x) for x in args.nprobe.split(",")], seed=args.seed, command=command,
-                              factory=args.factory, max_train=args.max_train, quantizer_ef=args.quantizer_ef)
+                              factory=args.factory, max_train=args.max_train, quantizer_ef=args.quantizer_ef,
+                              rescore=args.rescore)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps({k: v for k, v in results.items() if k not in ("command",)}, indent=2))
@@ -188,6 +189,8 @@ def add_parsers(sub: Any) -> None:
                    help="FAISS index_factory string (inner product), e.g. IVF4096_HNSW32,PQ16; default: the service's index")
     p.add_argument("--max-train", type=int, default=200_000, help="vectors the coarse quantizer and PQ are trained on")
     p.add_argument("--quantizer-ef", type=int, default=0, help="efSearch of an HNSW coarse quantizer (FAISS default 16)")
+    p.add_argument("--rescore", type=_non_negative, default=0,
+                   help="also re-score the top N of each search exactly with the float vectors (0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_bench_index)
