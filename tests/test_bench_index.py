@@ -11,7 +11,13 @@ import numpy as np
 
 from tests.helpers import photo_index
 from verifier.cli import main
-from verifier.evaluation.index import _exact_ranks, _fill, _quantizer_ef, _ranks, _rescored_ranks
+from verifier.evaluation.index import (
+    _exact_ranks,
+    _fill,
+    _quantizer_ef,
+    _ranks,
+    _rescored_ranks,
+)
 
 
 def test_chunked_exact_ranks_match_a_flat_index() -> None:
