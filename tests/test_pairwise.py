@@ -326,3 +326,29 @@ def test_average_precision_and_iou() -> None:
     b[1:3] = True
     assert iou(a, b) == pytest.approx(4 / 12)
     assert iou(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0
+
+
+def test_geometry_gate_withdraws_a_match_with_neither_inliers_nor_stage1_evidence() -> None:
+    """Stage 2's choice stands with enough RANSAC inliers or a stage-1 score at its threshold;
+    with neither it becomes "not registered" (gated), and with the gate off nothing changes."""
+    from types import SimpleNamespace
+
+    from verifier.matching.evidence import Candidate, SearchOutcome
+    from verifier.matching.matcher import Matcher
+
+    cands = [Candidate(uuid.uuid4(), 0.40, 0.35), Candidate(uuid.uuid4(), 0.75, 0.7)]
+    outcome = SearchOutcome("test", cands, None, threshold=0.6)
+
+    def result(choice: int, inliers: int) -> Stage2Result:
+        pair = SimpleNamespace(alignment=SimpleNamespace(inliers=inliers))
+        return Stage2Result(choice, 0.99, 0.01, {choice: 0.9}, {choice: pair})  # type: ignore[dict-item]
+
+    gate = Matcher(None, None, min_inliers=8)._geometry_gate  # type: ignore[arg-type]
+    assert gate(result(0, 0), outcome).choice is None and gate(result(0, 0), outcome).gated
+    assert gate(result(0, 7), outcome).choice is None
+    assert gate(result(0, 8), outcome).choice == 0  # geometric evidence
+    assert gate(result(1, 0), outcome).choice == 1  # stage 1's own evidence
+    no_pair = Stage2Result(0, 0.99, 0.01, {0: 0.9})
+    assert gate(no_pair, outcome).choice is None  # never aligned: no inliers
+    off = Matcher(None, None, min_inliers=0)._geometry_gate  # type: ignore[arg-type]
+    assert off(result(0, 0), outcome).choice == 0 and not off(result(0, 0), outcome).gated

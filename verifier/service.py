@@ -77,7 +77,7 @@ class Service:
             views = CandidateViews(settings.views_dir, settings.views_cache_size, settings.views_store)
             reranker, change = _pairwise_stages(settings)
             matcher = Matcher(originals, search, views, reranker.to(device) if reranker else None,
-                              change.to(device) if change else None)
+                              change.to(device) if change else None, min_inliers=settings.stage2_min_inliers)
             registry = Registry(settings, originals, SearchIndexer(search, views, matcher))
             follower = RegistryFollower(db, search, views, settings.follow_interval_s)
             after = follower.position()  # before loading: a change committed meanwhile is replayed, not lost

@@ -11,6 +11,7 @@ into a verdict is verification's job.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 
@@ -27,6 +28,8 @@ from verifier.simprov.change import ChangeDetector, ChangeResult
 from verifier.simprov.compare import compare_pixels
 from verifier.simprov.pairs import View, align_pair
 from verifier.simprov.rerank import Reranker, Stage2Result
+from verifier.storage.models import Original
+from verifier.storage.originals import OriginalStore
 
 # PSEN's P(same image) from which another candidate counts as the same content.
 SAME_CONTENT = 0.5
@@ -34,8 +37,6 @@ SAME_CONTENT = 0.5
 # registered of them is the match (a later duplicate cannot take over the attribution), while
 # a derivative that the query is clearly closer to (e.g. a copy of a captioned version) wins.
 TIE_MARGIN = 0.02
-from verifier.storage.models import Original
-from verifier.storage.originals import OriginalStore
 
 
 class Stopwatch:
@@ -64,8 +65,10 @@ class Matcher:
         views: CandidateViews | None = None,
         reranker: Reranker | None = None,
         change: ChangeDetector | None = None,
+        min_inliers: int = 0,
     ) -> None:
         self.originals = originals
+        self.min_inliers = min_inliers
         self.search = search
         self.views = views
         # Stages 2-3 need all three (the views feed both); otherwise neither runs.
@@ -205,7 +208,21 @@ class Matcher:
         chosen = r.select(cosines, threshold)
         views = [self.view(ids[i]) for i in chosen]
         vectors = self.search.vectors_for([ids[i] for i in chosen])
-        return r.rerank(query_view, outcome.query_vector, cosines, chosen, views, vectors)
+        return self._geometry_gate(r.rerank(query_view, outcome.query_vector, cosines, chosen, views, vectors), outcome)
+
+    def _geometry_gate(self, result: Stage2Result, outcome: SearchOutcome) -> Stage2Result:
+        """A stage-2 match needs some evidence beyond looking alike: RANSAC inliers between the
+        query and the chosen original (at least `min_inliers`) or a stage-1 score at its own
+        decision threshold. Without either, PSEN and the re-orderer matched a jellyfish to a
+        notebook page and clouds to fish (bench: 400 photos whose originals were deleted), so
+        the answer is "not registered" (`gated`)."""
+        c = result.choice
+        if c is None or not self.min_inliers:
+            return result
+        pair = result.pairs.get(c)
+        if (pair is not None and pair.alignment.inliers >= self.min_inliers) or outcome.candidates[c].score >= outcome.threshold:
+            return result
+        return dataclasses.replace(result, choice=None, gated=True)
 
     def view(self, original_id: uuid.UUID) -> View:
         """An original's stage 2-3 view (working image + SIFT), from the cache or computed."""

@@ -71,6 +71,7 @@ class Stage2Result:
     psen: dict[int, float]  # candidate index -> P(same image)
     pairs: dict[int, AlignedPair] = field(default_factory=dict)  # kept for stage 3
     probs: np.ndarray | None = None  # (LIST_SIZE + 1,) re-orderer probabilities
+    gated: bool = False  # a choice withdrawn for want of geometric or stage-1 evidence (matching.Matcher)
 
     def order(self, n: int) -> list[int]:
         """Candidate indices best first by the re-orderer (its ranking for IR@k)."""
