@@ -135,6 +135,7 @@ def test_stripped_reencoded_copy_matches_with_recovered_manifest(client: TestCli
     match = report["match"]
     assert match["original_id"] == original["record"]["id"] and match["publisher"]["name"] == "Daily Planet"
     assert match["scores"]["stage1"] >= match["decision_threshold"]
+    assert match["scores"]["stage2_inliers"] >= 8  # the alignment the match rests on held
     assert match["candidates"][0]["original_id"] == original["record"]["id"]
     rec = report["recovered_manifest"]
     assert rec["state"] == "Trusted" and rec["summary"]["title"] == "astronaut.jpeg"

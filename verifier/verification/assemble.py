@@ -44,6 +44,8 @@ def match_section(ev: Evidence) -> MatchSection | None:
         scores["stage2_psen"] = round(stage2.psen[index], 6) if index in stage2.psen else None
         scores["stage2_reorderer"] = round(stage2.probability, 6)
         scores["stage2_p_absent"] = round(stage2.p_absent, 6)
+        # the geometric evidence the match rests on (matching's gate): RANSAC inliers of the alignment
+        scores["stage2_inliers"] = float(stage2.pairs[index].alignment.inliers) if index in stage2.pairs else None
     if ev.change is not None:
         scores["stage3_p_manipulated"] = round(ev.change.p_manipulated, 6)
     if ev.pixel is not None:
