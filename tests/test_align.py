@@ -8,7 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-from verifier.simprov.align import align_image, dwu, estimate_alignment
+from verifier.simprov.align import (
+    align_image,
+    dwu,
+    estimate_alignment,
+    plausible_homography,
+)
 
 skdata = pytest.importorskip("skimage.data")
 
@@ -35,6 +40,21 @@ def test_recovers_a_known_homography() -> None:
     pts = np.stack([xs, ys, np.ones_like(xs)], -1) @ H.T
     truth = pts[..., :2] / pts[..., 2:3]
     assert _interior_error(est.grid, truth) < 1.0  # pixels
+
+
+def test_implausible_homographies_are_not_alignments() -> None:
+    """A fit that folds the candidate's frame or shrinks it to a speck of the query is noise:
+    rejected. A real small inset (a meme, a collage tile) is not."""
+    q, c = (400, 600), (300, 400)
+    frame = np.float32([[0, 0], [400, 0], [400, 300], [0, 300]])
+
+    def to(quad: list[list[float]]) -> np.ndarray:
+        return cv2.getPerspectiveTransform(frame, np.float32(quad))
+
+    assert plausible_homography(np.diag([1.5, 4 / 3, 1.0]), q, c)  # the whole query
+    assert plausible_homography(to([[50, 40], [170, 40], [170, 130], [50, 130]]), q, c)  # a 4.5 % inset
+    assert not plausible_homography(to([[50, 40], [60, 40], [60, 48], [50, 48]]), q, c)  # 0.03 %: collapsed
+    assert not plausible_homography(to([[0, 0], [300, 300], [300, 0], [0, 300]]), q, c)  # folded (a bow tie)
 
 
 def test_recovers_a_known_smooth_warp() -> None:

@@ -19,6 +19,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 MIN_INLIERS = 8
+# A homography that maps the candidate's frame to less than this share of the query, or folds
+# it (a non-convex quadrilateral), is RANSAC fitting noise, not an alignment: on 520 true
+# matches of the families benchmark the frame never mapped below 25 % nor folded, while
+# a shoe and a bike matched to different ones through collapsed fits (~0.03 %).
+MIN_FRAME_SHARE = 0.01
 
 
 @dataclass(frozen=True)
@@ -79,9 +84,21 @@ def _homography(fq: SiftFeatures, fc: SiftFeatures, q_shape: tuple[int, ...], c_
     src = fc.points[[m.queryIdx for m in good]]
     dst = fq.points[[m.trainIdx for m in good]]
     h, mask = cv2.findHomography(src, dst, cv2.RANSAC, 3.0)
-    if h is None or not np.isfinite(h).all() or abs(np.linalg.det(h[:2, :2])) < 1e-6:
+    if h is None or not np.isfinite(h).all() or abs(np.linalg.det(h[:2, :2])) < 1e-6 or not plausible_homography(h, q_shape, c_shape):
         return scale, 0
     return h, int(mask.sum())
+
+
+def plausible_homography(h: np.ndarray, q_shape: tuple[int, ...], c_shape: tuple[int, ...]) -> bool:
+    """Whether `h` (candidate -> query) maps the candidate's frame to a convex quadrilateral
+    covering at least MIN_FRAME_SHARE of the query (corners in front of the camera)."""
+    hc, wc = c_shape[:2]
+    corners = np.array([[0, 0, 1], [wc, 0, 1], [wc, hc, 1], [0, hc, 1]], np.float64) @ h.T
+    if (corners[:, 2] <= 1e-9).any():  # a corner mapped through infinity
+        return False
+    quad = (corners[:, :2] / corners[:, 2:]).astype(np.float32)
+    area = abs(cv2.contourArea(quad)) / float(q_shape[0] * q_shape[1])
+    return bool(cv2.isContourConvex(quad)) and area >= MIN_FRAME_SHARE
 
 
 def estimate_alignment(
