@@ -329,8 +329,8 @@ def test_average_precision_and_iou() -> None:
 
 
 def test_geometry_gate_withdraws_a_match_with_neither_inliers_nor_stage1_evidence() -> None:
-    """Stage 2's choice stands with enough RANSAC inliers or a stage-1 score at its threshold;
-    with neither it becomes "not registered" (gated), and with the gate off nothing changes."""
+    """Stage 2's choice stands with enough RANSAC inliers, or with stage 1 at its threshold and PSEN
+    agreeing; otherwise it becomes "not registered" (gated). With the gate off nothing changes."""
     from types import SimpleNamespace
 
     from verifier.matching.evidence import Candidate, SearchOutcome
@@ -347,7 +347,9 @@ def test_geometry_gate_withdraws_a_match_with_neither_inliers_nor_stage1_evidenc
     assert gate(result(0, 0), outcome).choice is None and gate(result(0, 0), outcome).gated
     assert gate(result(0, 7), outcome).choice is None
     assert gate(result(0, 8), outcome).choice == 0  # geometric evidence
-    assert gate(result(1, 0), outcome).choice == 1  # stage 1's own evidence
+    assert gate(result(1, 0), outcome).choice == 1  # stage 1 and PSEN agree, without an alignment
+    psen_says_different = Stage2Result(1, 0.99, 0.01, {1: 0.1}, {1: SimpleNamespace(alignment=SimpleNamespace(inliers=0))})  # type: ignore[dict-item]
+    assert gate(psen_says_different, outcome).choice is None  # stage 1 alone does not carry it
     no_pair = Stage2Result(0, 0.99, 0.01, {0: 0.9})
     assert gate(no_pair, outcome).choice is None  # never aligned: no inliers
     off = Matcher(None, None, min_inliers=0)._geometry_gate  # type: ignore[arg-type]

@@ -87,9 +87,9 @@ class Settings(BaseSettings):
     stage2_max_pairs: int = Field(default=10, ge=1, le=100, description="Most candidates PSEN compares per query.")
     stage2_exhaustive: bool = Field(default=False, description="PSEN on stage2_max_pairs candidates always (no skipping).")
     stage2_min_inliers: int = Field(default=8, ge=0, le=1000, description="A stage-2 match whose alignment with the "
-                                    "query found fewer RANSAC inliers stands only if its stage-1 score reaches the "
-                                    "decision threshold (0: off; 8 = the aligner's own bar for an alignment that "
-                                    "held). BENCHMARKS.md, 'Geometry gate', has the measurement.")
+                                    "query found fewer RANSAC inliers stands only if stage 1 reaches its decision "
+                                    "threshold and PSEN calls the pair the same image (0: off; 8 = the aligner's own "
+                                    "bar for an alignment that held). BENCHMARKS.md, 'Geometry gate', has the measurement.")
     pairwise_stages: bool = Field(default=True, description="Run SImProv stages 2-3 when their weights ship.")
     views_cache_size: int = Field(default=512, ge=0, description="Originals' stage 2-3 views kept in memory.")
     views_store: Literal["full", "image", "none"] = Field(

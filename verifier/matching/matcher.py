@@ -211,16 +211,21 @@ class Matcher:
         return self._geometry_gate(r.rerank(query_view, outcome.query_vector, cosines, chosen, views, vectors), outcome)
 
     def _geometry_gate(self, result: Stage2Result, outcome: SearchOutcome) -> Stage2Result:
-        """A stage-2 match needs some evidence beyond looking alike: RANSAC inliers between the
-        query and the chosen original (at least `min_inliers`) or a stage-1 score at its own
-        decision threshold. Without either, PSEN and the re-orderer matched a jellyfish to a
-        notebook page and clouds to fish (bench: 400 photos whose originals were deleted), so
-        the answer is "not registered" (`gated`)."""
+        """A stage-2 match needs evidence beyond the re-orderer's say-so: RANSAC inliers between
+        the query and the chosen original (at least `min_inliers`), or, without an alignment,
+        stage 1 at its own decision threshold *and* PSEN calling the pair the same image. On 400
+        photos whose originals were deleted from the families registry, matches without inliers
+        were a jellyfish taken for a notebook page, clouds for fish (PSEN fooled, stage 1 low) and
+        a baseball, oranges, a hound for others of their kind (stage 1 high, PSEN saying
+        "different", the re-orderer trusting stage 1). Without the evidence the answer is "not
+        registered" (`gated`)."""
         c = result.choice
         if c is None or not self.min_inliers:
             return result
         pair = result.pairs.get(c)
-        if (pair is not None and pair.alignment.inliers >= self.min_inliers) or outcome.candidates[c].score >= outcome.threshold:
+        aligned = pair is not None and pair.alignment.inliers >= self.min_inliers
+        both_learned = outcome.candidates[c].score >= outcome.threshold and result.psen.get(c, 0.0) >= SAME_CONTENT
+        if aligned or both_learned:
             return result
         return dataclasses.replace(result, choice=None, gated=True)
 
