@@ -80,12 +80,14 @@ def test_bench_on_a_tiny_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
     out = tmp_path / "results.json"
     assert main(["bench", "--queries", str(tmp_path / "q.csv"), "--registry-extra", str(extra),
-                 "--benign-variants", "1", "--baselines", "phash,pdq,backbone", "--out", str(out)]) == 0
+                 "--benign-variants", "1", "--baselines", "phash,pdq,backbone", "--holdout", "1", "--out", str(out)]) == 0
     results = json.loads(out.read_text())
-    assert results["n_registry"] == 6 and results["n_queries"] == 8
+    # one distractor held out: deleted from the registry, a benign copy of it queried as distinct
+    assert results["n_registry"] == 5 and results["n_queries"] == 9
+    assert results["holdout"]["n"] == 1 and results["holdout"]["false_matches"] == 0
     kinds = results["kinds"]
     # identical -> benign and manip -> manip+benign under --benign-variants
-    assert {k: v["n"] for k, v in kinds.items()} == {"identical": 1, "benign": 3, "manip": 1, "manip+benign": 1, "distinct": 2}
+    assert {k: v["n"] for k, v in kinds.items()} == {"identical": 1, "benign": 3, "manip": 1, "manip+benign": 1, "distinct": 3}
     for kind in ("identical", "benign", "manip", "manip+benign"):
         assert set(kinds[kind]["stage1"]) == {"IR@1", "IR@10", "IR@100"}
         assert set(kinds[kind]["stage12"]) == {"IR@1", "IR@10", "IR@100"}
@@ -99,7 +101,7 @@ def test_bench_on_a_tiny_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert kinds["manip"]["stage12"]["IR@1"] == 1.0 and kinds["manip"]["verdicts"] == {"match_manipulated": 1}
     # Tables 3-5 sections: every kind scored; the red square is found by the heatmap
     assert set(results["ap_same_different"]) == {"identical", "benign", "manip", "manip+benign", "distinct"}
-    assert all(v["n_neg"] == 2 for k, v in results["ap_same_different"].items() if k != "distinct")
+    assert all(v["n_neg"] == 3 for k, v in results["ap_same_different"].items() if k != "distinct")
     assert results["ap_benign_manip"]["all"]["n_pos"] == 2 and results["ap_benign_manip"]["all"]["n_neg"] == 4
     iou = results["heatmap_iou"]["synthetic"]
     assert set(iou) == {"simprov", "simprov_ungated", "simprov_7x7_ungated", "ssd+FA", "ssd_pixel+FA", "imagenet_feature_diff+FA"}

@@ -40,6 +40,7 @@ from verifier.evaluation.queries import (
 from verifier.matching.evidence import Evidence
 from verifier.service import Service
 from verifier.settings import Settings, UnsignedPolicy
+from verifier.simprov import augment
 from verifier.simprov.embedding import BackboneEmbedder
 from verifier.simprov.pairs import View
 from verifier.simprov.rerank import Reranker, Stage2Policy
@@ -50,6 +51,28 @@ __all__ = ["run_bench", "summarise"]
 
 
 # -- the run ----------------------------------------------------------------------------
+
+
+def _hold_out(service: Service, publisher_id: uuid.UUID, queries: list[Query], path_to_id: dict[Path, str],
+              id_to_bytes: dict[str, bytes], n: int, seed: int) -> list[Query]:
+    """`n` registered distractors (never a query's original) deleted from the registry, a benign
+    copy of each becoming a `distinct` query: false matches measured on photos of the registry's
+    own kind, as many as asked, where --n-distinct photos are fixed when the bench data is built.
+    A kept --data-dir registers them again on the next run."""
+    keep = {path_to_id[q.original.resolve()] for q in queries if q.original is not None and q.original.resolve() in path_to_id}
+    pool = sorted({oid for oid in path_to_id.values() if oid not in keep})
+    rng = random.Random(seed + 11)
+    out = []
+    for oid in rng.sample(pool, min(n, len(pool))):
+        img = decode(id_to_bytes.pop(oid))
+        copy = augment.benign(img, rng, n_ops=rng.randint(1, 2)).image.convert("RGB")
+        buf = io.BytesIO()
+        copy.save(buf, "JPEG", quality=88)
+        service.registry.delete(uuid.UUID(oid), publisher_id)
+        for path in [p for p, i in path_to_id.items() if i == oid]:
+            del path_to_id[path]
+        out.append(Query(f"holdout/{oid}", buf.getvalue(), "distinct", None, None, "holdout"))
+    return out
 
 
 def phone_size(data: bytes, megapixels: float = 12.0) -> bytes:
@@ -77,6 +100,7 @@ def run_bench(
     sample: int = 0,
     register_only: bool = False,
     large_share: float = 0.0,
+    holdout: int = 0,
 ) -> dict[str, Any]:
     queries = read_queries(queries_csv)
     if sample and sample < len(queries):
@@ -117,6 +141,12 @@ def run_bench(
 
         if register_only:
             return {"n_registry": len(set(path_to_id.values())), "registry_skipped": skipped}
+        holdout_names: set[str] = set()
+        if holdout:
+            held = _hold_out(service, publisher.id, queries, path_to_id, id_to_bytes, holdout, seed)
+            queries += held
+            holdout_names = {q.name for q in held}
+        holdout_hits: list[dict[str, Any]] = []
         ranks: dict[str, list[int | None]] = defaultdict(list)
         ranks12: dict[str, list[int | None]] = defaultdict(list)
         matched_exhaustive: dict[str, list[bool]] = defaultdict(list)
@@ -149,6 +179,9 @@ def run_bench(
             got = report["match"]["original_id"] if report["match"] else None
             if q.kind == "distinct":
                 matched[q.kind].append(got is not None)
+                if q.name in holdout_names and got is not None:
+                    holdout_hits.append({"query": q.name, "matched": got, "verdict": report["verdict"],
+                                         "scores": report["match"]["scores"]})
             else:
                 order = [str(c.original_id) for c in ev.stage1.candidates]
                 ranks[q.kind].append(order.index(true_id) + 1 if true_id in order else None)
@@ -206,6 +239,9 @@ def run_bench(
             "families": {name: tally.summary({b: r[name] for b, r in baseline_families.items() if name in r})
                          for name, tally in sorted(per_family.items())},
             "false_match_rate": round(float(np.mean(distinct)), 4) if distinct else None,
+            "holdout": {"n": len(holdout_names), "false_matches": len(holdout_hits),
+                        "false_match_rate": round(len(holdout_hits) / len(holdout_names), 4), "matches": holdout_hits}
+            if holdout_names else None,
             "latency_ms": {stage: percentiles(v) for stage, v in timings.items()},
             **(pairwise.results() if pairwise is not None else {"ap_same_different": None, "ap_benign_manip": None, "heatmap_iou": None}),
             "stages": [m.model_dump() for m in service.pipeline.models()],
@@ -270,6 +306,9 @@ def summarise(results: dict[str, Any]) -> str:
     for kind, entry in results["kinds"].items():
         if kind == "distinct":
             lines.append(f"  distinct      n={entry['n']:<5} false_match_rate={results['false_match_rate']}")
+            if results.get("holdout"):
+                h = results["holdout"]
+                lines.append(f"  (of them held out of the registry: n={h['n']} false_matches={h['false_matches']})")
             continue
         s1 = entry["stage1"]
         base = "  ".join(f"{name} IR@1={v['IR@1']}" for name, v in entry["baselines"].items())
