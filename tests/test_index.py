@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from index import VectorIndex
+from index import SearchHit, VectorIndex
 from manifests.signing import SignerCredentials, sign_image
 from tests.helpers import encode
 from verifier.cli.demo import generated_photo
@@ -105,6 +105,33 @@ def test_index_is_persisted_and_caught_up_after_a_crash(registered_service, sett
         assert service.search.search(query).match.original_id == new
     finally:
         service.close()
+
+
+def test_an_ivfpq_shortlist_is_rescored_with_the_stored_vectors(registered_service) -> None:  # type: ignore[no-untyped-def]
+    """Above IVF_THRESHOLD the global index returns PQ's approximate scores; the candidates'
+    cosines (stage-1 order, match decision, stage 2's input) must be the exact ones."""
+    service, _, ids = registered_service
+    main = service.search.main
+    real = main.index
+
+    class PQLike:  # the real index's hits with the score error of coarse codes, the rank order inverted
+        kind = "ivfpq"
+
+        def search_many(self, queries, k):  # type: ignore[no-untyped-def]
+            return [[SearchHit(h.id, 0.1 * i) for i, h in enumerate(row)] for row in real.search_many(queries, k)]
+
+    query = Image.open(service.originals.blobs.path(service.registry.get(ids[1]).blob_key))
+    vector = service.search.embed(query).vector
+    exact = dict(zip(ids, (service.search.vectors_for(ids) @ vector).tolist()))
+    main.index = PQLike()
+    try:
+        outcome = service.search.search(query)
+        got = {c.original_id: c.cosine for c in outcome.candidates}
+        assert got.keys() == set(ids) and all(abs(got[i] - exact[i]) < 1e-5 for i in ids)
+        assert outcome.candidates[0].original_id == ids[1]  # exact order, not PQ's
+        assert service.search.nearest(vector, 3)[0] == (ids[1], pytest.approx(exact[ids[1]], abs=1e-5))
+    finally:
+        main.index = real
 
 
 def test_rebuild_command(registered_service, settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
