@@ -437,3 +437,6 @@ def test_bench_views_measures_every_store_on_a_registry(service: Service, regist
     assert all(s["cold_read"]["p50_ms"] > 0 for s in (full, image, none))
     assert main(["bench-views", "--data-dir", str(tmp_path / "nothing"), "--out", str(tmp_path / "v.json")]) == 2
     assert "holds no registry" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # argparse refuses a sample of no originals before opening anything
+        main(["bench-views", "--data-dir", str(tmp_path), "--n", "0", "--out", str(tmp_path / "v.json")])
+    assert exc.value.code == 2 and not (tmp_path / "v.json").exists()

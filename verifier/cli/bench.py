@@ -23,6 +23,13 @@ def _input_errors(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     return run
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
+    return value
+
+
 def _non_negative(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -210,7 +217,7 @@ def add_parsers(sub: Any) -> None:
 
     p = sub.add_parser("bench-views", help="bytes and cold-read time per original of each VERIFIER_VIEWS_STORE")
     p.add_argument("--data-dir", type=Path, required=True, help="a registry's data dir (e.g. one `verifier bench --data-dir` kept)")
-    p.add_argument("--n", type=int, default=300, help="originals sampled")
+    p.add_argument("--n", type=_positive, default=300, help="originals sampled")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_bench_views)

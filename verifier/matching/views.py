@@ -6,14 +6,14 @@ Size: ~97 KB per original, lossless (measured on the 3,870-photo bench registry:
 as a zlib-compressed array, 153 KB; v2 keeps it as lossless WebP, 58 KB instead of 114 KB, bit-identical
 pixels; SIFT descriptors 36 KB as uint8), i.e. ~1 GB per 10k.
 
-What is kept on disk is a setting (`VIEWS_STORE`), because at 10M originals ~1 TB of views is the
-largest derived cost of the registry:
-* ``full``: working image + SIFT features (~100 KB per original), the fastest cold read;
-* ``image``: the lossless working image alone (~60 KB); SIFT is recomputed when the file is read.
+What is kept on disk is a setting (`VERIFIER_VIEWS_STORE`), because at 10M originals the views
+are the largest derived cost of the registry (`verifier bench-views` on the 10k dev registry):
+* ``full``: working image + SIFT features (76 KB per original), the fastest cold read (2.5 ms);
+* ``image``: the lossless working image alone (48 KB); SIFT is recomputed when the file is read.
   SIFT on the same pixels is deterministic, so the view, and every verdict, is exactly the one
-  ``full`` gives (tested); the price is one SIFT per cold candidate (~10-15 ms);
+  ``full`` gives (tested); the price is one SIFT per cold candidate (~10 ms);
 * ``none``: nothing on disk; a view missing from memory is computed from the stored original
-  (decode + resize + SIFT) each time.
+  (decode + resize + SIFT) each time (~10 ms for small originals, ~110 ms for 12 MP ones).
 Readers accept every file kind whatever the setting, so processes with different settings can
 share one directory.
 """
