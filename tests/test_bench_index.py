@@ -8,6 +8,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import pytest
 
 from tests.helpers import photo_index
 from verifier.cli import main
@@ -82,3 +83,7 @@ def test_bench_index_refuses_a_bad_factory_before_any_work(tmp_path: Path, capsy
     out = tmp_path / "r.json"
     assert main(["bench-index", "--photos", str(tmp_path / "missing"), "--factory", "IVF16,,PQ99x", "--out", str(out)]) == 2
     assert "not a FAISS index factory" in capsys.readouterr().err and not out.exists()
+    for bad in (["--quantizer-ef", "-1"], ["--rescore", "-5"], ["--max-train", "0"]):  # refused by the parser
+        with pytest.raises(SystemExit) as exc:
+            main(["bench-index", "--photos", str(tmp_path / "missing"), *bad, "--out", str(out)])
+        assert exc.value.code == 2 and not out.exists()

@@ -197,8 +197,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--nprobe", default="8,16,32,64")
     p.add_argument("--factory", default="IVF1024,PQ16",
                    help="FAISS index_factory string (inner product), e.g. IVF4096_HNSW32,PQ16; default: the service's index")
-    p.add_argument("--max-train", type=int, default=200_000, help="vectors the coarse quantizer and PQ are trained on")
-    p.add_argument("--quantizer-ef", type=int, default=0, help="efSearch of an HNSW coarse quantizer (FAISS default 16)")
+    p.add_argument("--max-train", type=_positive, default=200_000, help="vectors the coarse quantizer and PQ are trained on")
+    p.add_argument("--quantizer-ef", type=_non_negative, default=0, help="efSearch of an HNSW coarse quantizer (FAISS default 16)")
     p.add_argument("--rescore", type=_non_negative, default=0,
                    help="also re-score the top N of each search exactly with the float vectors (0: off)")
     p.add_argument("--seed", type=int, default=0)
