@@ -354,3 +354,55 @@ def test_geometry_gate_withdraws_a_match_with_neither_inliers_nor_stage1_evidenc
     assert gate(no_pair, outcome).choice is None  # never aligned: no inliers
     off = Matcher(None, None, min_inliers=0)._geometry_gate  # type: ignore[arg-type]
     assert off(result(0, 0), outcome).choice == 0 and not off(result(0, 0), outcome).gated
+
+
+def test_geometric_screen_promotes_a_deep_candidate_that_aligns(tmp_path: Path) -> None:
+    """A transplanted subject's original sits below the candidates PSEN sees (low cosines:
+    only the first `min_pairs` are evaluated). The screen finds it by RANSAC, PSEN confirms it,
+    and it becomes the match, first in stage 2's order and with its alignment kept for stage 3.
+    With the screen off, stage 2 says "not registered"; an unrelated query is never promoted."""
+    from types import SimpleNamespace
+
+    from verifier.matching.evidence import Candidate, SearchOutcome
+    from verifier.matching.matcher import Matcher
+    from verifier.simprov.edits import transplant
+    from verifier.simprov.embedding import get_embedder
+
+    reranker = Reranker.packaged()
+    if reranker is None:
+        pytest.skip("stage-2 weights not shipped")
+    names = ["coffee", "chelsea", "rocket", "coins", "hubble_deep_field", "immunohistochemistry", "astronaut"]
+    imgs = {n: photo(n) for n in names}
+    ids = {n: uuid.uuid4() for n in names}
+    views = CandidateViews(tmp_path)
+    for n in names:
+        views.put(ids[n], imgs[n])
+    embedder = get_embedder("auto")
+    vec = dict(zip(names, embedder.embed([imgs[n] for n in names]), strict=True))
+    search = SimpleNamespace(vectors_for=lambda oids: np.stack([vec[next(n for n in names if ids[n] == o)] for o in oids]))
+    originals = SimpleNamespace(get=lambda oid: pytest.fail("views are cached"))
+    order = names[:-1]  # the true original ("astronaut") is absent from the top 6 ...
+    order.insert(5, "astronaut")  # ... and sits at rank 6, beyond the first three
+
+    def outcome_for(query: Image.Image) -> tuple[SearchOutcome, View]:
+        q = embedder.embed([query])[0]
+        cands = [Candidate(ids[n], 0.2 - 0.01 * i, 0.2 - 0.01 * i) for i, n in enumerate(order)]
+        return SearchOutcome("test", cands, None, threshold=0.9, query_vector=q, cosine_threshold=0.9), View.of(query)
+
+    sample = transplant(imgs["astronaut"], [photo("camera")], random.Random(3))
+    outcome, qv = outcome_for(sample.image)
+
+    def matcher(screen: int, bar: int = 16) -> Matcher:
+        policy = Stage2Policy(screen=screen, screen_min_inliers=bar)
+        return Matcher(originals, search, views, reranker.with_policy(policy), object(), min_inliers=8)  # type: ignore[arg-type]
+
+    off = matcher(0).rerank(qv, outcome)
+    assert off.choice is None and 5 not in off.psen and not off.screened
+    on = matcher(30).rerank(qv, outcome)
+    assert on.promoted and on.choice == 5 and on.order(len(order))[0] == 5
+    assert on.screened[5] >= 16 and on.pairs[5].alignment.inliers >= 16 and on.psen[5] >= 0.5
+    high_bar = matcher(30, bar=on.screened[5] + 1).rerank(qv, outcome)
+    assert high_bar.choice is None and not high_bar.promoted  # the screen's own bar holds
+    assert set(on.screened) <= set(range(3, len(order)))  # only candidates PSEN had not seen
+    unrelated, uv = outcome_for(photo("moon"))
+    assert matcher(30).rerank(uv, unrelated).choice is None

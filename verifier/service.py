@@ -133,5 +133,6 @@ def _pairwise_stages(settings: Settings) -> tuple[Reranker | None, ChangeDetecto
     """Stages 2-3 as shipped (None when disabled or their weights are absent)."""
     if not settings.pairwise_stages:
         return None, None
-    policy = Stage2Policy(max_pairs=settings.stage2_max_pairs, exhaustive=settings.stage2_exhaustive)
+    policy = Stage2Policy(max_pairs=settings.stage2_max_pairs, exhaustive=settings.stage2_exhaustive,
+                          screen=settings.stage2_screen, screen_min_inliers=settings.stage2_screen_min_inliers)
     return Reranker.packaged(policy), ChangeDetector.packaged()

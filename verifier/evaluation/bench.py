@@ -155,7 +155,9 @@ def run_bench(
         pairwise = PairwiseMeasures() if matcher.reranker is not None else None
         exhaustive: Reranker | None = None
         if compare_exhaustive and matcher.reranker is not None:
-            exhaustive = matcher.reranker.with_policy(Stage2Policy(max_pairs=matcher.reranker.policy.max_pairs, exhaustive=True))
+            exhaustive = matcher.reranker.with_policy(Stage2Policy(max_pairs=matcher.reranker.policy.max_pairs, exhaustive=True,
+                                                                   screen=matcher.reranker.policy.screen,
+                                                                   screen_min_inliers=matcher.reranker.policy.screen_min_inliers))
         matched: dict[str, list[bool]] = defaultdict(list)
         verdicts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         timings: dict[str, list[float]] = defaultdict(list)

@@ -24,6 +24,7 @@ from verifier.matching.evidence import Evidence, ModelInfo, Related, SearchOutco
 from verifier.matching.search import ProvenanceSearch, Stage1Vectors
 from verifier.matching.views import CandidateViews
 from verifier.simprov import catalog
+from verifier.simprov.align import count_inliers
 from verifier.simprov.change import ChangeDetector, ChangeResult
 from verifier.simprov.compare import compare_pixels
 from verifier.simprov.pairs import View, align_pair
@@ -208,7 +209,40 @@ class Matcher:
         chosen = r.select(cosines, threshold)
         views = [self.view(ids[i]) for i in chosen]
         vectors = self.search.vectors_for([ids[i] for i in chosen])
-        return self._geometry_gate(r.rerank(query_view, outcome.query_vector, cosines, chosen, views, vectors), outcome)
+        result = self._geometry_gate(r.rerank(query_view, outcome.query_vector, cosines, chosen, views, vectors), outcome)
+        if r.policy.screen and not self._aligned(result):
+            result = self._screen(r, query_view, outcome, result)
+        return result
+
+    def _aligned(self, result: Stage2Result) -> bool:
+        pair = result.pairs.get(result.choice) if result.choice is not None else None
+        return pair is not None and pair.alignment.inliers >= self.min_inliers
+
+    def _screen(self, r: Reranker, query_view: View, outcome: SearchOutcome, result: Stage2Result) -> Stage2Result:
+        """The geometric screen (`simprov.rerank`): RANSAC on the first `policy.screen`
+        candidates PSEN did not see; those with `policy.screen_min_inliers` (at least the
+        gate's) go to PSEN and may be promoted."""
+        assert outcome.query_vector is not None
+        bar = max(r.policy.screen_min_inliers, self.min_inliers)
+        ids = [c.original_id for c in outcome.candidates]
+        qshape = query_view.image.shape
+        screened: dict[int, int] = {}
+        views: list[View] = []
+        for i in range(min(r.policy.screen, len(ids))):
+            if i in result.pairs:
+                continue
+            try:
+                view = self.view(ids[i])
+            except NotFound:  # deleted since the search
+                continue
+            n = count_inliers(query_view.features, view.features, qshape, view.image.shape)
+            if n >= bar:
+                screened[i] = n
+                views.append(view)
+        if not screened:
+            return result
+        vectors = self.search.vectors_for([ids[i] for i in screened])
+        return r.promote(result, query_view, outcome.query_vector, screened, views, vectors, bar)
 
     def _geometry_gate(self, result: Stage2Result, outcome: SearchOutcome) -> Stage2Result:
         """A stage-2 match needs evidence beyond the re-orderer's say-so: RANSAC inliers between

@@ -89,6 +89,13 @@ def _homography(fq: SiftFeatures, fc: SiftFeatures, q_shape: tuple[int, ...], c_
     return h, int(mask.sum())
 
 
+def count_inliers(fq: SiftFeatures, fc: SiftFeatures, q_shape: tuple[int, ...], c_shape: tuple[int, ...]) -> int:
+    """RANSAC inliers of the candidate -> query homography, without the dense flow and warping
+    that a full alignment adds: the cheap geometric check of a shortlist (0 when no plausible
+    homography holds)."""
+    return _homography(fq, fc, q_shape, c_shape)[1]
+
+
 def plausible_homography(h: np.ndarray, q_shape: tuple[int, ...], c_shape: tuple[int, ...]) -> bool:
     """Whether `h` (candidate -> query) maps the candidate's frame to a convex quadrilateral
     covering at least MIN_FRAME_SHARE of the query (corners in front of the camera)."""

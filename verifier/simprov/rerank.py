@@ -8,6 +8,15 @@ CPU, so it runs only on candidates that can matter (`select_for_psen`):
 * when stage 1 is decisive -- the top cosine is at least `decisive` and leads the second by
   `decisive_gap` -- only the top candidate is checked.
 The re-orderer still sees all 100 candidates (the skipped ones by stage-1 cosine only).
+
+Geometric screen. When stage 2 ends without a match that aligns, the first `screen` stage-1
+candidates that PSEN skipped are checked by RANSAC alone (SIFT matches + homography, no
+flow or warping: a few ms each); those with `screen_min_inliers` get PSEN, and the one with
+the most inliers that PSEN calls the same image becomes the match (`Reranker.promote`). Why:
+on the families benchmark, a transplanted subject's original sat at stage-1 ranks 3-30 with
+20-200 inliers while every other candidate had <= 6, but the cosine rules never let PSEN see
+it. The bar is twice the matcher's gate (8): searching 30 candidates instead of 3 gives chance
+alignments more tries (a traffic light took a television's frame with 8 inliers).
 `verifier bench` measures the accuracy this costs (`--compare-exhaustive`; the setting
 `VERIFIER_STAGE2_EXHAUSTIVE` turns the rules off). The caller (`matching.Matcher`) fetches the
 views and vectors of the selected candidates and hands them to `Reranker.rerank`.
@@ -16,7 +25,7 @@ views and vectors of the selected candidates and hands them to `Reranker.rerank`
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -38,6 +47,8 @@ class Stage2Policy:
     decisive: float = 0.95
     decisive_gap: float = 0.10
     exhaustive: bool = False  # evaluate max_pairs candidates regardless of the rules above
+    screen: int = 30  # stage-1 candidates checked by RANSAC when no match aligned (0: off)
+    screen_min_inliers: int = 16  # what a screened candidate needs to be promoted (twice the gate's bar)
 
 
 def select_for_psen(cosines: np.ndarray, threshold: float, policy: Stage2Policy) -> list[int]:
@@ -72,12 +83,20 @@ class Stage2Result:
     pairs: dict[int, AlignedPair] = field(default_factory=dict)  # kept for stage 3
     probs: np.ndarray | None = None  # (LIST_SIZE + 1,) re-orderer probabilities
     gated: bool = False  # a choice withdrawn for want of geometric or stage-1 evidence (matching.Matcher)
+    screened: dict[int, int] = field(default_factory=dict)  # candidate index -> RANSAC inliers (geometric screen)
+    promoted: bool = False  # the choice came from the geometric screen, not the re-orderer
 
     def order(self, n: int) -> list[int]:
-        """Candidate indices best first by the re-orderer (its ranking for IR@k)."""
+        """Candidate indices best first by the re-orderer (its ranking for IR@k), a promoted
+        choice first."""
         if self.probs is None:
-            return list(range(n))
-        return [int(i) for i in np.argsort(-self.probs[:n], kind="stable")]
+            order = list(range(n))
+        else:
+            order = [int(i) for i in np.argsort(-self.probs[:n], kind="stable")]
+        if self.promoted and self.choice is not None and self.choice in order:
+            order.remove(self.choice)
+            order.insert(0, self.choice)
+        return order
 
 
 class Reranker:
@@ -152,3 +171,25 @@ class Reranker:
         best = int(np.argmax(probs))
         choice = None if best == LIST_SIZE else best
         return Stage2Result(choice, float(probs[best]), float(probs[LIST_SIZE]), dict(zip(chosen, map(float, scores))), dict(zip(chosen, pairs)), probs)
+
+    def promote(self, result: Stage2Result, query: View, query_vector: np.ndarray, screened: dict[int, int],
+                views: list[View], vectors: np.ndarray, min_inliers: int) -> Stage2Result:
+        """PSEN on the screened candidates that aligned (`views`, `vectors` in the order of
+        `screened`'s keys), then the one with the most inliers that PSEN calls the same image
+        (P >= 0.5) replaces a result without an aligned match. An alignment needs `min_inliers`
+        on both passes (the cheap count and the full alignment), so the promoted match passes
+        the matcher's geometry gate on its own evidence. `result` is returned, with the screen
+        recorded, when none qualifies."""
+        order = list(screened)
+        if len(views) != len(order) or len(vectors) != len(order):
+            raise ValueError("one view and one vector per screened candidate")
+        scores, pairs = self.psen_scores(query, views, query_vector, vectors)
+        psen = {**result.psen, **dict(zip(order, map(float, scores)))}
+        aligned = {**result.pairs, **dict(zip(order, pairs))}
+        ok = [i for i, p in zip(order, pairs) if psen[i] >= 0.5 and p.alignment.inliers >= min_inliers]
+        if not ok:
+            return replace(result, psen=psen, pairs=aligned, screened=screened)
+        best = max(ok, key=lambda i: (aligned[i].alignment.inliers, psen[i], -i))
+        reorderer_p = float(result.probs[best]) if result.probs is not None else 0.0  # what the re-orderer gave it
+        return replace(result, choice=best, probability=reorderer_p, psen=psen, pairs=aligned, screened=screened,
+                       promoted=True, gated=False)

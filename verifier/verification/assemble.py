@@ -54,7 +54,8 @@ def match_section(ev: Evidence) -> MatchSection | None:
     if ev.exact:
         method = "exact-sha256"
     elif stage2 is not None:
-        method = f"{outcome.method}; stage2={PSEN_ID}+{REORDER_ID}; compare={CHANGE_ID}"
+        screen = "+ransac-screen" if stage2.promoted else ""  # chosen by the geometric screen, not the re-orderer
+        method = f"{outcome.method}; stage2={PSEN_ID}+{REORDER_ID}{screen}; compare={CHANGE_ID}"
     else:
         method = f"{outcome.method}; compare={PIXEL_METHOD}"
     return MatchSection(
