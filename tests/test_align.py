@@ -9,10 +9,14 @@ import torch
 from PIL import Image
 
 from verifier.simprov.align import (
+    SiftFeatures,
     align_image,
+    count_inliers,
     dwu,
     estimate_alignment,
     plausible_homography,
+    screen_inliers,
+    sift_features,
 )
 
 skdata = pytest.importorskip("skimage.data")
@@ -113,3 +117,28 @@ def test_bench_align_ground_truth_and_error(kind: str) -> None:
     assert np.abs(sampled - c[y, x]).mean() < 25
     est = estimate_alignment(query, cand)
     assert endpoint_error(est.grid, truth, query.size) < 1.0
+
+
+def test_screen_counts_inliers_like_the_aligner() -> None:
+    """The screen batches the aligner's matching over many candidates and skips RANSAC where the
+    ratio test leaves fewer than `bar` matches: the counts are `count_inliers`'s (up to float
+    rounding at the ratio test's edge), and no candidate below the bar is reported."""
+    query = np.asarray(_photo().resize((256, 256)))
+    rng = np.random.default_rng(0)
+    cands = [np.asarray(Image.fromarray(getattr(skdata, n)()).convert("RGB").resize((240, 200)))
+             for n in ("astronaut", "coffee", "chelsea", "rocket", "camera", "brick")]
+    crop = query[30:200, 40:230]  # the query's own content: aligns
+    cands += [crop, cv2.resize(crop, (120, 100)), rng.integers(0, 255, (180, 220, 3), dtype=np.uint8)]
+    empty = SiftFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32))
+    fq = sift_features(query)
+    feats = [(sift_features(c), c.shape) for c in cands] + [(empty, (50, 50, 3))]
+    exact = [count_inliers(fq, f, query.shape, shape) for f, shape in feats]
+    assert sum(n >= 16 for n in exact) >= 3 and exact[-1] == 0
+    for bar in (1, 8, 16, 10_000):
+        got = screen_inliers(fq, query.shape, feats, bar)
+        for g, n in zip(got, exact, strict=True):
+            assert g == 0 or g >= bar
+            if n >= bar + 4 or n == 0:  # clear of the bar: the same decision, about the same count
+                assert (g >= bar) == (n >= bar) and abs(g - n) <= max(2, 0.05 * n)
+    assert screen_inliers(SiftFeatures(fq.points[:1], fq.descriptors[:1]), query.shape, feats, 1) == [0] * len(feats)
+    assert screen_inliers(fq, query.shape, [], 8) == []

@@ -277,8 +277,14 @@ def test_view_cache_survives_restart_and_torn_files(tmp_path: Path) -> None:
     v = cache.put(oid, img)
     again = CandidateViews(tmp_path).get(oid, lambda: pytest.fail("should come from the file"))
     assert np.array_equal(again.image, v.image) and len(again.features) == len(v.features)
+    # the screen's read: features and shape from the file, the image left undecoded
+    feats, shape = CandidateViews(tmp_path).features(oid, lambda: pytest.fail("should come from the file"))
+    assert shape == v.image.shape[:2] and np.array_equal(feats.points, v.features.points)
+    assert np.array_equal(feats.descriptors, np.clip(v.features.descriptors, 0, 255).astype(np.uint8))
     (tmp_path / f"{oid}.npz").write_bytes(b"torn")
     calls = []
+    feats, shape = CandidateViews(tmp_path).features(oid, lambda: calls.append(1) or img)
+    assert calls == [1] and shape == v.image.shape[:2] and len(feats) == len(v.features)
     fresh = CandidateViews(tmp_path).get(oid, lambda: calls.append(1) or img)
     assert calls == [1] and np.array_equal(fresh.image, v.image)
     cache.forget(oid)
@@ -302,6 +308,10 @@ def test_smaller_view_stores_give_the_same_views(tmp_path: Path, store: str) -> 
         assert np.array_equal(v.image, full_read.image) and v.full_size == full_read.full_size
         assert np.array_equal(v.features.points, full_read.features.points)
         assert np.array_equal(v.features.descriptors, full_read.features.descriptors)
+    fresh = CandidateViews(tmp_path / store, store=store)  # nothing in memory: from the file (or computed)
+    feats, shape = fresh.features(oid, lambda: img)
+    assert shape == full_read.image.shape[:2] and np.array_equal(feats.descriptors, full_read.features.descriptors)
+    assert np.array_equal(feats.points, full_read.features.points)
     if store == "image":
         assert calls == []  # read from its file
         size, full_size = (tmp_path / store / f"{oid}.npz").stat().st_size, (tmp_path / "full" / f"{oid}.npz").stat().st_size

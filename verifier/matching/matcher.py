@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -24,7 +25,7 @@ from verifier.matching.evidence import Evidence, ModelInfo, Related, SearchOutco
 from verifier.matching.search import ProvenanceSearch, Stage1Vectors
 from verifier.matching.views import CandidateViews
 from verifier.simprov import catalog
-from verifier.simprov.align import count_inliers
+from verifier.simprov.align import SiftFeatures, screen_inliers
 from verifier.simprov.change import ChangeDetector, ChangeResult
 from verifier.simprov.compare import compare_pixels
 from verifier.simprov.pairs import View, align_pair
@@ -225,20 +226,19 @@ class Matcher:
         assert outcome.query_vector is not None
         bar = max(r.policy.screen_min_inliers, self.min_inliers)
         ids = [c.original_id for c in outcome.candidates]
-        qshape = query_view.image.shape
-        screened: dict[int, int] = {}
-        views: list[View] = []
+        todo: list[int] = []
+        feats: list[tuple[SiftFeatures, tuple[int, ...]]] = []
         for i in range(min(r.policy.screen, len(ids))):
             if i in result.pairs:
                 continue
             try:
-                view = self.view(ids[i])
+                feats.append(self.views.features(ids[i], self._loader(ids[i])))  # type: ignore[union-attr]
             except NotFound:  # deleted since the search
                 continue
-            n = count_inliers(query_view.features, view.features, qshape, view.image.shape)
-            if n >= bar:
-                screened[i] = n
-                views.append(view)
+            todo.append(i)
+        counts = screen_inliers(query_view.features, query_view.image.shape, feats, bar)
+        screened = {i: n for i, n in zip(todo, counts, strict=True) if n >= bar}
+        views = [self.view(ids[i]) for i in screened]
         if not screened:
             return result
         vectors = self.search.vectors_for([ids[i] for i in screened])
@@ -267,7 +267,10 @@ class Matcher:
         """An original's stage 2-3 view (working image + SIFT), from the cache or computed."""
         if self.views is None:
             raise ValueError("stages 2-3 are off: no candidate views")
-        return self.views.get(original_id, lambda: self.originals.image(self.originals.get(original_id)))
+        return self.views.get(original_id, self._loader(original_id))
+
+    def _loader(self, original_id: uuid.UUID) -> Callable[[], Image.Image]:
+        return lambda: self.originals.image(self.originals.get(original_id))
 
     def _stage3(self, image: Image.Image, query_view: View, original: Original, original_image: Image.Image,
                 outcome: SearchOutcome, stage2: Stage2Result) -> ChangeResult:

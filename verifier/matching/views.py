@@ -82,6 +82,34 @@ class CandidateViews:
         self._remember(original_id, view)
         return view
 
+    def features(self, original_id: uuid.UUID, load_original: Callable[[], Image.Image]) -> tuple[SiftFeatures, tuple[int, int]]:
+        """An original's SIFT features and working-image shape (h, w), without decoding its
+        image when its file keeps them (stage 2's geometric screen reads ~30 per query and
+        needs the image only for the one it promotes). Not remembered: the LRU keeps views."""
+        with self._lock:
+            view = self._mem.get(original_id)
+        if view is not None:
+            return view.features, view.image.shape[:2]  # type: ignore[return-value]
+        got = self._read_features(original_id)
+        if got is not None:
+            return got
+        view = self.get(original_id, load_original)
+        return view.features, view.image.shape[:2]  # type: ignore[return-value]
+
+    def _read_features(self, original_id: uuid.UUID) -> tuple[SiftFeatures, tuple[int, int]] | None:
+        """From a `full` file: the features, and the shape from the WebP header alone."""
+        path = self._path(original_id)
+        try:
+            with np.load(path) as z:
+                if str(z["format"]) != FORMAT or "descriptors" not in z.files:
+                    return None
+                w, h = Image.open(io.BytesIO(z["image_webp"].tobytes())).size
+                return SiftFeatures(z["points"].astype(np.float32), z["descriptors"].astype(np.float32)), (h, w)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # `get` recomputes and logs
+            return None
+
     def forget(self, original_id: uuid.UUID) -> None:
         with self._lock:
             self._mem.pop(original_id, None)

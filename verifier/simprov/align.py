@@ -13,12 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import cv2
+import faiss
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 MIN_INLIERS = 8
+RATIO = 0.75  # Lowe's ratio test: a match's nearest descriptor must beat the second by this much
 # A homography that maps the candidate's frame to less than this share of the query, or folds
 # it (a non-convex quadrilateral), is RANSAC fitting noise, not an alignment: on 520 true
 # matches of the families benchmark the frame never mapped below 25 % nor folded, while
@@ -78,11 +80,18 @@ def _homography(fq: SiftFeatures, fc: SiftFeatures, q_shape: tuple[int, ...], c_
     if len(fq) < MIN_INLIERS or len(fc) < MIN_INLIERS:
         return scale, 0
     pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(fc.descriptors, fq.descriptors, k=2)
-    good = [m for m, n in (p for p in pairs if len(p) == 2) if m.distance < 0.75 * n.distance]
+    good = [m for m, n in (p for p in pairs if len(p) == 2) if m.distance < RATIO * n.distance]
     if len(good) < MIN_INLIERS:
         return scale, 0
-    src = fc.points[[m.queryIdx for m in good]]
-    dst = fq.points[[m.trainIdx for m in good]]
+    return _fit(fc.points[[m.queryIdx for m in good]], fq.points[[m.trainIdx for m in good]], q_shape, c_shape)
+
+
+def _fit(src: np.ndarray, dst: np.ndarray, q_shape: tuple[int, ...], c_shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
+    """RANSAC homography from matched candidate points `src` to query points `dst`, and its
+    inliers; (a plain rescale, 0) when it fails or is implausible."""
+    scale = np.diag([q_shape[1] / c_shape[1], q_shape[0] / c_shape[0], 1.0])
+    if len(src) < MIN_INLIERS:
+        return scale, 0
     h, mask = cv2.findHomography(src, dst, cv2.RANSAC, 3.0)
     if h is None or not np.isfinite(h).all() or abs(np.linalg.det(h[:2, :2])) < 1e-6 or not plausible_homography(h, q_shape, c_shape):
         return scale, 0
@@ -94,6 +103,30 @@ def count_inliers(fq: SiftFeatures, fc: SiftFeatures, q_shape: tuple[int, ...], 
     that a full alignment adds: the cheap geometric check of a shortlist (0 when no plausible
     homography holds)."""
     return _homography(fq, fc, q_shape, c_shape)[1]
+
+
+def screen_inliers(fq: SiftFeatures, q_shape: tuple[int, ...], candidates: list[tuple[SiftFeatures, tuple[int, ...]]],
+                   bar: int) -> list[int]:
+    """RANSAC inliers between the query and each (features, shape) candidate where they reach
+    `bar`, 0 for the rest: the aligner's matching and fit (`count_inliers`), with the nearest-
+    neighbour search batched over all candidates (one FAISS k-NN instead of a matcher per
+    candidate) and RANSAC skipped where fewer than `bar` matches pass the ratio test. Up to
+    float rounding at the ratio test's edge, the counts are `count_inliers`'s."""
+    out = [0] * len(candidates)
+    sizes = [len(f) for f, _ in candidates]
+    if len(fq) < max(2, MIN_INLIERS, bar) or not sum(sizes):
+        return out
+    c = np.ascontiguousarray(np.concatenate([f.descriptors for f, _ in candidates]), np.float32)
+    d2, nn = faiss.knn(c, np.ascontiguousarray(fq.descriptors, np.float32), 2)  # squared L2, best first
+    good = d2[:, 0] < RATIO**2 * d2[:, 1]
+    start = 0
+    for k, (n, (feats, shape)) in enumerate(zip(sizes, candidates, strict=True)):
+        rows = np.flatnonzero(good[start:start + n])
+        if len(rows) >= max(bar, MIN_INLIERS):
+            inliers = _fit(feats.points[rows], fq.points[nn[start + rows, 0]], q_shape, shape)[1]
+            out[k] = inliers if inliers >= bar else 0
+        start += n
+    return out
 
 
 def plausible_homography(h: np.ndarray, q_shape: tuple[int, ...], c_shape: tuple[int, ...]) -> bool:
