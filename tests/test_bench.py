@@ -138,3 +138,25 @@ def test_bench_ingest_catches_copies_and_refuses_no_distinct_photo(tmp_path: Pat
     assert results["copies_caught"]["resized"] == 2 and results["false_refusals"] == 0
     assert "resized 2/2" in capsys.readouterr().out
     assert main(["bench-ingest", "--photos", str(photos), "--n", "60", "--out", str(out)]) == 2
+
+
+def test_bench_store_reads_every_vector_of_a_shortlist(tmp_path: Path, database_url: str,
+                                                      monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`verifier bench-store` fills the real schema (migrations, COPY) and times the service's own
+    read (`EmbeddingStore.vectors_for`), which must return every vector of each shortlist."""
+    monkeypatch.setenv("VERIFIER_DATABASE_URL", database_url)
+    out = tmp_path / "store.json"
+    assert main(["bench-store", "--data-dir", str(tmp_path / "scratch"), "--n", "1200", "--reads", "3",
+                 "--shortlist", "50", "--dim", "64", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["n"] == 1200 and r["shortlist"] == 50 and set(r["read_ms"]) == {"cold", "warm"}
+    assert r["embeddings_table_bytes"] >= 1200 * 64 * 4  # random float32 vectors do not compress
+    from sqlalchemy import create_engine, text
+
+    from verifier.storage.database import normalise_url
+
+    with create_engine(normalise_url(database_url)).connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM embeddings WHERE model_id = 'bench-store'")).scalar() == 1200
+    assert main(["bench-store", "--data-dir", str(tmp_path / "scratch"), "--n", "10", "--shortlist", "20",
+                 "--out", str(out)]) == 2  # a shortlist longer than the registry
+    assert "--shortlist cannot exceed --n" in capsys.readouterr().err

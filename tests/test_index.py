@@ -130,6 +130,23 @@ def test_an_ivfpq_shortlist_is_rescored_with_the_stored_vectors(registered_servi
         assert got.keys() == set(ids) and all(abs(got[i] - exact[i]) < 1e-5 for i in ids)
         assert outcome.candidates[0].original_id == ids[1]  # exact order, not PQ's
         assert service.search.nearest(vector, 3)[0] == (ids[1], pytest.approx(exact[ids[1]], abs=1e-5))
+        # a shortlist longer than top-k: the exact best is found even where PQ ranked it last
+
+        class PQLast:  # the real hits, PQ's scores putting the true best last, truncated to k as an index does
+            kind = "ivfpq"
+
+            def search_many(self, queries, k):  # type: ignore[no-untyped-def]
+                return [[SearchHit(h.id, 0.1 * i) for i, h in enumerate(row)][::-1][:k] for row in real.search_many(queries, len(ids))]
+
+        main.index = PQLast()
+        top_k, rescore = service.search.top_k, service.search.rescore
+        service.search.rescore = 3
+        assert [oid for oid, _ in service.search.nearest(vector, 1)] == [ids[1]]
+        service.search.top_k = 1
+        assert service.search.search(query).candidates[0].original_id == ids[1]
+        service.search.rescore = 1  # the shortlist is PQ's top 1 alone: PQ's (wrong) choice stands
+        assert [oid for oid, _ in service.search.nearest(vector, 1)] != [ids[1]]
+        service.search.top_k, service.search.rescore = top_k, rescore
     finally:
         main.index = real
 

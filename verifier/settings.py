@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     verify_requires_key: bool = Field(default=True, description="POST /v1/verify needs a verifier-scoped key.")
     search_top_k: int = Field(default=100, ge=1, le=1000)
     index_nprobe: int = Field(default=128, ge=1, le=1024, description="IVF lists probed per query (IVF-PQ only).")
+    index_rescore: int = Field(default=1000, ge=1, le=10000, description="IVF-PQ only: the index's top N re-scored with "
+                               "the stored float vectors, of which the best search_top_k are kept (BENCHMARKS.md, '10M vectors').")
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="Where the networks run: auto = CUDA when torch sees one, else CPU.")
     embedding_model: str = Field(default="auto", description="Stage-1 model id; auto = the trained one if shipped.")

@@ -147,6 +147,19 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+@_input_errors
+def cmd_bench_store(args: argparse.Namespace) -> int:
+    from verifier.evaluation.store import run_bench_store
+    from verifier.settings import Settings
+
+    results = run_bench_store(args.data_dir, Settings().database_url, args.n, args.reads, args.shortlist, args.dim,
+                              args.seed, "verifier " + " ".join(sys.argv[1:]))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in results.items() if k != "command"}, indent=2))
+    return 0
+
+
 def cmd_bench_align(args: argparse.Namespace) -> int:
     from verifier.evaluation.align import run_bench_align
 
@@ -221,6 +234,16 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_bench_views)
+
+    p = sub.add_parser("bench-store", help="PostgreSQL read time of a stage-1 shortlist's float vectors at registry scale")
+    p.add_argument("--data-dir", type=Path, required=True, help="a new folder for the scratch database (or VERIFIER_DATABASE_URL)")
+    p.add_argument("--n", type=_positive, default=1_000_000, help="synthetic originals, one vector each")
+    p.add_argument("--reads", type=_positive, default=200, help="random shortlists read")
+    p.add_argument("--shortlist", type=_positive, default=1000, help="vectors per read (VERIFIER_INDEX_RESCORE)")
+    p.add_argument("--dim", type=_positive, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_bench_store)
 
     p = sub.add_parser("bench-align", help="alignment error on known geometric transforms (test photos)")
     p.add_argument("--photos", type=Path, default=Path("../shared/datasets/photos"))

@@ -214,13 +214,15 @@ class Stage1Vectors:
 class ProvenanceSearch:
     def __init__(self, store: EmbeddingStore, embedder: Embedder, calibration: Calibration, top_k: int = 100,
                  index_path: Path | None = None, ivf_threshold: int | None = None, nprobe: int = 128,
-                 regions: RegionEmbedder | None = None, regions_calibration: Calibration | None = None) -> None:
+                 regions: RegionEmbedder | None = None, regions_calibration: Calibration | None = None,
+                 rescore: int = 1000) -> None:
         if (regions is None) != (regions_calibration is None):
             raise ValueError("the region model needs its calibration")
         self.store = store
         self.embedder = embedder
         self.calibration = calibration
         self.top_k = top_k
+        self.rescore = rescore
         self.main = ModelIndex(store, embedder.model_id, embedder.dim, 1, self._embed_global, index_path,
                                ivf_threshold, nprobe)
         self.region_embedder = regions
@@ -367,7 +369,7 @@ class ProvenanceSearch:
     def search(self, img: Image.Image, vectors: Stage1Vectors | None = None) -> SearchOutcome:
         """Stage 1 for `img`; `vectors` = its embeddings when already computed (ingest)."""
         vector = vectors.vector if vectors is not None else self._embed_global(img)
-        cosines = self._exact(self.main.search(vector[None], self.top_k), vector)
+        cosines = self._global(vector, self.top_k)
         if self.regions is None:
             candidates = [Candidate(oid, s, s) for oid, s in cosines.items()]
         else:
@@ -377,24 +379,28 @@ class ProvenanceSearch:
         match = top if top is not None and top.score >= self.decision_threshold else None
         return SearchOutcome(self.method, candidates, match, self.decision_threshold, vector, self.calibration.threshold)
 
-    def _exact(self, cosines: dict[uuid.UUID, float], vector: np.ndarray) -> dict[uuid.UUID, float]:
-        """The global top-k re-scored with the stored float vectors when the index is IVF-PQ
-        (above IVF_THRESHOLD vectors): PQ's approximate inner products would otherwise order the
+    def _global(self, vector: np.ndarray, k: int) -> dict[uuid.UUID, float]:
+        """The global index's k nearest originals by cosine, best first. Once the index is IVF-PQ
+        (above IVF_THRESHOLD vectors) its top `rescore` are re-scored with the stored float
+        vectors and the best k kept: PQ's approximate inner products would otherwise order the
         candidates, decide a stage-1 match and feed stage 2. At 10M vectors re-scoring a 1,000
-        shortlist brought R@1 from 0.93 to 0.98 (BENCHMARKS.md, "10M vectors"); the top-k re-scored
-        here is bounded by the index's top-k recall (0.975 there), for one database read of top-k
-        vectors (100 KB; its latency is not measured: no registry here is above the threshold)."""
-        if not cosines or self.main.index.kind != "ivfpq":
-            return cosines
-        ids = list(cosines)
+        shortlist brought top-100 recall vs exact from 0.978 to 0.990 and R@1 from 0.93 to 0.98
+        (BENCHMARKS.md, "10M vectors"), for one database read of the shortlist's vectors
+        (`verifier bench-store` measures it)."""
+        if self.main.index.kind != "ivfpq":
+            return self.main.search(vector[None], k)
+        hits = self.main.search(vector[None], max(k, self.rescore))
+        if not hits:
+            return hits
+        ids = list(hits)
         exact = (self.vectors_for(ids) @ vector).tolist()
-        return dict(sorted(zip(ids, exact), key=lambda kv: -kv[1]))
+        return dict(sorted(zip(ids, exact), key=lambda kv: -kv[1])[:k])
 
     def nearest(self, vector: np.ndarray, k: int) -> list[tuple[uuid.UUID, float]]:
         """The global index's k nearest originals to a given stage-1 vector (D,), by cosine,
         best first: a fingerprint lookup with no image (Soft Binding Resolution by value)."""
         vector = vector.astype(np.float32)
-        return sorted(self._exact(self.main.search(vector[None], k), vector).items(), key=lambda kv: -kv[1])
+        return list(self._global(vector, k).items())
 
     def _search_regions(self, img: Image.Image, vector: np.ndarray, cosines: dict[uuid.UUID, float],
                         regions: np.ndarray | None = None) -> list[Candidate]:
