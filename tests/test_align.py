@@ -142,3 +142,20 @@ def test_screen_counts_inliers_like_the_aligner() -> None:
                 assert (g >= bar) == (n >= bar) and abs(g - n) <= max(2, 0.05 * n)
     assert screen_inliers(SiftFeatures(fq.points[:1], fq.descriptors[:1]), query.shape, feats, 1) == [0] * len(feats)
     assert screen_inliers(fq, query.shape, [], 8) == []
+
+
+def test_a_mirrored_copy_aligns_through_a_reflection() -> None:
+    """SIFT is not mirror-invariant: a mirrored, rescaled copy found no homography before. Now the
+    aligner retries with the mirrored query's features, and the homography (with the reflection)
+    maps the candidate's pixels to where they are in the mirrored query."""
+    cand = np.asarray(_photo())  # 384 x 384
+    query = np.ascontiguousarray(cv2.resize(cand, (300, 260))[:, ::-1])  # non-uniform rescale, then mirror
+    fq, fc = sift_features(query), sift_features(cand)
+    assert count_inliers(fq, fc, query.shape, cand.shape) < 16  # the plain matching fails (a spurious fit at best)
+    a = estimate_alignment(query, cand, flow=False)
+    assert a.inliers >= 30
+    x, y = 100.0, 150.0  # a candidate pixel -> where the mirrored, rescaled query has it
+    p = a.homography @ np.array([x, y, 1.0])
+    want = ((300 - 1) - (x + 0.5) * 300 / 384 + 0.5, (y + 0.5) * 260 / 384 - 0.5)
+    assert abs(p[0] / p[2] - want[0]) < 2.0 and abs(p[1] / p[2] - want[1]) < 2.0
+    assert estimate_alignment(cand, cand, flow=False).homography[0, 0] > 0  # an unmirrored copy stays unmirrored

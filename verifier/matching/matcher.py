@@ -237,6 +237,11 @@ class Matcher:
                 continue
             todo.append(i)
         counts = screen_inliers(query_view.features, query_view.image.shape, feats, bar)
+        rest = [j for j, n in enumerate(counts) if n == 0]
+        if rest:  # a mirrored copy aligns only with the mirrored query's features (as in the aligner)
+            mirrored = screen_inliers(query_view.mirrored_features(), query_view.image.shape, [feats[j] for j in rest], bar)
+            for j, n in zip(rest, mirrored, strict=True):
+                counts[j] = n
         screened = {i: n for i, n in zip(todo, counts, strict=True) if n >= bar}
         views = [self.view(ids[i]) for i in screened]
         if not screened:

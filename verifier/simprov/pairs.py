@@ -12,7 +12,7 @@ homography, so that the outline is drawn on the image the fact-checker submitted
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -24,6 +24,7 @@ from verifier.simprov.align import (
     SiftFeatures,
     dwu,
     estimate_alignment,
+    mirrored_sift,
     sift_features,
 )
 from verifier.simprov.nn.pen import GRID, PEN_MEAN, PEN_SIZE, PEN_STD
@@ -46,6 +47,14 @@ class View:
     image: np.ndarray  # (h, w, 3) uint8
     features: SiftFeatures
     full_size: tuple[int, int]  # (W, H) of the image it came from
+    _mirrored: list[SiftFeatures] = field(default_factory=list, compare=False, repr=False)  # lazily, at most one
+
+    def mirrored_features(self) -> SiftFeatures:
+        """SIFT of the mirrored image in this frame (`align.mirrored_sift`), computed once, on
+        first need: only a query that fails to align with some candidate pays for it."""
+        if not self._mirrored:
+            self._mirrored.append(mirrored_sift(self.image))
+        return self._mirrored[0]
 
     @classmethod
     def of(cls, img: Image.Image) -> View:
@@ -83,7 +92,8 @@ def _to_u8(x: torch.Tensor) -> np.ndarray:  # (3, S, S) [0, 1] -> (S, S, 3) uint
 
 
 def align_pair(query: View, candidate: View) -> AlignedPair:
-    a = estimate_alignment(query.image, candidate.image, query_feats=query.features, cand_feats=candidate.features)
+    a = estimate_alignment(query.image, candidate.image, query_feats=query.features, cand_feats=candidate.features,
+                           query_mirrored=query.mirrored_features)
     q = torch.tensor(query.image).permute(2, 0, 1).float()[None] / 255
     ones = torch.ones(1, 1, *query.image.shape[:2])
     with torch.no_grad():
