@@ -178,7 +178,7 @@ def estimate_alignment(
     if inliers < MIRROR_RETRY:
         fm = query_mirrored() if query_mirrored is not None else mirrored_sift(q)
         hm, mirrored_inliers = _homography(fm, fc, q.shape, c.shape)
-        if mirrored_inliers > inliers:
+        if mirrored_inliers >= MIN_INLIERS and mirrored_inliers > inliers:  # a fit by the aligner's own bar
             h, inliers = hm, mirrored_inliers
     ys, xs = np.mgrid[0:hc, 0:wc].astype(np.float32)
     if flow and inliers >= MIN_INLIERS:
