@@ -243,9 +243,9 @@ class Matcher:
             for j, n in zip(rest, mirrored, strict=True):
                 counts[j] = n
         screened = {i: n for i, n in zip(todo, counts, strict=True) if n >= bar}
-        views = [self.view(ids[i]) for i in screened]
         if not screened:
             return result
+        views = [self.view(ids[i]) for i in screened]
         vectors = self.search.vectors_for([ids[i] for i in screened])
         return r.promote(result, query_view, outcome.query_vector, screened, views, vectors, bar)
 
