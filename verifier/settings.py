@@ -92,7 +92,7 @@ class Settings(BaseSettings):
                                     "query found fewer RANSAC inliers stands only if stage 1 reaches its decision "
                                     "threshold and PSEN calls the pair the same image (0: off; 8 = the aligner's own "
                                     "bar for an alignment that held). BENCHMARKS.md, 'Geometry gate', has the measurement.")
-    stage2_screen: int = Field(default=30, ge=0, le=1000, description="When stage 2 finds no match that aligns, "
+    stage2_screen: int = Field(default=100, ge=0, le=1000, description="When stage 2 finds no match that aligns, "
                                "this many stage-1 candidates are checked by RANSAC alone and one that aligns "
                                "(stage2_screen_min_inliers) and that PSEN calls the same image becomes the match (0: off). "
                                "BENCHMARKS.md, 'Geometric screen', has the measurement.")

@@ -84,7 +84,7 @@ class CandidateViews:
 
     def features(self, original_id: uuid.UUID, load_original: Callable[[], Image.Image]) -> tuple[SiftFeatures, tuple[int, int]]:
         """An original's SIFT features and working-image shape (h, w), without decoding its
-        image when its file keeps them (stage 2's geometric screen reads ~30 per query and
+        image when its file keeps them (stage 2's geometric screen reads up to 100 per query and
         needs the image only for the one it promotes). Not remembered: the LRU keeps views."""
         with self._lock:
             view = self._mem.get(original_id)

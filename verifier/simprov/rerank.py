@@ -15,8 +15,10 @@ flow or warping: a few ms each); those with `screen_min_inliers` get PSEN, and t
 the most inliers that PSEN calls the same image becomes the match (`Reranker.promote`). Why:
 on the families benchmark, a transplanted subject's original sat at stage-1 ranks 3-30 with
 20-200 inliers while every other candidate had <= 6, but the cosine rules never let PSEN see
-it. The bar is twice the matcher's gate (8): searching 30 candidates instead of 3 gives chance
-alignments more tries (a traffic light took a television's frame with 8 inliers).
+it. The bar is twice the matcher's gate (8): searching 100 candidates instead of 3 gives chance
+alignments more tries (a traffic light took a television's frame with 8 inliers). All 100 rather
+than 30: transplant IR@1 0.62 -> 0.73 with the same false matches on 1,300 unregistered photos,
+for ~1 ms per extra candidate on queries without an aligned match (BENCHMARKS.md).
 `verifier bench` measures the accuracy this costs (`--compare-exhaustive`; the setting
 `VERIFIER_STAGE2_EXHAUSTIVE` turns the rules off). The caller (`matching.Matcher`) fetches the
 views and vectors of the selected candidates and hands them to `Reranker.rerank`.
@@ -47,7 +49,7 @@ class Stage2Policy:
     decisive: float = 0.95
     decisive_gap: float = 0.10
     exhaustive: bool = False  # evaluate max_pairs candidates regardless of the rules above
-    screen: int = 30  # stage-1 candidates checked by RANSAC when no match aligned (0: off)
+    screen: int = 100  # stage-1 candidates checked by RANSAC when no match aligned (0: off)
     screen_min_inliers: int = 16  # what a screened candidate needs to be promoted (twice the gate's bar)
 
 
