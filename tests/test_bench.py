@@ -160,3 +160,35 @@ def test_bench_store_reads_every_vector_of_a_shortlist(tmp_path: Path, database_
     assert main(["bench-store", "--data-dir", str(tmp_path / "scratch"), "--n", "10", "--shortlist", "20",
                  "--out", str(out)]) == 2  # a shortlist longer than the registry
     assert "--shortlist cannot exceed --n" in capsys.readouterr().err
+
+
+def test_bench_store_refuses_bad_input_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder that already holds a database is never filled (it may be a real registry), and
+    nonsense sizes stop at the parser: exit 2 with a message, no database started, nothing written."""
+    monkeypatch.delenv("VERIFIER_DATABASE_URL", raising=False)
+    existing = tmp_path / "registry"
+    (existing / "pg").mkdir(parents=True)
+    out = tmp_path / "out.json"
+    assert main(["bench-store", "--data-dir", str(existing), "--n", "10", "--out", str(out)]) == 2
+    assert "already holds a database" in capsys.readouterr().err
+    assert [p.name for p in existing.iterdir()] == ["pg"] and not any((existing / "pg").iterdir()) and not out.exists()
+    for bad in (["--n", "0"], ["--n", "-5"], ["--shortlist", "x"], ["--reads", "0"], ["--dim", "-1"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["bench-store", "--data-dir", str(tmp_path / "new"), *bad, "--out", str(out)])
+        assert exc.value.code == 2
+    assert not (tmp_path / "new").exists() and not out.exists()
+
+
+@pytest.mark.parametrize("env", [{"VERIFIER_STAGE2_SCREEN": "-1"}, {"VERIFIER_STAGE2_SCREEN": "100000"},
+                                 {"VERIFIER_STAGE2_SCREEN_MIN_INLIERS": "0"}, {"VERIFIER_INDEX_RESCORE": "0"},
+                                 {"VERIFIER_INDEX_RESCORE": "lots"}])
+def test_screen_and_rescore_settings_refuse_nonsense(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from verifier.settings import Settings
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ValidationError):
+        Settings()
