@@ -91,26 +91,27 @@ def mirrored_sift(img: Image.Image | np.ndarray, n: int = 2000) -> SiftFeatures:
 
 def _homography(fq: SiftFeatures, fc: SiftFeatures, q_shape: tuple[int, ...], c_shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
     """Candidate -> query homography from SIFT + Lowe ratio test + RANSAC (a plain rescale on failure)."""
-    scale = np.diag([q_shape[1] / c_shape[1], q_shape[0] / c_shape[0], 1.0])
     if len(fq) < MIN_INLIERS or len(fc) < MIN_INLIERS:
-        return scale, 0
+        return _rescale(q_shape, c_shape), 0
     pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(fc.descriptors, fq.descriptors, k=2)
     good = [m for m, n in (p for p in pairs if len(p) == 2) if m.distance < RATIO * n.distance]
-    if len(good) < MIN_INLIERS:
-        return scale, 0
     return _fit(fc.points[[m.queryIdx for m in good]], fq.points[[m.trainIdx for m in good]], q_shape, c_shape)
 
 
 def _fit(src: np.ndarray, dst: np.ndarray, q_shape: tuple[int, ...], c_shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
     """RANSAC homography from matched candidate points `src` to query points `dst`, and its
     inliers; (a plain rescale, 0) when it fails or is implausible."""
-    scale = np.diag([q_shape[1] / c_shape[1], q_shape[0] / c_shape[0], 1.0])
     if len(src) < MIN_INLIERS:
-        return scale, 0
+        return _rescale(q_shape, c_shape), 0
     h, mask = cv2.findHomography(src, dst, cv2.RANSAC, 3.0)
     if h is None or not np.isfinite(h).all() or abs(np.linalg.det(h[:2, :2])) < 1e-6 or not plausible_homography(h, q_shape, c_shape):
-        return scale, 0
+        return _rescale(q_shape, c_shape), 0
     return h, int(mask.sum())
+
+
+def _rescale(q_shape: tuple[int, ...], c_shape: tuple[int, ...]) -> np.ndarray:
+    """The candidate frame stretched onto the query's: the stand-in when no homography holds."""
+    return np.diag([q_shape[1] / c_shape[1], q_shape[0] / c_shape[0], 1.0])
 
 
 def count_inliers(fq: SiftFeatures, fc: SiftFeatures, q_shape: tuple[int, ...], c_shape: tuple[int, ...]) -> int:
