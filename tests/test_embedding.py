@@ -112,3 +112,46 @@ def test_device_setting_reaches_every_network() -> None:
     if reranker is not None and change is not None:
         assert reranker.to(cpu).device == cpu
         assert next(change.to(cpu).net.parameters()).device == cpu
+
+
+def test_cpu_networks_run_channels_last_with_unchanged_outputs() -> None:
+    """`device.place`: on a CPU every runtime wrapper keeps its convolution weights NHWC (the
+    layout oneDNN runs fastest here), and the outputs equal the NCHW ones to float rounding."""
+    from verifier.simprov.change import ChangeDetector
+    from verifier.simprov.pairs import View, align_pair
+    from verifier.simprov.regions import RegionEmbedder
+    from verifier.simprov.rerank import Reranker
+
+    def convs_nhwc(module: torch.nn.Module) -> bool:
+        weights = [m.weight for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+        # (a depthwise or 1x1 weight is both layouts at once; the 3x3 stem over RGB is not)
+        return (bool(weights) and all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
+                and any(not w.is_contiguous() for w in weights))
+
+    photo = generated_photo(5)
+    embedder = get_embedder("auto")
+    assert convs_nhwc(embedder._net)  # type: ignore[attr-defined]
+    regions = RegionEmbedder()
+    assert convs_nhwc(regions._features)
+    nhwc = (embedder.embed([photo]), regions.embed_regions([photo]))
+    embedder._net.to(memory_format=torch.contiguous_format)  # type: ignore[attr-defined]
+    regions._features.to(memory_format=torch.contiguous_format)
+    assert not convs_nhwc(embedder._net)  # type: ignore[attr-defined]
+    np.testing.assert_allclose(nhwc[0], embedder.embed([photo]), atol=1e-4)
+    np.testing.assert_allclose(nhwc[1], regions.embed_regions([photo]), atol=1e-4)
+
+    reranker, change = Reranker.packaged(), ChangeDetector.packaged()
+    if reranker is None or change is None:
+        return
+    assert convs_nhwc(reranker.psen) and convs_nhwc(change.net)
+    query = View.of(photo)
+    views = [View.of(photo.rotate(4)), View.of(generated_photo(6))]
+    vectors = get_embedder("auto").embed([photo.rotate(4), generated_photo(6)])
+    pair = align_pair(query, views[0])
+    before = reranker.psen_scores(query, views, nhwc[0][0], vectors)[0], change.raw(pair)
+    reranker.psen.to(memory_format=torch.contiguous_format)
+    change.net.to(memory_format=torch.contiguous_format)
+    after = reranker.psen_scores(query, views, nhwc[0][0], vectors)[0], change.raw(pair)
+    np.testing.assert_allclose(before[0], after[0], atol=1e-5)
+    assert before[1][0] == pytest.approx(after[1][0], abs=1e-5)
+    np.testing.assert_allclose(before[1][1], after[1][1], atol=1e-5)

@@ -16,7 +16,7 @@ import torch
 
 from verifier.simprov import catalog
 from verifier.simprov.catalog import CHANGE_ID
-from verifier.simprov.device import to_numpy
+from verifier.simprov.device import place, to_numpy
 from verifier.simprov.localise import refine_heat
 from verifier.simprov.nn.pen import ChangeNet
 from verifier.simprov.pairs import (
@@ -50,7 +50,7 @@ class ChangeResult:
 
 class ChangeDetector:
     def __init__(self, net: ChangeNet, sha256: str) -> None:
-        self.net = net.eval()
+        self.net = place(net, next(net.parameters()).device)
         self.sha256 = sha256
         self._lock = threading.Lock()
 
@@ -72,7 +72,7 @@ class ChangeDetector:
 
     def to(self, device: torch.device) -> ChangeDetector:
         with self._lock:
-            self.net = self.net.to(device)
+            self.net = place(self.net, device)
         return self
 
     def analyse(self, pair: AlignedPair, query: View, candidate: View, query_size: tuple[int, int]) -> ChangeResult:

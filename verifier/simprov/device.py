@@ -3,7 +3,8 @@
 Every runtime wrapper (embedders, PSEN + re-orderer, ChangeNet) keeps its modules on one
 device, moves its inputs there and brings results back as float32 NumPy. bf16 autocast is
 used on CUDA for the stage-1 embedding only, where its effect was measured (min cosine to
-fp32 0.997 on an H200, issue 15); the pairwise networks stay fp32."""
+fp32 0.997 on an H200, issue 15); the pairwise networks stay fp32. On a CPU the weights are
+kept channels-last (`place`)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,19 @@ def inference(device: torch.device, *, bf16: bool = False) -> Iterator[None]:
                 yield
         else:
             yield
+
+
+def place(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """`module` on `device`, in eval mode; on a CPU with its 4-D weights channels-last (NHWC),
+    which oneDNN's convolutions run much faster than NCHW for these nets (2 cores, batch 1:
+    EfficientNet-Lite0 at 256 px 20 -> 14.6 ms, 9 region crops at 128 px 39 -> 23 ms, PSEN on
+    3 pairs 33 -> 17 ms, ChangeNet 8.8 -> 6.5 ms; outputs equal to 2e-5). Inputs need no
+    conversion: a convolution follows its weight's layout. On CUDA the layout is left as it was
+    (not measured there)."""
+    module = module.to(device).eval()
+    if device.type == "cpu":
+        module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return module
 
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:

@@ -19,7 +19,7 @@ from PIL import Image
 
 from verifier.simprov import catalog
 from verifier.simprov.catalog import BACKBONE_ID, EMBED_ID, file_sha256
-from verifier.simprov.device import inference, to_numpy
+from verifier.simprov.device import inference, place, to_numpy
 from verifier.simprov.nn.efficientnet_lite import (
     LITE_MEAN,
     LITE_STD,
@@ -74,7 +74,7 @@ class _TorchEmbedder:
     def to(self, device: torch.device) -> _TorchEmbedder:
         """Run on `device` from now on (the service calls this once, at start-up)."""
         with self._lock:
-            self._net = self._net.to(device)
+            self._net = place(self._net, device)
             self.device = device
         return self
 
@@ -97,7 +97,7 @@ class BackboneEmbedder(_TorchEmbedder):
     dim: int = 1280
 
     def __post_init__(self) -> None:
-        self._net = fuse_conv_bn(BackboneGeMNet())
+        self._net = place(fuse_conv_bn(BackboneGeMNet()), self.device)
         self._lock = threading.Lock()  # torch modules are not re-entrant across threads
         self._sha: str | None = None
 
@@ -124,7 +124,7 @@ class TrainedEmbedder(_TorchEmbedder):
 
     def __post_init__(self) -> None:
         self.model_id = self.weights.stem
-        self._net = fuse_conv_bn(catalog.load_weights(self.weights, "embed"))
+        self._net = place(fuse_conv_bn(catalog.load_weights(self.weights, "embed")), self.device)
         self._lock = threading.Lock()
         self._sha = file_sha256(self.weights)
 

@@ -27,7 +27,7 @@ from PIL import Image
 
 from verifier.simprov import catalog
 from verifier.simprov.catalog import REGIONS_ID, file_sha256
-from verifier.simprov.device import to_numpy
+from verifier.simprov.device import place, to_numpy
 from verifier.simprov.embedding import BackboneGeMNet, to_tensor
 from verifier.simprov.nn.fuse import fuse_conv_bn
 from verifier.simprov.nn.whiten import Whitening
@@ -79,7 +79,7 @@ class RegionEmbedder:
 
     def __post_init__(self) -> None:
         self.model_id = self.weights.stem
-        self._features = fuse_conv_bn(RegionFeatures())
+        self._features = place(fuse_conv_bn(RegionFeatures()), torch.device("cpu"))
         self._whiten: Whitening = catalog.load_weights(self.weights, "whiten")  # type: ignore[assignment]
         self.dim = self._whiten.dim
         self._sha = file_sha256(self.weights)
@@ -91,7 +91,7 @@ class RegionEmbedder:
 
     def to(self, device: torch.device) -> RegionEmbedder:
         with self._lock:
-            self._features = self._features.to(device)
+            self._features = place(self._features, device)
             self._whiten = self._whiten.to(device)
         return self
 

@@ -33,8 +33,9 @@ import numpy as np
 import torch
 
 from verifier.simprov import catalog
+from verifier.simprov.align import MIRROR_RETRY
 from verifier.simprov.catalog import PSEN_ID, REORDER_ID
-from verifier.simprov.device import to_numpy
+from verifier.simprov.device import place, to_numpy
 from verifier.simprov.nn.pen import PSEN, Reorderer
 from verifier.simprov.pairs import AlignedPair, View, align_pair, pen_inputs
 
@@ -103,8 +104,9 @@ class Stage2Result:
 
 class Reranker:
     def __init__(self, psen: PSEN, reorderer: Reorderer, psen_sha256: str, reorder_sha256: str, policy: Stage2Policy | None = None) -> None:
-        self.psen = psen.eval()
-        self.reorderer = reorderer.eval()
+        device = next(psen.parameters()).device
+        self.psen = place(psen, device)
+        self.reorderer = place(reorderer, device)
         self.policy = policy or Stage2Policy()
         self.psen_sha256 = psen_sha256
         self.reorder_sha256 = reorder_sha256
