@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from verifier.simprov.align import (
+    MIRROR_RETRY,
     SiftFeatures,
     align_image,
     count_inliers,
@@ -159,3 +160,30 @@ def test_a_mirrored_copy_aligns_through_a_reflection() -> None:
     want = ((300 - 1) - (x + 0.5) * 300 / 384 + 0.5, (y + 0.5) * 260 / 384 - 0.5)
     assert abs(p[0] / p[2] - want[0]) < 2.0 and abs(p[1] / p[2] - want[1]) < 2.0
     assert estimate_alignment(cand, cand, flow=False).homography[0, 0] > 0  # an unmirrored copy stays unmirrored
+
+
+def test_stage2_stops_retrying_mirrored_once_a_candidate_aligned() -> None:
+    """`Reranker.psen_scores`: the mirrored query is tried on a weak candidate only until one
+    candidate has aligned well: after that a mirrored copy's original stays unaligned, and the
+    query's mirrored SIFT is never computed."""
+    from verifier.simprov.pairs import View
+    from verifier.simprov.rerank import Reranker
+
+    reranker = Reranker.packaged()
+    if reranker is None:
+        pytest.skip("PSEN is not shipped")
+    original = Image.fromarray(skdata.chelsea()).convert("RGB")  # no symmetry for plain SIFT to fit mirrored
+    q_img = Image.fromarray(np.ascontiguousarray(np.asarray(original.resize((300, 260)))[:, ::-1]))  # a mirrored copy
+    orig = View.of(original)  # aligns with the query only mirrored
+    same = View.of(q_img.crop((20, 10, 290, 250)))  # aligns plainly
+    eq, ecs = np.zeros(256, np.float32), np.zeros((2, 256), np.float32)
+
+    query = View.of(q_img)
+    _, pairs = reranker.psen_scores(query, [orig, same], eq, ecs)  # nothing aligned yet: the original is retried
+    assert pairs[0].alignment.inliers >= 30 and pairs[0].alignment.homography[0, 0] < 0  # a reflection
+    assert pairs[1].alignment.inliers >= 30 and query._mirrored
+
+    query = View.of(q_img)
+    _, pairs = reranker.psen_scores(query, [same, orig], eq, ecs)
+    assert pairs[0].alignment.inliers >= 30 and pairs[1].alignment.inliers < MIRROR_RETRY
+    assert not query._mirrored  # its mirrored SIFT was never computed

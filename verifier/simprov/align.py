@@ -165,18 +165,20 @@ def estimate_alignment(
     query_feats: SiftFeatures | None = None,
     cand_feats: SiftFeatures | None = None,
     query_mirrored: Callable[[], SiftFeatures] | None = None,
+    mirror: bool = True,
 ) -> Alignment:
     """Map every candidate pixel to the query: homography, then DIS flow on the residual.
     Precomputed SIFT features (e.g. the candidate's, cached at registration) skip detection.
     When the homography is weak (< MIRROR_RETRY inliers), the query is also tried mirrored (`query_mirrored` supplies its
     features, e.g. cached on the query's view; computed here otherwise): a mirrored copy then
-    aligns through a reflecting homography."""
+    aligns through a reflecting homography. `mirror=False` skips that retry (stage 2 does once
+    another candidate has aligned well)."""
     q, c = _grey(query), _grey(candidate)
     hc, wc = c.shape
     fq = query_feats if query_feats is not None else sift_features(q)
     fc = cand_feats if cand_feats is not None else sift_features(c)
     h, inliers = _homography(fq, fc, q.shape, c.shape)
-    if inliers < MIRROR_RETRY:
+    if mirror and inliers < MIRROR_RETRY:
         fm = query_mirrored() if query_mirrored is not None else mirrored_sift(q)
         hm, mirrored_inliers = _homography(fm, fc, q.shape, c.shape)
         if mirrored_inliers >= MIN_INLIERS and mirrored_inliers > inliers:  # a fit by the aligner's own bar

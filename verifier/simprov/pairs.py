@@ -91,9 +91,11 @@ def _to_u8(x: torch.Tensor) -> np.ndarray:  # (3, S, S) [0, 1] -> (S, S, 3) uint
     return (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
 
 
-def align_pair(query: View, candidate: View) -> AlignedPair:
+def align_pair(query: View, candidate: View, mirror: bool = True) -> AlignedPair:
+    """The query aligned into the candidate's frame (`mirror`: whether a weak fit is retried
+    with the mirrored query, `align.estimate_alignment`)."""
     a = estimate_alignment(query.image, candidate.image, query_feats=query.features, cand_feats=candidate.features,
-                           query_mirrored=query.mirrored_features)
+                           query_mirrored=query.mirrored_features, mirror=mirror)
     q = torch.tensor(query.image).permute(2, 0, 1).float()[None] / 255
     ones = torch.ones(1, 1, *query.image.shape[:2])
     with torch.no_grad():

@@ -127,8 +127,8 @@ class Reranker:
 
     def to(self, device: torch.device) -> Reranker:
         with self._lock:
-            self.psen = self.psen.to(device)
-            self.reorderer = self.reorderer.to(device)
+            self.psen = place(self.psen, device)
+            self.reorderer = place(self.reorderer, device)
         return self
 
     def with_policy(self, policy: Stage2Policy) -> Reranker:
@@ -140,7 +140,15 @@ class Reranker:
         return select_for_psen(cosines, threshold, self.policy)
 
     def psen_scores(self, query: View, views: list[View], eq: np.ndarray, ecs: np.ndarray) -> tuple[np.ndarray, list[AlignedPair]]:
-        pairs = [align_pair(query, v) for v in views]
+        """PSEN's P(same image) for the query against each view, with the aligned pairs. Views
+        come best stage-1 first; once one aligns well (MIRROR_RETRY inliers) the rest are not
+        retried mirrored: an unrelated candidate's weak fit would otherwise cost the mirrored
+        query's SIFT (~10 ms) on most manipulated queries, whose original has already aligned."""
+        pairs: list[AlignedPair] = []
+        aligned = False
+        for v in views:
+            pairs.append(align_pair(query, v, mirror=not aligned))
+            aligned = aligned or pairs[-1].alignment.inliers >= MIRROR_RETRY
         if not pairs:
             return np.zeros(0, np.float32), []
         q, c = pen_inputs(np.stack([p.query for p in pairs]), np.stack([p.valid for p in pairs]), np.stack([p.candidate for p in pairs]))
