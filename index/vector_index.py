@@ -113,6 +113,18 @@ class VectorIndex:
             scores, ids = self._index.search(queries, min(k, len(self)))
         return [[SearchHit(int(i), float(s)) for s, i in zip(srow, irow) if i != -1] for srow, irow in zip(scores, ids)]
 
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray | None:
+        """The stored vectors (N, dim) of these ids, exactly as added, while the index is exact
+        (IVF-PQ keeps only codes: None); None too when any id is not held."""
+        ids = np.ascontiguousarray(ids, np.int64).reshape(-1)
+        with self._lock:
+            if self.kind != "exact":
+                return None
+            try:
+                return self._index.reconstruct_batch(ids) if len(ids) else np.zeros((0, self.dim), np.float32)
+            except RuntimeError:  # an id not held (removed meanwhile)
+                return None
+
     # -- persistence --------------------------------------------------------------------
 
     def save(self, path: Path, meta: dict[str, object]) -> None:

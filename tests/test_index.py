@@ -37,6 +37,10 @@ def test_exact_add_search_remove() -> None:
     many = index.search_many(vecs[[1, 2, 3]], 4)  # one call, the same answers as one by one
     assert [[h.id for h in row] for row in many] == [[h.id for h in index.search(v, 4)] for v in vecs[[1, 2, 3]]]
     assert VectorIndex(16).search_many(vecs[:2], 3) == [[], []]
+    # the held vectors, exactly as added (stage 2 reads them from here while the index is exact)
+    assert np.array_equal(index.reconstruct(np.array([120, 101])), vecs[[7, 1]])
+    assert index.reconstruct(np.array([101, 107])) is None  # 107 was removed
+    assert index.reconstruct(np.zeros(0, np.int64)).shape == (0, 16)
 
 
 def test_ivfpq_switch_and_recall(tmp_path: Path) -> None:
@@ -59,6 +63,7 @@ def test_ivfpq_switch_and_recall(tmp_path: Path) -> None:
     assert again.load(path)["model_id"] == "m"
     assert again.kind == "ivfpq" and len(again) == n
     assert [h.id for h in again.search(queries[3], 5)] == [h.id for h in index.search(queries[3], 5)]
+    assert index.reconstruct(np.array([3])) is None  # codes only: the vectors come from the database
 
 
 def test_half_written_save_is_ignored(tmp_path: Path) -> None:
@@ -149,6 +154,32 @@ def test_an_ivfpq_shortlist_is_rescored_with_the_stored_vectors(registered_servi
         service.search.top_k, service.search.rescore = top_k, rescore
     finally:
         main.index = real
+
+
+def test_stage2_vectors_come_from_the_exact_index_or_the_database(registered_service) -> None:  # type: ignore[no-untyped-def]
+    """`ModelIndex.vectors_for`: the exact index's copies equal the stored vectors bit for bit; an
+    original this process does not hold (another replica's, not yet followed) comes from the
+    database, one with no vector at all as zeros."""
+    import uuid
+
+    service, _, ids = registered_service
+    main = service.search.main
+    stored = service.search.store.vectors_for(main.model_id, main.row_dim, ids)
+    assert main.index.kind == "exact"
+    calls: list[int] = []
+    read = main.store.vectors_for
+    main.store.vectors_for = lambda *a: calls.append(1) or read(*a)  # type: ignore[method-assign]
+    try:
+        assert np.array_equal(service.search.vectors_for(ids), stored) and not calls  # from memory
+        row = main._row_of[ids[0]]
+        main.forget(ids[0])
+        got = service.search.vectors_for([ids[0], ids[1], uuid.uuid4()])
+        assert calls and np.array_equal(got[:2], stored[:2]) and not got[2].any()
+        main.adopt([(row, ids[0])])
+        calls.clear()
+        assert np.array_equal(service.search.vectors_for(ids), stored) and not calls
+    finally:
+        del main.store.vectors_for
 
 
 def test_rebuild_command(registered_service, settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]

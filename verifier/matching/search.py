@@ -197,7 +197,16 @@ class ModelIndex:
         return dict(sorted(best.items(), key=lambda kv: -kv[1]))
 
     def vectors_for(self, original_ids: list[uuid.UUID]) -> np.ndarray:
-        """(N, per_row, dim) in the order asked (zeros where an original has none)."""
+        """(N, per_row, dim) in the order asked (zeros where an original has none). While the
+        index is exact it holds these very vectors, so they come from memory (~0.1 ms instead of a
+        database read of ~3 ms for stage 2's ten); from IVF-PQ on, or when an original is not
+        held here (added by another process, not yet followed), from PostgreSQL."""
+        with self._lock:
+            rows = [self._row_of.get(oid) for oid in original_ids]
+        if self.index.kind == "exact" and all(r is not None for r in rows):
+            held = self.index.reconstruct(self._faiss_ids(np.array(rows, np.int64)))
+            if held is not None:
+                return held.reshape(len(original_ids), self.per_row, self.dim)
         flat = self.store.vectors_for(self.model_id, self.row_dim, original_ids)
         return flat.reshape(len(original_ids), self.per_row, self.dim)
 
