@@ -134,14 +134,20 @@ def test_reembed_on_ray_rewrites_every_vector_and_every_process_follows(
         paths = _archive(tmp_path / "archive", signer)[:3]
         results = service.registry.register_batch([(p.read_bytes(), None) for p in paths], pub)
         ids = [r.original.id for r in results]  # type: ignore[union-attr]
-        before = service.search.vectors_for(ids)
+        main = service.search.main
+
+        def stored() -> np.ndarray:  # the database's rows (search serves an exact index's from memory)
+            return service.search.store.vectors_for(main.model_id, main.row_dim, ids)
+
+        before = stored()
         with service.db.session() as session:  # vectors of an older model: to be replaced
             session.execute(update(Embedding).values(vector=np.zeros(256, np.float32).tobytes())
                             .where(Embedding.model_id == service.search.embedder.model_id))
-        assert not service.search.vectors_for(ids).any()
+        assert not stored().any()
         result = run_reembed(service, batch=2, workers=1)
         assert result["reembedded"] == 3 and result["failed"] == 0
-        np.testing.assert_allclose(service.search.vectors_for(ids), before, atol=1e-5)
+        np.testing.assert_allclose(stored(), before, atol=1e-5)
+        np.testing.assert_allclose(service.search.vectors_for(ids), before, atol=1e-5)  # and the rebuilt index
         with service.db.session() as session:
             assert session.scalars(select(RegistryChange.action).order_by(RegistryChange.id.desc())).first() == "rebuild"
     finally:
