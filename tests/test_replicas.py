@@ -60,6 +60,8 @@ def test_two_services_on_one_database_follow_each_other(tmp_path: Path, database
         original = a.registry.register(data, publisher.id, OriginalMetadata()).original
         assert original.id in a.search.indexed_originals()
         waited = _within(2.0, lambda: original.id in b.search.indexed_originals())
+        if b.matcher.local is not None:  # B's local-feature index follows too, before any vote asks for it
+            _within(2.0, lambda: original.id in b.matcher.local)
         report = b.pipeline.verify(_stripped(data)).report
         assert report["match"]["original_id"] == str(original.id), waited
 
@@ -75,6 +77,8 @@ def test_two_services_on_one_database_follow_each_other(tmp_path: Path, database
         # a delete in A: B stops finding it
         a.registry.delete(original.id, publisher.id)
         _within(2.0, lambda: original.id not in b.search.indexed_originals())
+        if b.matcher.local is not None:
+            _within(2.0, lambda: original.id not in b.matcher.local)
         assert b.pipeline.verify(_stripped(data)).report["match"] is None
     finally:
         a.close()

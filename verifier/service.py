@@ -12,6 +12,7 @@ from PIL import Image
 
 from verifier.matching.follower import RegistryFollower
 from verifier.matching.indexer import SearchIndexer
+from verifier.matching.local import LocalSearch
 from verifier.matching.matcher import Matcher
 from verifier.matching.search import ProvenanceSearch, Stage1Vectors
 from verifier.matching.views import CandidateViews
@@ -77,12 +78,19 @@ class Service:
             )
             views = CandidateViews(settings.views_dir, settings.views_cache_size, settings.views_store)
             reranker, change = _pairwise_stages(settings)
+            local = LocalSearch(views, min_votes=settings.local_min_votes, path=settings.index_dir / "local-sift.npz") \
+                if settings.local_votes else None
             matcher = Matcher(originals, search, views, reranker.to(device) if reranker else None,
-                              change.to(device) if change else None, min_inliers=settings.stage2_min_inliers)
+                              change.to(device) if change else None, min_inliers=settings.stage2_min_inliers, local=local)
             registry = Registry(settings, originals, SearchIndexer(search, views, matcher))
-            follower = RegistryFollower(db, search, views, settings.follow_interval_s)
+            local_sync = (lambda: local.sync(search.indexed_originals(), matcher.loader)) if local is not None else None
+            follower = RegistryFollower(db, search, views, settings.follow_interval_s, on_change=local_sync)
             after = follower.position()  # before loading: a change committed meanwhile is replayed, not lost
             search.load(originals.image)
+            if matcher.local is not None:  # loaded and caught up now, not inside the first request that needs it
+                matcher.local.load()
+                matcher.local.sync(search.indexed_originals(), matcher.loader)
+                matcher.local.save()
             keys = KeyRing(settings.keys_dir, settings.report_signing_key_file)
             keys.current()  # create the first key now, not inside a request
             pipeline = VerificationPipeline(settings, matcher, ReportStore(db), keys)
@@ -102,6 +110,8 @@ class Service:
             self.follower.stop()
         try:
             self.search.save()
+            if self.matcher.local is not None:
+                self.matcher.local.save()
         finally:
             self.db.close()
 

@@ -98,6 +98,12 @@ class Settings(BaseSettings):
                                "BENCHMARKS.md, 'Geometric screen', has the measurement.")
     stage2_screen_min_inliers: int = Field(default=16, ge=1, le=1000, description="RANSAC inliers a screened "
                                            "candidate needs to be promoted (at least stage2_min_inliers).")
+    local_votes: bool = Field(default=True, description="When stage 1 has no match, the query's SIFT descriptors vote "
+                              "for registered originals (an index of every original's descriptors, built from the views "
+                              "at start-up); those with local_min_votes join stage 1's candidates for stage 2 to judge. "
+                              "Finds the original of a small piece pasted into another photo. BENCHMARKS.md, 'Local-feature "
+                              "votes', has the measurement and the memory it costs.")
+    local_min_votes: int = Field(default=5, ge=1, le=10_000, description="Votes an original needs to join the candidates.")
     pairwise_stages: bool = Field(default=True, description="Run SImProv stages 2-3 when their weights ship.")
     views_cache_size: int = Field(default=512, ge=0, description="Originals' stage 2-3 views kept in memory.")
     views_store: Literal["full", "image", "none"] = Field(

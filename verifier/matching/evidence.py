@@ -31,6 +31,8 @@ class SearchOutcome:
     threshold: float  # on `Candidate.score`
     query_vector: np.ndarray | None = None  # the global embedding of the query
     cosine_threshold: float | None = None  # the global model's calibrated threshold (stage 2's skip rules)
+    query_regions: np.ndarray | None = None  # (R, D) the query's region vectors, when the region model runs
+    voted: int = 0  # candidates that only the local-feature vote found (`matching.local`)
 
     def index_of(self, original_id: uuid.UUID) -> int | None:
         return next((i for i, c in enumerate(self.candidates) if c.original_id == original_id), None)

@@ -13,6 +13,7 @@ import logging
 import select
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import func
@@ -31,8 +32,9 @@ BATCH = 5000
 
 class RegistryFollower:
     def __init__(self, db: Database, search: ProvenanceSearch, views: CandidateViews | None = None,
-                 interval_s: float = 0.5) -> None:
+                 interval_s: float = 0.5, on_change: Callable[[], object] | None = None) -> None:
         self.db = db
+        self.on_change = on_change  # after changes from other processes were applied (the local-feature index's sync)
         self.search = search
         self.views = views
         self.interval_s = interval_s
@@ -92,6 +94,8 @@ class RegistryFollower:
                 done = self.catch_up()
                 if any(done.values()):
                     log.info("registry changes applied: %s (up to change %d)", done, self.last)
+                    if self.on_change is not None:
+                        self.on_change()
                 if failures:
                     log.warning("following registry changes again after %d failed attempts", failures)
                 failures = 0

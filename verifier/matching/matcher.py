@@ -22,6 +22,7 @@ from PIL import Image
 from verifier.errors import NotFound
 from verifier.images import load_stored
 from verifier.matching.evidence import Evidence, ModelInfo, Related, SearchOutcome
+from verifier.matching.local import LocalSearch
 from verifier.matching.search import ProvenanceSearch, Stage1Vectors
 from verifier.matching.views import CandidateViews
 from verifier.simprov import catalog
@@ -68,8 +69,10 @@ class Matcher:
         reranker: Reranker | None = None,
         change: ChangeDetector | None = None,
         min_inliers: int = 0,
+        local: LocalSearch | None = None,
     ) -> None:
         self.originals = originals
+        self.local = local if (views and reranker and change) else None  # its finds need stage 2 to judge them
         self.min_inliers = min_inliers
         self.search = search
         self.views = views
@@ -110,6 +113,8 @@ class Matcher:
             related = [Related(o, _relation(o, exact), 1.0) for o in self.originals.all_by_sha256(sha256) if o.id != exact.id]
         elif self.reranker is not None and outcome.candidates:
             query_view = View.of(image)
+            outcome = self.with_votes(query_view, outcome)
+            clock.lap("stage1_votes")
             stage2 = self.rerank(query_view, outcome)
             clock.lap("stage2")
             if stage2.choice is not None:
@@ -146,7 +151,9 @@ class Matcher:
                 found[oid] = max(found.get(oid, 0.0), min(0.99, float(p)))
 
         if self.reranker is not None and outcome.candidates:
-            stage2 = self.rerank(View.of(image), outcome)
+            query_view = View.of(image)
+            outcome = self.with_votes(query_view, outcome)
+            stage2 = self.rerank(query_view, outcome)
             if stage2.choice is not None:
                 for i, p in stage2.psen.items():
                     if p >= SAME_CONTENT or i == stage2.choice:
@@ -180,6 +187,15 @@ class Matcher:
         # A refusal needs both to agree: the re-orderer found a match and PSEN calls it the same image.
         same = sorted((i for i, p in stage2.psen.items() if p >= SAME_CONTENT), key=lambda i: (i != stage2.choice, -stage2.psen[i]))
         return [outcome.candidates[i].original_id for i in same]
+
+    def with_votes(self, query_view: View, outcome: SearchOutcome) -> SearchOutcome:
+        """Stage 1 plus the local-feature vote (`matching.local`) when stage 1 has no match: the
+        originals the query's SIFT descriptors vote for join the candidates."""
+        if self.local is None or outcome.match is not None:
+            return outcome
+        self.local.sync(self.search.indexed_originals(), self.loader, wait=False)
+        found = self.local.vote(query_view, {c.original_id for c in outcome.candidates})
+        return self.search.include(outcome, found) if found else outcome
 
     def _first_registration(self, outcome: SearchOutcome, stage2: Stage2Result) -> tuple[Original | None, list[Related]]:
         """The re-orderer's choice, unless an earlier registration of the same content looks
@@ -232,7 +248,7 @@ class Matcher:
             if i in result.pairs:
                 continue
             try:
-                feats.append(self.views.features(ids[i], self._loader(ids[i])))  # type: ignore[union-attr]
+                feats.append(self.views.features(ids[i], self.loader(ids[i])))  # type: ignore[union-attr]
             except NotFound:  # deleted since the search
                 continue
             todo.append(i)
@@ -272,9 +288,10 @@ class Matcher:
         """An original's stage 2-3 view (working image + SIFT), from the cache or computed."""
         if self.views is None:
             raise ValueError("stages 2-3 are off: no candidate views")
-        return self.views.get(original_id, self._loader(original_id))
+        return self.views.get(original_id, self.loader(original_id))
 
-    def _loader(self, original_id: uuid.UUID) -> Callable[[], Image.Image]:
+    def loader(self, original_id: uuid.UUID) -> Callable[[], Image.Image]:
+        """How to load an original's image, for a view computed on demand."""
         return lambda: self.originals.image(self.originals.get(original_id))
 
     def _stage3(self, image: Image.Image, query_view: View, original: Original, original_image: Image.Image,

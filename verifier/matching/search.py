@@ -379,14 +379,42 @@ class ProvenanceSearch:
         """Stage 1 for `img`; `vectors` = its embeddings when already computed (ingest)."""
         vector = vectors.vector if vectors is not None else self._embed_global(img)
         cosines = self._global(vector, self.top_k)
+        query_regions = None
         if self.regions is None:
             candidates = [Candidate(oid, s, s) for oid, s in cosines.items()]
         else:
-            regions = vectors.regions if vectors is not None else None
-            candidates = self._search_regions(img, vector, cosines, regions)
+            assert self.region_embedder is not None
+            r = self.region_embedder
+            query_regions = vectors.regions.reshape(r.regions, -1) if vectors is not None and vectors.regions is not None \
+                else r.embed_regions([img])[0]  # (R, D)
+            candidates = self._search_regions(query_regions, vector, cosines)
+        return self._outcome(candidates, vector, query_regions)
+
+    def _outcome(self, candidates: list[Candidate], vector: np.ndarray, query_regions: np.ndarray | None, voted: int = 0) -> SearchOutcome:
         top = candidates[0] if candidates else None
         match = top if top is not None and top.score >= self.decision_threshold else None
-        return SearchOutcome(self.method, candidates, match, self.decision_threshold, vector, self.calibration.threshold)
+        method = f"{self.method}+sift-votes" if voted else self.method  # the report names what found its candidates
+        return SearchOutcome(method, candidates, match, self.decision_threshold, vector, self.calibration.threshold,
+                             query_regions, voted)
+
+    def include(self, outcome: SearchOutcome, original_ids: list[uuid.UUID]) -> SearchOutcome:
+        """`outcome` with these originals among its candidates (the local-feature vote's finds),
+        scored as stage 1 scores any candidate, in place of the lowest-scored ones: the list keeps
+        its length and its best-first order, and the match is decided again."""
+        assert outcome.query_vector is not None
+        have = {c.original_id for c in outcome.candidates}
+        new = [oid for oid in dict.fromkeys(original_ids) if oid not in have][: self.top_k]
+        if not new:
+            return outcome
+        cosines = (self.vectors_for(new) @ outcome.query_vector).tolist()
+        if self.regions is not None and outcome.query_regions is not None:
+            scores = fused_scores(outcome.query_regions, self.regions.vectors_for(new)).tolist()
+        else:
+            scores = cosines
+        added = [Candidate(oid, float(s), float(c)) for oid, s, c in zip(new, scores, cosines, strict=True)]
+        kept = outcome.candidates[: max(0, self.top_k - len(added))]
+        candidates = sorted([*kept, *added], key=lambda c: -c.score)
+        return self._outcome(candidates, outcome.query_vector, outcome.query_regions, outcome.voted + len(added))
 
     def _global(self, vector: np.ndarray, k: int) -> dict[uuid.UUID, float]:
         """The global index's k nearest originals by cosine, best first. Once the index is IVF-PQ
@@ -411,11 +439,9 @@ class ProvenanceSearch:
         vector = vector.astype(np.float32)
         return list(self._global(vector, k).items())
 
-    def _search_regions(self, img: Image.Image, vector: np.ndarray, cosines: dict[uuid.UUID, float],
-                        regions: np.ndarray | None = None) -> list[Candidate]:
-        assert self.regions is not None and self.region_embedder is not None
-        r = self.region_embedder
-        query = regions.reshape(r.regions, -1) if regions is not None else r.embed_regions([img])[0]  # (R, D)
+    def _search_regions(self, query: np.ndarray, vector: np.ndarray, cosines: dict[uuid.UUID, float]) -> list[Candidate]:
+        """query: the query's region vectors (R, D)."""
+        assert self.regions is not None
         by_region = self.regions.search(query, self.top_k)
         pool = self.regions.holding(list(dict.fromkeys([*list(by_region)[: self.top_k], *cosines])))
         fused = fused_scores(query, self.regions.vectors_for(pool))

@@ -1,0 +1,176 @@
+"""Stage 1's third source of candidates: local-feature votes (`index.LocalFeatureIndex`).
+
+When neither the global nor the region vectors give stage 1 a match, the query's SIFT
+descriptors (as computed for stage 2, plus the mirrored query's) vote for the registered
+originals they match; originals with `min_votes` votes that stage 1 did not list join its
+candidates (`ProvenanceSearch.include`), where stage 2 and its geometric screen judge them like
+any other. Measured on the families benchmark's transplant queries (a piece of the original
+inside another photo, BENCHMARKS.md): the true original was outside stage 1's top 100 for 9 of
+60 and first by votes for all 60.
+
+The index holds the descriptors of the candidate views (`CandidateViews`), keyed by a small
+integer per original, and follows the registry lazily: `sync` adds the originals search holds
+and drops the ones it no longer does, so registrations, deletions and other replicas' changes
+reach it before the next vote without hooks of their own. It is saved whole at shutdown and
+after a build (`save`, one file replaced atomically) and loaded at start-up; what changed since
+is caught up from the views by the next `sync` (derived data, like the views themselves: a
+missing or unreadable file costs a rebuild, never a wrong vote).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import uuid
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from index import LocalFeatureIndex
+from verifier.errors import NotFound
+from verifier.fsutil import atomic_write
+from verifier.matching.views import CandidateViews
+from verifier.simprov.pairs import View
+
+log = logging.getLogger(__name__)
+
+Loader = Callable[[uuid.UUID], Callable[[], Image.Image]]
+
+
+FORMAT = "local-v1"
+
+
+class LocalSearch:
+    def __init__(self, views: CandidateViews, index: LocalFeatureIndex | None = None, *, min_votes: int = 5,
+                 max_added: int = 10, ratio: float = 0.7, path: Path | None = None) -> None:
+        self.views = views
+        self.path = path
+        self.index = index or LocalFeatureIndex()
+        self.min_votes, self.max_added, self.ratio = min_votes, max_added, ratio
+        self._key: dict[uuid.UUID, int] = {}
+        self._owner: dict[int, uuid.UUID] = {}
+        self._next = 0
+        self._dirty = False  # changed since the last save
+        self._lock = threading.Lock()  # the maps
+        self._sync = threading.Lock()  # one sync at a time (a build reads every view)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._key)
+
+    def __contains__(self, original_id: object) -> bool:
+        with self._lock:
+            return original_id in self._key
+
+    def sync(self, known: set[uuid.UUID], loader: Loader, *, wait: bool = True) -> tuple[int, int]:
+        """Hold exactly the originals in `known` (those stage 1 can return); (added, removed).
+        `wait=False` (a request about to vote) returns (0, 0) at once while another sync runs,
+        e.g. the follower's after a bulk ingest elsewhere: the vote uses what is held."""
+        if not self._sync.acquire(blocking=wait):
+            return 0, 0
+        try:
+            return self._sync_locked(known, loader)
+        finally:
+            self._sync.release()
+
+    def _sync_locked(self, known: set[uuid.UUID], loader: Loader) -> tuple[int, int]:
+        with self._lock:
+            missing = [oid for oid in known if oid not in self._key]
+            gone = [oid for oid in self._key if oid not in known]
+        for oid in gone:
+            with self._lock:
+                key = self._key.pop(oid)
+                self._owner.pop(key, None)
+                self._dirty = True
+            self.index.remove(key)
+        if not missing:
+            return 0, len(gone)
+        found = self._descriptors(sorted(missing, key=str), loader)
+        with self._lock:
+            keyed = []
+            for oid, d in found:
+                self._key[oid] = self._next
+                self._owner[self._next] = oid
+                keyed.append((self._next, d))
+                self._next += 1
+            self._dirty = True
+        if len(self.index) == 0 or self.index.needs_upgrade() or self._upgrades(keyed):
+            new = {oid for oid, _ in found}
+            with self._lock:
+                held = [oid for oid in self._key if oid not in new]
+            keyed += [(self._key[oid], d) for oid, d in self._descriptors(held, loader)]
+            self.index.build(keyed)
+            self.save()
+            log.info("local-feature index: %d originals, %d descriptors, %s", len(self), len(self.index), self.index.kind)
+        else:
+            for key, d in keyed:
+                self.index.add(key, d)
+        return len(found), len(gone)
+
+    def save(self) -> None:
+        """Index and key map in one file (a reader sees the old pair or the new one), when
+        anything changed since the last save."""
+        if self.path is None:
+            return
+        with self._lock:
+            if not self._dirty and self.path.exists():
+                return
+            self._dirty = False
+            keys = np.array(list(self._owner), np.int64)
+            owners = np.array([str(self._owner[k]) for k in keys.tolist()])
+            blob = self.index.serialize()  # under the map's lock: the pair is consistent
+            nxt = self._next
+        buf = io.BytesIO()
+        np.savez(buf, format=np.array(FORMAT), index=blob, keys=keys, owners=owners, next=np.array(nxt))
+        atomic_write(self.path, buf.getvalue())
+
+    def load(self) -> bool:
+        """Restore what `save` wrote; False (and empty) when there is nothing usable."""
+        if self.path is None:
+            return False
+        try:
+            with np.load(self.path) as z:
+                if str(z["format"]) != FORMAT:
+                    return False
+                self.index.deserialize(z["index"])
+                owners = [uuid.UUID(str(o)) for o in z["owners"]]
+                keys = z["keys"].tolist()
+                nxt = int(z["next"])
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError, KeyError, EOFError, RuntimeError, zipfile.BadZipFile) as exc:
+            log.warning("local-feature index %s unreadable (%s); rebuilding", self.path, exc)
+            self.index.build([])
+            return False
+        with self._lock:
+            self._owner = dict(zip(keys, owners, strict=True))
+            self._key = {oid: k for k, oid in self._owner.items()}
+            self._next = nxt
+        return True
+
+    def _upgrades(self, keyed: list[tuple[int, np.ndarray]]) -> bool:
+        return self.index.kind == "exact" and len(self.index) + sum(len(d) for _, d in keyed) >= self.index.ivf_threshold
+
+    def _descriptors(self, ids: list[uuid.UUID], loader: Loader) -> list[tuple[uuid.UUID, np.ndarray]]:
+        out = []
+        for oid in ids:
+            try:
+                features, _ = self.views.features(oid, loader(oid))
+            except NotFound:  # deleted meanwhile: the next sync drops it
+                continue
+            out.append((oid, features.descriptors))
+        return out
+
+    def vote(self, query: View, exclude: set[uuid.UUID]) -> list[uuid.UUID]:
+        """Originals, most votes first, with at least `min_votes` and not in `exclude` (at most
+        `max_added`). The mirrored query votes too: SIFT is not mirror-invariant."""
+        descriptors = np.concatenate([query.features.descriptors, query.mirrored_features().descriptors])
+        votes = self.index.vote(descriptors, self.ratio)
+        with self._lock:
+            ranked = [(n, self._owner.get(key)) for key, n in votes.items() if n >= self.min_votes]
+        ranked.sort(key=lambda t: (-t[0], str(t[1])))
+        return [oid for _, oid in ranked if oid is not None and oid not in exclude][: self.max_added]
