@@ -8,10 +8,13 @@ descriptor looks up its nearest registered descriptors; when the nearest beats t
 any *other* original by Lowe's ratio, that original gets a vote (a ratio test across the
 whole registry: a descriptor common to many photos votes for none).
 
-Layout: exact L2 search while small; from `ivf_threshold` descriptors on, IVF with a scalar
-quantizer (SQ8: 128 bytes per descriptor, distances close to exact on SIFT's 0..255 values)
-and `nlist` ~ 2 sqrt(N) lists (4,096 at 4M descriptors: k-means and assignment stay within
-minutes on 2 cores). FAISS id = key * KEY_STRIDE + descriptor number.
+Layout: exact L2 search while small; from `ivf_threshold` descriptors on, IVF with an HNSW
+coarse quantizer and an 8-bit scalar quantizer (SQ8: 128 bytes per descriptor, distances close
+to exact on SIFT's 0..255 values), `nlist` ~ 4 sqrt(N), 2 lists probed. Measured on the 1.4M
+descriptors of the families registry (800 query descriptors, the transplant queries): a flat
+coarse quantizer with 4 probes 46 ms and the true original first by votes for 60/60; the HNSW
+quantizer with 2 probes 24 ms, 60/60; PQ32 fast-scan codes 18 ms but 58/60.
+FAISS id = key * KEY_STRIDE + descriptor number.
 """
 
 from __future__ import annotations
@@ -26,12 +29,12 @@ KEY_STRIDE = 4096  # more than the SIFT features kept per image (2,000)
 
 
 def _nlist(n: int) -> int:
-    """A power of two near 2 sqrt(n), 256..65536."""
-    return int(min(65536, max(256, 2 ** round(np.log2(2 * np.sqrt(max(n, 1)))))))
+    """A power of two near 4 sqrt(n), 256..65536."""
+    return int(min(65536, max(256, 2 ** round(np.log2(4 * np.sqrt(max(n, 1)))))))
 
 
 class LocalFeatureIndex:
-    def __init__(self, *, ivf_threshold: int = 200_000, nprobe: int = 4, train_max: int = 200_000) -> None:
+    def __init__(self, *, ivf_threshold: int = 200_000, nprobe: int = 2, train_max: int = 200_000) -> None:
         self.ivf_threshold = ivf_threshold
         self.nprobe = nprobe
         self.train_max = train_max
@@ -75,13 +78,13 @@ class LocalFeatureIndex:
         if len(data) < self.ivf_threshold:
             return faiss.IndexIDMap2(faiss.IndexFlatL2(DIM))
         nlist = _nlist(len(data))
-        index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatL2(DIM), DIM, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_L2)
+        index = faiss.index_factory(DIM, f"IVF{nlist}_HNSW32,SQ8", faiss.METRIC_L2)
         sample = data
         take = min(self.train_max, 40 * nlist)
         if len(sample) > take:
             sample = data[np.random.default_rng(0).choice(len(data), take, replace=False)]
         index.train(np.ascontiguousarray(sample))
-        index.nprobe = self.nprobe
+        faiss.extract_index_ivf(index).nprobe = self.nprobe
         return index
 
     def serialize(self) -> np.ndarray:
@@ -94,7 +97,7 @@ class LocalFeatureIndex:
         if index.d != DIM:
             raise ValueError(f"a local-feature index has {DIM}-D descriptors, not {index.d}")
         if isinstance(faiss.downcast_index(index), faiss.IndexIVF):
-            faiss.downcast_index(index).nprobe = self.nprobe
+            faiss.extract_index_ivf(index).nprobe = self.nprobe
         with self._lock:
             self._index = index
 

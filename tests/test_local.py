@@ -74,6 +74,9 @@ def test_a_pasted_piece_finds_its_original_through_the_votes(service_with_photos
     if matcher.local is None:
         pytest.skip("stages 2-3 are not shipped")
     assert len(matcher.local) == 0  # built at start-up, when nothing was registered; it follows at the next vote
+    assert matcher.local.sync(search.indexed_originals(), matcher.loader, limit=2) == (2, 0)  # a request's share
+    with matcher.local._sync:  # another sync (the follower's) running: a request does not wait for it
+        assert matcher.local.sync(search.indexed_originals(), matcher.loader, wait=False) == (0, 0)
     host = Image.fromarray(skdata.camera()).convert("RGB").resize((640, 480))  # not registered
     piece = transplant(Image.fromarray(skdata.chelsea()).convert("RGB"), [host], random.Random(3)).image
     full = search.search(piece)

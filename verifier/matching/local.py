@@ -66,20 +66,21 @@ class LocalSearch:
         with self._lock:
             return original_id in self._key
 
-    def sync(self, known: set[uuid.UUID], loader: Loader, *, wait: bool = True) -> tuple[int, int]:
+    def sync(self, known: set[uuid.UUID], loader: Loader, *, wait: bool = True, limit: int | None = None) -> tuple[int, int]:
         """Hold exactly the originals in `known` (those stage 1 can return); (added, removed).
-        `wait=False` (a request about to vote) returns (0, 0) at once while another sync runs,
-        e.g. the follower's after a bulk ingest elsewhere: the vote uses what is held."""
+        A request about to vote passes `wait=False`, returning (0, 0) at once while another sync
+        runs (e.g. the follower's after a bulk ingest elsewhere), and a `limit` on the originals
+        it adds (each costs a view read): the vote uses what is held, the rest comes later."""
         if not self._sync.acquire(blocking=wait):
             return 0, 0
         try:
-            return self._sync_locked(known, loader)
+            return self._sync_locked(known, loader, limit)
         finally:
             self._sync.release()
 
-    def _sync_locked(self, known: set[uuid.UUID], loader: Loader) -> tuple[int, int]:
+    def _sync_locked(self, known: set[uuid.UUID], loader: Loader, limit: int | None) -> tuple[int, int]:
         with self._lock:
-            missing = [oid for oid in known if oid not in self._key]
+            missing = [oid for oid in known if oid not in self._key][:limit]
             gone = [oid for oid in self._key if oid not in known]
         for oid in gone:
             with self._lock:
