@@ -50,6 +50,9 @@ def test_descriptors_vote_for_their_image_and_shared_ones_for_none(ivf: bool) ->
 @pytest.fixture
 def service_with_photos(settings: Settings, embedder: Embedder, signer: SignerCredentials):  # type: ignore[no-untyped-def]
     service = Service.open(settings, embedder=embedder)
+    if service.follower is not None:  # these tests drive the vote index's sync themselves (test_replicas: the follower's)
+        service.follower.stop()
+        service.follower = None
     with service.db.session() as session:
         publisher, _ = create_publisher(session, "Daily Planet")
         enroll(session, publisher.id, parse_certificate(signer.chain_pem))
@@ -145,3 +148,23 @@ def test_the_vote_index_is_saved_loaded_and_caught_up(settings: Settings, embedd
             service.close()
     finally:
         LocalSearch._descriptors = original  # type: ignore[method-assign]
+
+
+def test_included_candidates_keep_the_list_length_and_order(service_with_photos) -> None:  # type: ignore[no-untyped-def]
+    """`ProvenanceSearch.include`: the voted originals take the places of the lowest-scored
+    candidates, the list stays best first, and ones already listed are not added twice."""
+    service, _, ids = service_with_photos
+    search = service.search
+    search.top_k = 3
+    query = Image.fromarray(skdata.coffee()).convert("RGB").resize((300, 200))
+    outcome = search.search(query)
+    assert len(outcome.candidates) == 3
+    listed = [c.original_id for c in outcome.candidates]
+    extra = [oid for oid in ids.values() if oid not in listed][:2]
+    got = search.include(outcome, [*extra, listed[0]])
+    assert len(got.candidates) == 3 and got.voted == 2 and got.method.endswith("+sift-votes")
+    assert [c.original_id for c in got.candidates if c.original_id in listed] == listed[:1]
+    assert set(extra) <= {c.original_id for c in got.candidates}
+    assert [c.score for c in got.candidates] == sorted((c.score for c in got.candidates), reverse=True)
+    assert got.match is None or got.match == got.candidates[0]
+    assert search.include(outcome, listed) is outcome  # nothing new: unchanged
