@@ -163,7 +163,7 @@ class LocalSearch:
                 features, _ = self.views.features(oid, loader(oid))
             except NotFound:  # deleted meanwhile: the next sync drops it
                 continue
-            out.append((oid, features.descriptors))
+            out.append((oid, np.clip(features.descriptors, 0, 255).astype(np.uint8)))  # as the views store them; 1/4 the memory
         return out
 
     def vote(self, query: View, exclude: set[uuid.UUID]) -> list[uuid.UUID]:
