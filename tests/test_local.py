@@ -88,6 +88,11 @@ def test_a_pasted_piece_finds_its_original_through_the_votes(service_with_photos
 
     voted = matcher.with_votes(View.of(piece), missed)
     assert len(matcher.local) == len(ids) and voted.voted == 1 and voted.method.endswith("+sift-votes")
+    assert matcher.local.synced == search.main.version  # nothing changed since: the next vote skips the sync
+    sync = matcher.local.sync
+    matcher.local.sync = lambda *a, **k: pytest.fail("synced although the registry did not change")  # type: ignore[method-assign]
+    assert matcher.with_votes(View.of(piece), missed).voted == 1
+    matcher.local.sync = sync  # type: ignore[method-assign]
     assert voted.candidates == sorted(voted.candidates, key=lambda c: -c.score)  # best first, as stage 1 orders
     found = next(c for c in voted.candidates if c.original_id == ids["chelsea"])
     stage1 = next(c for c in full.candidates if c.original_id == ids["chelsea"])  # stage 1's own scores

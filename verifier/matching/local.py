@@ -10,8 +10,9 @@ inside another photo, BENCHMARKS.md): the true original was outside stage 1's to
 
 The index holds the descriptors of the candidate views (`CandidateViews`), keyed by a small
 integer per original, and follows the registry lazily: `sync` adds the originals search holds
-and drops the ones it no longer does, so registrations, deletions and other replicas' changes
-reach it before the next vote without hooks of their own. It is saved whole at shutdown and
+and drops the ones it no longer does, before a vote when search's set changed since the last
+full sync (a version number: no per-request copy of the set otherwise) and after the follower
+applied other processes' changes. It is saved whole at shutdown and
 after a build (`save`, one file replaced atomically) and loaded at start-up; what changed since
 is caught up from the views by the next `sync` (derived data, like the views themselves: a
 missing or unreadable file costs a rebuild, never a wrong vote).
@@ -55,6 +56,7 @@ class LocalSearch:
         self._owner: dict[int, uuid.UUID] = {}
         self._next = 0
         self._dirty = False  # changed since the last save
+        self.synced = -1  # search's version at the last complete sync (`Matcher.with_votes`)
         self._lock = threading.Lock()  # the maps
         self._sync = threading.Lock()  # one sync at a time (a build reads every view)
 
@@ -66,15 +68,20 @@ class LocalSearch:
         with self._lock:
             return original_id in self._key
 
-    def sync(self, known: set[uuid.UUID], loader: Loader, *, wait: bool = True, limit: int | None = None) -> tuple[int, int]:
+    def sync(self, known: set[uuid.UUID], loader: Loader, *, wait: bool = True, limit: int | None = None,
+             version: int | None = None) -> tuple[int, int]:
         """Hold exactly the originals in `known` (those stage 1 can return); (added, removed).
         A request about to vote passes `wait=False`, returning (0, 0) at once while another sync
         runs (e.g. the follower's after a bulk ingest elsewhere), and a `limit` on the originals
-        it adds (each costs a view read): the vote uses what is held, the rest comes later."""
+        it adds (each costs a view read): the vote uses what is held, the rest comes later.
+        `version` (search's, read before `known`) is recorded once nothing is left to add."""
         if not self._sync.acquire(blocking=wait):
             return 0, 0
         try:
-            return self._sync_locked(known, loader, limit)
+            added, removed = self._sync_locked(known, loader, limit)
+            if version is not None and (limit is None or added < limit):
+                self.synced = version
+            return added, removed
         finally:
             self._sync.release()
 
@@ -99,7 +106,7 @@ class LocalSearch:
                 keyed.append((self._next, d))
                 self._next += 1
             self._dirty = True
-        if len(self.index) == 0 or self.index.needs_upgrade() or self._upgrades(keyed):
+        if len(self.index) == 0 or self._upgrades(keyed):
             new = {oid for oid, _ in found}
             with self._lock:
                 held = [oid for oid in self._key if oid not in new]

@@ -196,7 +196,9 @@ class Matcher:
         originals the query's SIFT descriptors vote for join the candidates."""
         if self.local is None or outcome.match is not None:
             return outcome
-        self.local.sync(self.search.indexed_originals(), self.loader, wait=False, limit=SYNC_PER_REQUEST)
+        version, known = self.search.indexed_originals_since(self.local.synced)
+        if known is not None:
+            self.local.sync(known, self.loader, wait=False, limit=SYNC_PER_REQUEST, version=version)
         found = self.local.vote(query_view, {c.original_id for c in outcome.candidates})
         return self.search.include(outcome, found) if found else outcome
 

@@ -65,6 +65,7 @@ class ModelIndex:
         self._row_of: dict[uuid.UUID, int] = {}  # the reverse (one row per original and model)
         self._lock = threading.Lock()
         self._unsaved = 0
+        self.version = 0  # bumped whenever the set of originals held changes (the vote index's cue to sync)
 
     @property
     def row_dim(self) -> int:
@@ -86,6 +87,7 @@ class ModelIndex:
         with self._lock:
             self._owner = owners
             self._row_of = {oid: rid for rid, oid in owners.items()}
+            self.version += 1
         meta = self.index.load(self.index_path) if self.index_path else None
         if meta is None or meta.get("model_id") != self.model_id or meta.get("per_row", 1) != self.per_row:
             self.index.build(*self._rows(None))
@@ -128,6 +130,7 @@ class ModelIndex:
             self._owner[emb.id] = emb.original_id
             self._row_of[emb.original_id] = emb.id
             self._unsaved += 1
+            self.version += 1
             due = self._unsaved >= self.SAVE_EVERY
         if due:
             self.save()
@@ -140,6 +143,11 @@ class ModelIndex:
     def originals(self) -> set[uuid.UUID]:
         with self._lock:
             return set(self._row_of)
+
+    def originals_since(self, version: int) -> tuple[int, set[uuid.UUID] | None]:
+        """(the current version, the originals held, or None when nothing changed since `version`)."""
+        with self._lock:
+            return self.version, (None if version == self.version else set(self._row_of))
 
     def holding(self, original_ids: list[uuid.UUID]) -> list[uuid.UUID]:
         """Those of `original_ids` that have vectors here (a lookup each, no copy of the map)."""
@@ -164,6 +172,7 @@ class ModelIndex:
                         self._owner.pop(old, None)
                     self._owner[rid] = oid
                     self._row_of[oid] = rid
+            self.version += 1
         return len(found)
 
     def reload(self) -> int:
@@ -174,6 +183,7 @@ class ModelIndex:
         with self._lock:
             self._owner = owners
             self._row_of = {oid: rid for rid, oid in owners.items()}
+            self.version += 1
         return len(owners)
 
     def forget(self, original_id: uuid.UUID) -> None:
@@ -181,6 +191,7 @@ class ModelIndex:
             row = self._row_of.pop(original_id, None)
             if row is not None:
                 self._owner.pop(row, None)
+                self.version += 1
         if row is not None:
             self.index.remove(self._faiss_ids(np.array([row])))
 
@@ -332,6 +343,11 @@ class ProvenanceSearch:
     def indexed_originals(self) -> set[uuid.UUID]:
         """The originals that search can return now."""
         return self.main.originals()
+
+    def indexed_originals_since(self, version: int) -> tuple[int, set[uuid.UUID] | None]:
+        """`indexed_originals` with a version, None instead of the set when unchanged since `version`
+        (a caller that follows the registry skips copying 10k+ ids per request)."""
+        return self.main.originals_since(version)
 
     def forget(self, original_id: uuid.UUID) -> None:
         for ix in self._indexes():
