@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import random
 import uuid
@@ -402,8 +403,8 @@ def test_geometric_screen_promotes_a_deep_candidate_that_aligns(tmp_path: Path) 
     sample = transplant(imgs["astronaut"], [photo("camera")], random.Random(3))
     outcome, qv = outcome_for(sample.image)
 
-    def matcher(screen: int, bar: int = 16) -> Matcher:
-        policy = Stage2Policy(screen=screen, screen_min_inliers=bar)
+    def matcher(screen: int, bar: int = 16, lone: int = 0) -> Matcher:
+        policy = Stage2Policy(screen=screen, screen_min_inliers=bar, screen_lone_min_inliers=lone)
         return Matcher(originals, search, views, reranker.with_policy(policy), object(), min_inliers=8)  # type: ignore[arg-type]
 
     off = matcher(0).rerank(qv, outcome)
@@ -413,6 +414,62 @@ def test_geometric_screen_promotes_a_deep_candidate_that_aligns(tmp_path: Path) 
     assert on.screened[5] >= 16 and on.pairs[5].alignment.inliers >= 16 and on.psen[5] >= 0.5
     high_bar = matcher(30, bar=on.screened[5] + 1).rerank(qv, outcome)
     assert high_bar.choice is None and not high_bar.promoted  # the screen's own bar holds
+    assert matcher(30, bar=on.screened[5] + 1, lone=8).rerank(qv, outcome).choice is None  # no vote for it
+    supported = dataclasses.replace(outcome, supported=frozenset({ids["astronaut"]}))
+    alone = matcher(30, bar=on.screened[5] + 1, lone=8).rerank(qv, supported)
+    assert alone.promoted and alone.choice == 5  # ... unless it is the only candidate that aligns, and voted for
+    too_few = matcher(30, bar=on.screened[5] + 1, lone=on.screened[5] + 1).rerank(qv, supported)
+    assert too_few.choice is None
     assert set(on.screened) <= set(range(3, len(order)))  # only candidates PSEN had not seen
     unrelated, uv = outcome_for(photo("moon"))
     assert matcher(30).rerank(uv, unrelated).choice is None
+    assert matcher(30, lone=8).rerank(uv, unrelated).choice is None
+
+
+def test_a_lone_weak_fit_is_screened_only_when_nothing_else_aligns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below the screen's bar, a candidate goes to PSEN only when it is the one candidate
+    (screened, or aligned by stage 2) with the lone bar's inliers: two weak fits, or a weak fit
+    beside an aligned candidate, are the ambiguity the bar is there for."""
+    from types import SimpleNamespace
+
+    from verifier.matching import matcher as matcher_module
+    from verifier.matching.evidence import Candidate, SearchOutcome
+    from verifier.matching.matcher import Matcher
+
+    cands = [Candidate(uuid.uuid4(), 0.3 - 0.01 * i, 0.3 - 0.01 * i) for i in range(6)]
+    outcome = SearchOutcome("test", cands, None, threshold=0.9, query_vector=np.zeros(4, np.float32), cosine_threshold=0.9,
+                            supported=frozenset(c.original_id for c in cands))
+    feats = SimpleNamespace(features=lambda oid, load: ("f", (10, 10)))
+    plain: list[int] = []
+    monkeypatch.setattr(matcher_module, "screen_inliers",  # the mirrored query ("m") fits nothing
+                        lambda fq, shape, fs, bar: [0] * len(fs) if fq == "m" else [n if n >= bar else 0 for n in plain[: len(fs)]])
+    calls: list[tuple[dict[int, int], int]] = []
+
+    class Stub:
+        def __init__(self, lone: int) -> None:
+            self.policy = Stage2Policy(screen=100, screen_min_inliers=16, screen_lone_min_inliers=lone)
+
+        def promote(self, result, query, qv, screened, views, vectors, min_inliers):  # type: ignore[no-untyped-def]
+            calls.append((dict(screened), min_inliers))
+            return result
+
+    query = SimpleNamespace(features=None, image=np.zeros((10, 10, 3)), mirrored_features=lambda: "m")
+    m = Matcher(None, SimpleNamespace(vectors_for=lambda ids: np.zeros((len(ids), 4))), feats, None, None, min_inliers=8)  # type: ignore[arg-type]
+    monkeypatch.setattr(m, "view", lambda oid: None)
+
+    def screen(counts: list[int], lone: int = 8, aligned: int = 0, supported: bool = True) -> tuple[dict[int, int], int] | None:
+        plain[:] = counts
+        calls.clear()
+        pairs = {0: SimpleNamespace(alignment=SimpleNamespace(inliers=aligned))}
+        o = outcome if supported else dataclasses.replace(outcome, supported=frozenset())
+        m._screen(Stub(lone), query, o, Stage2Result(None, 0.0, 1.0, {0: 0.1}, pairs))  # type: ignore[arg-type]
+        return calls[0] if calls else None
+
+    assert screen([0, 9, 3, 0, 0]) == ({2: 9}, 8)  # the lone fit (candidate 2: 0 was aligned by stage 2)
+    assert screen([0, 9, 0, 12, 0]) is None  # two weak fits: neither
+    assert screen([0, 9, 0, 0, 0], aligned=8) is None  # stage 2 aligned another candidate that well
+    assert screen([0, 9, 0, 0, 0], lone=0) is None  # the rule off
+    assert screen([0, 9, 0, 20, 0]) == ({4: 20}, 16)  # a fit above the screen's bar goes alone, at that bar
+    assert screen([0, 7, 0, 0, 0]) is None  # below the lone bar
+    assert screen([0, 9, 0, 0, 0], supported=False) is None  # the local-feature vote did not support it
+    assert screen([0, 9, 0, 20, 0], supported=False) == ({4: 20}, 16)  # the screen's own bar needs no vote

@@ -145,5 +145,6 @@ def _pairwise_stages(settings: Settings) -> tuple[Reranker | None, ChangeDetecto
     if not settings.pairwise_stages:
         return None, None
     policy = Stage2Policy(max_pairs=settings.stage2_max_pairs, exhaustive=settings.stage2_exhaustive,
-                          screen=settings.stage2_screen, screen_min_inliers=settings.stage2_screen_min_inliers)
+                          screen=settings.stage2_screen, screen_min_inliers=settings.stage2_screen_min_inliers,
+                          screen_lone_min_inliers=settings.stage2_screen_lone_min_inliers)
     return Reranker.packaged(policy), ChangeDetector.packaged()

@@ -98,6 +98,11 @@ class Settings(BaseSettings):
                                "BENCHMARKS.md, 'Geometric screen', has the measurement.")
     stage2_screen_min_inliers: int = Field(default=16, ge=1, le=1000, description="RANSAC inliers a screened "
                                            "candidate needs to be promoted (at least stage2_min_inliers).")
+    stage2_screen_lone_min_inliers: int = Field(default=8, ge=0, le=1000, description="...or this many when it is the "
+                                                "only candidate, screened or aligned, with that many and the "
+                                                "local-feature vote (local_votes) supports it: a small piece of an "
+                                                "original pasted into another photo keeps 8-15 at the working size "
+                                                "(0: off). BENCHMARKS.md, 'A lone fit', has the measurement.")
     local_votes: bool = Field(default=True, description="When stage 1 has no match, the query's SIFT descriptors vote "
                               "for registered originals (an index of every original's descriptors, built from the views "
                               "at start-up); those with local_min_votes join stage 1's candidates for stage 2 to judge. "

@@ -9,6 +9,7 @@ in the same run.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import random
@@ -43,7 +44,7 @@ from verifier.settings import Settings, UnsignedPolicy
 from verifier.simprov import augment
 from verifier.simprov.embedding import BackboneEmbedder
 from verifier.simprov.pairs import View
-from verifier.simprov.rerank import Reranker, Stage2Policy
+from verifier.simprov.rerank import Reranker
 from verifier.storage.accounts import create_publisher, find_publisher
 from verifier.verification.pipeline import SignedReport
 
@@ -155,9 +156,7 @@ def run_bench(
         pairwise = PairwiseMeasures() if matcher.reranker is not None else None
         exhaustive: Reranker | None = None
         if compare_exhaustive and matcher.reranker is not None:
-            exhaustive = matcher.reranker.with_policy(Stage2Policy(max_pairs=matcher.reranker.policy.max_pairs, exhaustive=True,
-                                                                   screen=matcher.reranker.policy.screen,
-                                                                   screen_min_inliers=matcher.reranker.policy.screen_min_inliers))
+            exhaustive = matcher.reranker.with_policy(dataclasses.replace(matcher.reranker.policy, exhaustive=True))
         matched: dict[str, list[bool]] = defaultdict(list)
         verdicts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         timings: dict[str, list[float]] = defaultdict(list)

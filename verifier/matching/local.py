@@ -173,12 +173,17 @@ class LocalSearch:
             out.append((oid, np.clip(features.descriptors, 0, 255).astype(np.uint8)))  # as the views store them; 1/4 the memory
         return out
 
-    def vote(self, query: View, exclude: set[uuid.UUID]) -> list[uuid.UUID]:
-        """Originals, most votes first, with at least `min_votes` and not in `exclude` (at most
-        `max_added`). The mirrored query votes too: SIFT is not mirror-invariant."""
+    def tally(self, query: View) -> list[uuid.UUID]:
+        """Every original with at least `min_votes`, most votes first. The mirrored query votes
+        too: SIFT is not mirror-invariant."""
         descriptors = np.concatenate([query.features.descriptors, query.mirrored_features().descriptors])
         votes = self.index.vote(descriptors, self.ratio)
         with self._lock:
             ranked = [(n, self._owner.get(key)) for key, n in votes.items() if n >= self.min_votes]
         ranked.sort(key=lambda t: (-t[0], str(t[1])))
-        return [oid for _, oid in ranked if oid is not None and oid not in exclude][: self.max_added]
+        return [oid for _, oid in ranked if oid is not None]
+
+    def vote(self, query: View, exclude: set[uuid.UUID]) -> list[uuid.UUID]:
+        """Originals, most votes first, with at least `min_votes` and not in `exclude` (at most
+        `max_added`)."""
+        return [oid for oid in self.tally(query) if oid not in exclude][: self.max_added]

@@ -16,7 +16,12 @@ the most inliers that PSEN calls the same image becomes the match (`Reranker.pro
 on the families benchmark, a transplanted subject's original sat at stage-1 ranks 3-30 with
 20-200 inliers while every other candidate had <= 6, but the cosine rules never let PSEN see
 it. The bar is twice the matcher's gate (8): searching 100 candidates instead of 3 gives chance
-alignments more tries (a traffic light took a television's frame with 8 inliers). All 100 rather
+alignments more tries (a traffic light took a television's frame with 8 inliers). A lone fit is
+the exception (`screen_lone_min_inliers`): when exactly one candidate of all those aligned or
+screened reaches the gate's 8 inliers and the local-feature vote supports it (the matcher's
+check), it goes to PSEN too. A piece of 10-15 % of an original pasted into another photo keeps
+only 8-15 inliers at the 256-px working size; unrelated originals reach 8-11 by chance on ~1.5 %
+of unregistered photos, but without the vote's support. All 100 rather
 than 30: transplant IR@1 0.62 -> 0.73 with the same false matches on 1,300 unregistered photos,
 for ~1 ms per extra candidate on queries without an aligned match (BENCHMARKS.md).
 `verifier bench` measures the accuracy this costs (`--compare-exhaustive`; the setting
@@ -52,6 +57,7 @@ class Stage2Policy:
     exhaustive: bool = False  # evaluate max_pairs candidates regardless of the rules above
     screen: int = 100  # stage-1 candidates checked by RANSAC when no match aligned (0: off)
     screen_min_inliers: int = 16  # what a screened candidate needs to be promoted (twice the gate's bar)
+    screen_lone_min_inliers: int = 8  # ... or this many when no other candidate aligns at all (0: off)
 
 
 def select_for_psen(cosines: np.ndarray, threshold: float, policy: Stage2Policy) -> list[int]:
