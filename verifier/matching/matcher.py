@@ -254,7 +254,6 @@ class Matcher:
         assert outcome.query_vector is not None
         bar = max(r.policy.screen_min_inliers, self.min_inliers)
         lone = max(r.policy.screen_lone_min_inliers, self.min_inliers) if r.policy.screen_lone_min_inliers else bar
-        floor = min(bar, lone)
         ids = [c.original_id for c in outcome.candidates]
         todo: list[int] = []
         feats: list[tuple[SiftFeatures, tuple[int, ...]]] = []
@@ -266,6 +265,9 @@ class Matcher:
             except NotFound:  # deleted since the search
                 continue
             todo.append(i)
+        # Counting fits below the bar (RANSAC on more candidates, the mirrored pass on weak fits)
+        # only pays where a lone fit could be promoted: some screened candidate has the vote's support.
+        floor = min(bar, lone) if any(ids[i] in outcome.supported for i in todo) else bar
         counts = screen_inliers(query_view.features, query_view.image.shape, feats, floor)
         rest = [j for j, n in enumerate(counts) if n < bar]
         if rest:  # a mirrored copy aligns only with the mirrored query's features (as in the aligner)
