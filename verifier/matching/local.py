@@ -183,7 +183,11 @@ class LocalSearch:
         ranked.sort(key=lambda t: (-t[0], str(t[1])))
         return [oid for _, oid in ranked if oid is not None]
 
+    def additions(self, tallied: list[uuid.UUID], exclude: set[uuid.UUID]) -> list[uuid.UUID]:
+        """Of a `tally`, those not in `exclude` (stage 1's candidates), at most `max_added`."""
+        return [oid for oid in tallied if oid not in exclude][: self.max_added]
+
     def vote(self, query: View, exclude: set[uuid.UUID]) -> list[uuid.UUID]:
         """Originals, most votes first, with at least `min_votes` and not in `exclude` (at most
         `max_added`)."""
-        return [oid for oid in self.tally(query) if oid not in exclude][: self.max_added]
+        return self.additions(self.tally(query), exclude)

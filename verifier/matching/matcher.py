@@ -200,8 +200,7 @@ class Matcher:
         if known is not None:
             self.local.sync(known, self.loader, wait=False, limit=SYNC_PER_REQUEST, version=version)
         supported = self.local.tally(query_view)
-        listed = {c.original_id for c in outcome.candidates}
-        found = [oid for oid in supported if oid not in listed][: self.local.max_added]
+        found = self.local.additions(supported, {c.original_id for c in outcome.candidates})
         voted = self.search.include(outcome, found) if found else outcome
         return dataclasses.replace(voted, supported=frozenset(supported))
 

@@ -57,7 +57,7 @@ class Stage2Policy:
     exhaustive: bool = False  # evaluate max_pairs candidates regardless of the rules above
     screen: int = 100  # stage-1 candidates checked by RANSAC when no match aligned (0: off)
     screen_min_inliers: int = 16  # what a screened candidate needs to be promoted (twice the gate's bar)
-    screen_lone_min_inliers: int = 8  # ... or this many when no other candidate aligns at all (0: off)
+    screen_lone_min_inliers: int = 8  # ... or this many when no other candidate has as many and the vote supports it (0: off)
 
 
 def select_for_psen(cosines: np.ndarray, threshold: float, policy: Stage2Policy) -> list[int]:
