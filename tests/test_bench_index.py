@@ -13,6 +13,7 @@ import pytest
 from tests.helpers import photo_index
 from verifier.cli import main
 from verifier.evaluation.index import (
+    _build,
     _exact_ranks,
     _fill,
     _quantizer_ef,
@@ -69,21 +70,64 @@ def test_bench_index_with_a_factory(tmp_path: Path) -> None:
     assert main(["bench-index", "--photos", str(photos), "--n", "4000", "--queries", "8", "--nprobe", "4,16",
                  "--factory", "IVF16_HNSW8,PQ8", "--max-train", "3000", "--quantizer-ef", "48", "--rescore", "200", "--out", str(out)]) == 0
     r = json.loads(out.read_text())
-    assert r["n"] == 4000 and r["index"]["nlist"] == 16 and r["index"]["bytes_per_vector_codes"] == 8
-    assert r["index"]["quantizer_ef_search"] == 48
+    (index,) = r["indexes"]
+    assert r["n"] == 4000 and index["nlist"] == 16 and index["bytes_per_vector_codes"] == 8
+    assert index["quantizer_ef_search"] == 48 and index["kmeans"] == "flat" and index["train_vectors"] == 3000
+    assert sum(index["list_sizes"][k] for k in ("min", "max")) <= 4000 and index["list_sizes"]["max"] > 0
     assert r["exact"]["R@100"] >= 0.5  # benign copies of their originals, among fill fitted to 32 synthetic photos
-    assert set(r["index"]["by_nprobe"]) == {"4", "16"}
-    assert r["index"]["by_nprobe"]["16"]["R@100"] >= r["index"]["by_nprobe"]["4"]["R@100"]  # all lists probed
-    assert 0 < r["index"]["by_nprobe"]["16"]["top100_recall_vs_exact"] <= 1.5
-    rescored = r["index"]["by_nprobe"]["16"]["rescored"]
-    assert rescored["shortlist"] == 200 and rescored["R@1"] >= r["index"]["by_nprobe"]["16"]["R@1"]
+    assert set(index["by_nprobe"]) == {"4", "16"}
+    assert index["by_nprobe"]["16"]["R@100"] >= index["by_nprobe"]["4"]["R@100"]  # all lists probed
+    assert 0 < index["by_nprobe"]["16"]["top100_recall_vs_exact"] <= 1.5
+    rescored = index["by_nprobe"]["16"]["rescored"]
+    assert rescored["shortlist"] == 200 and rescored["R@1"] >= index["by_nprobe"]["16"]["R@1"]
+
+
+def test_bench_index_compares_factories_two_level_and_on_disk(tmp_path: Path) -> None:
+    """Several indexes on the same vectors in one run; a two-level trained quantizer; each index
+    again with its lists in a file, answering exactly as in memory, warm and evicted."""
+    photos = photo_index(tmp_path / "photos", ["train" if i % 2 else "test" for i in range(40)], (96, 72))
+    out, lists = tmp_path / "r.json", tmp_path / "lists"
+    assert main(["bench-index", "--photos", str(photos), "--n", "6000", "--queries", "8", "--nprobe", "8",
+                 "--factory", "IVF16,PQ8", "--factory", "IVF64_HNSW8,PQ8", "--kmeans", "two-level",
+                 "--train-per-list", "50", "--ondisk", str(lists), "--out", str(out)]) == 0
+    flat16, hnsw64 = json.loads(out.read_text())["indexes"]
+    assert (flat16["nlist"], hnsw64["nlist"]) == (16, 64) and flat16["kmeans"] == hnsw64["kmeans"] == "two-level"
+    assert (flat16["train_vectors"], hnsw64["train_vectors"]) == (800, 3200)  # 50 per list
+    assert hnsw64["list_sizes"]["empty"] < 64
+    for index in (flat16, hnsw64):
+        memory, disk = index["by_nprobe"]["8"], index["ondisk"]["by_nprobe"]["8"]
+        assert index["ondisk"]["file_bytes"] >= 6000 * 8  # every code is in the file
+        assert {k: disk[k] for k in ("R@1", "R@10", "R@100")} == {k: memory[k] for k in ("R@1", "R@10", "R@100")}
+        assert disk["cold_same_ranks"] is True and disk["cold_ms_per_query"] > 0
+    assert not list(lists.rglob("*.ivfdata"))  # the lists file goes once measured
+
+
+def test_two_level_training_gives_the_quantizer_nlist_unit_centroids() -> None:
+    rng = np.random.default_rng(2)
+    db = rng.standard_normal((8000, 16)).astype(np.float32)
+    db /= np.linalg.norm(db, axis=1, keepdims=True)
+    index, _, _, used, n_train = _build("IVF256,PQ4", db, 100_000, 0, kmeans="auto", train_per_list=20)
+    assert used == "flat" and n_train == 5120  # auto: flat below 16,384 lists
+    index, _, _, used, _ = _build("IVF256,PQ4", db, 100_000, 0, kmeans="two-level")
+    quantizer = faiss.extract_index_ivf(index).quantizer
+    centroids = quantizer.reconstruct_n(0, quantizer.ntotal)
+    assert used == "two-level" and quantizer.ntotal == 256 and index.ntotal == 8000
+    assert np.allclose(np.linalg.norm(centroids, axis=1), 1, atol=1e-5)
+    assert len(np.unique(centroids.round(4), axis=0)) == 256  # distinct centroids, not one repeated
 
 
 def test_bench_index_refuses_a_bad_factory_before_any_work(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "r.json"
     assert main(["bench-index", "--photos", str(tmp_path / "missing"), "--factory", "IVF16,,PQ99x", "--out", str(out)]) == 2
-    assert "not a FAISS index factory" in capsys.readouterr().err and not out.exists()
-    for bad in (["--quantizer-ef", "-1"], ["--rescore", "-5"], ["--max-train", "0"]):  # refused by the parser
+    assert "not a FAISS IVF index factory" in capsys.readouterr().err and not out.exists()
+    assert main(["bench-index", "--photos", str(tmp_path / "missing"), "--factory", "HNSW32", "--out", str(out)]) == 2
+    assert "not a FAISS IVF index" in capsys.readouterr().err and not out.exists()  # no lists to probe
+    full = tmp_path / "full"
+    (full / "keep").mkdir(parents=True)
+    assert main(["bench-index", "--photos", str(tmp_path / "missing"), "--ondisk", str(full), "--out", str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err and (full / "keep").exists() and not out.exists()
+    for bad in (["--quantizer-ef", "-1"], ["--rescore", "-5"], ["--max-train", "0"], ["--train-per-list", "-1"],
+                ["--kmeans", "spherical"]):  # refused by the parser
         with pytest.raises(SystemExit) as exc:
             main(["bench-index", "--photos", str(tmp_path / "missing"), *bad, "--out", str(out)])
         assert exc.value.code == 2 and not out.exists()

@@ -90,15 +90,23 @@ def cmd_bench_index(args: argparse.Namespace) -> int:
     from verifier.simprov.embedding import get_embedder
 
     command = "verifier " + " ".join(sys.argv[1:])
-    try:
-        faiss.index_factory(8 * 32, args.factory, faiss.METRIC_INNER_PRODUCT)  # fail before hours of work
-    except RuntimeError:
-        print(f"error: --factory {args.factory!r} is not a FAISS index factory string (e.g. IVF4096_HNSW32,PQ16)", file=sys.stderr)
+    factories = tuple(args.factory or ["IVF1024,PQ16"])
+    for factory in factories:
+        try:
+            index = faiss.index_factory(8 * 32, factory, faiss.METRIC_INNER_PRODUCT)  # fail before hours of work
+            faiss.extract_index_ivf(index)
+        except RuntimeError:
+            print(f"error: --factory {factory!r} is not a FAISS IVF index factory string (e.g. IVF4096_HNSW32,PQ16)",
+                  file=sys.stderr)
+            return 2
+    if args.ondisk is not None and args.ondisk.exists() and any(args.ondisk.iterdir()):
+        print(f"error: --ondisk {args.ondisk} is not empty (its files would be replaced)", file=sys.stderr)
         return 2
     results = run_bench_index(get_embedder(args.model), args.photos, n=args.n, n_queries=args.queries,
                               nprobes=[int(x) for x in args.nprobe.split(",")], seed=args.seed, command=command,
-                              factory=args.factory, max_train=args.max_train, quantizer_ef=args.quantizer_ef,
-                              rescore=args.rescore)
+                              factories=factories, max_train=args.max_train, quantizer_ef=args.quantizer_ef,
+                              rescore=args.rescore, kmeans=args.kmeans,
+                              train_per_list=args.train_per_list, ondisk=args.ondisk)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps({k: v for k, v in results.items() if k not in ("command",)}, indent=2))
@@ -208,8 +216,15 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--photos", type=Path, default=Path("../shared/datasets/photos"))
     p.add_argument("--model", default="auto")
     p.add_argument("--nprobe", default="8,16,32,64")
-    p.add_argument("--factory", default="IVF1024,PQ16",
-                   help="FAISS index_factory string (inner product), e.g. IVF4096_HNSW32,PQ16; default: the service's index")
+    p.add_argument("--factory", action="append",
+                   help="FAISS IVF index_factory string (inner product), e.g. IVF4096_HNSW32,PQ16; repeat to compare "
+                        "several on the same vectors; default: the service's index")
+    p.add_argument("--train-per-list", type=_non_negative, default=0,
+                   help="also cap the training sample at N x nlist (FAISS's k-means wants >= 39; 0: --max-train alone)")
+    p.add_argument("--kmeans", choices=("auto", "flat", "two-level"), default="auto",
+                   help="coarse quantizer training; auto: two-level from 16,384 lists on")
+    p.add_argument("--ondisk", type=Path, help="also measure each index with its inverted lists in a file in this "
+                                                  "(empty) folder, warm and evicted from the page cache")
     p.add_argument("--max-train", type=_positive, default=200_000, help="vectors the coarse quantizer and PQ are trained on")
     p.add_argument("--quantizer-ef", type=_non_negative, default=0, help="efSearch of an HNSW coarse quantizer (FAISS default 16)")
     p.add_argument("--rescore", type=_non_negative, default=0,
