@@ -4,14 +4,18 @@
 `EmbeddingStore.vectors_for`; this fills a scratch registry with N synthetic originals and one
 random vector each (incompressible, like real ones) and times that call on random shortlists.
 
-Reads are timed twice: "cold" (each shortlist's rows read for the first time since the fill,
-so from the OS page cache or disk, not PostgreSQL's buffers) and "warm" (the same shortlists
-again). The table's and its indexes' sizes come from PostgreSQL itself.
+Reads are timed three times: "cold" (each shortlist's rows read for the first time since the
+fill, so from the OS page cache or disk, not PostgreSQL's buffers), "warm" (the same shortlists
+again) and "disk" (other shortlists, with the table's, its TOAST's and its indexes' files evicted
+from the OS page cache before each read, as when the table outgrows the server's memory; only
+where this process can open the server's files, i.e. the embedded database or a server on this
+machine). The table's and its indexes' sizes come from PostgreSQL itself.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -70,6 +74,42 @@ def _sizes(db: Database) -> dict[str, int]:
     return {"embeddings_table_bytes": int(row[0]), "embeddings_indexes_bytes": int(row[1]), "originals_bytes": int(row[2])}
 
 
+def _relation_files(db: Database) -> list[Path]:
+    """The files holding `embeddings`, its TOAST table and its indexes (every 1 GB segment);
+    empty when the server's data directory is not reachable from here."""
+    with db.session() as s:
+        try:
+            root = Path(s.execute(text("SELECT current_setting('data_directory')")).scalar_one())
+        except Exception:  # noqa: BLE001 - a server that will not say (no privilege): no disk phase
+            return []
+        rel = s.execute(text(
+            "SELECT pg_relation_filepath(c.oid) FROM pg_class c WHERE c.oid = 'embeddings'::regclass "
+            "OR c.oid = (SELECT reltoastrelid FROM pg_class WHERE oid = 'embeddings'::regclass) "
+            "OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'embeddings'::regclass "
+            "OR indrelid = (SELECT reltoastrelid FROM pg_class WHERE oid = 'embeddings'::regclass))")).scalars().all()
+    files = []
+    for r in rel:
+        if r is None:
+            continue
+        base = root / r
+        files += [base] + sorted(base.parent.glob(base.name + ".[0-9]*"), key=lambda p: int(p.suffix[1:]))
+    try:
+        return [f for f in files if f.is_file() and os.access(f, os.R_OK)] if hasattr(os, "posix_fadvise") else []
+    except OSError:
+        return []
+
+
+def _evict(files: list[Path]) -> None:
+    """Drop the files' pages from the OS page cache (clean pages: no root needed); PostgreSQL's
+    own buffers (shared_buffers) keep what they hold, a small share of a table this size."""
+    for f in files:
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def _pct(xs: list[float]) -> dict[str, float]:
     a = np.asarray(xs)
     return {"p50": round(float(np.percentile(a, 50)), 2), "p95": round(float(np.percentile(a, 95)), 2),
@@ -91,9 +131,17 @@ def run_bench_store(data_dir: Path, database_url: str | None, n: int, reads: int
         fill_s = time.perf_counter() - t0
         store = EmbeddingStore(db)
         picks = [[ids[i] for i in rng.choice(n, shortlist, replace=False)] for _ in range(reads)]
-        timings: dict[str, list[float]] = {"cold": [], "warm": []}
-        for phase in ("cold", "warm"):
+        files = _relation_files(db)
+        timings: dict[str, list[float]] = {"cold": [], "warm": [], "disk": []}
+        for phase in ("cold", "warm", "disk"):
+            if phase == "disk":
+                if not files:
+                    del timings["disk"]
+                    break
+                picks = [[ids[i] for i in rng.choice(n, shortlist, replace=False)] for _ in range(reads)]
             for pick in tqdm(picks, desc=phase, unit="read"):
+                if phase == "disk":
+                    _evict(files)
                 t = time.perf_counter()
                 got = store.vectors_for(MODEL_ID, dim, pick)
                 timings[phase].append((time.perf_counter() - t) * 1000)
@@ -103,6 +151,7 @@ def run_bench_store(data_dir: Path, database_url: str | None, n: int, reads: int
             "created": datetime.now(UTC).isoformat(timespec="seconds"), "command": command, "seed": seed,
             "n": n, "dim": dim, "shortlist": shortlist, "reads": reads, "fill_s": round(fill_s, 1),
             **_sizes(db), "read_ms": {k: _pct(v) for k, v in timings.items()},
+            "evicted_files": len(files), "evicted_bytes": sum(f.stat().st_size for f in files),
         }
     finally:
         db.close()
