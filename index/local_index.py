@@ -9,11 +9,13 @@ any *other* original by Lowe's ratio, that original gets a vote (a ratio test ac
 whole registry: a descriptor common to many photos votes for none).
 
 Layout: exact L2 search while small; from `ivf_threshold` descriptors on, IVF with an HNSW
-coarse quantizer and an 8-bit scalar quantizer (SQ8: 128 bytes per descriptor, distances close
-to exact on SIFT's 0..255 values), `nlist` ~ 4 sqrt(N), 2 lists probed. Measured on the 1.4M
-descriptors of the families registry (800 query descriptors, the transplant queries): a flat
-coarse quantizer with 4 probes 46 ms and the true original first by votes for 60/60; the HNSW
-quantizer with 2 probes 24 ms, 60/60; PQ32 fast-scan codes 18 ms but 58/60.
+coarse quantizer (`nlist` ~ 4 sqrt(N), 2 lists probed) and `codes` per descriptor: PQ32 by
+default (32-byte product-quantizer codes). Measured on the 1.55M descriptors of the families
+registry's 3,980 originals, every families query voting (BENCHMARKS.md, "The vote index's
+codes"): the true original first by votes for 678 of 710 with PQ32 at ~42 bytes per descriptor
+in memory (codes, id, lists), 679 with 8-bit scalar codes (SQ8) at ~138, 676 with SQ4 at ~74;
+4-bit fast-scan PQ (PQ32x4fs, ~27 B) 644. A flat coarse quantizer (4 probes) was slower than
+the HNSW one (2 probes) for the same votes.
 FAISS id = key * KEY_STRIDE + descriptor number.
 """
 
@@ -34,8 +36,9 @@ def _nlist(n: int) -> int:
 
 
 class LocalFeatureIndex:
-    def __init__(self, *, ivf_threshold: int = 200_000, nprobe: int = 2, train_max: int = 200_000) -> None:
+    def __init__(self, *, ivf_threshold: int = 200_000, nprobe: int = 2, train_max: int = 200_000, codes: str = "PQ32") -> None:
         self.ivf_threshold = ivf_threshold
+        self.codes = codes  # FAISS encoding of the IVF's descriptors (index_factory's last part)
         self.nprobe = nprobe
         self.train_max = train_max
         self._index: faiss.Index = faiss.IndexIDMap2(faiss.IndexFlatL2(DIM))
@@ -44,10 +47,18 @@ class LocalFeatureIndex:
     @property
     def kind(self) -> str:
         with self._lock:
-            return "ivf-sq8" if isinstance(faiss.downcast_index(self._index), faiss.IndexIVF) else "exact"
+            ivf = faiss.downcast_index(self._index)
+            return f"ivf-{self.codes.lower()}" if isinstance(ivf, faiss.IndexIVF) else "exact"
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
+
+    @property
+    def code_bytes(self) -> int:
+        """Bytes of a descriptor's code (the id and the lists' overhead come on top); 512 exact."""
+        with self._lock:
+            ivf = faiss.downcast_index(self._index)
+            return int(ivf.code_size) if isinstance(ivf, faiss.IndexIVF) else 4 * DIM
 
     def add(self, key: int, descriptors: np.ndarray) -> None:
         """One image's descriptors (N, 128) under `key` (replacing what it had)."""
@@ -94,7 +105,7 @@ class LocalFeatureIndex:
     def _empty(self, sample: np.ndarray, total: int) -> faiss.Index:
         if total < self.ivf_threshold:
             return faiss.IndexIDMap2(faiss.IndexFlatL2(DIM))
-        index = faiss.index_factory(DIM, f"IVF{_nlist(total)}_HNSW32,SQ8", faiss.METRIC_L2)
+        index = faiss.index_factory(DIM, f"IVF{_nlist(total)}_HNSW32,{self.codes}", faiss.METRIC_L2)
         index.train(np.ascontiguousarray(sample))
         faiss.extract_index_ivf(index).nprobe = self.nprobe
         return index

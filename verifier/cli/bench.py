@@ -114,6 +114,31 @@ def cmd_bench_index(args: argparse.Namespace) -> int:
 
 
 @_input_errors
+def cmd_bench_votes(args: argparse.Namespace) -> int:
+    import faiss
+
+    from verifier.evaluation.votes import run_bench_votes
+
+    codes = [c.strip() for c in args.codes.split(",") if c.strip()]
+    for code in codes or [""]:
+        try:
+            faiss.index_factory(128, f"IVF16,{code}", faiss.METRIC_L2)  # before minutes of SIFT
+        except RuntimeError:
+            raise ValueError(f"--codes: {code!r} is not a FAISS encoding (e.g. SQ8, SQ4, PQ32)") from None
+    if not args.queries.is_file():
+        raise ValueError(f"{args.queries} is not a QUERIES.csv file")
+    results = run_bench_votes(args.queries, args.registry_extra, codes, command="verifier " + " ".join(sys.argv[1:]),
+                              min_votes=args.min_votes, ivf_from=args.ivf_from)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    for code, r in results["by_codes"].items():
+        print(f"{code:<9} {r['bytes_per_descriptor']:>6} B/descriptor  vote p50 {r['vote_ms']['p50']} ms  first by votes "
+              f"{r['first_by_votes']}/{r['queries_with_original']}  distinct with an addition "
+              f"{r['distinct_with_an_addition']}/{r['distinct']}")
+    return 0
+
+
+@_input_errors
 def cmd_bench_views(args: argparse.Namespace) -> int:
     from verifier.evaluation.views import run_bench_views
     from verifier.service import Service
@@ -242,6 +267,15 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_bench_ingest)
+
+    p = sub.add_parser("bench-votes", help="the local-feature vote index's encodings (VERIFIER_LOCAL_CODES): memory and answers")
+    p.add_argument("--queries", type=Path, required=True, help="QUERIES.csv (e.g. bench-data's families.csv)")
+    p.add_argument("--registry-extra", type=Path, action="append", default=[], help="more registered images (repeatable)")
+    p.add_argument("--codes", default="SQ8,SQ4,PQ32", help="comma-separated FAISS encodings to compare")
+    p.add_argument("--min-votes", type=_positive, default=5)
+    p.add_argument("--ivf-from", type=_positive, default=200_000, help="descriptors from which the index is an IVF (the service's)")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_bench_votes)
 
     p = sub.add_parser("bench-views", help="bytes and cold-read time per original of each VERIFIER_VIEWS_STORE")
     p.add_argument("--data-dir", type=Path, required=True, help="a registry's data dir (e.g. one `verifier bench --data-dir` kept)")

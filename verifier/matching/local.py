@@ -47,10 +47,10 @@ FORMAT = "local-v1"
 
 class LocalSearch:
     def __init__(self, views: CandidateViews, index: LocalFeatureIndex | None = None, *, min_votes: int = 5,
-                 max_added: int = 10, ratio: float = 0.7, path: Path | None = None) -> None:
+                 max_added: int = 10, ratio: float = 0.7, path: Path | None = None, codes: str = "PQ32") -> None:
         self.views = views
         self.path = path
-        self.index = index or LocalFeatureIndex()
+        self.index = index or LocalFeatureIndex(codes=codes)
         self.min_votes, self.max_added, self.ratio = min_votes, max_added, ratio
         self._key: dict[uuid.UUID, int] = {}
         self._owner: dict[int, uuid.UUID] = {}
@@ -133,7 +133,8 @@ class LocalSearch:
             blob = self.index.serialize()  # under the map's lock: the pair is consistent
             nxt = self._next
         buf = io.BytesIO()
-        np.savez(buf, format=np.array(FORMAT), index=blob, keys=keys, owners=owners, next=np.array(nxt))
+        np.savez(buf, format=np.array(FORMAT), index=blob, keys=keys, owners=owners, next=np.array(nxt),
+                 codes=np.array(self.index.codes))
         atomic_write(self.path, buf.getvalue())
 
     def load(self) -> bool:
@@ -143,6 +144,10 @@ class LocalSearch:
         try:
             with np.load(self.path) as z:
                 if str(z["format"]) != FORMAT:
+                    return False
+                codes = str(z["codes"]) if "codes" in z.files else "SQ8"  # files saved before the setting held SQ8
+                if codes != self.index.codes:  # the encoding setting changed: rebuild in the new one
+                    log.info("local-feature index %s holds %s codes, %s wanted; rebuilding", self.path, codes, self.index.codes)
                     return False
                 self.index.deserialize(z["index"])
                 owners = [uuid.UUID(str(o)) for o in z["owners"]]

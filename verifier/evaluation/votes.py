@@ -1,0 +1,94 @@
+"""`verifier bench-votes`: which encoding of the local-feature index (`VERIFIER_LOCAL_CODES`) keeps
+the vote's answers, at what memory (issue 16: at 8-bit scalar codes the index costs ~54 KB per
+original, 54 GB at 1M).
+
+Every registry image's descriptors are those the service indexes (the candidate view's SIFT,
+uint8); every query votes as `LocalSearch.tally` does (its SIFT plus the mirrored query's, Lowe's
+ratio across originals, at least `min_votes`). Per encoding: bytes per descriptor of the
+serialized index (codes, ids, lists, coarse quantizer), build time, vote time, and per family how
+often the true original is first by votes and how often it reaches `min_votes` at all; for
+distinct queries (no registered original), how many get any original with `min_votes` (an
+addition stage 2 must then reject).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from index import LocalFeatureIndex
+from verifier.evaluation.queries import decode, extra_images, read_queries
+from verifier.simprov.pairs import View
+
+
+def _descriptors(view: View, *, mirrored: bool) -> np.ndarray:
+    d = view.features.descriptors
+    if mirrored:
+        d = np.concatenate([d, view.mirrored_features().descriptors])
+    return d
+
+
+def run_bench_votes(queries_csv: Path, registry_extra: list[Path], codes: list[str], *, command: str,
+                    min_votes: int = 5, ratio: float = 0.7, ivf_from: int = 200_000) -> dict[str, Any]:
+    queries = read_queries(queries_csv)
+    paths = sorted({q.original for q in queries if q.original is not None} | {p.resolve() for p in extra_images(registry_extra)})
+    key_of_digest: dict[str, int] = {}
+    key_of_path: dict[Path, int] = {}
+    items: list[tuple[int, np.ndarray]] = []
+    for path in tqdm(paths, desc="originals", unit="img"):
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        if digest not in key_of_digest:  # a copy of the same file is one original, as in the registry
+            key_of_digest[digest] = len(items)
+            view = View.of(decode(data))
+            items.append((len(items), np.clip(view.features.descriptors, 0, 255).astype(np.uint8)))
+        key_of_path[path] = key_of_digest[digest]
+    voting = [_descriptors(View.of(decode(q.data)), mirrored=True) for q in tqdm(queries, desc="queries", unit="query")]
+
+    results: dict[str, Any] = {}
+    for code in codes:
+        index = LocalFeatureIndex(codes=code, ivf_threshold=ivf_from)
+        started = time.perf_counter()
+        index.build(items)
+        build_s = time.perf_counter() - started
+        blob = index.serialize()
+        ms: list[float] = []
+        tally: dict[str, dict[str, int]] = defaultdict(lambda: {"n": 0, "first": 0, "listed": 0})
+        distinct_added = 0
+        for q, d in zip(queries, voting, strict=True):
+            started = time.perf_counter()
+            votes = index.vote(d, ratio)
+            ms.append((time.perf_counter() - started) * 1000)
+            ranked = sorted(((n, key) for key, n in votes.items() if n >= min_votes), key=lambda t: (-t[0], t[1]))
+            group = tally[q.family or q.kind]
+            group["n"] += 1
+            if q.original is None:
+                distinct_added += bool(ranked)
+                continue
+            true = key_of_path.get(q.original)
+            group["first"] += bool(ranked) and ranked[0][1] == true
+            group["listed"] += any(key == true for _, key in ranked)
+        with_original = {g: t for g, t in tally.items() if g != "distinct"}
+        results[code] = {
+            "kind": index.kind,
+            "descriptors": len(index),
+            "code_bytes": index.code_bytes,
+            "bytes_per_descriptor": round(len(blob) / max(1, len(index)), 1),
+            "bytes_per_original": round(len(blob) / max(1, len(items))),
+            "build_s": round(build_s, 1),
+            "vote_ms": {"p50": round(float(np.median(ms)), 1), "p95": round(float(np.percentile(ms, 95)), 1)},
+            "first_by_votes": sum(t["first"] for t in with_original.values()),
+            "reaching_min_votes": sum(t["listed"] for t in with_original.values()),
+            "queries_with_original": sum(t["n"] for t in with_original.values()),
+            "distinct_with_an_addition": distinct_added,
+            "distinct": tally["distinct"]["n"] if "distinct" in tally else 0,
+            "by_family": {g: dict(t) for g, t in sorted(with_original.items())},
+        }
+    return {"command": command, "originals": len(items), "queries": len(queries), "min_votes": min_votes,
+            "ratio": ratio, "ivf_from": ivf_from, "by_codes": results}
