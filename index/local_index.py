@@ -9,13 +9,13 @@ any *other* original by Lowe's ratio, that original gets a vote (a ratio test ac
 whole registry: a descriptor common to many photos votes for none).
 
 Layout: exact L2 search while small; from `ivf_threshold` descriptors on, IVF with an HNSW
-coarse quantizer (`nlist` ~ 4 sqrt(N), 2 lists probed) and `codes` per descriptor: PQ32 by
-default (32-byte product-quantizer codes). Measured on the 1.55M descriptors of the families
-registry's 3,980 originals, every families query voting (BENCHMARKS.md, "The vote index's
-codes"): the true original first by votes for 678 of 710 with PQ32 at ~42 bytes per descriptor
-in memory (codes, id, lists), 679 with 8-bit scalar codes (SQ8) at ~138, 676 with SQ4 at ~74;
-4-bit fast-scan PQ (PQ32x4fs, ~27 B) 644. A flat coarse quantizer (4 probes) was slower than
-the HNSW one (2 probes) for the same votes.
+coarse quantizer (`nlist` ~ 4 sqrt(N), 2 lists probed) and `codes` per descriptor, RaBitQ by
+default. Measured on the families registry (3,980 originals, 1.55M descriptors), every families
+query voting (`verifier bench-votes`, BENCHMARKS.md "The vote index's codes"): the true original
+first by votes with >= 5 for 681 of 710 queries with RaBitQ (24-byte codes; 13 KB per original in
+all), SQ4 (29 KB) and SQ8 (54 KB) alike, 677 with PQ32 (16 KB), 646 with 4-bit fast-scan PQ32.
+A flat coarse quantizer (4 probes) was slower than the HNSW one (2 probes) for the same votes.
+
 FAISS id = key * KEY_STRIDE + descriptor number.
 """
 
@@ -36,7 +36,7 @@ def _nlist(n: int) -> int:
 
 
 class LocalFeatureIndex:
-    def __init__(self, *, ivf_threshold: int = 200_000, nprobe: int = 2, train_max: int = 200_000, codes: str = "PQ32") -> None:
+    def __init__(self, *, ivf_threshold: int = 200_000, nprobe: int = 2, train_max: int = 200_000, codes: str = "RaBitQ") -> None:
         self.ivf_threshold = ivf_threshold
         self.codes = codes  # FAISS encoding of the IVF's descriptors (index_factory's last part)
         self.nprobe = nprobe

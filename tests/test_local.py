@@ -27,15 +27,15 @@ def _descriptors(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 120, (n, 128)).astype(np.float32)
 
 
-@pytest.mark.parametrize("codes", [None, "SQ8", "SQ4", "PQ32"])
+@pytest.mark.parametrize("codes", [None, "SQ8", "SQ4", "PQ32", "RaBitQ"])
 def test_descriptors_vote_for_their_image_and_shared_ones_for_none(codes: str | None) -> None:
     """Exact, and IVF in each encoding `VERIFIER_LOCAL_CODES` offers."""
-    index = LocalFeatureIndex(ivf_threshold=3000 if codes else 10**9, nprobe=64, codes=codes or "PQ32")
+    index = LocalFeatureIndex(ivf_threshold=3000 if codes else 10**9, nprobe=64, codes=codes or "RaBitQ")
     images = {key: _descriptors(400, key) for key in range(12)}
     index.build(list(images.items()))
     assert index.kind == (f"ivf-{codes.lower()}" if codes else "exact") and len(index) == 12 * 400
-    if codes:  # the encoding asked for is the one built (bytes per descriptor: 32 for PQ32, 64 for SQ4, 128 for SQ8)
-        assert index.code_bytes == {"SQ8": 128, "SQ4": 64, "PQ32": 32}[codes]
+    if codes:  # the encoding asked for is the one built (bytes per descriptor's code)
+        assert index.code_bytes == {"SQ8": 128, "SQ4": 64, "PQ32": 32, "RaBitQ": 24}[codes]
     rng = np.random.default_rng(99)
     query = images[7][:150] + rng.normal(0, 2, (150, 128)).astype(np.float32)  # a noisy piece of image 7
     votes = index.vote(np.concatenate([query, _descriptors(200, 1000)]))  # plus unrelated descriptors

@@ -109,12 +109,12 @@ class Settings(BaseSettings):
                               "Finds the original of a small piece pasted into another photo. BENCHMARKS.md, 'Local-feature "
                               "votes', has the measurement and the memory it costs.")
     local_min_votes: int = Field(default=5, ge=1, le=10_000, description="Votes an original needs to join the candidates.")
-    local_codes: Literal["SQ8", "SQ4", "PQ32"] = Field(
-        default="PQ32", description="How the local-feature index stores each SIFT descriptor once it is an IVF (from 200,000 "
-        "descriptors, ~500 originals): PQ32 = 32-byte product-quantizer codes (~42 B per descriptor with its id and lists, "
-        "~16 KB per original), SQ4 = 4-bit scalar (~74 B), SQ8 = 8-bit scalar (~138 B). Measured on the families "
-        "registry, the same originals are first by votes with each (BENCHMARKS.md, 'The vote index's codes'). A saved "
-        "index in another encoding is rebuilt at start-up.")
+    local_codes: Literal["RaBitQ", "PQ32", "SQ4", "SQ8"] = Field(
+        default="RaBitQ", description="How the local-feature index stores each SIFT descriptor once it is an IVF (from "
+        "200,000 descriptors, ~500 originals). Bytes per descriptor with its id and lists / per original on the families "
+        "registry: RaBitQ (1-bit codes + 2 factors) ~34 / 13 KB, PQ32 ~42 / 16 KB, SQ4 ~74 / 29 KB, SQ8 ~138 / 54 KB. "
+        "RaBitQ, SQ4 and SQ8 put the same originals first by votes, PQ32 four fewer of 710 (BENCHMARKS.md, 'The vote "
+        "index's codes'). A saved index in another encoding is rebuilt at start-up.")
     pairwise_stages: bool = Field(default=True, description="Run SImProv stages 2-3 when their weights ship.")
     views_cache_size: int = Field(default=512, ge=0, description="Originals' stage 2-3 views kept in memory.")
     views_store: Literal["full", "image", "none"] = Field(

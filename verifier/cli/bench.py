@@ -124,7 +124,7 @@ def cmd_bench_votes(args: argparse.Namespace) -> int:
         try:
             faiss.index_factory(128, f"IVF16,{code}", faiss.METRIC_L2)  # before minutes of SIFT
         except RuntimeError:
-            raise ValueError(f"--codes: {code!r} is not a FAISS encoding (e.g. SQ8, SQ4, PQ32)") from None
+            raise ValueError(f"--codes: {code!r} is not a FAISS encoding (e.g. SQ8, SQ4, PQ32, RaBitQ)") from None
     if not args.queries.is_file():
         raise ValueError(f"{args.queries} is not a QUERIES.csv file")
     results = run_bench_votes(args.queries, args.registry_extra, codes, command="verifier " + " ".join(sys.argv[1:]),
@@ -271,7 +271,7 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("bench-votes", help="the local-feature vote index's encodings (VERIFIER_LOCAL_CODES): memory and answers")
     p.add_argument("--queries", type=Path, required=True, help="QUERIES.csv (e.g. bench-data's families.csv)")
     p.add_argument("--registry-extra", type=Path, action="append", default=[], help="more registered images (repeatable)")
-    p.add_argument("--codes", default="SQ8,SQ4,PQ32", help="comma-separated FAISS encodings to compare")
+    p.add_argument("--codes", default="SQ8,SQ4,PQ32,RaBitQ", help="comma-separated FAISS encodings to compare")
     p.add_argument("--min-votes", type=_positive, default=5)
     p.add_argument("--ivf-from", type=_positive, default=200_000, help="descriptors from which the index is an IVF (the service's)")
     p.add_argument("--out", type=Path, required=True)

@@ -47,7 +47,7 @@ FORMAT = "local-v1"
 
 class LocalSearch:
     def __init__(self, views: CandidateViews, index: LocalFeatureIndex | None = None, *, min_votes: int = 5,
-                 max_added: int = 10, ratio: float = 0.7, path: Path | None = None, codes: str = "PQ32") -> None:
+                 max_added: int = 10, ratio: float = 0.7, path: Path | None = None, codes: str = "RaBitQ") -> None:
         self.views = views
         self.path = path
         self.index = index or LocalFeatureIndex(codes=codes)
