@@ -131,3 +131,24 @@ def test_bench_index_refuses_a_bad_factory_before_any_work(tmp_path: Path, capsy
         with pytest.raises(SystemExit) as exc:
             main(["bench-index", "--photos", str(tmp_path / "missing"), *bad, "--out", str(out)])
         assert exc.value.code == 2 and not out.exists()
+
+
+def test_a_run_stopped_after_one_index_keeps_its_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 10M comparison takes hours: the results file holds each finished index as soon as it is done."""
+    import verifier.evaluation.index as bench_index
+
+    photos = photo_index(tmp_path / "photos", ["train" if i % 2 else "test" for i in range(40)], (96, 72))
+    out = tmp_path / "r.json"
+    built = bench_index._build
+
+    def build(factory: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if factory != "IVF16,PQ8":
+            raise KeyboardInterrupt  # the operator stops the run while the second index is built
+        return built(factory, *args, **kwargs)
+
+    monkeypatch.setattr(bench_index, "_build", build)
+    with pytest.raises(KeyboardInterrupt):
+        main(["bench-index", "--photos", str(photos), "--n", "3000", "--queries", "8", "--nprobe", "4",
+              "--factory", "IVF16,PQ8", "--factory", "IVF32,PQ8", "--out", str(out)])
+    (kept,) = json.loads(out.read_text())["indexes"]
+    assert kept["factory"] == "IVF16,PQ8" and kept["by_nprobe"]["4"]["R@100"] > 0

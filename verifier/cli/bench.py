@@ -23,6 +23,11 @@ def _input_errors(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     return run
 
 
+def _write_json(path: Path, results: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -106,9 +111,9 @@ def cmd_bench_index(args: argparse.Namespace) -> int:
                               nprobes=[int(x) for x in args.nprobe.split(",")], seed=args.seed, command=command,
                               factories=factories, max_train=args.max_train, quantizer_ef=args.quantizer_ef,
                               rescore=args.rescore, kmeans=args.kmeans,
-                              train_per_list=args.train_per_list, ondisk=args.ondisk)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+                              train_per_list=args.train_per_list, ondisk=args.ondisk,
+                              checkpoint=lambda partial: _write_json(args.out, partial))
+    _write_json(args.out, results)
     print(json.dumps({k: v for k, v in results.items() if k not in ("command",)}, indent=2))
     return 0
 

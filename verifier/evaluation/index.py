@@ -15,6 +15,7 @@ import os
 import random
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import faiss
@@ -224,10 +225,12 @@ def _measure(index: faiss.Index, database: np.ndarray, queries: np.ndarray, exac
 def run_bench_index(embedder: Any, photos_dir: Path, *, n: int, n_queries: int, nprobes: list[int], seed: int, command: str,
                     factories: tuple[str, ...] = ("IVF1024,PQ16",), max_train: int = 200_000, exact_latency_queries: int = 0,
                     quantizer_ef: int = 0, rescore: int = 0, kmeans: str = "auto", train_per_list: int = 0,
-                    ondisk: Path | None = None) -> dict[str, Any]:
+                    ondisk: Path | None = None, checkpoint: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Every index in `factories` on the same database and queries, one after the other (one
     index in memory at a time). With `ondisk`, each is measured again with its inverted lists
-    in a file there: warm (page cache) and cold (evicted before every query)."""
+    in a file there: warm (page cache) and cold (evicted before every query). `checkpoint`
+    gets the results so far after each index (a 10M run is hours: a stopped one keeps what it
+    finished)."""
     rng = random.Random(seed)
     with (photos_dir / "index.csv").open() as fh:
         paths = [photos_dir / r["path"] for r in csv.DictReader(fh)]
@@ -277,6 +280,13 @@ def run_bench_index(embedder: Any, photos_dir: Path, *, n: int, n_queries: int, 
             path.unlink()
         indexes.append(row)
         del index, ivf
+        if checkpoint is not None and len(indexes) < len(factories):
+            checkpoint(_results(command, embedder, database, queries, exact_ranks, exact_ms, n_lat, indexes))
+    return _results(command, embedder, database, queries, exact_ranks, exact_ms, n_lat, indexes)
+
+
+def _results(command: str, embedder: Any, database: np.ndarray, queries: np.ndarray, exact_ranks: np.ndarray,
+             exact_ms: float, n_lat: int, indexes: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "command": command,
         "model": embedder.model_id,
@@ -286,7 +296,7 @@ def run_bench_index(embedder: Any, photos_dir: Path, *, n: int, n_queries: int, 
         "threads": faiss.omp_get_max_threads(),
         "exact": {**_recall(exact_ranks), "ms_per_query": round(exact_ms, 3), "latency_queries": n_lat,
                   "bytes_per_vector": database.shape[1] * 4},
-        "indexes": indexes,
+        "indexes": list(indexes),
         "fill": "Gaussian fitted to real embeddings of other photos (mean + full covariance), L2-normalised",
     }
 
