@@ -1,4 +1,5 @@
-"""Crash-safe file writes: a temporary file in the same directory, fsync, rename."""
+"""Crash-safe file writes (a temporary file in the same directory, fsync, rename), and page-cache eviction
+for the benchmarks that time reads from disk."""
 
 from __future__ import annotations
 
@@ -23,3 +24,16 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
 
+
+
+def evict_from_page_cache(path: Path) -> bool:
+    """Drop `path`'s clean pages from the OS page cache (posix_fadvise DONTNEED: no root needed);
+    False where the platform cannot, so that a benchmark skips its from-disk phase."""
+    if not hasattr(os, "posix_fadvise"):
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    return True

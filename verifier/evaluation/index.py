@@ -11,11 +11,10 @@ in the top 1/10/100, single-query latency, bytes per vector and build time.
 from __future__ import annotations
 
 import csv
-import os
 import random
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import faiss
@@ -24,6 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from index import build_ivfpq
+from verifier.fsutil import evict_from_page_cache
 from verifier.simprov import augment
 
 
@@ -167,25 +167,12 @@ def _to_disk(index: faiss.Index, folder: Path) -> Path:
     return path
 
 
-def _evict(path: Path) -> bool:
-    """Drop `path`'s pages from the OS page cache (clean pages: no root needed); False where the
-    platform cannot."""
-    if not hasattr(os, "posix_fadvise"):
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-    return True
-
-
 def _cold_ranks(index: faiss.Index, queries: np.ndarray, path: Path, k: int = 100) -> tuple[np.ndarray, float] | None:
     """`_ranks` with the on-disk lists evicted from the page cache before every query (outside
     the timer): each query reads its probed lists from disk, as when the lists outgrow RAM."""
     ids, spent = [], 0.0
     for q in queries:
-        if not _evict(path):
+        if not evict_from_page_cache(path):
             return None
         started = time.perf_counter()
         ids.append(index.search(q[None, :], k)[1][0])

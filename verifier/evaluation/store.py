@@ -26,6 +26,7 @@ import numpy as np
 from sqlalchemy import text
 from tqdm import tqdm
 
+from verifier.fsutil import evict_from_page_cache
 from verifier.storage.database import Database
 from verifier.storage.embeddings import EmbeddingStore
 
@@ -99,17 +100,6 @@ def _relation_files(db: Database) -> list[Path]:
         return []
 
 
-def _evict(files: list[Path]) -> None:
-    """Drop the files' pages from the OS page cache (clean pages: no root needed); PostgreSQL's
-    own buffers (shared_buffers) keep what they hold, a small share of a table this size."""
-    for f in files:
-        fd = os.open(f, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-
-
 def _pct(xs: list[float]) -> dict[str, float]:
     a = np.asarray(xs)
     return {"p50": round(float(np.percentile(a, 50)), 2), "p95": round(float(np.percentile(a, 95)), 2),
@@ -141,7 +131,8 @@ def run_bench_store(data_dir: Path, database_url: str | None, n: int, reads: int
                 picks = [[ids[i] for i in rng.choice(n, shortlist, replace=False)] for _ in range(reads)]
             for pick in tqdm(picks, desc=phase, unit="read"):
                 if phase == "disk":
-                    _evict(files)
+                    for f in files:
+                        evict_from_page_cache(f)
                 t = time.perf_counter()
                 got = store.vectors_for(MODEL_ID, dim, pick)
                 timings[phase].append((time.perf_counter() - t) * 1000)
