@@ -186,7 +186,8 @@ def test_bench_store_refuses_bad_input_and_writes_nothing(tmp_path: Path, monkey
                                  {"VERIFIER_INDEX_RESCORE": "lots"}, {"VERIFIER_LOCAL_MIN_VOTES": "0"},
                                  {"VERIFIER_LOCAL_MIN_VOTES": "many"}, {"VERIFIER_LOCAL_VOTES": "perhaps"},
                                  {"VERIFIER_STAGE2_SCREEN_LONE_MIN_INLIERS": "-1"}, {"VERIFIER_STAGE2_SCREEN_LONE_MIN_INLIERS": "few"},
-                                 {"VERIFIER_LOCAL_CODES": "PQ7"}, {"VERIFIER_LOCAL_CODES": "sq8"}])
+                                 {"VERIFIER_LOCAL_CODES": "PQ7"}, {"VERIFIER_LOCAL_CODES": "sq8"},
+                                 {"VERIFIER_STAGE2_COLOUR_MIN_INLIERS": "-1"}, {"VERIFIER_STAGE2_COLOUR_MIN_INLIERS": "all"}])
 def test_screen_and_rescore_settings_refuse_nonsense(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     from pydantic import ValidationError
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw, ImageEnhance
+from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from verifier.matching.views import CandidateViews
 from verifier.reports.heatmap import render_overlay
@@ -33,6 +33,7 @@ from verifier.simprov.nn.pen import (
 from verifier.simprov.pairs import (
     View,
     align_pair,
+    colour_matched,
     heat_to_query,
     mask_to_candidate_grid,
     pen_inputs,
@@ -184,6 +185,55 @@ def test_rerank_on_real_images(reranker: Reranker, embedder) -> None:  # type: i
     absent = [ids[0], ids[1], ids[3], ids[4]]
     res = _rerank(reranker, View.of(query), qvec, np.array([0.9, 0.8, 0.5, 0.4], np.float32), absent, views, vectors)
     assert res.choice is None, res
+
+
+def _filtered(img: Image.Image) -> Image.Image:
+    """A heavy filter of the stylise kind: solarised grey, then a blue-to-orange duotone."""
+    return ImageOps.colorize(ImageOps.solarize(ImageOps.grayscale(img), 110), (0, 0, 90), (255, 200, 0)).convert("RGB")
+
+
+def test_colour_matching_undoes_a_colour_function_where_the_query_covers() -> None:
+    original = photo("astronaut")
+    pair = align_pair(View.of(_filtered(original)), View.of(original))
+    assert pair.alignment.inliers >= 16
+    covered = pair.valid.astype(bool)
+    matched = colour_matched(pair)
+    diff = lambda q: float(np.abs(q.astype(np.float32) - pair.candidate.astype(np.float32))[covered].mean())
+    assert diff(pair.query) > 60 and diff(matched.query) < 0.7 * diff(pair.query)  # grey and folded: only partly
+    # an invertible colour function (inverted, channels swapped) comes back to within the table's 32-level cells
+    swapped = dataclasses.replace(pair, query=np.ascontiguousarray(255 - pair.candidate[..., ::-1]), valid=np.ones_like(pair.valid))
+    covered = np.ones_like(covered)
+    assert diff(swapped.query) > 60 and diff(colour_matched(swapped).query) < 10
+    assert np.array_equal(matched.valid, pair.valid) and matched.alignment is pair.alignment
+    # a colour seen only where the query does not cover the candidate keeps its own value
+    half = pair.valid.copy()
+    half[:, PEN_SIZE // 2:] = 0
+    q = pair.query.copy()
+    q[:, PEN_SIZE // 2:] = (255, 0, 255)  # a magenta the duotone never makes (its colour cell is empty on the left)
+    assert not ((q[half.astype(bool)] >= 224).all(-1) & (q[half.astype(bool)][:, 1] < 32)).any()
+    out = colour_matched(dataclasses.replace(pair, query=q, valid=half))
+    assert (out.query[:, PEN_SIZE // 2:] == (255, 0, 255)).all()
+    assert not np.array_equal(out.query[:, : PEN_SIZE // 2], q[:, : PEN_SIZE // 2])
+
+
+def test_psen_judges_a_filtered_copy_again_colour_matched(reranker: Reranker, embedder) -> None:  # type: ignore[no-untyped-def]
+    """PSEN alone calls a heavily filtered copy of an aligned original "different"; the second
+    look (colour-matched, from 32 inliers) calls it the same. Off (0), the first score stands;
+    an unrelated photo that does not align is never looked at again."""
+    original, other = photo("astronaut"), photo("coffee")
+    query = _filtered(original)
+    qv, qvec = View.of(query), embedder.embed([query])[0]
+    views, vecs = [View.of(original), View.of(other)], embedder.embed([original, other])
+    off = reranker.with_policy(dataclasses.replace(reranker.policy, colour_min_inliers=0))
+    first, pairs = off.psen_scores(qv, views, qvec, vecs)
+    bar = reranker.policy.colour_min_inliers
+    assert bar == 32  # the shipped bar
+    assert pairs[0].alignment.inliers >= bar and first[0] < 0.5, (pairs[0].alignment.inliers, first)
+    again, _ = reranker.psen_scores(qv, views, qvec, vecs)
+    assert again[0] >= 0.5 and again[0] > first[0]
+    assert pairs[1].alignment.inliers < bar and again[1] == pytest.approx(first[1]) and again[1] < 0.5
+    high = reranker.with_policy(dataclasses.replace(reranker.policy, colour_min_inliers=pairs[0].alignment.inliers + 1))
+    assert high.psen_scores(qv, views, qvec, vecs)[0][0] == pytest.approx(first[0])  # below the bar: not again
 
 
 # -- stage 3 gating and rendering ---------------------------------------------------------------

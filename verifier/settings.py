@@ -103,6 +103,10 @@ class Settings(BaseSettings):
                                                 "local-feature vote (local_votes) supports it: a small piece of an "
                                                 "original pasted into another photo keeps 8-15 at the working size "
                                                 "(0: off). BENCHMARKS.md, 'A lone fit', has the measurement.")
+    stage2_colour_min_inliers: int = Field(default=32, ge=0, le=1000, description="A candidate PSEN calls different "
+                                           "although it aligns with this many RANSAC inliers is judged again with the "
+                                           "query's colours matched to it (heavily filtered copies; 0: off). "
+                                           "BENCHMARKS.md, 'Filtered copies', has the measurement.")
     local_votes: bool = Field(default=True, description="When stage 1 has no match, the query's SIFT descriptors vote "
                               "for registered originals (an index of every original's descriptors, built from the views "
                               "at start-up); those with local_min_votes join stage 1's candidates for stage 2 to judge. "

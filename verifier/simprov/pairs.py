@@ -12,7 +12,7 @@ homography, so that the outline is drawn on the image the fact-checker submitted
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -103,6 +103,25 @@ def align_pair(query: View, candidate: View, mirror: bool = True) -> AlignedPair
         valid = (_squash((warped[3:] > 0.999).float())[0] > 0.5).numpy().astype(np.uint8)
         c = torch.tensor(candidate.image).permute(2, 0, 1).float() / 255
         return AlignedPair(_to_u8(_squash(warped[:3])), valid, _to_u8(_squash(c)), a)
+
+
+def colour_matched(pair: AlignedPair, bins: int = 8) -> AlignedPair:
+    """The pair with the aligned query's colours replaced by the candidate's: a lookup table
+    from the query's colour (`bins` levels per channel) to the mean candidate colour of the
+    covered pixels that have it. It undoes any per-pixel colour function (a grading curve,
+    posterisation, inversion, swapped channels) and keeps the structure, so PSEN can judge
+    the content of a heavily filtered copy; a colour that was not covered keeps its own."""
+    q = pair.query.astype(np.int64)
+    covered = pair.valid.astype(bool)
+    cell = ((q[..., 0] * bins // 256) * bins + q[..., 1] * bins // 256) * bins + q[..., 2] * bins // 256  # (S, S)
+    count = np.bincount(cell[covered], minlength=bins**3)
+    out = pair.query.astype(np.float32)
+    seen = count[cell] > 0
+    for ch in range(3):
+        total = np.bincount(cell[covered], weights=pair.candidate[..., ch][covered].astype(np.float64), minlength=bins**3)
+        mean = (total / np.maximum(count, 1)).astype(np.float32)
+        out[..., ch] = np.where(seen, mean[cell], out[..., ch])
+    return replace(pair, query=np.clip(out, 0, 255).round().astype(np.uint8))
 
 
 def pen_inputs(query: np.ndarray, valid: np.ndarray, candidate: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -42,7 +42,13 @@ from verifier.simprov.align import MIRROR_RETRY
 from verifier.simprov.catalog import PSEN_ID, REORDER_ID
 from verifier.simprov.device import place, to_numpy
 from verifier.simprov.nn.pen import PSEN, Reorderer
-from verifier.simprov.pairs import AlignedPair, View, align_pair, pen_inputs
+from verifier.simprov.pairs import (
+    AlignedPair,
+    View,
+    align_pair,
+    colour_matched,
+    pen_inputs,
+)
 
 LIST_SIZE = 100
 
@@ -58,6 +64,7 @@ class Stage2Policy:
     screen: int = 100  # stage-1 candidates checked by RANSAC when no match aligned (0: off)
     screen_min_inliers: int = 16  # what a screened candidate needs to be promoted (twice the gate's bar)
     screen_lone_min_inliers: int = 8  # ... or this many when no other candidate has as many and the vote supports it (0: off)
+    colour_min_inliers: int = 32  # a pair PSEN rejects with this many inliers is judged again colour-matched (0: off)
 
 
 def select_for_psen(cosines: np.ndarray, threshold: float, policy: Stage2Policy) -> list[int]:
@@ -149,7 +156,17 @@ class Reranker:
         """PSEN's P(same image) for the query against each view, with the aligned pairs. Views
         come best stage-1 first; once one aligns well (MIRROR_RETRY inliers) the rest are not
         retried mirrored: an unrelated candidate's weak fit would otherwise cost the mirrored
-        query's SIFT (~10 ms) on most manipulated queries, whose original has already aligned."""
+        query's SIFT (~10 ms) on most manipulated queries, whose original has already aligned.
+
+        A pair PSEN rejects although it aligns with `policy.colour_min_inliers` is judged again
+        with the query colour-matched to the candidate (`pairs.colour_matched`), the higher
+        score standing: PSEN, trained on mild colour changes, called heavily filtered copies
+        (posterised, solarised, duotone) of their aligned originals "different". Colour matching
+        can fool it: on 750 unrelated top-5 pairs it turned 54 into "same" (all under 8 inliers),
+        and at a bar of 16 it made one false match in 400 unregistered photos (smoke taken for a
+        coffered dome through a chance fit of exactly 16 inliers). Hence twice the screen's bar:
+        overriding PSEN takes more geometry than promoting past the re-orderer (BENCHMARKS.md,
+        "Filtered copies")."""
         pairs: list[AlignedPair] = []
         aligned = False
         for v in views:
@@ -157,14 +174,22 @@ class Reranker:
             aligned = aligned or pairs[-1].alignment.inliers >= MIRROR_RETRY
         if not pairs:
             return np.zeros(0, np.float32), []
-        q, c = pen_inputs(np.stack([p.query for p in pairs]), np.stack([p.valid for p in pairs]), np.stack([p.candidate for p in pairs]))
         eq_t = torch.from_numpy(np.repeat(eq[None].astype(np.float32), len(pairs), 0))
         ec_t = torch.from_numpy(ecs.astype(np.float32))
+        s = self._psen(pairs, eq_t, ec_t)
+        bar = self.policy.colour_min_inliers
+        again = [i for i, p in enumerate(pairs) if bar and s[i] < 0.5 and p.alignment.inliers >= bar]
+        if again:
+            second = self._psen([colour_matched(pairs[i]) for i in again], eq_t[again], ec_t[again])
+            s[again] = np.maximum(s[again], second)
+        return s, pairs
+
+    def _psen(self, pairs: list[AlignedPair], eq: torch.Tensor, ec: torch.Tensor) -> np.ndarray:
+        q, c = pen_inputs(np.stack([p.query for p in pairs]), np.stack([p.valid for p in pairs]), np.stack([p.candidate for p in pairs]))
         inl = torch.tensor([p.alignment.inliers for p in pairs])
         d = self.device
         with self._lock, torch.inference_mode():
-            s = to_numpy(torch.sigmoid(self.psen(q.to(d), c.to(d), eq_t.to(d), ec_t.to(d), inl.to(d))))
-        return s, pairs
+            return to_numpy(torch.sigmoid(self.psen(q.to(d), c.to(d), eq.to(d), ec.to(d), inl.to(d)))).copy()
 
     def reorder(self, psen: np.ndarray, evaluated: np.ndarray, cosines: np.ndarray) -> np.ndarray:
         """(LIST_SIZE + 1,) probabilities; the last = not in the registry."""
