@@ -6,6 +6,12 @@
 """
 
 from index.local_index import LocalFeatureIndex
-from index.vector_index import IVF_THRESHOLD, SearchHit, VectorIndex, build_ivfpq
+from index.vector_index import (
+    IVF_THRESHOLD,
+    SearchHit,
+    VectorIndex,
+    build_ivfpq,
+    lists_on_disk,
+)
 
-__all__ = ["IVF_THRESHOLD", "LocalFeatureIndex", "SearchHit", "VectorIndex", "build_ivfpq"]
+__all__ = ["IVF_THRESHOLD", "LocalFeatureIndex", "SearchHit", "VectorIndex", "build_ivfpq", "lists_on_disk"]

@@ -22,9 +22,12 @@ FAISS id = key * KEY_STRIDE + descriptor number.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import faiss
 import numpy as np
+
+from index.vector_index import lists_on_disk
 
 DIM = 128
 KEY_STRIDE = 4096  # more than the SIFT features kept per image (2,000)
@@ -42,6 +45,7 @@ class LocalFeatureIndex:
         self.nprobe = nprobe
         self.train_max = train_max
         self._index: faiss.Index = faiss.IndexIDMap2(faiss.IndexFlatL2(DIM))
+        self._lists_file: Path | None = None  # where `move_lists_to` put the lists (then read-only)
         self._lock = threading.RLock()
 
     @property
@@ -65,12 +69,14 @@ class LocalFeatureIndex:
         d = np.ascontiguousarray(descriptors, np.float32).reshape(-1, DIM)[:KEY_STRIDE]
         ids = key * KEY_STRIDE + np.arange(len(d), dtype=np.int64)
         with self._lock:
+            self._writable()
             self.remove(key)
             if len(d):
                 self._index.add_with_ids(d, ids)
 
     def remove(self, key: int) -> None:
         with self._lock:
+            self._writable()
             self._index.remove_ids(faiss.IDSelectorRange(key * KEY_STRIDE, (key + 1) * KEY_STRIDE))
 
     def build(self, items: list[tuple[int, np.ndarray]]) -> None:
@@ -87,7 +93,11 @@ class LocalFeatureIndex:
             if len(data):
                 index.add_with_ids(np.ascontiguousarray(data), ids)
         with self._lock:
-            self._index = index
+            self._index, self._lists_file = index, None
+
+    def _writable(self) -> None:
+        if self._lists_file is not None:
+            raise ValueError(f"the lists in {self._lists_file} are read-only: FAISS's on-disk lists corrupt on removal")
 
     def _sample(self, items: list[tuple[int, np.ndarray]], total: int) -> np.ndarray:
         """The IVF's training descriptors: a uniform sample of `train_size(total)` rows."""
@@ -122,7 +132,20 @@ class LocalFeatureIndex:
         if isinstance(faiss.downcast_index(index), faiss.IndexIVF):
             faiss.extract_index_ivf(index).nprobe = self.nprobe
         with self._lock:
-            self._index = index
+            self._index, self._lists_file = index, None
+
+    def move_lists_to(self, path: Path) -> None:
+        """Keep the IVF's inverted lists (the codes and ids) in a memory-mapped file at `path`
+        instead of RAM, for more descriptors than memory holds; the votes are unchanged
+        (`verifier bench-votes --ondisk` measures what a vote costs then). The index is then
+        read-only until the next `build`: FAISS 1.x's `OnDiskInvertedLists` removed the wrong
+        entries and zeroed distances on `remove_ids` (tested), so a service holding its lists
+        on disk would have to rebuild instead of removing."""
+        with self._lock:
+            if not isinstance(faiss.downcast_index(self._index), faiss.IndexIVF):
+                raise ValueError("only an IVF index keeps inverted lists (this one is exact)")
+            lists_on_disk(self._index, path)
+            self._lists_file = path
 
     def needs_upgrade(self) -> bool:
         return self.kind == "exact" and len(self) >= self.ivf_threshold

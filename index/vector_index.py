@@ -159,6 +159,22 @@ class VectorIndex:
         return meta
 
 
+def lists_on_disk(index: faiss.Index, path: Path) -> Path:
+    """Move an IVF index's inverted lists into one memory-mapped file at `path`
+    (`OnDiskInvertedLists`), the layout for more lists than RAM; the index answers as before.
+    An existing file there is replaced."""
+    ivf = faiss.extract_index_ivf(index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    ondisk = faiss.OnDiskInvertedLists(ivf.nlist, ivf.code_size, str(path))
+    lists = faiss.InvertedListsPtrVector()
+    lists.push_back(ivf.invlists)
+    ondisk.merge_from_multiple(lists.data(), lists.size(), False)
+    ivf.replace_invlists(ondisk, True)
+    ondisk.this.disown()
+    return path
+
+
 def gpu_available() -> bool:
     """faiss-gpu (the `gpu` extra) installed and a GPU visible."""
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0

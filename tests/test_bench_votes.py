@@ -38,7 +38,8 @@ def test_bench_votes_compares_encodings_on_pieces_of_registered_photos(tmp_path:
         w.writerows([(q, o, k, "", f) for q, o, k, f in rows])
     out = tmp_path / "votes.json"
     assert main(["bench-votes", "--queries", str(tmp_path / "families.csv"), "--registry-extra", str(registry),
-                 "--codes", "SQ8,PQ32", "--ivf-from", "500", "--min-votes", "20", "--out", str(out)]) == 0
+                 "--codes", "SQ8,PQ32", "--ivf-from", "500", "--min-votes", "20", "--ondisk", str(tmp_path / "lists"),
+                 "--out", str(out)]) == 0
     r = json.loads(out.read_text())
     assert r["originals"] == 5 and r["queries"] == 3 and r["min_votes"] == 20
     sq8, pq32 = r["by_codes"]["SQ8"], r["by_codes"]["PQ32"]
@@ -50,6 +51,11 @@ def test_bench_votes_compares_encodings_on_pieces_of_registered_photos(tmp_path:
         # among five originals the ratio test has few others to beat, so a bar above the service's 5 keeps
         # the unrelated photo out
         assert result["distinct_with_an_addition"] == 0 and result["distinct"] == 1
+        # the lists moved to a file vote exactly as in memory, warm and read from disk
+        disk = result["ondisk"]
+        assert disk["file_bytes"] > 0 and disk["warm"]["queries_with_other_votes"] == 0
+        assert disk["cold"] is None or disk["cold"]["queries_with_other_votes"] == 0
+    assert sorted(p.name for p in (tmp_path / "lists").iterdir()) == ["PQ32.ivfdata", "SQ8.ivfdata"]
 
 
 def test_bench_votes_refuses_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -58,6 +64,12 @@ def test_bench_votes_refuses_bad_input(tmp_path: Path, capsys: pytest.CaptureFix
     assert "not a QUERIES.csv" in capsys.readouterr().err
     assert main(["bench-votes", "--queries", str(tmp_path / "none.csv"), "--codes", "PQ7x", "--out", str(out)]) == 2
     assert "not a FAISS encoding" in capsys.readouterr().err and not out.exists()
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("keep")
+    (tmp_path / "q.csv").write_text("query,original,kind,mask,family\n")
+    assert main(["bench-votes", "--queries", str(tmp_path / "q.csv"), "--ondisk", str(full), "--out", str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err and not out.exists() and (full / "x").read_text() == "keep"
     for bad in (["--min-votes", "0"], ["--ivf-from", "-1"]):
         with pytest.raises(SystemExit) as exc:
             main(["bench-votes", "--queries", "x.csv", *bad, "--out", str(out)])

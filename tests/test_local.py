@@ -4,6 +4,7 @@ pasted into another photo, which no global or region vector finds."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,6 +49,29 @@ def test_descriptors_vote_for_their_image_and_shared_ones_for_none(codes: str | 
     index.remove(50)
     assert index.vote(query)[7] >= 120 and len(index) == 12 * 400
     assert index.vote(np.zeros((0, 128), np.float32)) == {} and LocalFeatureIndex().vote(query) == {}
+
+
+def test_lists_moved_to_disk_vote_the_same(tmp_path: Path) -> None:
+    """`move_lists_to`: the IVF's codes and ids in a memory-mapped file, the votes unchanged; then
+    read-only (FAISS's on-disk lists removed the wrong entries on `remove_ids`) until the next
+    build; an exact index has no lists to move."""
+    index = LocalFeatureIndex(ivf_threshold=3000, nprobe=64)
+    images = {key: _descriptors(400, key) for key in range(12)}
+    index.build(list(images.items()))
+    query = np.concatenate([images[3][:100], _descriptors(100, 1000)])
+    before = index.vote(query)
+    path = tmp_path / "lists" / "local.ivfdata"
+    index.move_lists_to(path)
+    assert path.stat().st_size >= 12 * 400 * index.code_bytes and index.vote(query) == before and before[3] >= 80
+    for change in (lambda: index.add(50, images[3][:100]), lambda: index.remove(3)):
+        with pytest.raises(ValueError, match="read-only"):
+            change()
+    assert index.vote(query) == before and len(index) == 12 * 400
+    index.build(list(images.items()))  # a build starts over in memory, writable again
+    index.remove(3)
+    assert index.vote(query).get(3, 0) == 0
+    with pytest.raises(ValueError, match="exact"):
+        LocalFeatureIndex().move_lists_to(tmp_path / "x.ivfdata")
 
 
 @pytest.fixture

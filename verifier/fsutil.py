@@ -27,12 +27,15 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
 
 
 def evict_from_page_cache(path: Path) -> bool:
-    """Drop `path`'s clean pages from the OS page cache (posix_fadvise DONTNEED: no root needed);
-    False where the platform cannot, so that a benchmark skips its from-disk phase."""
+    """Drop `path`'s pages from the OS page cache (posix_fadvise DONTNEED: no root needed);
+    False where the platform cannot, so that a benchmark skips its from-disk phase. Written pages
+    are flushed first (DONTNEED skips dirty ones); pages a live memory mapping holds stay, so a
+    caller timing reads through mmap must map the file anew after this (checked with `fincore`)."""
     if not hasattr(os, "posix_fadvise"):
         return False
     fd = os.open(path, os.O_RDONLY)
     try:
+        os.fsync(fd)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)

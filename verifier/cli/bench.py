@@ -132,14 +132,20 @@ def cmd_bench_votes(args: argparse.Namespace) -> int:
             raise ValueError(f"--codes: {code!r} is not a FAISS encoding (e.g. SQ8, SQ4, PQ32, RaBitQ)") from None
     if not args.queries.is_file():
         raise ValueError(f"{args.queries} is not a QUERIES.csv file")
+    if args.ondisk is not None and args.ondisk.exists() and any(args.ondisk.iterdir()):
+        raise ValueError(f"--ondisk {args.ondisk} is not empty (its files would be replaced)")
     results = run_bench_votes(args.queries, args.registry_extra, codes, command="verifier " + " ".join(sys.argv[1:]),
-                              min_votes=args.min_votes, ivf_from=args.ivf_from)
+                              min_votes=args.min_votes, ivf_from=args.ivf_from, ondisk=args.ondisk)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     for code, r in results["by_codes"].items():
         print(f"{code:<9} {r['bytes_per_descriptor']:>6} B/descriptor  vote p50 {r['vote_ms']['p50']} ms  first by votes "
               f"{r['first_by_votes']}/{r['queries_with_original']}  distinct with an addition "
               f"{r['distinct_with_an_addition']}/{r['distinct']}")
+        for phase, row in (r.get("ondisk") or {}).items():
+            if isinstance(row, dict):
+                print(f"{'':<9} lists on disk, {phase}: vote p50 {row['vote_ms']['p50']} ms p95 {row['vote_ms']['p95']} ms, "
+                      f"{row['queries_with_other_votes']} queries voting otherwise")
     return 0
 
 
@@ -279,6 +285,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--codes", default="SQ8,SQ4,PQ32,RaBitQ", help="comma-separated FAISS encodings to compare")
     p.add_argument("--min-votes", type=_positive, default=5)
     p.add_argument("--ivf-from", type=_positive, default=200_000, help="descriptors from which the index is an IVF (the service's)")
+    p.add_argument("--ondisk", type=Path, help="an empty folder: each IVF is timed again with its inverted lists in a file there")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_bench_votes)
 

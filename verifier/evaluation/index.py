@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from index import build_ivfpq
+from index import build_ivfpq, lists_on_disk
 from verifier.fsutil import evict_from_page_cache
 from verifier.simprov import augment
 
@@ -151,32 +151,35 @@ def _build(factory: str, database: np.ndarray, max_train: int, seed: int, quanti
     return index, train_s, time.perf_counter() - started, kmeans, n_train
 
 
-def _to_disk(index: faiss.Index, folder: Path) -> Path:
-    """Move the index's inverted lists into one memory-mapped file (`OnDiskInvertedLists`), the
-    layout for more lists than RAM; the index answers as before."""
-    ivf = faiss.extract_index_ivf(index)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "lists.ivfdata"
-    path.unlink(missing_ok=True)
-    ondisk = faiss.OnDiskInvertedLists(ivf.nlist, ivf.code_size, str(path))
-    lists = faiss.InvertedListsPtrVector()
-    lists.push_back(ivf.invlists)
-    ondisk.merge_from_multiple(lists.data(), lists.size(), False)
-    ivf.replace_invlists(ondisk, True)
-    ondisk.this.disown()
-    return path
-
-
 def _cold_ranks(index: faiss.Index, queries: np.ndarray, path: Path, k: int = 100) -> tuple[np.ndarray, float] | None:
-    """`_ranks` with the on-disk lists evicted from the page cache before every query (outside
-    the timer): each query reads its probed lists from disk, as when the lists outgrow RAM."""
-    ids, spent = [], 0.0
-    for q in queries:
-        if not evict_from_page_cache(path):
-            return None
-        started = time.perf_counter()
-        ids.append(index.search(q[None, :], k)[1][0])
-        spent += time.perf_counter() - started
+    """`_ranks` with the on-disk lists read from disk: before every query (outside the timer) a
+    fresh copy of the index maps the file anew and its pages are evicted from the page cache.
+    Eviction cannot drop pages a live mapping holds, so `index` lets go of its own mapping for
+    the duration (its lists are handed back from a copy at the end)."""
+    ivf = faiss.extract_index_ivf(index)
+    blob = faiss.serialize_index(index)  # the lists by reference to `path`
+    empty = faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)
+    ivf.replace_invlists(empty, True)  # deletes the on-disk lists object: the file is unmapped
+    empty.this.disown()
+    ids, spent, evicted = [], 0.0, True
+    try:
+        for q in queries:
+            fresh = faiss.deserialize_index(blob)
+            if not evict_from_page_cache(path):
+                evicted = False
+                break
+            started = time.perf_counter()
+            ids.append(fresh.search(q[None, :], k)[1][0])
+            spent += time.perf_counter() - started
+            del fresh
+    finally:
+        back = faiss.deserialize_index(blob)
+        lists = faiss.extract_index_ivf(back).invlists
+        faiss.extract_index_ivf(back).own_invlists = False
+        ivf.replace_invlists(lists, True)
+        del back
+    if not evicted:
+        return None
     hit = np.stack(ids) == np.arange(len(queries))[:, None]
     return np.where(hit.any(1), hit.argmax(1) + 1, 0), spent * 1000 / len(queries)
 
@@ -261,7 +264,7 @@ def run_bench_index(embedder: Any, photos_dir: Path, *, n: int, n_queries: int, 
             "by_nprobe": _measure(index, database, queries, exact_ranks, nprobes, rescore),
         }
         if ondisk is not None:
-            path = _to_disk(index, ondisk / f"{len(indexes)}")
+            path = lists_on_disk(index, ondisk / f"{len(indexes)}" / "lists.ivfdata")
             row["ondisk"] = {"file_bytes": path.stat().st_size,
                              "by_nprobe": _measure(index, database, queries, exact_ranks, nprobes, 0, cold=path)}
             path.unlink()

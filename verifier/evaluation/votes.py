@@ -8,7 +8,8 @@ ratio across originals, at least `min_votes`). Per encoding: bytes per descripto
 serialized index (codes, ids, lists, coarse quantizer), build time, vote time, and per family how
 often the true original is first by votes and how often it reaches `min_votes` at all; for
 distinct queries (no registered original), how many get any original with `min_votes` (an
-addition stage 2 must then reject).
+addition stage 2 must then reject). With `--ondisk`, each IVF again with its inverted lists in a
+file, warm and read from disk (what the vote costs once the index outgrows RAM).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tqdm import tqdm
 
 from index import LocalFeatureIndex
 from verifier.evaluation.queries import decode, extra_images, read_queries
+from verifier.fsutil import evict_from_page_cache
 from verifier.simprov.pairs import View
 
 
@@ -34,8 +36,38 @@ def _descriptors(view: View, *, mirrored: bool) -> np.ndarray:
     return d
 
 
+def _on_disk(index: LocalFeatureIndex, path: Path, voting: list[np.ndarray], ratio: float,
+             expected: list[dict[int, int]]) -> dict[str, Any]:
+    """The same votes with the index's inverted lists in a file (`LocalFeatureIndex.move_lists_to`):
+    warm (the file in the page cache) and cold (before every query, outside the timer, the index
+    is loaded again, mapping the file anew, and the file evicted: every probed list read from disk,
+    as when the lists outgrow RAM). Votes must not change."""
+    index.move_lists_to(path)
+    blob = index.serialize()  # the lists by reference to `path`
+    row: dict[str, Any] = {"file_bytes": path.stat().st_size}
+    for phase in ("warm", "cold"):
+        ms: list[float] = []
+        differ = 0
+        for d, want in zip(voting, expected, strict=True):
+            if phase == "cold":  # a fresh mapping each time: eviction cannot drop pages a live mapping holds
+                index.deserialize(blob)
+                if not evict_from_page_cache(path):
+                    row["cold"] = None  # no page-cache control here
+                    break
+            started = time.perf_counter()
+            votes = index.vote(d, ratio)
+            ms.append((time.perf_counter() - started) * 1000)
+            differ += votes != want
+        else:
+            row[phase] = {"vote_ms": {"p50": round(float(np.median(ms)), 1), "p95": round(float(np.percentile(ms, 95)), 1)},
+                          "queries_with_other_votes": differ}
+    return row
+
+
 def run_bench_votes(queries_csv: Path, registry_extra: list[Path], codes: list[str], *, command: str,
-                    min_votes: int = 5, ratio: float = 0.7, ivf_from: int = 200_000) -> dict[str, Any]:
+                    min_votes: int = 5, ratio: float = 0.7, ivf_from: int = 200_000,
+                    ondisk: Path | None = None) -> dict[str, Any]:
+    """`ondisk`: a folder where each IVF's lists are then moved to a file and the votes timed again."""
     queries = read_queries(queries_csv)
     paths = sorted({q.original for q in queries if q.original is not None} | {p.resolve() for p in extra_images(registry_extra)})
     key_of_digest: dict[str, int] = {}
@@ -61,10 +93,12 @@ def run_bench_votes(queries_csv: Path, registry_extra: list[Path], codes: list[s
         ms: list[float] = []
         tally: dict[str, dict[str, int]] = defaultdict(lambda: {"n": 0, "first": 0, "listed": 0})
         distinct_added = 0
+        answers: list[dict[int, int]] = []
         for q, d in zip(queries, voting, strict=True):
             started = time.perf_counter()
             votes = index.vote(d, ratio)
             ms.append((time.perf_counter() - started) * 1000)
+            answers.append(votes)
             ranked = sorted(((n, key) for key, n in votes.items() if n >= min_votes), key=lambda t: (-t[0], t[1]))
             group = tally[q.family or q.kind]
             group["n"] += 1
@@ -90,5 +124,7 @@ def run_bench_votes(queries_csv: Path, registry_extra: list[Path], codes: list[s
             "distinct": tally["distinct"]["n"] if "distinct" in tally else 0,
             "by_family": {g: dict(t) for g, t in sorted(with_original.items())},
         }
+        if ondisk is not None and index.kind != "exact":
+            results[code]["ondisk"] = _on_disk(index, ondisk / f"{code}.ivfdata", voting, ratio, answers)
     return {"command": command, "originals": len(items), "queries": len(queries), "min_votes": min_votes,
             "ratio": ratio, "ivf_from": ivf_from, "by_codes": results}
