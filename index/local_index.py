@@ -129,10 +129,15 @@ class LocalFeatureIndex:
         index = faiss.deserialize_index(np.ascontiguousarray(blob, np.uint8))
         if index.d != DIM:
             raise ValueError(f"a local-feature index has {DIM}-D descriptors, not {index.d}")
+        lists_file = None
         if isinstance(faiss.downcast_index(index), faiss.IndexIVF):
-            faiss.extract_index_ivf(index).nprobe = self.nprobe
+            ivf = faiss.extract_index_ivf(index)
+            ivf.nprobe = self.nprobe
+            ondisk = faiss.downcast_InvertedLists(ivf.invlists)
+            if isinstance(ondisk, faiss.OnDiskInvertedLists):  # saved after `move_lists_to`: read-only still
+                lists_file = Path(ondisk.filename)
         with self._lock:
-            self._index, self._lists_file = index, None
+            self._index, self._lists_file = index, lists_file
 
     def move_lists_to(self, path: Path) -> None:
         """Keep the IVF's inverted lists (the codes and ids) in a memory-mapped file at `path`

@@ -70,6 +70,8 @@ def test_bench_votes_refuses_bad_input(tmp_path: Path, capsys: pytest.CaptureFix
     (tmp_path / "q.csv").write_text("query,original,kind,mask,family\n")
     assert main(["bench-votes", "--queries", str(tmp_path / "q.csv"), "--ondisk", str(full), "--out", str(out)]) == 2
     assert "not empty" in capsys.readouterr().err and not out.exists() and (full / "x").read_text() == "keep"
+    assert main(["bench-votes", "--queries", str(tmp_path / "q.csv"), "--ondisk", str(full / "x"), "--out", str(out)]) == 2
+    assert "bench-votes" in capsys.readouterr().err and not out.exists() and (full / "x").read_text() == "keep"
     for bad in (["--min-votes", "0"], ["--ivf-from", "-1"]):
         with pytest.raises(SystemExit) as exc:
             main(["bench-votes", "--queries", "x.csv", *bad, "--out", str(out)])

@@ -67,6 +67,11 @@ def test_lists_moved_to_disk_vote_the_same(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="read-only"):
             change()
     assert index.vote(query) == before and len(index) == 12 * 400
+    again = LocalFeatureIndex(ivf_threshold=3000, nprobe=64)
+    again.deserialize(index.serialize())  # saved with its lists on disk: loaded read-only, voting the same
+    assert again.vote(query) == before
+    with pytest.raises(ValueError, match="read-only"):
+        again.remove(3)
     index.build(list(images.items()))  # a build starts over in memory, writable again
     index.remove(3)
     assert index.vote(query).get(3, 0) == 0
