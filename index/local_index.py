@@ -16,12 +16,23 @@ first by votes with >= 5 for 681 of 710 queries with RaBitQ (24-byte codes; 13 K
 all), SQ4 (29 KB) and SQ8 (54 KB) alike, 677 with PQ32 (16 KB), 646 with 4-bit fast-scan PQ32.
 A flat coarse quantizer (4 probes) was slower than the HNSW one (2 probes) for the same votes.
 
+Lists on disk (`lists_dir`, for more descriptors than RAM holds): the IVF's inverted lists are a
+memory-mapped file that is written once and never changed (FAISS's `OnDiskInvertedLists`
+removed the wrong entries and zeroed distances on `remove_ids`, so nothing is ever removed from
+it). Additions go to a small in-memory IVF beside it (same quantizer and codes), removals of what
+the file holds become tombstones that the file's search excludes, and once the two together
+reach `compact_at` of the file, a new file is written from the old one minus the tombstones plus
+the additions (one sequential pass, one list in memory at a time) and swapped in. A vote sees the
+same neighbours as one index holding exactly the live descriptors.
+
 FAISS id = key * KEY_STRIDE + descriptor number.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+import uuid
 from pathlib import Path
 
 import faiss
@@ -38,15 +49,43 @@ def _nlist(n: int) -> int:
     return int(min(65536, max(256, 2 ** round(np.log2(4 * np.sqrt(max(n, 1)))))))
 
 
+def _ids(invlists: faiss.InvertedLists, list_no: int) -> np.ndarray:
+    n = invlists.list_size(list_no)
+    return faiss.rev_swig_ptr(invlists.get_ids(list_no), n).copy() if n else np.zeros(0, np.int64)
+
+
+def _codes(invlists: faiss.InvertedLists, list_no: int, code_size: int) -> np.ndarray:
+    n = invlists.list_size(list_no)
+    return faiss.rev_swig_ptr(invlists.get_codes(list_no), n * code_size).copy().reshape(n, code_size)
+
+
+def _fsync(path: Path) -> None:
+    """Written through a memory mapping: on disk before any saved state refers to it."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class LocalFeatureIndex:
-    def __init__(self, *, ivf_threshold: int = 200_000, nprobe: int = 2, train_max: int = 200_000, codes: str = "RaBitQ") -> None:
+    def __init__(self, *, ivf_threshold: int = 200_000, nprobe: int = 2, train_max: int = 200_000, codes: str = "RaBitQ",
+                 lists_dir: Path | None = None, compact_at: float = 0.1) -> None:
         self.ivf_threshold = ivf_threshold
         self.codes = codes  # FAISS encoding of the IVF's descriptors (index_factory's last part)
         self.nprobe = nprobe
         self.train_max = train_max
+        self.lists_dir = lists_dir  # set: an IVF's lists live in a file there (see the module's docstring)
+        self.compact_at = compact_at
         self._index: faiss.Index = faiss.IndexIDMap2(faiss.IndexFlatL2(DIM))
-        self._lists_file: Path | None = None  # where `move_lists_to` put the lists (then read-only)
-        self._lock = threading.RLock()
+        self._lists_file: Path | None = None  # the file behind `_index`'s lists (lists_dir, or `move_lists_to`)
+        self._delta: faiss.Index | None = None  # lists_dir: additions since the file was written, in RAM
+        self._dead: set[int] = set()  # lists_dir: keys whose descriptors in the file no longer count
+        self._dead_n = 0  # how many descriptors those are
+        self._in_file = np.zeros(0, np.int16)  # lists_dir: descriptors per key in the file (by key)
+        self._exclude: tuple[faiss.IDSelector, ...] | None = None  # the tombstones as a search filter (cached)
+        self._lock = threading.RLock()  # the index objects (a vote reads them, a change or swap replaces them)
+        self._write = threading.Lock()  # changes one at a time: a compaction holds it while votes go on
 
     @property
     def kind(self) -> str:
@@ -54,8 +93,16 @@ class LocalFeatureIndex:
             ivf = faiss.downcast_index(self._index)
             return f"ivf-{self.codes.lower()}" if isinstance(ivf, faiss.IndexIVF) else "exact"
 
+    @property
+    def lists_file(self) -> Path | None:
+        with self._lock:
+            return self._lists_file
+
     def __len__(self) -> int:
-        return int(self._index.ntotal)
+        """Live descriptors (tombstoned ones in the file do not count)."""
+        with self._lock:
+            extra = int(self._delta.ntotal) - self._dead_n if self._delta is not None else 0
+            return int(self._index.ntotal) + extra
 
     @property
     def code_bytes(self) -> int:
@@ -68,32 +115,158 @@ class LocalFeatureIndex:
         """One image's descriptors (N, 128) under `key` (replacing what it had)."""
         d = np.ascontiguousarray(descriptors, np.float32).reshape(-1, DIM)[:KEY_STRIDE]
         ids = key * KEY_STRIDE + np.arange(len(d), dtype=np.int64)
-        with self._lock:
-            self._writable()
-            self.remove(key)
+        with self._write, self._lock:
+            self._remove(key)
             if len(d):
-                self._index.add_with_ids(d, ids)
+                (self._delta if self._delta is not None else self._index).add_with_ids(d, ids)
 
     def remove(self, key: int) -> None:
-        with self._lock:
+        with self._write, self._lock:
+            self._remove(key)
+
+    def _remove(self, key: int) -> None:
+        id_range = faiss.IDSelectorRange(key * KEY_STRIDE, (key + 1) * KEY_STRIDE)
+        if self._delta is None:
             self._writable()
-            self._index.remove_ids(faiss.IDSelectorRange(key * KEY_STRIDE, (key + 1) * KEY_STRIDE))
+            self._index.remove_ids(id_range)
+            return
+        self._delta.remove_ids(id_range)
+        held = int(self._in_file[key]) if key < len(self._in_file) else 0
+        if held and key not in self._dead:  # never removed from the file itself: a tombstone
+            self._dead.add(key)
+            self._dead_n += held
+            self._exclude = None
 
     def build(self, items: list[tuple[int, np.ndarray]]) -> None:
         """Replace the contents with these (key, descriptors); IVF when they are many. The
         descriptors are added a chunk at a time and the IVF is trained on a sample, so the
-        build holds no float32 copy of them all (at 10k originals that copy was 1.4 GB)."""
+        build holds no float32 copy of them all (at 10k originals that copy was 1.4 GB); with
+        `lists_dir` they go straight into a file (then rewritten tight: the file grows by
+        doubling lists), so the build's memory does not grow with them either."""
         items = [(k, np.asarray(d).reshape(-1, DIM)[:KEY_STRIDE]) for k, d in items]
         total = sum(len(d) for _, d in items)
-        index = self._empty(self._sample(items, total), total)
-        for start in range(0, len(items), 512):
-            chunk = items[start : start + 512]
-            data = np.concatenate([d for _, d in chunk]).astype(np.float32) if chunk else np.zeros((0, DIM), np.float32)
-            ids = np.concatenate([k * KEY_STRIDE + np.arange(len(d), dtype=np.int64) for k, d in chunk])
-            if len(data):
-                index.add_with_ids(np.ascontiguousarray(data), ids)
+        with self._write:
+            index = self._empty(self._sample(items, total), total)
+            ondisk = self.lists_dir is not None and isinstance(faiss.downcast_index(index), faiss.IndexIVF)
+            delta = faiss.clone_index(index) if ondisk else None  # empty, trained: the additions' index
+            loose = self._attach_file(index, self._new_file(".building")) if ondisk else None
+            for start in range(0, len(items), 512):
+                chunk = items[start : start + 512]
+                data = np.concatenate([d for _, d in chunk]).astype(np.float32) if chunk else np.zeros((0, DIM), np.float32)
+                ids = np.concatenate([k * KEY_STRIDE + np.arange(len(d), dtype=np.int64) for k, d in chunk])
+                if len(data):
+                    index.add_with_ids(np.ascontiguousarray(data), ids)
+            lists_file, in_file = None, np.zeros(0, np.int16)
+            if loose is not None and delta is not None:
+                index, lists_file, in_file = self._write_file([faiss.extract_index_ivf(index).invlists], delta)
+                loose.unlink(missing_ok=True)
+            with self._lock:
+                self._index, self._lists_file, self._delta = index, lists_file, delta
+                self._dead, self._dead_n, self._in_file, self._exclude = set(), 0, in_file, None
+
+    def needs_compaction(self) -> bool:
+        """Additions and tombstones since the file was written reach `compact_at` of it."""
         with self._lock:
-            self._index, self._lists_file = index, None
+            if self._delta is None:
+                return False
+            return int(self._delta.ntotal) + self._dead_n >= max(1.0, self.compact_at * int(self._index.ntotal))
+
+    def compact(self) -> bool:
+        """Write a new file: the current one minus the tombstones plus the additions; swap it in
+        (votes go on meanwhile, on the old pair). The old file stays until `prune_files` (after
+        the caller saved state that no longer refers to it). False without lists on disk."""
+        with self._write:
+            with self._lock:
+                if self._delta is None:
+                    return False
+                delta = self._delta
+                dead = np.array(sorted(self._dead), np.int64)
+                sources = [faiss.extract_index_ivf(self._index).invlists, faiss.extract_index_ivf(delta).invlists]
+            template = faiss.clone_index(delta)
+            template.reset()
+            index, path, in_file = self._write_file(sources, template, dead)
+            with self._lock:
+                self._index, self._lists_file, self._delta = index, path, template
+                self._dead, self._dead_n, self._in_file, self._exclude = set(), 0, in_file, None
+            return True
+
+    def prune_files(self) -> list[Path]:
+        """Delete the list files in `lists_dir` other than the current one (replaced by a
+        compaction or build, or left by a process that stopped mid-write); those removed."""
+        if self.lists_dir is None or not self.lists_dir.is_dir():
+            return []
+        with self._write:
+            keep = self.lists_file
+            gone = [p for p in self.lists_dir.iterdir() if p.suffix in (".ivfdata", ".building") and p != keep]
+            for p in gone:
+                p.unlink(missing_ok=True)
+        return gone
+
+    def _new_file(self, suffix: str = ".ivfdata") -> Path:
+        assert self.lists_dir is not None
+        self.lists_dir.mkdir(parents=True, exist_ok=True)
+        return self.lists_dir / f"local-{uuid.uuid4().hex}{suffix}"
+
+    @staticmethod
+    def _attach_file(index: faiss.Index, path: Path) -> Path:
+        ivf = faiss.extract_index_ivf(index)
+        ondisk = faiss.OnDiskInvertedLists(ivf.nlist, ivf.code_size, str(path))
+        ivf.replace_invlists(ondisk, True)
+        ondisk.this.disown()
+        return path
+
+    def _write_file(self, sources: list[faiss.InvertedLists], template: faiss.Index,
+                    dead: np.ndarray | None = None) -> tuple[faiss.Index, Path | None, np.ndarray]:
+        """A new index like `template` (trained, empty) whose lists, in a new file, hold the
+        entries of `sources` list by list, without the ids of `dead` keys (first source only);
+        (index, file, descriptors per key). Two passes (sizes, then entries), one list in memory."""
+        ivf = faiss.extract_index_ivf(template)
+        nlist, code_size = ivf.nlist, ivf.code_size
+
+        def kept(s: int, list_no: int) -> tuple[np.ndarray, np.ndarray | None]:
+            """The list's ids in source `s` that stay, and which rows they are (None: all)."""
+            ids = _ids(sources[s], list_no)
+            if s == 0 and dead is not None and len(dead):
+                keep = ~np.isin(ids // KEY_STRIDE, dead)
+                return ids[keep], keep
+            return ids, None
+
+        sizes = np.zeros(nlist, np.uint64)
+        per_key: dict[int, int] = {}
+        for list_no in range(nlist):
+            for s in range(len(sources)):
+                ids, _ = kept(s, list_no)
+                sizes[list_no] += len(ids)
+                for key, n in zip(*np.unique(ids // KEY_STRIDE, return_counts=True), strict=True):
+                    per_key[int(key)] = per_key.get(int(key), 0) + int(n)
+        index = faiss.clone_index(template)
+        index.reset()
+        in_file = np.zeros(max(per_key, default=-1) + 1, np.int16)
+        for key, n in per_key.items():
+            in_file[key] = n
+        total = int(sizes.sum())
+        if total == 0:  # nothing left: an empty in-memory IVF (an empty file cannot be mapped)
+            return index, None, in_file
+        path = self._new_file()
+        ondisk = faiss.OnDiskInvertedLists(nlist, code_size, str(path))
+        ondisk.set_all_lists_sizes(faiss.swig_ptr(sizes))
+        ondisk.update_totsize(total * (8 + code_size))  # set_all_lists_sizes lays out the lists; the file must be that big
+        for list_no in range(nlist):
+            at = 0
+            for s in range(len(sources)):
+                ids, rows = kept(s, list_no)
+                if not len(ids):
+                    continue
+                codes = _codes(sources[s], list_no, code_size)
+                ids, codes = np.ascontiguousarray(ids), np.ascontiguousarray(codes if rows is None else codes[rows])
+                ondisk.update_entries(list_no, at, len(ids), faiss.swig_ptr(ids), faiss.swig_ptr(codes))
+                at += len(ids)
+        out = faiss.extract_index_ivf(index)
+        out.replace_invlists(ondisk, True)
+        ondisk.this.disown()
+        out.ntotal = total
+        _fsync(path)
+        return index, path, in_file
 
     def _writable(self) -> None:
         if self._lists_file is not None:
@@ -121,12 +294,22 @@ class LocalFeatureIndex:
         return index
 
     def serialize(self) -> np.ndarray:
-        """The whole index as bytes (uint8 array), for the caller to persist."""
+        """The main index as bytes (uint8 array); lists on disk by reference to their file.
+        `state` is the whole of it with `lists_dir`."""
         with self._lock:
             return faiss.serialize_index(self._index)
 
-    def deserialize(self, blob: np.ndarray) -> None:
-        index = faiss.deserialize_index(np.ascontiguousarray(blob, np.uint8))
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything `restore` needs, as arrays for the caller to persist together."""
+        with self._lock:
+            delta = faiss.serialize_index(self._delta) if self._delta is not None else np.zeros(0, np.uint8)
+            return {"index": faiss.serialize_index(self._index), "delta": delta,
+                    "dead": np.array(sorted(self._dead), np.int64), "in_file": self._in_file.copy()}
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        """What `state` gave (or a bare `serialize`d index as {"index": ...}). A saved layout that
+        is not this one's (lists on disk or not) raises ValueError: the caller rebuilds."""
+        index = faiss.deserialize_index(np.ascontiguousarray(state["index"], np.uint8))
         if index.d != DIM:
             raise ValueError(f"a local-feature index has {DIM}-D descriptors, not {index.d}")
         lists_file = None
@@ -134,20 +317,39 @@ class LocalFeatureIndex:
             ivf = faiss.extract_index_ivf(index)
             ivf.nprobe = self.nprobe
             ondisk = faiss.downcast_InvertedLists(ivf.invlists)
-            if isinstance(ondisk, faiss.OnDiskInvertedLists):  # saved after `move_lists_to`: read-only still
+            if isinstance(ondisk, faiss.OnDiskInvertedLists):
                 lists_file = Path(ondisk.filename)
-        with self._lock:
-            self._index, self._lists_file = index, lists_file
+        blob = state.get("delta")
+        delta = faiss.deserialize_index(np.ascontiguousarray(blob, np.uint8)) if blob is not None and len(blob) else None
+        if delta is not None:
+            faiss.extract_index_ivf(delta).nprobe = self.nprobe
+        ivf_in_memory = lists_file is None and isinstance(faiss.downcast_index(index), faiss.IndexIVF)
+        if self.lists_dir is not None and (ivf_in_memory or (lists_file is not None and delta is None)):
+            raise ValueError("saved with its lists in memory; wanted on disk")
+        if self.lists_dir is None and delta is not None:
+            raise ValueError("saved with its lists on disk; wanted in memory")
+        dead = {int(k) for k in state.get("dead", np.zeros(0, np.int64)).tolist()}
+        in_file = np.asarray(state.get("in_file", np.zeros(0, np.int16)), np.int16)
+        with self._write, self._lock:
+            self._index, self._lists_file, self._delta = index, lists_file, delta
+            self._dead, self._in_file, self._exclude = dead, in_file, None
+            self._dead_n = int(sum(int(in_file[k]) for k in dead if k < len(in_file)))
+
+    def deserialize(self, blob: np.ndarray) -> None:
+        """A `serialize`d index; one saved after `move_lists_to` is read-only still."""
+        self.restore({"index": blob})
 
     def move_lists_to(self, path: Path) -> None:
         """Keep the IVF's inverted lists (the codes and ids) in a memory-mapped file at `path`
-        instead of RAM, for more descriptors than memory holds; the votes are unchanged
-        (`verifier bench-votes --ondisk` measures what a vote costs then). The index is then
-        read-only until the next `build`: FAISS 1.x's `OnDiskInvertedLists` removed the wrong
-        entries and zeroed distances on `remove_ids` (tested), so a service holding its lists
-        on disk would have to rebuild instead of removing."""
-        with self._lock:
-            if not isinstance(faiss.downcast_index(self._index), faiss.IndexIVF):
+        instead of RAM, the votes unchanged (`verifier bench-votes --ondisk` measures what a vote
+        costs then). The index is then read-only until the next `build`: FAISS 1.x's
+        `OnDiskInvertedLists` removed the wrong entries and zeroed distances on `remove_ids`
+        (tested); a service keeps its lists on disk with `lists_dir` instead (tombstones and
+        compaction, never a removal from the file)."""
+        with self._write, self._lock:
+            if self._delta is not None:
+                raise ValueError(f"the lists are in {self._lists_file} already")
+            if self.kind == "exact":
                 raise ValueError("only an IVF index keeps inverted lists (this one is exact)")
             lists_on_disk(self._index, path)
             self._lists_file = path
@@ -155,14 +357,39 @@ class LocalFeatureIndex:
     def needs_upgrade(self) -> bool:
         return self.kind == "exact" and len(self) >= self.ivf_threshold
 
+    def _exclusion(self) -> faiss.SearchParametersIVF:
+        """The file's search without the tombstoned keys' descriptors."""
+        if self._exclude is None:
+            dead = sorted(self._dead)
+            ids = np.concatenate([k * KEY_STRIDE + np.arange(int(self._in_file[k]), dtype=np.int64) for k in dead])
+            batch = faiss.IDSelectorBatch(ids)
+            self._exclude = (batch, faiss.IDSelectorNot(batch))  # the batch must outlive the Not that points to it
+        return faiss.SearchParametersIVF(sel=self._exclude[1], nprobe=self.nprobe)
+
+    def _search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest live descriptors of each query row: (squared distances, ids), -1 /
+        inf where fewer exist."""
+        if self._delta is None:
+            return self._index.search(q, min(k, int(self._index.ntotal)))
+        parts = []
+        if self._index.ntotal:
+            parts.append(self._index.search(q, k, params=self._exclusion() if self._dead else None))
+        if self._delta.ntotal:
+            parts.append(self._delta.search(q, k))
+        d2 = np.concatenate([p[0] for p in parts], 1)
+        ids = np.concatenate([p[1] for p in parts], 1)
+        d2 = np.where(ids >= 0, d2, np.inf)
+        order = np.argsort(d2, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(d2, order, 1), np.take_along_axis(ids, order, 1)
+
     def vote(self, descriptors: np.ndarray, ratio: float = 0.7, k: int = 4) -> dict[int, int]:
         """key -> votes of the query's descriptors (N, 128): a descriptor votes for the key of its
         nearest neighbour when that is nearer than `ratio` x the nearest of another key."""
         q = np.ascontiguousarray(descriptors, np.float32).reshape(-1, DIM)
         with self._lock:
-            if not len(q) or self._index.ntotal == 0:
+            if not len(q) or len(self) == 0:
                 return {}
-            d2, ids = self._index.search(q, min(k, int(self._index.ntotal)))
+            d2, ids = self._search(q, k)
         keys = np.where(ids >= 0, ids // KEY_STRIDE, -1)
         first = keys[:, 0]
         other = (keys != first[:, None]) & (keys >= 0)  # neighbours from another image

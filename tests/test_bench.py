@@ -187,7 +187,9 @@ def test_bench_store_refuses_bad_input_and_writes_nothing(tmp_path: Path, monkey
                                  {"VERIFIER_LOCAL_MIN_VOTES": "many"}, {"VERIFIER_LOCAL_VOTES": "perhaps"},
                                  {"VERIFIER_STAGE2_SCREEN_LONE_MIN_INLIERS": "-1"}, {"VERIFIER_STAGE2_SCREEN_LONE_MIN_INLIERS": "few"},
                                  {"VERIFIER_LOCAL_CODES": "PQ7"}, {"VERIFIER_LOCAL_CODES": "sq8"},
-                                 {"VERIFIER_STAGE2_COLOUR_MIN_INLIERS": "-1"}, {"VERIFIER_STAGE2_COLOUR_MIN_INLIERS": "all"}])
+                                 {"VERIFIER_STAGE2_COLOUR_MIN_INLIERS": "-1"}, {"VERIFIER_STAGE2_COLOUR_MIN_INLIERS": "all"},
+                                 {"VERIFIER_LOCAL_ONDISK": "maybe"}, {"VERIFIER_LOCAL_ONDISK_COMPACT": "0"},
+                                 {"VERIFIER_LOCAL_ONDISK_COMPACT": "1.5"}, {"VERIFIER_LOCAL_ONDISK_COMPACT": "often"}])
 def test_screen_and_rescore_settings_refuse_nonsense(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     from pydantic import ValidationError
 

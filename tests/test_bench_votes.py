@@ -55,7 +55,14 @@ def test_bench_votes_compares_encodings_on_pieces_of_registered_photos(tmp_path:
         disk = result["ondisk"]
         assert disk["file_bytes"] > 0 and disk["warm"]["queries_with_other_votes"] == 0
         assert disk["cold"] is None or disk["cold"]["queries_with_other_votes"] == 0
-    assert sorted(p.name for p in (tmp_path / "lists").iterdir()) == ["PQ32.ivfdata", "SQ8.ivfdata"]
+        # the service's layout after churn (tombstones in the file, the same descriptors in memory), then compacted
+        service = result["ondisk_service"]
+        assert service["churned_originals"] == 1 and service["churned_descriptors"] > 0
+        for phase in ("warm", "cold", "compacted_warm"):
+            assert service[phase] is None if phase == "cold" and disk["cold"] is None else service[phase]["queries_with_other_votes"] == 0
+        assert service["compacted_file_bytes"] == service["file_bytes"]  # the same descriptors, written tight again
+    assert sorted(p.name for p in (tmp_path / "lists").iterdir()) == ["PQ32-service", "PQ32.ivfdata", "SQ8-service", "SQ8.ivfdata"]
+    assert all(len(list((tmp_path / "lists" / f"{c}-service").glob("*.ivfdata"))) == 1 for c in ("PQ32", "SQ8"))
 
 
 def test_bench_votes_refuses_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

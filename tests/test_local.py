@@ -79,6 +79,66 @@ def test_lists_moved_to_disk_vote_the_same(tmp_path: Path) -> None:
         LocalFeatureIndex().move_lists_to(tmp_path / "x.ivfdata")
 
 
+def test_lists_on_disk_follow_additions_and_removals_as_memory_does(tmp_path: Path) -> None:
+    """`lists_dir`: the lists in a file that is never changed; additions in memory, removals as
+    tombstones the file's search excludes, a compaction writing a new file. Every step votes as
+    the same index held in memory does, removals included (FAISS's own removal from on-disk
+    lists got them wrong), and state saved and restored votes the same."""
+    lists = tmp_path / "lists"
+    disk = LocalFeatureIndex(ivf_threshold=3000, nprobe=64, lists_dir=lists, compact_at=0.25)
+    memory = LocalFeatureIndex(ivf_threshold=3000, nprobe=64)
+    images = {key: _descriptors(400, key) for key in range(12)}
+    for index in (disk, memory):
+        index.build(list(images.items()))
+    first = disk.lists_file
+    assert first is not None and first.parent == lists and disk.kind == "ivf-rabitq" and memory.lists_file is None
+    assert first.stat().st_size == 12 * 400 * (8 + disk.code_bytes)  # written tight, ids and codes
+    assert sorted(p.suffix for p in lists.iterdir()) == [".ivfdata"]  # the build's growing file is gone
+    queries = {key: np.concatenate([images[key][:100] + np.random.default_rng(key).normal(0, 2, (100, 128)).astype(np.float32),
+                                    _descriptors(100, 1000 + key)]) for key in (3, 5, 7)}
+
+    def same_votes() -> dict[int, dict[int, int]]:
+        votes = {key: disk.vote(q) for key, q in queries.items()}
+        assert votes == {key: memory.vote(q) for key, q in queries.items()} and len(disk) == len(memory)
+        return votes
+
+    assert same_votes()[3][3] >= 80
+    written = first.read_bytes()
+    for index in (disk, memory):
+        index.remove(3)  # a tombstone
+        index.add(50, images[7][:150])  # shares descriptors with 7: neither gets their votes
+        index.add(5, _descriptors(400, 500))  # replaced: the file's copy is dead, the new one in memory
+    votes = same_votes()
+    assert votes[3].get(3, 0) == 0 and votes[5].get(5, 0) <= 5 and votes[7].get(7, 0) <= 5
+    assert first.read_bytes() == written and disk.needs_compaction()  # 400 + 400 dead, 550 added: >= 1,200
+    assert disk.compact() and disk.lists_file != first and first.exists()  # the old file until the caller saved
+    assert not disk.needs_compaction() and disk.lists_file is not None
+    assert disk.lists_file.stat().st_size == len(disk) * (8 + disk.code_bytes)
+    assert same_votes() == votes
+    assert disk.prune_files() == [first] and not first.exists()
+
+    again = LocalFeatureIndex(ivf_threshold=3000, nprobe=64, lists_dir=lists)
+    disk.remove(7)  # a tombstone in the new file, saved with it
+    memory.remove(7)
+    again.restore(disk.state())
+    assert {key: again.vote(q) for key, q in queries.items()} == same_votes() and len(again) == len(disk)
+    with pytest.raises(ValueError, match="on disk"):  # a saved layout that is not the one wanted: the caller rebuilds
+        LocalFeatureIndex(ivf_threshold=3000, nprobe=64).restore(disk.state())
+    with pytest.raises(ValueError, match="in memory"):
+        LocalFeatureIndex(ivf_threshold=3000, nprobe=64, lists_dir=lists).restore(memory.state())
+    with pytest.raises(ValueError, match="already"):
+        disk.move_lists_to(tmp_path / "x.ivfdata")
+
+    for key in [k for k in range(51) if k in images or k == 50]:  # everything removed: compacted to nothing
+        for index in (disk, memory):
+            index.remove(key)
+    assert len(disk) == 0 and disk.compact() and disk.lists_file is None and disk.vote(queries[3]) == {}
+    disk.add(9, images[9])  # and it grows again from there
+    memory.add(9, images[9])
+    assert disk.needs_compaction() and disk.compact() and disk.lists_file is not None
+    assert disk.vote(queries[3]) == memory.vote(queries[3]) and len(disk) == 400
+
+
 @pytest.fixture
 def service_with_photos(settings: Settings, embedder: Embedder, signer: SignerCredentials):  # type: ignore[no-untyped-def]
     service = Service.open(settings, embedder=embedder)
@@ -195,6 +255,77 @@ def test_the_vote_index_is_saved_loaded_and_caught_up(settings: Settings, embedd
             reads.clear()
     finally:
         LocalSearch._descriptors = original  # type: ignore[method-assign]
+
+
+def test_the_service_keeps_the_vote_lists_on_disk(settings: Settings, embedder: Embedder, signer: SignerCredentials,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """`VERIFIER_LOCAL_ONDISK`: once the vote index is an IVF its lists are a file under the index
+    dir; a deleted original stops getting votes without the file changing; a restart loads it
+    (no view read again); enough changes write a new file and the replaced one is deleted."""
+    import functools
+
+    from verifier.matching import local as local_module
+
+    # an IVF from a few photos' descriptors (the service's bar is 200,000), every list probed
+    monkeypatch.setattr(local_module, "LocalFeatureIndex", functools.partial(LocalFeatureIndex, ivf_threshold=500, nprobe=256))
+    ondisk = settings.model_copy(update={"local_ondisk": True, "local_ondisk_compact": 0.5})
+    lists = ondisk.index_dir / "local-lists"
+    service = Service.open(ondisk, embedder=embedder)
+    if service.matcher.local is None:
+        service.close()
+        pytest.skip("stages 2-3 are not shipped")
+    if service.follower is not None:  # this test drives the syncs itself
+        service.follower.stop()
+        service.follower = None
+    with service.db.session() as session:
+        publisher, _ = create_publisher(session, "Daily Planet")
+        enroll(session, publisher.id, parse_certificate(signer.chain_pem))
+
+    def register(name: str):  # type: ignore[no-untyped-def]
+        img = Image.fromarray(getattr(skdata, name)()).convert("RGB")
+        return service.registry.register(sign_image(encode(img), "image/jpeg", signer), publisher.id).original.id
+
+    piece = View.of(Image.fromarray(skdata.chelsea()).convert("RGB").crop((100, 50, 400, 300)))
+    ids = {name: register(name) for name in ("coffee", "chelsea", "rocket", "astronaut")}
+    local = service.matcher.local
+    local.sync(service.search.indexed_originals(), service.matcher.loader)
+    first = local.index.lists_file
+    assert local.index.kind == "ivf-rabitq" and first is not None and first.parent == lists
+    assert local.vote(piece, set())[:1] == [ids["chelsea"]]
+    written = first.read_bytes()
+    key = local._key[ids["chelsea"]]
+    assert local.index.vote(piece.features.descriptors)[key] >= 5
+    service.registry.delete(ids["chelsea"], publisher.id)
+    assert local.sync(service.search.indexed_originals(), service.matcher.loader) == (0, 1)
+    assert key not in local.index.vote(piece.features.descriptors)  # the tombstone: its descriptors are out of the search
+    assert ids["chelsea"] not in local.vote(piece, set()) and first.read_bytes() == written and local.index.lists_file == first
+    size = len(local.index)
+    service.close()
+    for left in ("local-0.ivfdata", "local-1.building"):  # a compaction or build that stopped mid-write
+        (lists / left).write_bytes(b"half")
+
+    reads: list[object] = []
+    original = local_module.LocalSearch._descriptors
+    monkeypatch.setattr(local_module.LocalSearch, "_descriptors",
+                        lambda self, oids, loader: reads.extend(oids) or original(self, oids, loader))
+    service = Service.open(ondisk, embedder=embedder)
+    try:
+        if service.follower is not None:
+            service.follower.stop()
+            service.follower = None
+        local = service.matcher.local
+        assert not reads and local.index.lists_file == first and len(local.index) == size  # loaded, tombstone and all
+        assert [p.name for p in lists.iterdir()] == [first.name]  # what the saved state does not refer to is gone
+        assert ids["chelsea"] not in local.vote(piece, set())
+        ids |= {name: register(name) for name in ("coins", "immunohistochemistry", "camera")}
+        local.sync(service.search.indexed_originals(), service.matcher.loader)  # additions + tombstone reach half the file
+        assert set(reads) == {ids["coins"], ids["immunohistochemistry"], ids["camera"]}
+        assert local.index.lists_file not in (None, first) and not first.exists()
+        assert [p.name for p in lists.iterdir()] == [local.index.lists_file.name]
+        rocket = View.of(Image.fromarray(skdata.rocket()).convert("RGB").crop((50, 50, 350, 300)))
+        assert local.vote(rocket, set())[:1] == [ids["rocket"]] and ids["chelsea"] not in local.vote(piece, set())
+    finally:
+        service.close()
 
 
 def test_included_candidates_keep_the_list_length_and_order(service_with_photos) -> None:  # type: ignore[no-untyped-def]

@@ -79,7 +79,9 @@ class Service:
             views = CandidateViews(settings.views_dir, settings.views_cache_size, settings.views_store)
             reranker, change = _pairwise_stages(settings)
             local = LocalSearch(views, min_votes=settings.local_min_votes, codes=settings.local_codes,
-                                path=settings.index_dir / "local-sift.npz") if settings.local_votes else None
+                                path=settings.index_dir / "local-sift.npz",
+                                lists_dir=settings.index_dir / "local-lists" if settings.local_ondisk else None,
+                                compact_at=settings.local_ondisk_compact) if settings.local_votes else None
             matcher = Matcher(originals, search, views, reranker.to(device) if reranker else None,
                               change.to(device) if change else None, min_inliers=settings.stage2_min_inliers, local=local)
             registry = Registry(settings, originals, SearchIndexer(search, views, matcher))

@@ -119,6 +119,15 @@ class Settings(BaseSettings):
         "registry: RaBitQ (1-bit codes + 2 factors) ~34 / 13 KB, PQ32 ~42 / 16 KB, SQ4 ~74 / 29 KB, SQ8 ~138 / 54 KB. "
         "RaBitQ, SQ4 and SQ8 put the same originals first by votes, PQ32 four fewer of 710 (BENCHMARKS.md, 'The vote "
         "index's codes'). A saved index in another encoding is rebuilt at start-up.")
+    local_ondisk: bool = Field(default=False, description="Keep the local-feature index's lists (once it is an IVF) "
+                               "in a memory-mapped file under <index dir>/local-lists instead of RAM, for registries "
+                               "whose index outgrows memory (SCALING.md: ~13 KB per original). The file is written once; "
+                               "additions wait in a small in-memory index and removals are filtered out until "
+                               "local_ondisk_compact of it changed, then a new file replaces it. Votes are the same; a vote "
+                               "that reads its lists from disk costs ~+40 ms (BENCHMARKS.md, 'The vote index's lists on disk').")
+    local_ondisk_compact: float = Field(default=0.1, gt=0, le=1, description="With local_ondisk: the file is rewritten once "
+                                        "additions and removals since it was written reach this fraction of it (the "
+                                        "additions are held in RAM until then).")
     pairwise_stages: bool = Field(default=True, description="Run SImProv stages 2-3 when their weights ship.")
     views_cache_size: int = Field(default=512, ge=0, description="Originals' stage 2-3 views kept in memory.")
     views_store: Literal["full", "image", "none"] = Field(

@@ -146,6 +146,13 @@ def cmd_bench_votes(args: argparse.Namespace) -> int:
             if isinstance(row, dict):
                 print(f"{'':<9} lists on disk, {phase}: vote p50 {row['vote_ms']['p50']} ms p95 {row['vote_ms']['p95']} ms, "
                       f"{row['queries_with_other_votes']} queries voting otherwise")
+        service = r.get("ondisk_service")
+        for phase in ("warm", "cold", "compacted_warm"):
+            row = (service or {}).get(phase)
+            if row:
+                print(f"{'':<9} service layout, {service['churned_originals']} originals churned, {phase}: vote p50 "
+                      f"{row['vote_ms']['p50']} ms p95 {row['vote_ms']['p95']} ms, {row['queries_with_other_votes']} "
+                      f"queries voting otherwise")
     return 0
 
 

@@ -9,12 +9,16 @@ serialized index (codes, ids, lists, coarse quantizer), build time, vote time, a
 often the true original is first by votes and how often it reaches `min_votes` at all; for
 distinct queries (no registered original), how many get any original with `min_votes` (an
 addition stage 2 must then reject). With `--ondisk`, each IVF again with its inverted lists in a
-file, warm and read from disk (what the vote costs once the index outgrows RAM).
+file, warm and read from disk (what the vote costs once the index outgrows RAM), and in the
+service's on-disk layout (`VERIFIER_LOCAL_ONDISK`) after churn: a share of the originals removed
+and registered again, so the file holds their tombstoned copies and the in-memory additions
+the live ones, before and after a compaction.
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -61,6 +65,65 @@ def _on_disk(index: LocalFeatureIndex, path: Path, voting: list[np.ndarray], rat
         else:
             row[phase] = {"vote_ms": {"p50": round(float(np.median(ms)), 1), "p95": round(float(np.percentile(ms, 95)), 1)},
                           "queries_with_other_votes": differ}
+    return row
+
+
+def _timed_votes(index: LocalFeatureIndex, voting: list[np.ndarray], ratio: float, expected: list[dict[int, int]],
+                 before: Any = None) -> dict[str, Any]:
+    """Vote time per query and how many queries vote otherwise than `expected`; `before(index)`
+    runs before each vote, outside the timer."""
+    ms: list[float] = []
+    differ = 0
+    for d, want in zip(voting, expected, strict=True):
+        if before is not None:
+            before(index)
+        started = time.perf_counter()
+        votes = index.vote(d, ratio)
+        ms.append((time.perf_counter() - started) * 1000)
+        differ += votes != want
+    return {"vote_ms": {"p50": round(float(np.median(ms)), 1), "p95": round(float(np.percentile(ms, 95)), 1)},
+            "queries_with_other_votes": differ}
+
+
+def _service_layout(items: list[tuple[int, np.ndarray]], code: str, ivf_from: int, folder: Path, voting: list[np.ndarray],
+                    ratio: float, expected: list[dict[int, int]], churn: float = 0.05) -> dict[str, Any]:
+    """The service's on-disk layout (`lists_dir`): built into a file, then `churn` of the originals
+    removed and added again with the same descriptors (the file's copies tombstoned, the live ones
+    in memory), so every vote must equal the in-memory index's; timed warm and read from disk,
+    then compacted and timed again."""
+    index = LocalFeatureIndex(codes=code, ivf_threshold=ivf_from, lists_dir=folder, compact_at=1.0)
+    started = time.perf_counter()
+    index.build(items)
+    row: dict[str, Any] = {"build_s": round(time.perf_counter() - started, 1)}
+    assert index.lists_file is not None
+    row["file_bytes"] = index.lists_file.stat().st_size
+    moved = random.Random(0).sample(items, max(1, round(churn * len(items))))
+    for key, d in moved:
+        index.remove(key)
+        index.add(key, d)
+    row["churned_originals"] = len(moved)
+    row["churned_descriptors"] = sum(len(d) for _, d in moved)
+    row["warm"] = _timed_votes(index, voting, ratio, expected)
+    state = index.state()
+
+    def cold(idx: LocalFeatureIndex) -> None:  # a fresh mapping, then the file out of the page cache
+        idx.restore(state)
+        assert idx.lists_file is not None
+        if not evict_from_page_cache(idx.lists_file):
+            raise OSError("no page-cache control")
+
+    try:
+        row["cold"] = _timed_votes(index, voting, ratio, expected, cold)
+    except OSError:
+        row["cold"] = None
+    index.restore(state)
+    started = time.perf_counter()
+    index.compact()
+    row["compact_s"] = round(time.perf_counter() - started, 1)
+    assert index.lists_file is not None
+    row["compacted_file_bytes"] = index.lists_file.stat().st_size
+    row["compacted_warm"] = _timed_votes(index, voting, ratio, expected)
+    index.prune_files()
     return row
 
 
@@ -126,5 +189,7 @@ def run_bench_votes(queries_csv: Path, registry_extra: list[Path], codes: list[s
         }
         if ondisk is not None and index.kind != "exact":
             results[code]["ondisk"] = _on_disk(index, ondisk / f"{code}.ivfdata", voting, ratio, answers)
+            results[code]["ondisk_service"] = _service_layout(items, code, ivf_from, ondisk / f"{code}-service", voting,
+                                                              ratio, answers)
     return {"command": command, "originals": len(items), "queries": len(queries), "min_votes": min_votes,
             "ratio": ratio, "ivf_from": ivf_from, "by_codes": results}

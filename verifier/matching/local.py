@@ -15,7 +15,10 @@ full sync (a version number: no per-request copy of the set otherwise) and after
 applied other processes' changes. It is saved whole at shutdown and
 after a build (`save`, one file replaced atomically) and loaded at start-up; what changed since
 is caught up from the views by the next `sync` (derived data, like the views themselves: a
-missing or unreadable file costs a rebuild, never a wrong vote).
+missing or unreadable file costs a rebuild, never a wrong vote). With `lists_dir`
+(`VERIFIER_LOCAL_ONDISK`) the IVF's lists are a file that is never changed: removals are
+tombstones, additions wait in memory, and a sync that finds enough of them compacts into a new
+file, saves, and only then deletes the old one (a crash in between leaves the saved pair intact).
 """
 
 from __future__ import annotations
@@ -47,10 +50,13 @@ FORMAT = "local-v1"
 
 class LocalSearch:
     def __init__(self, views: CandidateViews, index: LocalFeatureIndex | None = None, *, min_votes: int = 5,
-                 max_added: int = 10, ratio: float = 0.7, path: Path | None = None, codes: str = "RaBitQ") -> None:
+                 max_added: int = 10, ratio: float = 0.7, path: Path | None = None, codes: str = "RaBitQ",
+                 lists_dir: Path | None = None, compact_at: float = 0.1) -> None:
+        """`lists_dir`: keep the IVF's lists in a file there (`LocalFeatureIndex`'s on-disk layout),
+        rewritten when additions and removals reach `compact_at` of it."""
         self.views = views
         self.path = path
-        self.index = index or LocalFeatureIndex(codes=codes)
+        self.index = index or LocalFeatureIndex(codes=codes, lists_dir=lists_dir, compact_at=compact_at)
         self.min_votes, self.max_added, self.ratio = min_votes, max_added, ratio
         self._key: dict[uuid.UUID, int] = {}
         self._owner: dict[int, uuid.UUID] = {}
@@ -96,6 +102,7 @@ class LocalSearch:
                 self._dirty = True
             self.index.remove(key)
         if not missing:
+            self._compact()
             return 0, len(gone)
         found = self._descriptors(sorted(missing, key=str), loader)
         with self._lock:
@@ -117,7 +124,18 @@ class LocalSearch:
         else:
             for key, d in keyed:
                 self.index.add(key, d)
+        self._compact()
         return len(found), len(gone)
+
+    def _compact(self) -> None:
+        """Lists on disk: a new file once enough changed, saved before the old one is deleted."""
+        if not self.index.needs_compaction():
+            return
+        with self._lock:
+            self._dirty = True
+        self.index.compact()
+        self.save()
+        log.info("local-feature index compacted: %d descriptors in %s", len(self.index), self.index.lists_file)
 
     def save(self) -> None:
         """Index and key map in one file (a reader sees the old pair or the new one), when
@@ -130,12 +148,13 @@ class LocalSearch:
             self._dirty = False
             keys = np.array(list(self._owner), np.int64)
             owners = np.array([str(self._owner[k]) for k in keys.tolist()])
-            blob = self.index.serialize()  # under the map's lock: the pair is consistent
+            state = self.index.state()  # under the map's lock: the pair is consistent
             nxt = self._next
         buf = io.BytesIO()
-        np.savez(buf, format=np.array(FORMAT), index=blob, keys=keys, owners=owners, next=np.array(nxt),
-                 codes=np.array(self.index.codes))
+        np.savez(buf, format=np.array(FORMAT), keys=keys, owners=owners, next=np.array(nxt),
+                 codes=np.array(self.index.codes), **state)
         atomic_write(self.path, buf.getvalue())
+        self.index.prune_files()  # list files the saved state no longer refers to
 
     def load(self) -> bool:
         """Restore what `save` wrote; False (and empty) when there is nothing usable."""
@@ -149,7 +168,7 @@ class LocalSearch:
                 if codes != self.index.codes:  # the encoding setting changed: rebuild in the new one
                     log.info("local-feature index %s holds %s codes, %s wanted; rebuilding", self.path, codes, self.index.codes)
                     return False
-                self.index.deserialize(z["index"])
+                self.index.restore({name: z[name] for name in ("index", "delta", "dead", "in_file") if name in z.files})
                 owners = [uuid.UUID(str(o)) for o in z["owners"]]
                 keys = z["keys"].tolist()
                 nxt = int(z["next"])
@@ -163,6 +182,7 @@ class LocalSearch:
             self._owner = dict(zip(keys, owners, strict=True))
             self._key = {oid: k for k, oid in self._owner.items()}
             self._next = nxt
+        self.index.prune_files()  # left by a compaction or build that stopped before its save
         return True
 
     def _upgrades(self, keyed: list[tuple[int, np.ndarray]]) -> bool:
