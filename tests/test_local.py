@@ -139,6 +139,37 @@ def test_lists_on_disk_follow_additions_and_removals_as_memory_does(tmp_path: Pa
     assert disk.vote(queries[3]) == memory.vote(queries[3]) and len(disk) == 400
 
 
+def test_votes_go_on_while_the_lists_are_compacted(tmp_path: Path) -> None:
+    """A compaction holds the write lock, not the vote's: votes during it answer from the old
+    file and additions, then from the new file, the same every time."""
+    import threading
+
+    index = LocalFeatureIndex(ivf_threshold=3000, nprobe=64, lists_dir=tmp_path / "lists", compact_at=0.1)
+    images = {key: _descriptors(400, key) for key in range(40)}
+    index.build(list(images.items()))
+    for key in range(8):  # 20 % churned: tombstones in the file, the same descriptors in memory
+        index.remove(key)
+        index.add(key, images[key])
+    query = np.concatenate([images[3][:100], images[30][:60]])
+    expected = index.vote(query)
+    assert expected[3] >= 80 and expected[30] >= 50
+    seen: list[dict[int, int]] = []
+    done = threading.Event()
+
+    def vote() -> None:
+        while not done.is_set():
+            seen.append(index.vote(query))
+
+    voter = threading.Thread(target=vote)
+    voter.start()
+    try:
+        assert index.compact()
+    finally:
+        done.set()
+        voter.join()
+    assert seen and all(votes == expected for votes in seen) and index.vote(query) == expected
+
+
 @pytest.fixture
 def service_with_photos(settings: Settings, embedder: Embedder, signer: SignerCredentials):  # type: ignore[no-untyped-def]
     service = Service.open(settings, embedder=embedder)
