@@ -59,6 +59,19 @@ def _codes(invlists: faiss.InvertedLists, list_no: int, code_size: int) -> np.nd
     return faiss.rev_swig_ptr(invlists.get_codes(list_no), n * code_size).copy().reshape(n, code_size)
 
 
+def _preassigned(index: faiss.Index, q: np.ndarray, k: int, coarse_i: np.ndarray, coarse_d: np.ndarray,
+                 params: faiss.SearchParametersIVF) -> tuple[np.ndarray, np.ndarray]:
+    """`IndexIVF.search_preassigned` with search parameters (the Python wrapper refuses them)."""
+    d2 = np.empty((len(q), k), np.float32)
+    ids = np.empty((len(q), k), np.int64)
+    coarse_i = np.ascontiguousarray(coarse_i, np.int64)
+    coarse_d = np.ascontiguousarray(coarse_d, np.float32)
+    faiss.extract_index_ivf(index).search_preassigned_c(
+        len(q), faiss.swig_ptr(q), k, faiss.swig_ptr(coarse_i), faiss.swig_ptr(coarse_d), faiss.swig_ptr(d2),
+        faiss.swig_ptr(ids), False, params)
+    return d2, ids
+
+
 def _fsync(path: Path) -> None:
     """Written through a memory mapping: on disk before any saved state refers to it."""
     fd = os.open(path, os.O_RDONLY)
@@ -371,11 +384,14 @@ class LocalFeatureIndex:
         inf where fewer exist."""
         if self._delta is None:
             return self._index.search(q, min(k, int(self._index.ntotal)))
+        # one coarse assignment for both (they share the quantizer): the HNSW search is most of a small IVF's time
+        coarse_d, coarse_i = faiss.extract_index_ivf(self._delta).quantizer.search(q, self.nprobe)
         parts = []
         if self._index.ntotal:
-            parts.append(self._index.search(q, k, params=self._exclusion() if self._dead else None))
+            params = self._exclusion() if self._dead else faiss.SearchParametersIVF(nprobe=self.nprobe)
+            parts.append(_preassigned(self._index, q, k, coarse_i, coarse_d, params))
         if self._delta.ntotal:
-            parts.append(self._delta.search(q, k))
+            parts.append(_preassigned(self._delta, q, k, coarse_i, coarse_d, faiss.SearchParametersIVF(nprobe=self.nprobe)))
         d2 = np.concatenate([p[0] for p in parts], 1)
         ids = np.concatenate([p[1] for p in parts], 1)
         d2 = np.where(ids >= 0, d2, np.inf)
