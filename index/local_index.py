@@ -83,13 +83,14 @@ def _fsync(path: Path) -> None:
 
 class LocalFeatureIndex:
     def __init__(self, *, ivf_threshold: int = 200_000, nprobe: int = 2, train_max: int = 200_000, codes: str = "RaBitQ",
-                 lists_dir: Path | None = None, compact_at: float = 0.1) -> None:
+                 lists_dir: Path | None = None, compact_at: float = 0.1, shard_max: int = 4_000_000) -> None:
         self.ivf_threshold = ivf_threshold
         self.codes = codes  # FAISS encoding of the IVF's descriptors (index_factory's last part)
         self.nprobe = nprobe
         self.train_max = train_max
         self.lists_dir = lists_dir  # set: an IVF's lists live in a file there (see the module's docstring)
         self.compact_at = compact_at
+        self.shard_max = shard_max  # lists_dir: descriptors a build holds in memory before writing them out (~140 MB)
         self._index: faiss.Index = faiss.IndexIDMap2(faiss.IndexFlatL2(DIM))
         self._lists_file: Path | None = None  # the file behind `_index`'s lists (lists_dir, or `move_lists_to`)
         self._delta: faiss.Index | None = None  # lists_dir: additions since the file was written, in RAM
@@ -97,6 +98,7 @@ class LocalFeatureIndex:
         self._dead_n = 0  # how many descriptors those are
         self._in_file = np.zeros(0, np.int16)  # lists_dir: descriptors per key in the file (by key)
         self._exclude: tuple[faiss.IDSelector, ...] | None = None  # the tombstones as a search filter (cached)
+        self._dead_keys: np.ndarray | None = None  # the same, sorted (cached)
         self._lock = threading.RLock()  # the index objects (a vote reads them, a change or swap replaces them)
         self._write = threading.Lock()  # changes one at a time: a compaction holds it while votes go on
 
@@ -148,34 +150,42 @@ class LocalFeatureIndex:
         if held and key not in self._dead:  # never removed from the file itself: a tombstone
             self._dead.add(key)
             self._dead_n += held
-            self._exclude = None
+            self._exclude, self._dead_keys = None, None
 
     def build(self, items: list[tuple[int, np.ndarray]]) -> None:
         """Replace the contents with these (key, descriptors); IVF when they are many. The
         descriptors are added a chunk at a time and the IVF is trained on a sample, so the
-        build holds no float32 copy of them all (at 10k originals that copy was 1.4 GB); with
-        `lists_dir` they go straight into a file (then rewritten tight: the file grows by
-        doubling lists), so the build's memory does not grow with them either."""
+        build holds no float32 copy of them all (at 10k originals that copy was 1.4 GB). With
+        `lists_dir` the lists go to disk a shard (`shard_max` descriptors) at a time and the
+        shards are merged into one tight file, so neither memory nor disk holds more than the
+        index twice (adding straight into a growing file had left it 5x its size)."""
         items = [(k, np.asarray(d).reshape(-1, DIM)[:KEY_STRIDE]) for k, d in items]
         total = sum(len(d) for _, d in items)
         with self._write:
             index = self._empty(self._sample(items, total), total)
             ondisk = self.lists_dir is not None and isinstance(faiss.downcast_index(index), faiss.IndexIVF)
             delta = faiss.clone_index(index) if ondisk else None  # empty, trained: the additions' index
-            loose = self._attach_file(index, self._new_file(".building")) if ondisk else None
+            shards: list[tuple[faiss.Index, Path | None]] = []
             for start in range(0, len(items), 512):
                 chunk = items[start : start + 512]
                 data = np.concatenate([d for _, d in chunk]).astype(np.float32) if chunk else np.zeros((0, DIM), np.float32)
                 ids = np.concatenate([k * KEY_STRIDE + np.arange(len(d), dtype=np.int64) for k, d in chunk])
                 if len(data):
                     index.add_with_ids(np.ascontiguousarray(data), ids)
+                if delta is not None and index.ntotal >= self.shard_max:
+                    shard, path, _ = self._write_file([faiss.extract_index_ivf(index).invlists], delta)
+                    shards.append((shard, path))
+                    index.reset()
             lists_file, in_file = None, np.zeros(0, np.int16)
-            if loose is not None and delta is not None:
-                index, lists_file, in_file = self._write_file([faiss.extract_index_ivf(index).invlists], delta)
-                loose.unlink(missing_ok=True)
+            if delta is not None:
+                sources = [faiss.extract_index_ivf(shard).invlists for shard, _ in shards]
+                index, lists_file, in_file = self._write_file([*sources, faiss.extract_index_ivf(index).invlists], delta)
+                for _, path in shards:
+                    if path is not None:
+                        path.unlink(missing_ok=True)
             with self._lock:
                 self._index, self._lists_file, self._delta = index, lists_file, delta
-                self._dead, self._dead_n, self._in_file, self._exclude = set(), 0, in_file, None
+                self._dead, self._dead_n, self._in_file, self._exclude, self._dead_keys = set(), 0, in_file, None, None
 
     def needs_compaction(self) -> bool:
         """Additions and tombstones since the file was written reach `compact_at` of it."""
@@ -200,7 +210,7 @@ class LocalFeatureIndex:
             index, path, in_file = self._write_file(sources, template, dead)
             with self._lock:
                 self._index, self._lists_file, self._delta = index, path, template
-                self._dead, self._dead_n, self._in_file, self._exclude = set(), 0, in_file, None
+                self._dead, self._dead_n, self._in_file, self._exclude, self._dead_keys = set(), 0, in_file, None, None
             return True
 
     def prune_files(self) -> list[Path]:
@@ -210,23 +220,15 @@ class LocalFeatureIndex:
             return []
         with self._write:
             keep = self.lists_file
-            gone = [p for p in self.lists_dir.iterdir() if p.suffix in (".ivfdata", ".building") and p != keep]
+            gone = [p for p in self.lists_dir.iterdir() if p.suffix == ".ivfdata" and p != keep]
             for p in gone:
                 p.unlink(missing_ok=True)
         return gone
 
-    def _new_file(self, suffix: str = ".ivfdata") -> Path:
+    def _new_file(self) -> Path:
         assert self.lists_dir is not None
         self.lists_dir.mkdir(parents=True, exist_ok=True)
-        return self.lists_dir / f"local-{uuid.uuid4().hex}{suffix}"
-
-    @staticmethod
-    def _attach_file(index: faiss.Index, path: Path) -> Path:
-        ivf = faiss.extract_index_ivf(index)
-        ondisk = faiss.OnDiskInvertedLists(ivf.nlist, ivf.code_size, str(path))
-        ivf.replace_invlists(ondisk, True)
-        ondisk.this.disown()
-        return path
+        return self.lists_dir / f"local-{uuid.uuid4().hex}.ivfdata"
 
     def _write_file(self, sources: list[faiss.InvertedLists], template: faiss.Index,
                     dead: np.ndarray | None = None) -> tuple[faiss.Index, Path | None, np.ndarray]:
@@ -345,7 +347,7 @@ class LocalFeatureIndex:
         in_file = np.asarray(state.get("in_file", np.zeros(0, np.int16)), np.int16)
         with self._write, self._lock:
             self._index, self._lists_file, self._delta = index, lists_file, delta
-            self._dead, self._in_file, self._exclude = dead, in_file, None
+            self._dead, self._in_file, self._exclude, self._dead_keys = dead, in_file, None, None
             self._dead_n = int(sum(int(in_file[k]) for k in dead if k < len(in_file)))
 
     def deserialize(self, blob: np.ndarray) -> None:
@@ -388,8 +390,7 @@ class LocalFeatureIndex:
         coarse_d, coarse_i = faiss.extract_index_ivf(self._delta).quantizer.search(q, self.nprobe)
         parts = []
         if self._index.ntotal:
-            params = self._exclusion() if self._dead else faiss.SearchParametersIVF(nprobe=self.nprobe)
-            parts.append(_preassigned(self._index, q, k, coarse_i, coarse_d, params))
+            parts.append(self._file_search(q, k, coarse_i, coarse_d))
         if self._delta.ntotal:
             parts.append(_preassigned(self._delta, q, k, coarse_i, coarse_d, faiss.SearchParametersIVF(nprobe=self.nprobe)))
         d2 = np.concatenate([p[0] for p in parts], 1)
@@ -397,6 +398,28 @@ class LocalFeatureIndex:
         d2 = np.where(ids >= 0, d2, np.inf)
         order = np.argsort(d2, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(d2, order, 1), np.take_along_axis(ids, order, 1)
+
+    def _file_search(self, q: np.ndarray, k: int, coarse_i: np.ndarray, coarse_d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The file's k nearest live descriptors. A filtered scan (`_exclusion`) costs ~50 % more
+        than a plain one (measured: 47.6 -> 73.1 ms for 1,200 descriptors against 1.5M), so the
+        plain scan fetches 2k spare neighbours and drops the tombstoned ones; only a row with more
+        than 2k tombstoned among its 3k (its k live ones may lie beyond) is searched filtered. Exact
+        either way: with at most 2k dropped, the first k kept are the k nearest live."""
+        plain = faiss.SearchParametersIVF(nprobe=self.nprobe)
+        if not self._dead:
+            return _preassigned(self._index, q, k, coarse_i, coarse_d, plain)
+        spare = 2 * k
+        d2, ids = _preassigned(self._index, q, k + spare, coarse_i, coarse_d, plain)
+        if self._dead_keys is None:
+            self._dead_keys = np.array(sorted(self._dead), np.int64)
+        dead = (ids >= 0) & np.isin(ids // KEY_STRIDE, self._dead_keys)
+        again = np.flatnonzero(dead.sum(1) > spare)
+        d2, ids = np.where(dead, np.inf, d2), np.where(dead, -1, ids)
+        order = np.argsort(d2, axis=1, kind="stable")[:, :k]
+        d2, ids = np.take_along_axis(d2, order, 1), np.take_along_axis(ids, order, 1)
+        if len(again):
+            d2[again], ids[again] = _preassigned(self._index, q[again], k, coarse_i[again], coarse_d[again], self._exclusion())
+        return d2, ids
 
     def vote(self, descriptors: np.ndarray, ratio: float = 0.7, k: int = 4) -> dict[int, int]:
         """key -> votes of the query's descriptors (N, 128): a descriptor votes for the key of its
