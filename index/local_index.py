@@ -30,6 +30,7 @@ FAISS id = key * KEY_STRIDE + descriptor number.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 import uuid
@@ -72,6 +73,20 @@ def _preassigned(index: faiss.Index, q: np.ndarray, k: int, coarse_i: np.ndarray
     return d2, ids
 
 
+def _claim(folder: Path) -> int:
+    """An exclusive lock on `folder` for this index's life: another process pruning or compacting
+    the same files would delete the ones this one maps. ValueError when it is taken."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ValueError(f"{folder} holds another process's vote lists: each process needs its own folder "
+                         "(VERIFIER_LOCAL_LISTS_DIR)") from None
+    return fd
+
+
 def _fsync(path: Path) -> None:
     """Written through a memory mapping: on disk before any saved state refers to it."""
     fd = os.open(path, os.O_RDONLY)
@@ -101,6 +116,15 @@ class LocalFeatureIndex:
         self._dead_keys: np.ndarray | None = None  # the same, sorted (cached)
         self._lock = threading.RLock()  # the index objects (a vote reads them, a change or swap replaces them)
         self._write = threading.Lock()  # changes one at a time: a compaction holds it while votes go on
+        self._claim: int | None = None  # lists_dir: a lock held on it (one process per folder)
+        if lists_dir is not None:
+            self._claim = _claim(lists_dir)
+
+    def close(self) -> None:
+        """Let another process (or index) use `lists_dir`."""
+        if self._claim is not None:
+            os.close(self._claim)  # releases the lock
+            self._claim = None
 
     @property
     def kind(self) -> str:

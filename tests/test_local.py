@@ -103,7 +103,7 @@ def test_lists_on_disk_follow_additions_and_removals_as_memory_does(tmp_path: Pa
     first = disk.lists_file
     assert first is not None and first.parent == lists and disk.kind == "ivf-rabitq" and memory.lists_file is None
     assert first.stat().st_size == 12 * 400 * (8 + disk.code_bytes)  # written tight, ids and codes
-    assert [p.name for p in lists.iterdir()] == [first.name]  # built in shards of 1,000 descriptors, merged, shards gone
+    assert [p.name for p in lists.glob("*.ivfdata")] == [first.name]  # built in shards of 1,000 descriptors, merged, shards gone
     queries = {key: np.concatenate([images[key][:100] + np.random.default_rng(key).normal(0, 2, (100, 128)).astype(np.float32),
                                     _descriptors(100, 1000 + key)]) for key in (3, 5, 7, 11)}
 
@@ -131,7 +131,9 @@ def test_lists_on_disk_follow_additions_and_removals_as_memory_does(tmp_path: Pa
     assert same_votes() == votes
     assert disk.prune_files() == [first] and not first.exists()
 
-    again = LocalFeatureIndex(ivf_threshold=3000, nprobe=64, lists_dir=lists)
+    with pytest.raises(ValueError, match="another process"):  # one user per folder: its pruning would delete our files
+        LocalFeatureIndex(lists_dir=lists)
+    again = LocalFeatureIndex(ivf_threshold=3000, nprobe=64, lists_dir=tmp_path / "elsewhere")
     disk.remove(7)  # a tombstone in the new file, saved with it
     memory.remove(7)
     again.restore(disk.state())
@@ -139,7 +141,7 @@ def test_lists_on_disk_follow_additions_and_removals_as_memory_does(tmp_path: Pa
     with pytest.raises(ValueError, match="on disk"):  # a saved layout that is not the one wanted: the caller rebuilds
         LocalFeatureIndex(ivf_threshold=3000, nprobe=64).restore(disk.state())
     with pytest.raises(ValueError, match="in memory"):
-        LocalFeatureIndex(ivf_threshold=3000, nprobe=64, lists_dir=lists).restore(memory.state())
+        again.restore(memory.state())
     with pytest.raises(ValueError, match="already"):
         disk.move_lists_to(tmp_path / "x.ivfdata")
 
@@ -346,6 +348,7 @@ def test_the_service_keeps_the_vote_lists_on_disk(settings: Settings, embedder: 
     assert ids["chelsea"] not in local.vote(piece, set()) and first.read_bytes() == written and local.index.lists_file == first
     size = len(local.index)
     service.close()
+    assert (lists / "local-sift.npz").exists()  # the state beside the lists it refers to
     for left in ("local-0.ivfdata", "local-1.ivfdata"):  # a compaction or build that stopped mid-write
         (lists / left).write_bytes(b"half")
 
@@ -360,13 +363,15 @@ def test_the_service_keeps_the_vote_lists_on_disk(settings: Settings, embedder: 
             service.follower = None
         local = service.matcher.local
         assert not reads and local.index.lists_file == first and len(local.index) == size  # loaded, tombstone and all
-        assert [p.name for p in lists.iterdir()] == [first.name]  # what the saved state does not refer to is gone
+        assert [p.name for p in lists.glob("*.ivfdata")] == [first.name]  # what the saved state does not refer to is gone
+        with pytest.raises(ValueError, match="another process"):  # a second process on the same folder refuses to start
+            Service.open(ondisk, embedder=embedder)
         assert ids["chelsea"] not in local.vote(piece, set())
         ids |= {name: register(name) for name in ("coins", "immunohistochemistry", "camera")}
         local.sync(service.search.indexed_originals(), service.matcher.loader)  # additions + tombstone reach half the file
         assert set(reads) == {ids["coins"], ids["immunohistochemistry"], ids["camera"]}
         assert local.index.lists_file not in (None, first) and not first.exists()
-        assert [p.name for p in lists.iterdir()] == [local.index.lists_file.name]
+        assert [p.name for p in lists.glob("*.ivfdata")] == [local.index.lists_file.name]
         rocket = View.of(Image.fromarray(skdata.rocket()).convert("RGB").crop((50, 50, 350, 300)))
         assert local.vote(rocket, set())[:1] == [ids["rocket"]] and ids["chelsea"] not in local.vote(piece, set())
     finally:

@@ -59,6 +59,7 @@ class Service:
         settings.trust.context().close()  # a bad trust list or c2pa setting fails here, at start-up
         _ = settings.softbinding_algorithms  # and so does a bad soft-binding algorithm list
         db = Database.open(settings.database_url, settings.pg_dir)
+        local: LocalSearch | None = None
         try:
             if migrate:
                 db.upgrade()
@@ -78,9 +79,11 @@ class Service:
             )
             views = CandidateViews(settings.views_dir, settings.views_cache_size, settings.views_store)
             reranker, change = _pairwise_stages(settings)
+            lists = settings.local_lists_dir or settings.index_dir / "local-lists"
+            # with the lists on disk, the state that refers to them lives beside them (one process per folder)
             local = LocalSearch(views, min_votes=settings.local_min_votes, codes=settings.local_codes,
-                                path=settings.index_dir / "local-sift.npz",
-                                lists_dir=settings.index_dir / "local-lists" if settings.local_ondisk else None,
+                                path=(lists if settings.local_ondisk else settings.index_dir) / "local-sift.npz",
+                                lists_dir=lists if settings.local_ondisk else None,
                                 compact_at=settings.local_ondisk_compact) if settings.local_votes else None
             matcher = Matcher(originals, search, views, reranker.to(device) if reranker else None,
                               change.to(device) if change else None, min_inliers=settings.stage2_min_inliers, local=local)
@@ -98,6 +101,8 @@ class Service:
             pipeline = VerificationPipeline(settings, matcher, ReportStore(db), keys)
             resolver = SoftBindingResolver(settings, matcher, BindingStore(db))
         except BaseException:
+            if local is not None:
+                local.index.close()  # its lists folder, for the next attempt
             db.close()
             raise
         service = cls(settings=settings, db=db, originals=originals, registry=registry, search=search, matcher=matcher,
@@ -113,7 +118,7 @@ class Service:
         try:
             self.search.save()
             if self.matcher.local is not None:
-                self.matcher.local.save()
+                self.matcher.local.close()
         finally:
             self.db.close()
 

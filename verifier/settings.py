@@ -125,6 +125,10 @@ class Settings(BaseSettings):
                                "additions wait in a small in-memory index and removals are filtered out until "
                                "local_ondisk_compact of it changed, then a new file replaces it. Votes are the same; a vote "
                                "that reads its lists from disk costs ~+40 ms (BENCHMARKS.md, 'The vote index's lists on disk').")
+    local_lists_dir: Path | None = Field(default=None, description="With local_ondisk: the folder of the lists file and "
+                                         "its state (default <data dir>/index/local-lists). One process per folder "
+                                         "(locked; a second one refuses to start): replicas that share a data dir on "
+                                         "network storage give each its own, on local SSD.")
     local_ondisk_compact: float = Field(default=0.1, gt=0, le=1, description="With local_ondisk: the file is rewritten once "
                                         "additions and removals since it was written reach this fraction of it (the "
                                         "additions are held in RAM until then).")

@@ -137,6 +137,13 @@ class LocalSearch:
         self.save()
         log.info("local-feature index compacted: %d descriptors in %s", len(self.index), self.index.lists_file)
 
+    def close(self) -> None:
+        """Saved, and the lists folder released (with `lists_dir`)."""
+        try:
+            self.save()
+        finally:
+            self.index.close()
+
     def save(self) -> None:
         """Index and key map in one file (a reader sees the old pair or the new one), when
         anything changed since the last save."""
