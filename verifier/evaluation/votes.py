@@ -124,6 +124,7 @@ def _service_layout(items: list[tuple[int, np.ndarray]], code: str, ivf_from: in
     row["compacted_file_bytes"] = index.lists_file.stat().st_size
     row["compacted_warm"] = _timed_votes(index, voting, ratio, expected)
     index.prune_files()
+    index.close()
     return row
 
 
