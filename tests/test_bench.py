@@ -189,7 +189,8 @@ def test_bench_store_refuses_bad_input_and_writes_nothing(tmp_path: Path, monkey
                                  {"VERIFIER_LOCAL_CODES": "PQ7"}, {"VERIFIER_LOCAL_CODES": "sq8"},
                                  {"VERIFIER_STAGE2_COLOUR_MIN_INLIERS": "-1"}, {"VERIFIER_STAGE2_COLOUR_MIN_INLIERS": "all"},
                                  {"VERIFIER_LOCAL_ONDISK": "maybe"}, {"VERIFIER_LOCAL_ONDISK_COMPACT": "0"},
-                                 {"VERIFIER_LOCAL_ONDISK_COMPACT": "1.5"}, {"VERIFIER_LOCAL_ONDISK_COMPACT": "often"}])
+                                 {"VERIFIER_LOCAL_ONDISK_COMPACT": "1.5"}, {"VERIFIER_LOCAL_ONDISK_COMPACT": "often"},
+                                 {"VERIFIER_LOCAL_LISTS_DIR": ""}, {"VERIFIER_LOCAL_LISTS_DIR": "  "}])
 def test_screen_and_rescore_settings_refuse_nonsense(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     from pydantic import ValidationError
 

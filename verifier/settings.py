@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from manifests import TrustConfig
@@ -150,6 +150,14 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
+
+    @field_validator("local_lists_dir", mode="before")
+    @classmethod
+    def _a_folder(cls, value: object) -> object:
+        """An empty value would become the current directory, where the lists and their lock would land."""
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("VERIFIER_LOCAL_LISTS_DIR is empty: name a folder, or unset it for the default")
+        return value
 
     @model_validator(mode="after")
     def _no_unknown_variables(self) -> Settings:
