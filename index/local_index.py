@@ -358,6 +358,8 @@ class LocalFeatureIndex:
             ondisk = faiss.downcast_InvertedLists(ivf.invlists)
             if isinstance(ondisk, faiss.OnDiskInvertedLists):
                 lists_file = Path(ondisk.filename)
+                if lists_file.stat().st_size < ondisk.totsize:  # truncated (disk full, a copy cut short): a read past
+                    raise ValueError(f"{lists_file} is shorter than its lists")  # its end would kill the process
         blob = state.get("delta")
         delta = faiss.deserialize_index(np.ascontiguousarray(blob, np.uint8)) if blob is not None and len(blob) else None
         if delta is not None:

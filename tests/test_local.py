@@ -155,6 +155,20 @@ def test_lists_on_disk_follow_additions_and_removals_as_memory_does(tmp_path: Pa
     assert disk.vote(queries[3]) == memory.vote(queries[3]) and len(disk) == 400
 
 
+def test_a_truncated_lists_file_is_refused_not_read(tmp_path: Path) -> None:
+    """A lists file cut short (disk full, a partial copy) would be read past its end through the
+    mapping, which kills the process: restoring it is a ValueError (the service rebuilds)."""
+    index = LocalFeatureIndex(ivf_threshold=3000, nprobe=64, lists_dir=tmp_path / "a")
+    index.build([(key, _descriptors(400, key)) for key in range(12)])
+    state, path = index.state(), index.lists_file
+    index.close()
+    assert path is not None
+    with path.open("r+b") as fh:
+        fh.truncate(path.stat().st_size // 2)
+    with pytest.raises(ValueError, match="shorter"):
+        LocalFeatureIndex(ivf_threshold=3000, nprobe=64, lists_dir=tmp_path / "b").restore(state)
+
+
 def test_votes_go_on_while_the_lists_are_compacted(tmp_path: Path) -> None:
     """A compaction holds the write lock, not the vote's: votes during it answer from the old
     file and additions, then from the new file, the same every time."""

@@ -40,34 +40,6 @@ def _descriptors(view: View, *, mirrored: bool) -> np.ndarray:
     return d
 
 
-def _on_disk(index: LocalFeatureIndex, path: Path, voting: list[np.ndarray], ratio: float,
-             expected: list[dict[int, int]]) -> dict[str, Any]:
-    """The same votes with the index's inverted lists in a file (`LocalFeatureIndex.move_lists_to`):
-    warm (the file in the page cache) and cold (before every query, outside the timer, the index
-    is loaded again, mapping the file anew, and the file evicted: every probed list read from disk,
-    as when the lists outgrow RAM). Votes must not change."""
-    index.move_lists_to(path)
-    blob = index.serialize()  # the lists by reference to `path`
-    row: dict[str, Any] = {"file_bytes": path.stat().st_size}
-    for phase in ("warm", "cold"):
-        ms: list[float] = []
-        differ = 0
-        for d, want in zip(voting, expected, strict=True):
-            if phase == "cold":  # a fresh mapping each time: eviction cannot drop pages a live mapping holds
-                index.deserialize(blob)
-                if not evict_from_page_cache(path):
-                    row["cold"] = None  # no page-cache control here
-                    break
-            started = time.perf_counter()
-            votes = index.vote(d, ratio)
-            ms.append((time.perf_counter() - started) * 1000)
-            differ += votes != want
-        else:
-            row[phase] = {"vote_ms": {"p50": round(float(np.median(ms)), 1), "p95": round(float(np.percentile(ms, 95)), 1)},
-                          "queries_with_other_votes": differ}
-    return row
-
-
 def _timed_votes(index: LocalFeatureIndex, voting: list[np.ndarray], ratio: float, expected: list[dict[int, int]],
                  before: Any = None) -> dict[str, Any]:
     """Vote time per query and how many queries vote otherwise than `expected`; `before(index)`
@@ -83,6 +55,28 @@ def _timed_votes(index: LocalFeatureIndex, voting: list[np.ndarray], ratio: floa
         differ += votes != want
     return {"vote_ms": {"p50": round(float(np.median(ms)), 1), "p95": round(float(np.percentile(ms, 95)), 1)},
             "queries_with_other_votes": differ}
+
+
+def _on_disk(index: LocalFeatureIndex, path: Path, voting: list[np.ndarray], ratio: float,
+             expected: list[dict[int, int]]) -> dict[str, Any]:
+    """The same votes with the index's inverted lists in a file (`LocalFeatureIndex.move_lists_to`):
+    warm (the file in the page cache) and cold (before every query, outside the timer, the index
+    is loaded again, mapping the file anew, and the file evicted: every probed list read from disk,
+    as when the lists outgrow RAM). Votes must not change."""
+    index.move_lists_to(path)
+    blob = index.serialize()  # the lists by reference to `path`
+    row: dict[str, Any] = {"file_bytes": path.stat().st_size, "warm": _timed_votes(index, voting, ratio, expected)}
+
+    def cold(idx: LocalFeatureIndex) -> None:  # a fresh mapping: eviction cannot drop pages a live mapping holds
+        idx.deserialize(blob)
+        if not evict_from_page_cache(path):
+            raise OSError("no page-cache control")
+
+    try:
+        row["cold"] = _timed_votes(index, voting, ratio, expected, cold)
+    except OSError:
+        row["cold"] = None
+    return row
 
 
 def _service_layout(items: list[tuple[int, np.ndarray]], code: str, ivf_from: int, folder: Path, voting: list[np.ndarray],
