@@ -152,3 +152,48 @@ def test_a_run_stopped_after_one_index_keeps_its_results(tmp_path: Path, monkeyp
               "--factory", "IVF16,PQ8", "--factory", "IVF32,PQ8", "--out", str(out)])
     (kept,) = json.loads(out.read_text())["indexes"]
     assert kept["factory"] == "IVF16,PQ8" and kept["by_nprobe"]["4"]["R@100"] > 0
+
+
+def test_a_streamed_database_gives_the_same_index_as_one_held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """100M vectors do not fit in memory, so `--stream` draws them again on every pass. The redrawn
+    blocks are the same bytes, so every figure but the timings equals the run that held them: the
+    same exact ranks, training sample, list sizes and recall, on-disk cold ranks included."""
+    import verifier.evaluation.index as bench_index
+
+    monkeypatch.setattr(bench_index, "FILL_BLOCK", 700)  # several fill blocks, drawn again per pass
+    photos = photo_index(tmp_path / "photos", ["train" if i % 2 else "test" for i in range(40)], (96, 72))
+    fit = np.random.default_rng(3).standard_normal((64, 16)).astype(np.float32)
+    drawn = np.concatenate(list(bench_index._fill_blocks(fit, 2000, seed=5)))
+    again = np.concatenate(list(bench_index._fill_blocks(fit, 2000, seed=5)))
+    assert drawn.shape == (2000, 16) and np.array_equal(drawn, again)
+    held = np.zeros((2000, 16), np.float32)
+    assert np.array_equal(bench_index._fill(fit, held, seed=5), drawn)
+
+    runs = {}
+    for mode in ("held", "stream"):
+        out = tmp_path / f"{mode}.json"
+        args = ["bench-index", "--photos", str(photos), "--n", "5000", "--queries", "8", "--nprobe", "2,8",
+                "--factory", "IVF16,PQ8", "--max-train", "1500", "--ondisk", str(tmp_path / f"lists-{mode}"),
+                "--cold-queries", "3", "--out", str(out)]
+        assert main([*args, "--stream"] if mode == "stream" else args) == 0
+        runs[mode] = json.loads(out.read_text())
+    held_run, streamed = runs["held"], runs["stream"]
+    assert streamed["database"].startswith("streamed") and held_run["database"] == "in memory"
+
+    def figures(run: dict) -> dict:  # everything but the timings
+        (index,) = run["indexes"]
+        drop = {"ms_per_query", "cold_ms_per_query"}
+        return {"exact": {k: v for k, v in run["exact"].items() if k != "ms_per_query"},
+                "train": index["train_vectors"], "lists": index["list_sizes"],
+                "memory": {p: {k: v for k, v in row.items() if k not in drop} for p, row in index["by_nprobe"].items()},
+                "disk": {p: {k: v for k, v in row.items() if k not in drop}
+                         for p, row in index["ondisk"]["by_nprobe"].items()}}
+
+    assert figures(streamed) == figures(held_run)
+    assert figures(streamed)["train"] == 1500 and figures(streamed)["disk"]["8"]["cold_queries"] == 3
+    assert figures(streamed)["disk"]["8"]["cold_same_ranks"] is True and streamed["exact"]["ms_per_query"] > 0
+
+    out = tmp_path / "refused.json"
+    for bad in (["--factory", "IVF16,PQ8", "--rescore", "10"], []):  # no floats to re-score; the service's build
+        assert main(["bench-index", "--photos", str(photos), "--stream", *bad, "--out", str(out)]) == 2
+        assert not out.exists()

@@ -104,6 +104,10 @@ def cmd_bench_index(args: argparse.Namespace) -> int:
             print(f"error: --factory {factory!r} is not a FAISS IVF index factory string (e.g. IVF4096_HNSW32,PQ16)",
                   file=sys.stderr)
             return 2
+    if args.stream and (args.rescore or not args.factory):
+        print("error: --stream holds no float vectors to --rescore with, and needs a --factory (the service's own "
+              "build takes the whole database)", file=sys.stderr)
+        return 2
     if args.ondisk is not None and args.ondisk.exists() and any(args.ondisk.iterdir()):
         print(f"error: --ondisk {args.ondisk} is not empty (its files would be replaced)", file=sys.stderr)
         return 2
@@ -111,8 +115,8 @@ def cmd_bench_index(args: argparse.Namespace) -> int:
                               nprobes=[int(x) for x in args.nprobe.split(",")], seed=args.seed, command=command,
                               factories=factories, max_train=args.max_train, quantizer_ef=args.quantizer_ef,
                               rescore=args.rescore, kmeans=args.kmeans,
-                              train_per_list=args.train_per_list, ondisk=args.ondisk,
-                              checkpoint=lambda partial: _write_json(args.out, partial))
+                              train_per_list=args.train_per_list, ondisk=args.ondisk, stream=args.stream,
+                              cold_queries=args.cold_queries, checkpoint=lambda partial: _write_json(args.out, partial))
     _write_json(args.out, results)
     print(json.dumps({k: v for k, v in results.items() if k not in ("command",)}, indent=2))
     return 0
@@ -132,6 +136,10 @@ def cmd_bench_votes(args: argparse.Namespace) -> int:
             raise ValueError(f"--codes: {code!r} is not a FAISS encoding (e.g. SQ8, SQ4, PQ32, RaBitQ)") from None
     if not args.queries.is_file():
         raise ValueError(f"{args.queries} is not a QUERIES.csv file")
+    if args.stream and (args.rescore or not args.factory):
+        print("error: --stream holds no float vectors to --rescore with, and needs a --factory (the service's own "
+              "build takes the whole database)", file=sys.stderr)
+        return 2
     if args.ondisk is not None and args.ondisk.exists() and any(args.ondisk.iterdir()):
         raise ValueError(f"--ondisk {args.ondisk} is not empty (its files would be replaced)")
     results = run_bench_votes(args.queries, args.registry_extra, codes, command="verifier " + " ".join(sys.argv[1:]),
@@ -268,6 +276,10 @@ def add_parsers(sub: Any) -> None:
                    help="coarse quantizer training; auto: two-level from 16,384 lists on")
     p.add_argument("--ondisk", type=Path, help="also measure each index with its inverted lists in a file in this "
                                                   "(empty) folder, warm and evicted from the page cache")
+    p.add_argument("--cold-queries", type=_non_negative, default=0,
+                   help="time only the first N queries with the lists read from disk (0: all; 100M reads seconds each)")
+    p.add_argument("--stream", action="store_true",
+                   help="never hold the database (100M x 256 floats is 102 GB): draw it again on every pass")
     p.add_argument("--max-train", type=_positive, default=200_000, help="vectors the coarse quantizer and PQ are trained on")
     p.add_argument("--quantizer-ef", type=_non_negative, default=0, help="efSearch of an HNSW coarse quantizer (FAISS default 16)")
     p.add_argument("--rescore", type=_non_negative, default=0,
