@@ -173,7 +173,7 @@ def test_a_streamed_database_gives_the_same_index_as_one_held(tmp_path: Path, mo
     for mode in ("held", "stream"):
         out = tmp_path / f"{mode}.json"
         args = ["bench-index", "--photos", str(photos), "--n", "5000", "--queries", "8", "--nprobe", "2,8",
-                "--factory", "IVF16,PQ8", "--max-train", "1500", "--ondisk", str(tmp_path / f"lists-{mode}"),
+                "--factory", "IVF16,PQ16", "--max-train", "1500", "--train-per-list", "90", "--ondisk", str(tmp_path / f"lists-{mode}"),
                 "--cold-queries", "3", "--out", str(out)]
         assert main([*args, "--stream"] if mode == "stream" else args) == 0
         runs[mode] = json.loads(out.read_text())
@@ -190,7 +190,7 @@ def test_a_streamed_database_gives_the_same_index_as_one_held(tmp_path: Path, mo
                          for p, row in index["ondisk"]["by_nprobe"].items()}}
 
     assert figures(streamed) == figures(held_run)
-    assert figures(streamed)["train"] == 1500 and figures(streamed)["disk"]["8"]["cold_queries"] == 3
+    assert figures(streamed)["train"] == 1440 and figures(streamed)["disk"]["8"]["cold_queries"] == 3
     assert figures(streamed)["disk"]["8"]["cold_same_ranks"] is True and streamed["exact"]["ms_per_query"] > 0
 
     out = tmp_path / "refused.json"

@@ -202,12 +202,12 @@ def _two_level_train(index: faiss.Index, sample: np.ndarray, seed: int) -> None:
     index.train(sample)  # the quantizer now holds nlist centroids: only the codes are trained
 
 
-def _sample_ids(factory: str, n: int, max_train: int, seed: int, train_per_list: int) -> np.ndarray | None:
+def _sample_ids(factory: str, n: int, dim: int, max_train: int, seed: int, train_per_list: int) -> np.ndarray | None:
     """Sorted ids of the seeded training sample of the index `factory` names: at most `max_train`
     vectors, and at most `train_per_list` x nlist when that is set (so one `max_train` serves
     indexes of different nlist); None when the whole database is the sample."""
     if train_per_list:
-        nlist = faiss.extract_index_ivf(faiss.index_factory(8, factory, faiss.METRIC_INNER_PRODUCT)).nlist
+        nlist = faiss.extract_index_ivf(faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)).nlist
         max_train = min(max_train, train_per_list * nlist)
     if n <= max_train:
         return None
@@ -230,7 +230,7 @@ def _build(factory: str, database: np.ndarray | _Database, max_train: int, seed:
     else:
         index = faiss.index_factory(db.dim, factory, faiss.METRIC_INNER_PRODUCT)
         if sample is None:
-            ids = _sample_ids(factory, db.n, max_train, seed, train_per_list)
+            ids = _sample_ids(factory, db.n, db.dim, max_train, seed, train_per_list)
             if ids is None:
                 ids = np.arange(db.n)
             sample = db.held if db.held is not None and len(ids) == db.n else db.take(ids)
@@ -379,7 +379,7 @@ def run_bench_index(embedder: Any, photos_dir: Path, *, n: int, n_queries: int, 
     wanted: dict[str, np.ndarray] = {}
     if stream:  # gathered in the exact pass rather than by a pass of their own
         for factory in factories:
-            ids = _sample_ids(factory, n, max_train, seed, train_per_list)
+            ids = _sample_ids(factory, n, database.dim, max_train, seed, train_per_list)
             wanted[factory] = np.arange(n) if ids is None else ids
     exact_ranks, exact_ms, samples = _exact_pass(database, queries, n_lat, wanted)
 
