@@ -6,6 +6,11 @@ k-means, and below ~50k vectors exact inner-product search over 256-D float32 co
 milliseconds per query on two cores anyway, so the index turns into IVF-PQ at 50,000
 vectors (`ivf_threshold`). The database stays the source of truth: the file is a cache that
 is reconciled with it at start-up (see `ProvenanceSearch.load`).
+
+Lists: 1,024 below 4M vectors, 4,096 from there (`nlist_for`), the choices measured at 1M, 10M
+and 100M vectors (BENCHMARKS.md, "Scale" and "100M vectors"); an index that outgrows its lists is
+rebuilt at the next start-up (`needs_upgrade`). A build reads its vectors in batches
+(`build_streamed`): at 10M originals their float copy is 110 GB.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import json
 import os
 import tempfile
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,14 +34,23 @@ class SearchHit:
 
 
 IVF_THRESHOLD = 50_000
+NLIST_4096_FROM = 4_000_000
+
+
+def nlist_for(n: int) -> int:
+    """Coarse lists for an index of n vectors: IVF1024 keeps 99 % of exact search's top-100 recall
+    at 1M vectors (nprobe 128, 1.3 ms); at 10M IVF4096 does (98 %, 99 % re-scored; IVF65536 lost
+    recall), and at 100M IVF4096 is what was measured (BENCHMARKS.md)."""
+    return 1024 if n < NLIST_4096_FROM else 4096
 
 
 class VectorIndex:
-    def __init__(self, dim: int, *, ivf_threshold: int = IVF_THRESHOLD, nlist: int = 1024, pq_m: int = 16,
-                 nprobe: int = 128, use_gpu: bool = True) -> None:
+    def __init__(self, dim: int, *, ivf_threshold: int = IVF_THRESHOLD, nlist: int | None = None, pq_m: int = 16,
+                 nprobe: int = 128, use_gpu: bool = True, nlist_rule: Callable[[int], int] = nlist_for) -> None:
+        """`nlist` fixes the lists; None chooses them by size (`nlist_rule`) at each build."""
         self.dim = dim
         self.ivf_threshold = ivf_threshold
-        self.nlist, self.pq_m, self.nprobe = nlist, pq_m, nprobe
+        self.nlist, self.pq_m, self.nprobe, self.nlist_rule = nlist, pq_m, nprobe, nlist_rule
         self.use_gpu = use_gpu
         self._index: faiss.Index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         self._ids = np.zeros(0, np.int64)  # ids held, for reconciliation and rebuilds
@@ -85,18 +100,39 @@ class VectorIndex:
         """Replace the contents: exact below the threshold, else train IVF-PQ on `vectors`."""
         ids = np.ascontiguousarray(ids, np.int64).reshape(-1)
         vectors = np.ascontiguousarray(vectors, np.float32).reshape(-1, self.dim)
-        if len(vectors) >= self.ivf_threshold:
-            index = build_ivfpq(vectors, self.nlist, self.pq_m, use_gpu=self.use_gpu)
+        self.build_streamed(len(vectors), lambda: vectors, [(ids, vectors)])
+
+    def build_streamed(self, total: int, sample: Callable[[], np.ndarray],
+                       batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Replace the contents with `batches` of (ids, vectors), about `total` in all: IVF-PQ
+        trained on `sample()` (at most 200k of them are used) when `total` reaches the threshold.
+        The new index is built aside and swapped in whole; only one batch is held at a time."""
+        if total >= self.ivf_threshold:
+            index = build_ivfpq(sample(), self.wanted_nlist(total), self.pq_m, use_gpu=self.use_gpu)
             index.nprobe = self.nprobe
-            index.add_with_ids(vectors, ids)
         else:
             index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
-            index.add_with_ids(vectors, ids)
+        held = []
+        for ids, vectors in batches:
+            ids = np.ascontiguousarray(ids, np.int64).reshape(-1)
+            index.add_with_ids(np.ascontiguousarray(vectors, np.float32).reshape(-1, self.dim), ids)
+            held.append(ids)
         with self._lock:
-            self._index, self._ids = index, ids.copy()
+            self._index, self._ids = index, (np.concatenate(held) if held else np.zeros(0, np.int64))
+
+    def wanted_nlist(self, total: int) -> int:
+        return self.nlist or self.nlist_rule(total)
+
+    def lists(self) -> int:
+        """The IVF's lists (0 while exact)."""
+        base = self._base()
+        return int(faiss.downcast_index(base).nlist) if self.kind == "ivfpq" else 0
 
     def needs_upgrade(self) -> bool:
-        return self.kind == "exact" and len(self) >= self.ivf_threshold
+        """Exact past the threshold, or IVF-PQ with fewer lists than its size calls for."""
+        if self.kind == "exact":
+            return len(self) >= self.ivf_threshold
+        return self.lists() < self.wanted_nlist(len(self))
 
     # -- reads --------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from index import SearchHit, VectorIndex
+from index.vector_index import nlist_for
 from manifests.signing import SignerCredentials, sign_image
 from tests.helpers import encode
 from verifier.cli.demo import generated_photo
@@ -64,6 +65,36 @@ def test_ivfpq_switch_and_recall(tmp_path: Path) -> None:
     assert again.kind == "ivfpq" and len(again) == n
     assert [h.id for h in again.search(queries[3], 5)] == [h.id for h in index.search(queries[3], 5)]
     assert index.reconstruct(np.array([3])) is None  # codes only: the vectors come from the database
+
+
+def test_lists_grow_with_the_index_and_a_streamed_build_equals_a_whole_one() -> None:
+    """The measured choice of lists by size (1,024 below 4M vectors, 4,096 from there); an index
+    that outgrows its lists asks for a rebuild; a build fed in batches (what the service reads
+    from PostgreSQL, one batch at a time) answers exactly as one given every vector at once."""
+    assert (nlist_for(3_999_999), nlist_for(4_000_000), nlist_for(100_000_000)) == (1024, 4096, 4096)
+    dim = 32
+    base = unit(5000, dim, 4)
+    def rule(n: int) -> int:  # the same rule, scaled down
+        return 16 if n < 4000 else 32
+
+    index = VectorIndex(dim, ivf_threshold=2000, nprobe=8, nlist_rule=rule)
+    index.build(np.arange(1000), base[:1000])
+    assert index.kind == "exact" and index.lists() == 0 and not index.needs_upgrade()
+    index.build(np.arange(3000), base[:3000])
+    assert index.kind == "ivfpq" and index.lists() == 16 and not index.needs_upgrade()
+    index.add(np.arange(3000, 5000), base[3000:])
+    assert index.needs_upgrade()  # 5,000 vectors want 32 lists
+    index.build_streamed(5000, lambda: base, ((np.arange(i, min(i + 7, 5000)), base[i : i + 7]) for i in range(0, 5000, 7)))
+    assert index.lists() == 32 and len(index) == 5000 and not index.needs_upgrade()
+    assert np.array_equal(np.sort(index.ids()), np.arange(5000))
+    whole = VectorIndex(dim, ivf_threshold=2000, nprobe=8, nlist_rule=rule)
+    whole.build(np.arange(5000), base)
+    queries = base[:50] + np.random.default_rng(5).normal(0, 0.05, (50, dim)).astype(np.float32)
+    assert [[(h.id, h.score) for h in row] for row in index.search_many(queries, 10)] == \
+        [[(h.id, h.score) for h in row] for row in whole.search_many(queries, 10)]
+    fixed = VectorIndex(dim, ivf_threshold=2000, nlist=16, nlist_rule=rule)  # a fixed nlist is kept
+    fixed.build(np.arange(5000), base)
+    assert fixed.lists() == 16 and not fixed.needs_upgrade()
 
 
 def test_half_written_save_is_ignored(tmp_path: Path) -> None:
@@ -194,3 +225,40 @@ def test_rebuild_command(registered_service, settings: Settings, monkeypatch: py
     assert main(["index", "rebuild"]) == 0
     assert "3 originals searchable" in capsys.readouterr().out
     assert {f.name for f in settings.index_dir.glob("*.faiss")} >= {"simprov-embed-lite0-256.faiss"}
+
+
+def test_the_index_is_rebuilt_from_the_database_in_batches(registered_service, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """A rebuild reads the vectors a batch at a time (at 10M originals the region vectors are
+    100 GB), and ends with the same index as before."""
+    from verifier.storage.embeddings import EmbeddingStore
+
+    service, _, ids = registered_service
+    seen: list[int] = []
+    batches = EmbeddingStore.batches
+
+    def counted(self, model_id, dim, batch=None):  # type: ignore[no-untyped-def]
+        for part in batches(self, model_id, dim, batch):
+            seen.append(len(part[0]))
+            yield part
+
+    vectors = EmbeddingStore.vectors
+
+    def chosen_only(self, model_id, dim, ids=None):  # type: ignore[no-untyped-def]
+        assert ids is not None, "a rebuild must not read every vector at once"
+        return vectors(self, model_id, dim, ids)
+
+    monkeypatch.setattr(EmbeddingStore, "BATCH", 2)
+    monkeypatch.setattr(EmbeddingStore, "batches", counted)
+    monkeypatch.setattr(EmbeddingStore, "vectors", chosen_only)
+    for model in [service.search.main, service.search.regions]:
+        if model is None:
+            continue
+        before = (np.sort(model.index.ids()), model.originals())
+        seen.clear()
+        assert model.reload() == 3
+        assert seen == [2, 1]  # three rows, two per query
+        assert np.array_equal(np.sort(model.index.ids()), before[0]) and model.originals() == before[1]
+        stored_ids, _ = model.store.vectors(model.model_id, model.row_dim, [int(i) for i in model._owner] + [10**9])
+        assert len(stored_ids) == 3 and list(stored_ids) == sorted(stored_ids)  # by id, in batches of 2, unknown ids left out
+    query = Image.open(service.originals.blobs.path(service.registry.get(ids[2]).blob_key))
+    assert service.search.search(query).match.original_id == ids[2]

@@ -79,6 +79,22 @@ class ModelIndex:
         row_ids, rows = self.store.vectors(self.model_id, self.row_dim, ids)
         return self._faiss_ids(row_ids), rows.reshape(-1, self.dim)
 
+    TRAIN_VECTORS = 200_000  # an IVF-PQ build's training sample (`build_ivfpq`'s most)
+
+    def _rebuild(self, owners: dict[int, uuid.UUID]) -> None:
+        """A new index of every row in the database, read in batches: the training sample is a
+        seeded choice of rows fetched by id, then every row streams through once."""
+        rows = np.sort(np.fromiter(owners, np.int64, len(owners)))
+        want = -(-self.TRAIN_VECTORS // self.per_row)
+
+        def sample() -> np.ndarray:
+            pick = rows if len(rows) <= want else np.sort(np.random.default_rng(0).choice(rows, want, replace=False))
+            return self._rows(pick.tolist())[1]
+
+        batches = ((self._faiss_ids(ids), vectors.reshape(-1, self.dim))
+                   for ids, vectors in self.store.batches(self.model_id, self.row_dim))
+        self.index.build_streamed(len(rows) * self.per_row, sample, batches)
+
     def load(self, image_of: ImageOf) -> int:
         """Bring the index up to date with the database (see the module docstring); the
         number of originals it holds."""
@@ -90,7 +106,7 @@ class ModelIndex:
             self.version += 1
         meta = self.index.load(self.index_path) if self.index_path else None
         if meta is None or meta.get("model_id") != self.model_id or meta.get("per_row", 1) != self.per_row:
-            self.index.build(*self._rows(None))
+            self._rebuild(owners)
         else:
             held = self.index.ids()
             wanted = self._faiss_ids(np.fromiter(owners, np.int64, len(owners)))
@@ -103,7 +119,7 @@ class ModelIndex:
             vector = self.embed(image_of(original))
             self.commit_added(self.store.add(original.id, self.model_id, vector), vector)
         if self.index.needs_upgrade():
-            self.index.build(*self._rows(None))
+            self._rebuild(self.store.owners(self.model_id))
         self.save()
         log.info("search index: %d originals of %s, %s (%d embedded at start-up)", len(owners) + len(missing),
                  self.model_id, self.index.kind, len(missing))
@@ -179,7 +195,7 @@ class ModelIndex:
         """Rebuild from the database's vectors (another process rebuilt the index): the new
         index is built aside and swapped in whole, so searches never see half of it."""
         owners = self.store.owners(self.model_id)
-        self.index.build(*self._rows(None))
+        self._rebuild(owners)
         with self._lock:
             self._owner = owners
             self._row_of = {oid: rid for rid, oid in owners.items()}
@@ -279,6 +295,22 @@ class ProvenanceSearch:
         return self.region_embedder.embed_regions([img])[0].reshape(-1)
 
     # -- lifecycle ------------------------------------------------------------------------
+
+    TRAIN_VECTORS = 200_000  # an IVF-PQ build's training sample (`build_ivfpq`'s most)
+
+    def _rebuild(self, owners: dict[int, uuid.UUID]) -> None:
+        """A new index of every row in the database, read in batches: the training sample is a
+        seeded choice of rows fetched by id, then every row streams through once."""
+        rows = np.sort(np.fromiter(owners, np.int64, len(owners)))
+        want = -(-self.TRAIN_VECTORS // self.per_row)
+
+        def sample() -> np.ndarray:
+            pick = rows if len(rows) <= want else np.sort(np.random.default_rng(0).choice(rows, want, replace=False))
+            return self._rows(pick.tolist())[1]
+
+        batches = ((self._faiss_ids(ids), vectors.reshape(-1, self.dim))
+                   for ids, vectors in self.store.batches(self.model_id, self.row_dim))
+        self.index.build_streamed(len(rows) * self.per_row, sample, batches)
 
     def load(self, image_of: ImageOf) -> int:
         """Bring every index up to date with the database; the number of searchable originals."""

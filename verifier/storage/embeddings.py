@@ -4,9 +4,10 @@ is rebuilt from, one row per (original, model). A row's `id` is its FAISS id."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import numpy as np
-from sqlalchemy import any_, bindparam, delete, select
+from sqlalchemy import BigInteger, any_, bindparam, delete, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Session
@@ -35,15 +36,42 @@ class EmbeddingStore:
             return list(session.scalars(select(Original).where(~has_vector)))
 
     def vectors(self, model_id: str, dim: int, ids: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(ids (N,) int64, vectors (N, dim) float32) in id order; all of the model's when `ids` is None."""
-        stmt = select(Embedding.id, Embedding.vector).where(Embedding.model_id == model_id)
-        if ids is not None:
-            stmt = stmt.where(Embedding.id.in_(ids))
-        with self.db.session() as session:
-            rows = session.execute(stmt.order_by(Embedding.id)).all()
-        if not rows:
+        """(ids (N,) int64, vectors (N, dim) float32) in id order; all of the model's when `ids` is None
+        (a registry's worth: the index build reads `batches` instead). The ids travel as array
+        parameters of at most `BATCH` (a training sample is 200k ids: not an IN list)."""
+        if ids is None:
+            parts = list(self.batches(model_id, dim))
+        else:
+            wanted = sorted(set(ids))
+            parts = [self._select(model_id, dim, wanted[i : i + self.BATCH]) for i in range(0, len(wanted), self.BATCH)]
+        parts = [part for part in parts if len(part[0])]
+        if not parts:
             return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
-        return np.array([r.id for r in rows], np.int64), np.stack([np.frombuffer(r.vector, np.float32) for r in rows])
+        return np.concatenate([i for i, _ in parts]), np.concatenate([v for _, v in parts])
+
+    BATCH = 10_000  # rows per query when reading many: 100 MB of region vectors at most
+
+    def batches(self, model_id: str, dim: int, batch: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every vector of the model as (ids, vectors) in id order, `batch` rows per query (keyset
+        pagination on the id): a rebuild at 10M originals never holds their 100 GB of region
+        vectors, only one batch and the index."""
+        last, batch = -1, batch or self.BATCH
+        while True:
+            stmt = (select(Embedding.id, Embedding.vector)
+                    .where(Embedding.model_id == model_id, Embedding.id > last).order_by(Embedding.id).limit(batch))
+            with self.db.session() as session:
+                rows = session.execute(stmt).all()
+            if not rows:
+                return
+            yield _arrays(rows, dim)
+            last = rows[-1].id
+
+    def _select(self, model_id: str, dim: int, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        wanted = bindparam("ids", value=ids, type_=ARRAY(BigInteger))
+        stmt = (select(Embedding.id, Embedding.vector)
+                .where(Embedding.model_id == model_id, Embedding.id == any_(wanted)).order_by(Embedding.id))
+        with self.db.session() as session:
+            return _arrays(session.execute(stmt).all(), dim)
 
     def vectors_for(self, model_id: str, dim: int, original_ids: list[uuid.UUID]) -> np.ndarray:
         """(N, dim) vectors of these originals in the order asked (zeros where one has none).
@@ -99,3 +127,9 @@ class EmbeddingStore:
         """Drop every vector of a model (before re-embedding the registry)."""
         with self.db.session() as session:
             session.execute(delete(Embedding).where(Embedding.model_id == model_id))
+
+
+def _arrays(rows: list, dim: int) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[type-arg]
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+    return np.array([r.id for r in rows], np.int64), np.stack([np.frombuffer(r.vector, np.float32) for r in rows])
