@@ -296,22 +296,6 @@ class ProvenanceSearch:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    TRAIN_VECTORS = 200_000  # an IVF-PQ build's training sample (`build_ivfpq`'s most)
-
-    def _rebuild(self, owners: dict[int, uuid.UUID]) -> None:
-        """A new index of every row in the database, read in batches: the training sample is a
-        seeded choice of rows fetched by id, then every row streams through once."""
-        rows = np.sort(np.fromiter(owners, np.int64, len(owners)))
-        want = -(-self.TRAIN_VECTORS // self.per_row)
-
-        def sample() -> np.ndarray:
-            pick = rows if len(rows) <= want else np.sort(np.random.default_rng(0).choice(rows, want, replace=False))
-            return self._rows(pick.tolist())[1]
-
-        batches = ((self._faiss_ids(ids), vectors.reshape(-1, self.dim))
-                   for ids, vectors in self.store.batches(self.model_id, self.row_dim))
-        self.index.build_streamed(len(rows) * self.per_row, sample, batches)
-
     def load(self, image_of: ImageOf) -> int:
         """Bring every index up to date with the database; the number of searchable originals."""
         return min(ix.load(image_of) for ix in self._indexes())
