@@ -301,3 +301,35 @@ def test_a_large_index_is_saved_less_often(registered_service, monkeypatch: pyte
     gaps = [b - a for a, b in itertools.pairwise(saves)]
     assert saves[:3] == [4, 5, 6] and len(saves) < 150 and saves[-1] >= 1900 and gaps[-1] >= 90
     assert all(gap >= max(1, b // 20) for gap, b in zip(gaps, saves[1:], strict=True))
+
+
+def test_the_originals_held_are_followed_by_their_changes(registered_service) -> None:  # type: ignore[no-untyped-def]
+    """`changes_since` gives what changed after a version (the latest change of each original),
+    and every original held when its log does not reach back (a reload, or more changes than it
+    keeps): the vote index follows the registry without a pass over 10M originals per vote."""
+    import collections
+    import uuid
+
+    from verifier.storage.models import Embedding
+
+    service, _, ids = registered_service
+    model = service.search.main
+    start = model.version
+    assert model.changes_since(start).changed == {} and model.changes_since(start).everything is None
+    assert model.changes_since(-1).everything == set(ids)  # before the load: everything
+    new = uuid.uuid4()
+    model.commit_added(Embedding(id=50_000, original_id=new), np.zeros(model.dim, np.float32))
+    assert model.changes_since(start).changed == {new: True}
+    middle = model.version
+    model.forget(ids[0])
+    model.forget(new)
+    changes = model.changes_since(start)
+    assert changes.changed == {new: False, ids[0]: False} and changes.version == model.version
+    assert model.changes_since(middle).changed == {new: False, ids[0]: False}
+    assert model.changes_since(model.version - 1).changed == {new: False}
+    model._changes = collections.deque(model._changes, maxlen=2)  # a log that keeps two changes
+    model.commit_added(Embedding(id=50_001, original_id=uuid.uuid4()), np.zeros(model.dim, np.float32))
+    assert model.changes_since(start).everything == model.originals()  # its first change was dropped
+    assert len(model.changes_since(model.version - 2).changed) == 2
+    model.reload()
+    assert model.changes_since(model.version - 1).everything == model.originals() == set(ids)  # the database's

@@ -259,9 +259,17 @@ def test_a_pasted_piece_finds_its_original_through_the_votes(service_with_photos
     finally:
         matcher.local = local
 
+    given: list[object] = []
+
+    def recorded(known, *a, **k):  # type: ignore[no-untyped-def]
+        given.append(known)
+        return sync(known, *a, **k)
+
+    monkeypatch.setattr(matcher.local, "sync", recorded)
     service.registry.delete(ids["chelsea"], publisher.id)
     assert matcher.with_votes(View.of(piece), missed).voted == 0
     assert len(matcher.local) == len(ids) - 1
+    assert given == [{ids["chelsea"]: False}]  # what changed, not every original held (10M at scale)
 
 
 def test_the_vote_index_is_saved_loaded_and_caught_up(settings: Settings, embedder: Embedder, signer: SignerCredentials) -> None:

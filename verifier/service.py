@@ -88,13 +88,13 @@ class Service:
             matcher = Matcher(originals, search, views, reranker.to(device) if reranker else None,
                               change.to(device) if change else None, min_inliers=settings.stage2_min_inliers, local=local)
             registry = Registry(settings, originals, SearchIndexer(search, views, matcher))
-            local_sync = (lambda: local.sync(search.indexed_originals(), matcher.loader)) if local is not None else None
+            local_sync = matcher.sync_votes if local is not None else None
             follower = RegistryFollower(db, search, views, settings.follow_interval_s, on_change=local_sync)
             after = follower.position()  # before loading: a change committed meanwhile is replayed, not lost
             search.load(originals.image)
             if matcher.local is not None:  # loaded and caught up now, not inside the first request that needs it
                 matcher.local.load()
-                matcher.local.sync(search.indexed_originals(), matcher.loader)
+                matcher.sync_votes()  # from here on a vote applies only what changed since
                 matcher.local.save()
             keys = KeyRing(settings.keys_dir, settings.report_signing_key_file)
             keys.current()  # create the first key now, not inside a request

@@ -74,9 +74,11 @@ class LocalSearch:
         with self._lock:
             return original_id in self._key
 
-    def sync(self, known: set[uuid.UUID], loader: Loader, *, wait: bool = True, limit: int | None = None,
-             version: int | None = None) -> tuple[int, int]:
-        """Hold exactly the originals in `known` (those stage 1 can return); (added, removed).
+    def sync(self, known: set[uuid.UUID] | dict[uuid.UUID, bool], loader: Loader, *, wait: bool = True,
+             limit: int | None = None, version: int | None = None) -> tuple[int, int]:
+        """Hold exactly the originals in `known` (those stage 1 can return), or, given a dict, apply
+        those changes (original -> held now: `ModelIndex.changes_since`, no pass over all); (added,
+        removed).
         A request about to vote passes `wait=False`, returning (0, 0) at once while another sync
         runs (e.g. the follower's after a bulk ingest elsewhere), and a `limit` on the originals
         it adds (each costs a view read): the vote uses what is held, the rest comes later.
@@ -91,10 +93,15 @@ class LocalSearch:
         finally:
             self._sync.release()
 
-    def _sync_locked(self, known: set[uuid.UUID], loader: Loader, limit: int | None) -> tuple[int, int]:
+    def _sync_locked(self, known: set[uuid.UUID] | dict[uuid.UUID, bool], loader: Loader,
+                     limit: int | None) -> tuple[int, int]:
         with self._lock:
-            missing = [oid for oid in known if oid not in self._key][:limit]
-            gone = [oid for oid in self._key if oid not in known]
+            if isinstance(known, dict):
+                missing = [oid for oid, held in known.items() if held and oid not in self._key][:limit]
+                gone = [oid for oid, held in known.items() if not held and oid in self._key]
+            else:
+                missing = [oid for oid in known if oid not in self._key][:limit]
+                gone = [oid for oid in self._key if oid not in known]
         for oid in gone:
             with self._lock:
                 key = self._key.pop(oid)

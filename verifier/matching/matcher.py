@@ -191,14 +191,22 @@ class Matcher:
         same = sorted((i for i, p in stage2.psen.items() if p >= SAME_CONTENT), key=lambda i: (i != stage2.choice, -stage2.psen[i]))
         return [outcome.candidates[i].original_id for i in same]
 
+    def sync_votes(self, *, wait: bool = True, limit: int | None = None) -> None:
+        """Bring the local-feature index up to the originals search holds, from what changed since
+        its last complete sync (the whole set only when search's log does not reach back)."""
+        if self.local is None:
+            return
+        changes = self.search.indexed_changes_since(self.local.synced)
+        known = changes.everything if changes.everything is not None else changes.changed
+        if known or changes.everything is not None or changes.version != self.local.synced:
+            self.local.sync(known, self.loader, wait=wait, limit=limit, version=changes.version)
+
     def with_votes(self, query_view: View, outcome: SearchOutcome) -> SearchOutcome:
         """Stage 1 plus the local-feature vote (`matching.local`) when stage 1 has no match: the
         originals the query's SIFT descriptors vote for join the candidates."""
         if self.local is None or outcome.match is not None:
             return outcome
-        version, known = self.search.indexed_originals_since(self.local.synced)
-        if known is not None:
-            self.local.sync(known, self.loader, wait=False, limit=SYNC_PER_REQUEST, version=version)
+        self.sync_votes(wait=False, limit=SYNC_PER_REQUEST)
         supported = self.local.tally(query_view)
         found = self.local.additions(supported, {c.original_id for c in outcome.candidates})
         voted = self.search.include(outcome, found) if found else outcome

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,7 @@ from verifier.storage.models import Embedding, Original
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Calibration", "Candidate", "ModelIndex", "ProvenanceSearch", "SearchOutcome", "Stage1Vectors"]
+__all__ = ["Calibration", "Candidate", "HeldChanges", "ModelIndex", "ProvenanceSearch", "SearchOutcome", "Stage1Vectors"]
 
 ImageOf = Callable[[Original], Image.Image]
 
@@ -67,6 +68,8 @@ class ModelIndex:
         self._lock = threading.Lock()
         self._unsaved = 0
         self.version = 0  # bumped whenever the set of originals held changes (the vote index's cue to sync)
+        self._changes: deque[tuple[int, uuid.UUID, bool]] = deque(maxlen=self.CHANGES_KEPT)  # (version, original, held)
+        self._changes_from = 0  # the oldest version `changes_since` can answer from
 
     @property
     def row_dim(self) -> int:
@@ -79,6 +82,8 @@ class ModelIndex:
         """FAISS ids and single vectors of these rows (all when None)."""
         row_ids, rows = self.store.vectors(self.model_id, self.row_dim, ids)
         return self._faiss_ids(row_ids), rows.reshape(-1, self.dim)
+
+    CHANGES_KEPT = 100_000  # originals added or removed that `changes_since` remembers
 
     TRAIN_VECTORS = 200_000  # an IVF-PQ build's training sample (`build_ivfpq`'s most)
 
@@ -104,7 +109,7 @@ class ModelIndex:
         with self._lock:
             self._owner = owners
             self._row_of = {oid: rid for rid, oid in owners.items()}
-            self.version += 1
+            self._replaced()
         meta = self.index.load(self.index_path) if self.index_path else None
         if meta is None or meta.get("model_id") != self.model_id or meta.get("per_row", 1) != self.per_row:
             self._rebuild(owners)
@@ -147,7 +152,7 @@ class ModelIndex:
             self._owner[emb.id] = emb.original_id
             self._row_of[emb.original_id] = emb.id
             self._unsaved += 1
-            self.version += 1
+            self._changed(emb.original_id, True)
             due = self._unsaved >= max(self.SAVE_EVERY, len(self._row_of) // 20)
         if due:
             self.save()
@@ -161,10 +166,31 @@ class ModelIndex:
         with self._lock:
             return set(self._row_of)
 
-    def originals_since(self, version: int) -> tuple[int, set[uuid.UUID] | None]:
-        """(the current version, the originals held, or None when nothing changed since `version`)."""
+    def _changed(self, original_id: uuid.UUID, held: bool) -> None:  # under self._lock
+        self.version += 1
+        if len(self._changes) == self._changes.maxlen:
+            self._changes_from = self._changes[0][0]  # the oldest is about to be dropped
+        self._changes.append((self.version, original_id, held))
+
+    def _replaced(self) -> None:  # under self._lock: every original may have changed
+        self.version += 1
+        self._changes.clear()
+        self._changes_from = self.version
+
+    def changes_since(self, version: int) -> HeldChanges:
+        """What changed in the originals held after `version`: each changed original and whether
+        it is held now. Why not the set of all: at 10M originals, copying it and comparing it with
+        the vote index's cost seconds on every vote after a registration. When the log does not
+        reach back that far (a reload, or more than `CHANGES_KEPT` changes), every original held."""
         with self._lock:
-            return self.version, (None if version == self.version else set(self._row_of))
+            if version < self._changes_from or version > self.version:
+                return HeldChanges(self.version, {}, everything=set(self._row_of))
+            changed: dict[uuid.UUID, bool] = {}
+            for seen, oid, held in reversed(self._changes):
+                if seen <= version:
+                    break
+                changed.setdefault(oid, held)  # the latest change of each original
+            return HeldChanges(self.version, changed)
 
     def holding(self, original_ids: list[uuid.UUID]) -> list[uuid.UUID]:
         """Those of `original_ids` that have vectors here (a lookup each, no copy of the map)."""
@@ -189,7 +215,7 @@ class ModelIndex:
                         self._owner.pop(old, None)
                     self._owner[rid] = oid
                     self._row_of[oid] = rid
-            self.version += 1
+                    self._changed(oid, True)
         return len(found)
 
     def reload(self) -> int:
@@ -200,7 +226,7 @@ class ModelIndex:
         with self._lock:
             self._owner = owners
             self._row_of = {oid: rid for rid, oid in owners.items()}
-            self.version += 1
+            self._replaced()
         return len(owners)
 
     def forget(self, original_id: uuid.UUID) -> None:
@@ -208,7 +234,7 @@ class ModelIndex:
             row = self._row_of.pop(original_id, None)
             if row is not None:
                 self._owner.pop(row, None)
-                self.version += 1
+                self._changed(original_id, False)
         if row is not None:
             self.index.remove(self._faiss_ids(np.array([row])))
 
@@ -237,6 +263,16 @@ class ModelIndex:
                 return held.reshape(len(original_ids), self.per_row, self.dim)
         flat = self.store.vectors_for(self.model_id, self.row_dim, original_ids)
         return flat.reshape(len(original_ids), self.per_row, self.dim)
+
+
+@dataclass(frozen=True)
+class HeldChanges:
+    """`ModelIndex.changes_since`: the version it answers at, and either the originals that changed
+    (original -> held now) or, when its log does not reach back, `everything` held."""
+
+    version: int
+    changed: dict[uuid.UUID, bool]
+    everything: set[uuid.UUID] | None = None
 
 
 @dataclass(frozen=True)
@@ -361,10 +397,9 @@ class ProvenanceSearch:
         """The originals that search can return now."""
         return self.main.originals()
 
-    def indexed_originals_since(self, version: int) -> tuple[int, set[uuid.UUID] | None]:
-        """`indexed_originals` with a version, None instead of the set when unchanged since `version`
-        (a caller that follows the registry skips copying 10k+ ids per request)."""
-        return self.main.originals_since(version)
+    def indexed_changes_since(self, version: int) -> HeldChanges:
+        """The global index's `changes_since` (what the local-feature vote follows)."""
+        return self.main.changes_since(version)
 
     def forget(self, original_id: uuid.UUID) -> None:
         for ix in self._indexes():
