@@ -136,10 +136,6 @@ def cmd_bench_votes(args: argparse.Namespace) -> int:
             raise ValueError(f"--codes: {code!r} is not a FAISS encoding (e.g. SQ8, SQ4, PQ32, RaBitQ)") from None
     if not args.queries.is_file():
         raise ValueError(f"{args.queries} is not a QUERIES.csv file")
-    if args.stream and (args.rescore or not args.factory):
-        print("error: --stream holds no float vectors to --rescore with, and needs a --factory (the service's own "
-              "build takes the whole database)", file=sys.stderr)
-        return 2
     if args.ondisk is not None and args.ondisk.exists() and any(args.ondisk.iterdir()):
         raise ValueError(f"--ondisk {args.ondisk} is not empty (its files would be replaced)")
     results = run_bench_votes(args.queries, args.registry_extra, codes, command="verifier " + " ".join(sys.argv[1:]),
