@@ -35,6 +35,7 @@ class SearchHit:
 
 IVF_THRESHOLD = 50_000
 NLIST_4096_FROM = 4_000_000
+MAX_ID = 2**40  # row id x 16 + position: 68 billion rows; the held-id flags grow to the largest id
 
 
 def nlist_for(n: int) -> int:
@@ -184,6 +185,8 @@ class VectorIndex:
         ids = np.frombuffer(ids_path.read_bytes(), np.int64).copy()
         if meta.get("index_bytes") != len(blob) or meta.get("count") != len(ids):
             return None  # a crash between the three replaces: stale, rebuild
+        if len(ids) and (ids.min() < 0 or ids.max() >= MAX_ID):
+            return None  # not ids this service writes (a damaged file): rebuild, rather than a flag array that size
         index = faiss.deserialize_index(np.frombuffer(blob, np.uint8))
         if index.ntotal != len(ids) or index.d != self.dim:
             return None

@@ -106,6 +106,11 @@ def test_half_written_save_is_ignored(tmp_path: Path) -> None:
     index.add(np.arange(10, 20), unit(10, 8, 3))
     path.with_suffix(".ids").write_bytes(index.ids().tobytes())  # ids replaced, index not: a crash
     assert VectorIndex(8).load(path) is None
+    index.save(path, {"model_id": "m"})
+    ids = index.ids()
+    ids[3] = 2**50  # a damaged ids file: an id no row could have (its flags would be a petabyte)
+    path.with_suffix(".ids").write_bytes(ids.tobytes())
+    assert VectorIndex(8).load(path) is None
 
 
 @pytest.fixture
