@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.helpers import encode, photo_like, png_bomb
 from verifier.errors import CorruptImage, ImageTooLarge, NotAnImage, PayloadTooLarge
-from verifier.images import probe_image
+from verifier.images import load_image, probe_image
 
 LIMITS = {"max_bytes": 5_000_000, "max_pixels": 10_000_000}
 
@@ -49,3 +51,57 @@ def test_pixel_limit() -> None:
     data = encode(photo_like(4, (400, 300)), "PNG")
     with pytest.raises(ImageTooLarge):
         probe_image(data, max_bytes=10**9, max_pixels=400 * 300 - 1)
+
+
+# What the pixels become: every mode a publisher's or a fact-checker's tool may save is read as a
+# viewer shows it. Pillow's own convert("RGB") turns a 16-bit grey into white and a float grey into
+# black, which would register (and search for) a blank frame.
+
+
+def _grey8() -> np.ndarray:
+    return np.asarray(photo_like(5, (96, 64)).convert("L"), np.int16)
+
+
+def _as_grey(data: bytes, **kw: int) -> np.ndarray:
+    _, rgb = load_image(data, **LIMITS, **kw)
+    assert rgb.mode == "RGB"
+    return np.asarray(rgb.convert("L"), np.int16)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+def test_sixteen_bit_grey_keeps_its_tones(fmt: str) -> None:
+    grey = _grey8()
+    img16 = Image.fromarray(grey.astype(np.uint16) * 257)
+    assert img16.mode.startswith("I;16")
+    assert np.abs(_as_grey(encode(img16, fmt)) - grey).max() <= 1
+
+
+def test_float_grey_keeps_its_tones() -> None:
+    grey = _grey8()
+    unit = Image.fromarray(grey.astype(np.float32) / 255)  # the usual 0..1 convention
+    assert unit.mode == "F"
+    assert np.abs(_as_grey(encode(unit, "TIFF")) - grey).max() <= 1
+    assert np.abs(_as_grey(encode(Image.fromarray(grey.astype(np.float32)), "TIFF")) - grey).max() <= 1
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF"])
+def test_transparent_pixels_are_shown_over_white(fmt: str) -> None:
+    rgba = np.asarray(photo_like(6, (120, 80)).convert("RGBA")).copy()
+    rgba[:20, :, 3] = 0
+    rgba[:20, :, :3] = 0  # what many editors keep under alpha 0
+    data = encode(Image.fromarray(rgba), fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    for kw in ({}, {"max_side": 60}):  # at full size, and reduced before compositing
+        _, rgb = load_image(data, **LIMITS, **kw)
+        arr = np.asarray(rgb, np.int16)
+        rows = arr.shape[0] * 20 // 80
+        assert rgb.mode == "RGB" and arr[: rows - 1].min() >= 250
+        if not kw:
+            assert np.array_equal(arr[20:], rgba[20:, :, :3])  # the opaque part untouched
+
+
+def test_palette_transparency_is_shown_over_white() -> None:
+    pal = photo_like(7, (64, 48)).convert("P")
+    arr = np.asarray(pal).copy()
+    key = int(arr[0, 0])
+    _, rgb = load_image(encode(pal, "PNG", transparency=key), **LIMITS)
+    assert np.asarray(rgb)[np.asarray(pal) == key].min() == 255

@@ -8,6 +8,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from verifier.errors import CorruptImage, ImageTooLarge, NotAnImage, PayloadTooLarge
@@ -89,13 +90,15 @@ def load_image(data: bytes, *, max_bytes: int, max_pixels: int, max_side: int | 
                 # What a viewer shows: EXIF orientation applied, first frame, RGB; one
                 # full-size copy at most (a huge PNG cannot be decoded at reduced scale).
                 ImageOps.exif_transpose(img, in_place=True)
-                rgb = img if img.mode == "RGB" else img.convert("RGB")
+                rgb = _rgb_or_rgba(img)
                 if max_side is not None and max(rgb.size) > max_side:
                     scale = max_side / max(rgb.size)
                     target = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
-                    rgb = rgb.resize(target, Image.BICUBIC, reducing_gap=2.0)
+                    rgb = rgb.resize(target, Image.BICUBIC, reducing_gap=2.0)  # alpha-weighted for RGBA
                 elif rgb is img:
                     rgb = img.copy()  # `img` is released when its file closes
+                if rgb.mode == "RGBA":
+                    rgb = _over_white(rgb)
             except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
                 raise ImageTooLarge(str(exc), limit=max_pixels) from exc
             except Exception as exc:  # OSError("image file is truncated"), SyntaxError, ...
@@ -110,12 +113,59 @@ def load_image(data: bytes, *, max_bytes: int, max_pixels: int, max_side: int | 
     return info, rgb
 
 
+_HIGH_DEPTH = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_ALPHA = ("RGBA", "RGBa", "LA", "La", "PA")
+
+
+def _rgb_or_rgba(img: Image.Image) -> Image.Image:
+    """8-bit RGB, or RGBA where the image has transparency, scaled rather than clipped.
+
+    Pillow's own `convert("RGB")` clips a 16-bit grey PNG or TIFF to white and a float TIFF to
+    black, so a scan saved at 16 bits would be registered, and searched for, as a blank frame.
+    The alpha is kept until the pixels are at their working size (one full-size copy at most).
+    """
+    mode = img.mode
+    if mode in _HIGH_DEPTH:  # 0..65535 grey: the top 8 bits (257 * v >> 8 == v exactly)
+        arr = np.asarray(img)
+        shift = 8
+        if mode == "I":  # 32-bit ints: a 16-bit grey in older Pillow, or 8-bit values in some TIFFs
+            arr = np.clip(arr, 0, 65535)
+            shift = 8 if arr.max(initial=0) > 255 else 0
+        img = Image.fromarray((arr.astype(np.uint16, copy=False) >> shift).astype(np.uint8), "L")
+    elif mode == "F":  # float grey: 0..1 when it fits there (the usual convention), else 0..255
+        arr = np.asarray(img, np.float32)
+        finite = arr[np.isfinite(arr)]
+        scale = 255.0 if finite.size and float(finite.max()) <= 1.0 else 1.0
+        arr = np.nan_to_num(arr * scale, nan=0.0, posinf=255.0, neginf=0.0)
+        img = Image.fromarray(np.clip(arr, 0, 255).round().astype(np.uint8), "L")
+    if img.mode == "RGB":
+        return img
+    if img.mode in _ALPHA or (img.mode in ("P", "L", "RGB") and "transparency" in img.info):
+        return img.convert("RGBA")
+    return img.convert("RGB")
+
+
+def _over_white(rgba: Image.Image) -> Image.Image:
+    """Transparent pixels as a viewer on a white page shows them. The colour a file keeps under
+    alpha 0 is arbitrary (often black), and would otherwise be searched for as content."""
+    out = Image.new("RGB", rgba.size, (255, 255, 255))
+    out.paste(rgba, (0, 0), rgba)
+    return out
+
+
 def load_stored(data: bytes, width: int, height: int) -> Image.Image:
     """Decode a registered original's stored bytes (already checked at ingest: the limits are its own)."""
     return load_image(data, max_bytes=len(data) + 1, max_pixels=width * height + 1)[1]
 
 
 def load_rgb(path: str | Path) -> Image.Image:
-    """A local photo (training and benchmark data) as RGB."""
+    """A local photo (training and benchmark data) as RGB, converted as an upload would be."""
     with Image.open(path) as im:
-        return im.convert("RGB")
+        return as_viewed(im)
+
+
+def as_viewed(img: Image.Image) -> Image.Image:
+    """A new RGB image of `img` as `load_image` shows it (EXIF orientation, bit depth, alpha),
+    at full size: for trusted local data (training, benchmarks), which has no limits to check."""
+    rgb = _rgb_or_rgba(ImageOps.exif_transpose(img))  # a copy: nothing refers to the file after
+    return _over_white(rgb) if rgb.mode == "RGBA" else rgb

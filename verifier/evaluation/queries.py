@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from verifier.images import as_viewed
 from verifier.simprov import augment
 
 KINDS = ("identical", "benign", "manip", "manip+benign", "distinct")
@@ -95,5 +96,6 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 
 
 def decode(data: bytes) -> Image.Image:
+    """A query's pixels as the service reads an upload's (orientation, bit depth, alpha)."""
     with Image.open(io.BytesIO(data)) as im:
-        return im.convert("RGB")
+        return as_viewed(im)
