@@ -157,3 +157,19 @@ def test_bench_cli_refuses_malformed_input_cleanly(tmp_path, capsys) -> None:  #
     with pytest.raises(SystemExit) as exc:
         main(["bench-data", "--shared", str(shared), "--out", str(tmp_path / "c"), "--families", "-3"])
     assert exc.value.code == 2
+
+
+def test_retouch_changes_only_what_its_mask_marks() -> None:
+    """Removal by inpainting and liquify warps: nothing from another photo; outside the mask
+    the pixels stay (up to the sub-pixel edge of a warp), inside it most of them change."""
+    img = PHOTOS[2]
+    seen = set()
+    for seed in range(8):
+        s = make_edit("retouch", img, [], random.Random(seed), finished=False)
+        seen.update(op for op in s.ops[0].removeprefix("retouch:").split("+"))
+        m = np.asarray(s.mask) > 127
+        diff = np.abs(np.asarray(s.image, np.int16) - np.asarray(img, np.int16)).sum(-1)
+        assert s.image.size == img.size and 0.005 < m.mean() < 0.6
+        assert (diff[~m] > 8).mean() < 0.03 and (diff[m] > 8).mean() > 0.2, (seed, s.ops)
+        assert diff[m].mean() > 5 * diff[~m].mean(), (seed, s.ops)
+    assert seen == {"inpaint", "liquify"}

@@ -18,6 +18,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import (
     Image,
@@ -345,6 +346,51 @@ def screen(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
     return Sample(out, Image.new("L", out.size, 0), [f"screen{s:.2f}"])
 
 
+def _inpaint_removal(img: np.ndarray, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
+    """An object removed by a healing brush: an ellipse of 1-6 % of the frame filled from its
+    surroundings by OpenCV's inpainting (Telea or Navier-Stokes, radius 3-9 px)."""
+    h, w = img.shape[:2]
+    region = np.asarray(_ellipse((w, h), _box(w, h, rng.uniform(0.01, 0.06), rng)), np.uint8)
+    method = cv2.INPAINT_TELEA if rng.random() < 0.5 else cv2.INPAINT_NS
+    return cv2.inpaint(img, region, rng.randint(3, 9), method), region > 0
+
+
+def _liquify(img: np.ndarray, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
+    """A liquify stroke: a smooth local warp around a point (a Gaussian of sigma 6-14 % of the
+    short side) that pushes the content sideways by 0.8-2 sigma x 0.3, or bloats/pinches it by
+    up to +-35 % at its centre (reshaping a face, a waist, a crowd). Changed: where the content
+    moved by 1 px or more."""
+    h, w = img.shape[:2]
+    sigma = rng.uniform(0.06, 0.14) * min(w, h)
+    cx, cy = rng.uniform(0.15, 0.85) * w, rng.uniform(0.15, 0.85) * h
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    gauss = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma**2)).astype(np.float32)
+    if rng.random() < 0.5:  # push: sample from behind the stroke
+        angle, mag = rng.uniform(0, 2 * np.pi), rng.uniform(0.8, 2.0) * sigma * 0.3
+        dx, dy = mag * np.cos(angle) * gauss, mag * np.sin(angle) * gauss
+    else:  # bloat (k > 0) or pinch (k < 0): sample closer to / further from the centre
+        k = rng.choice([-1, 1]) * rng.uniform(0.15, 0.35)
+        dx, dy = -k * (xx - cx) * gauss, -k * (yy - cy) * gauss
+    dx, dy = dx.astype(np.float32), dy.astype(np.float32)
+    out = cv2.remap(img, xx - dx, yy - dy, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    return out, np.hypot(dx, dy) >= 1.0
+
+
+def retouch(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """Retouching with nothing pasted in: one or two of an object removed by inpainting
+    (`_inpaint_removal`) and a liquify warp (`_liquify`), each applied once or twice. The
+    mask marks every pixel either changed."""
+    arr = np.ascontiguousarray(np.asarray(_rgb(img)))
+    changed = np.zeros(arr.shape[:2], bool)
+    ops = []
+    for op in rng.sample(["inpaint", "liquify"], rng.randint(1, 2)):
+        for _ in range(rng.randint(1, 2)):
+            arr, where = (_inpaint_removal if op == "inpaint" else _liquify)(arr, rng)
+            changed |= where
+            ops.append(op)
+    return Sample(Image.fromarray(arr), Image.fromarray((changed * 255).astype(np.uint8)), ["retouch:" + "+".join(ops)])
+
+
 @dataclass(frozen=True)
 class EditFamily:
     name: str
@@ -370,11 +416,12 @@ FAMILIES: dict[str, EditFamily] = {
         EditFamily("copy_move_small", copy_move_small, "manip", 0),
         EditFamily("collage", collage, "manip", 3),
         EditFamily("stylise", stylise, "benign", 0),
-        EditFamily("screen", screen, "benign", 1),  # last: adding it left the other families' queries unchanged
+        EditFamily("screen", screen, "benign", 1),  # added after the others: their queries stayed the same
+        EditFamily("retouch", retouch, "manip", 0),  # last, for the same reason
     )
 }
 # Whole families kept out of training, to measure generalisation to unseen kinds of edit.
-HELD_OUT_FAMILIES = ("transplant", "meme", "head_swap", "stylise", "screen")
+HELD_OUT_FAMILIES = ("transplant", "meme", "head_swap", "stylise", "screen", "retouch")
 TRAIN_FAMILIES = tuple(f for f in FAMILIES if f not in HELD_OUT_FAMILIES)
 
 
