@@ -61,3 +61,19 @@ def photo_index(root: Path, splits: list[str], size: tuple[int, int] = (160, 120
             generated_photo(i, size).save(root / folder / f"{i}.jpg", quality=92)
             w.writerow([f"{folder}/{i}.jpg", "generated", split])
     return root
+
+
+def twirl(img: Image.Image, centre: tuple[float, float], radius: float, angle: float) -> Image.Image:
+    """A local warp (what a liquify tool's twirl does): content within ~radius of `centre`
+    (fractions of the frame) turned by up to `angle` radians, fading out with distance."""
+    import cv2
+
+    a = np.asarray(img.convert("RGB"))
+    h, w = a.shape[:2]
+    cx, cy, r = centre[0] * w, centre[1] * h, radius * min(w, h)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    dx, dy = xs - cx, ys - cy
+    turn = angle * np.exp(-(np.hypot(dx, dy) / r) ** 2)
+    ca, sa = np.cos(turn), np.sin(turn)
+    mx, my = (cx + ca * dx - sa * dy).astype(np.float32), (cy + sa * dx + ca * dy).astype(np.float32)
+    return Image.fromarray(cv2.remap(a, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT))

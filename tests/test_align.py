@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
+
 import cv2
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from tests.helpers import encode, twirl
 from verifier.simprov.align import (
     MIRROR_RETRY,
+    MOVED_GRID,
     SiftFeatures,
     align_image,
     count_inliers,
@@ -187,3 +191,45 @@ def test_stage2_stops_retrying_mirrored_once_a_candidate_aligned() -> None:
     _, pairs = reranker.psen_scores(query, [same, orig], eq, ecs)
     assert pairs[0].alignment.inliers >= 30 and pairs[1].alignment.inliers < MIRROR_RETRY
     assert not query._mirrored  # its mirrored SIFT was never computed
+
+
+def _moved(query: Image.Image, cand: Image.Image) -> np.ndarray:
+    """`moved_cells` as stage 3 gets it: both images at the 256-px working size."""
+    from verifier.simprov.pairs import View, align_pair
+
+    a = align_pair(View.of(query), View.of(cand)).alignment
+    assert a.moved is not None and a.moved.shape == (MOVED_GRID, MOVED_GRID)
+    return a.moved
+
+
+def _jpeg(img: Image.Image, quality: int = 80) -> Image.Image:
+    return Image.open(io.BytesIO(encode(img, "JPEG", quality=quality))).convert("RGB")
+
+
+def test_a_local_warp_is_measured_where_it_is() -> None:
+    """The flow that refines the alignment undoes a liquify-style warp; `moved_cells` keeps
+    what it undid: several px in the cells around the twirl, none far from it."""
+    cand = _photo()
+    moved = _moved(_jpeg(twirl(cand, (0.36, 0.36), 0.14, 0.5)), cand)
+    i, j = np.unravel_index(np.argmax(moved), moved.shape)
+    assert moved.max() >= 3.0 and abs(i - 2) <= 1 and abs(j - 2) <= 1, moved.round(1)
+    assert moved[5:, 5:].max() < 1.0  # the far corner did not move
+
+
+@pytest.mark.parametrize("edit", ["jpeg", "rescale+crop", "caption"])
+def test_benign_changes_and_occlusions_are_not_moves(edit: str) -> None:
+    """A recompressed, rescaled or cropped copy moves nothing beyond its homography; a block
+    of text laid over the photo changes pixels that no flow explains, so it is not a move."""
+    cand = _photo()
+    if edit == "jpeg":
+        query = _jpeg(cand, 40)
+    elif edit == "rescale+crop":
+        query = _jpeg(cand.crop((20, 10, 370, 380)).resize((250, 262)))
+    else:
+        query = cand.copy()
+        from PIL import ImageDraw
+
+        ImageDraw.Draw(query).rectangle((40, 280, 340, 350), fill=(250, 250, 250))
+        ImageDraw.Draw(query).text((60, 300), "BREAKING: NOT A WARP", fill=(0, 0, 0))
+        query = _jpeg(query)
+    assert _moved(query, cand).max() < 3.0

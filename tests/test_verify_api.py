@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from manifests.signing import ManifestDefinition, SignerCredentials, sign_image
 from tests.conftest import auth
-from tests.helpers import encode
+from tests.helpers import encode, twirl
 from verifier.api import create_app
 from verifier.reports.schema import canonical_json
 from verifier.service import Service
@@ -205,8 +205,29 @@ def test_benign_copy_has_no_heatmap(client: TestClient, verifier_key: str, regis
     assert report["verdict"] == "match_benign", report["manipulation"]
     m = report["manipulation"]
     assert m["decision"] == "benign" and m["heatmap_url"] is None and not np.array(m["grid"]).any()
+    warp = m["local_warp"]  # measured, below the bar
+    assert warp is not None and not warp["detected"] and warp["max_displacement"] < warp["threshold"]
     heat = client.get(f"/v1/reports/{report['id']}/heatmap.png", headers=auth(verifier_key))
     assert heat.status_code == 404
+
+
+def test_liquified_copy_is_manipulated_by_its_local_warp(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]
+    """Nothing pasted, nothing removed: a twirl reshapes one area. The alignment's flow
+    undoes it before ChangeNet looks, so ChangeNet's probability stays low; the displacement
+    that flow measured decides, and its cells are the heatmap."""
+    img = Image.open(io.BytesIO(registered["astronaut"]["bytes"])).convert("RGB")
+    report = check_envelope(verify(client, verifier_key, encode(twirl(img, (0.36, 0.36), 0.14, 0.5), "JPEG", quality=85)))
+    assert report["verdict"] == "match_manipulated", report["manipulation"]
+    assert report["match"]["original_id"] == registered["astronaut"]["record"]["id"]
+    m = report["manipulation"]
+    warp = m["local_warp"]
+    assert m["decision"] == "manipulated" and warp["detected"] and warp["max_displacement"] >= warp["threshold"]
+    assert m["probability_manipulated"] < m["decision_threshold"]  # what ChangeNet alone would have said
+    assert "moved locally" in report["summary"]
+    grid = np.array(m["grid"], np.float32)
+    i, j = np.unravel_index(np.argmax(grid), grid.shape)
+    assert abs(i - 2) <= 1 and abs(j - 2) <= 1 and m["heatmap_url"], grid.round(2)
+    assert client.get(m["heatmap_url"], headers=auth(verifier_key)).status_code == 200
 
 
 def test_unrelated_photo_is_no_match(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]

@@ -175,6 +175,9 @@ def run_bench(
             assert ev is not None
             report = signed.report
             verdicts[q.kind][report["verdict"]] += 1
+            warp_only = _warp_only(report)
+            if warp_only:
+                verdicts[q.kind][WARP_ONLY] += 1
             true_id = path_to_id.get(q.original.resolve()) if q.original else None
             true_ids.append(true_id)
             got = report["match"]["original_id"] if report["match"] else None
@@ -195,6 +198,8 @@ def run_bench(
                     ranks12[q.kind].append(1 if got == true_id else (order.index(true_id) + 1 if true_id in order else None))
                 if q.family:
                     per_family[q.family].add(q.kind, report["verdict"], ranks[q.kind][-1], ranks12[q.kind][-1], got == true_id)
+                    if warp_only:
+                        per_family[q.family].verdicts[WARP_ONLY] += 1
             if pairwise is not None:
                 _pairwise_measures(pairwise, service, q, signed, ev, true_id, got)
             if exhaustive is not None and ev.stage2 is not None:
@@ -251,6 +256,18 @@ def run_bench(
         service.close()
         if tmp:
             tmp.cleanup()
+
+
+# An extra key among the verdict counts: of the match_manipulated, those that ChangeNet called
+# benign and only the local-warp measure flagged (how much that measure adds, per kind).
+WARP_ONLY = "match_manipulated_by_local_warp_only"
+
+
+def _warp_only(report: dict[str, Any]) -> bool:
+    m = report.get("manipulation") or {}
+    warp = m.get("local_warp") or {}
+    return bool(report["verdict"] == "match_manipulated" and warp.get("detected")
+                and m["probability_manipulated"] < m["decision_threshold"])
 
 
 @dataclass

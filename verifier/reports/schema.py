@@ -10,8 +10,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-REPORT_VERSION = "1.1"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...)
-SCHEMA_ID = "urn:provenance-verifier:schema:report:1.1"
+REPORT_VERSION = "1.2"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...);
+# 1.2: manipulation.local_warp (additive: a 1.1 reader ignores it)
+SCHEMA_ID = "urn:provenance-verifier:schema:report:1.2"
 
 
 class Verdict(str, Enum):
@@ -177,6 +178,18 @@ class SearchSection(BaseModel):
     candidates: list[CandidateScore] = Field(description="Top-k registry candidates, best first.")
 
 
+class LocalWarp(BaseModel):
+    """Content moved beyond the global alignment (a liquify stroke, a reshaped face or body):
+    the dense flow that refines the alignment undoes such a warp before ChangeNet compares
+    the pair, so it is measured from the flow itself and decides on its own."""
+
+    detected: bool = Field(description="Whether the largest displacement reaches the threshold; if so the query is judged manipulated whatever ChangeNet's probability.")
+    max_displacement: float = Field(description="Largest displacement of a cell, as a share of the original's long side.")
+    threshold: float
+    grid: list[list[float]] = Field(
+        description="Displacement per cell of a 7x7 split of the original's frame (rows top to bottom), as a share of its long side; 0 where the flow is not trusted (flat areas) or does not explain the pixels.")
+
+
 class Manipulation(BaseModel):
     """SImProv stage 3: is the query a benign copy of the matched original or an edit of it, and where."""
 
@@ -196,6 +209,7 @@ class Manipulation(BaseModel):
         None, description="The same heat as a transparent PNG layer (at most 512 px), to lay over the query or the aligned original.")
     alignment: list[list[float]] | None = Field(
         None, description="3x3 homography from the matched original's pixels to the query's pixels (F_A), row-major.")
+    local_warp: LocalWarp | None = Field(None, description="Absent when the alignment had no dense flow (a weak fit).")
 
 
 class RecoveredManifest(CredentialDetails):
@@ -219,7 +233,7 @@ class RecoveredManifest(CredentialDetails):
 
 
 class Report(BaseModel):
-    report_version: Literal["1.1"] = REPORT_VERSION
+    report_version: Literal["1.2"] = REPORT_VERSION
     id: uuid.UUID
     created_at: dt.datetime
     service: ServiceInfo

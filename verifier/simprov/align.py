@@ -11,7 +11,8 @@ without touching what follows it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import cv2
 import faiss
@@ -30,6 +31,18 @@ RATIO = 0.75  # Lowe's ratio test: a match's nearest descriptor must beat the se
 # matches of the families benchmark the frame never mapped below 25 % nor folded, while
 # a shoe and a bike matched to different ones through collapsed fits (~0.03 %).
 MIN_FRAME_SHARE = 0.01
+# Content that moved beyond the homography (`moved_cells`): the flow is read only where the
+# original has texture (a Sobel magnitude of at least MOVED_TEXTURE grey levels: in flat areas
+# DIS's flow is unconstrained) and the query covers it, in cells with MOVED_MIN_SHARE of such
+# pixels; it counts as a move only where it explains at least MOVED_EXPLAINS of the difference
+# the homography leaves (and MOVED_MIN_GAIN grey levels): an occluding caption, a pad or a
+# pasted object leaves a difference that no flow explains. Chosen on 1,988 benign copies
+# (`augment.benign`) and 260 twirl warps of `train` photos (BENCHMARKS.md, "Local warps").
+MOVED_GRID = 7
+MOVED_TEXTURE = 12.0
+MOVED_MIN_SHARE = 0.2
+MOVED_EXPLAINS = 0.7
+MOVED_MIN_GAIN = 2.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +53,14 @@ class Alignment:
     homography: np.ndarray  # (3, 3) candidate -> query pixel coordinates
     inliers: int
     query_size: tuple[int, int]  # (W, H)
+    # what `moved` needs: candidate and homography-warped query (grey), coverage, residual flow
+    flow_inputs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def moved(self) -> np.ndarray | None:
+        """(MOVED_GRID, MOVED_GRID) `moved_cells` in pixels of the candidate's frame; None
+        without the flow. On demand: stage 2 aligns many candidates, stage 3 reads one."""
+        return None if self.flow_inputs is None else moved_cells(*self.flow_inputs)
 
     @property
     def global_ok(self) -> bool:
@@ -191,10 +212,72 @@ def estimate_alignment(
         warped = cv2.warpPerspective(q, h, (wc, hc), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         residual = dis.calc(c, warped, None)  # (Hc, Wc, 2)
+        covered = cv2.warpPerspective(np.full(q.shape, 255, np.uint8), h, (wc, hc),
+                                      flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP) > 0
+        flow_inputs = (c, warped, covered, residual)
         xs, ys = xs + residual[..., 0], ys + residual[..., 1]
+    else:
+        flow_inputs = None
     pts = np.stack([xs, ys, np.ones_like(xs)], -1) @ h.T.astype(np.float32)
     grid = (pts[..., :2] / pts[..., 2:3]).astype(np.float32)
-    return Alignment(grid=grid, homography=h, inliers=inliers, query_size=(q.shape[1], q.shape[0]))
+    return Alignment(grid=grid, homography=h, inliers=inliers, query_size=(q.shape[1], q.shape[0]), flow_inputs=flow_inputs)
+
+
+def moved_cells(candidate: np.ndarray, warped: np.ndarray, covered: np.ndarray, residual: np.ndarray,
+                grid: int = MOVED_GRID) -> np.ndarray:
+    """How far each cell's content moved beyond the global homography, in pixels of this frame:
+    the evidence of a local warp (a liquify stroke, a reshaped face), which the flow that
+    refines the alignment would otherwise undo silently before ChangeNet sees the pair.
+
+    candidate, warped: (H, W) uint8 grey, the query resampled by the homography alone;
+    covered: (H, W) bool; residual: (H, W, 2) the DIS flow from candidate to `warped`. Per cell
+    of a grid x grid split: the median displacement (less the frame's median, a shift the
+    homography left) over textured, covered pixels, where the flow explains the difference
+    (see MOVED_*); 0 elsewhere."""
+    st = moved_stats(candidate, warped, covered, residual, grid)
+    explained = (st.share >= MOVED_MIN_SHARE) & (st.err_h - st.err_f >= np.maximum(MOVED_MIN_GAIN, MOVED_EXPLAINS * st.err_h))
+    return np.where(explained, st.disp, 0.0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class MovedStats:
+    """Per cell: share of textured covered pixels, their median displacement, and the mean
+    difference to the original after the homography alone (err_h) and with the flow (err_f)."""
+
+    share: np.ndarray
+    disp: np.ndarray
+    err_h: np.ndarray
+    err_f: np.ndarray
+
+
+def moved_stats(candidate: np.ndarray, warped: np.ndarray, covered: np.ndarray, residual: np.ndarray,
+                grid: int = MOVED_GRID) -> MovedStats:
+    c = candidate.astype(np.float32)
+    hgt, wid = c.shape
+    ys, xs = np.mgrid[0:hgt, 0:wid].astype(np.float32)
+    flowed = cv2.remap(warped, xs + residual[..., 0], ys + residual[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    blur = cv2.GaussianBlur(c, (3, 3), 0)
+    texture = np.hypot(cv2.Sobel(blur, cv2.CV_32F, 1, 0), cv2.Sobel(blur, cv2.CV_32F, 0, 1)) / 4  # grey levels per px
+    use = covered & (texture >= MOVED_TEXTURE)
+    shape = (grid, grid)
+    share, disp, err_h, err_f = (np.zeros(shape, np.float32) for _ in range(4))
+    if use.any():
+        shift = np.median(residual[use], axis=0)
+        moved = np.hypot(residual[..., 0] - shift[0], residual[..., 1] - shift[1])
+        eh = cv2.blur(np.abs(warped.astype(np.float32) - c), (5, 5))
+        ef = cv2.blur(np.abs(flowed.astype(np.float32) - c), (5, 5))
+        yb = np.linspace(0, hgt, grid + 1).round().astype(int)
+        xb = np.linspace(0, wid, grid + 1).round().astype(int)
+        for i in range(grid):
+            for j in range(grid):
+                win = (slice(yb[i], yb[i + 1]), slice(xb[j], xb[j + 1]))
+                cell = use[win]
+                if cell.size == 0 or not cell.any():
+                    continue
+                share[i, j] = cell.mean()
+                disp[i, j] = np.median(moved[win][cell])
+                err_h[i, j], err_f[i, j] = eh[win][cell].mean(), ef[win][cell].mean()
+    return MovedStats(share, disp, err_h, err_f)
 
 
 def dwu(query: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:

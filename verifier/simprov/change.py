@@ -4,12 +4,16 @@ The heatmap is predicted in the original's frame (the query was aligned to it), 
 pixels by the aligned residual (`localise`), carried back into the query's pixels through
 the alignment, normalised to [0, 1] and outlined at OUTLINE_THRESHOLD (0.35, the paper's
 value). Gating as in the paper's evaluation: a pair judged benign has an empty heatmap.
+
+A local warp (liquify) is judged apart: the alignment's dense flow undoes it before ChangeNet
+sees the pair, so the displacement that flow measured (`align.moved_cells`) decides on its
+own at WARP_THRESHOLD, and its cells are the map when ChangeNet saw nothing.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -27,10 +31,14 @@ from verifier.simprov.pairs import (
     pen_inputs,
 )
 
-__all__ = ["CHANGE_ID", "DECISION_THRESHOLD", "OUTLINE_THRESHOLD", "ChangeDetector", "ChangeResult"]
+__all__ = ["CHANGE_ID", "DECISION_THRESHOLD", "OUTLINE_THRESHOLD", "WARP_THRESHOLD", "ChangeDetector", "ChangeResult"]
 
 OUTLINE_THRESHOLD = 0.35
 DECISION_THRESHOLD = 0.5
+# A local warp (liquify) moves content by this share of the working frame's long side or more
+# in some cell (`align.moved_cells`): 3 px at the 256-px working size, the 99.5th percentile
+# of the score on 1,988 benign copies of `train` photos (BENCHMARKS.md, "Local warps").
+WARP_THRESHOLD = 3.0 / 256
 
 
 @dataclass(frozen=True)
@@ -39,10 +47,17 @@ class ChangeResult:
     grid: np.ndarray  # (7, 7) in [0, 1], the original's frame; zeros when judged benign
     query_heat: np.ndarray | None  # (H, W) in [0, 1] over the query; None when judged benign
     to_query: np.ndarray | None = None  # (3, 3) homography: original's full-size pixels -> query's pixels
+    moved: np.ndarray | None = None  # (7, 7) local displacement beyond the alignment, share of the long side
+
+    @property
+    def warped(self) -> bool:
+        """Content moved locally (a liquify-style warp). The flow that refines the alignment
+        undoes such a warp before ChangeNet sees the pair, so ChangeNet cannot see it."""
+        return self.moved is not None and float(self.moved.max()) >= WARP_THRESHOLD
 
     @property
     def manipulated(self) -> bool:
-        return self.p_manipulated >= DECISION_THRESHOLD
+        return self.p_manipulated >= DECISION_THRESHOLD or self.warped
 
     def region(self) -> np.ndarray | None:
         return None if self.query_heat is None else self.query_heat >= OUTLINE_THRESHOLD
@@ -78,10 +93,20 @@ class ChangeDetector:
     def analyse(self, pair: AlignedPair, query: View, candidate: View, query_size: tuple[int, int]) -> ChangeResult:
         p, heat = self.raw(pair)
         to_query = original_to_query(pair, candidate, query, query_size)
+        moved = None
+        if pair.alignment.moved is not None:
+            moved = pair.alignment.moved / float(max(candidate.image.shape[:2]))
+        result = ChangeResult(p, np.zeros_like(heat), None, to_query, moved)
         if p < DECISION_THRESHOLD:
-            return ChangeResult(p, np.zeros_like(heat), None, to_query)
+            if not result.warped:
+                return result
+            # only the warp: its cells are the map (the aligned residual shows nothing there,
+            # since the flow has undone the warp)
+            assert moved is not None
+            grid = np.where(moved >= WARP_THRESHOLD, moved / float(moved.max()), 0.0).astype(np.float32)
+            return replace(result, grid=grid, query_heat=heat_to_query(grid, candidate, pair.alignment, query_size, query))
         peak = float(heat.max())
         grid = heat / peak if peak > 1e-6 else heat
         fine = refine_heat(grid, pair)
-        return ChangeResult(p, grid, heat_to_query(fine, candidate, pair.alignment, query_size, query), to_query)
+        return replace(result, grid=grid, query_heat=heat_to_query(fine, candidate, pair.alignment, query_size, query))
 

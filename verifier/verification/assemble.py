@@ -13,6 +13,7 @@ from verifier.matching.evidence import Evidence, SearchOutcome
 from verifier.reports.schema import (
     C2paSection,
     CandidateScore,
+    LocalWarp,
     Manipulation,
     MatchSection,
     PublisherRef,
@@ -20,7 +21,7 @@ from verifier.reports.schema import (
     Verdict,
 )
 from verifier.simprov.catalog import CHANGE_ID, PSEN_ID, REORDER_ID
-from verifier.simprov.change import DECISION_THRESHOLD, OUTLINE_THRESHOLD, ChangeResult
+from verifier.simprov.change import DECISION_THRESHOLD, OUTLINE_THRESHOLD, WARP_THRESHOLD, ChangeResult
 from verifier.simprov.compare import METHOD as PIXEL_METHOD
 
 MAX_CANDIDATES_IN_REPORT = 10
@@ -97,6 +98,12 @@ def manipulation_section(change: ChangeResult, report_id: uuid.UUID, has_heatmap
         heatmap_url=f"/v1/reports/{report_id}/heatmap.png" if has_heatmap else None,
         heatmap_layer_url=f"/v1/reports/{report_id}/heatmap-layer.png" if has_heatmap else None,
         alignment=alignment,
+        local_warp=None if change.moved is None else LocalWarp(
+            detected=change.warped,
+            max_displacement=round(float(change.moved.max()), 6),
+            threshold=round(WARP_THRESHOLD, 6),
+            grid=[[round(float(v), 5) for v in row] for row in change.moved],
+        ),
     )
 
 
@@ -122,12 +129,16 @@ def verdict(c2pa: C2paSection, ev: Evidence | None) -> Verdict:
     return Verdict.MATCH_BENIGN if pixel is not None and pixel.benign else Verdict.MATCH_MANIPULATED
 
 
-def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, learned: bool) -> str:
+def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, learned: bool, warped: bool = False) -> str:
+    """`warped`: stage 3 found content moved locally (a liquify-style warp), said in words
+    because ChangeNet's probability alone would read as benign."""
     signer = ((c2pa.summary or {}).get("signer") or {}).get("common_name")
     origin = f" Registered original: {match.original_id} from {match.publisher.name}." if match else ""
     ingredient_note = " An ingredient's own credentials do not validate." if c2pa.ingredient_failures else ""
     how = "SImProv stage 3 comparison with the aligned original" if learned else "baseline pixel check"
     where = "; the heatmap shows where" if learned else ""
+    if warped:
+        how += ", which found content moved locally, as a liquify or warp tool does"
     lines = {
         Verdict.C2PA_TRUSTED: f"Content Credentials validate and are signed by a trusted signer ({signer}).",
         Verdict.C2PA_VALID_UNTRUSTED: f"Content Credentials validate but the signer ({signer}) is not on the trust list.",

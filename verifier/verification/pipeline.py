@@ -119,7 +119,8 @@ class VerificationPipeline:
             manipulation=manipulation,
             recovered_manifest=recovered,
             verdict=verdict,
-            summary=assemble.summary_line(verdict, c2pa, match, ev.change is not None),
+            summary=assemble.summary_line(verdict, c2pa, match, ev.change is not None,
+                                          warped=ev.change is not None and ev.change.warped),
         )
         payload = report.payload()
         jws = self.keys.current().sign_compact(canonical_json(payload))
