@@ -523,3 +523,32 @@ def test_a_lone_weak_fit_is_screened_only_when_nothing_else_aligns(monkeypatch: 
     assert screen([0, 7, 0, 0, 0]) is None  # below the lone bar
     assert screen([0, 9, 0, 0, 0], supported=False) is None  # the local-feature vote did not support it
     assert screen([0, 9, 0, 20, 0], supported=False) == ({4: 20}, 16)  # the screen's own bar needs no vote
+
+
+def test_the_warp_threshold_setting_takes_effect() -> None:
+    """Settings.stage3_warp_threshold reaches stage 3: the same twirled pair is manipulated at
+    the default and benign with the measure off (0), its displacement reported either way."""
+    from tests.helpers import twirl
+    from verifier.settings import Settings
+    from verifier.simprov.change import WARP_THRESHOLD
+
+    skdata = pytest.importorskip("skimage.data")
+    original = Image.fromarray(skdata.astronaut()).convert("RGB").resize((384, 384))
+    query = Image.open(io.BytesIO(_jpeg_bytes(twirl(original, (0.36, 0.36), 0.14, 0.5)))).convert("RGB")
+    qv, cv = View.of(query), View.of(original)
+    pair = align_pair(qv, cv)
+    results = {}
+    for value in (Settings().stage3_warp_threshold, 0.0):
+        detector = ChangeDetector.packaged(warp_threshold=value)
+        assert detector is not None
+        results[value] = detector.analyse(pair, qv, cv, query.size)
+    on, off = results[WARP_THRESHOLD], results[0.0]
+    assert on.p_manipulated < 0.5 and on.warped and on.manipulated and on.query_heat is not None
+    assert not off.warped and not off.manipulated and off.query_heat is None
+    assert off.moved is not None and float(off.moved.max()) >= WARP_THRESHOLD
+
+
+def _jpeg_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=85)
+    return buf.getvalue()

@@ -37,7 +37,8 @@ OUTLINE_THRESHOLD = 0.35
 DECISION_THRESHOLD = 0.5
 # A local warp (liquify) moves content by this share of the working frame's long side or more
 # in some cell (`align.moved_cells`): 3 px at the 256-px working size, the 99.5th percentile
-# of the score on 1,988 benign copies of `train` photos (BENCHMARKS.md, "Local warps").
+# of the score on 1,988 benign copies of `train` photos (BENCHMARKS.md, "Local warps"); the
+# default of `Settings.stage3_warp_threshold`.
 WARP_THRESHOLD = 3.0 / 256
 
 
@@ -48,12 +49,13 @@ class ChangeResult:
     query_heat: np.ndarray | None  # (H, W) in [0, 1] over the query; None when judged benign
     to_query: np.ndarray | None = None  # (3, 3) homography: original's full-size pixels -> query's pixels
     moved: np.ndarray | None = None  # (7, 7) local displacement beyond the alignment, share of the long side
+    warp_threshold: float = WARP_THRESHOLD  # 0: a warp never decides
 
     @property
     def warped(self) -> bool:
         """Content moved locally (a liquify-style warp). The flow that refines the alignment
         undoes such a warp before ChangeNet sees the pair, so ChangeNet cannot see it."""
-        return self.moved is not None and float(self.moved.max()) >= WARP_THRESHOLD
+        return self.warp_threshold > 0 and self.moved is not None and float(self.moved.max()) >= self.warp_threshold
 
     @property
     def manipulated(self) -> bool:
@@ -64,18 +66,19 @@ class ChangeResult:
 
 
 class ChangeDetector:
-    def __init__(self, net: ChangeNet, sha256: str) -> None:
+    def __init__(self, net: ChangeNet, sha256: str, *, warp_threshold: float = WARP_THRESHOLD) -> None:
         self.net = place(net, next(net.parameters()).device)
         self.sha256 = sha256
+        self.warp_threshold = warp_threshold
         self._lock = threading.Lock()
 
     @classmethod
-    def packaged(cls) -> ChangeDetector | None:
+    def packaged(cls, *, warp_threshold: float = WARP_THRESHOLD) -> ChangeDetector | None:
         """The shipped ChangeNet (None when it is missing)."""
         spec = catalog.spec(CHANGE_ID)
         if not spec.shipped:
             return None
-        return cls(catalog.load(CHANGE_ID), catalog.file_sha256(spec.weights))  # type: ignore[arg-type]
+        return cls(catalog.load(CHANGE_ID), catalog.file_sha256(spec.weights), warp_threshold=warp_threshold)  # type: ignore[arg-type]
 
     def raw(self, pair: AlignedPair) -> tuple[float, np.ndarray]:
         """P(manipulated) and the ungated 7x7 heat, for benchmarks and the service alike."""
@@ -96,14 +99,14 @@ class ChangeDetector:
         moved = None
         if pair.alignment.moved is not None:
             moved = pair.alignment.moved / float(max(candidate.image.shape[:2]))
-        result = ChangeResult(p, np.zeros_like(heat), None, to_query, moved)
+        result = ChangeResult(p, np.zeros_like(heat), None, to_query, moved, self.warp_threshold)
         if p < DECISION_THRESHOLD:
             if not result.warped:
                 return result
             # only the warp: its cells are the map (the aligned residual shows nothing there,
             # since the flow has undone the warp)
             assert moved is not None
-            grid = np.where(moved >= WARP_THRESHOLD, moved / float(moved.max()), 0.0).astype(np.float32)
+            grid = np.where(moved >= self.warp_threshold, moved / float(moved.max()), 0.0).astype(np.float32)
             return replace(result, grid=grid, query_heat=heat_to_query(grid, candidate, pair.alignment, query_size, query))
         peak = float(heat.max())
         grid = heat / peak if peak > 1e-6 else heat

@@ -21,7 +21,7 @@ from verifier.reports.schema import (
     Verdict,
 )
 from verifier.simprov.catalog import CHANGE_ID, PSEN_ID, REORDER_ID
-from verifier.simprov.change import DECISION_THRESHOLD, OUTLINE_THRESHOLD, WARP_THRESHOLD, ChangeResult
+from verifier.simprov.change import DECISION_THRESHOLD, OUTLINE_THRESHOLD, ChangeResult
 from verifier.simprov.compare import METHOD as PIXEL_METHOD
 
 MAX_CANDIDATES_IN_REPORT = 10
@@ -101,7 +101,7 @@ def manipulation_section(change: ChangeResult, report_id: uuid.UUID, has_heatmap
         local_warp=None if change.moved is None else LocalWarp(
             detected=change.warped,
             max_displacement=round(float(change.moved.max()), 6),
-            threshold=round(WARP_THRESHOLD, 6),
+            threshold=round(change.warp_threshold, 6),
             grid=[[round(float(v), 5) for v in row] for row in change.moved],
         ),
     )
