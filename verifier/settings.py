@@ -107,7 +107,7 @@ class Settings(BaseSettings):
                                            "although it aligns with this many RANSAC inliers is judged again with the "
                                            "query's colours matched to it (heavily filtered copies; 0: off). "
                                            "BENCHMARKS.md, 'Filtered copies', has the measurement.")
-    stage3_warp_threshold: float = Field(default=3.0 / 256, ge=0.0, le=1.0, description="Content moved locally "
+    stage3_warp_threshold: float = Field(default=2.0 / 256, ge=0.0, le=1.0, description="Content moved locally "
                                          "beyond the alignment (a liquify stroke) by this share of the working frame's "
                                          "long side, in some 7x7 cell, makes stage 3 call the copy manipulated whatever "
                                          "ChangeNet says (the alignment's flow hides such warps from it; 0: off). "

@@ -38,6 +38,8 @@ MIN_FRAME_SHARE = 0.01
 # the homography leaves (and MOVED_MIN_GAIN grey levels): an occluding caption, a pad or a
 # pasted object leaves a difference that no flow explains. Chosen on 1,988 benign copies
 # (`augment.benign`) and 260 twirl warps of `train` photos (BENCHMARKS.md, "Local warps").
+# Pixels count only where both images have texture (a pad or a flat fill in the query is not
+# content the flow can follow), and displacements are in the coarser image's pixels.
 MOVED_GRID = 7
 MOVED_TEXTURE = 12.0
 MOVED_MIN_SHARE = 0.2
@@ -53,8 +55,9 @@ class Alignment:
     homography: np.ndarray  # (3, 3) candidate -> query pixel coordinates
     inliers: int
     query_size: tuple[int, int]  # (W, H)
-    # what `moved` needs: candidate and homography-warped query (grey), coverage, residual flow
-    flow_inputs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
+    # what `moved` needs: candidate and homography-warped query (grey), coverage, residual flow,
+    # query pixels per candidate pixel
+    flow_inputs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float] | None = field(default=None, repr=False, compare=False)
 
     @cached_property
     def moved(self) -> np.ndarray | None:
@@ -214,7 +217,7 @@ def estimate_alignment(
         residual = dis.calc(c, warped, None)  # (Hc, Wc, 2)
         covered = cv2.warpPerspective(np.full(q.shape, 255, np.uint8), h, (wc, hc),
                                       flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP) > 0
-        flow_inputs = (c, warped, covered, residual)
+        flow_inputs = (c, warped, covered, residual, _local_scale(h, wc, hc))
         xs, ys = xs + residual[..., 0], ys + residual[..., 1]
     else:
         flow_inputs = None
@@ -223,20 +226,34 @@ def estimate_alignment(
     return Alignment(grid=grid, homography=h, inliers=inliers, query_size=(q.shape[1], q.shape[0]), flow_inputs=flow_inputs)
 
 
+def _local_scale(h: np.ndarray, wc: int, hc: int) -> float:
+    """Query pixels per candidate pixel at the candidate's centre (the homography's local area
+    scale, square-rooted)."""
+    cx, cy, d = wc / 2, hc / 2, max(1.0, min(wc, hc) / 10)
+    pts = np.array([[cx, cy, 1], [cx + d, cy, 1], [cx, cy + d, 1]], np.float64) @ h.T
+    if (np.abs(pts[:, 2]) < 1e-9).any():
+        return 1.0
+    p = pts[:, :2] / pts[:, 2:]
+    (ax, ay), (bx, by) = p[1] - p[0], p[2] - p[0]
+    area = abs(float(ax * by - ay * bx))
+    return float(np.sqrt(area) / d)
+
+
 def moved_cells(candidate: np.ndarray, warped: np.ndarray, covered: np.ndarray, residual: np.ndarray,
-                grid: int = MOVED_GRID) -> np.ndarray:
-    """How far each cell's content moved beyond the global homography, in pixels of this frame:
-    the evidence of a local warp (a liquify stroke, a reshaped face), which the flow that
-    refines the alignment would otherwise undo silently before ChangeNet sees the pair.
+                scale: float = 1.0, grid: int = MOVED_GRID) -> np.ndarray:
+    """How far each cell's content moved beyond the global homography: the evidence of a local
+    warp (a liquify stroke, a reshaped face), which the flow that refines the alignment would
+    otherwise undo silently before ChangeNet sees the pair.
 
     candidate, warped: (H, W) uint8 grey, the query resampled by the homography alone;
-    covered: (H, W) bool; residual: (H, W, 2) the DIS flow from candidate to `warped`. Per cell
-    of a grid x grid split: the median displacement (less the frame's median, a shift the
-    homography left) over textured, covered pixels, where the flow explains the difference
-    (see MOVED_*); 0 elsewhere."""
+    covered: (H, W) bool; residual: (H, W, 2) the DIS flow from candidate to `warped`; scale:
+    query pixels per candidate pixel. Per cell of a grid x grid split: the median displacement
+    (less the frame's median, a shift the homography left) over pixels textured in both images
+    and covered, where the flow explains the difference (see MOVED_*); 0 elsewhere. In pixels
+    of the coarser image: a thumbnail's upsampled flow noise is not a move."""
     st = moved_stats(candidate, warped, covered, residual, grid)
     explained = (st.share >= MOVED_MIN_SHARE) & (st.err_h - st.err_f >= np.maximum(MOVED_MIN_GAIN, MOVED_EXPLAINS * st.err_h))
-    return np.where(explained, st.disp, 0.0).astype(np.float32)
+    return (np.where(explained, st.disp, 0.0) * min(1.0, scale)).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -250,15 +267,20 @@ class MovedStats:
     err_f: np.ndarray
 
 
+def _texture(img: np.ndarray) -> np.ndarray:
+    blur = cv2.GaussianBlur(img, (3, 3), 0)
+    return np.hypot(cv2.Sobel(blur, cv2.CV_32F, 1, 0), cv2.Sobel(blur, cv2.CV_32F, 0, 1)) / 4  # grey levels per px
+
+
 def moved_stats(candidate: np.ndarray, warped: np.ndarray, covered: np.ndarray, residual: np.ndarray,
                 grid: int = MOVED_GRID) -> MovedStats:
     c = candidate.astype(np.float32)
     hgt, wid = c.shape
     ys, xs = np.mgrid[0:hgt, 0:wid].astype(np.float32)
     flowed = cv2.remap(warped, xs + residual[..., 0], ys + residual[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    blur = cv2.GaussianBlur(c, (3, 3), 0)
-    texture = np.hypot(cv2.Sobel(blur, cv2.CV_32F, 1, 0), cv2.Sobel(blur, cv2.CV_32F, 0, 1)) / 4  # grey levels per px
-    use = covered & (texture >= MOVED_TEXTURE)
+    # textured in both: the original, and the query where the homography puts it (a pad, a flat
+    # fill or a blank caption box in the query is not content the flow can follow)
+    use = covered & (_texture(c) >= MOVED_TEXTURE) & (_texture(warped.astype(np.float32)) >= MOVED_TEXTURE)
     shape = (grid, grid)
     share, disp, err_h, err_f = (np.zeros(shape, np.float32) for _ in range(4))
     if use.any():
