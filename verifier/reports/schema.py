@@ -184,7 +184,7 @@ class LocalWarp(BaseModel):
     the pair, so it is measured from the flow itself and decides on its own."""
 
     detected: bool = Field(description="Whether the largest displacement reaches the threshold; if so the query is judged manipulated whatever ChangeNet's probability.")
-    max_displacement: float = Field(description="Largest displacement of a cell, as a share of the original's long side.")
+    max_displacement: float = Field(description="Largest displacement of a cell, as a share of the original's long side (counted in the pixels of the smaller of the two images).")
     threshold: float
     grid: list[list[float]] = Field(
         description="Displacement per cell of a 7x7 split of the original's frame (rows top to bottom), as a share of its long side; 0 where the flow is not trusted (flat areas) or does not explain the pixels.")
