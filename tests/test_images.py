@@ -68,12 +68,20 @@ def _as_grey(data: bytes, **kw: int) -> np.ndarray:
     return np.asarray(rgb.convert("L"), np.int16)
 
 
-@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF", "TIFF big-endian", "TIFF 32-bit"])
 def test_sixteen_bit_grey_keeps_its_tones(fmt: str) -> None:
     grey = _grey8()
-    img16 = Image.fromarray(grey.astype(np.uint16) * 257)
-    assert img16.mode.startswith("I;16")
-    assert np.abs(_as_grey(encode(img16, fmt)) - grey).max() <= 1
+    wide = grey.astype(np.uint16) * 257
+    if fmt == "TIFF big-endian":  # read back as I;16B: the high byte comes first
+        img16 = Image.frombytes("I;16B", (wide.shape[1], wide.shape[0]), wide.astype(">u2").tobytes())
+    elif fmt == "TIFF 32-bit":  # mode I
+        img16 = Image.fromarray(wide.astype(np.int32))
+    else:
+        img16 = Image.fromarray(wide)
+    assert img16.mode.startswith("I")
+    assert np.abs(_as_grey(encode(img16, fmt.split()[0])) - grey).max() <= 1
+    if fmt == "TIFF 32-bit":  # 8-bit values stored as 32-bit ints stay as they are
+        assert np.abs(_as_grey(encode(Image.fromarray(grey.astype(np.int32)), "TIFF")) - grey).max() <= 1
 
 
 def test_float_grey_keeps_its_tones() -> None:

@@ -97,8 +97,7 @@ def load_image(data: bytes, *, max_bytes: int, max_pixels: int, max_side: int | 
                     rgb = rgb.resize(target, Image.BICUBIC, reducing_gap=2.0)  # alpha-weighted for RGBA
                 elif rgb is img:
                     rgb = img.copy()  # `img` is released when its file closes
-                if rgb.mode == "RGBA":
-                    rgb = _over_white(rgb)
+                rgb = _finish(rgb)
             except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
                 raise ImageTooLarge(str(exc), limit=max_pixels) from exc
             except Exception as exc:  # OSError("image file is truncated"), SyntaxError, ...
@@ -118,31 +117,53 @@ _ALPHA = ("RGBA", "RGBa", "LA", "La", "PA")
 
 
 def _rgb_or_rgba(img: Image.Image) -> Image.Image:
-    """8-bit RGB, or RGBA where the image has transparency, scaled rather than clipped.
+    """8-bit RGB, RGBA where the image has transparency, or L for a grey: scaled, not clipped.
 
     Pillow's own `convert("RGB")` clips a 16-bit grey PNG or TIFF to white and a float TIFF to
     black, so a scan saved at 16 bits would be registered, and searched for, as a blank frame.
-    The alpha is kept until the pixels are at their working size (one full-size copy at most).
+    Alpha and grey stay as they are until the pixels are at their working size (`_finish`), so a
+    large upload has one full-size copy beside its decoded file at most.
     """
     mode = img.mode
-    if mode in _HIGH_DEPTH:  # 0..65535 grey: the top 8 bits (257 * v >> 8 == v exactly)
-        arr = np.asarray(img)
-        shift = 8
-        if mode == "I":  # 32-bit ints: a 16-bit grey in older Pillow, or 8-bit values in some TIFFs
-            arr = np.clip(arr, 0, 65535)
-            shift = 8 if arr.max(initial=0) > 255 else 0
-        img = Image.fromarray((arr.astype(np.uint16, copy=False) >> shift).astype(np.uint8), "L")
-    elif mode == "F":  # float grey: 0..1 when it fits there (the usual convention), else 0..255
-        arr = np.asarray(img, np.float32)
-        finite = arr[np.isfinite(arr)]
-        scale = 255.0 if finite.size and float(finite.max()) <= 1.0 else 1.0
-        arr = np.nan_to_num(arr * scale, nan=0.0, posinf=255.0, neginf=0.0)
-        img = Image.fromarray(np.clip(arr, 0, 255).round().astype(np.uint8), "L")
-    if img.mode == "RGB":
+    if mode in _HIGH_DEPTH:
+        img = Image.fromarray(_top_byte(img), "L")
+    elif mode == "F":
+        img = Image.fromarray(_float_grey(img), "L")
+    if img.mode in ("RGB", "L") and "transparency" not in img.info:
         return img
     if img.mode in _ALPHA or (img.mode in ("P", "L", "RGB") and "transparency" in img.info):
         return img.convert("RGBA")
     return img.convert("RGB")
+
+
+def _top_byte(img: Image.Image) -> np.ndarray:
+    """0..65535 grey -> its top 8 bits (257 * v >> 8 == v exactly). A 16-bit image's high byte is
+    read in place, so no full-size temporary is wider than the result."""
+    arr = np.asarray(img)
+    if img.mode == "I":  # 32-bit ints (rare): a 16-bit grey in older Pillow, or 8-bit values
+        return (np.clip(arr, 0, 65535) >> 8 if arr.max(initial=0) > 255 else np.clip(arr, 0, 255)).astype(np.uint8)
+    big = arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and not np.little_endian)
+    return np.ascontiguousarray(arr.view(np.uint8)[..., 0 if big else 1 :: 2])
+
+
+def _float_grey(img: Image.Image) -> np.ndarray:
+    """Float grey: 0..1 when every finite value fits there (the usual convention), else 0..255;
+    NaN and infinities become black or white rather than an error."""
+    arr = np.array(img, np.float32)  # a writable copy, worked on in place
+    finite = np.isfinite(arr)
+    top = float(arr.max(where=finite, initial=-np.inf))
+    np.nan_to_num(arr, copy=False, nan=0.0, posinf=np.inf, neginf=0.0)
+    if top <= 1.0:
+        np.multiply(arr, 255.0, out=arr)
+    np.clip(arr, 0.0, 255.0, out=arr)
+    return np.rint(arr, out=arr).astype(np.uint8)
+
+
+def _finish(img: Image.Image) -> Image.Image:
+    """RGB at last: transparency over white, a grey as three equal channels."""
+    if img.mode == "RGBA":
+        return _over_white(img)
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def _over_white(rgba: Image.Image) -> Image.Image:
@@ -168,4 +189,4 @@ def as_viewed(img: Image.Image) -> Image.Image:
     """A new RGB image of `img` as `load_image` shows it (EXIF orientation, bit depth, alpha),
     at full size: for trusted local data (training, benchmarks), which has no limits to check."""
     rgb = _rgb_or_rgba(ImageOps.exif_transpose(img))  # a copy: nothing refers to the file after
-    return _over_white(rgb) if rgb.mode == "RGBA" else rgb
+    return _finish(rgb)
