@@ -67,16 +67,17 @@ def test_bench_on_a_tiny_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     mask.save(queries / "chelsea-edit-mask.png")
     _photo("rocket").save(queries / "rocket.jpg")
     rows = [
-        ("queries/coffee-identical.jpg", "originals/coffee.jpg", "identical", "", ""),
-        ("queries/astronaut-small.jpg", "originals/astronaut.jpg", "benign", "", "shrink"),
-        ("queries/chelsea-edit.jpg", "originals/chelsea.jpg", "manip", "queries/chelsea-edit-mask.png", ""),
-        ("queries/rocket.jpg", "", "distinct", "", ""),
+        ("queries/coffee-identical.jpg", "originals/coffee.jpg", "identical", "", "", ""),
+        ("queries/astronaut-small.jpg", "originals/astronaut.jpg", "benign", "", "shrink", "half"),
+        ("queries/chelsea-edit.jpg", "originals/chelsea.jpg", "manip", "queries/chelsea-edit-mask.png", "", ""),
+        ("queries/rocket.jpg", "", "distinct", "", "", ""),
     ]
     with (tmp_path / "q.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["query", "original", "kind", "mask", "family"])
+        w.writerow(["query", "original", "kind", "mask", "family", "variant"])
         w.writerows(rows)
     assert [q.family for q in read_queries(tmp_path / "q.csv")] == [None, "shrink", None, None]
+    assert [q.variant for q in read_queries(tmp_path / "q.csv")] == [None, "half", None, None]
 
     out = tmp_path / "results.json"
     assert main(["bench", "--queries", str(tmp_path / "q.csv"), "--registry-extra", str(extra),
@@ -110,6 +111,9 @@ def test_bench_on_a_tiny_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     fams = results["families"]
     assert set(fams) == {"shrink", "shrink+benign"} and fams["shrink"]["n"] == 1 and fams["shrink"]["kind"] == "benign"
     assert fams["shrink"]["stage1"]["IR@1"] == 1.0 and set(fams["shrink"]["baselines"]) == {"phash", "pdq", "backbone"}
+    # the optional variant column: the family's verdicts per variant
+    assert fams["shrink"]["verdicts_by_variant"] == {"half": fams["shrink"]["verdicts"]}
+    assert "verdicts_by_variant" not in fams["shrink+benign"]
     assert results["ap_same_different_by_group"]["shrink"]["n_pos"] == 1
     assert [m["role"] for m in results["stages"]] == ["stage1-embedding", "stage1-regions", "stage2-psen", "stage2-reorderer", "stage3-change"]
     assert results["model"]["stage1_regions"] == "simprov-regions-lite0-r10-256"

@@ -16,6 +16,7 @@ from verifier.simprov.edits import (
     TRAIN_FAMILIES,
     finish,
     make_edit,
+    variant,
 )
 
 PHOTOS = [generated_photo(i, (320, 224)) for i in range(5)]
@@ -117,6 +118,10 @@ def test_families_benchmark_uses_test_photos_only(tmp_path) -> None:  # type: ig
     for q in queries:
         if q.original is not None:
             assert q.original in registered and q.original not in train
+    # retouch names its variant (which operations) for per-variant verdicts; the others none
+    assert {q.variant for q in queries if q.family == "retouch"} <= {"inpaint", "liquify", "inpaint+liquify"}
+    assert all(q.variant for q in queries if q.family == "retouch")
+    assert not any(q.variant for q in queries if q.family not in (None, "retouch"))
     micc_q = next(q for q in queries if q.family == "micc-f220")
     mask = np.asarray(micc_q.mask) > 127
     assert mask[15:35, 15:35].all() and mask.mean() < 0.1
@@ -173,3 +178,5 @@ def test_retouch_changes_only_what_its_mask_marks() -> None:
         assert (diff[~m] > 8).mean() < 0.03 and (diff[m] > 8).mean() > 0.2, (seed, s.ops)
         assert diff[m].mean() > 5 * diff[~m].mean(), (seed, s.ops)
     assert seen == {"inpaint", "liquify"}
+    assert variant(make_edit("retouch", img, [], random.Random(0))) in {"inpaint", "liquify", "inpaint+liquify"}
+    assert variant(make_edit("paste_large", img, PHOTOS[:1], random.Random(0))) == ""

@@ -200,6 +200,8 @@ def run_bench(
                     per_family[q.family].add(q.kind, report["verdict"], ranks[q.kind][-1], ranks12[q.kind][-1], got == true_id)
                     if warp_only:
                         per_family[q.family].verdicts[WARP_ONLY] += 1
+                    if q.variant:
+                        per_family[q.family].by_variant[q.variant][report["verdict"]] += 1
             if pairwise is not None:
                 _pairwise_measures(pairwise, service, q, signed, ev, true_id, got)
             if exhaustive is not None and ev.stage2 is not None:
@@ -279,6 +281,7 @@ class _FamilyTally:
     ranks12: list[int | None] = field(default_factory=list)
     matched: list[bool] = field(default_factory=list)
     verdicts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    by_variant: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
 
     def add(self, kind: str, verdict: str, rank: int | None, rank12: int | None, matched: bool) -> None:
         self.kind = kind
@@ -288,9 +291,12 @@ class _FamilyTally:
         self.matched.append(matched)
 
     def summary(self, baselines: dict[str, Any]) -> dict[str, Any]:
-        return {"n": len(self.ranks), "kind": self.kind, "verdicts": dict(self.verdicts), "stage1": ir_at_k(self.ranks),
-                "stage12": ir_at_k(self.ranks12), "matched_true_original": round(float(np.mean(self.matched)), 4),
-                "baselines": baselines}
+        out = {"n": len(self.ranks), "kind": self.kind, "verdicts": dict(self.verdicts), "stage1": ir_at_k(self.ranks),
+               "stage12": ir_at_k(self.ranks12), "matched_true_original": round(float(np.mean(self.matched)), 4),
+               "baselines": baselines}
+        if self.by_variant:
+            out["verdicts_by_variant"] = {v: dict(c) for v, c in sorted(self.by_variant.items())}
+        return out
 
 
 def _pairwise_measures(pm: PairwiseMeasures, service: Service, q: Query, signed: SignedReport, ev: Evidence,
@@ -339,6 +345,8 @@ def summarise(results: dict[str, Any]) -> str:
         base = "  ".join(f"{name} IR@1={v['IR@1']}" for name, v in entry["baselines"].items())
         lines.append(f"  [{family}] n={entry['n']} stage1 IR@1={s1['IR@1']} IR@100={s1['IR@100']}  stage1+2 IR@1={s12['IR@1']}"
                      f"  matched={entry['matched_true_original']}  {base}")
+        for name, counts in (entry.get("verdicts_by_variant") or {}).items():
+            lines.append(f"    {name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     for section in ("ap_same_different", "ap_benign_manip"):
         if results.get(section):
             lines.append(f"  {section}: " + ", ".join(f"{k} {v['ap']}" for k, v in results[section].items()))

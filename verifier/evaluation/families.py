@@ -22,7 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from verifier.evaluation.data import dev_split
-from verifier.simprov.edits import FAMILIES, HELD_OUT_FAMILIES, make_edit
+from verifier.simprov.edits import FAMILIES, HELD_OUT_FAMILIES, make_edit, variant
 
 MICC_THRESHOLD = 20
 
@@ -79,7 +79,7 @@ def build_families(shared: Path, out: Path, *, n_per_family: int = 60, n_distinc
                 s.mask.save(mask_path)
                 mask_rel = rel(mask_path)
             lines.append({"query": rel(query), "original": rel(path), "kind": family.kind, "mask": mask_rel,
-                          "family": name})
+                          "family": name, "variant": variant(s)})
 
     micc = shared / "datasets" / "micc-f220"
     for photo in sorted((micc / "images").glob("*_scale.jpg")) if pairs else []:
@@ -101,7 +101,7 @@ def build_families(shared: Path, out: Path, *, n_per_family: int = 60, n_distinc
         lines.append({"query": rel(path), "original": "", "kind": "distinct", "mask": "", "family": ""})
 
     with (out / "families.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["query", "original", "kind", "mask", "family"])
+        writer = csv.DictWriter(fh, fieldnames=["query", "original", "kind", "mask", "family", "variant"], restval="")
         writer.writeheader()
         writer.writerows(lines)
     counts = {name: n_per_family for name in FAMILIES}

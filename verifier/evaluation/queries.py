@@ -30,6 +30,7 @@ class Query:
     original: Path | None
     mask: Image.Image | None
     family: str | None = None  # the edit family (optional `family` column), reported apart
+    variant: str | None = None  # the family's variant (optional `variant` column), verdicts reported apart
 
 
 def read_queries(csv_path: Path) -> list[Query]:
@@ -48,7 +49,8 @@ def read_queries(csv_path: Path) -> list[Query]:
                 mask = Image.open(base / row["mask"]).convert("L")
             path = base / row["query"]
             family = (row.get("family") or "").strip() or None
-            out.append(Query(row["query"], path.read_bytes(), kind, original, mask, family))
+            variant = (row.get("variant") or "").strip() or None
+            out.append(Query(row["query"], path.read_bytes(), kind, original, mask, family, variant))
     return out
 
 

@@ -388,7 +388,8 @@ def retouch(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
             arr, where = (_inpaint_removal if op == "inpaint" else _liquify)(arr, rng)
             changed |= where
             ops.append(op)
-    return Sample(Image.fromarray(arr), Image.fromarray((changed * 255).astype(np.uint8)), ["retouch:" + "+".join(ops)])
+    # the tag names the variant (which operations, not how often), for per-variant verdicts
+    return Sample(Image.fromarray(arr), Image.fromarray((changed * 255).astype(np.uint8)), ["retouch:" + "+".join(sorted(set(ops)))])
 
 
 @dataclass(frozen=True)
@@ -447,6 +448,13 @@ def finish(s: Sample, rng: random.Random) -> Sample:
         x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
         img, mask, ops = img.crop((x, y, x + cw, y + ch)), mask.crop((x, y, x + cw, y + ch)), ops + ["crop"]
     return jpeg(Sample(img, mask, ops), rng)
+
+
+def variant(s: Sample) -> str:
+    """The family's variant of an edit when its first tag names one ("retouch:inpaint+liquify"
+    -> "inpaint+liquify"), else "": benchmarks report verdicts per variant."""
+    head = s.ops[0] if s.ops else ""
+    return head.split(":", 1)[1] if ":" in head else ""
 
 
 def make_edit(family: str, img: Image.Image, donors: Donors, rng: random.Random, *, finished: bool = True) -> Sample:
