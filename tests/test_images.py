@@ -113,3 +113,11 @@ def test_palette_transparency_is_shown_over_white() -> None:
     key = int(arr[0, 0])
     _, rgb = load_image(encode(pal, "PNG", transparency=key), **LIMITS)
     assert np.asarray(rgb)[np.asarray(pal) == key].min() == 255
+
+
+def test_float_grey_with_nan_and_infinities_decodes_cleanly() -> None:
+    """Hostile float TIFF: NaN black, +inf white, -inf black, the finite values scaled as usual."""
+    arr = np.full((16, 16), 0.5, np.float32)
+    arr[0, 0], arr[0, 1], arr[0, 2] = np.nan, np.inf, -np.inf
+    grey = _as_grey(encode(Image.fromarray(arr), "TIFF"))
+    assert grey[0, 0] == 0 and grey[0, 1] == 255 and grey[0, 2] == 0 and abs(int(grey[5, 5]) - 128) <= 1

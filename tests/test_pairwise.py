@@ -546,6 +546,9 @@ def test_the_warp_threshold_setting_takes_effect() -> None:
     assert on.p_manipulated < 0.5 and on.warped and on.manipulated and on.query_heat is not None
     assert not off.warped and not off.manipulated and off.query_heat is None
     assert off.moved is not None and float(off.moved.max()) >= WARP_THRESHOLD
+    for bad in ("-0.01", "2", "nan", "lots"):  # the setting refuses nonsense
+        with pytest.raises(ValueError):
+            Settings(stage3_warp_threshold=bad)
 
 
 def _jpeg_bytes(img: Image.Image) -> bytes:

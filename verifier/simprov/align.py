@@ -32,14 +32,13 @@ RATIO = 0.75  # Lowe's ratio test: a match's nearest descriptor must beat the se
 # a shoe and a bike matched to different ones through collapsed fits (~0.03 %).
 MIN_FRAME_SHARE = 0.01
 # Content that moved beyond the homography (`moved_cells`): the flow is read only where the
-# original has texture (a Sobel magnitude of at least MOVED_TEXTURE grey levels: in flat areas
-# DIS's flow is unconstrained) and the query covers it, in cells with MOVED_MIN_SHARE of such
-# pixels; it counts as a move only where it explains at least MOVED_EXPLAINS of the difference
-# the homography leaves (and MOVED_MIN_GAIN grey levels): an occluding caption, a pad or a
-# pasted object leaves a difference that no flow explains. Chosen on 1,988 benign copies
-# (`augment.benign`) and 260 twirl warps of `train` photos (BENCHMARKS.md, "Local warps").
-# Pixels count only where both images have texture (a pad or a flat fill in the query is not
-# content the flow can follow), and displacements are in the coarser image's pixels.
+# query covers the original and both have texture (a Sobel magnitude of at least MOVED_TEXTURE
+# grey levels: in flat areas DIS's flow is unconstrained, and a pad or flat fill in the query is
+# not content it can follow), in cells with MOVED_MIN_SHARE of such pixels; it counts as a move
+# only where it explains at least MOVED_EXPLAINS of the difference the homography leaves (and
+# MOVED_MIN_GAIN grey levels): an occluding caption or a pasted object leaves a difference that
+# no flow explains. Displacements are in the coarser image's pixels. Chosen on 1,988 benign
+# copies (`augment.benign`) and 260 twirl warps of `train` photos (BENCHMARKS.md, "Local warps").
 MOVED_GRID = 7
 MOVED_TEXTURE = 12.0
 MOVED_MIN_SHARE = 0.2
@@ -61,8 +60,9 @@ class Alignment:
 
     @cached_property
     def moved(self) -> np.ndarray | None:
-        """(MOVED_GRID, MOVED_GRID) `moved_cells` in pixels of the candidate's frame; None
-        without the flow. On demand: stage 2 aligns many candidates, stage 3 reads one."""
+        """(MOVED_GRID, MOVED_GRID) `moved_cells` over the candidate's frame, in the coarser
+        image's pixels; None without the flow. On demand: stage 2 aligns many candidates, stage
+        3 reads one."""
         return None if self.flow_inputs is None else moved_cells(*self.flow_inputs)
 
     @property
