@@ -207,6 +207,8 @@ def test_benign_copy_has_no_heatmap(client: TestClient, verifier_key: str, regis
     assert m["decision"] == "benign" and m["heatmap_url"] is None and not np.array(m["grid"]).any()
     warp = m["local_warp"]  # measured, below the bar
     assert warp is not None and not warp["detected"] and warp["max_displacement"] < warp["threshold"]
+    assert m["original_coverage"] > 0.9 and m["added_content_fraction"] < 0.02  # the corners a rotation left are no content
+    assert "outside the original" not in report["summary"]
     heat = client.get(f"/v1/reports/{report['id']}/heatmap.png", headers=auth(verifier_key))
     assert heat.status_code == 404
 
@@ -228,6 +230,24 @@ def test_liquified_copy_is_manipulated_by_its_local_warp(client: TestClient, ver
     i, j = np.unravel_index(np.argmax(grid), grid.shape)
     assert abs(i - 2) <= 1 and abs(j - 2) <= 1 and m["heatmap_url"], grid.round(2)
     assert client.get(m["heatmap_url"], headers=auth(verifier_key)).status_code == 200
+
+
+def test_original_inside_other_content_is_said_and_mapped(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]
+    """A poster: the original at 60 % inside another photo, a patch pasted over part of it.
+    Stage 3 compares the original's frame; what lies outside it is content the original does
+    not contain: the report measures it, the summary says it, and the heatmap covers it."""
+    inner = Image.open(io.BytesIO(registered["astronaut"]["bytes"])).convert("RGB").resize((384, 384))
+    inner.paste(photo("camera").convert("RGB").resize((110, 110)), (240, 40))
+    canvas = photo("rocket").resize((640, 640))
+    canvas.paste(inner, (128, 160))
+    report = check_envelope(verify(client, verifier_key, encode(canvas, "JPEG", quality=85)))
+    assert report["verdict"] == "match_manipulated", report["manipulation"]
+    assert report["match"]["original_id"] == registered["astronaut"]["record"]["id"]
+    m = report["manipulation"]
+    assert m["original_coverage"] == pytest.approx(0.36, abs=0.04)
+    assert 0.3 < m["added_content_fraction"] <= 0.64
+    assert m["region_fraction"] >= m["added_content_fraction"]  # the map covers what is outside the original
+    assert f"About {round(100 * m['added_content_fraction'])} % of the image lies outside the original" in report["summary"]
 
 
 def test_unrelated_photo_is_no_match(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]

@@ -10,9 +10,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-REPORT_VERSION = "1.2"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...);
-# 1.2: manipulation.local_warp (additive: a 1.1 reader ignores it)
-SCHEMA_ID = "urn:provenance-verifier:schema:report:1.2"
+REPORT_VERSION = "1.3"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...);
+# 1.2: manipulation.local_warp; 1.3: manipulation.original_coverage and added_content_fraction
+# (each additive: an earlier reader ignores them)
+SCHEMA_ID = "urn:provenance-verifier:schema:report:1.3"
 
 
 class Verdict(str, Enum):
@@ -210,6 +211,12 @@ class Manipulation(BaseModel):
     alignment: list[list[float]] | None = Field(
         None, description="3x3 homography from the matched original's pixels to the query's pixels (F_A), row-major.")
     local_warp: LocalWarp | None = Field(None, description="Absent when the alignment had no dense flow (a weak fit).")
+    original_coverage: float | None = Field(
+        None, description="Share of the query's pixels that the matched original's frame covers once aligned; absent for a weak fit.")
+    added_content_fraction: float | None = Field(
+        None, description="Share of the query's pixels outside the aligned original that hold content rather than a uniform "
+        "pad, border or canvas (a meme's captions, a collage's other tiles, the scene around a photographed screen): "
+        "nothing there can be compared with the original. Part of the heatmap when judged manipulated; absent for a weak fit.")
 
 
 class RecoveredManifest(CredentialDetails):
@@ -233,7 +240,7 @@ class RecoveredManifest(CredentialDetails):
 
 
 class Report(BaseModel):
-    report_version: Literal["1.2"] = REPORT_VERSION
+    report_version: Literal["1.3"] = REPORT_VERSION
     id: uuid.UUID
     created_at: dt.datetime
     service: ServiceInfo

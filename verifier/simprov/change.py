@@ -8,6 +8,10 @@ value). Gating as in the paper's evaluation: a pair judged benign has an empty h
 A local warp (liquify) is judged apart: the alignment's dense flow undoes it before ChangeNet
 sees the pair, so the displacement that flow measured (`align.moved_cells`) decides on its
 own at WARP_THRESHOLD, and its cells are the map when ChangeNet saw nothing.
+
+What the aligned original does not cover (a meme's canvas, a collage's other tiles) cannot be
+compared at all: it is measured apart (`pairs.outside_original`), reported as coverage and
+added content, and joins the map of a query judged manipulated.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, replace
 
+import cv2
 import numpy as np
 import torch
 
@@ -25,9 +30,11 @@ from verifier.simprov.localise import refine_heat
 from verifier.simprov.nn.pen import ChangeNet
 from verifier.simprov.pairs import (
     AlignedPair,
+    Outside,
     View,
     heat_to_query,
     original_to_query,
+    outside_original,
     pen_inputs,
 )
 
@@ -50,6 +57,7 @@ class ChangeResult:
     to_query: np.ndarray | None = None  # (3, 3) homography: original's full-size pixels -> query's pixels
     moved: np.ndarray | None = None  # (7, 7) local displacement beyond the alignment, share of the long side
     warp_threshold: float = WARP_THRESHOLD  # 0: a warp never decides
+    outside: Outside | None = None  # the query beyond the aligned original; None for a weak fit
 
     @property
     def warped(self) -> bool:
@@ -99,7 +107,8 @@ class ChangeDetector:
         moved = None
         if pair.alignment.moved is not None:
             moved = pair.alignment.moved / float(max(candidate.image.shape[:2]))
-        result = ChangeResult(p, np.zeros_like(heat), None, to_query, moved, self.warp_threshold)
+        outside = outside_original(pair.alignment, candidate, query) if pair.alignment.global_ok else None
+        result = ChangeResult(p, np.zeros_like(heat), None, to_query, moved, self.warp_threshold, outside)
         if p < DECISION_THRESHOLD:
             if not result.warped:
                 return result
@@ -107,9 +116,21 @@ class ChangeDetector:
             # since the flow has undone the warp)
             assert moved is not None
             grid = np.where(moved >= self.warp_threshold, moved / float(moved.max()), 0.0).astype(np.float32)
-            return replace(result, grid=grid, query_heat=heat_to_query(grid, candidate, pair.alignment, query_size, query))
+            return replace(result, grid=grid, query_heat=_with_added(
+                heat_to_query(grid, candidate, pair.alignment, query_size, query), outside))
         peak = float(heat.max())
         grid = heat / peak if peak > 1e-6 else heat
         fine = refine_heat(grid, pair)
-        return replace(result, grid=grid, query_heat=heat_to_query(fine, candidate, pair.alignment, query_size, query))
+        return replace(result, grid=grid, query_heat=_with_added(
+            heat_to_query(fine, candidate, pair.alignment, query_size, query), outside))
+
+
+def _with_added(query_heat: np.ndarray, outside: Outside | None) -> np.ndarray:
+    """The map of a manipulated query, with the content outside the original at full heat:
+    whatever the original does not contain is not the original's."""
+    if outside is None or not outside.added.any():
+        return query_heat
+    h, w = query_heat.shape
+    added = cv2.resize(outside.added.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    return np.where(added, np.float32(1.0), query_heat).astype(query_heat.dtype)
 

@@ -25,6 +25,10 @@ from verifier.simprov.change import DECISION_THRESHOLD, OUTLINE_THRESHOLD, Chang
 from verifier.simprov.compare import METHOD as PIXEL_METHOD
 
 MAX_CANDIDATES_IN_REPORT = 10
+# From this share of the query outside the original the summary says so: a composite, a meme or
+# a photo of a screen, whatever stage 3 found inside the original's frame. Benign copies of
+# `train` photos (pads, rotations) reached 5.5 % at most (BENCHMARKS.md, "Outside the original").
+ADDED_NOTE = 0.1
 
 
 def candidates(outcome: SearchOutcome) -> list[CandidateScore]:
@@ -104,6 +108,8 @@ def manipulation_section(change: ChangeResult, report_id: uuid.UUID, has_heatmap
             threshold=round(change.warp_threshold, 6),
             grid=[[round(float(v), 5) for v in row] for row in change.moved],
         ),
+        original_coverage=None if change.outside is None else round(change.outside.coverage, 4),
+        added_content_fraction=None if change.outside is None else round(change.outside.added_fraction, 4),
     )
 
 
@@ -129,9 +135,12 @@ def verdict(c2pa: C2paSection, ev: Evidence | None) -> Verdict:
     return Verdict.MATCH_BENIGN if pixel is not None and pixel.benign else Verdict.MATCH_MANIPULATED
 
 
-def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, learned: bool, warped: bool = False) -> str:
+def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, learned: bool, warped: bool = False,
+                 added: float = 0.0) -> str:
     """`warped`: stage 3 found content moved locally (a liquify-style warp), said in words
-    because ChangeNet's probability alone would read as benign."""
+    because ChangeNet's probability alone would read as benign. `added`: the share of the
+    query that is content outside the original, said from ADDED_NOTE because stage 3's verdict
+    is about the original's frame only."""
     signer = ((c2pa.summary or {}).get("signer") or {}).get("common_name")
     origin = f" Registered original: {match.original_id} from {match.publisher.name}." if match else ""
     ingredient_note = " An ingredient's own credentials do not validate." if c2pa.ingredient_failures else ""
@@ -148,4 +157,7 @@ def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, lear
         Verdict.MATCH_MANIPULATED: f"No valid Content Credentials; the image derives from a registered original but its content was changed ({how}{where}).",
         Verdict.NO_MATCH: "No valid Content Credentials and no registered original matches.",
     }
-    return lines[v] + ingredient_note + origin
+    around = ""
+    if added >= ADDED_NOTE and v in (Verdict.MATCH_BENIGN, Verdict.MATCH_MANIPULATED):
+        around = f" About {round(100 * added)} % of the image lies outside the original: other content around or beside it."
+    return lines[v] + around + ingredient_note + origin
