@@ -11,7 +11,6 @@ import torch
 from PIL import Image
 
 from tests.helpers import encode, twirl
-from verifier.simprov.change import WARP_THRESHOLD
 from verifier.simprov.align import (
     MIRROR_RETRY,
     MOVED_GRID,
@@ -24,6 +23,7 @@ from verifier.simprov.align import (
     screen_inliers,
     sift_features,
 )
+from verifier.simprov.change import WARP_THRESHOLD
 
 skdata = pytest.importorskip("skimage.data")
 
