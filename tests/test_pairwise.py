@@ -236,6 +236,26 @@ def test_psen_judges_a_filtered_copy_again_colour_matched(reranker: Reranker, em
     assert high.psen_scores(qv, views, qvec, vecs)[0][0] == pytest.approx(first[0])  # below the bar: not again
 
 
+def test_the_vote_lowers_the_colour_look_bar(reranker: Reranker, embedder) -> None:  # type: ignore[no-untyped-def]
+    """A candidate the local-feature vote supports is looked at again colour-matched from the
+    screen's bar (16) instead of 32: two kinds of evidence, neither of them PSEN's."""
+    assert reranker.policy.colour_supported_min_inliers == 16  # the shipped bar
+    original, other = photo("astronaut"), photo("coffee")
+    qv, qvec = View.of(_filtered(original)), embedder.embed([_filtered(original)])[0]
+    views, vecs = [View.of(original), View.of(other)], embedder.embed([original, other])
+    first, pairs = reranker.with_policy(dataclasses.replace(reranker.policy, colour_min_inliers=0)).psen_scores(qv, views, qvec, vecs)
+    n = pairs[0].alignment.inliers
+    assert first[0] < 0.5
+    strict = reranker.with_policy(dataclasses.replace(reranker.policy, colour_min_inliers=n + 1, colour_supported_min_inliers=n))
+    assert strict.psen_scores(qv, views, qvec, vecs)[0][0] == pytest.approx(first[0])  # no vote: 32's rule
+    assert strict.psen_scores(qv, views, qvec, vecs, [False, True])[0][0] == pytest.approx(first[0])  # the other one's vote
+    assert strict.psen_scores(qv, views, qvec, vecs, [True, False])[0][0] >= 0.5  # its own vote
+    no_lower = reranker.with_policy(dataclasses.replace(strict.policy, colour_supported_min_inliers=0))
+    assert no_lower.psen_scores(qv, views, qvec, vecs, [True, False])[0][0] == pytest.approx(first[0])
+    off = reranker.with_policy(dataclasses.replace(strict.policy, colour_min_inliers=0))
+    assert off.psen_scores(qv, views, qvec, vecs, [True, False])[0][0] == pytest.approx(first[0])  # 0 turns it all off
+
+
 # -- stage 3 gating and rendering ---------------------------------------------------------------
 
 
@@ -470,6 +490,12 @@ def test_geometric_screen_promotes_a_deep_candidate_that_aligns(tmp_path: Path) 
     assert alone.promoted and alone.choice == 5  # ... unless it is the only candidate that aligns, and voted for
     too_few = matcher(30, bar=on.screened[5] + 1, lone=on.screened[5] + 1).rerank(qv, supported)
     assert too_few.choice is None
+    given: list[list[bool] | None] = []
+    m = matcher(30)
+    psen_scores = m.reranker.psen_scores  # type: ignore[union-attr]
+    m.reranker.psen_scores = lambda *a, **k: given.append(a[4] if len(a) > 4 else None) or psen_scores(*a, **k)  # type: ignore[union-attr, method-assign]
+    m.rerank(qv, supported)
+    assert given[0] == [False, False, False] and given[-1] == [True]  # stage 2's three, then the screened original
     assert set(on.screened) <= set(range(3, len(order)))  # only candidates PSEN had not seen
     unrelated, uv = outcome_for(photo("moon"))
     assert matcher(30).rerank(uv, unrelated).choice is None
@@ -499,7 +525,7 @@ def test_a_lone_weak_fit_is_screened_only_when_nothing_else_aligns(monkeypatch: 
         def __init__(self, lone: int) -> None:
             self.policy = Stage2Policy(screen=100, screen_min_inliers=16, screen_lone_min_inliers=lone)
 
-        def promote(self, result, query, qv, screened, views, vectors, min_inliers):  # type: ignore[no-untyped-def]
+        def promote(self, result, query, qv, screened, views, vectors, min_inliers, supported=None):  # type: ignore[no-untyped-def]
             calls.append((dict(screened), min_inliers))
             return result
 

@@ -107,6 +107,10 @@ class Settings(BaseSettings):
                                            "although it aligns with this many RANSAC inliers is judged again with the "
                                            "query's colours matched to it (heavily filtered copies; 0: off). "
                                            "BENCHMARKS.md, 'Filtered copies', has the measurement.")
+    stage2_colour_supported_min_inliers: int = Field(default=16, ge=0, le=1000, description="...or this many when "
+                                                     "the local-feature vote (local_votes) supports the candidate "
+                                                     "(0: no other bar). BENCHMARKS.md, 'The colour look for a "
+                                                     "candidate the vote supports', has the measurement.")
     stage3_warp_threshold: float = Field(default=2.0 / 256, ge=0.0, le=1.0, description="Content moved locally "
                                          "beyond the alignment (a liquify stroke) by this share of the working frame's "
                                          "long side, in some 7x7 cell, makes stage 3 call the copy manipulated whatever "

@@ -241,7 +241,8 @@ class Matcher:
         chosen = r.select(cosines, threshold)
         views = [self.view(ids[i]) for i in chosen]
         vectors = self.search.vectors_for([ids[i] for i in chosen])
-        result = self._geometry_gate(r.rerank(query_view, outcome.query_vector, cosines, chosen, views, vectors), outcome)
+        supported = [ids[i] in outcome.supported for i in chosen]
+        result = self._geometry_gate(r.rerank(query_view, outcome.query_vector, cosines, chosen, views, vectors, supported), outcome)
         if r.policy.screen and not self._aligned(result):
             result = self._screen(r, query_view, outcome, result)
         return result
@@ -292,7 +293,8 @@ class Matcher:
             return result
         views = [self.view(ids[i]) for i in screened]
         vectors = self.search.vectors_for([ids[i] for i in screened])
-        return r.promote(result, query_view, outcome.query_vector, screened, views, vectors, min_inliers)
+        return r.promote(result, query_view, outcome.query_vector, screened, views, vectors, min_inliers,
+                         [ids[i] in outcome.supported for i in screened])
 
     def _geometry_gate(self, result: Stage2Result, outcome: SearchOutcome) -> Stage2Result:
         """A stage-2 match needs evidence beyond the re-orderer's say-so: RANSAC inliers between

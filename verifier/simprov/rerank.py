@@ -32,6 +32,7 @@ views and vectors of the selected candidates and hands them to `Reranker.rerank`
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -65,6 +66,7 @@ class Stage2Policy:
     screen_min_inliers: int = 16  # what a screened candidate needs to be promoted (twice the gate's bar)
     screen_lone_min_inliers: int = 8  # ... or this many when no other candidate has as many and the vote supports it (0: off)
     colour_min_inliers: int = 32  # a pair PSEN rejects with this many inliers is judged again colour-matched (0: off)
+    colour_supported_min_inliers: int = 16  # ... or this many when the local-feature vote supports it (0: no other bar)
 
 
 def select_for_psen(cosines: np.ndarray, threshold: float, policy: Stage2Policy) -> list[int]:
@@ -152,7 +154,8 @@ class Reranker:
         """Which candidates PSEN evaluates under this reranker's policy."""
         return select_for_psen(cosines, threshold, self.policy)
 
-    def psen_scores(self, query: View, views: list[View], eq: np.ndarray, ecs: np.ndarray) -> tuple[np.ndarray, list[AlignedPair]]:
+    def psen_scores(self, query: View, views: list[View], eq: np.ndarray, ecs: np.ndarray,
+                    supported: Sequence[bool] | None = None) -> tuple[np.ndarray, list[AlignedPair]]:
         """PSEN's P(same image) for the query against each view, with the aligned pairs. Views
         come best stage-1 first; once one aligns well (MIRROR_RETRY inliers) the rest are not
         retried mirrored: an unrelated candidate's weak fit would otherwise cost the mirrored
@@ -166,7 +169,10 @@ class Reranker:
         and at a bar of 16 it made one false match in 400 unregistered photos (smoke taken for a
         coffered dome through a chance fit of exactly 16 inliers). Hence twice the screen's bar:
         overriding PSEN takes more geometry than promoting past the re-orderer (BENCHMARKS.md,
-        "Filtered copies")."""
+        "Filtered copies"). A candidate the local-feature vote supports (`supported`, per view:
+        evidence independent of both PSEN and RANSAC) is looked at again from
+        `policy.colour_supported_min_inliers`, the screen's bar: on 400 unregistered photos no
+        supported candidate that aligned with 8 or more inliers was one PSEN rejected."""
         pairs: list[AlignedPair] = []
         aligned = False
         for v in views:
@@ -177,8 +183,9 @@ class Reranker:
         eq_t = torch.from_numpy(np.repeat(eq[None].astype(np.float32), len(pairs), 0))
         ec_t = torch.from_numpy(ecs.astype(np.float32))
         s = self._psen(pairs, eq_t, ec_t)
-        bar = self.policy.colour_min_inliers
-        again = [i for i, p in enumerate(pairs) if bar and s[i] < 0.5 and p.alignment.inliers >= bar]
+        bar, lower = self.policy.colour_min_inliers, self.policy.colour_supported_min_inliers
+        bars = [min(bar, lower) if lower and supported is not None and supported[i] else bar for i in range(len(pairs))]
+        again = [i for i, p in enumerate(pairs) if bar and s[i] < 0.5 and p.alignment.inliers >= bars[i]]
         if again:
             second = self._psen([colour_matched(pairs[i]) for i in again], eq_t[again], ec_t[again])
             s[again] = np.maximum(s[again], second)
@@ -201,12 +208,13 @@ class Reranker:
         return probs / probs.sum()
 
     def rerank(self, query: View, query_vector: np.ndarray, cosines: np.ndarray, chosen: list[int],
-               views: list[View], vectors: np.ndarray) -> Stage2Result:
+               views: list[View], vectors: np.ndarray, supported: Sequence[bool] | None = None) -> Stage2Result:
         """PSEN on the `chosen` candidates (from `select`), whose views and stage-1 vectors
-        (N, D) the caller brings in the same order; then the re-orderer over all of them."""
+        (N, D) the caller brings in the same order (and whether the vote supports each); then
+        the re-orderer over all of them."""
         if len(views) != len(chosen) or len(vectors) != len(chosen):
             raise ValueError("one view and one vector per chosen candidate")
-        scores, pairs = self.psen_scores(query, views, query_vector, vectors)
+        scores, pairs = self.psen_scores(query, views, query_vector, vectors, supported)
         psen = np.zeros(len(cosines), np.float32)
         evaluated = np.zeros(len(cosines), np.float32)
         psen[chosen], evaluated[chosen] = scores, 1.0
@@ -216,7 +224,7 @@ class Reranker:
         return Stage2Result(choice, float(probs[best]), float(probs[LIST_SIZE]), dict(zip(chosen, map(float, scores))), dict(zip(chosen, pairs)), probs)
 
     def promote(self, result: Stage2Result, query: View, query_vector: np.ndarray, screened: dict[int, int],
-                views: list[View], vectors: np.ndarray, min_inliers: int) -> Stage2Result:
+                views: list[View], vectors: np.ndarray, min_inliers: int, supported: Sequence[bool] | None = None) -> Stage2Result:
         """PSEN on the screened candidates that aligned (`views`, `vectors` in the order of
         `screened`'s keys), then the one with the most inliers that PSEN calls the same image
         (P >= 0.5) replaces a result without an aligned match. An alignment needs `min_inliers`
@@ -226,7 +234,7 @@ class Reranker:
         order = list(screened)
         if len(views) != len(order) or len(vectors) != len(order):
             raise ValueError("one view and one vector per screened candidate")
-        scores, pairs = self.psen_scores(query, views, query_vector, vectors)
+        scores, pairs = self.psen_scores(query, views, query_vector, vectors, supported)
         psen = {**result.psen, **dict(zip(order, map(float, scores)))}
         aligned = {**result.pairs, **dict(zip(order, pairs))}
         ok = [i for i, p in zip(order, pairs) if psen[i] >= 0.5 and p.alignment.inliers >= min_inliers]
