@@ -170,9 +170,11 @@ class Reranker:
         coffered dome through a chance fit of exactly 16 inliers). Hence twice the screen's bar:
         overriding PSEN takes more geometry than promoting past the re-orderer (BENCHMARKS.md,
         "Filtered copies"). A candidate the local-feature vote supports (`supported`, per view:
-        evidence independent of both PSEN and RANSAC) is looked at again from
-        `policy.colour_supported_min_inliers`, the screen's bar: on 400 unregistered photos no
-        supported candidate that aligned with 8 or more inliers was one PSEN rejected."""
+        the query's descriptors picked it out of the whole registry, which neither PSEN nor a
+        pairwise RANSAC fit can say) is looked at again from `policy.colour_supported_min_inliers`,
+        the screen's bar: on 400 unregistered photos no supported candidate that aligned with 8 or
+        more inliers was one PSEN rejected (BENCHMARKS.md, "The colour look for a candidate the
+        vote supports")."""
         pairs: list[AlignedPair] = []
         aligned = False
         for v in views:
