@@ -27,6 +27,20 @@ def photo_like(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
 
 
+def jpeg_segment(data: bytes | bytearray, marker: int) -> int:
+    """Offset of the first JPEG segment with `marker` (0xDB: a quantisation table), found by
+    walking the segments from SOI. Searching the bytes for FF DB can land inside an APP11
+    segment: a C2PA manifest's signature and certificates are arbitrary bytes."""
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        if data[i + 1] == marker:
+            return i
+        if data[i + 1] == 0xDA:  # start of scan: entropy-coded data follows
+            break
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    raise ValueError(f"no segment FF {marker:02X} before the scan")
+
+
 def encode(img: Image.Image, fmt: str = "JPEG", **kw: object) -> bytes:
     buf = io.BytesIO()
     img.save(buf, fmt, **kw)

@@ -17,7 +17,7 @@ from manifests.signing import (
     sign_image,
 )
 from tests.conftest import auth
-from tests.helpers import encode, photo_like, png_bomb
+from tests.helpers import encode, jpeg_segment, photo_like, png_bomb
 from verifier.service import Service
 from verifier.settings import UnsignedPolicy
 from verifier.storage.accounts import Scope, issue_key
@@ -196,7 +196,7 @@ def _tampered(signer: SignerCredentials) -> bytes:
     """A signed JPEG whose pixels change after signing: one quantisation-table entry is
     bumped, so the file still decodes (differently) but no longer matches its data hash."""
     signed = bytearray(signed_jpeg(signer, seed=7))
-    dqt = signed.index(b"\xff\xdb")
+    dqt = jpeg_segment(signed, 0xDB)
     signed[dqt + 5 + 10] = min(255, signed[dqt + 5 + 10] + 7)
     return bytes(signed)
 

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from manifests.signing import ManifestDefinition, SignerCredentials, sign_image
 from tests.conftest import auth
-from tests.helpers import encode, twirl
+from tests.helpers import encode, jpeg_segment, twirl
 from verifier.api import create_app
 from verifier.reports.schema import canonical_json
 from verifier.service import Service
@@ -112,7 +112,7 @@ def test_same_image_with_default_trust_is_valid_untrusted(tmp_path: Path, databa
 
 def test_tampered_manifest_is_invalid_and_still_finds_the_original(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]
     data = bytearray(registered["coffee"]["bytes"])
-    dqt = data.index(b"\xff\xdb")
+    dqt = jpeg_segment(data, 0xDB)
     data[dqt + 15] = min(255, data[dqt + 15] + 9)  # pixels change after signing
     report = check_envelope(verify(client, verifier_key, bytes(data)))
     assert report["verdict"] == "c2pa_invalid"
@@ -149,7 +149,7 @@ def test_recovered_manifest_is_revalidated_against_stored_bytes(client: TestClie
     record = service.registry.get(original["record"]["id"])
     path = service.originals.blobs.path(record.blob_key)
     corrupted = bytearray(path.read_bytes())
-    dqt = corrupted.index(b"\xff\xdb")
+    dqt = jpeg_segment(corrupted, 0xDB)
     corrupted[dqt + 15] = min(255, corrupted[dqt + 15] + 9)
     path.write_bytes(bytes(corrupted))
     report = verify(client, verifier_key, _stripped(original["bytes"]))["report"]
