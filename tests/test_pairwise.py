@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 from verifier.matching.views import CandidateViews
 from verifier.reports.heatmap import render_overlay
 from verifier.simprov import augment
-from verifier.simprov.change import OUTLINE_THRESHOLD, ChangeDetector
+from verifier.simprov.change import COLOUR_GAIN, OUTLINE_THRESHOLD, ChangeDetector
 from verifier.simprov.edits import copy_move_small
 from verifier.simprov.localise import refine_heat, significance
 from verifier.simprov.metrics import average_precision, iou
@@ -33,6 +33,7 @@ from verifier.simprov.nn.pen import (
 from verifier.simprov.pairs import (
     View,
     align_pair,
+    colour_mapped,
     colour_matched,
     heat_to_query,
     mask_to_candidate_grid,
@@ -575,6 +576,86 @@ def test_the_warp_threshold_setting_takes_effect() -> None:
     for bad in ("-0.01", "2", "nan", "lots"):  # the setting refuses nonsense
         with pytest.raises(ValueError):
             Settings(stage3_warp_threshold=bad)
+
+
+
+def _hue_turned(img: Image.Image, turn: int = 90) -> Image.Image:
+    """A colour change throughout (every hue turned by `turn` / 256), re-encoded."""
+    h, s, v = img.convert("HSV").split()
+    turned = Image.merge("HSV", (h.point(lambda x: (x + turn) % 256), s, v)).convert("RGB")
+    return Image.open(io.BytesIO(_jpeg_bytes(turned))).convert("RGB")
+
+
+def _red_box(img: Image.Image) -> Image.Image:
+    edited = img.copy()
+    ImageDraw.Draw(edited).rectangle((220, 40, 330, 150), fill=(250, 20, 20))
+    return edited
+
+
+def test_colour_map_undoes_a_change_throughout_and_keeps_a_local_edit() -> None:
+    """One affine colour map brings the original to a hue-turned copy's colours, but cannot
+    follow a pasted box, nor a region recoloured in a near-grey photo: they still differ."""
+    original = photo("astronaut").resize((384, 384))
+    cv = View.of(original)
+    plain = align_pair(View.of(Image.open(io.BytesIO(_jpeg_bytes(original))).convert("RGB")), cv)
+    assert colour_mapped(plain)[1] < COLOUR_GAIN  # nothing to undo
+    s = PEN_SIZE / 384
+    box = np.zeros((PEN_SIZE, PEN_SIZE), bool)
+    box[round(50 * s):round(140 * s), round(230 * s):round(320 * s)] = True  # inside the box, in the original's frame
+    for img, edited in ((_hue_turned(original), False), (_hue_turned(_red_box(original)), True)):
+        pair = align_pair(View.of(img), cv)
+        mapped, gain = colour_mapped(pair)
+        covered = pair.valid.astype(bool)
+        q = pair.query.astype(np.float32)
+        before, after = (np.abs(q - c.astype(np.float32)).mean(-1) for c in (pair.candidate, mapped.candidate))
+        assert gain >= 5 and np.median(after[covered]) < 0.7 * np.median(before[covered]), gain
+        assert np.array_equal(mapped.query, pair.query) and np.array_equal(mapped.valid, pair.valid)
+        assert mapped.alignment is pair.alignment
+        rest = float(np.median(after[covered & ~box]))
+        assert rest < 12, rest
+        assert (float(np.median(after[box])) > 4 * rest + 20) == edited, (np.median(after[box]), rest)
+    # a near-grey photo with one region recoloured: the rest says nothing about colour, and a map
+    # fitted from the query back to the original would paint the region grey again
+    grey = ImageOps.grayscale(photo("astronaut")).convert("RGB").resize((384, 384))
+    recoloured = grey.copy()
+    tint = Image.new("RGB", grey.size, (0, 200, 190))
+    recoloured.paste(Image.blend(grey, tint, 0.6).crop((220, 40, 330, 150)), (220, 40))
+    pair = align_pair(View.of(Image.open(io.BytesIO(_jpeg_bytes(recoloured))).convert("RGB")), View.of(grey))
+    mapped, _ = colour_mapped(pair)
+    after = np.abs(pair.query.astype(np.float32) - mapped.candidate.astype(np.float32)).mean(-1)
+    assert np.median(after[box]) > 30 and np.median(after[pair.valid.astype(bool) & ~box]) < 8  # query -> original: 23
+
+
+def test_stage3_judges_a_graded_copy_again_colour_mapped(change: ChangeDetector) -> None:
+    """ChangeNet alone calls a hue-turned copy manipulated; judged again with the colours
+    mapped, it is benign, and the result says the map decided. The same turn over a pasted
+    box stays manipulated with the box in the map. Off (0), ChangeNet's first word stands;
+    the setting reaches the service's detector and refuses nonsense."""
+    from verifier.service import _pairwise_stages
+    from verifier.settings import Settings
+
+    original = photo("astronaut").resize((384, 384))
+    cv = View.of(original)
+    qv = View.of(_hue_turned(original))
+    pair = align_pair(qv, cv)
+    assert change.colour_gain == COLOUR_GAIN == Settings().stage3_colour_gain
+    assert change.raw(pair)[0] >= 0.5  # what ChangeNet alone says
+    judged = change.analyse(pair, qv, cv, qv.size)
+    assert not judged.manipulated and judged.colour_mapped and judged.query_heat is None
+    assert judged.colour_gain is not None and judged.colour_gain >= COLOUR_GAIN
+    _, off = _pairwise_stages(Settings(stage3_colour_gain=0))
+    assert off is not None and off.colour_gain == 0
+    first = off.analyse(pair, qv, cv, qv.size)
+    assert first.manipulated and not first.colour_mapped and first.colour_gain is None
+    edited = _hue_turned(_red_box(original))
+    ev = View.of(edited)
+    boxed = change.analyse(align_pair(ev, cv), ev, cv, edited.size)
+    assert boxed.manipulated and boxed.colour_gain is not None and boxed.colour_gain >= COLOUR_GAIN
+    region = boxed.region()
+    assert region is not None and region[40:150, 220:330].mean() > 0.3 and region.mean() < 0.3
+    for bad in ("-1", "300", "nan", "lots"):
+        with pytest.raises(ValueError):
+            Settings(stage3_colour_gain=bad)
 
 
 def _jpeg_bytes(img: Image.Image) -> bytes:

@@ -213,6 +213,24 @@ def test_benign_copy_has_no_heatmap(client: TestClient, verifier_key: str, regis
     assert heat.status_code == 404
 
 
+
+def test_graded_copy_is_benign_once_its_colours_are_mapped(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]
+    """Every hue turned (a filter), nothing else: ChangeNet alone would call it manipulated;
+    the report says the copy was judged with that colour change undone, and why in words."""
+    img = Image.open(io.BytesIO(registered["astronaut"]["bytes"])).convert("RGB")
+    h, s, v = img.convert("HSV").split()
+    turned = Image.merge("HSV", (h.point(lambda x: (x + 90) % 256), s, v)).convert("RGB")
+    report = check_envelope(verify(client, verifier_key, encode(turned, "JPEG", quality=85)))
+    assert report["verdict"] == "match_benign", report["manipulation"]
+    assert report["match"]["original_id"] == registered["astronaut"]["record"]["id"]
+    m = report["manipulation"]
+    assert m["colour_mapped"] and m["colour_map_gain"] >= 2 and m["heatmap_url"] is None
+    assert "undoing a change of colour throughout the image" in report["summary"]
+    plain = check_envelope(verify(client, verifier_key, encode(img, "JPEG", quality=75)))  # nothing to undo
+    assert plain["verdict"] == "match_benign" and not plain["manipulation"]["colour_mapped"]
+    assert "change of colour" not in plain["summary"]
+
+
 def test_liquified_copy_is_manipulated_by_its_local_warp(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]
     """Nothing pasted, nothing removed: a twirl reshapes one area. The alignment's flow
     undoes it before ChangeNet looks, so ChangeNet's probability stays low; the displacement

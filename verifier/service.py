@@ -156,4 +156,5 @@ def _pairwise_stages(settings: Settings) -> tuple[Reranker | None, ChangeDetecto
                           screen_lone_min_inliers=settings.stage2_screen_lone_min_inliers,
                           colour_min_inliers=settings.stage2_colour_min_inliers,
                           colour_supported_min_inliers=settings.stage2_colour_supported_min_inliers)
-    return Reranker.packaged(policy), ChangeDetector.packaged(warp_threshold=settings.stage3_warp_threshold)
+    return Reranker.packaged(policy), ChangeDetector.packaged(
+        warp_threshold=settings.stage3_warp_threshold, colour_gain=settings.stage3_colour_gain)

@@ -116,6 +116,11 @@ class Settings(BaseSettings):
                                          "long side, in some 7x7 cell, makes stage 3 call the copy manipulated whatever "
                                          "ChangeNet says (the alignment's flow hides such warps from it; 0: off). "
                                          "BENCHMARKS.md, 'Local warps', has the measurement.")
+    stage3_colour_gain: float = Field(default=2.0, ge=0.0, le=255.0, description="When ChangeNet calls a copy "
+                                      "manipulated and one global colour map (a grading, tint or filter undone) brings "
+                                      "it this many 8-bit levels closer to the original, stage 3 judges the mapped pair "
+                                      "too, and a benign word there stands (0: off). BENCHMARKS.md, 'Graded copies', "
+                                      "has the measurement.")
     local_votes: bool = Field(default=True, description="When stage 1 has no match, the query's SIFT descriptors vote "
                               "for registered originals (an index of every original's descriptors, built from the views "
                               "at start-up); those with local_min_votes join stage 1's candidates for stage 2 to judge. "

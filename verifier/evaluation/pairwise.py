@@ -99,7 +99,8 @@ class PairwiseMeasures:
             return
         self.same_by_group[group].append(float(scores[0]))
         pair = pairs[0]
-        p_manip, raw = change.raw(pair)
+        judged = change.judge(pair)  # as the service judges it (the colour-mapped look included)
+        p_manip, raw = judged.p_manipulated, judged.heat
         self.manip_scores[kind].append(p_manip)
         if kind.startswith("manip"):
             self.manip_by_group[group].append(p_manip)
@@ -116,7 +117,7 @@ class PairwiseMeasures:
             ours = np.zeros_like(truth)  # judged benign / unmodified
         peak = float(raw.max())
         coarse = raw / peak if peak > 1e-9 else raw
-        ungated = _binary_from_grid(refine_heat(coarse, pair), true_view, pair, qview, query.size)
+        ungated = _binary_from_grid(refine_heat(coarse, judged.pair), true_view, pair, qview, query.size)
         if self.feature_diff is None:
             self.feature_diff = ImageNetFeatureDiff()
         for name, pred in (

@@ -10,10 +10,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-REPORT_VERSION = "1.3"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...);
-# 1.2: manipulation.local_warp; 1.3: manipulation.original_coverage and added_content_fraction
+REPORT_VERSION = "1.4"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...);
+# 1.2: manipulation.local_warp; 1.3: manipulation.original_coverage and added_content_fraction;
+# 1.4: manipulation.colour_map_gain and colour_mapped
 # (each additive: an earlier reader ignores them)
-SCHEMA_ID = "urn:provenance-verifier:schema:report:1.3"
+SCHEMA_ID = "urn:provenance-verifier:schema:report:1.4"
 
 
 class Verdict(str, Enum):
@@ -217,6 +218,13 @@ class Manipulation(BaseModel):
         None, description="Share of the query's pixels outside the aligned original that hold content rather than a uniform "
         "pad, border or canvas (a meme's captions, a collage's other tiles, the scene around a photographed screen): "
         "nothing there can be compared with the original. Part of the heatmap when judged manipulated; absent for a weak fit.")
+    colour_map_gain: float | None = Field(
+        None, description="8-bit levels (median absolute difference) by which one global colour map (3x3 matrix + offset) "
+        "from the original's colours to the query's brings the pair closer: large for a copy graded, tinted or filtered throughout. "
+        "Measured only when ChangeNet first called the pair manipulated; absent otherwise.")
+    colour_mapped: bool = Field(
+        False, description="Whether the decision comes from the pair with the original's colours mapped to the query's (a "
+        "global colour change undone): ChangeNet called the copy manipulated as it came and benign once mapped.")
 
 
 class RecoveredManifest(CredentialDetails):
@@ -240,7 +248,7 @@ class RecoveredManifest(CredentialDetails):
 
 
 class Report(BaseModel):
-    report_version: Literal["1.3"] = REPORT_VERSION
+    report_version: Literal["1.4"] = REPORT_VERSION
     id: uuid.UUID
     created_at: dt.datetime
     service: ServiceInfo

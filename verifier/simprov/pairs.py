@@ -124,6 +124,29 @@ def colour_matched(pair: AlignedPair, bins: int = 8) -> AlignedPair:
     return replace(pair, query=np.clip(out, 0, 255).round().astype(np.uint8))
 
 
+def colour_mapped(pair: AlignedPair) -> tuple[AlignedPair, float]:
+    """The pair with the candidate's colours carried to the aligned query's by one affine colour
+    map (3x3 matrix + offset, least squares over the covered pixels), and how many 8-bit levels
+    closer that brings them (median absolute difference before minus after).
+
+    A global map undoes grading, tints, sepia, channel mixing, greyscale and hue turns. It is
+    fitted from the original to the query, not back: a region recoloured in the query is a
+    minority whose original colours also appear elsewhere unchanged, so the map cannot follow
+    it; fitted the other way, a near-grey photo leaves the map free to paint a recoloured region
+    grey again (BENCHMARKS.md, "Graded copies")."""
+    covered = pair.valid.astype(bool).reshape(-1)
+    q = pair.query.reshape(-1, 3).astype(np.float32)
+    c = pair.candidate.reshape(-1, 3).astype(np.float32)
+    if int(covered.sum()) < 16:
+        return pair, 0.0
+    x = np.concatenate([c, np.ones((len(c), 1), np.float32)], 1)  # (S*S, 4)
+    m, *_ = np.linalg.lstsq(x[covered].astype(np.float64), q[covered].astype(np.float64), rcond=None)  # (4, 3)
+    mapped = np.clip(x @ m.astype(np.float32), 0, 255).round()
+    before = float(np.median(np.abs(q - c)[covered]))
+    after = float(np.median(np.abs(q - mapped)[covered]))
+    return replace(pair, candidate=mapped.astype(np.uint8).reshape(pair.candidate.shape)), before - after
+
+
 def pen_inputs(query: np.ndarray, valid: np.ndarray, candidate: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 batches (B, S, S, 3), (B, S, S), (B, S, S, 3) -> normalised (B, 4, S, S) x 2."""
     mean = torch.tensor(PEN_MEAN)[None, :, None, None]

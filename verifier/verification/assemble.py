@@ -110,6 +110,8 @@ def manipulation_section(change: ChangeResult, report_id: uuid.UUID, has_heatmap
         ),
         original_coverage=None if change.outside is None else round(change.outside.coverage, 4),
         added_content_fraction=None if change.outside is None else round(change.outside.added_fraction, 4),
+        colour_map_gain=None if change.colour_gain is None else round(change.colour_gain, 2),
+        colour_mapped=change.colour_mapped,
     )
 
 
@@ -136,11 +138,12 @@ def verdict(c2pa: C2paSection, ev: Evidence | None) -> Verdict:
 
 
 def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, learned: bool, warped: bool = False,
-                 added: float = 0.0) -> str:
+                 added: float = 0.0, recoloured: bool = False) -> str:
     """`warped`: stage 3 found content moved locally (a liquify-style warp), said in words
     because ChangeNet's probability alone would read as benign. `added`: the share of the
     query that is content outside the original, said from ADDED_NOTE because stage 3's verdict
-    is about the original's frame only."""
+    is about the original's frame only. `recoloured`: stage 3 judged the copy with a global
+    colour change undone, said so that "benign" is not read as "looks the same"."""
     signer = ((c2pa.summary or {}).get("signer") or {}).get("common_name")
     origin = f" Registered original: {match.original_id} from {match.publisher.name}." if match else ""
     ingredient_note = " An ingredient's own credentials do not validate." if c2pa.ingredient_failures else ""
@@ -148,6 +151,8 @@ def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, lear
     where = "; the heatmap shows where" if learned else ""
     if warped:
         how += ", which found content moved locally, as a liquify or warp tool does"
+    if recoloured and learned:
+        how += ", made after undoing a change of colour throughout the image, as a filter or grading makes"
     lines = {
         Verdict.C2PA_TRUSTED: f"Content Credentials validate and are signed by a trusted signer ({signer}).",
         Verdict.C2PA_VALID_UNTRUSTED: f"Content Credentials validate but the signer ({signer}) is not on the trust list.",

@@ -121,7 +121,8 @@ class VerificationPipeline:
             verdict=verdict,
             summary=assemble.summary_line(verdict, c2pa, match, ev.change is not None,
                                           warped=ev.change is not None and ev.change.warped,
-                                          added=ev.change.outside.added_fraction if ev.change and ev.change.outside else 0.0),
+                                          added=ev.change.outside.added_fraction if ev.change and ev.change.outside else 0.0,
+                                          recoloured=ev.change is not None and ev.change.colour_mapped),
         )
         payload = report.payload()
         jws = self.keys.current().sign_compact(canonical_json(payload))
