@@ -629,7 +629,8 @@ def test_colour_map_undoes_a_change_throughout_and_keeps_a_local_edit() -> None:
 def test_stage3_judges_a_graded_copy_again_colour_mapped(change: ChangeDetector) -> None:
     """ChangeNet alone calls a hue-turned copy manipulated; judged again with the colours
     mapped, it is benign, and the result says the map decided. The same turn over a pasted
-    box stays manipulated with the box in the map. Off (0), ChangeNet's first word stands;
+    box stays manipulated, and the map is the mapped look's: the box, not the recoloured
+    suit around it (the first look's map lit the suit too). Off (0), ChangeNet's first word stands;
     the setting reaches the service's detector and refuses nonsense."""
     from verifier.service import _pairwise_stages
     from verifier.settings import Settings
@@ -650,9 +651,9 @@ def test_stage3_judges_a_graded_copy_again_colour_mapped(change: ChangeDetector)
     edited = _hue_turned(_red_box(original))
     ev = View.of(edited)
     boxed = change.analyse(align_pair(ev, cv), ev, cv, edited.size)
-    assert boxed.manipulated and boxed.colour_gain is not None and boxed.colour_gain >= COLOUR_GAIN
+    assert boxed.manipulated and boxed.colour_mapped and boxed.colour_gain is not None and boxed.colour_gain >= COLOUR_GAIN
     region = boxed.region()
-    assert region is not None and region[40:150, 220:330].mean() > 0.3 and region.mean() < 0.3
+    assert region is not None and region[40:150, 220:330].mean() > 0.9 and region.mean() < 0.15
     for bad in ("-1", "300", "nan", "lots"):
         with pytest.raises(ValueError):
             Settings(stage3_colour_gain=bad)

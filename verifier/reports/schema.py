@@ -10,11 +10,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-REPORT_VERSION = "1.4"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...);
+REPORT_VERSION = "1.5"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...);
 # 1.2: manipulation.local_warp; 1.3: manipulation.original_coverage and added_content_fraction;
-# 1.4: manipulation.colour_map_gain and colour_mapped
+# 1.4: manipulation.colour_map_gain and colour_mapped; 1.5: colour_mapped also when the mapped look calls it
+# manipulated (its map is the report's)
 # (each additive: an earlier reader ignores them)
-SCHEMA_ID = "urn:provenance-verifier:schema:report:1.4"
+SCHEMA_ID = "urn:provenance-verifier:schema:report:1.5"
 
 
 class Verdict(str, Enum):
@@ -224,7 +225,9 @@ class Manipulation(BaseModel):
         "Measured only when ChangeNet first called the pair manipulated; absent otherwise.")
     colour_mapped: bool = Field(
         False, description="Whether the decision comes from the pair with the original's colours mapped to the query's (a "
-        "global colour change undone): ChangeNet called the copy manipulated as it came and benign once mapped.")
+        "global colour change undone): ChangeNet called the copy manipulated as it came, the map brought the pair at least "
+        "the service's bar closer, and the mapped look decided: benign, or manipulated with its heatmap (what the global "
+        "change does not explain).")
 
 
 class RecoveredManifest(CredentialDetails):
@@ -248,7 +251,7 @@ class RecoveredManifest(CredentialDetails):
 
 
 class Report(BaseModel):
-    report_version: Literal["1.4"] = REPORT_VERSION
+    report_version: Literal["1.5"] = REPORT_VERSION
     id: uuid.UUID
     created_at: dt.datetime
     service: ServiceInfo

@@ -16,8 +16,10 @@ added content, and joins the map of a query judged manipulated.
 A copy graded or filtered throughout (sepia, a tint, a strong curve) differs from its original
 everywhere, and ChangeNet, trained on mild colour changes only, can call that manipulated. When
 ChangeNet says manipulated and one global colour map (`pairs.colour_mapped`) brings the pair at
-least COLOUR_GAIN levels closer, the mapped pair is judged too; if that look calls it benign, its
-probability stands (and its map, empty once gated); otherwise the first look's stands.
+least COLOUR_GAIN levels closer, the mapped pair is judged again and that look decides: benign
+(its map empty once gated), or manipulated with its map, which shows what the global change does
+not explain (the first look's map also lit the recoloured areas: a box pasted into a hue-turned
+copy lit the whole suit around it; BENCHMARKS.md, "The mapped look's map").
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ class ChangeResult:
     warp_threshold: float = WARP_THRESHOLD  # 0: a warp never decides
     outside: Outside | None = None  # the query beyond the aligned original; None for a weak fit
     colour_gain: float | None = None  # levels a global colour map brought the pair closer; None: not looked
-    colour_mapped: bool = False  # the colour-mapped pair's look found it benign; its probability stands
+    colour_mapped: bool = False  # the colour-mapped pair's look decided (probability and map)
 
     @property
     def warped(self) -> bool:
@@ -139,9 +141,7 @@ class ChangeDetector:
         mapped, gain = colour_mapped(pair)
         if gain < self.colour_gain:
             return Judgement(p, heat, pair, gain)
-        p2, heat2 = self.raw(mapped)
-        if p2 >= DECISION_THRESHOLD:  # manipulated either way: the first look's map stands
-            return Judgement(p, heat, pair, gain)
+        p2, heat2 = self.raw(mapped)  # the mapped look decides, and its map shows what a global change does not explain
         return Judgement(p2, heat2, mapped, gain, True)
 
     def to(self, device: torch.device) -> ChangeDetector:
