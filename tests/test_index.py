@@ -145,6 +145,8 @@ def test_index_is_persisted_and_caught_up_after_a_crash(registered_service, sett
             assert regions.originals() == owners and len(regions.index) == 3 * regions.per_row
         query = Image.open(service.originals.blobs.path(service.registry.get(new).blob_key))
         assert service.search.search(query).match.original_id == new
+        for ix in service.search._indexes():  # the index came from its file: the vectors were read to be held
+            assert ix._held.on and len(ix._held) == 3
     finally:
         service.close()
 
@@ -217,6 +219,66 @@ def test_stage2_vectors_come_from_the_exact_index_or_the_database(registered_ser
         assert np.array_equal(service.search.vectors_for(ids), stored) and not calls
     finally:
         del main.store.vectors_for
+
+
+def test_held_vectors_answer_for_the_database_bit_for_bit(registered_service) -> None:  # type: ignore[no-untyped-def]
+    """`matching.held`: once an index is IVF-PQ (no exact copy to reconstruct from) the shortlist's
+    vectors come from memory, equal to the stored ones; an original dropped, one never held, and a
+    registry past the budget are read from the database again."""
+    import uuid
+
+    from verifier.matching.held import HeldVectors
+
+    service, _, ids = registered_service
+    for ix in service.search._indexes():
+        stored = ix.store.vectors_for(ix.model_id, ix.row_dim, ids).reshape(len(ids), ix.per_row, ix.dim)
+        assert ix._held.on and len(ix._held) == len(ids)
+        calls: list[int] = []
+        read, real = ix.store.vectors_for, ix.index
+
+        class PQLike:  # the real index, but as IVF-PQ offers vectors_for: no exact copy
+            kind = "ivfpq"
+
+            def reconstruct(self, _ids):  # type: ignore[no-untyped-def]
+                raise AssertionError("not from the index")
+
+            def __init__(self, real: VectorIndex) -> None:
+                self.real = real
+
+            def __getattr__(self, name):  # type: ignore[no-untyped-def]
+                return getattr(self.real, name)
+
+        ix.store.vectors_for = lambda *a, calls=calls, read=read: calls.append(1) or read(*a)  # type: ignore[method-assign,misc]
+        ix.index = PQLike(real)  # type: ignore[assignment]
+        try:
+            assert np.array_equal(ix.vectors_for(ids), stored) and not calls  # from memory
+            row = ix._row_of[ids[0]]
+            ix.forget(ids[0])
+            got = ix.vectors_for([ids[0], ids[1], uuid.uuid4()])
+            assert calls and np.array_equal(got[:2], stored[:2]) and not got[2].any()
+            ix.adopt([(row, ids[0])])  # followed back: held again
+            calls.clear()
+            assert np.array_equal(ix.vectors_for(ids), stored) and not calls
+            ix.held_bytes = (len(ids) - 1) * ix.row_dim * 4  # the registry outgrew the budget: not held at all
+            ix._refill(len(ids))
+            assert not ix._held.on and np.array_equal(ix.vectors_for(ids), stored) and calls
+            ix.held_bytes = len(ids) * ix.row_dim * 4
+            ix.reload()  # a rebuild holds them again from the rows it reads
+            calls.clear()
+            assert np.array_equal(ix.vectors_for(ids), stored) and not calls
+        finally:
+            del ix.store.vectors_for
+            ix.index = real
+    held = HeldVectors(4, 3 * 4 * 4)  # room for 3 rows: a fourth turns holding off, nothing half-held
+    for r in range(3):
+        held.put(r, np.full(4, r, np.float32))
+    assert held.get([2, 0])[:, 0].tolist() == [2, 0]
+    held.drop(1)
+    held.put(7, np.full(4, 7, np.float32))  # reuses the dropped slot
+    assert held.get([7])[0, 0] == 7 and held.get([1]) is None
+    held.put(8, np.zeros(4, np.float32))
+    assert not held.on and held.get([0]) is None and len(held) == 0
+    assert not HeldVectors(4, 0).on and not HeldVectors(4, 3 * 16, rows=4).on
 
 
 def test_rebuild_command(registered_service, settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]

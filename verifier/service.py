@@ -75,7 +75,7 @@ class Service:
                 EmbeddingStore(db), embedder, Calibration.load(embedder.model_id), top_k=settings.search_top_k,
                 index_path=settings.index_dir / f"{embedder.model_id}.faiss", nprobe=settings.index_nprobe,
                 regions=regions, regions_calibration=Calibration.load(regions.model_id) if regions else None,
-                rescore=settings.index_rescore,
+                rescore=settings.index_rescore, held_bytes=settings.vector_cache_mb * 2**20,
             )
             views = CandidateViews(settings.views_dir, settings.views_cache_size, settings.views_store)
             reranker, change = _pairwise_stages(settings)

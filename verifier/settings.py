@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     index_nprobe: int = Field(default=128, ge=1, le=1024, description="IVF lists probed per query (IVF-PQ only).")
     index_rescore: int = Field(default=1000, ge=1, le=10000, description="IVF-PQ only: the index's top N re-scored with "
                                "the stored float vectors, of which the best search_top_k are kept (BENCHMARKS.md, '10M vectors').")
+    vector_cache_mb: int = Field(default=1024, ge=0, le=1_048_576, description="Stored stage-1 vectors held in memory "
+                                 "per model while all fit (region model: 10 KB per original, so 1 GB holds ~100,000), "
+                                 "so re-scoring a shortlist reads no database; 0 = off (matching.held).")
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="Where the networks run: auto = CUDA when torch sees one, else CPU.")
     embedding_model: str = Field(default="auto", description="Stage-1 model id; auto = the trained one if shipped.")
