@@ -232,7 +232,7 @@ def test_held_vectors_answer_for_the_database_bit_for_bit(registered_service) ->
     service, _, ids = registered_service
     for ix in service.search._indexes():
         stored = ix.store.vectors_for(ix.model_id, ix.row_dim, ids).reshape(len(ids), ix.per_row, ix.dim)
-        assert ix._held.on and len(ix._held) == len(ids)
+        assert ix._held.on and len(ix._held) == len(ids) and service.search.state()["vectors_in_memory"] is True
         calls: list[int] = []
         read, real = ix.store.vectors_for, ix.index
 
@@ -262,6 +262,7 @@ def test_held_vectors_answer_for_the_database_bit_for_bit(registered_service) ->
             ix.held_bytes = (len(ids) - 1) * ix.row_dim * 4  # the registry outgrew the budget: not held at all
             ix._refill(len(ids))
             assert not ix._held.on and np.array_equal(ix.vectors_for(ids), stored) and calls
+            assert service.search.state()["vectors_in_memory"] is False  # /healthz says so
             ix.held_bytes = len(ids) * ix.row_dim * 4
             ix.reload()  # a rebuild holds them again from the rows it reads
             calls.clear()

@@ -174,6 +174,12 @@ class ModelIndex:
         if due:
             self.save()
 
+    @property
+    def holds_vectors(self) -> bool:
+        """Whether the stored vectors are held in memory (`matching.held`)."""
+        with self._lock:
+            return self._held.on
+
     def __len__(self) -> int:
         """Originals held."""
         with self._lock:
@@ -417,6 +423,7 @@ class ProvenanceSearch:
         out: dict[str, object] = {"originals": len(self.main), "kind": self.index.kind}
         if self.regions is not None:
             out["region_originals"] = len(self.regions)
+        out["vectors_in_memory"] = all(ix.holds_vectors for ix in self._indexes())  # VERIFIER_VECTOR_CACHE_MB
         return out
 
     def indexed_originals(self) -> set[uuid.UUID]:
