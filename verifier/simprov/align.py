@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import cv2
-import faiss
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -156,6 +155,8 @@ def screen_inliers(fq: SiftFeatures, q_shape: tuple[int, ...], candidates: list[
     sizes = [len(f) for f, _ in candidates]
     if len(fq) < max(2, MIN_INLIERS, bar) or not sum(sizes):
         return out
+    import faiss  # here, not at the top: training imports this module on machines without FAISS (the GPU recipe's)
+
     c = np.ascontiguousarray(np.concatenate([f.descriptors for f, _ in candidates]), np.float32)
     d2, nn = faiss.knn(c, np.ascontiguousarray(fq.descriptors, np.float32), 2)  # squared L2, best first
     good = d2[:, 0] < RATIO**2 * d2[:, 1]
