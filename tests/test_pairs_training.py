@@ -148,8 +148,8 @@ def test_training_runs_without_the_service_libraries(tmp_path: Path) -> None:
             "from verifier.cli import main\nsys.exit(main(sys.argv[1:]))")
     for argv in (["train", "pairs-data", "--photos", str(photos), "--out", str(data), "--workers", "1"],
                  ["train", "change", "--data", str(data), "--out", str(out), "--epochs", "1", "--batch", "8", "--device", "cpu"]):
-        done = subprocess.run([sys.executable, "-c", boot, *argv], capture_output=True, text=True, timeout=600)
+        done = subprocess.run([sys.executable, "-c", boot, *argv], capture_output=True, text=True, timeout=600, check=False)
         assert done.returncode == 0, done.stderr[-2000:]
     assert out.exists()
-    blocked = subprocess.run([sys.executable, "-c", boot, "bench", "--help"], capture_output=True, text=True, timeout=120)
+    blocked = subprocess.run([sys.executable, "-c", boot, "bench", "--help"], capture_output=True, text=True, timeout=120, check=False)
     assert blocked.returncode != 0 and "c2pa" in blocked.stderr  # the check has teeth: other commands need them

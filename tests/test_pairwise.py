@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
+from verifier.matching import views as views_mod
 from verifier.matching.views import CandidateViews
 from verifier.reports.heatmap import render_overlay
 from verifier.simprov import augment
@@ -353,14 +354,14 @@ def test_view_cache_survives_restart_and_torn_files(tmp_path: Path) -> None:
     feats, shape = CandidateViews(tmp_path).features(oid, lambda: pytest.fail("should come from the file"))
     assert shape == v.image.shape[:2] and np.array_equal(feats.points, v.features.points)
     assert np.array_equal(feats.descriptors, np.clip(v.features.descriptors, 0, 255).astype(np.uint8))
-    (tmp_path / f"{oid}.npz").write_bytes(b"torn")
+    (tmp_path / f"{oid}.view").write_bytes(b"torn")
     calls = []
     feats, shape = CandidateViews(tmp_path).features(oid, lambda: calls.append(1) or img)
     assert calls == [1] and shape == v.image.shape[:2] and len(feats) == len(v.features)
     fresh = CandidateViews(tmp_path).get(oid, lambda: calls.append(1) or img)
     assert calls == [1] and np.array_equal(fresh.image, v.image)
     cache.forget(oid)
-    assert not (tmp_path / f"{oid}.npz").exists()
+    assert not (tmp_path / f"{oid}.view").exists()
 
 
 @pytest.mark.parametrize("store", ["image", "none"])
@@ -386,13 +387,60 @@ def test_smaller_view_stores_give_the_same_views(tmp_path: Path, store: str) -> 
     assert np.array_equal(feats.points, full_read.features.points)
     if store == "image":
         assert calls == []  # read from its file
-        size, full_size = (tmp_path / store / f"{oid}.npz").stat().st_size, (tmp_path / "full" / f"{oid}.npz").stat().st_size
+        size, full_size = (tmp_path / store / f"{oid}.view").stat().st_size, (tmp_path / "full" / f"{oid}.view").stat().st_size
         assert size < 0.8 * full_size
         # files of either kind are read whatever the setting (processes may share one directory)
         mixed = CandidateViews(tmp_path / "full", store="image").get(oid, lambda: pytest.fail("from the full file"))
         assert np.array_equal(mixed.features.descriptors, full_read.features.descriptors)
     else:
-        assert calls == [1] and not any((tmp_path / store).glob("*.npz"))
+        assert calls == [1] and not any((tmp_path / store).glob("*.view"))
+
+
+def _v2_file(path: Path, view: View, keep_features: bool = True) -> None:
+    """A view file as the v2 writer made it (a zip of deflated arrays), for the reader's compatibility."""
+    image = io.BytesIO()
+    Image.fromarray(view.image).save(image, "WEBP", lossless=True, quality=100, method=4)
+    arrays = {"format": np.array(views_mod.FORMAT), "image_webp": np.frombuffer(image.getvalue(), np.uint8),
+              "full_size": np.array(view.full_size)}
+    if keep_features:
+        arrays["points"] = view.features.points
+        arrays["descriptors"] = np.clip(view.features.descriptors, 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
+    path.write_bytes(buf.getvalue())
+
+
+def test_v2_view_files_are_read_and_upgraded_bit_for_bit(tmp_path: Path) -> None:
+    """v3 files keep the features raw behind a 40-byte header (the screen reads them without the
+    image); v2 `.npz` files stay readable, and `upgrade` rewrites them with the same bytes."""
+    img = photo("astronaut")
+    ref = CandidateViews(tmp_path / "ref").put(uuid.uuid4(), img)
+    folder = tmp_path / "views"
+    folder.mkdir()
+    full, image_only = uuid.uuid4(), uuid.uuid4()
+    _v2_file(folder / f"{full}.npz", ref)
+    _v2_file(folder / f"{image_only}.npz", ref, keep_features=False)
+    (folder / f"{uuid.uuid4()}.npz").write_bytes(b"torn")
+    views = CandidateViews(folder)
+    for fmt in ("v2", "v3"):
+        for oid in (full, image_only):
+            got = CandidateViews(folder).get(oid, lambda: pytest.fail("from the file"))
+            assert np.array_equal(got.image, ref.image) and got.full_size == ref.full_size
+            assert np.array_equal(got.features.points, ref.features.points)
+            assert np.array_equal(got.features.descriptors, ref.features.descriptors)
+        feats, shape = CandidateViews(folder).features(full, lambda: pytest.fail("from the file"))
+        assert shape == ref.image.shape[:2] and np.array_equal(feats.descriptors, ref.features.descriptors)
+        if fmt == "v2":
+            assert sorted(views.upgrade(p) for p in views.legacy_files()) == [False, True, True]  # the torn one removed
+    assert not views.legacy_files() and len(list(folder.glob("*.view"))) == 2
+    new = (folder / f"{full}.view").read_bytes()
+    assert new[:8] == views_mod.MAGIC and new == (tmp_path / "ref" / f"{next((tmp_path / 'ref').glob('*.view')).stem}.view").read_bytes()
+    # a header that lies about the file is a torn file: recomputed, never trusted
+    head = bytearray(new)
+    head[12:16] = (10**6).to_bytes(4, "little", signed=True)  # n features beyond the file
+    (folder / f"{full}.view").write_bytes(bytes(head))
+    calls: list[int] = []
+    assert CandidateViews(folder).features(full, lambda: calls.append(1) or img)[1] == ref.image.shape[:2] and calls == [1]
 
 
 # -- metrics ---------------------------------------------------------------------------------

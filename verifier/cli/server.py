@@ -46,6 +46,8 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    if args.index_command == "upgrade-views":
+        return _upgrade_views(args)
     service = open_service(args)
     try:
         search = service.search
@@ -58,6 +60,20 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(f"index rebuilt from the database: {n} originals searchable ({search.method})")
     finally:
         service.close()
+    return 0
+
+
+def _upgrade_views(args: argparse.Namespace) -> int:
+    """Old view files stay readable; rewritten, the geometric screen reads their features ~25x faster."""
+    from tqdm import tqdm
+
+    from verifier.matching.views import CandidateViews
+
+    settings = settings_from(args)
+    views = CandidateViews(settings.views_dir, capacity=0)
+    files = views.legacy_files()
+    done = sum(views.upgrade(path) for path in tqdm(files, desc="views v2 -> v3", disable=not files))
+    print(f"{done} view files rewritten as v3, {len(files) - done} unreadable ones removed (recomputed when needed)")
     return 0
 
 
@@ -80,4 +96,5 @@ def add_parsers(sub: Any) -> None:
     xs = p.add_subparsers(dest="index_command", required=True)
     q = xs.add_parser("rebuild", help="rebuild the FAISS index from the vectors in PostgreSQL")
     q.add_argument("--reembed", action="store_true", help="recompute every vector from the stored originals first")
+    xs.add_parser("upgrade-views", help="rewrite stage 2-3 view files of an older format (v2 .npz) as v3")
     p.set_defaults(func=cmd_index)

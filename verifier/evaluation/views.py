@@ -59,7 +59,7 @@ def run_bench_views(service: Service, *, n: int = 300, seed: int = 0, command: s
                 get.append(time.perf_counter() - started)
                 ref = reference.setdefault(original.id, view)
                 same += _same(view, ref)
-            files = list(directory.glob("*.npz")) if directory.exists() else []
+            files = list(directory.glob("*.view")) if directory.exists() else []
             out["stores"][store] = {
                 "bytes_per_original": round(sum(f.stat().st_size for f in files) / len(sample)),
                 "write": _ms(put), "cold_read": _ms(get), "identical_to_full": same,

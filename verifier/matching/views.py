@@ -6,6 +6,12 @@ Size: ~97 KB per original, lossless (measured on the 3,870-photo bench registry:
 as a zlib-compressed array, 153 KB; v2 keeps it as lossless WebP, 58 KB instead of 114 KB, bit-identical
 pixels; SIFT descriptors 36 KB as uint8), i.e. ~1 GB per 10k.
 
+The file (v3, `<id>.view`) is a 40-byte header, the SIFT points and descriptors as raw arrays, then
+the WebP: the geometric screen reads up to 100 candidates' features per query that has no aligned
+match, and from a v2 `.npz` (a zip of deflated members, the working image's size parsed from the
+WebP) that took 1.2-2.3 ms each, from v3 0.05 ms (BENCHMARKS.md, "View files v3"). v2 files are still
+read; `verifier index upgrade-views` rewrites them.
+
 What is kept on disk is a setting (`VERIFIER_VIEWS_STORE`), because at 10M originals the views
 are the largest derived cost of the registry (`verifier bench-views` on the 10k dev registry):
 * ``full``: working image + SIFT features (76 KB per original), the fastest cold read (2.5 ms);
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import io
 import logging
+import struct
 import threading
 import uuid
 import zipfile
@@ -39,8 +46,46 @@ from verifier.simprov.pairs import WORK_SIDE, View
 
 log = logging.getLogger(__name__)
 
-FORMAT = f"view-v2-{WORK_SIDE}"  # v1 files (raw image array) are recomputed on first use
+FORMAT = f"view-v2-{WORK_SIDE}"  # v2 `.npz` files, still read; v1 files (raw image array) are recomputed on first use
+MAGIC = b"PVVIEW3\0"
+HEADER = struct.Struct("<8s8i")  # magic; work side, n features (-1: not kept), work w, h, full w, h, WebP bytes, 0
+MAX_SIDE = 1 << 20  # a header's sizes beyond this are a corrupt file, not an image
 ViewsStore = Literal["full", "image", "none"]
+
+
+def encode_view(feats: SiftFeatures | None, work_size: tuple[int, int], full_size: tuple[int, int], webp: bytes) -> bytes:
+    """A v3 file: header, points (n, 2) float32, descriptors (n, 128) uint8, WebP (`feats` None:
+    an `image` file, n = -1)."""
+    n = len(feats) if feats is not None else -1
+    head = HEADER.pack(MAGIC, WORK_SIDE, n, *work_size, *full_size, len(webp), 0)
+    if feats is None:
+        return head + webp
+    points = np.ascontiguousarray(feats.points, "<f4")
+    descriptors = np.clip(feats.descriptors, 0, 255).astype(np.uint8)
+    return head + points.tobytes() + descriptors.tobytes() + webp
+
+
+def _header(head: bytes, file_size: int) -> tuple[int, tuple[int, int], tuple[int, int], int]:
+    """(n features, work (w, h), full (w, h), WebP length) of a v3 header; ValueError when the
+    header does not describe this file exactly."""
+    if len(head) < HEADER.size:
+        raise ValueError("short header")
+    magic, side, n, ww, wh, fw, fh, webp_len, _ = HEADER.unpack(head[: HEADER.size])
+    if magic != MAGIC or side != WORK_SIDE:
+        raise ValueError("not a view file of this working size")
+    if not (0 < ww <= WORK_SIDE and 0 < wh <= WORK_SIDE and 0 < fw <= MAX_SIDE and 0 < fh <= MAX_SIDE and webp_len > 0
+            and -1 <= n <= MAX_SIDE):
+        raise ValueError("header out of range")
+    if file_size != HEADER.size + max(n, 0) * (8 + 128) + webp_len:
+        raise ValueError("size does not match the header")
+    return n, (ww, wh), (fw, fh), webp_len
+
+
+def _features(data: bytes, n: int) -> SiftFeatures:
+    at = HEADER.size
+    points = np.frombuffer(data, "<f4", 2 * n, at).reshape(n, 2).astype(np.float32)
+    descriptors = np.frombuffer(data, np.uint8, 128 * n, at + 8 * n).reshape(n, 128).astype(np.float32)
+    return SiftFeatures(points, descriptors)
 
 
 class CandidateViews:
@@ -52,6 +97,9 @@ class CandidateViews:
         self._lock = threading.Lock()
 
     def _path(self, original_id: uuid.UUID) -> Path:
+        return self.directory / f"{original_id}.view"
+
+    def _legacy_path(self, original_id: uuid.UUID) -> Path:
         return self.directory / f"{original_id}.npz"
 
     def put(self, original_id: uuid.UUID, img: Image.Image) -> View:
@@ -59,14 +107,9 @@ class CandidateViews:
         if self.store != "none":
             image = io.BytesIO()
             Image.fromarray(view.image).save(image, "WEBP", lossless=True, quality=100, method=4)
-            arrays = {"format": np.array(FORMAT), "image_webp": np.frombuffer(image.getvalue(), np.uint8),
-                      "full_size": np.array(view.full_size)}
-            if self.store == "full":
-                arrays["points"] = view.features.points
-                arrays["descriptors"] = np.clip(view.features.descriptors, 0, 255).astype(np.uint8)
-            buf = io.BytesIO()
-            np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
-            atomic_write(self._path(original_id), buf.getvalue())
+            feats = view.features if self.store == "full" else None
+            atomic_write(self._path(original_id), encode_view(feats, view.size, view.full_size, image.getvalue()))
+            self._legacy_path(original_id).unlink(missing_ok=True)
         self._remember(original_id, view)
         return view
 
@@ -97,8 +140,24 @@ class CandidateViews:
         return view.features, view.image.shape[:2]  # type: ignore[return-value]
 
     def _read_features(self, original_id: uuid.UUID) -> tuple[SiftFeatures, tuple[int, int]] | None:
-        """From a `full` file: the features, and the shape from the WebP header alone."""
-        path = self._path(original_id)
+        """From a `full` file: the features and the working shape, without the image."""
+        try:
+            with self._path(original_id).open("rb") as fh:
+                size = fh.seek(0, 2)
+                fh.seek(0)
+                head = fh.read(HEADER.size)
+                n, (w, h), _, _ = _header(head, size)
+                if n < 0:
+                    return None
+                return _features(head + fh.read(n * (8 + 128)), n), (h, w)
+        except FileNotFoundError:
+            return self._read_legacy_features(original_id)
+        except (OSError, ValueError):  # `get` recomputes and logs
+            return None
+
+    def _read_legacy_features(self, original_id: uuid.UUID) -> tuple[SiftFeatures, tuple[int, int]] | None:
+        """From a v2 `full` file: the features, and the shape from the WebP header alone."""
+        path = self._legacy_path(original_id)
         try:
             with np.load(path) as z:
                 if str(z["format"]) != FORMAT or "descriptors" not in z.files:
@@ -114,9 +173,28 @@ class CandidateViews:
         with self._lock:
             self._mem.pop(original_id, None)
         self._path(original_id).unlink(missing_ok=True)
+        self._legacy_path(original_id).unlink(missing_ok=True)
 
     def _read(self, original_id: uuid.UUID) -> View | None:
         path = self._path(original_id)
+        try:
+            data = path.read_bytes()
+            n, work, full, webp_len = _header(data, len(data))
+            webp = Image.open(io.BytesIO(data[len(data) - webp_len :]))
+            if webp.size != work:
+                raise ValueError("image size does not match the header")
+            image = np.asarray(webp.convert("RGB"), np.uint8)
+            # an `image` file: the same pixels give the same SIFT features
+            feats = _features(data, n) if n >= 0 else sift_features(image)
+            return View(image, feats, full)
+        except FileNotFoundError:
+            return self._read_legacy(original_id)
+        except (OSError, ValueError) as exc:  # torn or foreign: recompute
+            log.warning("view cache %s unreadable (%s); recomputing", path.name, exc)
+            return None
+
+    def _read_legacy(self, original_id: uuid.UUID) -> View | None:
+        path = self._legacy_path(original_id)
         try:
             with np.load(path) as z:
                 if str(z["format"]) != FORMAT:
@@ -132,6 +210,30 @@ class CandidateViews:
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # torn or foreign: recompute
             log.warning("view cache %s unreadable (%s); recomputing", path.name, exc)
             return None
+
+    def legacy_files(self) -> list[Path]:
+        """The v2 `.npz` files still here (`verifier index upgrade-views`)."""
+        return sorted(self.directory.glob("*.npz")) if self.directory.exists() else []
+
+    def upgrade(self, path: Path) -> bool:
+        """Rewrite one v2 file as v3: the same WebP bytes and features, no image decoded. An
+        unreadable or foreign one is removed (a read would recompute it anyway); False then."""
+        try:
+            original_id = uuid.UUID(path.stem)
+            with np.load(path) as z:
+                if str(z["format"]) != FORMAT:
+                    raise ValueError("not a v2 view")
+                webp = z["image_webp"].tobytes()
+                full = (int(z["full_size"][0]), int(z["full_size"][1]))
+                feats = (SiftFeatures(z["points"].astype(np.float32), z["descriptors"].astype(np.float32))
+                         if "descriptors" in z.files else None)
+            work = Image.open(io.BytesIO(webp)).size
+        except (OSError, ValueError, KeyError, IndexError, EOFError, zipfile.BadZipFile):
+            path.unlink(missing_ok=True)
+            return False
+        atomic_write(self._path(original_id), encode_view(feats, work, full, webp))
+        path.unlink(missing_ok=True)
+        return True
 
     def _remember(self, original_id: uuid.UUID, view: View) -> None:
         with self._lock:
