@@ -33,8 +33,10 @@ def main() -> None:
     ap.add_argument("--queries", type=Path, required=True)
     ap.add_argument("--n", type=int, default=80)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--kind", action="append", help="only queries of this kind (e.g. distinct: unregistered photos)")
     ap.add_argument("--out", type=Path, default=None, help="save the raw profile here (pstats)")
     ap.add_argument("--top", type=int, default=40)
+    ap.add_argument("--no-profile", action="store_true", help="times only (cProfile's overhead inflates Python-heavy stages)")
     args = ap.parse_args()
 
     settings = Settings(data_dir=args.data_dir, database_url=None, unsigned_originals=UnsignedPolicy.ALLOW,
@@ -43,7 +45,7 @@ def main() -> None:
     service = Service.open(settings)
     print(f"service open: {time.perf_counter() - started:.1f} s; index {service.search.state()}")
     try:
-        rows = list(csv.DictReader(args.queries.open()))
+        rows = [r for r in csv.DictReader(args.queries.open()) if not args.kind or r["kind"] in args.kind]
         rows = random.Random(args.seed).sample(rows, min(args.n, len(rows)))
         datas = [(args.queries.parent / r["query"]).read_bytes() for r in rows]
         for data in datas[:2]:  # warm-up
@@ -53,18 +55,21 @@ def main() -> None:
         profile = cProfile.Profile()
         for data in datas:
             t = time.perf_counter()
-            profile.enable()
+            if not args.no_profile:
+                profile.enable()
             report = service.pipeline.verify(data)
-            profile.disable()
+            if not args.no_profile:
+                profile.disable()
             totals.append((time.perf_counter() - t) * 1000)
             for stage, ms in report.timings_ms.items():
                 stages[stage].append(ms)
-        print(f"verify ({len(totals)} queries, profiled) p50 {np.median(totals):.0f} ms, p95 {np.percentile(totals, 95):.0f} ms")
+        print(f"verify ({len(totals)} queries{'' if args.no_profile else ', profiled'}) p50 {np.median(totals):.0f} ms, p95 {np.percentile(totals, 95):.0f} ms")
         for stage, ms in stages.items():
             print(f"  {stage:<18} p50 {np.median(ms):7.1f}  p95 {np.percentile(ms, 95):7.1f}")
-        if args.out:
-            profile.dump_stats(args.out)
-        pstats.Stats(profile).sort_stats("cumulative").print_stats(args.top)
+        if not args.no_profile:
+            if args.out:
+                profile.dump_stats(args.out)
+            pstats.Stats(profile).sort_stats("cumulative").print_stats(args.top)
     finally:
         service.close()
 
