@@ -3,7 +3,7 @@
 Opens a registered benchmark data directory (e.g. the 10k registry of scripts/latency_10k.sh) the
 way `verifier bench` does, verifies a seeded sample of a queries CSV (`verifier bench-data`'s
 format), and prints verify p50/p95, each stage's p50/p95 and the profile's top functions by
-cumulative time. Dev-size queries only (no 12 MP uploads): it finds the costs, `verifier bench`
+cumulative time (`--phone-size`: the queries as 12 MP uploads). It finds the costs, `verifier bench`
 measures them.
 
     python scripts/profile_verify.py --data-dir /tmp/bench10k --queries /tmp/devbench/queries.csv \
@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--kind", action="append", help="only queries of this kind (e.g. distinct: unregistered photos)")
     ap.add_argument("--out", type=Path, default=None, help="save the raw profile here (pstats)")
     ap.add_argument("--top", type=int, default=40)
+    ap.add_argument("--phone-size", action="store_true", help="every query upscaled to ~12 MP (as `verifier bench --large-share`)")
     ap.add_argument("--no-profile", action="store_true", help="times only (cProfile's overhead inflates Python-heavy stages)")
     args = ap.parse_args()
 
@@ -48,6 +49,10 @@ def main() -> None:
         rows = [r for r in csv.DictReader(args.queries.open()) if not args.kind or r["kind"] in args.kind]
         rows = random.Random(args.seed).sample(rows, min(args.n, len(rows)))
         datas = [(args.queries.parent / r["query"]).read_bytes() for r in rows]
+        if args.phone_size:
+            from verifier.evaluation.bench import phone_size
+
+            datas = [phone_size(d) for d in datas]
         for data in datas[:2]:  # warm-up
             service.pipeline.verify(data)
         totals: list[float] = []

@@ -190,3 +190,12 @@ def live_server(app: object) -> Iterator[tuple[str, int]]:
 
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str, anchors_file: Path) -> Path:
+    """The CLI's environment: a fresh data dir on the test database, the test CA trusted."""
+    monkeypatch.setenv("VERIFIER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("VERIFIER_DATABASE_URL", database_url)
+    monkeypatch.setenv("VERIFIER_TRUST_ANCHORS", str(anchors_file))
+    return tmp_path

@@ -17,7 +17,6 @@ from sqlalchemy import func, select
 from manifests.signing import ManifestDefinition, SignerCredentials, sign_image
 from tests.conftest import auth
 from tests.helpers import encode
-from tests.test_cli import cli_env  # noqa: F401 (fixture)
 from verifier.cli import main
 from verifier.service import Service
 from verifier.storage.models import AuditEvent, Embedding, Original

@@ -20,14 +20,6 @@ from tests.helpers import encode, photo_like
 from verifier.cli import main
 
 
-@pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str, anchors_file: Path) -> Path:
-    monkeypatch.setenv("VERIFIER_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("VERIFIER_DATABASE_URL", database_url)
-    monkeypatch.setenv("VERIFIER_TRUST_ANCHORS", str(anchors_file))
-    return tmp_path
-
-
 def test_inspect_json_signed_and_unsigned(tmp_path: Path, signer: SignerCredentials, anchors_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     signed = tmp_path / "signed.jpg"
     signed.write_bytes(sign_image(encode(photo_like(1)), "image/jpeg", signer, ManifestDefinition(title="s.jpg")))
