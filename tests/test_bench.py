@@ -194,7 +194,9 @@ def test_bench_store_refuses_bad_input_and_writes_nothing(tmp_path: Path, monkey
                                  {"VERIFIER_STAGE2_COLOUR_MIN_INLIERS": "-1"}, {"VERIFIER_STAGE2_COLOUR_MIN_INLIERS": "all"},
                                  {"VERIFIER_LOCAL_ONDISK": "maybe"}, {"VERIFIER_LOCAL_ONDISK_COMPACT": "0"},
                                  {"VERIFIER_LOCAL_ONDISK_COMPACT": "1.5"}, {"VERIFIER_LOCAL_ONDISK_COMPACT": "often"},
-                                 {"VERIFIER_LOCAL_LISTS_DIR": ""}, {"VERIFIER_LOCAL_LISTS_DIR": "  "}])
+                                 {"VERIFIER_LOCAL_LISTS_DIR": ""}, {"VERIFIER_LOCAL_LISTS_DIR": "  "},
+                                 {"VERIFIER_VECTOR_CACHE_MB": "-1"}, {"VERIFIER_VECTOR_CACHE_MB": "plenty"},
+                                 {"VERIFIER_LOG_LEVEL": "LOUD"}])
 def test_screen_and_rescore_settings_refuse_nonsense(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     from pydantic import ValidationError
 
@@ -204,3 +206,12 @@ def test_screen_and_rescore_settings_refuse_nonsense(env: dict[str, str], monkey
         monkeypatch.setenv(k, v)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_every_setting_is_in_the_readme() -> None:
+    """An operator configures the service from the README's table: a setting missing there is one
+    nobody can find."""
+    from verifier.settings import Settings
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert [name for name in Settings.model_fields if f"`VERIFIER_{name.upper()}`" not in readme] == []

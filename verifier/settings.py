@@ -166,7 +166,7 @@ class Settings(BaseSettings):
     body_timeout_s: float = Field(default=30.0, gt=0, le=600, description="408 when a request body stalls this long.")
     host: str = "127.0.0.1"
     port: int = 8000
-    log_level: str = "INFO"
+    log_level: Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"] = Field(default="INFO", description="The server's log level.")
 
     @field_validator("local_lists_dir", mode="before")
     @classmethod
