@@ -176,6 +176,11 @@ class Settings(BaseSettings):
             raise ValueError("VERIFIER_LOCAL_LISTS_DIR is empty: name a folder, or unset it for the default")
         return value
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _no_unknown_variables(self) -> Settings:
         """A misspelt VERIFIER_ variable would be ignored silently (e.g. VERIFIER_TRUST_ANCHOR
