@@ -410,7 +410,7 @@ def _v2_file(path: Path, view: View, keep_features: bool = True) -> None:
     path.write_bytes(buf.getvalue())
 
 
-def test_v2_view_files_are_read_and_upgraded_bit_for_bit(tmp_path: Path) -> None:
+def test_v2_view_files_are_read_and_upgraded_bit_for_bit(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """v3 files keep the features raw behind a 40-byte header (the screen reads them without the
     image); v2 `.npz` files stay readable, and `upgrade` rewrites them with the same bytes."""
     img = photo("astronaut")
@@ -428,8 +428,10 @@ def test_v2_view_files_are_read_and_upgraded_bit_for_bit(tmp_path: Path) -> None
             assert np.array_equal(got.image, ref.image) and got.full_size == ref.full_size
             assert np.array_equal(got.features.points, ref.features.points)
             assert np.array_equal(got.features.descriptors, ref.features.descriptors)
+        caplog.clear()
         feats, shape = CandidateViews(folder).features(full, lambda: pytest.fail("from the file"))
         assert shape == ref.image.shape[:2] and np.array_equal(feats.descriptors, ref.features.descriptors)
+        assert ("upgrade-views" in caplog.text) == (fmt == "v2")  # the operator is told, once per process
         if fmt == "v2":
             assert sorted(views.upgrade(p) for p in views.legacy_files()) == [False, True, True]  # the torn one removed
     assert not views.legacy_files() and len(list(folder.glob("*.view"))) == 2

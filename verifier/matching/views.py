@@ -95,6 +95,7 @@ class CandidateViews:
         self.store = store
         self._mem: OrderedDict[uuid.UUID, View] = OrderedDict()
         self._lock = threading.Lock()
+        self._legacy_seen = False  # logged once: the operator's cue to run `verifier index upgrade-views`
 
     def _path(self, original_id: uuid.UUID) -> Path:
         return self.directory / f"{original_id}.view"
@@ -151,7 +152,10 @@ class CandidateViews:
                     return None
                 return _features(head + fh.read(n * (8 + 128)), n), (h, w)
         except FileNotFoundError:
-            return self._read_legacy_features(original_id)
+            got = self._read_legacy_features(original_id)
+            if got is not None:
+                self._note_legacy()
+            return got
         except (OSError, ValueError):  # `get` recomputes and logs
             return None
 
@@ -188,7 +192,10 @@ class CandidateViews:
             feats = _features(data, n) if n >= 0 else sift_features(image)
             return View(image, feats, full)
         except FileNotFoundError:
-            return self._read_legacy(original_id)
+            view = self._read_legacy(original_id)
+            if view is not None:
+                self._note_legacy()
+            return view
         except (OSError, ValueError) as exc:  # torn or foreign: recompute
             log.warning("view cache %s unreadable (%s); recomputing", path.name, exc)
             return None
@@ -210,6 +217,12 @@ class CandidateViews:
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # torn or foreign: recompute
             log.warning("view cache %s unreadable (%s); recomputing", path.name, exc)
             return None
+
+    def _note_legacy(self) -> None:
+        if not self._legacy_seen:
+            self._legacy_seen = True
+            log.warning("view files of the older v2 format are in use (read ~25x slower by the geometric screen); "
+                        "`verifier index upgrade-views` rewrites them")
 
     def legacy_files(self) -> list[Path]:
         """The v2 `.npz` files still here (`verifier index upgrade-views`)."""
