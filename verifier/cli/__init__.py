@@ -29,7 +29,6 @@ def _configuration_errors() -> tuple[type[Exception], ...]:
     return (ValidationError, SettingsError, TrustSettingsError, SoftBindingError)
 
 
-
 TRAINING_COMMANDS = ("train", "calibrate")
 
 
