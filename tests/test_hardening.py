@@ -132,6 +132,47 @@ def test_large_uploads_are_processed_at_a_bounded_size_and_reported_at_their_own
     assert np.allclose(corner[:2] / corner[2], [3072, 3072], atol=40)  # the original's corner lands on the upload's
 
 
+def test_a_large_original_is_aligned_in_its_own_pixels(service: Service, publisher_key: str, signer) -> None:  # type: ignore[no-untyped-def]
+    """An original larger than `work_max_side` is registered at the working size, but the report's
+    alignment maps the original's own pixels (as it says) and the compare view lays the whole
+    original under the query, not a magnified corner of it."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from skimage import data as skdata
+
+    from manifests.signing import sign_image
+
+    side = 3 * service.settings.work_max_side
+    original = Image.fromarray(skdata.astronaut()).convert("RGB").resize((side, side), Image.BICUBIC)
+    service.settings.max_image_pixels, service.settings.max_upload_bytes = 20_000_000, 20_000_000
+    with TestClient(create_app(service=service)) as client:
+        r = client.post("/v1/originals", files={"file": ("a.jpg", sign_image(encode(original), "image/jpeg", signer), "image/jpeg")},
+                        headers=auth(publisher_key))
+        assert r.status_code == 201
+        [key] = keys(service, 1)
+        copy = original.resize((900, 900), Image.BICUBIC)
+        report = client.post("/v1/verify", files={"file": ("copy.jpg", encode(copy, quality=90), "image/jpeg")},
+                             headers=auth(key)).json()["report"]
+        assert report["match"]["original_id"] == r.json()["id"]
+        h = np.asarray(report["manipulation"]["alignment"])
+        corner = h @ np.array([side, side, 1.0])
+        assert np.allclose(corner[:2] / corner[2], [900, 900], atol=15)  # the original's far corner on the copy's
+        shown = client.get(f"/v1/reports/{report['id']}/original.jpg", headers=auth(key))
+        assert shown.status_code == 200
+        under = np.asarray(Image.open(io.BytesIO(shown.content)).convert("L").resize((900, 900)), np.float32)
+        assert np.abs(under - np.asarray(copy.convert("L"), np.float32)).mean() < 12  # the same picture, in place
+        # a view recomputed from the stored original (lost file) is the one ingest made, not one of the full size
+        import uuid
+
+        views, oid = service.matcher.views, uuid.UUID(r.json()["id"])
+        made = views.get(oid, lambda: pytest.fail("ingest made it"))
+        views.forget(oid)
+        again = views.get(oid, service.matcher.loader(oid))
+        assert again.full_size == made.full_size and np.array_equal(again.image, made.image)
+
+
 def test_jpeg_is_decoded_at_reduced_scale() -> None:
     from PIL import Image
 

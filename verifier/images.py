@@ -174,9 +174,10 @@ def _over_white(rgba: Image.Image) -> Image.Image:
     return out
 
 
-def load_stored(data: bytes, width: int, height: int) -> Image.Image:
-    """Decode a registered original's stored bytes (already checked at ingest: the limits are its own)."""
-    return load_image(data, max_bytes=len(data) + 1, max_pixels=width * height + 1)[1]
+def load_stored(data: bytes, width: int, height: int, max_side: int | None = None) -> Image.Image:
+    """Decode a registered original's stored bytes (already checked at ingest: the limits are its own);
+    with `max_side`, as ingest saw it (`work_max_side`: the pixels its vectors and view came from)."""
+    return load_image(data, max_bytes=len(data) + 1, max_pixels=width * height + 1, max_side=max_side)[1]
 
 
 def load_rgb(path: str | Path) -> Image.Image:

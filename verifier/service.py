@@ -86,12 +86,13 @@ class Service:
                                 lists_dir=lists if settings.local_ondisk else None,
                                 compact_at=settings.local_ondisk_compact) if settings.local_votes else None
             matcher = Matcher(originals, search, views, reranker.to(device) if reranker else None,
-                              change.to(device) if change else None, min_inliers=settings.stage2_min_inliers, local=local)
+                              change.to(device) if change else None, min_inliers=settings.stage2_min_inliers, local=local,
+                              work_max_side=settings.work_max_side)
             registry = Registry(settings, originals, SearchIndexer(search, views, matcher))
             local_sync = matcher.sync_votes if local is not None else None
             follower = RegistryFollower(db, search, views, settings.follow_interval_s, on_change=local_sync)
             after = follower.position()  # before loading: a change committed meanwhile is replayed, not lost
-            search.load(originals.image)
+            search.load(lambda o: originals.image(o, settings.work_max_side))  # as ingest embedded them
             if matcher.local is not None:  # loaded and caught up now, not inside the first request that needs it
                 matcher.local.load()
                 matcher.sync_votes()  # from here on a vote applies only what changed since

@@ -77,7 +77,7 @@ def run_reembed(service: Service, *, batch: int = 64, workers: int | None = None
         if started_here:
             ray.shutdown()
     search.reset()
-    search.load(service.originals.image)
+    search.load(lambda o: service.originals.image(o, service.settings.work_max_side))
     with service.db.session() as session:
         session.add(RegistryChange(action="rebuild"))  # every other process rebuilds from the new vectors
     if failed:

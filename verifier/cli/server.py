@@ -52,7 +52,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     try:
         search = service.search
         search.reset(reembed=args.reembed)
-        n = search.load(service.originals.image)
+        n = search.load(lambda o: service.originals.image(o, service.settings.work_max_side))
         from verifier.storage.models import RegistryChange
 
         with service.db.session() as session:  # other processes rebuild theirs from the database too

@@ -73,8 +73,10 @@ class Matcher:
         change: ChangeDetector | None = None,
         min_inliers: int = 0,
         local: LocalSearch | None = None,
+        work_max_side: int | None = None,
     ) -> None:
         self.originals = originals
+        self.work_max_side = work_max_side  # originals are decoded as ingest reduced them (their views' frame)
         self.local = local if (views and reranker and change) else None  # its finds need stage 2 to judge them
         self.min_inliers = min_inliers
         self.search = search
@@ -129,7 +131,7 @@ class Matcher:
         if original is not None:
             original_bytes = self.originals.read_bytes(original)
             if exact is None:
-                original_image = load_stored(original_bytes, original.width, original.height)
+                original_image = load_stored(original_bytes, original.width, original.height, self.work_max_side)
                 pixel = compare_pixels(image, original_image)
                 clock.lap("compare")
                 if not pixel.identical and self.change is not None and query_view is not None and stage2 is not None:
@@ -323,7 +325,7 @@ class Matcher:
 
     def loader(self, original_id: uuid.UUID) -> Callable[[], Image.Image]:
         """How to load an original's image, for a view computed on demand."""
-        return lambda: self.originals.image(self.originals.get(original_id))
+        return lambda: self.originals.image(self.originals.get(original_id), self.work_max_side)
 
     def _stage3(self, image: Image.Image, query_view: View, original: Original, original_image: Image.Image,
                 outcome: SearchOutcome, stage2: Stage2Result) -> ChangeResult:

@@ -72,12 +72,13 @@ class ChangeResult:
     p_manipulated: float
     grid: np.ndarray  # (7, 7) in [0, 1], the original's frame; zeros when judged benign
     query_heat: np.ndarray | None  # (H, W) in [0, 1] over the query; None when judged benign
-    to_query: np.ndarray | None = None  # (3, 3) homography: original's full-size pixels -> query's pixels
+    to_query: np.ndarray | None = None  # (3, 3) homography: the original's pixels in `original_frame` -> query's pixels
     moved: np.ndarray | None = None  # (7, 7) local displacement beyond the alignment, share of the long side
     warp_threshold: float = WARP_THRESHOLD  # 0: a warp never decides
     outside: Outside | None = None  # the query beyond the aligned original; None for a weak fit
     colour_gain: float | None = None  # levels a global colour map brought the pair closer; None: not looked
     colour_mapped: bool = False  # the colour-mapped pair's look decided (probability and map)
+    original_frame: tuple[int, int] | None = None  # (w, h) of the original its view was made from (ingest's size)
 
     @property
     def warped(self) -> bool:
@@ -158,7 +159,7 @@ class ChangeDetector:
             moved = pair.alignment.moved / float(max(candidate.image.shape[:2]))
         outside = outside_original(pair.alignment, candidate, query) if pair.alignment.global_ok else None
         result = ChangeResult(p, np.zeros_like(heat), None, to_query, moved, self.warp_threshold, outside,
-                              j.colour_gain, j.colour_mapped)
+                              j.colour_gain, j.colour_mapped, candidate.full_size)
         if p < DECISION_THRESHOLD:
             if not result.warped:
                 return result

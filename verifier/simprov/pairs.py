@@ -251,8 +251,10 @@ def outside_original(alignment: Alignment, candidate: View, query_view: View) ->
 
 
 def original_to_query(pair: AlignedPair, candidate: View, query_view: View, query_size: tuple[int, int]) -> np.ndarray:
-    """(3, 3) homography from the original's full-size pixels to the query's pixels: what a
-    viewer needs to show the original aligned under the query (the compare view)."""
+    """(3, 3) homography from the pixels of the original the candidate's view was made from
+    (`candidate.full_size`) to the query's pixels (`query_size`): what a viewer needs to show the
+    original aligned under the query (the compare view; the report scales it to the original's own
+    pixels when ingest had reduced them)."""
     cw, ch = candidate.size
     fw, fh = candidate.full_size
     qw, qh = query_view.size

@@ -96,9 +96,11 @@ class OriginalStore:
     def read_bytes(self, original: Original) -> bytes:
         return self.blobs.get(original.blob_key)
 
-    def image(self, original: Original) -> Image.Image:
-        """The stored original decoded as at ingest (EXIF orientation applied, RGB)."""
-        return load_stored(self.read_bytes(original), original.width, original.height)
+    def image(self, original: Original, max_side: int | None = None) -> Image.Image:
+        """The stored original decoded as at ingest (EXIF orientation applied, RGB): at full size, or
+        at most `max_side` long the way ingest reduced it (`work_max_side`: what its vectors and
+        view were computed from, so that anything recomputed from it is the same)."""
+        return load_stored(self.read_bytes(original), original.width, original.height, max_side)
 
     # -- write --------------------------------------------------------------------------
 

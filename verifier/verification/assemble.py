@@ -81,12 +81,15 @@ def match_section(ev: Evidence) -> MatchSection | None:
 
 
 def manipulation_section(change: ChangeResult, report_id: uuid.UUID, has_heatmap: bool,
-                         to_full: tuple[float, float] = (1.0, 1.0)) -> Manipulation:
-    """`to_full`: scale from the frame the query was processed in to its own pixels."""
+                         to_full: tuple[float, float] = (1.0, 1.0), from_original: float = 1.0) -> Manipulation:
+    """`to_full`: scale from the frame the query was processed in to its own pixels;
+    `from_original`: from the original's own pixels to the frame its view was made in (ingest
+    reduces an original larger than `work_max_side`). The alignment then maps the original's
+    pixels to the upload's, as the report says."""
     region = change.region()
     alignment = None
     if change.to_query is not None:
-        h = np.diag([to_full[0], to_full[1], 1.0]) @ change.to_query
+        h = np.diag([to_full[0], to_full[1], 1.0]) @ change.to_query @ np.diag([from_original, from_original, 1.0])
         alignment = [[round(float(v), 8) for v in row] for row in h]
     return Manipulation(
         method=f"{CHANGE_ID} (PEN + 7x7 heatmap head, refined to pixels by the aligned residual), "

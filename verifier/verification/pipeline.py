@@ -103,7 +103,13 @@ class VerificationPipeline:
                 heat_sources = overlay_sources(image, ev.change.query_heat)
                 heatmap_layer = render_layer(ev.change.query_heat, OUTLINE_THRESHOLD)
             to_full = (info.width / image.width, info.height / image.height)  # the work frame -> the upload's pixels
-            manipulation = assemble.manipulation_section(ev.change, report_id, heat_sources is not None, to_full)
+            # the original's side likewise: from the frame ingest reduced it to, to its own pixels
+            frame = ev.change.original_frame
+            from_original = 1.0
+            if frame is not None and ev.original is not None:
+                from_original = max(frame) / max(ev.original.width, ev.original.height)  # orientation-proof: long sides
+            manipulation = assemble.manipulation_section(ev.change, report_id, heat_sources is not None, to_full,
+                                                         from_original)
             clock.lap("heatmap")
         verdict = assemble.verdict(c2pa, ev)
         report = Report(
