@@ -11,7 +11,7 @@
   what the pipeline decided for that query (benign -> all zeros, no or wrong match -> all
   ones), as in the paper; ungated, also the bare 7x7 map. Baselines on the same aligned
   pair: SSD + F_A on the 7x7 grid (the paper's protocol), SSD + F_A per pixel (the
-  residual's significance map of `localise` alone) and ImageNet-feature difference + F_A
+  residual's significance map of `localise` alone, at the working frame as SImProv's map) and ImageNet-feature difference + F_A
   (EfficientNet-Lite0 ImageNet features, the pretrained CNN that ships here, in place of
   the paper's ResNet50), ungated.
 """
@@ -28,10 +28,10 @@ import torch
 from PIL import Image
 
 from verifier.simprov.change import OUTLINE_THRESHOLD
-from verifier.simprov.localise import refine_heat, significance
+from verifier.simprov.localise import significance
 from verifier.simprov.metrics import average_precision, iou
 from verifier.simprov.nn.pen import GRID
-from verifier.simprov.pairs import AlignedPair, View, heat_to_query
+from verifier.simprov.pairs import AlignedPair, View, aligned_frame, heat_to_query
 
 
 def _grid_from_map(diff: np.ndarray) -> np.ndarray:
@@ -117,7 +117,8 @@ class PairwiseMeasures:
             ours = np.zeros_like(truth)  # judged benign / unmodified
         peak = float(raw.max())
         coarse = raw / peak if peak > 1e-9 else raw
-        ungated = _binary_from_grid(refine_heat(coarse, judged.pair), true_view, pair, qview, query.size)
+        ungated = _binary_from_grid(change.pixel_map(judged, coarse, qview, true_view), true_view, pair, qview, query.size)
+        frame = aligned_frame(pair, qview, true_view)
         if self.feature_diff is None:
             self.feature_diff = ImageNetFeatureDiff()
         for name, pred in (
@@ -125,7 +126,7 @@ class PairwiseMeasures:
             ("simprov_ungated", ungated),
             ("simprov_7x7_ungated", _binary_from_grid(coarse, true_view, pair, qview, query.size)),
             ("ssd+FA", _binary_from_grid(ssd_grid(pair), true_view, pair, qview, query.size)),
-            ("ssd_pixel+FA", _binary_from_grid(significance(pair), true_view, pair, qview, query.size)),
+            ("ssd_pixel+FA", _binary_from_grid(significance(frame), true_view, pair, qview, query.size)),
             ("imagenet_feature_diff+FA", _binary_from_grid(self.feature_diff.grid(pair), true_view, pair, qview, query.size)),
         ):
             self.ious[group][name].append(iou(pred, truth))

@@ -40,7 +40,9 @@ from verifier.simprov.pairs import (
     AlignedPair,
     Outside,
     View,
-    colour_mapped,
+    aligned_frame,
+    apply_colour_map,
+    colour_map_fit,
     heat_to_query,
     original_to_query,
     outside_original,
@@ -104,6 +106,7 @@ class Judgement:
     pair: AlignedPair
     colour_gain: float | None = None
     colour_mapped: bool = False
+    colour_map: np.ndarray | None = None  # (4, 3) `pairs.colour_map_fit`'s map, when the mapped look decided
 
 
 class ChangeDetector:
@@ -139,11 +142,18 @@ class ChangeDetector:
         p, heat = self.raw(pair)
         if p < DECISION_THRESHOLD or self.colour_gain <= 0 or not pair.alignment.global_ok:
             return Judgement(p, heat, pair)  # (a weak fit's pixels do not correspond: no colour map)
-        mapped, gain = colour_mapped(pair)
-        if gain < self.colour_gain:
+        m, gain = colour_map_fit(pair)
+        if m is None or gain < self.colour_gain:
             return Judgement(p, heat, pair, gain)
+        mapped = replace(pair, candidate=apply_colour_map(pair.candidate, m))
         p2, heat2 = self.raw(mapped)  # the mapped look decides, and its map shows what a global change does not explain
-        return Judgement(p2, heat2, mapped, gain, True)
+        return Judgement(p2, heat2, mapped, gain, True, m)
+
+    def pixel_map(self, judged: Judgement, grid: np.ndarray, query: View, candidate: View) -> np.ndarray:
+        """`grid` (the judged 7x7 map, max 1) refined below the grid by the aligned residual
+        (`localise`), at the candidate's working frame and with the colours as the judge saw
+        them: (h, w) in [0, 1] over the candidate's working image."""
+        return refine_heat(grid, aligned_frame(judged.pair, query, candidate, judged.colour_map))
 
     def to(self, device: torch.device) -> ChangeDetector:
         with self._lock:
@@ -171,7 +181,7 @@ class ChangeDetector:
                 heat_to_query(grid, candidate, pair.alignment, query_size, query), outside))
         peak = float(heat.max())
         grid = heat / peak if peak > 1e-6 else heat
-        fine = refine_heat(grid, j.pair)
+        fine = self.pixel_map(j, grid, query, candidate)
         return replace(result, grid=grid, query_heat=_with_added(
             heat_to_query(fine, candidate, pair.alignment, query_size, query), outside))
 

@@ -2,10 +2,11 @@
 residual says *which pixels*.
 
 A 7x7 cell is 1/49 of the frame, so the coarse map cannot outline a copy-moved patch of
-0.3-3 % of it (issue 17: IoU 0.17 on small copy-moves, below plain SSD). The query is
-already aligned into the original's frame (`AlignedPair`, PEN_SIZE px), so the difference
-of the two images is a pixel-level map; alone it also lights up re-compression and
-grading. Here it is made a *significance* map and gated by the coarse map:
+0.3-3 % of it (issue 17: IoU 0.17 on small copy-moves, below plain SSD). The query aligned
+into the original's working frame (`pairs.aligned_frame`: up to 256 px on the long side, about
+twice as fine as the networks' 112-px square) differs from the original pixel by pixel; alone
+that difference also lights up re-compression and grading. Here it is made a
+*significance* map and gated by the coarse map:
 
 * colour: a per-channel linear fit query ~ a * original + b over the pixels ChangeNet calls
   unchanged (coarse < BACKGROUND), so a global grade does not count as an edit;
@@ -17,7 +18,9 @@ grading. Here it is made a *significance* map and gated by the coarse map:
   original's colours).
 
 Constants were chosen on copy-moves and composites of `train` photos (leave-family-out
-families, never COVERAGE or MICC-F220); the measurements are in BENCHMARKS.md.
+families, never COVERAGE or MICC-F220); the measurements are in BENCHMARKS.md ("Heatmaps
+below the 7x7 grid", then "Stage 3's pixel map at the working frame": moving from the
+112-px pair to the working frame, NOISE_FACTOR 5 -> 6).
 """
 
 from __future__ import annotations
@@ -31,12 +34,12 @@ __all__ = ["METHOD", "refine_heat", "significance"]
 
 METHOD = "7x7 ChangeNet map refined by the colour-corrected aligned residual"
 BACKGROUND = 0.2
-NOISE_FACTOR = 5.0
+NOISE_FACTOR = 6.0
 NOISE_FLOOR = 2.0
 SMALL_AREA = 0.1
 AREA_LEVEL = 0.35  # = change.OUTLINE_THRESHOLD: the coarse outline whose area picks the fusion
 BLUR_SIGMA = 1.5
-MIN_FIT_PIXELS = 500
+MIN_FIT_SHARE = 0.04  # of the frame: fewer background pixels than this, and the fit uses all covered ones
 
 
 def _colour_matched(query: np.ndarray, original: np.ndarray, fit: np.ndarray) -> np.ndarray:
@@ -54,11 +57,11 @@ def _colour_matched(query: np.ndarray, original: np.ndarray, fit: np.ndarray) ->
 
 
 def significance(pair: AlignedPair, background: np.ndarray | None = None) -> np.ndarray:
-    """(S, S) in [0, 1]: how far each aligned query pixel departs from the original, in
+    """(h, w) in [0, 1]: how far each aligned query pixel departs from the original, in
     units of the pair's own noise (1 = clearly edited); 0 outside the query's footprint."""
     valid = pair.valid.astype(bool)
     fit = valid & background if background is not None else valid
-    if fit.sum() < MIN_FIT_PIXELS:
+    if fit.sum() < MIN_FIT_SHARE * fit.size:
         fit = valid
     q = pair.query.astype(np.float32)
     c = _colour_matched(q, pair.candidate.astype(np.float32), fit)
@@ -70,9 +73,9 @@ def significance(pair: AlignedPair, background: np.ndarray | None = None) -> np.
 
 
 def refine_heat(grid: np.ndarray, pair: AlignedPair) -> np.ndarray:
-    """7x7 map in [0, 1] (max 1) -> (S, S) map over the aligned frame, max-normalised."""
-    s = pair.query.shape[0]
-    coarse = np.clip(cv2.resize(grid.astype(np.float32), (s, s), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
+    """7x7 map in [0, 1] (max 1) -> (h, w) map over the pair's frame, max-normalised."""
+    h, w = pair.query.shape[:2]
+    coarse = np.clip(cv2.resize(grid.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
     sig = significance(pair, coarse < BACKGROUND)
     small = float((coarse >= AREA_LEVEL).mean()) < SMALL_AREA
     fine = coarse * sig if small else np.sqrt(coarse * sig)

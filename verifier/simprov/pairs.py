@@ -70,7 +70,8 @@ class View:
 @dataclass(frozen=True)
 class AlignedPair:
     """The PEN's view of a pair, kept as uint8 so that training data and service inputs
-    take exactly the same path into the network (`pen_inputs`)."""
+    take exactly the same path into the network (`pen_inputs`). S = PEN_SIZE for the
+    networks; `aligned_frame` makes the same pair at the candidate's working frame (h, w)."""
 
     query: np.ndarray  # (S, S, 3) uint8: the query aligned into the candidate frame
     valid: np.ndarray  # (S, S) uint8: 1 where the query covers the candidate frame
@@ -91,18 +92,36 @@ def _to_u8(x: torch.Tensor) -> np.ndarray:  # (3, S, S) [0, 1] -> (S, S, 3) uint
     return (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
 
 
+def _warped(query: View, alignment: Alignment) -> torch.Tensor:
+    """(4, hc, wc): the query's RGB in [0, 1] resampled into the candidate's working frame by
+    F_A, and its coverage (1 where the query's pixels land)."""
+    q = torch.tensor(query.image).permute(2, 0, 1).float()[None] / 255
+    ones = torch.ones(1, 1, *query.image.shape[:2])
+    with torch.no_grad():
+        return dwu(torch.cat([q, ones], 1), alignment.normalised_grid())[0]
+
+
 def align_pair(query: View, candidate: View, mirror: bool = True) -> AlignedPair:
     """The query aligned into the candidate's frame (`mirror`: whether a weak fit is retried
     with the mirrored query, `align.estimate_alignment`)."""
     a = estimate_alignment(query.image, candidate.image, query_feats=query.features, cand_feats=candidate.features,
                            query_mirrored=query.mirrored_features, mirror=mirror)
-    q = torch.tensor(query.image).permute(2, 0, 1).float()[None] / 255
-    ones = torch.ones(1, 1, *query.image.shape[:2])
+    warped = _warped(query, a)
     with torch.no_grad():
-        warped = dwu(torch.cat([q, ones], 1), a.normalised_grid())[0]  # (4, hc, wc)
         valid = (_squash((warped[3:] > 0.999).float())[0] > 0.5).numpy().astype(np.uint8)
         c = torch.tensor(candidate.image).permute(2, 0, 1).float() / 255
         return AlignedPair(_to_u8(_squash(warped[:3])), valid, _to_u8(_squash(c)), a)
+
+
+def aligned_frame(pair: AlignedPair, query: View, candidate: View, colour_map: np.ndarray | None = None) -> AlignedPair:
+    """The same pair at the candidate's working frame (h, w: up to WORK_SIDE px on the long side,
+    its own aspect) instead of the networks' PEN_SIZE square: stage 3's pixel map (`localise`)
+    outlines an edit there about twice as finely (BENCHMARKS.md, "Stage 3's pixel map at the
+    working frame"). `colour_map` (`colour_map_fit`'s) maps the candidate as the judge saw it."""
+    warped = _warped(query, pair.alignment)
+    valid = (warped[3] > 0.999).numpy().astype(np.uint8)
+    cand = candidate.image if colour_map is None else apply_colour_map(candidate.image, colour_map)
+    return AlignedPair(_to_u8(warped[:3]), valid, cand, pair.alignment)
 
 
 def colour_matched(pair: AlignedPair, bins: int = 8) -> AlignedPair:
@@ -124,10 +143,11 @@ def colour_matched(pair: AlignedPair, bins: int = 8) -> AlignedPair:
     return replace(pair, query=np.clip(out, 0, 255).round().astype(np.uint8))
 
 
-def colour_mapped(pair: AlignedPair) -> tuple[AlignedPair, float]:
-    """The pair with the candidate's colours carried to the aligned query's by one affine colour
-    map (3x3 matrix + offset, least squares over the covered pixels), and how many 8-bit levels
-    closer that brings them (median absolute difference before minus after).
+def colour_map_fit(pair: AlignedPair) -> tuple[np.ndarray | None, float]:
+    """One affine colour map (3x3 matrix + offset, least squares over the covered pixels) that
+    carries the candidate's colours to the aligned query's, as a (4, 3) matrix, and how many
+    8-bit levels closer it brings them (median absolute difference before minus after); None
+    and 0 when too little is covered to fit.
 
     A global map undoes grading, tints, sepia, channel mixing, greyscale and hue turns. It is
     fitted from the original to the query, not back: a region recoloured in the query is a
@@ -138,13 +158,28 @@ def colour_mapped(pair: AlignedPair) -> tuple[AlignedPair, float]:
     q = pair.query.reshape(-1, 3).astype(np.float32)
     c = pair.candidate.reshape(-1, 3).astype(np.float32)
     if int(covered.sum()) < 16:
-        return pair, 0.0
+        return None, 0.0
     x = np.concatenate([c, np.ones((len(c), 1), np.float32)], 1)  # (S*S, 4)
     m, *_ = np.linalg.lstsq(x[covered].astype(np.float64), q[covered].astype(np.float64), rcond=None)  # (4, 3)
     mapped = np.clip(x @ m.astype(np.float32), 0, 255).round()
     before = float(np.median(np.abs(q - c)[covered]))
     after = float(np.median(np.abs(q - mapped)[covered]))
-    return replace(pair, candidate=mapped.astype(np.uint8).reshape(pair.candidate.shape)), before - after
+    return m, before - after
+
+
+def apply_colour_map(image: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """(h, w, 3) uint8 through `colour_map_fit`'s (4, 3) map."""
+    x = np.concatenate([image.reshape(-1, 3).astype(np.float32), np.ones((image.shape[0] * image.shape[1], 1), np.float32)], 1)
+    return np.clip(x @ m.astype(np.float32), 0, 255).round().astype(np.uint8).reshape(image.shape)
+
+
+def colour_mapped(pair: AlignedPair) -> tuple[AlignedPair, float]:
+    """The pair with the candidate's colours carried to the aligned query's by `colour_map_fit`'s
+    map, and the levels it gains."""
+    m, gain = colour_map_fit(pair)
+    if m is None:
+        return pair, 0.0
+    return replace(pair, candidate=apply_colour_map(pair.candidate, m)), gain
 
 
 def pen_inputs(query: np.ndarray, valid: np.ndarray, candidate: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
