@@ -24,3 +24,20 @@ def test_colour_map_calibration_prints_its_table(monkeypatch: pytest.MonkeyPatch
     assert len(shipped) == 1 and len(rows) == 1 + 5  # none + five corrections at one bar
     cells = [c.strip() for c in shipped[0].strip("|").split("|")][2:]
     assert len(cells) == 5 and all(c.endswith((" / 2", " / 1", " / 0")) for c in cells), cells
+
+
+def test_localise_calibration_prints_its_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`scripts/calibrate_localise.py`, the record behind the pixel map's frame and noise factor:
+    one row per frame and factor plus the two baselines, an IoU in [0, 1] per family."""
+    photos = shared_path("datasets", "photos", "index.csv").parent
+    monkeypatch.setattr(sys, "argv", ["calibrate_localise.py", "--shared", str(photos.parents[1]), "--n", "8",
+                                      "--seed", "3", "--factors", "6"])
+    runpy.run_path(str(REPO / "scripts" / "calibrate_localise.py"), run_name="__main__")
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert lines[0].startswith("| ungated IoU | copy_move_small | paste_large")
+    names = [line.split("|")[1].strip() for line in lines[1:]]
+    assert names == ["112-px square, noise factor 6", "working frame, noise factor 6", "per-pixel SSD + F_A, 112-px square",
+                     "per-pixel SSD + F_A, working frame", "n"]
+    values = [float(c) for line in lines[1:-1] for c in line.strip("|").split("|")[1:]]
+    assert len(values) == 4 * 7 and all(0.0 <= v <= 1.0 for v in values), values
+    assert lines[-1].split("|")[2].strip() == "3"  # copy_move_small: 3 of every 8 edits

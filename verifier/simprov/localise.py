@@ -56,7 +56,7 @@ def _colour_matched(query: np.ndarray, original: np.ndarray, fit: np.ndarray) ->
     return out
 
 
-def significance(pair: AlignedPair, background: np.ndarray | None = None) -> np.ndarray:
+def significance(pair: AlignedPair, background: np.ndarray | None = None, noise_factor: float = NOISE_FACTOR) -> np.ndarray:
     """(h, w) in [0, 1]: how far each aligned query pixel departs from the original, in
     units of the pair's own noise (1 = clearly edited); 0 outside the query's footprint."""
     valid = pair.valid.astype(bool)
@@ -68,15 +68,15 @@ def significance(pair: AlignedPair, background: np.ndarray | None = None) -> np.
     diff = cv2.GaussianBlur(q, (0, 0), BLUR_SIGMA) - cv2.GaussianBlur(c, (0, 0), BLUR_SIGMA)
     r = np.sqrt((diff**2).sum(-1)) * valid
     noise = float(np.median(r[fit])) if fit.any() else 0.0
-    sig = np.clip(r / (NOISE_FACTOR * noise + NOISE_FLOOR), 0.0, 1.0)
+    sig = np.clip(r / (noise_factor * noise + NOISE_FLOOR), 0.0, 1.0)
     return cv2.GaussianBlur(sig.astype(np.float32), (0, 0), BLUR_SIGMA)
 
 
-def refine_heat(grid: np.ndarray, pair: AlignedPair) -> np.ndarray:
+def refine_heat(grid: np.ndarray, pair: AlignedPair, noise_factor: float = NOISE_FACTOR) -> np.ndarray:
     """7x7 map in [0, 1] (max 1) -> (h, w) map over the pair's frame, max-normalised."""
     h, w = pair.query.shape[:2]
     coarse = np.clip(cv2.resize(grid.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
-    sig = significance(pair, coarse < BACKGROUND)
+    sig = significance(pair, coarse < BACKGROUND, noise_factor)
     small = float((coarse >= AREA_LEVEL).mean()) < SMALL_AREA
     fine = coarse * sig if small else np.sqrt(coarse * sig)
     peak = float(fine.max())
