@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -104,6 +105,20 @@ def test_a_body_shorter_than_its_content_length_gets_408(live: tuple[str, int], 
     assert time.monotonic() - t0 < 10
 
 
+def _register_with_large_limits(client: TestClient, service: Service, original: Any, publisher_key: str,
+                                signer: Any) -> tuple[dict[str, Any], str]:
+    """Raise the upload limits to 20 MP / 20 MB, register `original` signed, and make a verifier key:
+    (the registration's JSON, the key)."""
+    from manifests.signing import sign_image
+
+    service.settings.max_image_pixels, service.settings.max_upload_bytes = 20_000_000, 20_000_000
+    r = client.post("/v1/originals", files={"file": ("a.jpg", sign_image(encode(original), "image/jpeg", signer), "image/jpeg")},
+                    headers=auth(publisher_key))
+    assert r.status_code == 201, r.text
+    [key] = keys(service, 1)
+    return r.json(), key
+
+
 def test_large_uploads_are_processed_at_a_bounded_size_and_reported_at_their_own(service: Service, publisher_key: str,
                                                                                    signer) -> None:  # type: ignore[no-untyped-def]
     """A 3072 px query is worked on at `work_max_side` (2048) but the report speaks of its
@@ -112,15 +127,9 @@ def test_large_uploads_are_processed_at_a_bounded_size_and_reported_at_their_own
     from PIL import Image, ImageDraw
     from skimage import data as skdata
 
-    from manifests.signing import sign_image
-
     original = Image.fromarray(skdata.astronaut()).convert("RGB")
-    service.settings.max_image_pixels, service.settings.max_upload_bytes = 20_000_000, 20_000_000
     with TestClient(create_app(service=service)) as client:
-        r = client.post("/v1/originals", files={"file": ("a.jpg", sign_image(encode(original), "image/jpeg", signer), "image/jpeg")},
-                        headers=auth(publisher_key))
-        assert r.status_code == 201
-        [key] = keys(service, 1)
+        _, key = _register_with_large_limits(client, service, original, publisher_key, signer)
         big = original.resize((3072, 3072), Image.BICUBIC)
         ImageDraw.Draw(big).rectangle((2200, 300, 2900, 1000), fill=(240, 20, 20))
         report = client.post("/v1/verify", files={"file": ("big.jpg", encode(big, quality=90), "image/jpeg")},
@@ -142,20 +151,14 @@ def test_a_large_original_is_aligned_in_its_own_pixels(service: Service, publish
     from PIL import Image
     from skimage import data as skdata
 
-    from manifests.signing import sign_image
-
     side = 3 * service.settings.work_max_side
     original = Image.fromarray(skdata.astronaut()).convert("RGB").resize((side, side), Image.BICUBIC)
-    service.settings.max_image_pixels, service.settings.max_upload_bytes = 20_000_000, 20_000_000
     with TestClient(create_app(service=service)) as client:
-        r = client.post("/v1/originals", files={"file": ("a.jpg", sign_image(encode(original), "image/jpeg", signer), "image/jpeg")},
-                        headers=auth(publisher_key))
-        assert r.status_code == 201
-        [key] = keys(service, 1)
+        registered, key = _register_with_large_limits(client, service, original, publisher_key, signer)
         copy = original.resize((900, 900), Image.BICUBIC)
         report = client.post("/v1/verify", files={"file": ("copy.jpg", encode(copy, quality=90), "image/jpeg")},
                              headers=auth(key)).json()["report"]
-        assert report["match"]["original_id"] == r.json()["id"]
+        assert report["match"]["original_id"] == registered["id"]
         h = np.asarray(report["manipulation"]["alignment"])
         corner = h @ np.array([side, side, 1.0])
         assert np.allclose(corner[:2] / corner[2], [900, 900], atol=15)  # the original's far corner on the copy's
@@ -166,7 +169,7 @@ def test_a_large_original_is_aligned_in_its_own_pixels(service: Service, publish
         # a view recomputed from the stored original (lost file) is the one ingest made, not one of the full size
         import uuid
 
-        views, oid = service.matcher.views, uuid.UUID(r.json()["id"])
+        views, oid = service.matcher.views, uuid.UUID(registered["id"])
         made = views.get(oid, lambda: pytest.fail("ingest made it"))
         views.forget(oid)
         again = views.get(oid, service.matcher.loader(oid))
