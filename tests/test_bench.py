@@ -120,6 +120,18 @@ def test_bench_on_a_tiny_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "IR@1" in capsys.readouterr().out
 
 
+def test_bench_refuses_a_data_dir_whose_registry_is_one_level_down(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # `cp -a kept-reg copy` into an existing `copy` nests the registry; registering afresh beside it would take an hour
+    _photo("rocket").save(tmp_path / "rocket.jpg")
+    (tmp_path / "q.csv").write_text("query,original,kind\nrocket.jpg,,distinct\n")
+    outer = tmp_path / "copy"
+    (outer / "kept-reg" / "pg").mkdir(parents=True)
+    args = ["bench", "--queries", str(tmp_path / "q.csv"), "--data-dir", str(outer), "--baselines", "", "--out", str(tmp_path / "r.json")]
+    assert main(args) == 2
+    assert f"--data-dir {outer / 'kept-reg'}" in capsys.readouterr().err
+    assert sorted(p.name for p in outer.iterdir()) == ["kept-reg"] and not (tmp_path / "r.json").exists()
+
+
 def test_bench_ingest_catches_copies_and_refuses_no_distinct_photo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Issue 10's ingest benchmark on a tiny set of real-looking photos: with the duplicate
     check on, B's re-signed copies of A's photos are refused and no distinct photo is."""

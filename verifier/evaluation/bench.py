@@ -87,6 +87,17 @@ def phone_size(data: bytes, megapixels: float = 12.0) -> bytes:
     return buf.getvalue()
 
 
+def _refuse_nested_registry(data_dir: Path) -> None:
+    """A kept registry copied into a folder that already existed (`cp -a reg copy` twice) lands one level down;
+    the bench would then register every original afresh into the outer folder, silently, for tens of minutes."""
+    if not data_dir.is_dir() or (data_dir / "pg").exists():
+        return
+    nested = sorted(child for child in data_dir.iterdir() if child.is_dir() and (child / "pg").is_dir())
+    if nested:
+        raise ValueError(f"{data_dir} holds no registry but {nested[0]} does (copied into an existing folder?); "
+                         f"pass --data-dir {nested[0]}, or an empty or new folder to register afresh")
+
+
 def run_bench(
     queries_csv: Path,
     *,
@@ -114,6 +125,8 @@ def run_bench(
     originals = sorted({q.original for q in queries if q.original is not None})
     extras = extra_images(registry_extra)
 
+    if data_dir is not None:
+        _refuse_nested_registry(data_dir)
     tmp = tempfile.TemporaryDirectory(prefix="verifier-bench-") if data_dir is None else None
     root = Path(tmp.name) if tmp else data_dir
     assert root is not None
