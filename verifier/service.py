@@ -14,7 +14,7 @@ from verifier.matching.follower import RegistryFollower
 from verifier.matching.indexer import SearchIndexer
 from verifier.matching.local import LocalSearch
 from verifier.matching.matcher import Matcher
-from verifier.matching.search import ProvenanceSearch, Stage1Vectors
+from verifier.matching.search import ImageOf, ProvenanceSearch, Stage1Vectors
 from verifier.matching.views import CandidateViews
 from verifier.registry import Registry
 from verifier.reports.signing import KeyRing
@@ -30,6 +30,7 @@ from verifier.storage import Database
 from verifier.storage.bindings import BindingStore
 from verifier.storage.blobs import BlobStore
 from verifier.storage.embeddings import EmbeddingStore
+from verifier.storage.models import RegistryChange
 from verifier.storage.originals import OriginalStore
 from verifier.storage.reports import ReportStore
 from verifier.verification.pipeline import VerificationPipeline
@@ -92,7 +93,7 @@ class Service:
             local_sync = matcher.sync_votes if local is not None else None
             follower = RegistryFollower(db, search, views, settings.follow_interval_s, on_change=local_sync)
             after = follower.position()  # before loading: a change committed meanwhile is replayed, not lost
-            search.load(lambda o: originals.image(o, settings.work_max_side))  # as ingest embedded them
+            search.load(working_images(originals, settings))
             if matcher.local is not None:  # loaded and caught up now, not inside the first request that needs it
                 matcher.local.load()
                 matcher.sync_votes()  # from here on a vote applies only what changed since
@@ -113,6 +114,15 @@ class Service:
             follower.start(after)
         return service
 
+    def rebuild_search(self, *, reembed: bool = False) -> int:
+        """Rebuild the search index from the database (recomputing the stored vectors with `reembed`) and tell
+        every other process to rebuild theirs; the number of originals it holds."""
+        self.search.reset(reembed=reembed)
+        n = self.search.load(working_images(self.originals, self.settings))
+        with self.db.session() as session:
+            session.add(RegistryChange(action="rebuild"))
+        return n
+
     def close(self) -> None:
         if self.follower is not None:
             self.follower.stop()
@@ -122,6 +132,12 @@ class Service:
                 self.matcher.local.close()
         finally:
             self.db.close()
+
+
+def working_images(originals: OriginalStore, settings: Settings) -> ImageOf:
+    """Originals decoded as ingest embedded them (reduced to `work_max_side`): what any vector recomputed for the
+    index must be computed from, or it would differ from the one stored at ingest."""
+    return lambda o: originals.image(o, settings.work_max_side)
 
 
 def stage1_preparer(settings: Settings) -> Callable[[Image.Image], Stage1Vectors]:

@@ -18,7 +18,7 @@ from verifier.errors import VerifierError
 from verifier.images import load_image
 from verifier.service import Service, stage1_preparer
 from verifier.settings import Settings
-from verifier.storage.models import Original, RegistryChange
+from verifier.storage.models import Original
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +76,7 @@ def run_reembed(service: Service, *, batch: int = 64, workers: int | None = None
     finally:
         if started_here:
             ray.shutdown()
-    search.reset()
-    search.load(lambda o: service.originals.image(o, service.settings.work_max_side))
-    with service.db.session() as session:
-        session.add(RegistryChange(action="rebuild"))  # every other process rebuilds from the new vectors
+    service.rebuild_search()  # every other process rebuilds from the new vectors too
     if failed:
         log.warning("%d originals could not be re-embedded: %s", len(failed), failed[:5])
     return {"reembedded": done, "failed": len(failed), "models": search.method}

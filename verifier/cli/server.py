@@ -50,14 +50,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         return _upgrade_views(args)
     service = open_service(args)
     try:
-        search = service.search
-        search.reset(reembed=args.reembed)
-        n = search.load(lambda o: service.originals.image(o, service.settings.work_max_side))
-        from verifier.storage.models import RegistryChange
-
-        with service.db.session() as session:  # other processes rebuild theirs from the database too
-            session.add(RegistryChange(action="rebuild"))
-        print(f"index rebuilt from the database: {n} originals searchable ({search.method})")
+        n = service.rebuild_search(reembed=args.reembed)
+        print(f"index rebuilt from the database: {n} originals searchable ({service.search.method})")
     finally:
         service.close()
     return 0
