@@ -117,6 +117,13 @@ def test_bench_on_a_tiny_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert results["ap_same_different_by_group"]["shrink"]["n_pos"] == 1
     assert [m["role"] for m in results["stages"]] == ["stage1-embedding", "stage1-regions", "stage2-psen", "stage2-reorderer", "stage3-change"]
     assert results["model"]["stage1_regions"] == "simprov-regions-lite0-r10-256"
+    # one record per query: what it got, where its true original stood
+    records = {r["query"]: r for r in results["queries"]}
+    assert len(records) == results["n_queries"]
+    edit = records["queries/chelsea-edit.jpg"]
+    assert edit["verdict"] == "match_manipulated" and edit["correct"] and edit["stage1_rank"] == 1 and edit["stage12_rank"] == 1
+    assert edit["true_psen"] > 0.5 and edit["true_inliers"] >= 8 and edit["p_manipulated"] > 0.5
+    assert records["queries/rocket.jpg"]["matched"] is None and records["queries/rocket.jpg"]["stage1_rank"] is None
     assert "IR@1" in capsys.readouterr().out
 
 

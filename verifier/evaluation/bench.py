@@ -98,6 +98,28 @@ def _refuse_nested_registry(data_dir: Path) -> None:
                          f"pass --data-dir {nested[0]}, or an empty or new folder to register afresh")
 
 
+def _query_record(q: Query, report: dict[str, Any], ev: Evidence, true_id: str | None, got: str | None,
+                  total_ms: float) -> dict[str, Any]:
+    """One query's outcome, so that a family's misses can be read from the results without a probe: where its
+    true original stood after each stage and what stage 2 made of it."""
+    cands = [str(c.original_id) for c in ev.stage1.candidates]
+    at = cands.index(true_id) if true_id in cands else None
+    record: dict[str, Any] = {"query": q.name, "kind": q.kind, "family": q.family, "variant": q.variant,
+                              "verdict": report["verdict"], "matched": got, "correct": got == true_id,
+                              "stage1_rank": None if at is None else at + 1, "total_ms": round(total_ms, 1)}
+    if ev.stage2 is not None:
+        order12 = ev.stage2.order(len(cands))
+        record["stage12_rank"] = None if at is None else order12.index(at) + 1
+        if at is not None:
+            pair = ev.stage2.pairs.get(at)
+            record["true_psen"] = None if at not in ev.stage2.psen else round(float(ev.stage2.psen[at]), 4)
+            record["true_inliers"] = pair.alignment.inliers if pair is not None else ev.stage2.screened.get(at)
+        record["p_absent"] = round(float(ev.stage2.p_absent), 4)
+    if ev.change is not None:
+        record["p_manipulated"] = round(float(ev.change.p_manipulated), 4)
+    return record
+
+
 def run_bench(
     queries_csv: Path,
     *,
@@ -176,6 +198,7 @@ def run_bench(
         query_images: list[Image.Image] = []
         true_ids: list[str | None] = []
         per_family: dict[str, _FamilyTally] = defaultdict(_FamilyTally)
+        per_query: list[dict[str, Any]] = []
         for q in tqdm(queries, desc="verify", unit="query"):
             started = time.perf_counter()
             signed = service.pipeline.verify(q.data)
@@ -215,6 +238,7 @@ def run_bench(
                         per_family[q.family].verdicts[WARP_ONLY] += 1
                     if q.variant:
                         per_family[q.family].by_variant[q.variant][report["verdict"]] += 1
+            per_query.append(_query_record(q, report, ev, true_id, got, timings["total"][-1]))
             if pairwise is not None:
                 _pairwise_measures(pairwise, service, q, signed, ev, true_id, got)
             if exhaustive is not None and ev.stage2 is not None:
@@ -264,6 +288,7 @@ def run_bench(
                         "false_match_rate": round(len(holdout_hits) / len(holdout_names), 4), "matches": holdout_hits}
             if holdout_names else None,
             "latency_ms": {stage: percentiles(v) for stage, v in timings.items()},
+            "queries": per_query,
             **(pairwise.results() if pairwise is not None else {"ap_same_different": None, "ap_benign_manip": None, "heatmap_iou": None}),
             "stages": [m.model_dump() for m in service.pipeline.models()],
         }
