@@ -62,6 +62,27 @@ def test_transplant_leaves_the_original_a_minority() -> None:
     assert (np.asarray(s.mask) > 127).mean() > 0.5  # most of the query is not from the original
 
 
+def test_reframe_crops_to_the_named_frame_and_zooms_back() -> None:
+    from verifier.simprov.edits import REFRAMES
+
+    img = generated_photo(9, (600, 400))
+    seen = set()
+    for seed in range(16):
+        s = make_edit("reframe", img, [], random.Random(seed), finished=False)
+        frame, _, turn = s.ops[0].removeprefix("reframe:").partition("+turn")
+        x, y, cw, ch = (int(v) for v in s.ops[1].removeprefix("box").split(","))
+        seen.add((frame, bool(turn)))
+        assert 0.2 * 600 * 400 * 0.97 <= cw * ch <= 0.6 * 600 * 400 * 1.03 or frame == "story"  # a story crop is capped
+        out = s.image.rotate(-int(turn), expand=True) if turn else s.image  # undo the turn
+        w, h = out.size
+        assert abs(w / h - cw / ch) < 0.02 and abs(cw / ch - (REFRAMES[frame] or 600 / 400)) < 0.02 and max(w, h) == 600
+        # the content is that piece of the original, zoomed
+        back = np.asarray(out.resize((cw, ch), Image.BICUBIC), np.float32)
+        piece = np.asarray(img.crop((x, y, x + cw, y + ch)), np.float32)
+        assert np.abs(back - piece).mean() < 6, (s.ops, np.abs(back - piece).mean())
+    assert {f for f, _ in seen} == set(REFRAMES) and any(t for _, t in seen)
+
+
 def test_finish_keeps_mask_and_image_together() -> None:
     rng = random.Random(0)
     for _ in range(20):
@@ -121,7 +142,8 @@ def test_families_benchmark_uses_test_photos_only(tmp_path) -> None:  # type: ig
     # retouch names its variant (which operations) for per-variant verdicts; the others none
     assert {q.variant for q in queries if q.family == "retouch"} <= {"inpaint", "liquify", "inpaint+liquify"}
     assert all(q.variant for q in queries if q.family == "retouch")
-    assert not any(q.variant for q in queries if q.family not in (None, "retouch"))
+    assert all(q.variant.startswith(("story", "square", "portrait", "own")) for q in queries if q.family == "reframe")
+    assert not any(q.variant for q in queries if q.family not in (None, "retouch", "reframe"))
     micc_q = next(q for q in queries if q.family == "micc-f220")
     mask = np.asarray(micc_q.mask) > 127
     assert mask[15:35, 15:35].all() and mask.mean() < 0.1

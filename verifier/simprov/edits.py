@@ -392,6 +392,34 @@ def retouch(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
     return Sample(Image.fromarray(arr), Image.fromarray((changed * 255).astype(np.uint8)), ["retouch:" + "+".join(sorted(set(ops)))])
 
 
+REFRAMES = {"story": 9 / 16, "square": 1.0, "portrait": 4 / 5, "own": 0.0}  # width / height; 0: the photo's own
+
+
+def reframe(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """A social-media reframing, content unchanged: a tight crop to a 9:16 story, 1:1 square,
+    4:5 portrait or the photo's own aspect (a quarter each), keeping 20-60 % of the frame's
+    area where that shape allows (a story crop of a 3:2 landscape holds at most 37.5 %), at a
+    random place, scaled back up so its long side is the original's (a zoom); then turned by
+    90, 180 or 270 degrees a quarter of the time (a phone that lost the orientation flag).
+    Benign (the mask is empty); the variant names the frame and the turn."""
+    src = _rgb(img)
+    w, h = src.size
+    frame = rng.choice(sorted(REFRAMES))
+    aspect = REFRAMES[frame] or w / h
+    area = rng.uniform(0.2, 0.6) * w * h
+    ch = min(h, (area / aspect) ** 0.5)
+    cw = min(w, ch * aspect)
+    ch = min(ch, cw / aspect)  # the shape holds when the frame caps either side
+    cw, ch = max(16, round(cw)), max(16, round(ch))
+    x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
+    scale = max(w, h) / max(cw, ch)
+    out = src.crop((x, y, x + cw, y + ch)).resize((max(16, round(cw * scale)), max(16, round(ch * scale))), Image.BICUBIC)
+    turn = rng.choice([90, 180, 270]) if rng.random() < 0.25 else 0
+    if turn:
+        out = out.rotate(turn, expand=True)
+    return Sample(out, Image.new("L", out.size, 0), [f"reframe:{frame}" + (f"+turn{turn}" if turn else ""), f"box{x},{y},{cw},{ch}"])
+
+
 @dataclass(frozen=True)
 class EditFamily:
     name: str
@@ -419,10 +447,11 @@ FAMILIES: dict[str, EditFamily] = {
         EditFamily("stylise", stylise, "benign", 0),
         EditFamily("screen", screen, "benign", 1),  # added after the others: their queries stayed the same
         EditFamily("retouch", retouch, "manip", 0),  # last, for the same reason
+        EditFamily("reframe", reframe, "benign", 0),  # after retouch, for the same reason
     )
 }
 # Whole families kept out of training, to measure generalisation to unseen kinds of edit.
-HELD_OUT_FAMILIES = ("transplant", "meme", "head_swap", "stylise", "screen", "retouch")
+HELD_OUT_FAMILIES = ("transplant", "meme", "head_swap", "stylise", "screen", "retouch", "reframe")
 TRAIN_FAMILIES = tuple(f for f in FAMILIES if f not in HELD_OUT_FAMILIES)
 
 
