@@ -89,14 +89,16 @@ def main() -> None:
     for fam, edited, mask, original in sets:
         qv, cv = View.of(edited), View.of(original)
         pair = align_pair(qv, cv)
-        judged = det.judge(pair)
+        judged = det.judge(pair, aligned_frame(pair, qv, cv))
         grid = judged.heat / max(float(judged.heat.max()), 1e-9)
         frame = aligned_frame(judged.pair, qv, cv, judged.colour_map)
+        if judged.footprint is not None:  # judged on the box the query covers: its 7x7 over the whole frame
+            grid = judged.frame_grid(grid)
         truth = np.asarray(mask.convert("L").resize(edited.size, Image.NEAREST)) > 127
 
         maps = {}
         for f in factors:
-            maps[f"112-px square, noise factor {f:g}"] = refine_heat(grid, judged.pair, f)
+            maps[f"112-px square, noise factor {f:g}"] = refine_heat(grid, pair if judged.footprint is not None else judged.pair, f)
             maps[f"working frame, noise factor {f:g}"] = refine_heat(grid, frame, f)
         maps["per-pixel SSD + F_A, 112-px square"] = significance(pair)
         maps["per-pixel SSD + F_A, working frame"] = significance(aligned_frame(pair, qv, cv))

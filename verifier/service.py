@@ -174,4 +174,5 @@ def _pairwise_stages(settings: Settings) -> tuple[Reranker | None, ChangeDetecto
                           colour_min_inliers=settings.stage2_colour_min_inliers,
                           colour_supported_min_inliers=settings.stage2_colour_supported_min_inliers)
     return Reranker.packaged(policy), ChangeDetector.packaged(
-        warp_threshold=settings.stage3_warp_threshold, colour_gain=settings.stage3_colour_gain)
+        warp_threshold=settings.stage3_warp_threshold, colour_gain=settings.stage3_colour_gain,
+        footprint_share=settings.stage3_footprint_share)

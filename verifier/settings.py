@@ -124,6 +124,11 @@ class Settings(BaseSettings):
                                       "it this many 8-bit levels closer to the original, stage 3 judges the mapped pair "
                                       "too, and a benign word there stands (0: off). BENCHMARKS.md, 'Graded copies', "
                                       "has the measurement.")
+    stage3_footprint_share: float = Field(default=0.9, ge=0.0, le=1.0, description="When the part of the original "
+                                          "a copy covers (its bounding box) is under this share of the original's frame "
+                                          "(a tight crop), ChangeNet judges that box rather than the whole frame with "
+                                          "the rest empty, which it was not trained on (0: always the whole frame). "
+                                          "BENCHMARKS.md, 'Reframed copies', has the measurement.")
     local_votes: bool = Field(default=True, description="When stage 1 has no match, the query's SIFT descriptors vote "
                               "for registered originals (an index of every original's descriptors, built from the views "
                               "at start-up); those with local_min_votes join stage 1's candidates for stage 2 to judge. "

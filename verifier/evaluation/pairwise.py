@@ -99,7 +99,8 @@ class PairwiseMeasures:
             return
         self.same_by_group[group].append(float(scores[0]))
         pair = pairs[0]
-        judged = change.judge(pair)  # as the service judges it (the colour-mapped look included)
+        frame = aligned_frame(pair, qview, true_view)
+        judged = change.judge(pair, frame)  # as the service judges it (the box a crop covers, the colour-mapped look)
         p_manip, raw = judged.p_manipulated, judged.heat
         self.manip_scores[kind].append(p_manip)
         if kind.startswith("manip"):
@@ -117,14 +118,13 @@ class PairwiseMeasures:
             ours = np.zeros_like(truth)  # judged benign / unmodified
         peak = float(raw.max())
         coarse = raw / peak if peak > 1e-9 else raw
-        ungated = _binary_from_grid(change.pixel_map(judged, coarse, qview, true_view), true_view, pair, qview, query.size)
-        frame = aligned_frame(pair, qview, true_view)
+        ungated = _binary_from_grid(change.pixel_map(judged, coarse, qview, true_view, frame), true_view, pair, qview, query.size)
         if self.feature_diff is None:
             self.feature_diff = ImageNetFeatureDiff()
         for name, pred in (
             ("simprov", ours),
             ("simprov_ungated", ungated),
-            ("simprov_7x7_ungated", _binary_from_grid(coarse, true_view, pair, qview, query.size)),
+            ("simprov_7x7_ungated", _binary_from_grid(judged.frame_grid(coarse), true_view, pair, qview, query.size)),
             ("ssd+FA", _binary_from_grid(ssd_grid(pair), true_view, pair, qview, query.size)),
             ("ssd_pixel+FA", _binary_from_grid(significance(frame), true_view, pair, qview, query.size)),
             ("imagenet_feature_diff+FA", _binary_from_grid(self.feature_diff.grid(pair), true_view, pair, qview, query.size)),

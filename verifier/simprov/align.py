@@ -214,10 +214,16 @@ def estimate_alignment(
         # candidate to it is the residual displacement, in candidate pixels. (Without a
         # homography there is nothing to refine: flow between unrelated images is noise.)
         warped = cv2.warpPerspective(q, h, (wc, hc), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
-        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-        residual = dis.calc(c, warped, None)  # (Hc, Wc, 2)
         covered = cv2.warpPerspective(np.full(q.shape, 255, np.uint8), h, (wc, hc),
                                       flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP) > 0
+        # Beyond the query's footprint (what a crop left out) the warped query is empty, and DIS
+        # matched the candidate there to whatever lay near: its vectors pulled the query's content
+        # out over the missing area, which then counted as covered and differed (a tight crop was
+        # called manipulated; BENCHMARKS.md, "Reframed copies"). There the flow sees the candidate
+        # itself (nothing to follow, no false edge at the border) and is dropped.
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        residual = dis.calc(c, np.where(covered, warped, c), None)  # (Hc, Wc, 2)
+        residual[~covered] = 0.0
         flow_inputs = (c, warped, covered, residual, _local_scale(h, wc, hc))
         xs, ys = xs + residual[..., 0], ys + residual[..., 1]
     else:

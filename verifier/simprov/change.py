@@ -37,19 +37,22 @@ from verifier.simprov.device import place, to_numpy
 from verifier.simprov.localise import refine_heat
 from verifier.simprov.nn.pen import ChangeNet
 from verifier.simprov.pairs import (
+    FOOTPRINT_SHARE,
     AlignedPair,
+    Footprint,
     Outside,
     View,
     aligned_frame,
     apply_colour_map,
     colour_map_fit,
+    footprint,
     heat_to_query,
     original_to_query,
     outside_original,
     pen_inputs,
 )
 
-__all__ = ["CHANGE_ID", "COLOUR_GAIN", "DECISION_THRESHOLD", "OUTLINE_THRESHOLD", "WARP_THRESHOLD", "ChangeDetector",
+__all__ = ["CHANGE_ID", "COLOUR_GAIN", "DECISION_THRESHOLD", "FOOTPRINT_SHARE", "OUTLINE_THRESHOLD", "WARP_THRESHOLD", "ChangeDetector",
            "ChangeResult", "Judgement"]
 
 OUTLINE_THRESHOLD = 0.35
@@ -107,25 +110,36 @@ class Judgement:
     colour_gain: float | None = None
     colour_mapped: bool = False
     colour_map: np.ndarray | None = None  # (4, 3) `pairs.colour_map_fit`'s map, when the mapped look decided
+    footprint: Footprint | None = None  # the box of the frame the query covers, when that box was judged (`heat` is over it)
+
+    def frame_grid(self, grid: np.ndarray) -> np.ndarray:
+        """`grid` (this look's 7x7, over the pair it judged) as the 7x7 cells of the original's whole frame."""
+        if self.footprint is None:
+            return grid
+        cells = self.footprint.frame_grid(grid)
+        peak = float(cells.max())
+        return cells / peak if peak > 1e-6 else cells
 
 
 class ChangeDetector:
     def __init__(self, net: ChangeNet, sha256: str, *, warp_threshold: float = WARP_THRESHOLD,
-                 colour_gain: float = COLOUR_GAIN) -> None:
+                 colour_gain: float = COLOUR_GAIN, footprint_share: float = FOOTPRINT_SHARE) -> None:
         self.net = place(net, next(net.parameters()).device)
         self.sha256 = sha256
         self.warp_threshold = warp_threshold
         self.colour_gain = colour_gain  # 0: no second look
+        self.footprint_share = footprint_share  # 0: always the whole frame
         self._lock = threading.Lock()
 
     @classmethod
-    def packaged(cls, *, warp_threshold: float = WARP_THRESHOLD, colour_gain: float = COLOUR_GAIN) -> ChangeDetector | None:
+    def packaged(cls, *, warp_threshold: float = WARP_THRESHOLD, colour_gain: float = COLOUR_GAIN,
+                 footprint_share: float = FOOTPRINT_SHARE) -> ChangeDetector | None:
         """The shipped ChangeNet (None when it is missing)."""
         spec = catalog.spec(CHANGE_ID)
         if not spec.shipped:
             return None
         return cls(catalog.load(CHANGE_ID), catalog.file_sha256(spec.weights),  # type: ignore[arg-type]
-                   warp_threshold=warp_threshold, colour_gain=colour_gain)
+                   warp_threshold=warp_threshold, colour_gain=colour_gain, footprint_share=footprint_share)
 
     def raw(self, pair: AlignedPair) -> tuple[float, np.ndarray]:
         """P(manipulated) and the ungated 7x7 heat of ChangeNet alone."""
@@ -135,25 +149,32 @@ class ChangeDetector:
             logit, heat = self.net(q.to(device), c.to(device))
         return float(torch.sigmoid(logit.float())[0]), to_numpy(heat[0])
 
-    def judge(self, pair: AlignedPair) -> Judgement:
-        """ChangeNet, then, for a pair it calls manipulated, the second look at the pair with
-        the original's colours mapped to the query's (module docstring): the service and the
-        benchmarks alike."""
-        p, heat = self.raw(pair)
+    def judge(self, pair: AlignedPair, frame: AlignedPair | None = None) -> Judgement:
+        """ChangeNet on the pair, or, given its `aligned_frame` and a query that covers only part
+        of the original (a tight crop), on the box it covers (`pairs.footprint`); then, for a
+        pair it calls manipulated, the second look with the original's colours mapped to the
+        query's (module docstring): the service and the benchmarks alike."""
+        box = footprint(frame, self.footprint_share) if frame is not None and pair.alignment.global_ok else None
+        looked = box.pair if box is not None else pair
+        p, heat = self.raw(looked)
         if p < DECISION_THRESHOLD or self.colour_gain <= 0 or not pair.alignment.global_ok:
-            return Judgement(p, heat, pair)  # (a weak fit's pixels do not correspond: no colour map)
-        m, gain = colour_map_fit(pair)
+            return Judgement(p, heat, looked, footprint=box)  # (a weak fit's pixels do not correspond: no colour map)
+        m, gain = colour_map_fit(looked)
         if m is None or gain < self.colour_gain:
-            return Judgement(p, heat, pair, gain)
-        mapped = replace(pair, candidate=apply_colour_map(pair.candidate, m))
+            return Judgement(p, heat, looked, gain, footprint=box)
+        mapped = replace(looked, candidate=apply_colour_map(looked.candidate, m))
         p2, heat2 = self.raw(mapped)  # the mapped look decides, and its map shows what a global change does not explain
-        return Judgement(p2, heat2, mapped, gain, True, m)
+        return Judgement(p2, heat2, mapped, gain, True, m, box)
 
-    def pixel_map(self, judged: Judgement, grid: np.ndarray, query: View, candidate: View) -> np.ndarray:
+    def pixel_map(self, judged: Judgement, grid: np.ndarray, query: View, candidate: View,
+                  frame: AlignedPair | None = None) -> np.ndarray:
         """`grid` (the judged 7x7 map, max 1) refined below the grid by the aligned residual
         (`localise`), at the candidate's working frame and with the colours as the judge saw
-        them: (h, w) in [0, 1] over the candidate's working image."""
-        return refine_heat(grid, aligned_frame(judged.pair, query, candidate, judged.colour_map))
+        them: (h, w) in [0, 1] over the candidate's working image. `frame`: the pair's
+        `aligned_frame` when already made (used unless the colours were mapped)."""
+        if frame is None or judged.colour_map is not None:
+            frame = aligned_frame(judged.pair, query, candidate, judged.colour_map)
+        return refine_heat(judged.footprint.place(grid) if judged.footprint is not None else grid, frame)
 
     def to(self, device: torch.device) -> ChangeDetector:
         with self._lock:
@@ -161,7 +182,8 @@ class ChangeDetector:
         return self
 
     def analyse(self, pair: AlignedPair, query: View, candidate: View, query_size: tuple[int, int]) -> ChangeResult:
-        j = self.judge(pair)
+        frame = aligned_frame(pair, query, candidate)
+        j = self.judge(pair, frame)
         p, heat = j.p_manipulated, j.heat
         to_query = original_to_query(pair, candidate, query, query_size)
         moved = None
@@ -181,8 +203,8 @@ class ChangeDetector:
                 heat_to_query(grid, candidate, pair.alignment, query_size, query), outside))
         peak = float(heat.max())
         grid = heat / peak if peak > 1e-6 else heat
-        fine = self.pixel_map(j, grid, query, candidate)
-        return replace(result, grid=grid, query_heat=_with_added(
+        fine = self.pixel_map(j, grid, query, candidate, frame)
+        return replace(result, grid=j.frame_grid(grid), query_heat=_with_added(
             heat_to_query(fine, candidate, pair.alignment, query_size, query), outside))
 
 

@@ -73,9 +73,11 @@ def significance(pair: AlignedPair, background: np.ndarray | None = None, noise_
 
 
 def refine_heat(grid: np.ndarray, pair: AlignedPair, noise_factor: float = NOISE_FACTOR) -> np.ndarray:
-    """7x7 map in [0, 1] (max 1) -> (h, w) map over the pair's frame, max-normalised."""
+    """7x7 map in [0, 1] (max 1), or a coarse map already over the frame (h, w) -> (h, w) map
+    over the pair's frame, max-normalised."""
     h, w = pair.query.shape[:2]
-    coarse = np.clip(cv2.resize(grid.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
+    coarse = grid.astype(np.float32) if grid.shape == (h, w) else cv2.resize(grid.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    coarse = np.clip(coarse, 0.0, 1.0)
     sig = significance(pair, coarse < BACKGROUND, noise_factor)
     small = float((coarse >= AREA_LEVEL).mean()) < SMALL_AREA
     fine = coarse * sig if small else np.sqrt(coarse * sig)
