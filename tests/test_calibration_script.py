@@ -41,3 +41,18 @@ def test_localise_calibration_prints_its_table(monkeypatch: pytest.MonkeyPatch, 
     values = [float(c) for line in lines[1:-1] for c in line.strip("|").split("|")[1:]]
     assert len(values) == 4 * 7 and all(0.0 <= v <= 1.0 for v in values), values
     assert lines[-1].split("|")[2].strip() == "3"  # copy_move_small: 3 of every 8 edits
+
+
+def test_footprint_calibration_prints_its_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`scripts/calibrate_footprint.py`, the record behind stage 3's FOOTPRINT_SHARE: the whole frame
+    and each share, a count per kind out of the pairs that aligned."""
+    photos = shared_path("datasets", "photos", "index.csv").parent
+    monkeypatch.setattr(sys, "argv", ["calibrate_footprint.py", "--shared", str(photos.parents[1]), "--n", "4",
+                                      "--seed", "3", "--shares", "0.9"])
+    runpy.run_path(str(REPO / "scripts" / "calibrate_footprint.py"), run_name="__main__")
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert lines[0].startswith("| footprint share | tight crop called manipulated | benign copy")
+    assert [line.split("|")[1].strip() for line in lines[1:]] == ["0 (whole frame)", "0.9", "pairs made (aligned above)"]
+    counts = [c.strip().split(" / ") for line in lines[1:3] for c in line.strip("|").split("|")[1:]]
+    assert len(counts) == 8 and all(0 <= int(a) <= int(b) <= 1 for a, b in counts), counts
+    assert lines[-1].split("|")[2:6] == [" 1 "] * 4  # one pair of each kind
