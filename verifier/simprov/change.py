@@ -9,6 +9,12 @@ A local warp (liquify) is judged apart: the alignment's dense flow undoes it bef
 sees the pair, so the displacement that flow measured (`align.moved_cells`) decides on its
 own at WARP_THRESHOLD, and its cells are the map when ChangeNet saw nothing.
 
+A copy that covers only part of its original (a tight crop, a story or square reframing) is
+judged on the box it covers (`pairs.footprint`), zoomed to the networks' size, when that box is
+under FOOTPRINT_SHARE of the frame: ChangeNet was trained on crops keeping 70-97 % of the frame
+and, shown a quarter of it with the rest empty, called plain crops manipulated. That look's map
+is placed back in the frame.
+
 What the aligned original does not cover (a meme's canvas, a collage's other tiles) cannot be
 compared at all: it is measured apart (`pairs.outside_original`), reported as coverage and
 added content, and joins the map of a query judged manipulated.

@@ -165,7 +165,7 @@ def footprint(frame: AlignedPair, share: float = FOOTPRINT_SHARE) -> Footprint |
         return None
 
     def box(a: np.ndarray) -> torch.Tensor:  # (h, w, C) -> (C, bh, bw) in [0, 1]
-        return torch.from_numpy(np.ascontiguousarray(a[y0:y1, x0:x1])).permute(2, 0, 1).float() / 255
+        return torch.tensor(a[y0:y1, x0:x1]).permute(2, 0, 1).float() / 255  # a copy: a cached view is read-only
 
     with torch.no_grad():
         query, candidate = _to_u8(_squash(box(frame.query))), _to_u8(_squash(box(frame.candidate)))
