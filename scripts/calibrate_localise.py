@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from verifier.simprov import edits
-from verifier.simprov.change import OUTLINE_THRESHOLD, ChangeDetector
+from verifier.simprov.change import FOOTPRINT_SHARE, OUTLINE_THRESHOLD, ChangeDetector
 from verifier.simprov.localise import refine_heat, significance
 from verifier.simprov.metrics import iou
 from verifier.simprov.pairs import View, align_pair, aligned_frame, heat_to_query
@@ -79,8 +79,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--factors", default="5,6,7,8")
     ap.add_argument("--eval", action="store_true", help="also the real copy-move forgeries (measure, do not choose)")
+    ap.add_argument("--footprint-share", type=float, default=FOOTPRINT_SHARE,
+                    help="stage 3 judges the box a copy covers below this share of the frame (0: the whole frame)")
     args = ap.parse_args()
-    det = ChangeDetector.packaged()
+    det = ChangeDetector.packaged(footprint_share=args.footprint_share)
     assert det is not None, "ChangeNet weights are not packaged"
     factors = [float(f) for f in args.factors.split(",")]
     scores: dict[str, dict[str, list[float]]] = collections.defaultdict(lambda: collections.defaultdict(list))

@@ -124,7 +124,7 @@ class Settings(BaseSettings):
                                       "it this many 8-bit levels closer to the original, stage 3 judges the mapped pair "
                                       "too, and a benign word there stands (0: off). BENCHMARKS.md, 'Graded copies', "
                                       "has the measurement.")
-    stage3_footprint_share: float = Field(default=0.9, ge=0.0, le=1.0, description="When the part of the original "
+    stage3_footprint_share: float = Field(default=0.7, ge=0.0, le=1.0, description="When the part of the original "
                                           "a copy covers (its bounding box) is under this share of the original's frame "
                                           "(a tight crop), ChangeNet judges that box rather than the whole frame with "
                                           "the rest empty, which it was not trained on (0: always the whole frame). "
