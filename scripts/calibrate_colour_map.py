@@ -32,7 +32,7 @@ from verifier.simprov.pairs import (
     colour_mapped,
     colour_matched,
 )
-from verifier.training.data import train_photos
+from verifier.training.data import load_photo, train_photos
 
 KINDS = ("benign_graded", "benign_plain", "manip", "family", "manip_graded")
 GRADES = ("curves", "levels", "sepia", "hue", "fade", "split", "bw")
@@ -130,27 +130,21 @@ def main() -> None:
     det = ChangeDetector.packaged()
     assert det is not None, "ChangeNet weights are not packaged"
 
-    def load(p: Path) -> Image.Image:
-        with Image.open(p) as im:
-            im = im.convert("RGB")
-        im.thumbnail((1024, 1024))
-        return im
-
     rows: dict[str, list[tuple[float, dict[str, tuple[float, float]]]]] = collections.defaultdict(list)
     for i, p in enumerate(rng.sample(photos, args.n * len(KINDS))):
-        kind, img = KINDS[i % len(KINDS)], load(p)
+        kind, img = KINDS[i % len(KINDS)], load_photo(p)
         if kind == "benign_graded":
             g, ops = grade(img, rng)
             s = augment.jpeg(augment.Sample(g, Image.new("L", g.size, 0), ops), rng)
         elif kind == "benign_plain":
             s = augment.benign(img, rng, n_ops=rng.randint(1, 2))
         elif kind == "manip":
-            s = augment.manipulate(img, load(rng.choice(photos)), rng)
+            s = augment.manipulate(img, load_photo(rng.choice(photos)), rng)
         elif kind == "family":
             fam = rng.choice(edits.TRAIN_FAMILIES)
-            s = edits.make_edit(fam, img, [load(d) for d in rng.sample(photos, edits.FAMILIES[fam].donors)], rng)
+            s = edits.make_edit(fam, img, [load_photo(d) for d in rng.sample(photos, edits.FAMILIES[fam].donors)], rng)
         else:
-            s = augment.manipulate(img, load(rng.choice(photos)), rng)
+            s = augment.manipulate(img, load_photo(rng.choice(photos)), rng)
             g, ops = grade(s.image, rng)
             s = augment.jpeg(augment.Sample(g, s.mask, s.ops + ops), rng)
         pair = align_pair(View.of(s.image), View.of(img))

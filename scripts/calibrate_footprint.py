@@ -28,16 +28,9 @@ from PIL import Image
 from verifier.simprov import augment
 from verifier.simprov.change import ChangeDetector
 from verifier.simprov.pairs import View, align_pair, aligned_frame
-from verifier.training.data import train_photos
+from verifier.training.data import load_photo, train_photos
 
 KINDS = ("tight crop", "benign copy", "cropped manipulation", "manipulation")
-
-
-def _load(p: Path, side: int = 1024) -> Image.Image:
-    with Image.open(p) as im:
-        im = im.convert("RGB")
-    im.thumbnail((side, side))
-    return im
 
 
 def tight_crop(img: Image.Image, mask: Image.Image | None, rng: random.Random) -> Image.Image:
@@ -72,13 +65,13 @@ def pairs(shared: Path, n: int, seed: int) -> Iterator[tuple[str, Image.Image, I
     it = iter(photos)
     for i in range(n):
         kind = KINDS[i % len(KINDS)]
-        img = _load(next(it))
+        img = load_photo(next(it))
         if kind == "tight crop":
             yield kind, tight_crop(img, None, rng), img
         elif kind == "benign copy":
             yield kind, augment.benign(img, rng).image, img
         else:
-            s = augment.manipulate(img, _load(next(it)), rng)
+            s = augment.manipulate(img, load_photo(next(it)), rng)
             yield kind, (tight_crop(s.image, s.mask, rng) if kind == "cropped manipulation" else augment.benign_after(s, rng).image), img
 
 

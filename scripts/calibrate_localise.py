@@ -31,17 +31,10 @@ from verifier.simprov.change import FOOTPRINT_SHARE, OUTLINE_THRESHOLD, ChangeDe
 from verifier.simprov.localise import refine_heat, significance
 from verifier.simprov.metrics import iou
 from verifier.simprov.pairs import View, align_pair, aligned_frame, heat_to_query
-from verifier.training.data import train_photos
+from verifier.training.data import load_photo, train_photos
 
 FAMILIES = ("copy_move_small",) * 3 + ("paste_large", "multi_source", "background_swap", "caption", "collage")
 MICC_THRESHOLD = 20  # as `evaluation.families` makes MICC-F220's masks
-
-
-def _load(p: Path, side: int = 1024) -> Image.Image:
-    with Image.open(p) as im:
-        im = im.convert("RGB")
-    im.thumbnail((side, side))
-    return im
 
 
 def family_edits(shared: Path, n: int, seed: int) -> Iterator[tuple[str, Image.Image, Image.Image, Image.Image]]:
@@ -52,8 +45,8 @@ def family_edits(shared: Path, n: int, seed: int) -> Iterator[tuple[str, Image.I
     it = iter(photos)
     for i in range(n):
         fam = FAMILIES[i % len(FAMILIES)]
-        img = _load(next(it))
-        s = edits.make_edit(fam, img, [_load(next(it)) for _ in range(edits.FAMILIES[fam].donors)], rng)
+        img = load_photo(next(it))
+        s = edits.make_edit(fam, img, [load_photo(next(it)) for _ in range(edits.FAMILIES[fam].donors)], rng)
         yield fam, s.image, s.mask, img
 
 
@@ -62,12 +55,12 @@ def real_forgeries(shared: Path) -> Iterator[tuple[str, Image.Image, Image.Image
     if (cov / "pairs.csv").exists():
         with (cov / "pairs.csv").open() as fh:
             for r in csv.DictReader(fh):
-                yield "COVERAGE", _load(cov / r["forged"], 4096), Image.open(cov / r["mask_forged"]), _load(cov / r["original"], 4096)
+                yield "COVERAGE", load_photo(cov / r["forged"], 4096), Image.open(cov / r["mask_forged"]), load_photo(cov / r["original"], 4096)
     micc = shared / "datasets" / "micc-f220"
     if (micc / "pairs.csv").exists():
         with (micc / "pairs.csv").open() as fh:
             for r in csv.DictReader(fh):
-                a, b = _load(micc / r["edited"], 4096), _load(micc / r["original"], 4096)
+                a, b = load_photo(micc / r["edited"], 4096), load_photo(micc / r["original"], 4096)
                 diff = np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max(-1) > MICC_THRESHOLD
                 yield "MICC-F220", a, Image.fromarray((diff * 255).astype(np.uint8)), b
 
