@@ -1,5 +1,5 @@
-"""`scripts/calibrate_colour_map.py`, the record behind stage 3's COLOUR_GAIN, still runs and
-prints its table (two pairs per kind: a smoke test, not the calibration)."""
+"""The calibration scripts, the records behind stage 3's constants, still run and print their
+tables (a few pairs each: smoke tests, not the calibrations)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,16 @@ import pytest
 from tests.conftest import REPO, shared_path
 
 
-def test_colour_map_calibration_prints_its_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def _run(script: str, args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """`scripts/<script>` run on the shared photos (skipped without them) with `args`: its printed lines."""
     photos = shared_path("datasets", "photos", "index.csv").parent
-    monkeypatch.setattr(sys, "argv", ["calibrate_colour_map.py", "--shared", str(photos.parents[1]), "--n", "2",
-                                      "--seed", "3", "--gains", "2"])
-    runpy.run_path(str(REPO / "scripts" / "calibrate_colour_map.py"), run_name="__main__")
-    lines = capsys.readouterr().out.splitlines()
+    monkeypatch.setattr(sys, "argv", [script, "--shared", str(photos.parents[1]), *args])
+    runpy.run_path(str(REPO / "scripts" / script), run_name="__main__")
+    return capsys.readouterr().out.splitlines()
+
+
+def test_colour_map_calibration_prints_its_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = _run("calibrate_colour_map.py", ["--n", "2", "--seed", "3", "--gains", "2"], monkeypatch, capsys)
     assert lines[0].startswith("| correction | T (levels) | benign_graded manipulated")
     rows = [line for line in lines if line.startswith("| ")][1:]
     assert rows[0].startswith("| none (ChangeNet alone) |")
@@ -29,11 +33,8 @@ def test_colour_map_calibration_prints_its_table(monkeypatch: pytest.MonkeyPatch
 def test_localise_calibration_prints_its_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """`scripts/calibrate_localise.py`, the record behind the pixel map's frame and noise factor:
     one row per frame and factor plus the two baselines, an IoU in [0, 1] per family."""
-    photos = shared_path("datasets", "photos", "index.csv").parent
-    monkeypatch.setattr(sys, "argv", ["calibrate_localise.py", "--shared", str(photos.parents[1]), "--n", "8",
-                                      "--seed", "3", "--factors", "6"])
-    runpy.run_path(str(REPO / "scripts" / "calibrate_localise.py"), run_name="__main__")
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    out = _run("calibrate_localise.py", ["--n", "8", "--seed", "3", "--factors", "6"], monkeypatch, capsys)
+    lines = [line for line in out if line.startswith("| ")]
     assert lines[0].startswith("| ungated IoU | copy_move_small | paste_large")
     names = [line.split("|")[1].strip() for line in lines[1:]]
     assert names == ["112-px square, noise factor 6", "working frame, noise factor 6", "per-pixel SSD + F_A, 112-px square",
@@ -46,11 +47,8 @@ def test_localise_calibration_prints_its_table(monkeypatch: pytest.MonkeyPatch, 
 def test_footprint_calibration_prints_its_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """`scripts/calibrate_footprint.py`, the record behind stage 3's FOOTPRINT_SHARE: the whole frame
     and each share, a count per kind out of the pairs that aligned."""
-    photos = shared_path("datasets", "photos", "index.csv").parent
-    monkeypatch.setattr(sys, "argv", ["calibrate_footprint.py", "--shared", str(photos.parents[1]), "--n", "4",
-                                      "--seed", "3", "--shares", "0.9"])
-    runpy.run_path(str(REPO / "scripts" / "calibrate_footprint.py"), run_name="__main__")
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    out = _run("calibrate_footprint.py", ["--n", "4", "--seed", "3", "--shares", "0.9"], monkeypatch, capsys)
+    lines = [line for line in out if line.startswith("| ")]
     assert lines[0].startswith("| footprint share | tight crop called manipulated | benign copy")
     assert [line.split("|")[1].strip() for line in lines[1:]] == ["0 (whole frame)", "0.9", "pairs made (aligned above)"]
     counts = [c.strip().split(" / ") for line in lines[1:3] for c in line.strip("|").split("|")[1:]]
