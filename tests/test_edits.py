@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter, ImageOps
 
 from verifier.cli.demo import generated_photo
 from verifier.simprov.augment import Sample
@@ -83,6 +83,24 @@ def test_reframe_crops_to_the_named_frame_and_zooms_back() -> None:
     assert {f for f, _ in seen} == set(REFRAMES) and any(t for _, t in seen)
 
 
+def test_recolour_changes_colour_only_inside_its_mask() -> None:
+    """A recoloured region: inside the mask the colour moved and the lightness kept its structure;
+    outside, the photo is untouched (but a feathered rim). A grey region is tinted."""
+    img = generated_photo(4, (400, 300))
+    for seed, photo in enumerate([img] * 5 + [ImageOps.grayscale(img).convert("RGB")]):
+        s = make_edit("recolour", photo, [], random.Random(seed), finished=False)
+        assert s.ops[0].endswith("+tint") == (photo is not img), s.ops
+        m = np.asarray(s.mask) > 127
+        assert 0.03 < m.mean() < 0.4, (s.ops, m.mean())
+        a, b = np.asarray(photo, np.float32), np.asarray(s.image, np.float32)
+        assert np.abs(a - b).sum(-1)[m].mean() > 30, s.ops  # the colour moved
+        rim = np.asarray(Image.fromarray(m).filter(ImageFilter.MaxFilter(9))) > 0
+        assert np.abs(a - b).sum(-1)[~rim].max() <= 3, s.ops
+        inner = np.asarray(Image.fromarray(m).filter(ImageFilter.MinFilter(9))) > 0  # past the feathered edge
+        va, vb = a.max(-1)[inner], b.max(-1)[inner]  # HSV value: what a hue turn or a tint keeps
+        assert np.abs(va - vb).mean() < 2, s.ops  # texture kept, not a flat fill
+
+
 def test_finish_keeps_mask_and_image_together() -> None:
     rng = random.Random(0)
     for _ in range(20):
@@ -143,7 +161,8 @@ def test_families_benchmark_uses_test_photos_only(tmp_path) -> None:  # type: ig
     assert {q.variant for q in queries if q.family == "retouch"} <= {"inpaint", "liquify", "inpaint+liquify"}
     assert all(q.variant for q in queries if q.family == "retouch")
     assert all(q.variant.startswith(("story", "square", "portrait", "own")) for q in queries if q.family == "reframe")
-    assert not any(q.variant for q in queries if q.family not in (None, "retouch", "reframe"))
+    assert {q.variant for q in queries if q.family == "recolour"} <= {"segment", "segment+tint", "ellipse", "ellipse+tint"}
+    assert not any(q.variant for q in queries if q.family not in (None, "retouch", "reframe", "recolour"))
     micc_q = next(q for q in queries if q.family == "micc-f220")
     mask = np.asarray(micc_q.mask) > 127
     assert mask[15:35, 15:35].all() and mask.mean() < 0.1

@@ -420,6 +420,54 @@ def reframe(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
     return Sample(out, Image.new("L", out.size, 0), [f"reframe:{frame}" + (f"+turn{turn}" if turn else ""), f"box{x},{y},{cw},{ch}"])
 
 
+def _colour_segments(arr: np.ndarray, k: int, rng: random.Random) -> np.ndarray:
+    """Labels (h, w) of a k-colour clustering (Lloyd's k-means in RGB, seeded from `rng`) of a
+    ~96 px copy of `arr`, blown back up to its size: regions of one colour, as a magic wand finds."""
+    h, w = arr.shape[:2]
+    s = 96 / max(h, w)
+    small = cv2.resize(arr, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    px = small.reshape(-1, 3).astype(np.float32)
+    centres = px[[rng.randrange(len(px)) for _ in range(k)]]
+    for _ in range(10):
+        label = ((px[:, None] - centres[None]) ** 2).sum(-1).argmin(1)
+        centres = np.stack([px[label == j].mean(0) if (label == j).any() else centres[j] for j in range(k)])
+    return cv2.resize(label.reshape(small.shape[:2]).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def recolour(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """An object recoloured, nothing pasted (a car, a shirt, the sky turned another colour): a
+    connected region of one colour (a 5-8 colour k-means of the photo, 4-35 % of the frame; an
+    ellipse of 8-25 % when no region is that size) has its hue turned by 60-300 degrees, or
+    when it is nearly grey is tinted (saturation 90-200, a random hue); 1-3 px feathered edge.
+    The mask marks the region."""
+    arr = np.ascontiguousarray(np.asarray(_rgb(img)))
+    h, w = arr.shape[:2]
+    labels = _colour_segments(arr, rng.randint(5, 8), rng)
+    found = []
+    for j in np.unique(labels).tolist():
+        n, comp, stats, _ = cv2.connectedComponentsWithStats((labels == j).astype(np.uint8), connectivity=8)
+        found += [(comp == c) for c in range(1, n) if 0.04 <= stats[c, cv2.CC_STAT_AREA] / (w * h) <= 0.35]
+    if found:
+        region = found[rng.randrange(len(found))]
+        variant = "segment"
+    else:
+        region = np.asarray(_ellipse((w, h), _box(w, h, rng.uniform(0.08, 0.25), rng)), bool)
+        variant = "ellipse"
+    hsv = np.asarray(Image.fromarray(arr).convert("HSV")).astype(np.int32)
+    hue, sat = hsv[..., 0], hsv[..., 1]
+    if np.median(sat[region]) < 40:  # grey: a hue turn would not show, so tint it
+        hue = np.full_like(hue, rng.randint(0, 255))
+        sat = np.full_like(sat, rng.randint(90, 200))
+        variant += "+tint"
+    else:
+        hue = (hue + round(rng.uniform(60, 300) / 360 * 256)) % 256
+    new = np.stack([hue, sat, hsv[..., 2]], -1).astype(np.uint8)
+    changed = Image.fromarray(new, "HSV").convert("RGB")
+    alpha = Image.fromarray(region.astype(np.uint8) * 255).filter(ImageFilter.GaussianBlur(rng.uniform(1, 3)))
+    out = Image.composite(changed, Image.fromarray(arr), alpha)
+    return Sample(out, _binary(alpha), [f"recolour:{variant}"])
+
+
 @dataclass(frozen=True)
 class EditFamily:
     name: str
@@ -448,10 +496,11 @@ FAMILIES: dict[str, EditFamily] = {
         EditFamily("screen", screen, "benign", 1),  # added after the others: their queries stayed the same
         EditFamily("retouch", retouch, "manip", 0),  # last, for the same reason
         EditFamily("reframe", reframe, "benign", 0),  # after retouch, for the same reason
+        EditFamily("recolour", recolour, "manip", 0),  # after reframe, for the same reason
     )
 }
 # Whole families kept out of training, to measure generalisation to unseen kinds of edit.
-HELD_OUT_FAMILIES = ("transplant", "meme", "head_swap", "stylise", "screen", "retouch", "reframe")
+HELD_OUT_FAMILIES = ("transplant", "meme", "head_swap", "stylise", "screen", "retouch", "reframe", "recolour")
 TRAIN_FAMILIES = tuple(f for f in FAMILIES if f not in HELD_OUT_FAMILIES)
 
 
