@@ -54,3 +54,18 @@ def test_footprint_calibration_prints_its_table(monkeypatch: pytest.MonkeyPatch,
     counts = [c.strip().split(" / ") for line in lines[1:3] for c in line.strip("|").split("|")[1:]]
     assert len(counts) == 8 and all(0 <= int(a) <= int(b) <= 1 for a, b in counts), counts
     assert lines[-1].split("|")[2:6] == [" 1 "] * 4  # one pair of each kind
+
+
+def test_recolour_calibration_prints_its_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`scripts/calibrate_recolour.py`, the record behind stage 3's RECOLOUR_SHARE and CHROMA_LEVEL:
+    ChangeNet alone, then each level and share, a count per kind out of the pairs that aligned."""
+    out = _run("calibrate_recolour.py", ["--n", "6", "--seed", "3", "--levels", "8", "--shares", "0.02", "--rests", "0.09"],
+               monkeypatch, capsys)
+    lines = [line for line in out if line.startswith("| ")]
+    assert lines[0].startswith("| chroma level | rest departing at most | least share | recoloured called manipulated | graded copy")
+    assert [line.split("|")[1].strip() for line in lines[1:]] == ["(ChangeNet alone)", "8", "pairs made (aligned above)"]
+    counts = [c.strip().split(" / ") for line in lines[1:3] for c in line.strip("|").split("|")[3:]]
+    assert len(counts) == 12 and all(0 <= int(a) <= int(b) <= 1 for a, b in counts), counts
+    alone, measured = ([int(c.strip().split(" / ")[0]) for c in line.strip("|").split("|")[3:]] for line in lines[1:3])
+    assert all(m >= a for a, m in zip(alone, measured, strict=True))  # the measure only adds "manipulated"
+    assert lines[-1].split("|")[4:10] == [" 1 "] * 6  # one pair of each kind

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw, ImageEnhance, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from verifier.matching import views as views_mod
 from verifier.matching.views import CandidateViews
@@ -789,3 +789,75 @@ def _jpeg_bytes(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=85)
     return buf.getvalue()
+
+
+def _splashed(img: Image.Image, turn: int | None = None) -> Image.Image:
+    """An ellipse of `img` (384 px) made grey (a colour splash), or its hues turned by `turn` / 256,
+    with a 4-px feathered edge; JPEG."""
+    m = Image.new("L", img.size, 0)
+    ImageDraw.Draw(m).ellipse((150, 150, 330, 300), fill=255)
+    alt = ImageOps.grayscale(img).convert("RGB") if turn is None else _hue_turned(img, turn)
+    return Image.open(io.BytesIO(_jpeg_bytes(Image.composite(alt, img, m.filter(ImageFilter.GaussianBlur(4)))))).convert("RGB")
+
+
+def test_a_region_recoloured_on_its_own_is_found_and_a_grade_is_not() -> None:
+    """`localise.recoloured`: a region made grey, or its hues turned, stands out after the global
+    colour map, where it was edited; a hue turn or per-channel curves throughout, a plain
+    re-encode and a flat red border (texture replaced, not recoloured) do not reach the share."""
+    from verifier.simprov.change import RECOLOUR_SHARE
+    from verifier.simprov.localise import recoloured
+
+    original = photo("chelsea").resize((384, 384))
+    cv = View.of(original)
+    s = 256 / 384
+    ellipse = np.zeros((256, 256), bool)
+    ellipse[round(150 * s):round(300 * s), round(150 * s):round(330 * s)] = True  # its bounding box, in the frame
+    curves = Image.fromarray(np.clip(255 * (np.asarray(original) / 255.0) ** np.array([0.6, 1.0, 1.5]), 0, 255).astype(np.uint8))
+    bordered = original.copy()
+    ImageDraw.Draw(bordered).rectangle((0, 0, 383, 383), outline=(200, 30, 30), width=18)
+    for query, edited in ((_splashed(original), True), (_splashed(original, 70), True), (_hue_turned(original, 60), False),
+                          (curves, False), (original, False), (bordered, False)):
+        qv = View.of(Image.open(io.BytesIO(_jpeg_bytes(query))).convert("RGB"))
+        found = recoloured(aligned_frame(align_pair(qv, cv), qv, cv))
+        assert (found.share >= RECOLOUR_SHARE) == edited, found.share
+        if edited:
+            assert found.region.shape == (256, 256) and found.region[ellipse].mean() > 0.5
+            assert found.region[~ellipse].mean() < 0.1  # a feathered edge and the closing reach past its box
+    # degenerate pairs measure nothing and raise nothing: one flat colour, nothing covered
+    flat = np.full((256, 256, 3), 90, np.uint8)
+    pair = align_pair(qv, cv)
+    for q, c, valid in ((flat, flat, np.ones((256, 256), np.uint8)), (flat, flat * 0, np.ones((256, 256), np.uint8)),
+                        (flat, flat, np.zeros((256, 256), np.uint8))):
+        assert recoloured(dataclasses.replace(pair, query=q, candidate=c, valid=valid)).share == 0.0
+
+
+def test_stage3_calls_a_recoloured_region_manipulated(change: ChangeDetector) -> None:
+    """ChangeNet takes a colour splash for benign; the recoloured-region measure decides, its map
+    is the region, and the report says so. Off (0) ChangeNet's word stands and nothing is
+    measured; the setting reaches the service's detector and refuses nonsense."""
+    from verifier.service import _pairwise_stages
+    from verifier.settings import Settings
+    from verifier.simprov.change import RECOLOUR_SHARE
+    from verifier.verification.assemble import manipulation_section
+
+    original = photo("chelsea").resize((384, 384))
+    query = _splashed(original)
+    qv, cv = View.of(query), View.of(original)
+    pair = align_pair(qv, cv)
+    assert change.recolour_share == RECOLOUR_SHARE == Settings().stage3_recolour_share
+    judged = change.analyse(pair, qv, cv, query.size)
+    assert judged.p_manipulated < 0.5 and judged.recoloured and judged.manipulated
+    assert judged.recolour_share is not None and judged.recolour_share >= RECOLOUR_SHARE
+    region = judged.region()
+    assert region is not None and region[170:280, 170:310].mean() > 0.6 and region.mean() < 0.25
+    assert judged.grid.max() == 1.0 and judged.grid[4, 4] > 0.5 and judged.grid[0, 0] == 0
+    section = manipulation_section(judged, uuid.uuid4(), True)
+    assert section.decision == "manipulated" and section.local_recolour is not None and section.local_recolour.detected
+    _, off = _pairwise_stages(Settings(stage3_recolour_share=0))
+    assert off is not None and off.recolour_share == 0
+    benign = off.analyse(pair, qv, cv, query.size)
+    assert not benign.manipulated and benign.recolour_share is None and benign.query_heat is None
+    assert manipulation_section(benign, uuid.uuid4(), False).local_recolour is None
+    for bad in ("-0.1", "1.5", "nan", "some"):
+        with pytest.raises(ValueError):
+            Settings(stage3_recolour_share=bad)

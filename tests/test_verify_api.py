@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from joserfc import jws as jose_jws
 from joserfc.errors import BadSignatureError
 from joserfc.jwk import KeySet
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
 from sqlalchemy import func, select
 
 from manifests.signing import ManifestDefinition, SignerCredentials, sign_image
@@ -207,6 +207,8 @@ def test_benign_copy_has_no_heatmap(client: TestClient, verifier_key: str, regis
     assert m["decision"] == "benign" and m["heatmap_url"] is None and not np.array(m["grid"]).any()
     warp = m["local_warp"]  # measured, below the bar
     assert warp is not None and not warp["detected"] and warp["max_displacement"] < warp["threshold"]
+    recolour = m["local_recolour"]  # measured too
+    assert recolour is not None and not recolour["detected"] and recolour["share"] < recolour["threshold"]
     assert m["original_coverage"] > 0.9 and m["added_content_fraction"] < 0.02  # the corners a rotation left are no content
     assert "outside the original" not in report["summary"]
     heat = client.get(f"/v1/reports/{report['id']}/heatmap.png", headers=auth(verifier_key))
@@ -225,6 +227,7 @@ def test_graded_copy_is_benign_once_its_colours_are_mapped(client: TestClient, v
     assert report["match"]["original_id"] == registered["astronaut"]["record"]["id"]
     m = report["manipulation"]
     assert m["colour_mapped"] and m["colour_map_gain"] >= 2 and m["heatmap_url"] is None
+    assert not m["local_recolour"]["detected"]  # a change throughout is no region recoloured on its own
     assert "undoing a change of colour throughout the image" in report["summary"]
     plain = check_envelope(verify(client, verifier_key, encode(img, "JPEG", quality=75)))  # nothing to undo
     assert plain["verdict"] == "match_benign" and not plain["manipulation"]["colour_mapped"]
@@ -248,6 +251,28 @@ def test_liquified_copy_is_manipulated_by_its_local_warp(client: TestClient, ver
     i, j = np.unravel_index(np.argmax(grid), grid.shape)
     assert abs(i - 2) <= 1 and abs(j - 2) <= 1 and m["heatmap_url"], grid.round(2)
     assert client.get(m["heatmap_url"], headers=auth(verifier_key)).status_code == 200
+
+
+def test_colour_splashed_copy_is_manipulated_by_its_recoloured_region(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]
+    """Nothing pasted, no texture changed: an ellipse of the cat made grey. ChangeNet takes
+    colour changes for benign; the recoloured-region measure decides, the report says so in
+    its section and its summary, and the heatmap is that region."""
+    img = Image.open(io.BytesIO(registered["chelsea"]["bytes"])).convert("RGB")
+    w, h = img.size
+    mask = Image.new("L", img.size, 0)
+    ImageDraw.Draw(mask).ellipse((0.3 * w, 0.3 * h, 0.8 * w, 0.8 * h), fill=255)
+    splashed = Image.composite(ImageOps.grayscale(img).convert("RGB"), img, mask.filter(ImageFilter.GaussianBlur(4)))
+    report = check_envelope(verify(client, verifier_key, encode(splashed, "JPEG", quality=85)))
+    assert report["verdict"] == "match_manipulated", report["manipulation"]
+    assert report["match"]["original_id"] == registered["chelsea"]["record"]["id"]
+    m = report["manipulation"]
+    found = m["local_recolour"]
+    assert m["probability_manipulated"] < m["decision_threshold"]  # what ChangeNet alone would have said
+    assert found["detected"] and found["share"] >= found["threshold"] > 0
+    assert "colour was changed on its own" in report["summary"]
+    grid = np.array(m["grid"], np.float32)
+    assert grid[3, 3] > 0.5 and grid[0, 0] == 0 and grid[6, 6] == 0, grid.round(2)
+    assert m["heatmap_url"] and client.get(m["heatmap_url"], headers=auth(verifier_key)).status_code == 200
 
 
 def test_original_inside_other_content_is_said_and_mapped(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]

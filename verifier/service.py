@@ -175,4 +175,4 @@ def _pairwise_stages(settings: Settings) -> tuple[Reranker | None, ChangeDetecto
                           colour_supported_min_inliers=settings.stage2_colour_supported_min_inliers)
     return Reranker.packaged(policy), ChangeDetector.packaged(
         warp_threshold=settings.stage3_warp_threshold, colour_gain=settings.stage3_colour_gain,
-        footprint_share=settings.stage3_footprint_share)
+        footprint_share=settings.stage3_footprint_share, recolour_share=settings.stage3_recolour_share)

@@ -129,6 +129,11 @@ class Settings(BaseSettings):
                                           "(a tight crop), ChangeNet judges that box rather than the whole frame with "
                                           "the rest empty, which it was not trained on (0: always the whole frame). "
                                           "BENCHMARKS.md, 'Reframed copies', has the measurement.")
+    stage3_recolour_share: float = Field(default=0.03, ge=0.0, le=1.0, description="When ChangeNet calls a copy "
+                                         "benign but one connected region of at least this share of the part it covers "
+                                         "changed colour on its own (an object recoloured, tinted or made grey, with its "
+                                         "texture kept; one global colour map undone first), stage 3 calls it "
+                                         "manipulated (0: off). BENCHMARKS.md, 'Recoloured regions', has the measurement.")
     local_votes: bool = Field(default=True, description="When stage 1 has no match, the query's SIFT descriptors vote "
                               "for registered originals (an index of every original's descriptors, built from the views "
                               "at start-up); those with local_min_votes join stage 1's candidates for stage 2 to judge. "

@@ -117,6 +117,8 @@ def _query_record(q: Query, report: dict[str, Any], ev: Evidence, true_id: str |
         record["p_absent"] = round(float(ev.stage2.p_absent), 4)
     if ev.change is not None:
         record["p_manipulated"] = round(float(ev.change.p_manipulated), 4)
+        if ev.change.recolour_share is not None:
+            record["recolour_share"] = round(float(ev.change.recolour_share), 4)
     return record
 
 
@@ -211,9 +213,9 @@ def run_bench(
             assert ev is not None
             report = signed.report
             verdicts[q.kind][report["verdict"]] += 1
-            warp_only = _warp_only(report)
-            if warp_only:
-                verdicts[q.kind][WARP_ONLY] += 1
+            only = _measure_only(report)
+            if only:
+                verdicts[q.kind][only] += 1
             true_id = path_to_id.get(q.original.resolve()) if q.original else None
             true_ids.append(true_id)
             got = report["match"]["original_id"] if report["match"] else None
@@ -234,8 +236,8 @@ def run_bench(
                     ranks12[q.kind].append(1 if got == true_id else (order.index(true_id) + 1 if true_id in order else None))
                 if q.family:
                     per_family[q.family].add(q.kind, report["verdict"], ranks[q.kind][-1], ranks12[q.kind][-1], got == true_id)
-                    if warp_only:
-                        per_family[q.family].verdicts[WARP_ONLY] += 1
+                    if only:
+                        per_family[q.family].verdicts[only] += 1
                     if q.variant:
                         per_family[q.family].by_variant[q.variant][report["verdict"]] += 1
             per_query.append(_query_record(q, report, ev, true_id, got, timings["total"][-1]))
@@ -298,16 +300,19 @@ def run_bench(
             tmp.cleanup()
 
 
-# An extra key among the verdict counts: of the match_manipulated, those that ChangeNet called
-# benign and only the local-warp measure flagged (how much that measure adds, per kind).
+# Extra keys among the verdict counts: of the match_manipulated, those that ChangeNet called benign
+# and only the local-warp or the recoloured-region measure flagged (how much each adds, per kind).
 WARP_ONLY = "match_manipulated_by_local_warp_only"
+RECOLOUR_ONLY = "match_manipulated_by_local_recolour_only"
 
 
-def _warp_only(report: dict[str, Any]) -> bool:
+def _measure_only(report: dict[str, Any]) -> str | None:
     m = report.get("manipulation") or {}
-    warp = m.get("local_warp") or {}
-    return bool(report["verdict"] == "match_manipulated" and warp.get("detected")
-                and m["probability_manipulated"] < m["decision_threshold"])
+    if report["verdict"] != "match_manipulated" or m["probability_manipulated"] >= m["decision_threshold"]:
+        return None
+    if (m.get("local_warp") or {}).get("detected"):
+        return WARP_ONLY
+    return RECOLOUR_ONLY if (m.get("local_recolour") or {}).get("detected") else None
 
 
 @dataclass

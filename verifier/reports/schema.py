@@ -10,12 +10,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-REPORT_VERSION = "1.5"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...);
+REPORT_VERSION = "1.6"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...);
 # 1.2: manipulation.local_warp; 1.3: manipulation.original_coverage and added_content_fraction;
 # 1.4: manipulation.colour_map_gain and colour_mapped; 1.5: colour_mapped also when the mapped look calls it
-# manipulated (its map is the report's)
+# manipulated (its map is the report's); 1.6: manipulation.local_recolour
 # (each additive: an earlier reader ignores them)
-SCHEMA_ID = "urn:provenance-verifier:schema:report:1.5"
+SCHEMA_ID = "urn:provenance-verifier:schema:report:1.6"
 
 
 class Verdict(str, Enum):
@@ -193,6 +193,16 @@ class LocalWarp(BaseModel):
         description="Displacement per cell of a 7x7 split of the original's frame (rows top to bottom), as a share of its long side; 0 where the flow is not trusted (flat areas) or does not explain the pixels.")
 
 
+class LocalRecolour(BaseModel):
+    """A region whose colour changed on its own (an object recoloured, tinted or made grey, its
+    texture kept): measured on the aligned pair after one global colour map (a grade of the
+    whole image) is undone, and deciding on its own, since ChangeNet takes such a copy for benign."""
+
+    detected: bool = Field(description="Whether the region reaches the threshold; if so the query is judged manipulated whatever ChangeNet's probability, and the heatmap is the region.")
+    share: float = Field(description="The largest connected region whose colour (Lab a*b*) departs from the original's after the global colour map, and whose lightness keeps the original's structure, as a share of the pixels the query covers.")
+    threshold: float
+
+
 class Manipulation(BaseModel):
     """SImProv stage 3: is the query a benign copy of the matched original or an edit of it, and where."""
 
@@ -213,6 +223,8 @@ class Manipulation(BaseModel):
     alignment: list[list[float]] | None = Field(
         None, description="3x3 homography from the matched original's pixels to the query's pixels (F_A), row-major.")
     local_warp: LocalWarp | None = Field(None, description="Absent when the alignment had no dense flow (a weak fit).")
+    local_recolour: LocalRecolour | None = Field(
+        None, description="Measured only when ChangeNet called the pair benign and the alignment is trusted; absent otherwise.")
     original_coverage: float | None = Field(
         None, description="Share of the query's pixels that the matched original's frame covers once aligned; absent for a weak fit.")
     added_content_fraction: float | None = Field(
@@ -251,7 +263,7 @@ class RecoveredManifest(CredentialDetails):
 
 
 class Report(BaseModel):
-    report_version: Literal["1.5"] = REPORT_VERSION
+    report_version: Literal["1.6"] = REPORT_VERSION
     id: uuid.UUID
     created_at: dt.datetime
     service: ServiceInfo

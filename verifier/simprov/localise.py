@@ -21,16 +21,24 @@ Constants were chosen on copy-moves and composites of `train` photos (leave-fami
 families, never COVERAGE or MICC-F220); the measurements are in BENCHMARKS.md ("Heatmaps
 below the 7x7 grid", then "Stage 3's pixel map at the working frame": moving from the
 112-px pair to the working frame, NOISE_FACTOR 5 -> 6).
+
+`recoloured` reads the same aligned pair for a different edit: an object recoloured on its own
+(a hue turned, a tint, a colour splash), which changes no texture and which ChangeNet mostly
+calls benign. Its constants were chosen on `train` photos with generators written apart from
+the held-out families (`scripts/calibrate_recolour.py`; BENCHMARKS.md, "Recoloured regions").
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations_with_replacement
 
 import cv2
 import numpy as np
 
 from verifier.simprov.pairs import AlignedPair
 
-__all__ = ["METHOD", "refine_heat", "significance"]
+__all__ = ["METHOD", "Recoloured", "recoloured", "refine_heat", "significance"]
 
 METHOD = "7x7 ChangeNet map refined by the colour-corrected aligned residual"
 BACKGROUND = 0.2
@@ -84,3 +92,97 @@ def refine_heat(grid: np.ndarray, pair: AlignedPair, noise_factor: float = NOISE
     peak = float(fine.max())
     # nothing departs from the original where ChangeNet points: keep its coarse map
     return fine / peak if peak > 1e-6 else coarse
+
+
+CHROMA_BLUR = 2.0  # px at the working frame: JPEG's chroma blocks and a pixel of misalignment at colour edges
+CHROMA_LEVEL = 8.0  # Lab a*b* units after the global map: a region recoloured
+CHROMA_KEEP = 0.8  # the map is fitted again on this share of the covered pixels that it explained best
+CHROMA_DEGREE = 3  # the global map: a polynomial of this degree in the original's R, G, B
+CHROMA_CLOSE = 9  # px: a hue turn leaves an object's grey parts unchanged, and its coloured pieces are joined across them
+CHROMA_FIT_PIXELS = 16384  # the map is fitted on at most this many of the covered pixels
+TEXTURE_CORR = 0.5  # a recoloured region's lightness correlates with the original's at least this much
+TEXTURE_FLAT = 4.0  # or the original is this flat there (std of 8-bit Lab L), and the query about as flat
+TEXTURE_TRIES = 5  # the largest regions tried
+REST_FAR_MAX = 0.09  # the rest of the covered frame may depart by the level on at most this share of its pixels: a region
+# stands out only in a copy that is otherwise faithful (a copy filtered, posterised or moire'd throughout departs everywhere)
+EDGE_BAND = 0.04  # of the frame's long side: a band inside the covered area's edge where nothing counts (a border or
+# frame drawn over a copy's edge is a flat colour there, and so may be the original's blurred background)
+
+
+def _colour_terms(rgb: np.ndarray, degree: int) -> np.ndarray:
+    """(n, 3) colours in [0, 1] -> (n, t) monomials of R, G, B up to `degree`."""
+    terms = [np.ones(len(rgb), np.float32)]
+    for d in range(1, degree + 1):
+        terms += [np.prod(rgb[:, list(c)], axis=1) for c in combinations_with_replacement(range(3), d)]
+    return np.stack(terms, 1)
+
+
+def _global_map(query: np.ndarray, original: np.ndarray, fit: np.ndarray, degree: int) -> np.ndarray:
+    """`original` (h, w, 3) through the polynomial colour map least-squares fitted over `fit`
+    to `query`'s colours, then fitted again on the CHROMA_KEEP of those pixels it explains best
+    (a recoloured minority does not pull the map). Normal equations on at most CHROMA_FIT_PIXELS
+    evenly strided pixels: numpy's lstsq on every pixel of the frame took ~55 ms a fit."""
+    rgb = original.reshape(-1, 3).astype(np.float32) / 255
+    idx = np.flatnonzero(fit.reshape(-1))
+    idx = idx[:: max(1, len(idx) // CHROMA_FIT_PIXELS)]
+    xs, ys = _colour_terms(rgb[idx], degree).astype(np.float64), query.reshape(-1, 3)[idx].astype(np.float64)
+    for first in (True, False):
+        gram = xs.T @ xs
+        m = np.linalg.solve(gram + 1e-6 * np.trace(gram) / len(gram) * np.eye(len(gram)), xs.T @ ys)
+        if first:
+            err = np.abs(xs @ m - ys).sum(1)
+            keep = err <= np.quantile(err, CHROMA_KEEP)
+            xs, ys = xs[keep], ys[keep]
+    mapped = _colour_terms(rgb, degree) @ m.astype(np.float32)
+    return np.clip(mapped, 0, 255).round().astype(np.uint8).reshape(original.shape)
+
+
+@dataclass(frozen=True)
+class Recoloured:
+    """The largest connected region of the covered frame whose colour (Lab a*b*) departs from
+    the original's after one global colour map: `share` of the covered pixels, `region` (h, w)."""
+
+    share: float
+    region: np.ndarray  # (h, w) bool
+
+
+def recoloured(pair: AlignedPair, level: float = CHROMA_LEVEL, degree: int = CHROMA_DEGREE, rest_far_max: float = REST_FAR_MAX) -> Recoloured:
+    """An object recoloured (a hue turned, a region tinted or made grey) changes no texture,
+    and ChangeNet, trained on pastes and on global grading as benign, often misses it. One
+    global colour map (a polynomial in R, G, B, fitted robustly) undoes a grade of the whole
+    frame, curves and split toning included; what it does not explain, in chroma, as one
+    connected region away from the covered area's edge (EDGE_BAND), with its lightness kept
+    (`_texture_kept`), in a copy whose rest the map does explain (REST_FAR_MAX), is a local
+    recolouring."""
+    valid = pair.valid.astype(bool)
+    h, w = valid.shape
+    if valid.sum() < 64:
+        return Recoloured(0.0, np.zeros((h, w), bool))
+    q = cv2.GaussianBlur(pair.query, (0, 0), CHROMA_BLUR)
+    c = cv2.GaussianBlur(_global_map(pair.query, pair.candidate, valid, degree), (0, 0), CHROMA_BLUR)
+    lab_q = cv2.cvtColor(q, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab_c = cv2.cvtColor(c, cv2.COLOR_RGB2LAB).astype(np.float32)
+    band = 2 * round(EDGE_BAND * max(h, w)) + 1
+    inner = cv2.erode(valid.astype(np.uint8), np.ones((band, band), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0
+    departs = np.hypot(lab_q[..., 1] - lab_c[..., 1], lab_q[..., 2] - lab_c[..., 2]) >= level
+    far = departs & inner
+    far = cv2.morphologyEx(far.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    far = cv2.morphologyEx(far, cv2.MORPH_CLOSE, np.ones((CHROMA_CLOSE, CHROMA_CLOSE), np.uint8))  # one object's pieces
+    _, comp, stats, _ = cv2.connectedComponentsWithStats(far, connectivity=8)
+    lum_q = cv2.cvtColor(pair.query, cv2.COLOR_RGB2LAB)[..., 0].astype(np.float32)
+    lum_c = cv2.cvtColor(pair.candidate, cv2.COLOR_RGB2LAB)[..., 0].astype(np.float32)
+    for k in 1 + np.argsort(-stats[1:, cv2.CC_STAT_AREA])[:TEXTURE_TRIES]:
+        region = comp == k
+        rest = valid & ~(cv2.dilate(region.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0)
+        if _texture_kept(lum_q[region], lum_c[region]) and rest.any() and float(departs[rest].mean()) <= rest_far_max:
+            return Recoloured(float(stats[k, cv2.CC_STAT_AREA]) / float(valid.sum()), region)
+    return Recoloured(0.0, np.zeros((h, w), bool))
+
+
+def _texture_kept(q: np.ndarray, c: np.ndarray) -> bool:
+    """Whether a region's lightness keeps the original's structure (a recolouring) rather than
+    replacing it (a flat border or a paste over textured content): correlated, or flat in both."""
+    sq, sc = float(q.std()), float(c.std())
+    if sc < TEXTURE_FLAT:
+        return sq < TEXTURE_FLAT * 2
+    return sq > 1e-3 and float(np.corrcoef(q, c)[0, 1]) >= TEXTURE_CORR

@@ -13,6 +13,7 @@ from verifier.matching.evidence import Evidence, SearchOutcome
 from verifier.reports.schema import (
     C2paSection,
     CandidateScore,
+    LocalRecolour,
     LocalWarp,
     Manipulation,
     MatchSection,
@@ -111,6 +112,8 @@ def manipulation_section(change: ChangeResult, report_id: uuid.UUID, has_heatmap
             threshold=round(change.warp_threshold, 6),
             grid=[[round(float(v), 5) for v in row] for row in change.moved],
         ),
+        local_recolour=None if change.recolour_share is None else LocalRecolour(
+            detected=change.recoloured, share=round(change.recolour_share, 6), threshold=round(change.recolour_threshold, 6)),
         original_coverage=None if change.outside is None else round(change.outside.coverage, 4),
         added_content_fraction=None if change.outside is None else round(change.outside.added_fraction, 4),
         colour_map_gain=None if change.colour_gain is None else round(change.colour_gain, 2),
@@ -141,9 +144,10 @@ def verdict(c2pa: C2paSection, ev: Evidence | None) -> Verdict:
 
 
 def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, learned: bool, warped: bool = False,
-                 added: float = 0.0, recoloured: bool = False) -> str:
+                 added: float = 0.0, recoloured: bool = False, recoloured_region: bool = False) -> str:
     """`warped`: stage 3 found content moved locally (a liquify-style warp), said in words
-    because ChangeNet's probability alone would read as benign. `added`: the share of the
+    because ChangeNet's probability alone would read as benign; `recoloured_region` likewise: a
+    region whose colour changed on its own. `added`: the share of the
     query that is content outside the original, said from ADDED_NOTE because stage 3's verdict
     is about the original's frame only. `recoloured`: stage 3 judged the copy with a global
     colour change undone, said so that "benign" is not read as "looks the same"."""
@@ -154,6 +158,8 @@ def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, lear
     where = "; the heatmap shows where" if learned else ""
     if warped:
         how += ", which found content moved locally, as a liquify or warp tool does"
+    if recoloured_region:
+        how += ", which found a region whose colour was changed on its own, as a recolouring or colour-replace tool does"
     if recoloured and learned:
         how += ", made after undoing a change of colour throughout the image, as a filter or grading makes"
     lines = {

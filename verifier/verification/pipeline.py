@@ -128,7 +128,8 @@ class VerificationPipeline:
             summary=assemble.summary_line(verdict, c2pa, match, ev.change is not None,
                                           warped=ev.change is not None and ev.change.warped,
                                           added=ev.change.outside.added_fraction if ev.change and ev.change.outside else 0.0,
-                                          recoloured=ev.change is not None and ev.change.colour_mapped),
+                                          recoloured=ev.change is not None and ev.change.colour_mapped,
+                                          recoloured_region=ev.change is not None and ev.change.recoloured),
         )
         payload = report.payload()
         jws = self.keys.current().sign_compact(canonical_json(payload))
