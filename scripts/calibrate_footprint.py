@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import io
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ from PIL import Image
 from verifier.simprov import augment
 from verifier.simprov.change import ChangeDetector
 from verifier.simprov.pairs import View, align_pair, aligned_frame
-from verifier.training.data import load_photo, train_photos
+from verifier.training.data import jpeg_copy, load_photo, shuffled_train_photos
 
 KINDS = ("tight crop", "benign copy", "cropped manipulation", "manipulation")
 
@@ -52,17 +51,13 @@ def tight_crop(img: Image.Image, mask: Image.Image | None, rng: random.Random) -
         x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
     z = rng.uniform(0.6, 2.0)
     out = img.crop((x, y, x + cw, y + ch)).resize((max(16, int(cw * z)), max(16, int(ch * z))), Image.BICUBIC)
-    buf = io.BytesIO()
-    out.save(buf, "JPEG", quality=rng.randint(40, 95))
-    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    return jpeg_copy(out, rng.randint(40, 95))
 
 
 def pairs(shared: Path, n: int, seed: int) -> Iterator[tuple[str, Image.Image, Image.Image]]:
     """(kind, query, original) from `train` photos; a manipulation's donor is another `train` photo."""
     rng = random.Random(seed)
-    photos = train_photos(shared / "datasets" / "photos")
-    rng.shuffle(photos)
-    it = iter(photos)
+    it = shuffled_train_photos(shared, rng)
     for i in range(n):
         kind = KINDS[i % len(KINDS)]
         img = load_photo(next(it))

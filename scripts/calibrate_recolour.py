@@ -12,14 +12,13 @@ filtered throughout by filters written here, apart from the held-out `stylise` f
 for each chroma level and share, one row of pairs called manipulated (ChangeNet, or a recoloured
 region of at least that share of the covered frame).
 
-    python scripts/calibrate_recolour.py --shared ../shared --n 400 --seed 1
+    python scripts/calibrate_recolour.py --shared ../shared --n 600 --seed 1 --levels 8 --shares 0.02,0.03 --rests 0.06,0.09,0.12,1
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
-import io
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +31,7 @@ from verifier.simprov import augment, edits
 from verifier.simprov.change import ChangeDetector
 from verifier.simprov.localise import CHROMA_DEGREE, REST_FAR_MAX, recoloured
 from verifier.simprov.pairs import View, align_pair, aligned_frame
-from verifier.training.data import load_photo, train_photos
+from verifier.training.data import jpeg_copy, load_photo, shuffled_train_photos
 from verifier.training.grades import grade
 
 KINDS = ("recoloured", "graded copy", "filtered copy", "benign copy", "manipulation", "family edit")
@@ -81,9 +80,7 @@ def recolour_locally(img: Image.Image, rng: random.Random) -> Image.Image:
         out = (a @ np.array([0.299, 0.587, 0.114], np.float32))[..., None] / 255 * colour * rng.uniform(1.0, 1.6)
     alpha = np.asarray(_region(img.width, img.height, rng), np.float32)[..., None] / 255
     mixed = Image.fromarray(np.clip(a * (1 - alpha) + out * alpha, 0, 255).astype(np.uint8))
-    buf = io.BytesIO()
-    mixed.save(buf, "JPEG", quality=rng.randint(50, 95))
-    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    return jpeg_copy(mixed, rng.randint(50, 95))
 
 
 def filter_throughout(img: Image.Image, rng: random.Random) -> Image.Image:
@@ -107,17 +104,13 @@ def filter_throughout(img: Image.Image, rng: random.Random) -> Image.Image:
         out = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
     else:
         out = cv2.bilateralFilter(a, 9, rng.uniform(60, 150), rng.uniform(10, 30))
-    buf = io.BytesIO()
-    Image.fromarray(out).save(buf, "JPEG", quality=rng.randint(60, 95))
-    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    return jpeg_copy(Image.fromarray(out), rng.randint(60, 95))
 
 
 def pairs(shared: Path, n: int, seed: int) -> Iterator[tuple[str, Image.Image, Image.Image]]:
     """(kind, query, original) from `train` photos."""
     rng = random.Random(seed)
-    photos = train_photos(shared / "datasets" / "photos")
-    rng.shuffle(photos)
-    it = iter(photos)
+    it = shuffled_train_photos(shared, rng)
     for i in range(n):
         kind = KINDS[i % len(KINDS)]
         img = load_photo(next(it))
@@ -142,7 +135,7 @@ def pairs(shared: Path, n: int, seed: int) -> Iterator[tuple[str, Image.Image, I
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", type=Path, default=Path("../shared"))
-    ap.add_argument("--n", type=int, default=400, help="pairs, a sixth of each kind")
+    ap.add_argument("--n", type=int, default=600, help="pairs, a sixth of each kind")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--levels", default="8,12,16,24", help="chroma levels (Lab a*b* units)")
     ap.add_argument("--shares", default="0.01,0.02,0.04,0.08", help="least share of the covered frame")

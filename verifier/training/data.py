@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import io
+import random
+from collections.abc import Iterator
 from pathlib import Path
 
 from PIL import Image
@@ -19,3 +22,17 @@ def load_photo(path: Path, side: int = 1024) -> Image.Image:
         im = im.convert("RGB")
     im.thumbnail((side, side))
     return im
+
+
+def shuffled_train_photos(shared: Path, rng: random.Random) -> Iterator[Path]:
+    """The `train` photos under `shared` in `rng`'s order: the calibrations' draw."""
+    photos = train_photos(shared / "datasets" / "photos")
+    rng.shuffle(photos)
+    return iter(photos)
+
+
+def jpeg_copy(img: Image.Image, quality: int) -> Image.Image:
+    """`img` through a JPEG encode at `quality` and back, as RGB (what sharing a copy does)."""
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
