@@ -803,7 +803,8 @@ def _splashed(img: Image.Image, turn: int | None = None) -> Image.Image:
 def test_a_region_recoloured_on_its_own_is_found_and_a_grade_is_not() -> None:
     """`localise.recoloured`: a region made grey, or its hues turned, stands out after the global
     colour map, where it was edited; a hue turn or per-channel curves throughout, a plain
-    re-encode and a flat red border (texture replaced, not recoloured) do not reach the share."""
+    re-encode, a flat red border (texture replaced, not recoloured) and a posterised copy (it
+    departs throughout, so nothing stands out of a faithful rest) do not reach the share."""
     from verifier.simprov.change import RECOLOUR_SHARE
     from verifier.simprov.localise import recoloured
 
@@ -815,8 +816,9 @@ def test_a_region_recoloured_on_its_own_is_found_and_a_grade_is_not() -> None:
     curves = Image.fromarray(np.clip(255 * (np.asarray(original) / 255.0) ** np.array([0.6, 1.0, 1.5]), 0, 255).astype(np.uint8))
     bordered = original.copy()
     ImageDraw.Draw(bordered).rectangle((0, 0, 383, 383), outline=(200, 30, 30), width=18)
+    posterised = ImageOps.posterize(original, 2)  # departs throughout: no region stands out of a faithful rest
     for query, edited in ((_splashed(original), True), (_splashed(original, 70), True), (_hue_turned(original, 60), False),
-                          (curves, False), (original, False), (bordered, False)):
+                          (curves, False), (original, False), (bordered, False), (posterised, False)):
         qv = View.of(Image.open(io.BytesIO(_jpeg_bytes(query))).convert("RGB"))
         found = recoloured(aligned_frame(align_pair(qv, cv), qv, cv))
         assert (found.share >= RECOLOUR_SHARE) == edited, found.share
@@ -837,7 +839,7 @@ def test_stage3_calls_a_recoloured_region_manipulated(change: ChangeDetector) ->
     measured; the setting reaches the service's detector and refuses nonsense."""
     from verifier.service import _pairwise_stages
     from verifier.settings import Settings
-    from verifier.simprov.change import RECOLOUR_SHARE
+    from verifier.simprov.change import RECOLOUR_MIN_SIDE, RECOLOUR_SHARE
     from verifier.verification.assemble import manipulation_section
 
     original = photo("chelsea").resize((384, 384))
@@ -851,6 +853,9 @@ def test_stage3_calls_a_recoloured_region_manipulated(change: ChangeDetector) ->
     region = judged.region()
     assert region is not None and region[170:280, 170:310].mean() > 0.6 and region.mean() < 0.25
     assert judged.grid.max() == 1.0 and judged.grid[4, 4] > 0.5 and judged.grid[0, 0] == 0
+    frame = aligned_frame(pair, qv, cv)
+    assert change.recolour(pair, frame, (RECOLOUR_MIN_SIDE - 1, 90)) is None  # a thumbnail's colours are smeared: not measured
+    assert change.recolour(pair, frame, (RECOLOUR_MIN_SIDE, 90)) is not None
     section = manipulation_section(judged, uuid.uuid4(), True)
     assert section.decision == "manipulated" and section.local_recolour is not None and section.local_recolour.detected
     _, off = _pairwise_stages(Settings(stage3_recolour_share=0))
