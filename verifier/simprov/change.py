@@ -65,9 +65,8 @@ from verifier.simprov.pairs import (
     pen_inputs,
 )
 
-__all__ = ["CHANGE_ID", "COLOUR_GAIN", "DECISION_THRESHOLD", "FOOTPRINT_SHARE", "OUTLINE_THRESHOLD", "RECOLOUR_MIN_SIDE", "RECOLOUR_SHARE",
-           "WARP_THRESHOLD",
-           "ChangeDetector", "ChangeResult", "Judgement"]
+__all__ = ["CHANGE_ID", "COLOUR_GAIN", "DECISION_THRESHOLD", "FOOTPRINT_SHARE", "OUTLINE_THRESHOLD", "RECOLOUR_MIN_SIDE",
+           "RECOLOUR_SHARE", "WARP_THRESHOLD", "ChangeDetector", "ChangeResult", "Judgement"]
 
 OUTLINE_THRESHOLD = 0.35
 DECISION_THRESHOLD = 0.5
