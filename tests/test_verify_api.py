@@ -173,6 +173,17 @@ def test_pasted_patch_is_manipulated_with_a_heatmap_over_the_edit(client: TestCl
     img = img.resize((384, 384))  # re-encoded, smaller copy: the edit is at box / (512 / 384)
     report = check_envelope(verify(client, verifier_key, encode(img, "JPEG", quality=85)))
     assert report["verdict"] == "match_manipulated"
+    # stage 1's two embeddings and the query's view made at once (VERIFIER_PARALLEL_STAGES) or one after another:
+    # the same evidence
+    assert service.matcher.parallel and service.search.parallel
+    runs = []
+    for parallel in (False, True):
+        service.matcher.parallel = service.search.parallel = parallel
+        runs.append(service.pipeline.verify(encode(img, "JPEG", quality=85)))
+    ev = [r.evidence for r in runs]
+    assert ev[0].stage2.psen == ev[1].stage2.psen and ev[0].stage2.choice == ev[1].stage2.choice
+    assert [c.score for c in ev[0].stage1.candidates] == [c.score for c in ev[1].stage1.candidates]
+    assert runs[0].report["manipulation"]["grid"] == runs[1].report["manipulation"]["grid"] == report["manipulation"]["grid"]
     assert report["match"]["original_id"] == registered["astronaut"]["record"]["id"]
     assert report["match"]["method"].endswith("compare=simprov-change-112")
     m = report["manipulation"]

@@ -77,6 +77,7 @@ class Service:
                 index_path=settings.index_dir / f"{embedder.model_id}.faiss", nprobe=settings.index_nprobe,
                 regions=regions, regions_calibration=Calibration.load(regions.model_id) if regions else None,
                 rescore=settings.index_rescore, held_bytes=settings.vector_cache_mb * 2**20,
+                parallel=settings.parallel_stages,
             )
             views = CandidateViews(settings.views_dir, settings.views_cache_size, settings.views_store)
             reranker, change = _pairwise_stages(settings)
@@ -88,7 +89,7 @@ class Service:
                                 compact_at=settings.local_ondisk_compact) if settings.local_votes else None
             matcher = Matcher(originals, search, views, reranker.to(device) if reranker else None,
                               change.to(device) if change else None, min_inliers=settings.stage2_min_inliers, local=local,
-                              work_max_side=settings.work_max_side)
+                              work_max_side=settings.work_max_side, parallel=settings.parallel_stages)
             registry = Registry(settings, originals, SearchIndexer(search, views, matcher))
             local_sync = matcher.sync_votes if local is not None else None
             follower = RegistryFollower(db, search, views, settings.follow_interval_s, on_change=local_sync)

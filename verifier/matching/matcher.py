@@ -21,6 +21,7 @@ from PIL import Image
 
 from verifier.errors import NotFound
 from verifier.images import load_stored
+from verifier.matching.concurrent import Later
 from verifier.matching.evidence import Evidence, ModelInfo, Related, SearchOutcome
 from verifier.matching.local import LocalSearch
 from verifier.matching.search import ProvenanceSearch, Stage1Vectors
@@ -74,8 +75,10 @@ class Matcher:
         min_inliers: int = 0,
         local: LocalSearch | None = None,
         work_max_side: int | None = None,
+        parallel: bool = False,
     ) -> None:
         self.originals = originals
+        self.parallel = parallel  # the query's view made beside stage 1 (`matching.concurrent`)
         self.work_max_side = work_max_side  # originals are decoded as ingest reduced them (their views' frame)
         self.local = local if (views and reranker and change) else None  # its finds need stage 2 to judge them
         self.min_inliers = min_inliers
@@ -108,7 +111,11 @@ class Matcher:
         clock = Stopwatch()
         exact = self.originals.find_by_sha256(sha256)
         clock.lap("exact_lookup")
-        outcome = self.search.search(image)
+        view = self._view_later(image, exact is None)
+        try:
+            outcome = self.search.search(image)
+        finally:
+            view.wait()
         clock.lap("stage1")
         stage2: Stage2Result | None = None
         query_view: View | None = None
@@ -117,7 +124,7 @@ class Matcher:
         if exact is not None:
             related = [Related(o, _relation(o, exact), 1.0) for o in self.originals.all_by_sha256(sha256) if o.id != exact.id]
         elif self.reranker is not None and outcome.candidates:
-            query_view = View.of(image)
+            query_view = view.result()
             outcome = self.with_votes(query_view, outcome)
             clock.lap("stage1_votes")
             stage2 = self.rerank(query_view, outcome)
@@ -149,14 +156,18 @@ class Matcher:
         it. Only exact bytes are certain: a learned probability is capped at 0.99."""
         exact = {o.id for o in self.originals.all_by_sha256(sha256)}
         found: dict[uuid.UUID, float] = dict.fromkeys(exact, 1.0)
-        outcome = self.search.search(image)
+        view = self._view_later(image, True)
+        try:
+            outcome = self.search.search(image)
+        finally:
+            view.wait()
 
         def note(oid: uuid.UUID, p: float) -> None:
             if oid not in exact:
                 found[oid] = max(found.get(oid, 0.0), min(0.99, float(p)))
 
         if self.reranker is not None and outcome.candidates:
-            query_view = View.of(image)
+            query_view = view.result()
             outcome = self.with_votes(query_view, outcome)
             stage2 = self.rerank(query_view, outcome)
             if stage2.choice is not None:
@@ -167,6 +178,11 @@ class Matcher:
             thr = outcome.threshold
             note(outcome.match.original_id, 0.5 + 0.5 * (outcome.match.score - thr) / max(1e-6, 1 - thr))
         return sorted(((oid, p, oid in exact) for oid, p in found.items()), key=lambda t: (not t[2], -t[1]))
+
+    def _view_later(self, image: Image.Image, wanted: bool) -> Later[View]:
+        """The query's view (its SIFT: ~20 ms) for stage 2, begun beside stage 1 when `parallel`
+        and stage 2 may run; otherwise made on first need."""
+        return Later(lambda: View.of(image), self.parallel and wanted and self.reranker is not None)
 
     def same_content(self, image: Image.Image, vectors: Stage1Vectors) -> list[uuid.UUID]:
         """Registered originals that a new original is a copy or an edit of, best first (the

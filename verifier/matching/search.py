@@ -31,6 +31,7 @@ from PIL import Image
 from sqlalchemy.orm import Session
 
 from index import VectorIndex
+from verifier.matching.concurrent import Later
 from verifier.matching.evidence import Candidate, SearchOutcome
 from verifier.matching.held import HeldVectors
 from verifier.simprov.catalog import Calibration
@@ -320,7 +321,7 @@ class ProvenanceSearch:
     def __init__(self, store: EmbeddingStore, embedder: Embedder, calibration: Calibration, top_k: int = 100,
                  index_path: Path | None = None, ivf_threshold: int | None = None, nprobe: int = 128,
                  regions: RegionEmbedder | None = None, regions_calibration: Calibration | None = None,
-                 rescore: int = 1000, held_bytes: int = 0) -> None:
+                 rescore: int = 1000, held_bytes: int = 0, parallel: bool = False) -> None:
         if (regions is None) != (regions_calibration is None):
             raise ValueError("the region model needs its calibration")
         self.store = store
@@ -328,6 +329,7 @@ class ProvenanceSearch:
         self.calibration = calibration
         self.top_k = top_k
         self.rescore = rescore
+        self.parallel = parallel  # the two embeddings of a query at once (`matching.concurrent`)
         self.main = ModelIndex(store, embedder.model_id, embedder.dim, 1, self._embed_global, index_path,
                                ivf_threshold, nprobe, held_bytes)
         self.region_embedder = regions
@@ -384,7 +386,12 @@ class ProvenanceSearch:
     # -- write path (called by the registry inside its transaction) -----------------------
 
     def embed(self, img: Image.Image) -> Stage1Vectors:
-        return Stage1Vectors(self._embed_global(img), self._embed_regions(img) if self.regions is not None else None)
+        """Both models' vectors of one image; with `parallel` the global one in a second thread."""
+        if self.regions is None:
+            return Stage1Vectors(self._embed_global(img))
+        vector = Later(lambda: self._embed_global(img), self.parallel)
+        regions = self._embed_regions(img)
+        return Stage1Vectors(vector.result(), regions)
 
     def embed_many(self, images: list[Image.Image]) -> list[Stage1Vectors]:
         """`embed` for a batch (batch ingest), in forward passes of `micro_batch` images."""
@@ -478,16 +485,18 @@ class ProvenanceSearch:
 
     def search(self, img: Image.Image, vectors: Stage1Vectors | None = None) -> SearchOutcome:
         """Stage 1 for `img`; `vectors` = its embeddings when already computed (ingest)."""
-        vector = vectors.vector if vectors is not None else self._embed_global(img)
+        if vectors is None:
+            vectors = self.embed(img)
+        elif self.regions is not None and vectors.regions is None:
+            vectors = Stage1Vectors(vectors.vector, self._embed_regions(img))
+        vector = vectors.vector
         cosines = self._global(vector, self.top_k)
         query_regions = None
         if self.regions is None:
             candidates = [Candidate(oid, s, s) for oid, s in cosines.items()]
         else:
-            assert self.region_embedder is not None
-            r = self.region_embedder
-            query_regions = vectors.regions.reshape(r.regions, -1) if vectors is not None and vectors.regions is not None \
-                else r.embed_regions([img])[0]  # (R, D)
+            assert self.region_embedder is not None and vectors.regions is not None
+            query_regions = vectors.regions.reshape(self.region_embedder.regions, -1)  # (R, D)
             candidates = self._search_regions(query_regions, vector, cosines)
         return self._outcome(candidates, vector, query_regions)
 
