@@ -158,12 +158,16 @@ def test_recovered_manifest_is_revalidated_against_stored_bytes(client: TestClie
     assert any(c.startswith("assertion.dataHash") for c in report["recovered_manifest"]["failure_codes"])
 
 
-def test_stripped_png_with_identical_pixels_is_unmodified(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]
+def test_stripped_png_with_identical_pixels_is_unmodified(client: TestClient, service: Service, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]
     img = Image.open(io.BytesIO(registered["chelsea"]["bytes"]))
     stripped = encode(img.convert("RGB"), "PNG")  # same pixels, no caBX chunk
     report = check_envelope(verify(client, verifier_key, stripped, "image/png"))
     assert report["verdict"] == "match_unmodified"
     assert report["match"]["original_id"] == registered["chelsea"]["record"]["id"]
+    for parallel in (True, False):  # stage 3 run beside the pixel comparison is dropped, or not run at all
+        service.matcher.parallel = parallel
+        ev = service.pipeline.verify(stripped).evidence
+        assert ev.pixel.identical and ev.change is None and ("stage3" in ev.timings_ms) == parallel
 
 
 def test_pasted_patch_is_manipulated_with_a_heatmap_over_the_edit(client: TestClient, service: Service, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]
@@ -173,8 +177,8 @@ def test_pasted_patch_is_manipulated_with_a_heatmap_over_the_edit(client: TestCl
     img = img.resize((384, 384))  # re-encoded, smaller copy: the edit is at box / (512 / 384)
     report = check_envelope(verify(client, verifier_key, encode(img, "JPEG", quality=85)))
     assert report["verdict"] == "match_manipulated"
-    # stage 1's two embeddings and the query's view made at once (VERIFIER_PARALLEL_STAGES) or one after another:
-    # the same evidence
+    # stage 1's two embeddings, the query's view beside them and the pixel baseline beside stage 3
+    # (VERIFIER_PARALLEL_STAGES) or one after another: the same evidence
     assert service.matcher.parallel and service.search.parallel
     runs = []
     for parallel in (False, True):
@@ -183,6 +187,7 @@ def test_pasted_patch_is_manipulated_with_a_heatmap_over_the_edit(client: TestCl
     ev = [r.evidence for r in runs]
     assert ev[0].stage2.psen == ev[1].stage2.psen and ev[0].stage2.choice == ev[1].stage2.choice
     assert [c.score for c in ev[0].stage1.candidates] == [c.score for c in ev[1].stage1.candidates]
+    assert ev[0].pixel == ev[1].pixel and ev[0].change.p_manipulated == ev[1].change.p_manipulated
     assert runs[0].report["manipulation"]["grid"] == runs[1].report["manipulation"]["grid"] == report["manipulation"]["grid"]
     assert report["match"]["original_id"] == registered["astronaut"]["record"]["id"]
     assert report["match"]["method"].endswith("compare=simprov-change-112")

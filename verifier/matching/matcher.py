@@ -139,11 +139,23 @@ class Matcher:
             original_bytes = self.originals.read_bytes(original)
             if exact is None:
                 original_image = load_stored(original_bytes, original.width, original.height, self.work_max_side)
-                pixel = compare_pixels(image, original_image)
-                clock.lap("compare")
-                if not pixel.identical and self.change is not None and query_view is not None and stage2 is not None:
-                    change = self._stage3(image, query_view, original, original_image, outcome, stage2)
-                    clock.lap("stage3")
+                # the baseline's pixel comparison beside stage 3, whose answer an identical copy (rare) drops
+                pixel_job = Later(lambda: compare_pixels(image, original_image), self.parallel)
+                if not self.parallel:
+                    pixel_job.result()
+                    clock.lap("compare")
+                try:
+                    if self.change is not None and query_view is not None and stage2 is not None \
+                            and (self.parallel or not pixel_job.result().identical):
+                        change = self._stage3(image, query_view, original, original_image, outcome, stage2)
+                        clock.lap("stage3")
+                finally:
+                    pixel_job.wait()
+                pixel = pixel_job.result()
+                if self.parallel:
+                    clock.lap("compare")  # the wait for what stage 3 did not cover
+                if pixel.identical:
+                    change = None
         return Evidence(stage1=outcome, original=original, original_bytes=original_bytes, exact=exact is not None,
                         stage2=stage2, pixel=pixel, change=change, timings_ms=clock.laps, related=related)
 
