@@ -105,8 +105,6 @@ TEXTURE_FLAT = 4.0  # or the original is this flat there (std of 8-bit Lab L), a
 TEXTURE_TRIES = 5  # the largest regions tried
 REST_FAR_MAX = 0.09  # the rest of the covered frame may depart by the level on at most this share of its pixels: a region
 # stands out only in a copy that is otherwise faithful (a copy filtered, posterised or moire'd throughout departs everywhere)
-SHARPNESS_SIGMAS = (0.7, 1.0, 1.4, 2.0, 2.8, 4.0)  # px at the working frame: the blurs of the original tried
-SHARPNESS_STRIDE = 3  # every 3rd covered pixel scores a blur
 EDGE_BAND = 0.04  # of the frame's long side: a band inside the covered area's edge where nothing counts (a border or
 # frame drawn over a copy's edge is a flat colour there, and so may be the original's blurred background)
 
@@ -139,32 +137,6 @@ def _global_map(query: np.ndarray, original: np.ndarray, fit: np.ndarray, degree
     return np.clip(mapped, 0, 255).round().astype(np.uint8).reshape(original.shape)
 
 
-def _sharpness_matched(pair: AlignedPair) -> AlignedPair:
-    """The pair with the original blurred as much as the query is soft: the blur of SHARPNESS_SIGMAS
-    (or none) after which one affine map of the original's grey explains the query's best over
-    the covered pixels. A photographed screen or a resampled copy is softer than the original,
-    and its small saturated details (a stripe, a livery) spread into their surroundings: without
-    this their chroma departed as a "recoloured" region (BENCHMARKS.md, "Soft copies")."""
-    valid = pair.valid.astype(bool)
-    q = cv2.cvtColor(pair.query, cv2.COLOR_RGB2GRAY).astype(np.float32)[valid][::SHARPNESS_STRIDE]
-    grey = cv2.cvtColor(pair.candidate, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    best, best_sigma = _affine_residual(grey[valid][::SHARPNESS_STRIDE], q), 0.0
-    for sigma in SHARPNESS_SIGMAS:
-        err = _affine_residual(cv2.GaussianBlur(grey, (0, 0), sigma)[valid][::SHARPNESS_STRIDE], q)
-        if err < best:
-            best, best_sigma = err, sigma
-    if best_sigma == 0.0:
-        return pair
-    return AlignedPair(pair.query, pair.valid, cv2.GaussianBlur(pair.candidate, (0, 0), best_sigma), pair.alignment)
-
-
-def _affine_residual(c: np.ndarray, q: np.ndarray) -> float:
-    """Mean |q - (a c + b)| after the least-squares a, b."""
-    dc = c - c.mean()
-    a = float((dc * (q - q.mean())).sum() / max(float((dc * dc).sum()), 1e-6))
-    return float(np.abs(q - q.mean() - a * dc).mean())
-
-
 @dataclass(frozen=True)
 class Recoloured:
     """The largest connected region of the covered frame whose colour (Lab a*b*) departs from
@@ -186,7 +158,6 @@ def recoloured(pair: AlignedPair, level: float = CHROMA_LEVEL, degree: int = CHR
     h, w = valid.shape
     if valid.sum() < 64:
         return Recoloured(0.0, np.zeros((h, w), bool))
-    pair = _sharpness_matched(pair)
     q = cv2.GaussianBlur(pair.query, (0, 0), CHROMA_BLUR)
     c = cv2.GaussianBlur(_global_map(pair.query, pair.candidate, valid, degree), (0, 0), CHROMA_BLUR)
     lab_q = cv2.cvtColor(q, cv2.COLOR_RGB2LAB).astype(np.float32)
