@@ -101,11 +101,9 @@ def test_search_ranks_by_regions_and_keeps_the_global_cosine(settings, embedder,
         collage = Image.new("RGB", (800, 600), "white")
         for i, name in enumerate(["astronaut", "chelsea", "rocket", "retina"]):
             collage.paste(_photo(name), ((i % 2) * 400, (i // 2) * 300))
-        outcome = service.search.search(collage)
-        assert service.search.parallel and service.matcher.parallel  # VERIFIER_PARALLEL_STAGES is on by default
-        service.search.parallel = False  # the two embeddings one after the other: the same outcome
-        sequential = service.search.search(collage)
-        service.search.parallel = True
+        assert service.matcher.parallel  # VERIFIER_PARALLEL_STAGES is on by default
+        sequential = service.search.search(collage, parallel=False)  # the two embeddings one after the other
+        outcome = service.search.search(collage, parallel=True)  # at once: the same outcome
         assert [(c.original_id, c.score, c.cosine) for c in sequential.candidates] == \
             [(c.original_id, c.score, c.cosine) for c in outcome.candidates]
         assert np.array_equal(sequential.query_vector, outcome.query_vector)
@@ -124,7 +122,7 @@ def test_search_ranks_by_regions_and_keeps_the_global_cosine(settings, embedder,
     off = Service.open(settings.model_copy(update={"stage1_regions": False, "parallel_stages": False}), embedder=embedder)
     try:
         assert off.search.regions is None and catalog.REGIONS_ID not in off.search.method
-        assert not off.search.parallel and not off.matcher.parallel
+        assert not off.matcher.parallel
         outcome = off.search.search(_photo("coffee"))
         assert outcome.candidates[0].original_id == ids["coffee"]
         assert all(c.score == c.cosine for c in outcome.candidates)

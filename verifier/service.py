@@ -77,7 +77,6 @@ class Service:
                 index_path=settings.index_dir / f"{embedder.model_id}.faiss", nprobe=settings.index_nprobe,
                 regions=regions, regions_calibration=Calibration.load(regions.model_id) if regions else None,
                 rescore=settings.index_rescore, held_bytes=settings.vector_cache_mb * 2**20,
-                parallel=settings.parallel_stages,
             )
             views = CandidateViews(settings.views_dir, settings.views_cache_size, settings.views_store)
             reranker, change = _pairwise_stages(settings)

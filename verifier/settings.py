@@ -90,10 +90,10 @@ class Settings(BaseSettings):
     stage1_regions: bool = Field(default=True, description="Also search region descriptors (finds originals of large "
                                  "composites, memes, collages) when the region model ships.")
     stage2_max_pairs: int = Field(default=10, ge=1, le=100, description="Most candidates PSEN compares per query.")
-    parallel_stages: bool = Field(default=True, description="Within one verification, run the steps that do not wait "
-                                  "on each other at once: the query's global and region embeddings, and its SIFT view "
-                                  "beside stage 1 (one more thread each; results identical). Off: one after another, "
-                                  "for a host whose cores are all busy with concurrent requests. BENCHMARKS.md, "
+    parallel_stages: bool = Field(default=True, description="When no other verification is in flight, run the steps "
+                                  "of one that do not wait on each other at once: the query's global and region "
+                                  "embeddings, its SIFT view beside stage 1, the pixel baseline beside stage 3 (one "
+                                  "more thread each; results identical). Off: always one after another. BENCHMARKS.md, "
                                   "'Independent steps at once', has the measurement.")
     stage2_exhaustive: bool = Field(default=False, description="PSEN on stage2_max_pairs candidates always (no skipping).")
     stage2_min_inliers: int = Field(default=8, ge=0, le=1000, description="A stage-2 match whose alignment with the "

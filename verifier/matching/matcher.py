@@ -12,9 +12,11 @@ into a verdict is verification's job.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image
@@ -78,7 +80,9 @@ class Matcher:
         parallel: bool = False,
     ) -> None:
         self.originals = originals
-        self.parallel = parallel  # the query's view made beside stage 1 (`matching.concurrent`)
+        self.parallel = parallel  # steps of a request at once when no other is in flight (`_steps_at_once`)
+        self._in_flight = 0
+        self._flight = threading.Lock()
         self.work_max_side = work_max_side  # originals are decoded as ingest reduced them (their views' frame)
         self.local = local if (views and reranker and change) else None  # its finds need stage 2 to judge them
         self.min_inliers = min_inliers
@@ -106,14 +110,33 @@ class Matcher:
             models += [ModelInfo(catalog.spec(model_id).role, model_id, sha) for model_id, sha in shas.items()]
         return models
 
+    @contextmanager
+    def _steps_at_once(self) -> Iterator[bool]:
+        """Whether this request runs its independent steps at once (`matching.concurrent`): the
+        setting is on and no other verification is in flight. With every core busy serving
+        requests, more threads only cost: 8 soak clients made 11 % fewer requests with them
+        (BENCHMARKS.md, "Independent steps at once")."""
+        with self._flight:
+            alone = self._in_flight == 0
+            self._in_flight += 1
+        try:
+            yield self.parallel and alone
+        finally:
+            with self._flight:
+                self._in_flight -= 1
+
     def match(self, image: Image.Image, sha256: str) -> Evidence:
         """`image` is the decoded query, `sha256` the digest of its exact bytes."""
+        with self._steps_at_once() as parallel:
+            return self._match(image, sha256, parallel)
+
+    def _match(self, image: Image.Image, sha256: str, parallel: bool) -> Evidence:
         clock = Stopwatch()
         exact = self.originals.find_by_sha256(sha256)
         clock.lap("exact_lookup")
-        view = self._view_later(image, exact is None)
+        view = self._view_later(image, parallel and exact is None)
         try:
-            outcome = self.search.search(image)
+            outcome = self.search.search(image, parallel=parallel)
         finally:
             view.wait()
         clock.lap("stage1")
@@ -140,19 +163,19 @@ class Matcher:
             if exact is None:
                 original_image = load_stored(original_bytes, original.width, original.height, self.work_max_side)
                 # the baseline's pixel comparison beside stage 3, whose answer an identical copy (rare) drops
-                pixel_job = Later(lambda: compare_pixels(image, original_image), self.parallel)
-                if not self.parallel:
+                pixel_job = Later(lambda: compare_pixels(image, original_image), parallel)
+                if not parallel:
                     pixel_job.result()
                     clock.lap("compare")
                 try:
                     if self.change is not None and query_view is not None and stage2 is not None \
-                            and (self.parallel or not pixel_job.result().identical):
+                            and (parallel or not pixel_job.result().identical):
                         change = self._stage3(image, query_view, original, original_image, outcome, stage2)
                         clock.lap("stage3")
                 finally:
                     pixel_job.wait()
                 pixel = pixel_job.result()
-                if self.parallel:
+                if parallel:
                     clock.lap("compare")  # the wait for what stage 3 did not cover
                 if pixel.identical:
                     change = None
@@ -168,11 +191,12 @@ class Matcher:
         it. Only exact bytes are certain: a learned probability is capped at 0.99."""
         exact = {o.id for o in self.originals.all_by_sha256(sha256)}
         found: dict[uuid.UUID, float] = dict.fromkeys(exact, 1.0)
-        view = self._view_later(image, True)
-        try:
-            outcome = self.search.search(image)
-        finally:
-            view.wait()
+        with self._steps_at_once() as parallel:
+            view = self._view_later(image, parallel)
+            try:
+                outcome = self.search.search(image, parallel=parallel)
+            finally:
+                view.wait()
 
         def note(oid: uuid.UUID, p: float) -> None:
             if oid not in exact:
@@ -191,10 +215,10 @@ class Matcher:
             note(outcome.match.original_id, 0.5 + 0.5 * (outcome.match.score - thr) / max(1e-6, 1 - thr))
         return sorted(((oid, p, oid in exact) for oid, p in found.items()), key=lambda t: (not t[2], -t[1]))
 
-    def _view_later(self, image: Image.Image, wanted: bool) -> Later[View]:
+    def _view_later(self, image: Image.Image, parallel: bool) -> Later[View]:
         """The query's view (its SIFT: ~20 ms) for stage 2, begun beside stage 1 when `parallel`
         and stage 2 may run; otherwise made on first need."""
-        return Later(lambda: View.of(image), self.parallel and wanted and self.reranker is not None)
+        return Later(lambda: View.of(image), parallel and self.reranker is not None)
 
     def same_content(self, image: Image.Image, vectors: Stage1Vectors) -> list[uuid.UUID]:
         """Registered originals that a new original is a copy or an edit of, best first (the

@@ -321,7 +321,7 @@ class ProvenanceSearch:
     def __init__(self, store: EmbeddingStore, embedder: Embedder, calibration: Calibration, top_k: int = 100,
                  index_path: Path | None = None, ivf_threshold: int | None = None, nprobe: int = 128,
                  regions: RegionEmbedder | None = None, regions_calibration: Calibration | None = None,
-                 rescore: int = 1000, held_bytes: int = 0, parallel: bool = False) -> None:
+                 rescore: int = 1000, held_bytes: int = 0) -> None:
         if (regions is None) != (regions_calibration is None):
             raise ValueError("the region model needs its calibration")
         self.store = store
@@ -329,7 +329,6 @@ class ProvenanceSearch:
         self.calibration = calibration
         self.top_k = top_k
         self.rescore = rescore
-        self.parallel = parallel  # the two embeddings of a query at once (`matching.concurrent`)
         self.main = ModelIndex(store, embedder.model_id, embedder.dim, 1, self._embed_global, index_path,
                                ivf_threshold, nprobe, held_bytes)
         self.region_embedder = regions
@@ -385,11 +384,11 @@ class ProvenanceSearch:
 
     # -- write path (called by the registry inside its transaction) -----------------------
 
-    def embed(self, img: Image.Image) -> Stage1Vectors:
+    def embed(self, img: Image.Image, parallel: bool = False) -> Stage1Vectors:
         """Both models' vectors of one image; with `parallel` the global one in a second thread."""
         if self.regions is None:
             return Stage1Vectors(self._embed_global(img))
-        vector = Later(lambda: self._embed_global(img), self.parallel)
+        vector = Later(lambda: self._embed_global(img), parallel)
         regions = self._embed_regions(img)
         return Stage1Vectors(vector.result(), regions)
 
@@ -483,10 +482,11 @@ class ProvenanceSearch:
         best = self.regions.search(vectors.regions.reshape(self.region_embedder.regions, -1), 1)
         return bool(best) and next(iter(best.values())) >= self.decision_threshold
 
-    def search(self, img: Image.Image, vectors: Stage1Vectors | None = None) -> SearchOutcome:
-        """Stage 1 for `img`; `vectors` = its embeddings when already computed (ingest)."""
+    def search(self, img: Image.Image, vectors: Stage1Vectors | None = None, *, parallel: bool = False) -> SearchOutcome:
+        """Stage 1 for `img`; `vectors` = its embeddings when already computed (ingest); `parallel`:
+        the two embeddings at once (`matching.concurrent`; the matcher decides per request)."""
         if vectors is None:
-            vectors = self.embed(img)
+            vectors = self.embed(img, parallel)
         elif self.regions is not None and vectors.regions is None:
             vectors = Stage1Vectors(vectors.vector, self._embed_regions(img))
         vector = vectors.vector
