@@ -251,7 +251,7 @@ def test_a_pasted_piece_finds_its_original_through_the_votes(service_with_photos
     stage1 = next(c for c in full.candidates if c.original_id == ids["chelsea"])  # stage 1's own scores
     assert (found.score, found.cosine) == (pytest.approx(stage1.score, abs=1e-5), pytest.approx(stage1.cosine, abs=1e-5))
 
-    monkeypatch.setattr(search, "search", lambda image, vectors=None: missed)
+    monkeypatch.setattr(search, "search", lambda image, vectors=None, parallel=False: missed)
     assert matcher.match(piece, "0" * 64).original.id == ids["chelsea"]
     local, matcher.local = matcher.local, None
     try:
