@@ -215,7 +215,8 @@ def test_bench_store_refuses_bad_input_and_writes_nothing(tmp_path: Path, monkey
                                  {"VERIFIER_LOCAL_ONDISK_COMPACT": "1.5"}, {"VERIFIER_LOCAL_ONDISK_COMPACT": "often"},
                                  {"VERIFIER_LOCAL_LISTS_DIR": ""}, {"VERIFIER_LOCAL_LISTS_DIR": "  "},
                                  {"VERIFIER_VECTOR_CACHE_MB": "-1"}, {"VERIFIER_VECTOR_CACHE_MB": "plenty"},
-                                 {"VERIFIER_LOG_LEVEL": "LOUD"}])
+                                 {"VERIFIER_LOG_LEVEL": "LOUD"}, {"VERIFIER_PARALLEL_STAGES": "sometimes"},
+                                 {"VERIFIER_PARALLEL_STAGES": ""}])
 def test_screen_and_rescore_settings_refuse_nonsense(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     from pydantic import ValidationError
 

@@ -1,11 +1,11 @@
 """Two independent steps of one request at once.
 
-On 2 cores a verification spends most of its time in steps that do not wait on each other:
-the query's global embedding and its region embedding, and the query's SIFT view beside both.
-Each of them spends its time in torch or OpenCV, which release the GIL, so a second thread
-runs them on the other core (BENCHMARKS.md, "Independent steps at once"). A plain thread per
-step, not a pool: nothing outlives the request, and a pool shared by concurrent requests would
-queue one request's step behind another's.
+On 2 cores a verification spends much of its time in steps that do not wait on each other:
+the query's global and region embeddings, its SIFT view beside both, the pixel baseline beside
+stage 3. They spend their time in torch or OpenCV, which release the GIL, so a second thread
+runs one on the other core (BENCHMARKS.md, "Independent steps at once"); the matcher does so
+only for a verification alone in flight. A plain thread per step, not a pool: nothing outlives
+the request, and a pool shared by concurrent requests would queue one's step behind another's.
 """
 
 from __future__ import annotations
