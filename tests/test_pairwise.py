@@ -629,6 +629,68 @@ def test_geometric_screen_promotes_a_deep_candidate_that_aligns(tmp_path: Path) 
     assert matcher(30, lone=8).rerank(uv, unrelated).choice is None
 
 
+def test_a_strong_fit_is_promoted_when_psen_says_different() -> None:
+    """PSEN learned our generator's pairs; a subject cut into another scene can align with many
+    inliers and still be called "different". The only screened candidate with
+    `screen_strong_min_inliers` becomes the match on its geometry (`by_geometry`); a fit just
+    below the bar, a second screened fit, a rival that stage 2 aligned, or the rule off leave
+    the answer "not registered". PSEN's score is fixed here (the case is its failure); the
+    alignments are real."""
+    from types import SimpleNamespace
+
+    from verifier.simprov.edits import transplant
+
+    reranker = Reranker.packaged()
+    if reranker is None:
+        pytest.skip("stage-2 weights not shipped")
+    astronaut, camera = photo("astronaut"), photo("camera")
+    sample = transplant(astronaut, [camera], random.Random(3))
+    query, original, other = View.of(sample.image), View.of(astronaut), View.of(photo("coffee"))
+    inliers = align_pair(query, original).alignment.inliers
+    assert inliers >= 32  # a real strong fit, the rule's case
+
+    def promote(p_same: float, bar: int, views: list[View], rival: int = 0) -> Stage2Result:
+        r = reranker.with_policy(Stage2Policy(screen_min_inliers=16, screen_strong_min_inliers=bar))
+        r.psen_scores = lambda q, vs, eq, ecs, supported=None: (  # type: ignore[method-assign]
+            np.full(len(vs), p_same, np.float32), [align_pair(q, v) for v in vs])
+        pairs = {0: SimpleNamespace(alignment=SimpleNamespace(inliers=rival))}
+        result = Stage2Result(None, 0.0, 0.9, {0: 0.1}, pairs)  # type: ignore[arg-type]
+        screened = {5 + k: 30 for k in range(len(views))}
+        return r.promote(result, query, np.zeros(4, np.float32), screened, views, np.zeros((len(views), 4), np.float32), 16)
+
+    strong = promote(0.1, 32, [original])
+    assert strong.choice == 5 and strong.promoted and strong.by_geometry and strong.order(10)[0] == 5
+    assert promote(0.9, 32, [original]).by_geometry is False  # PSEN agreed: the ordinary promotion
+    assert promote(0.1, inliers + 1, [original]).choice is None  # below the bar
+    assert promote(0.1, 0, [original]).choice is None  # the rule off
+    assert promote(0.1, 32, [original, other]).choice is None  # two screened fits: ambiguous
+    assert promote(0.1, 32, [original], rival=16).choice is None  # stage 2 aligned another at the screen's bar
+    assert promote(0.1, 32, [original], rival=15).choice == 5
+
+
+def test_a_strong_fit_is_said_in_the_summary_and_its_setting_reaches_stage_2() -> None:
+    """A match on geometry alone is said in words (with its matched points), only then; and
+    `VERIFIER_STAGE2_SCREEN_STRONG_MIN_INLIERS` is the policy stage 2 runs with."""
+    from types import SimpleNamespace
+
+    from verifier.reports.schema import Verdict
+    from verifier.service import _pairwise_stages
+    from verifier.settings import Settings
+    from verifier.verification.assemble import summary_line
+
+    c2pa = SimpleNamespace(summary=None, ingredient_failures=[], failure_codes=[])
+    match = SimpleNamespace(original_id=uuid.uuid4(), publisher=SimpleNamespace(name="Pub"), scores={"stage2_inliers": 41.0})
+    said = summary_line(Verdict.MATCH_MANIPULATED, c2pa, match, True, by_geometry=True)  # type: ignore[arg-type]
+    assert "geometric fit of 41 matched points" in said and "called the pair different" in said
+    assert "geometric fit" not in summary_line(Verdict.MATCH_MANIPULATED, c2pa, match, True)  # type: ignore[arg-type]
+    assert "geometric fit" not in summary_line(Verdict.NO_MATCH, c2pa, None, False, by_geometry=True)  # type: ignore[arg-type]
+    default, _ = _pairwise_stages(Settings())
+    off, _ = _pairwise_stages(Settings(stage2_screen_strong_min_inliers=0))
+    if default is None or off is None:
+        pytest.skip("stage-2 weights not shipped")
+    assert default.policy.screen_strong_min_inliers == 32 and off.policy.screen_strong_min_inliers == 0
+
+
 def test_a_lone_weak_fit_is_screened_only_when_nothing_else_aligns(monkeypatch: pytest.MonkeyPatch) -> None:
     """Below the screen's bar, a candidate goes to PSEN only when it is the one candidate
     (screened, or aligned by stage 2) with the lone bar's inliers: two weak fits, or a weak fit

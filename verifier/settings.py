@@ -111,6 +111,11 @@ class Settings(BaseSettings):
                                                 "local-feature vote (local_votes) supports it: a small piece of an "
                                                 "original pasted into another photo keeps 8-15 at the working size "
                                                 "(0: off). BENCHMARKS.md, 'A lone fit', has the measurement.")
+    stage2_screen_strong_min_inliers: int = Field(default=32, ge=0, le=1000, description="A screened candidate "
+                                                  "whose alignment has this many RANSAC inliers, the only candidate at "
+                                                  "stage2_screen_min_inliers, becomes the match although PSEN calls the "
+                                                  "pair different: a subject cut into another scene, a tight crop zoomed "
+                                                  "back (0: off). BENCHMARKS.md, 'A strong fit', has the measurement.")
     stage2_colour_min_inliers: int = Field(default=32, ge=0, le=1000, description="A candidate PSEN calls different "
                                            "although it aligns with this many RANSAC inliers is judged again with the "
                                            "query's colours matched to it (heavily filtered copies; 0: off). "

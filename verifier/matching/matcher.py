@@ -312,7 +312,9 @@ class Matcher:
         candidate, screened or aligned, reaches `policy.screen_lone_min_inliers` (at least the
         gate's) and the local-feature vote supports it (`SearchOutcome.supported`), it goes to
         PSEN with that bar. On 400 unregistered photos, six unrelated originals were such lone
-        fits (8-11 inliers), none with a single vote; the seven true originals had 6-11."""
+        fits (8-11 inliers), none with a single vote; the seven true originals had 6-11. The one
+        screened candidate with `policy.screen_strong_min_inliers` needs no PSEN "same"
+        (`Reranker.promote`'s strong fit)."""
         assert outcome.query_vector is not None
         bar = max(r.policy.screen_min_inliers, self.min_inliers)
         lone = max(r.policy.screen_lone_min_inliers, self.min_inliers) if r.policy.screen_lone_min_inliers else bar

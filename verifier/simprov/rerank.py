@@ -24,6 +24,9 @@ only 8-15 inliers at the 256-px working size; unrelated originals reach 8-11 by 
 of unregistered photos, but without the vote's support. All 100 rather
 than 30: transplant IR@1 0.62 -> 0.73 with the same false matches on 1,300 unregistered photos,
 for ~1 ms per extra candidate on queries without an aligned match (BENCHMARKS.md).
+A strong fit is the other exception (`screen_strong_min_inliers`): the only candidate at the
+screen's bar, aligned with 32 or more inliers, is promoted although PSEN calls the pair different
+(PSEN learned our generator's pairs, not a subject cut into another scene; `Stage2Result.by_geometry`).
 `verifier bench` measures the accuracy this costs (`--compare-exhaustive`; the setting
 `VERIFIER_STAGE2_EXHAUSTIVE` turns the rules off). The caller (`matching.Matcher`) fetches the
 views and vectors of the selected candidates and hands them to `Reranker.rerank`.
@@ -65,6 +68,7 @@ class Stage2Policy:
     screen: int = 100  # stage-1 candidates checked by RANSAC when no match aligned (0: off)
     screen_min_inliers: int = 16  # what a screened candidate needs to be promoted (twice the gate's bar)
     screen_lone_min_inliers: int = 8  # ... or this many when no other candidate has as many and the vote supports it (0: off)
+    screen_strong_min_inliers: int = 32  # a screened fit this strong, alone at the screen's bar, needs no PSEN "same" (0: off)
     colour_min_inliers: int = 32  # a pair PSEN rejects with this many inliers is judged again colour-matched (0: off)
     colour_supported_min_inliers: int = 16  # ... or this many when the local-feature vote supports it (0: no other bar)
 
@@ -103,6 +107,7 @@ class Stage2Result:
     gated: bool = False  # a choice withdrawn for want of geometric or stage-1 evidence (matching.Matcher)
     screened: dict[int, int] = field(default_factory=dict)  # candidate index -> RANSAC inliers (geometric screen)
     promoted: bool = False  # the choice came from the geometric screen, not the re-orderer
+    by_geometry: bool = False  # ... on its inliers alone: PSEN called the pair different (a strong fit)
 
     def order(self, n: int) -> list[int]:
         """Candidate indices best first by the re-orderer (its ranking for IR@k), a promoted
@@ -240,9 +245,26 @@ class Reranker:
         psen = {**result.psen, **dict(zip(order, map(float, scores)))}
         aligned = {**result.pairs, **dict(zip(order, pairs))}
         ok = [i for i, p in zip(order, pairs) if psen[i] >= 0.5 and p.alignment.inliers >= min_inliers]
-        if not ok:
+        strong = [] if ok else self._strong_fit(result, order, pairs)
+        if not ok and not strong:
             return replace(result, psen=psen, pairs=aligned, screened=screened)
-        best = max(ok, key=lambda i: (aligned[i].alignment.inliers, psen[i], -i))
+        best = max(ok or strong, key=lambda i: (aligned[i].alignment.inliers, psen[i], -i))
         reorderer_p = float(result.probs[best]) if result.probs is not None else 0.0  # what the re-orderer gave it
         return replace(result, choice=best, probability=reorderer_p, psen=psen, pairs=aligned, screened=screened,
-                       promoted=True, gated=False)
+                       promoted=True, gated=False, by_geometry=not ok)
+
+    def _strong_fit(self, result: Stage2Result, order: list[int], pairs: list[AlignedPair]) -> list[int]:
+        """The screened candidate whose full alignment has `screen_strong_min_inliers`, when it is
+        the only candidate (screened, or aligned by stage 2) at the screen's bar: promoted although
+        PSEN calls the pair different. PSEN learned our generator's pairs; a subject cut out of the
+        original into another scene, or a tight crop zoomed back, keeps 40-50 inliers of one
+        homography while PSEN gives it 0.45-0.47. Unrelated candidates reached 14 at most on 620
+        queries without an aligned match (1,450 queries, 500 of them unregistered), the most being
+        another shot of the same cat from the same sitting: hence the colour look's bar (32), not
+        the screen's, to overrule PSEN (BENCHMARKS.md, "A strong fit")."""
+        bar = self.policy.screen_strong_min_inliers
+        if not bar:
+            return []
+        rivals = sum(p.alignment.inliers >= self.policy.screen_min_inliers for i, p in result.pairs.items() if i not in order)
+        fits = [i for i, p in zip(order, pairs) if p.alignment.inliers >= bar]
+        return fits if len(order) == 1 and len(fits) == 1 and not rivals else []

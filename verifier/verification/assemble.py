@@ -60,7 +60,8 @@ def match_section(ev: Evidence) -> MatchSection | None:
     if ev.exact:
         method = "exact-sha256"
     elif stage2 is not None:
-        screen = "+ransac-screen" if stage2.promoted else ""  # chosen by the geometric screen, not the re-orderer
+        # chosen by the geometric screen, not the re-orderer; "-geometry": on its inliers alone, PSEN said different
+        screen = ("+ransac-screen-geometry" if stage2.by_geometry else "+ransac-screen") if stage2.promoted else ""
         method = f"{outcome.method}; stage2={PSEN_ID}+{REORDER_ID}{screen}; compare={CHANGE_ID}"
     else:
         method = f"{outcome.method}; compare={PIXEL_METHOD}"
@@ -144,13 +145,16 @@ def verdict(c2pa: C2paSection, ev: Evidence | None) -> Verdict:
 
 
 def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, learned: bool, warped: bool = False,
-                 added: float = 0.0, recoloured: bool = False, recoloured_region: bool = False) -> str:
+                 added: float = 0.0, recoloured: bool = False, recoloured_region: bool = False,
+                 by_geometry: bool = False) -> str:
     """`warped`: stage 3 found content moved locally (a liquify-style warp), said in words
     because ChangeNet's probability alone would read as benign; `recoloured_region` likewise: a
     region whose colour changed on its own. `added`: the share of the
     query that is content outside the original, said from ADDED_NOTE because stage 3's verdict
     is about the original's frame only. `recoloured`: stage 3 judged the copy with a global
-    colour change undone, said so that "benign" is not read as "looks the same"."""
+    colour change undone, said so that "benign" is not read as "looks the same". `by_geometry`: the
+    match rests on the alignment alone (stage 2's strong fit), the learned check having said
+    "different", which a fact-checker should know before relying on it."""
     signer = ((c2pa.summary or {}).get("signer") or {}).get("common_name")
     origin = f" Registered original: {match.original_id} from {match.publisher.name}." if match else ""
     ingredient_note = " An ingredient's own credentials do not validate." if c2pa.ingredient_failures else ""
@@ -174,4 +178,9 @@ def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, lear
     around = ""
     if added >= ADDED_NOTE and v in (Verdict.MATCH_BENIGN, Verdict.MATCH_MANIPULATED):
         around = f" About {round(100 * added)} % of the image lies outside the original: other content around or beside it."
-    return lines[v] + around + ingredient_note + origin
+    geometry = ""
+    if by_geometry and match is not None and v in (Verdict.MATCH_BENIGN, Verdict.MATCH_MANIPULATED):
+        points = match.scores.get("stage2_inliers")
+        geometry = (f" The match rests on the geometric fit of {int(points or 0)} matched points; the learned "
+                    "same-image check called the pair different, as it does when the original is a small part of the image.")
+    return lines[v] + around + geometry + ingredient_note + origin
