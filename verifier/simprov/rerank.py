@@ -263,8 +263,7 @@ class Reranker:
         another shot of the same cat from the same sitting: hence the colour look's bar (32), not
         the screen's, to overrule PSEN (BENCHMARKS.md, "A strong fit")."""
         bar = self.policy.screen_strong_min_inliers
-        if not bar:
+        if not bar or len(order) != 1 or pairs[0].alignment.inliers < bar:
             return []
-        rivals = sum(p.alignment.inliers >= self.policy.screen_min_inliers for i, p in result.pairs.items() if i not in order)
-        fits = [i for i, p in zip(order, pairs) if p.alignment.inliers >= bar]
-        return fits if len(order) == 1 and len(fits) == 1 and not rivals else []
+        rival = any(p.alignment.inliers >= self.policy.screen_min_inliers for i, p in result.pairs.items() if i not in order)
+        return [] if rival else order
