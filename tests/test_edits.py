@@ -101,6 +101,52 @@ def test_recolour_changes_colour_only_inside_its_mask() -> None:
         assert np.abs(va - vb).mean() < 2, s.ops  # texture kept, not a flat fill
 
 
+def test_pad_holds_the_whole_photo_unchanged_on_a_platform_frame() -> None:
+    """A padded repost: the canvas has the named frame's shape, the photo lies whole in the box
+    the tags name (scaled, not cropped), and the fill is the photo blurred or a plain colour."""
+    from verifier.simprov.edits import PADS
+
+    seen = set()
+    for size in [(600, 400), (300, 450), (400, 400)]:
+        img = generated_photo(11, size)
+        for seed in range(12):
+            s = make_edit("pad", img, [], random.Random(seed), finished=False)
+            frame, _, fill = s.ops[0].removeprefix("pad:").partition("+")
+            seen.add((frame, fill))
+            w, h = s.image.size
+            assert abs(w / h - PADS[frame]) < 0.01 and abs(np.log(PADS[frame] * size[1] / size[0])) >= np.log(1.15)
+            x, y, pw, ph = (int(v) for v in s.ops[1].removeprefix("box").split(","))
+            assert abs(pw / ph - size[0] / size[1]) < 0.02 and 0.74 <= pw / size[0] <= 1.0
+            assert 0 <= x and x + pw <= w and 0 <= y and y + ph <= h and pw * ph < w * h  # something is padded
+            inner = np.asarray(s.image.crop((x, y, x + pw, y + ph)), np.float32)
+            photo = np.asarray(img.resize((pw, ph), Image.BICUBIC), np.float32)
+            assert np.abs(inner - photo).mean() < 1.0, s.ops  # the photo itself, whole
+            outside = np.ones((h, w), bool)
+            outside[y:y + ph, x:x + pw] = False
+            rest = np.asarray(s.image, np.float32)[outside]
+            if fill == "plain":
+                assert rest.std(0).max() < 1.0 and rest.mean() in (0.0, 255.0)
+            else:
+                assert rest.std(0).max() > 1.0  # the blurred photo, not a flat colour
+    assert {f for f, _ in seen} == set(PADS) and {f for _, f in seen} == {"blur", "dark", "plain"}
+
+
+def test_annotate_draws_only_its_marks() -> None:
+    """Marks drawn over the photo: the mask is the strokes, thin (a small share of the frame),
+    and outside them the photo is untouched."""
+    img = generated_photo(12, (480, 320))
+    kinds = set()
+    for seed in range(30):
+        s = make_edit("annotate", img, [], random.Random(seed), finished=False)
+        kinds |= set(s.ops[0].removeprefix("annotate:").split("+"))
+        m = np.asarray(s.mask) > 127
+        assert 0.002 < m.mean() < 0.15, (s.ops, m.mean())
+        diff = np.abs(np.asarray(s.image, np.int16) - np.asarray(img, np.int16)).sum(-1)
+        assert diff[~m].max() == 0, s.ops
+        assert (diff[m] > 0).mean() > 0.5, s.ops  # the strokes show (a mark may cross one of the same colour)
+    assert kinds == {"circle", "arrow", "box", "scribble"}
+
+
 def test_finish_keeps_mask_and_image_together() -> None:
     rng = random.Random(0)
     for _ in range(20):
@@ -162,7 +208,9 @@ def test_families_benchmark_uses_test_photos_only(tmp_path) -> None:  # type: ig
     assert all(q.variant for q in queries if q.family == "retouch")
     assert all(q.variant.startswith(("story", "square", "portrait", "own")) for q in queries if q.family == "reframe")
     assert {q.variant for q in queries if q.family == "recolour"} <= {"segment", "segment+tint", "ellipse", "ellipse+tint"}
-    assert not any(q.variant for q in queries if q.family not in (None, "retouch", "reframe", "recolour"))
+    assert all(q.variant.startswith(("story", "square", "portrait", "wide")) for q in queries if q.family == "pad")
+    assert all(q.variant for q in queries if q.family == "annotate")
+    assert not any(q.variant for q in queries if q.family not in (None, "retouch", "reframe", "recolour", "pad", "annotate"))
     micc_q = next(q for q in queries if q.family == "micc-f220")
     mask = np.asarray(micc_q.mask) > 127
     assert mask[15:35, 15:35].all() and mask.mean() < 0.1

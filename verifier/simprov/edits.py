@@ -468,6 +468,96 @@ def recolour(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
     return Sample(out, _binary(alpha), [f"recolour:{variant}"])
 
 
+PADS = {"story": 9 / 16, "square": 1.0, "portrait": 4 / 5, "wide": 16 / 9}  # canvas width / height
+
+
+def pad(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """A repost padded to a platform's frame, content unchanged: the whole photo, scaled to
+    75-100 % of the fit, placed centred (else anywhere) on a 9:16 story, 1:1 square, 4:5
+    portrait or 16:9 landscape canvas that differs from its own shape by at least 15 %; the
+    rest filled with a blurred, zoomed copy of the photo itself (half, a third of those
+    darkened), or plain black or white. Benign (the mask is empty); the variant names the
+    frame and the fill, and a "box" tag where the photo lies on the canvas."""
+    src = _rgb(img)
+    w, h = src.size
+    frames = [f for f, a in sorted(PADS.items()) if abs(np.log(a * h / w)) >= np.log(1.15)]
+    frame = rng.choice(frames)
+    aspect = PADS[frame]
+    cw, ch = (w, round(w / aspect)) if w / h > aspect else (round(h * aspect), h)
+    s = rng.uniform(0.75, 1.0)
+    pw, ph = max(16, round(w * s)), max(16, round(h * s))
+    fill = rng.choice(["blur", "blur", "dark", "plain"]) if rng.random() < 0.75 else "blur"
+    if fill == "plain":
+        canvas = Image.new("RGB", (cw, ch), rng.choice([(0, 0, 0), (255, 255, 255)]))
+    else:
+        z = max(cw / w, ch / h)
+        big = src.resize((max(cw, round(w * z)), max(ch, round(h * z))), Image.BICUBIC)
+        left, top = (big.width - cw) // 2, (big.height - ch) // 2
+        canvas = big.crop((left, top, left + cw, top + ch)).filter(ImageFilter.GaussianBlur(max(cw, ch) * rng.uniform(0.02, 0.05)))
+        if fill == "dark":
+            canvas = ImageEnhance.Brightness(canvas).enhance(rng.uniform(0.4, 0.8))
+    if rng.random() < 0.7:
+        x, y = (cw - pw) // 2, (ch - ph) // 2
+    else:
+        x, y = rng.randint(0, cw - pw), rng.randint(0, ch - ph)
+    canvas.paste(src.resize((pw, ph), Image.BICUBIC) if (pw, ph) != (w, h) else src, (x, y))
+    return Sample(canvas, Image.new("L", canvas.size, 0), [f"pad:{frame}+{fill}", f"box{x},{y},{pw},{ph}"])
+
+
+ANNOTATION_COLOURS = ((230, 30, 30), (255, 220, 0), (255, 255, 255), (30, 200, 60))
+
+
+def annotate(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """The photo marked up by hand, as shared to point at something: 1-4 marks in red, yellow,
+    white or green, 0.6-1.6 % of the long side thick, each a circle or ellipse around a spot
+    (6-30 % of the long side), an arrow pointing at one, a box, or a freehand scribble.
+    Manipulated (drawn over); the mask is the strokes, the variant lists the marks."""
+    base = _rgb(img).copy()
+    w, h = base.size
+    side = max(w, h)
+    layer = Image.new("L", base.size, 0)
+    draw, marks = ImageDraw.Draw(base), []
+    mdraw = ImageDraw.Draw(layer)
+    colour = rng.choice(ANNOTATION_COLOURS)
+    for _ in range(rng.randint(1, 4)):
+        width = max(2, round(side * rng.uniform(0.006, 0.016)))
+        kind = rng.choice(["circle", "circle", "arrow", "box", "scribble"])
+        r = side * rng.uniform(0.03, 0.15)
+        cx, cy = rng.uniform(r, w - r) if w > 2 * r else w / 2, rng.uniform(r, h - r) if h > 2 * r else h / 2
+        shapes: list[tuple[str, object]] = []
+        if kind == "circle":
+            rx, ry = r, r * rng.uniform(0.6, 1.4)
+            shapes.append(("ellipse", (cx - rx, cy - ry, cx + rx, cy + ry)))
+        elif kind == "box":
+            rx, ry = r, r * rng.uniform(0.5, 1.5)
+            shapes.append(("rect", (cx - rx, cy - ry, cx + rx, cy + ry)))
+        elif kind == "arrow":
+            ang = rng.uniform(0, 2 * np.pi)
+            length = side * rng.uniform(0.12, 0.3)
+            tx, ty = cx + length * np.cos(ang), cy + length * np.sin(ang)  # the tail; the head is at (cx, cy)
+            head = length * 0.3
+            shapes.append(("line", [(tx, ty), (cx, cy)]))
+            for da in (0.5, -0.5):
+                shapes.append(("line", [(cx, cy), (cx + head * np.cos(ang + da), cy + head * np.sin(ang + da))]))
+        else:
+            pts, (px, py) = [], (cx, cy)
+            for _ in range(rng.randint(6, 14)):
+                px = min(w - 1, max(0, px + rng.uniform(-r, r)))
+                py = min(h - 1, max(0, py + rng.uniform(-r, r)))
+                pts.append((px, py))
+            shapes.append(("line", pts))
+        for shape, xy in shapes:
+            for d, fill in ((draw, colour), (mdraw, 255)):
+                if shape == "ellipse":
+                    d.ellipse(xy, outline=fill, width=width)  # type: ignore[arg-type]
+                elif shape == "rect":
+                    d.rectangle(xy, outline=fill, width=width)  # type: ignore[arg-type]
+                else:
+                    d.line(xy, fill=fill, width=width, joint="curve")  # type: ignore[arg-type]
+        marks.append(kind)
+    return Sample(base, _binary(layer), [f"annotate:{'+'.join(sorted(set(marks)))}"])
+
+
 @dataclass(frozen=True)
 class EditFamily:
     name: str
@@ -497,10 +587,14 @@ FAMILIES: dict[str, EditFamily] = {
         EditFamily("retouch", retouch, "manip", 0),  # last, for the same reason
         EditFamily("reframe", reframe, "benign", 0),  # after retouch, for the same reason
         EditFamily("recolour", recolour, "manip", 0),  # after reframe, for the same reason
+        EditFamily("pad", pad, "benign", 0),  # after recolour, for the same reason
+        EditFamily("annotate", annotate, "manip", 0),  # after pad, for the same reason
     )
 }
 # Whole families kept out of training, to measure generalisation to unseen kinds of edit.
-HELD_OUT_FAMILIES = ("transplant", "meme", "head_swap", "stylise", "screen", "retouch", "reframe", "recolour")
+HELD_OUT_FAMILIES = (
+    "transplant", "meme", "head_swap", "stylise", "screen", "retouch", "reframe", "recolour", "pad", "annotate",
+)
 TRAIN_FAMILIES = tuple(f for f in FAMILIES if f not in HELD_OUT_FAMILIES)
 
 
