@@ -8,8 +8,9 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
+from verifier.simprov import pairs
 from verifier.simprov.pairs import View, align_pair, outside_original
 
 skdata = pytest.importorskip("skimage.data")
@@ -78,3 +79,69 @@ def test_a_plain_canvas_adds_only_its_caption() -> None:
     band = _box_mask(size, (0.0, 400 / 512, 1.0, 500 / 512))
     assert 0.01 < out.added_fraction < 0.25
     assert (out.added & band).sum() >= 0.9 * out.added.sum()  # the text, not the canvas
+
+
+def _blur_background(fill_src: Image.Image, size: tuple[int, int], zoom: float, centre: tuple[float, float],
+                     radius: float, brightness: float = 1.0) -> Image.Image:
+    """`fill_src` zoomed to cover `size` (times `zoom`) about `centre` (shares), blurred, scaled in brightness."""
+    cw, ch = size
+    z = max(cw / fill_src.width, ch / fill_src.height) * zoom
+    big = fill_src.resize((round(fill_src.width * z), round(fill_src.height * z)), Image.BILINEAR)
+    left, top = round((big.width - cw) * centre[0]), round((big.height - ch) * centre[1])
+    out = big.crop((left, top, left + cw, top + ch)).filter(ImageFilter.GaussianBlur(radius))
+    return Image.eval(out, lambda v: min(255, round(v * brightness)))
+
+
+@pytest.mark.parametrize(("zoom", "centre", "radius", "brightness"), [
+    (1.0, (0.5, 0.5), 12, 1.0),    # the usual app: zoomed to cover, centred
+    (1.25, (0.3, 0.6), 20, 0.55),  # zoomed further about another point, darkened
+])
+def test_a_blur_background_of_the_photo_itself_adds_nothing(zoom: float, centre: tuple[float, float], radius: float,
+                                                            brightness: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A repost on a 9:16 canvas filled with the photo itself, zoomed and blurred: no content
+    around the original (it said "other content around or beside it" of a plain repost). A handle
+    written over the blur still counts; the same canvas filled from another photo counts whole."""
+    original = _photo()
+    size = (360, 640)
+    inset = (0, 140, 360, 500)  # the whole photo, full width
+    story = _blur_background(original, size, zoom, centre, radius, brightness)
+    story.paste(original.resize((360, 360)), inset[:2])
+    out, qsize = _outside(_jpeg(story), original)
+    assert out.coverage < 0.6 and out.added_fraction < 0.02, out.added_fraction
+
+    ImageDraw.Draw(story).text((30, 555), "@newsdesk @news", fill=(255, 255, 255), font_size=48,
+                               stroke_width=4, stroke_fill=(0, 0, 0))  # bold: a thin stroke is opened away
+    out, qsize = _outside(_jpeg(story), original)
+    band = _box_mask(qsize, (0.0, 550 / 640, 1.0, 610 / 640))
+    assert 0.005 < out.added_fraction < 0.06, out.added_fraction
+    assert (out.added & band).sum() >= 0.75 * out.added.sum()  # the handle, hardly any of the blur
+
+    donor = _blur_background(_photo("coffee", (512, 512)), size, zoom, centre, radius, brightness)
+    donor.paste(original.resize((360, 360)), inset[:2])
+    out, _ = _outside(_jpeg(donor), original)
+    monkeypatch.setattr(pairs, "SELF_FILL_MIN_SHARE", 2.0)  # the measure without the test
+    before, _ = _outside(_jpeg(donor), original)
+    assert before.added_fraction > 0.15 and np.array_equal(out.added, before.added)  # the donor's blur stays added
+    story_before, _ = _outside(_jpeg(story), original)
+    assert story_before.added_fraction > 0.1  # the test is what removes the photo's own blur
+
+
+def test_the_blur_background_test_can_be_told_apart_from_a_donor() -> None:
+    """The fit behind it: the photo's own blur is explained (difference and ratio within the bars),
+    a donor's is not."""
+    original = _photo()
+    story = _blur_background(original, (360, 640), 1.0, (0.5, 0.5), 12)
+    story.paste(original.resize((360, 360)), (0, 140))
+    qv, cv = View.of(_jpeg(story)), View.of(original)
+    pair = align_pair(qv, cv)
+    region = np.zeros(qv.image.shape[:2], bool)
+    h = qv.image.shape[0]
+    region[: round(0.18 * h)] = True
+    region[round(0.82 * h):] = True
+    residual, spread, _ = pairs.self_fill_fit(pair.alignment.homography, cv.image, qv.image, region)
+    assert residual <= pairs.SELF_FILL_RESIDUAL and residual <= pairs.SELF_FILL_RATIO * spread, (residual, spread)
+    donor = _blur_background(_photo("coffee", (512, 512)), (360, 640), 1.0, (0.5, 0.5), 12)
+    donor.paste(original.resize((360, 360)), (0, 140))
+    dv = View.of(_jpeg(donor))
+    residual, spread, _ = pairs.self_fill_fit(align_pair(dv, cv).alignment.homography, cv.image, dv.image, region)
+    assert residual > pairs.SELF_FILL_RATIO * spread, (residual, spread)

@@ -285,6 +285,22 @@ FILL_SHARE = 0.05
 FILL_SPREAD = 3.5
 FILL_WINDOW = 3
 ADDED_OPEN = 5
+# A "blur background" (`_self_fill`): reposting apps fill a story or square canvas around the
+# whole photo with the photo itself, zoomed to cover the canvas and blurred. Three geometries
+# (zoomed about the canvas's centre or the inset's, or stretched to the canvas), each blurred
+# at SELF_FILL_SIGMAS (share of the canvas's long side) with one gain per channel (a darkened
+# blur), are compared with what lies outside; the best explains the region when its mean
+# difference is under SELF_FILL_RESIDUAL levels and under SELF_FILL_RATIO of the region's own
+# spread about its mean colour (a structure, not a similar average). Its pixels within
+# SELF_FILL_PIXEL levels are fill (sharp content drawn over the blur stays added). Chosen on
+# `train` photos (scripts/calibrate_self_fill.py; BENCHMARKS.md, "Padded reposts").
+SELF_FILL_SIGMAS = (0.01, 0.02, 0.04, 0.08)
+SELF_FILL_RESIDUAL = 10.0
+SELF_FILL_RATIO = 0.4
+SELF_FILL_PIXEL = 20.0
+SELF_FILL_MIN_SHARE = 0.02  # of the query: below it there is nothing worth explaining
+SELF_FILL_TRIM = 0.9  # the fit's mean difference is over its best 90 % of pixels
+SELF_FILL_SEARCH = 64  # px, the long side of the copies the zoom and place are searched on
 
 
 @dataclass(frozen=True)
@@ -310,7 +326,8 @@ def outside_original(alignment: Alignment, candidate: View, query_view: View) ->
     """The query beyond the original's aligned frame: a meme's canvas and captions, a
     collage's other tiles, the scene around a photographed screen. The homography maps the
     original's whole frame into the query; what falls outside cannot be compared with the
-    original, so ChangeNet never sees it. A uniform fill is not content and is left out."""
+    original, so ChangeNet never sees it. A uniform fill is not content and is left out, nor is
+    the photo itself zoomed and blurred behind it (a repost's blur background, `_self_fill`)."""
     hc, wc = candidate.image.shape[:2]
     qw, qh = query_view.size
     cover = cv2.warpPerspective(np.full((hc, wc), 255, np.uint8), alignment.homography, (qw, qh),
@@ -331,8 +348,135 @@ def outside_original(alignment: Alignment, candidate: View, query_view: View) ->
             colours = rgb[flat & (code == b)].astype(np.float32)
             fills[b] = float(colours.std(axis=0).mean()) <= FILL_SPREAD  # one colour, not a range of them
         added = outside & ~(flat & fills[code])
+    if added.mean() >= SELF_FILL_MIN_SHARE:
+        added &= ~_self_fill(alignment.homography, candidate.image, query_view.image, added)
     added = cv2.morphologyEx(added.astype(np.uint8), cv2.MORPH_OPEN, np.ones((ADDED_OPEN,) * 2, np.uint8)) > 0
     return Outside(float(cover.mean()), added)
+
+
+def _self_fill_geometries(homography: np.ndarray, size: tuple[int, int], wc: int, hc: int) -> list[np.ndarray]:
+    """(3, 3) maps from the original's working frame to the query's that lay the original over the
+    whole canvas as a reposting app's blur background does: zoomed to cover it about the canvas's
+    centre, about the inset's own centre, or stretched to it."""
+    qw, qh = size
+    corners = cv2.perspectiveTransform(np.float32([[[0, 0]], [[wc, 0]], [[wc, hc]], [[0, hc]]]), homography)[:, 0]
+    x0, y0 = corners.min(0)
+    x1, y1 = corners.max(0)
+    bw, bh = float(x1 - x0), float(y1 - y0)
+    if bw < 4 or bh < 4:
+        return []
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+
+    def box_to(nx0: float, ny0: float, sx: float, sy: float) -> np.ndarray:
+        a = np.array([[sx, 0, nx0 - sx * x0], [0, sy, ny0 - sy * y0], [0, 0, 1]], np.float64)
+        return a @ homography
+
+    z = max(qw / bw, qh / bh)  # cover the canvas, centred on it
+    zi = max(2 * max(cx, qw - cx) / bw, 2 * max(cy, qh - cy) / bh)  # cover it about the inset's centre
+    return [box_to(qw / 2 - z * bw / 2, qh / 2 - z * bh / 2, z, z),
+            box_to(cx - zi * bw / 2, cy - zi * bh / 2, zi, zi),
+            box_to(0.0, 0.0, qw / bw, qh / bh)]
+
+
+def _self_fill_search(homography: np.ndarray, original: np.ndarray, query: np.ndarray, region: np.ndarray) -> np.ndarray | None:
+    """(3, 3) map that lays the original (mirrored as the inset is) over the canvas at the zoom
+    (1-1.6x what covers it) and place where it best matches `region`, found by masked template
+    matching on ~SELF_FILL_SEARCH px copies: an app's zoom and centre are not known."""
+    qh, qw = query.shape[:2]
+    hc, wc = original.shape[:2]
+    f = SELF_FILL_SEARCH / max(qw, qh)
+    sw, sh = max(8, round(qw * f)), max(8, round(qh * f))
+    q = cv2.resize(query, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)
+    m = cv2.resize(region.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA)
+    m = (m > 0.99).astype(np.float32)
+    if m.sum() < 16:
+        return None
+    mirrored = float(np.linalg.det(homography[:2, :2])) < 0
+    src = original[:, ::-1] if mirrored else original
+    z0 = max(qw / wc, qh / hc)
+    best: tuple[float, float, int, int] | None = None
+    for zr in (1.0, 1.1, 1.2, 1.35, 1.6):
+        z = z0 * zr
+        zw, zh = max(sw, round(wc * z * f)), max(sh, round(hc * z * f))
+        o = cv2.resize(src, (zw, zh), interpolation=cv2.INTER_AREA).astype(np.float32)
+        r = cv2.matchTemplate(o, q, cv2.TM_CCOEFF_NORMED, mask=np.repeat(m[..., None], 3, 2))
+        r = np.nan_to_num(r, nan=-1.0, posinf=-1.0, neginf=-1.0)
+        y, x = np.unravel_index(int(np.argmax(r)), r.shape)
+        if best is None or float(r[y, x]) > best[0]:
+            best = (float(r[y, x]), zw / (wc * f), int(x), int(y))
+    if best is None:
+        return None
+    _, z, x, y = best
+    flip = np.array([[-1, 0, wc], [0, 1, 0], [0, 0, 1]], np.float64) if mirrored else np.eye(3)
+    return np.array([[z, 0, -x / f], [0, z, -y / f], [0, 0, 1]], np.float64) @ flip
+
+
+def _blurred_laid(original: np.ndarray, g: np.ndarray, size: tuple[int, int], sigma: float) -> np.ndarray:
+    """The original laid into a `size` frame by `g` and blurred by `sigma` px, made at the scale
+    where the blur is ~2 px and scaled back up (a blurred image has nothing finer): (h, w, 3) float32."""
+    qw, qh = size
+    k = min(1.0, 2.0 / max(sigma, 1e-6))
+    w, h = max(4, round(qw * k)), max(4, round(qh * k))
+    shrink = np.diag([w / qw, h / qh, 1.0])
+    laid = cv2.warpPerspective(original, shrink @ g, (w, h), flags=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REFLECT)
+    blurred = cv2.GaussianBlur(laid, (0, 0), sigma * k)
+    return cv2.resize(blurred, (qw, qh), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+
+
+def self_fill_fit(homography: np.ndarray, original: np.ndarray, query: np.ndarray, region: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """How well the original itself, zoomed over the canvas and blurred, explains `region` of the
+    query: (mean difference, the region's own spread about its mean colour, per-pixel difference
+    (n,) over `region`'s pixels); (inf, spread, []) when no rendering could be laid. Geometry and
+    blur are chosen on ~SELF_FILL_SEARCH px copies (a blurred fill has nothing finer), the
+    differences measured in the working frame."""
+    qh, qw = query.shape[:2]
+    hc, wc = original.shape[:2]
+    q = query.astype(np.float32)[region]  # (n, 3)
+    spread = float(np.abs(q - q.mean(0)).mean()) if len(q) else 0.0
+    none = (float("inf"), spread, np.zeros(0, np.float32))
+    f = SELF_FILL_SEARCH / max(qw, qh)
+    sw, sh = max(8, round(qw * f)), max(8, round(qh * f))
+    small_q = cv2.resize(query, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)
+    small_m = cv2.resize(region.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA) > 0.99
+    if small_m.sum() < 16:
+        return none
+    to_small = np.diag([f, f, 1.0])
+    k = min(1.0, max(qw / wc, qh / hc) * f)  # the original shrunk by area to about the small frame's scale: no aliasing
+    soft = cv2.resize(original, (max(4, round(wc * k)), max(4, round(hc * k))), interpolation=cv2.INTER_AREA)
+    from_soft = np.diag([wc / soft.shape[1], hc / soft.shape[0], 1.0])
+    geometries = _self_fill_geometries(homography, (qw, qh), wc, hc)
+    found = _self_fill_search(homography, original, query, region)
+    if found is not None:
+        geometries.append(found)
+    best: tuple[float, np.ndarray, float] | None = None  # small-frame difference, geometry, blur share
+    qs = small_q[small_m]
+    for g in geometries:
+        laid = cv2.warpPerspective(soft, to_small @ g @ from_soft, (sw, sh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        for share in SELF_FILL_SIGMAS:
+            r = cv2.GaussianBlur(laid, (0, 0), share * SELF_FILL_SEARCH).astype(np.float32)[small_m]
+            gain = np.clip((qs * r).sum(0) / np.maximum((r * r).sum(0), 1e-6), 0.3, 1.2)
+            d = float(np.abs(qs - r * gain).mean())
+            if best is None or d < best[0]:
+                best = (d, g, share)
+    if best is None:
+        return none
+    _, g, share = best
+    r = _blurred_laid(original, g, (qw, qh), share * max(qw, qh))[region]
+    gain = np.clip((q * r).sum(0) / np.maximum((r * r).sum(0), 1e-6), 0.3, 1.2)  # (3,): a darkened blur
+    diff = np.abs(q - r * gain).mean(1)  # (n,)
+    keep = max(1, int(SELF_FILL_TRIM * len(diff)))  # text or a sticker over part of the blur is not the fit's error
+    return float(np.partition(diff, keep - 1)[:keep].mean()), spread, diff
+
+
+def _self_fill(homography: np.ndarray, original: np.ndarray, query: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """(h, w) bool: the pixels of `region` that are the original itself zoomed over the canvas and
+    blurred (a repost's blur background), or none when no such rendering explains the region."""
+    residual, spread, diff = self_fill_fit(homography, original, query, region)
+    out = np.zeros(region.shape, bool)
+    if residual <= SELF_FILL_RESIDUAL and residual <= SELF_FILL_RATIO * spread:
+        out[region] = diff <= SELF_FILL_PIXEL
+    return out
 
 
 def original_to_query(pair: AlignedPair, candidate: View, query_view: View, query_size: tuple[int, int]) -> np.ndarray:
