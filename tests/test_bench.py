@@ -114,6 +114,7 @@ def test_bench_on_a_tiny_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     # the optional variant column: the family's verdicts per variant
     assert fams["shrink"]["verdicts_by_variant"] == {"half": fams["shrink"]["verdicts"]}
     assert "verdicts_by_variant" not in fams["shrink+benign"]
+    assert fams["shrink"]["summary_says_outside"] == 0  # a shrunk copy: nothing around the original
     assert results["ap_same_different_by_group"]["shrink"]["n_pos"] == 1
     assert [m["role"] for m in results["stages"]] == ["stage1-embedding", "stage1-regions", "stage2-psen", "stage2-reorderer", "stage3-change"]
     assert results["model"]["stage1_regions"] == "simprov-regions-lite0-r10-256"
@@ -123,6 +124,7 @@ def test_bench_on_a_tiny_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     edit = records["queries/chelsea-edit.jpg"]
     assert edit["verdict"] == "match_manipulated" and edit["correct"] and edit["stage1_rank"] == 1 and edit["stage12_rank"] == 1
     assert edit["true_psen"] > 0.5 and edit["true_inliers"] >= 8 and edit["p_manipulated"] > 0.5
+    assert edit["added_content_fraction"] < 0.01
     assert records["queries/rocket.jpg"]["matched"] is None and records["queries/rocket.jpg"]["stage1_rank"] is None
     assert "IR@1" in capsys.readouterr().out
 
@@ -238,3 +240,17 @@ def test_every_setting_is_in_the_readme() -> None:
     assert Settings(log_level="debug").log_level == "DEBUG"  # in any case, as operators write it
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert [name for name in Settings.model_fields if f"`VERIFIER_{name.upper()}`" not in readme] == []
+
+
+def test_the_bench_counts_summaries_that_tell_of_content_outside_the_original() -> None:
+    """A family's `summary_says_outside` counts the reports whose summary speaks of content around the
+    original: a match at or above the summary's bar; not below it, nor without a match."""
+    from verifier.evaluation.bench import _says_outside
+    from verifier.verification.assemble import ADDED_NOTE
+
+    def report(verdict: str, added: float | None) -> dict:  # type: ignore[type-arg]
+        return {"verdict": verdict, "manipulation": None if added is None else {"added_content_fraction": added}}
+
+    assert _says_outside(report("match_benign", ADDED_NOTE)) and _says_outside(report("match_manipulated", 0.4))
+    assert not _says_outside(report("match_benign", ADDED_NOTE - 0.001))
+    assert not _says_outside(report("no_match", None)) and not _says_outside(report("match_unmodified", None))

@@ -46,6 +46,7 @@ from verifier.simprov.embedding import BackboneEmbedder
 from verifier.simprov.pairs import View
 from verifier.simprov.rerank import Reranker
 from verifier.storage.accounts import create_publisher, find_publisher
+from verifier.verification.assemble import ADDED_NOTE
 from verifier.verification.pipeline import SignedReport
 
 __all__ = ["run_bench", "summarise"]
@@ -115,6 +116,8 @@ def _query_record(q: Query, report: dict[str, Any], ev: Evidence, true_id: str |
             record["true_psen"] = None if at not in ev.stage2.psen else round(float(ev.stage2.psen[at]), 4)
             record["true_inliers"] = pair.alignment.inliers if pair is not None else ev.stage2.screened.get(at)
         record["p_absent"] = round(float(ev.stage2.p_absent), 4)
+    if _added(report) is not None:
+        record["added_content_fraction"] = _added(report)
     if ev.change is not None:
         record["p_manipulated"] = round(float(ev.change.p_manipulated), 4)
         if ev.change.recolour_share is not None:
@@ -240,6 +243,7 @@ def run_bench(
                         per_family[q.family].verdicts[only] += 1
                     if q.variant:
                         per_family[q.family].by_variant[q.variant][report["verdict"]] += 1
+                    per_family[q.family].says_outside += _says_outside(report)
             per_query.append(_query_record(q, report, ev, true_id, got, timings["total"][-1]))
             if pairwise is not None:
                 _pairwise_measures(pairwise, service, q, signed, ev, true_id, got)
@@ -306,6 +310,16 @@ WARP_ONLY = "match_manipulated_by_local_warp_only"
 RECOLOUR_ONLY = "match_manipulated_by_local_recolour_only"
 
 
+def _added(report: dict[str, Any]) -> float | None:
+    return (report.get("manipulation") or {}).get("added_content_fraction")
+
+
+def _says_outside(report: dict[str, Any]) -> bool:
+    """Whether the report's summary tells of content around or beside the original (a composite's
+    other tiles; wrongly, a repost's own blurred background before it was recognised)."""
+    return (_added(report) or 0.0) >= ADDED_NOTE and report["verdict"] in ("match_benign", "match_manipulated")
+
+
 def _measure_only(report: dict[str, Any]) -> str | None:
     m = report.get("manipulation") or {}
     if report["verdict"] != "match_manipulated" or m["probability_manipulated"] >= m["decision_threshold"]:
@@ -325,6 +339,7 @@ class _FamilyTally:
     matched: list[bool] = field(default_factory=list)
     verdicts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     by_variant: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    says_outside: int = 0  # reports whose summary says content lies outside the original
 
     def add(self, kind: str, verdict: str, rank: int | None, rank12: int | None, matched: bool) -> None:
         self.kind = kind
@@ -336,7 +351,7 @@ class _FamilyTally:
     def summary(self, baselines: dict[str, Any]) -> dict[str, Any]:
         out = {"n": len(self.ranks), "kind": self.kind, "verdicts": dict(self.verdicts), "stage1": ir_at_k(self.ranks),
                "stage12": ir_at_k(self.ranks12), "matched_true_original": round(float(np.mean(self.matched)), 4),
-               "baselines": baselines}
+               "summary_says_outside": self.says_outside, "baselines": baselines}
         if self.by_variant:
             out["verdicts_by_variant"] = {v: dict(c) for v, c in sorted(self.by_variant.items())}
         return out
