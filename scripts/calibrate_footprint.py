@@ -27,7 +27,7 @@ from PIL import Image
 from verifier.simprov import augment
 from verifier.simprov.change import ChangeDetector
 from verifier.simprov.pairs import View, align_pair, aligned_frame
-from verifier.training.data import jpeg_copy, load_photo, shuffled_train_photos
+from verifier.training.data import in_turn, jpeg_copy
 
 KINDS = ("tight crop", "benign copy", "cropped manipulation", "manipulation")
 
@@ -57,16 +57,13 @@ def tight_crop(img: Image.Image, mask: Image.Image | None, rng: random.Random) -
 def pairs(shared: Path, n: int, seed: int) -> Iterator[tuple[str, Image.Image, Image.Image]]:
     """(kind, query, original) from `train` photos; a manipulation's donor is another `train` photo."""
     rng = random.Random(seed)
-    it = shuffled_train_photos(shared, rng)
-    for i in range(n):
-        kind = KINDS[i % len(KINDS)]
-        img = load_photo(next(it))
+    for kind, img, donor in in_turn(shared, KINDS, n, rng):
         if kind == "tight crop":
             yield kind, tight_crop(img, None, rng), img
         elif kind == "benign copy":
             yield kind, augment.benign(img, rng).image, img
         else:
-            s = augment.manipulate(img, load_photo(next(it)), rng)
+            s = augment.manipulate(img, donor(), rng)
             yield kind, (tight_crop(s.image, s.mask, rng) if kind == "cropped manipulation" else augment.benign_after(s, rng).image), img
 
 

@@ -31,7 +31,7 @@ from verifier.simprov.change import FOOTPRINT_SHARE, OUTLINE_THRESHOLD, ChangeDe
 from verifier.simprov.localise import refine_heat, significance
 from verifier.simprov.metrics import iou
 from verifier.simprov.pairs import View, align_pair, aligned_frame, heat_to_query
-from verifier.training.data import load_photo, shuffled_train_photos
+from verifier.training.data import in_turn, load_photo
 
 FAMILIES = ("copy_move_small",) * 3 + ("paste_large", "multi_source", "background_swap", "caption", "collage")
 MICC_THRESHOLD = 20  # as `evaluation.families` makes MICC-F220's masks
@@ -40,11 +40,8 @@ MICC_THRESHOLD = 20  # as `evaluation.families` makes MICC-F220's masks
 def family_edits(shared: Path, n: int, seed: int) -> Iterator[tuple[str, Image.Image, Image.Image, Image.Image]]:
     """(family, edited, mask, original) from `train` photos; donors are other `train` photos."""
     rng = random.Random(seed)
-    it = shuffled_train_photos(shared, rng)
-    for i in range(n):
-        fam = FAMILIES[i % len(FAMILIES)]
-        img = load_photo(next(it))
-        s = edits.make_edit(fam, img, [load_photo(next(it)) for _ in range(edits.FAMILIES[fam].donors)], rng)
+    for fam, img, donor in in_turn(shared, FAMILIES, n, rng):
+        s = edits.make_edit(fam, img, [donor() for _ in range(edits.FAMILIES[fam].donors)], rng)
         yield fam, s.image, s.mask, img
 
 

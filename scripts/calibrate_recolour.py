@@ -31,7 +31,7 @@ from verifier.simprov import augment, edits
 from verifier.simprov.change import ChangeDetector
 from verifier.simprov.localise import CHROMA_DEGREE, REST_FAR_MAX, recoloured
 from verifier.simprov.pairs import View, align_pair, aligned_frame
-from verifier.training.data import jpeg_copy, load_photo, shuffled_train_photos
+from verifier.training.data import in_turn, jpeg_copy
 from verifier.training.grades import grade
 
 KINDS = ("recoloured", "graded copy", "filtered copy", "benign copy", "manipulation", "family edit")
@@ -110,10 +110,7 @@ def filter_throughout(img: Image.Image, rng: random.Random) -> Image.Image:
 def pairs(shared: Path, n: int, seed: int) -> Iterator[tuple[str, Image.Image, Image.Image]]:
     """(kind, query, original) from `train` photos."""
     rng = random.Random(seed)
-    it = shuffled_train_photos(shared, rng)
-    for i in range(n):
-        kind = KINDS[i % len(KINDS)]
-        img = load_photo(next(it))
+    for kind, img, donor in in_turn(shared, KINDS, n, rng):
         if kind == "recoloured":
             yield kind, recolour_locally(img, rng), img
         elif kind == "graded copy":
@@ -124,11 +121,11 @@ def pairs(shared: Path, n: int, seed: int) -> Iterator[tuple[str, Image.Image, I
         elif kind == "benign copy":
             yield kind, augment.benign(img, rng, n_ops=rng.randint(1, 2)).image, img
         elif kind == "manipulation":
-            s = augment.manipulate(img, load_photo(next(it)), rng)
+            s = augment.manipulate(img, donor(), rng)
             yield kind, (augment.benign_after(s, rng) if rng.random() < 0.5 else s).image, img
         else:
             fam = rng.choice(edits.TRAIN_FAMILIES)
-            donors = [load_photo(next(it)) for _ in range(edits.FAMILIES[fam].donors)]
+            donors = [donor() for _ in range(edits.FAMILIES[fam].donors)]
             yield kind, edits.make_edit(fam, img, donors, rng).image, img
 
 

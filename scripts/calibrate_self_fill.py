@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
 from verifier.simprov import augment, edits, pairs
 from verifier.simprov.pairs import View, align_pair, outside_original
-from verifier.training.data import jpeg_copy, load_photo, shuffled_train_photos
+from verifier.training.data import in_turn, jpeg_copy
 
 KINDS = ("blur pad", "blur pad + handle", "donor fill", "collage", "benign copy")
 FRAMES = (2 / 3, 3 / 4, 9 / 16, 1.0, 16 / 9, 4 / 5, 21 / 9, 5 / 4)
@@ -82,16 +82,13 @@ def padded(img: Image.Image, fill_src: Image.Image, rng: random.Random, handle: 
 
 def make_pairs(shared: Path, n: int, seed: int) -> Iterator[tuple[str, Image.Image, Image.Image]]:
     rng = random.Random(seed)
-    it = shuffled_train_photos(shared, rng)
-    for i in range(n):
-        kind = KINDS[i % len(KINDS)]
-        img = load_photo(next(it))
+    for kind, img, donor in in_turn(shared, KINDS, n, rng):
         if kind in ("blur pad", "blur pad + handle"):
             yield kind, padded(img, img, rng, handle=kind.endswith("handle")), img
         elif kind == "donor fill":
-            yield kind, padded(img, load_photo(next(it)), rng, handle=False), img
+            yield kind, padded(img, donor(), rng, handle=False), img
         elif kind == "collage":
-            donors = [load_photo(next(it)) for _ in range(3)]
+            donors = [donor() for _ in range(3)]
             yield kind, edits.make_edit("collage", img, donors, rng).image, img
         else:
             yield kind, augment.benign(img, rng).image, img

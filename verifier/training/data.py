@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from PIL import Image
@@ -29,6 +29,19 @@ def shuffled_train_photos(shared: Path, rng: random.Random) -> Iterator[Path]:
     photos = train_photos(shared / "datasets" / "photos")
     rng.shuffle(photos)
     return iter(photos)
+
+
+def in_turn(shared: Path, kinds: Sequence[str], n: int, rng: random.Random) -> Iterator[tuple[str, Image.Image, Callable[[], Image.Image]]]:
+    """The calibrations' draw: `n` `train` photos in `rng`'s order, `kinds` taken in turn, as
+    (kind, photo, donor); `donor()` loads the next photo of the same order (a composite's other
+    photos), so one seed fixes every pair."""
+    photos = shuffled_train_photos(shared, rng)
+
+    def donor() -> Image.Image:
+        return load_photo(next(photos))
+
+    for i in range(n):
+        yield kinds[i % len(kinds)], donor(), donor
 
 
 def jpeg_copy(img: Image.Image, quality: int) -> Image.Image:
