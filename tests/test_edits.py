@@ -147,6 +147,47 @@ def test_annotate_draws_only_its_marks() -> None:
     assert kinds == {"circle", "arrow", "box", "scribble"}
 
 
+def test_paste_small_adds_small_cut_outs_and_nothing_else() -> None:
+    """1-2 small cut-outs from a donor: the mask is a few percent of the frame, and outside it
+    (past the feathered rim) the photo is untouched."""
+    img = generated_photo(13, (480, 320))
+    donor = generated_photo(14, (400, 400))
+    for seed in range(10):
+        s = make_edit("paste_small", img, [donor], random.Random(seed), finished=False)
+        m = np.asarray(s.mask) > 127
+        assert 0.005 < m.mean() < 0.17, (s.ops, m.mean())
+        rim = np.asarray(Image.fromarray(m).filter(ImageFilter.MaxFilter(9))) > 0
+        diff = np.abs(np.asarray(s.image, np.int16) - np.asarray(img, np.int16)).sum(-1)
+        assert diff[~rim].max() == 0, s.ops
+        assert (diff[m] > 24).mean() > 0.3, s.ops  # the pasted content shows
+
+
+def test_tilt_turns_the_whole_photo_and_crops_or_fills_the_corners() -> None:
+    """A tilted copy: the crop finish keeps only the photo (no corner fill, its own shape,
+    smaller); the fills keep it whole (a larger frame whose corners are the fill)."""
+    img = generated_photo(15, (480, 320))
+    seen = set()
+    for seed in range(20):
+        s = make_edit("tilt", img, [], random.Random(seed), finished=False)
+        finish = s.ops[0].removeprefix("tilt:")
+        deg = float(s.ops[1].removeprefix("deg"))
+        assert 3 <= abs(deg) <= 20
+        seen.add(finish)
+        w, h = s.image.size
+        arr = np.asarray(s.image, np.int16)
+        if finish == "crop":
+            assert w < 480 and h < 320 and abs(w / h - 1.5) < 0.03
+            back = np.asarray(s.image.resize((96, 64)).rotate(-deg, Image.BICUBIC), np.int16)[20:44, 30:66]
+            ref = np.asarray(img.crop(((480 - w) // 2, (320 - h) // 2, (480 + w) // 2, (320 + h) // 2)).resize((96, 64)), np.int16)[20:44, 30:66]
+            assert np.abs(back - ref).mean() < 20, (s.ops, np.abs(back - ref).mean())  # the photo, turned
+        else:
+            assert w > 480 and h > 320
+            corner = arr[:3, :3].reshape(-1, 3).mean(0)
+            if finish in ("black", "white"):
+                assert np.abs(corner - (0 if finish == "black" else 255)).max() < 2, (s.ops, corner)
+    assert seen == {"crop", "black", "white", "blur"}
+
+
 def test_finish_keeps_mask_and_image_together() -> None:
     rng = random.Random(0)
     for _ in range(20):
@@ -210,7 +251,8 @@ def test_families_benchmark_uses_test_photos_only(tmp_path) -> None:  # type: ig
     assert {q.variant for q in queries if q.family == "recolour"} <= {"segment", "segment+tint", "ellipse", "ellipse+tint"}
     assert all(q.variant.startswith(("story", "square", "portrait", "wide")) for q in queries if q.family == "pad")
     assert all(q.variant for q in queries if q.family == "annotate")
-    assert not any(q.variant for q in queries if q.family not in (None, "retouch", "reframe", "recolour", "pad", "annotate"))
+    assert {q.variant for q in queries if q.family == "tilt"} <= {"crop", "black", "white", "blur"}
+    assert not any(q.variant for q in queries if q.family not in (None, "retouch", "reframe", "recolour", "pad", "annotate", "tilt"))
     micc_q = next(q for q in queries if q.family == "micc-f220")
     mask = np.asarray(micc_q.mask) > 127
     assert mask[15:35, 15:35].all() and mask.mean() < 0.1

@@ -558,6 +558,72 @@ def annotate(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
     return Sample(base, _binary(layer), [f"annotate:{'+'.join(sorted(set(marks)))}"])
 
 
+def _blob(size: tuple[int, int], rng: random.Random, feather: float = 1.5) -> Image.Image:
+    """A cut-out's outline: 2-4 overlapping ellipses filling most of `size`, feathered."""
+    w, h = size
+    m = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(m)
+    for _ in range(rng.randint(2, 4)):
+        ew, eh = rng.uniform(0.45, 0.9) * w, rng.uniform(0.45, 0.9) * h
+        x, y = rng.uniform(0, w - ew), rng.uniform(0, h - eh)
+        draw.ellipse((x, y, x + ew, y + eh), fill=255)
+    return m.filter(ImageFilter.GaussianBlur(feather)) if feather > 0 else m
+
+
+def paste_small(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """A small object from another photo added, as most joke and hoax edits do (a figure in
+    the sky, a person in a crowd, a prop in a hand): 1-2 cut-outs from the middle of a donor
+    (irregular outlines of 2-4 ellipses, feathered 1-2 px), each 1.5-8 % of the frame,
+    colour-matched to the original half the time, placed anywhere."""
+    base = _rgb(img).copy()
+    w, h = base.size
+    mask = Image.new("L", base.size, 0)
+    donor = _rgb(donors[0])
+    n = rng.randint(1, 2)
+    for _ in range(n):
+        x0, y0, x1, y1 = _box(w, h, rng.uniform(0.015, 0.08), rng)
+        dw, dh = donor.size
+        cw, ch = round(dw * rng.uniform(0.3, 0.6)), round(dh * rng.uniform(0.3, 0.6))
+        cx, cy = round(dw / 2 + rng.uniform(-0.15, 0.15) * dw), round(dh / 2 + rng.uniform(-0.15, 0.15) * dh)
+        left, top = min(max(0, cx - cw // 2), dw - cw), min(max(0, cy - ch // 2), dh - ch)
+        patch = donor.crop((left, top, left + cw, top + ch)).resize((x1 - x0, y1 - y0), Image.BICUBIC)
+        if rng.random() < 0.5:
+            patch = _match_colour(patch, base.crop((x0, y0, x1, y1)))
+        shape = _blob(patch.size, rng, rng.uniform(1.0, 2.0))
+        base.paste(patch, (x0, y0), shape)
+        mask.paste(255, (x0, y0), _binary(shape))
+    return Sample(base, mask, [f"paste_small{n}"])
+
+
+def tilt(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """A tilted copy, content unchanged: turned by 3-20 degrees either way (a straightened
+    horizon, a Dutch angle), then cropped to the largest upright box of its own shape inside
+    the turned photo (half; a straighten tool's crop) or kept whole with the corners filled in
+    black, white or a blurred copy of itself. Benign (the mask is empty); the variant names
+    the finish."""
+    src = _rgb(img)
+    w, h = src.size
+    deg = rng.uniform(3, 20) * rng.choice([-1, 1])
+    finish = rng.choice(["crop", "crop", "black", "white", "blur"])
+    if finish == "crop":
+        a = np.radians(abs(deg))
+        # the largest w:h box centred in a w x h frame turned by a: scale k with
+        # k*(w*cos + h*sin) <= w and k*(w*sin + h*cos) <= h
+        k = min(w / (w * np.cos(a) + h * np.sin(a)), h / (w * np.sin(a) + h * np.cos(a)))
+        turned = src.rotate(deg, Image.BICUBIC, expand=False)
+        cw, ch = max(16, int(w * k)), max(16, int(h * k))
+        x, y = (w - cw) // 2, (h - ch) // 2
+        out = turned.crop((x, y, x + cw, y + ch))
+    else:
+        turned = src.rotate(deg, Image.BICUBIC, expand=True, fillcolor=(0, 0, 0) if finish != "white" else (255, 255, 255))
+        out = turned
+        if finish == "blur":
+            back = src.resize(turned.size, Image.BICUBIC).filter(ImageFilter.GaussianBlur(max(turned.size) * 0.03))
+            inside = Image.new("L", src.size, 255).rotate(deg, Image.NEAREST, expand=True)
+            out = Image.composite(turned, back, inside)
+    return Sample(out, Image.new("L", out.size, 0), [f"tilt:{finish}", f"deg{deg:.1f}"])
+
+
 @dataclass(frozen=True)
 class EditFamily:
     name: str
@@ -589,11 +655,14 @@ FAMILIES: dict[str, EditFamily] = {
         EditFamily("recolour", recolour, "manip", 0),  # after reframe, for the same reason
         EditFamily("pad", pad, "benign", 0),  # after recolour, for the same reason
         EditFamily("annotate", annotate, "manip", 0),  # after pad, for the same reason
+        EditFamily("paste_small", paste_small, "manip", 1),  # after annotate, for the same reason
+        EditFamily("tilt", tilt, "benign", 0),  # after paste_small, for the same reason
     )
 }
 # Whole families kept out of training, to measure generalisation to unseen kinds of edit.
 HELD_OUT_FAMILIES = (
     "transplant", "meme", "head_swap", "stylise", "screen", "retouch", "reframe", "recolour", "pad", "annotate",
+    "paste_small", "tilt",
 )
 TRAIN_FAMILIES = tuple(f for f in FAMILIES if f not in HELD_OUT_FAMILIES)
 
