@@ -145,3 +145,20 @@ def test_the_blur_background_test_can_be_told_apart_from_a_donor() -> None:
     dv = View.of(_jpeg(donor))
     residual, spread, _ = pairs.self_fill_fit(align_pair(dv, cv).alignment.homography, cv.image, dv.image, region)
     assert residual > pairs.SELF_FILL_RATIO * spread, (residual, spread)
+
+
+@pytest.mark.parametrize("deg", [5.0, -18.0])
+def test_a_turned_photo_on_its_own_blur_adds_nothing(deg: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tilted repost as an app makes it: the photo turned on a canvas whose blur background is the
+    photo *unturned*, zoomed to cover it. The fill is found though the inset's alignment is turned."""
+    original = _photo()
+    turned = original.resize((300, 300)).rotate(deg, Image.BICUBIC, expand=True)
+    alpha = Image.new("L", (300, 300), 255).rotate(deg, Image.NEAREST, expand=True)
+    size = (max(turned.width + 40, 400), max(turned.height + 120, 560))
+    canvas = _blur_background(original, size, 1.2, (0.4, 0.6), 14)
+    canvas.paste(turned, ((size[0] - turned.width) // 2, (size[1] - turned.height) // 2), alpha)
+    out, _ = _outside(_jpeg(canvas), original)
+    assert out.added_fraction < 0.06, out.added_fraction
+    monkeypatch.setattr(pairs, "SELF_FILL_MIN_SHARE", 2.0)
+    before, _ = _outside(_jpeg(canvas), original)
+    assert before.added_fraction > 0.3, before.added_fraction
