@@ -92,38 +92,49 @@ def _blur_background(fill_src: Image.Image, size: tuple[int, int], zoom: float, 
     return Image.eval(out, lambda v: min(255, round(v * brightness)))
 
 
-@pytest.mark.parametrize(("zoom", "centre", "radius", "brightness"), [
-    (1.0, (0.5, 0.5), 12, 1.0),    # the usual app: zoomed to cover, centred
-    (1.25, (0.3, 0.6), 20, 0.55),  # zoomed further about another point, darkened
+@pytest.mark.parametrize(("zoom", "centre", "radius", "brightness", "mirror"), [
+    (1.0, (0.5, 0.5), 12, 1.0, False),    # the usual app: zoomed to cover, centred
+    (1.25, (0.3, 0.6), 20, 0.55, False),  # zoomed further about another point, darkened
+    (1.4, (0.7, 0.2), 16, 1.0, True),     # the whole repost mirrored, fill and all
 ])
 def test_a_blur_background_of_the_photo_itself_adds_nothing(zoom: float, centre: tuple[float, float], radius: float,
-                                                            brightness: float, monkeypatch: pytest.MonkeyPatch) -> None:
+                                                            brightness: float, mirror: bool,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A repost on a 9:16 canvas filled with the photo itself, zoomed and blurred: no content
-    around the original (it said "other content around or beside it" of a plain repost). A handle
-    written over the blur still counts; the same canvas filled from another photo counts whole."""
+    around the original (it said "other content around or beside it" of a plain repost). The same
+    canvas filled from another photo counts whole."""
     original = _photo()
     size = (360, 640)
-    inset = (0, 140, 360, 500)  # the whole photo, full width
     story = _blur_background(original, size, zoom, centre, radius, brightness)
-    story.paste(original.resize((360, 360)), inset[:2])
-    out, qsize = _outside(_jpeg(story), original)
+    story.paste(original.resize((360, 360)), (0, 140))  # the whole photo, full width
+    donor = _blur_background(_photo("coffee", (512, 512)), size, zoom, centre, radius, brightness)
+    donor.paste(original.resize((360, 360)), (0, 140))
+    if mirror:
+        story, donor = ImageOps.mirror(story), ImageOps.mirror(donor)
+    out, _ = _outside(_jpeg(story), original)
     assert out.coverage < 0.6 and out.added_fraction < 0.02, out.added_fraction
+    donor_out, _ = _outside(_jpeg(donor), original)
 
+    monkeypatch.setattr(pairs, "SELF_FILL_MIN_SHARE", 2.0)  # the measure without the test
+    before, _ = _outside(_jpeg(story), original)
+    assert before.added_fraction > 0.25  # the test is what removes the photo's own blur
+    donor_before, _ = _outside(_jpeg(donor), original)
+    assert donor_before.added_fraction > 0.15 and np.array_equal(donor_out.added, donor_before.added)  # stays added
+
+
+def test_a_handle_written_over_the_blur_background_stays_added() -> None:
+    """Text over the fill (an account's handle) is content: it stays added while the blur around
+    it does not. (Text over more than about a tenth of the fill defeats the fit, and the whole
+    fill counts as content again, as before the test existed.)"""
+    original = _photo()
+    story = _blur_background(original, (360, 640), 1.0, (0.5, 0.5), 12)
+    story.paste(original.resize((360, 360)), (0, 140))
     ImageDraw.Draw(story).text((30, 555), "@newsdesk @news", fill=(255, 255, 255), font_size=48,
                                stroke_width=4, stroke_fill=(0, 0, 0))  # bold: a thin stroke is opened away
     out, qsize = _outside(_jpeg(story), original)
     band = _box_mask(qsize, (0.0, 550 / 640, 1.0, 610 / 640))
     assert 0.005 < out.added_fraction < 0.06, out.added_fraction
     assert (out.added & band).sum() >= 0.75 * out.added.sum()  # the handle, hardly any of the blur
-
-    donor = _blur_background(_photo("coffee", (512, 512)), size, zoom, centre, radius, brightness)
-    donor.paste(original.resize((360, 360)), inset[:2])
-    out, _ = _outside(_jpeg(donor), original)
-    monkeypatch.setattr(pairs, "SELF_FILL_MIN_SHARE", 2.0)  # the measure without the test
-    before, _ = _outside(_jpeg(donor), original)
-    assert before.added_fraction > 0.15 and np.array_equal(out.added, before.added)  # the donor's blur stays added
-    story_before, _ = _outside(_jpeg(story), original)
-    assert story_before.added_fraction > 0.1  # the test is what removes the photo's own blur
 
 
 def test_the_blur_background_test_can_be_told_apart_from_a_donor() -> None:

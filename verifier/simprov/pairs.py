@@ -286,21 +286,23 @@ FILL_SPREAD = 3.5
 FILL_WINDOW = 3
 ADDED_OPEN = 5
 # A "blur background" (`_self_fill`): reposting apps fill a story or square canvas around the
-# whole photo with the photo itself, zoomed to cover the canvas and blurred. Three geometries
-# (zoomed about the canvas's centre or the inset's, or stretched to the canvas), each blurred
-# at SELF_FILL_SIGMAS (share of the canvas's long side) with one gain per channel (a darkened
-# blur), are compared with what lies outside; the best explains the region when its mean
-# difference is under SELF_FILL_RESIDUAL levels and under SELF_FILL_RATIO of the region's own
-# spread about its mean colour (a structure, not a similar average). Its pixels within
-# SELF_FILL_PIXEL levels are fill (sharp content drawn over the blur stays added). Chosen on
-# `train` photos (scripts/calibrate_self_fill.py; BENCHMARKS.md, "Padded reposts").
+# whole photo with the photo itself, zoomed to cover the canvas and blurred. Four geometries
+# (zoomed about the canvas's centre or the inset's, stretched to the canvas, and the zoom and
+# place a masked template search finds, `_self_fill_search`), each blurred at SELF_FILL_SIGMAS
+# (share of the canvas's long side) with one gain per channel (a darkened blur), are compared
+# with what lies outside; the best explains the region when the mean difference over its best
+# SELF_FILL_TRIM of pixels is under SELF_FILL_RESIDUAL levels and under SELF_FILL_RATIO of the
+# region's own spread about its mean colour (a structure, not a similar average). Its pixels
+# within SELF_FILL_PIXEL levels are fill (sharp content drawn over the blur stays added). Chosen
+# on `train` photos (scripts/calibrate_self_fill.py; BENCHMARKS.md, "Two more held-out families").
 SELF_FILL_SIGMAS = (0.01, 0.02, 0.04, 0.08)
 SELF_FILL_RESIDUAL = 10.0
-SELF_FILL_RATIO = 0.4
+SELF_FILL_RATIO = 0.3
 SELF_FILL_PIXEL = 20.0
 SELF_FILL_MIN_SHARE = 0.02  # of the query: below it there is nothing worth explaining
 SELF_FILL_TRIM = 0.9  # the fit's mean difference is over its best 90 % of pixels
 SELF_FILL_SEARCH = 64  # px, the long side of the copies the zoom and place are searched on
+SELF_FILL_ZOOMS = (1.0, 1.1, 1.2, 1.35, 1.6)  # x the zoom that covers the canvas; the best is refined by +-5 %
 
 
 @dataclass(frozen=True)
@@ -378,37 +380,58 @@ def _self_fill_geometries(homography: np.ndarray, size: tuple[int, int], wc: int
             box_to(0.0, 0.0, qw / bw, qh / bh)]
 
 
+def _resized(sx: float, sy: float) -> np.ndarray:
+    """(3, 3) map of pixel coordinates under a resize by (sx, sy), pixel centres kept where
+    cv2.resize puts them: x' = (x + 0.5) sx - 0.5 (a half-pixel matters once scaled back up 4x)."""
+    return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]], np.float64)
+
+
+def _peak(r: np.ndarray) -> tuple[float, float, float]:
+    """(score, x, y) of `r`'s maximum, x and y refined to a sub-pixel place by a parabola through
+    the peak and its neighbours (the search's 64-px grid is 4 working pixels a step)."""
+    y, x = np.unravel_index(int(np.argmax(r)), r.shape)
+
+    def offset(a: float, b: float, c: float) -> float:
+        den = a - 2 * b + c
+        return float(np.clip(0.5 * (a - c) / den, -0.5, 0.5)) if den < 0 else 0.0
+
+    dx = offset(r[y, x - 1], r[y, x], r[y, x + 1]) if 0 < x < r.shape[1] - 1 else 0.0
+    dy = offset(r[y - 1, x], r[y, x], r[y + 1, x]) if 0 < y < r.shape[0] - 1 else 0.0
+    return float(r[y, x]), x + dx, y + dy
+
+
 def _self_fill_search(homography: np.ndarray, original: np.ndarray, query: np.ndarray, region: np.ndarray) -> np.ndarray | None:
     """(3, 3) map that lays the original (mirrored as the inset is) over the canvas at the zoom
-    (1-1.6x what covers it) and place where it best matches `region`, found by masked template
-    matching on ~SELF_FILL_SEARCH px copies: an app's zoom and centre are not known."""
+    (1-1.6x what covers it, then refined about the best) and place where it best matches `region`,
+    found by masked template matching on ~SELF_FILL_SEARCH px copies: an app's zoom and centre
+    are not known."""
     qh, qw = query.shape[:2]
     hc, wc = original.shape[:2]
     f = SELF_FILL_SEARCH / max(qw, qh)
     sw, sh = max(8, round(qw * f)), max(8, round(qh * f))
     q = cv2.resize(query, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)
     m = cv2.resize(region.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA)
-    m = (m > 0.99).astype(np.float32)
-    if m.sum() < 16:
+    m = np.repeat((m > 0.99).astype(np.float32)[..., None], 3, 2)
+    if m[..., 0].sum() < 16:
         return None
     mirrored = float(np.linalg.det(homography[:2, :2])) < 0
     src = original[:, ::-1] if mirrored else original
     z0 = max(qw / wc, qh / hc)
-    best: tuple[float, float, int, int] | None = None
-    for zr in (1.0, 1.1, 1.2, 1.35, 1.6):
-        z = z0 * zr
-        zw, zh = max(sw, round(wc * z * f)), max(sh, round(hc * z * f))
+
+    def place(zr: float) -> tuple[float, float, float, float]:
+        zw, zh = max(sw, round(wc * z0 * zr * f)), max(sh, round(hc * z0 * zr * f))
         o = cv2.resize(src, (zw, zh), interpolation=cv2.INTER_AREA).astype(np.float32)
-        r = cv2.matchTemplate(o, q, cv2.TM_CCOEFF_NORMED, mask=np.repeat(m[..., None], 3, 2))
-        r = np.nan_to_num(r, nan=-1.0, posinf=-1.0, neginf=-1.0)
-        y, x = np.unravel_index(int(np.argmax(r)), r.shape)
-        if best is None or float(r[y, x]) > best[0]:
-            best = (float(r[y, x]), zw / (wc * f), int(x), int(y))
-    if best is None:
-        return None
-    _, z, x, y = best
-    flip = np.array([[-1, 0, wc], [0, 1, 0], [0, 0, 1]], np.float64) if mirrored else np.eye(3)
-    return np.array([[z, 0, -x / f], [0, z, -y / f], [0, 0, 1]], np.float64) @ flip
+        r = np.nan_to_num(cv2.matchTemplate(o, q, cv2.TM_CCOEFF_NORMED, mask=m), nan=-1.0, posinf=-1.0, neginf=-1.0)
+        score, x, y = _peak(r)
+        return score, zr, x, y
+
+    best = max((place(zr) for zr in SELF_FILL_ZOOMS), key=lambda t: t[0])
+    zr = best[1]
+    _, zr, x, y = max([best, *(place(zr * k) for k in (0.95, 1.05))], key=lambda t: t[0])
+    zw, zh = max(sw, round(wc * z0 * zr * f)), max(sh, round(hc * z0 * zr * f))
+    flip = np.array([[-1, 0, wc - 1], [0, 1, 0], [0, 0, 1]], np.float64) if mirrored else np.eye(3)
+    shift = np.array([[1, 0, -x], [0, 1, -y], [0, 0, 1]], np.float64)  # zoomed original -> the query's small copy
+    return np.linalg.inv(_resized(sw / qw, sh / qh)) @ shift @ _resized(zw / wc, zh / hc) @ flip
 
 
 def _blurred_laid(original: np.ndarray, g: np.ndarray, size: tuple[int, int], sigma: float) -> np.ndarray:
@@ -417,9 +440,11 @@ def _blurred_laid(original: np.ndarray, g: np.ndarray, size: tuple[int, int], si
     qw, qh = size
     k = min(1.0, 2.0 / max(sigma, 1e-6))
     w, h = max(4, round(qw * k)), max(4, round(qh * k))
-    shrink = np.diag([w / qw, h / qh, 1.0])
-    laid = cv2.warpPerspective(original, shrink @ g, (w, h), flags=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REFLECT)
+    hc, wc = original.shape[:2]
+    kk = min(1.0, k * abs(float(np.linalg.det(g[:2, :2]))) ** 0.5)  # shrunk by area first: no aliasing in the warp
+    pre = cv2.resize(original, (max(4, round(wc * kk)), max(4, round(hc * kk))), interpolation=cv2.INTER_AREA) if kk < 1 else original
+    g = _resized(w / qw, h / qh) @ g @ _resized(wc / pre.shape[1], hc / pre.shape[0])
+    laid = cv2.warpPerspective(pre, g, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     blurred = cv2.GaussianBlur(laid, (0, 0), sigma * k)
     return cv2.resize(blurred, (qw, qh), interpolation=cv2.INTER_LINEAR).astype(np.float32)
 
@@ -441,10 +466,10 @@ def self_fill_fit(homography: np.ndarray, original: np.ndarray, query: np.ndarra
     small_m = cv2.resize(region.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA) > 0.99
     if small_m.sum() < 16:
         return none
-    to_small = np.diag([f, f, 1.0])
+    to_small = _resized(sw / qw, sh / qh)
     k = min(1.0, max(qw / wc, qh / hc) * f)  # the original shrunk by area to about the small frame's scale: no aliasing
     soft = cv2.resize(original, (max(4, round(wc * k)), max(4, round(hc * k))), interpolation=cv2.INTER_AREA)
-    from_soft = np.diag([wc / soft.shape[1], hc / soft.shape[0], 1.0])
+    from_soft = _resized(wc / soft.shape[1], hc / soft.shape[0])
     geometries = _self_fill_geometries(homography, (qw, qh), wc, hc)
     found = _self_fill_search(homography, original, query, region)
     if found is not None:
