@@ -69,3 +69,16 @@ def test_recolour_calibration_prints_its_table(monkeypatch: pytest.MonkeyPatch, 
     alone, measured = ([int(c.strip().split(" / ")[0]) for c in line.strip("|").split("|")[3:]] for line in lines[1:3])
     assert all(m >= a for a, m in zip(alone, measured, strict=True))  # the measure only adds "manipulated"
     assert lines[-1].split("|")[4:10] == [" 1 "] * 6  # one pair of each kind
+
+
+def test_self_fill_calibration_prints_its_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`scripts/calibrate_self_fill.py`, the record behind SELF_FILL_RESIDUAL and SELF_FILL_RATIO: one row
+    per kind, then the grid of bars with a count per kind; a photo's own blur pad is explained at the
+    shipped bars and a donor's is not (two pairs of each kind)."""
+    out = _run("calibrate_self_fill.py", ["--n", "10", "--seed", "3"], monkeypatch, capsys)
+    rows = {line.split("|")[1].strip(): line for line in out if line.startswith("| ")}
+    for kind in ("blur pad", "blur pad + handle", "donor fill", "collage", "benign copy"):
+        assert rows[kind].split("|")[2].strip().endswith("/ 2"), rows[kind]
+    shipped = rows["10 / 0.3"].strip("|").split("|")
+    pads, donors = (c.strip().split(" / ") for c in (shipped[1], shipped[3]))
+    assert int(pads[0]) >= 1 and donors[0] == "0", shipped
