@@ -400,20 +400,18 @@ def _peak(r: np.ndarray) -> tuple[float, float, float]:
     return float(r[y, x]), x + dx, y + dy
 
 
-def _self_fill_search(homography: np.ndarray, original: np.ndarray, query: np.ndarray, region: np.ndarray) -> np.ndarray | None:
-    """(3, 3) map that lays the original (mirrored as the inset is) over the canvas at the zoom
-    (1-1.6x what covers it, then refined about the best) and place where it best matches `region`,
-    found by masked template matching on ~SELF_FILL_SEARCH px copies: an app's zoom and centre
-    are not known."""
-    qh, qw = query.shape[:2]
+def _self_fill_search(homography: np.ndarray, original: np.ndarray, size: tuple[int, int], small_q: np.ndarray,
+                      small_m: np.ndarray) -> np.ndarray:
+    """(3, 3) map that lays the original (mirrored as the inset is) over the `size` canvas at the
+    zoom (1-1.6x what covers it, then refined about the best) and place where it best matches the
+    region `small_m` of `small_q` (the ~SELF_FILL_SEARCH px copies `self_fill_fit` made), found by
+    masked template matching: an app's zoom and centre are not known."""
+    qw, qh = size
     hc, wc = original.shape[:2]
+    sh, sw = small_q.shape[:2]
     f = SELF_FILL_SEARCH / max(qw, qh)
-    sw, sh = max(8, round(qw * f)), max(8, round(qh * f))
-    q = cv2.resize(query, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)
-    m = cv2.resize(region.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA)
-    m = np.repeat((m > 0.99).astype(np.float32)[..., None], 3, 2)
-    if m[..., 0].sum() < 16:
-        return None
+    q = small_q
+    m = np.repeat(small_m.astype(np.float32)[..., None], 3, 2)
     mirrored = float(np.linalg.det(homography[:2, :2])) < 0
     src = original[:, ::-1] if mirrored else original
     z0 = max(qw / wc, qh / hc)
@@ -449,6 +447,13 @@ def _blurred_laid(original: np.ndarray, g: np.ndarray, size: tuple[int, int], si
     return cv2.resize(blurred, (qw, qh), interpolation=cv2.INTER_LINEAR).astype(np.float32)
 
 
+def _gained_difference(q: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """(n,) mean absolute difference per pixel between `q` and the rendering `r` (both (n, 3)) after
+    one least-squares gain per channel, 0.3-1.2: a darkened or slightly brightened blur."""
+    gain = np.clip((q * r).sum(0) / np.maximum((r * r).sum(0), 1e-6), 0.3, 1.2)
+    return np.abs(q - r * gain).mean(1)
+
+
 def self_fill_fit(homography: np.ndarray, original: np.ndarray, query: np.ndarray, region: np.ndarray) -> tuple[float, float, np.ndarray]:
     """How well the original itself, zoomed over the canvas and blurred, explains `region` of the
     query: (mean difference, the region's own spread about its mean colour, per-pixel difference
@@ -470,26 +475,20 @@ def self_fill_fit(homography: np.ndarray, original: np.ndarray, query: np.ndarra
     k = min(1.0, max(qw / wc, qh / hc) * f)  # the original shrunk by area to about the small frame's scale: no aliasing
     soft = cv2.resize(original, (max(4, round(wc * k)), max(4, round(hc * k))), interpolation=cv2.INTER_AREA)
     from_soft = _resized(wc / soft.shape[1], hc / soft.shape[0])
-    geometries = _self_fill_geometries(homography, (qw, qh), wc, hc)
-    found = _self_fill_search(homography, original, query, region)
-    if found is not None:
-        geometries.append(found)
+    geometries = _self_fill_geometries(homography, (qw, qh), wc, hc) + [
+        _self_fill_search(homography, original, (qw, qh), small_q, small_m)]
     best: tuple[float, np.ndarray, float] | None = None  # small-frame difference, geometry, blur share
     qs = small_q[small_m]
     for g in geometries:
         laid = cv2.warpPerspective(soft, to_small @ g @ from_soft, (sw, sh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         for share in SELF_FILL_SIGMAS:
-            r = cv2.GaussianBlur(laid, (0, 0), share * SELF_FILL_SEARCH).astype(np.float32)[small_m]
-            gain = np.clip((qs * r).sum(0) / np.maximum((r * r).sum(0), 1e-6), 0.3, 1.2)
-            d = float(np.abs(qs - r * gain).mean())
+            d = float(_gained_difference(qs, cv2.GaussianBlur(laid, (0, 0), share * SELF_FILL_SEARCH).astype(np.float32)[small_m]).mean())
             if best is None or d < best[0]:
                 best = (d, g, share)
     if best is None:
         return none
     _, g, share = best
-    r = _blurred_laid(original, g, (qw, qh), share * max(qw, qh))[region]
-    gain = np.clip((q * r).sum(0) / np.maximum((r * r).sum(0), 1e-6), 0.3, 1.2)  # (3,): a darkened blur
-    diff = np.abs(q - r * gain).mean(1)  # (n,)
+    diff = _gained_difference(q, _blurred_laid(original, g, (qw, qh), share * max(qw, qh))[region])
     keep = max(1, int(SELF_FILL_TRIM * len(diff)))  # text or a sticker over part of the blur is not the fit's error
     return float(np.partition(diff, keep - 1)[:keep].mean()), spread, diff
 
