@@ -173,3 +173,19 @@ def test_a_turned_photo_on_its_own_blur_adds_nothing(deg: float, monkeypatch: py
     monkeypatch.setattr(pairs, "SELF_FILL_MIN_SHARE", 2.0)
     before, _ = _outside(_jpeg(canvas), original)
     assert before.added_fraction > 0.3, before.added_fraction
+
+
+def test_the_blur_background_fit_survives_degenerate_frames() -> None:
+    """Any admitted upload reaches the fit: a frame 2-3 px on a side, a vanishing, mirrored or projective
+    homography give an answer (a fit or none), never an exception, and a mask of the query's shape."""
+    rng = np.random.default_rng(0)
+    for (qh, qw), (hc, wc) in [((3, 256), (256, 200)), ((256, 2), (10, 256)), ((256, 256), (1, 256)), ((40, 256), (256, 256))]:
+        q = rng.integers(0, 255, (qh, qw, 3), dtype=np.uint8)
+        o = rng.integers(0, 255, (hc, wc, 3), dtype=np.uint8)
+        region = np.ones((qh, qw), bool)
+        region[:, : qw // 3] = False
+        for h in (np.eye(3), np.diag([0.01, 0.01, 1.0]), np.array([[-1, 0, wc], [0, 1, 0], [0, 0, 1.0]]),
+                  np.array([[1, 0, 0], [0, 1, 0], [1e-3, 0, 1.0]])):
+            residual, spread, _ = pairs.self_fill_fit(h, o, q, region)
+            assert np.isfinite(spread) and (np.isfinite(residual) or residual == float("inf"))
+            assert pairs._self_fill(h, o, q, region).shape == (qh, qw)
