@@ -23,6 +23,7 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
@@ -31,10 +32,11 @@ from verifier.simprov.change import ChangeDetector
 from verifier.simprov.localise import CHROMA_DEGREE, REST_FAR_MAX, recoloured
 from verifier.simprov.pairs import View, align_pair, aligned_frame
 from verifier.training.data import in_turn, jpeg_copy
-from verifier.training.grades import filter_throughout, grade
+from verifier.training.grades import grade
 
 KINDS = ("recoloured", "graded copy", "filtered copy", "benign copy", "manipulation", "family edit")
 COLOURINGS = ("swap", "gains", "yiq", "splash", "tint")
+FILTERS = ("bits", "edge-preserving", "stylization", "mosaic", "bilateral")
 
 
 def _region(w: int, h: int, rng: random.Random) -> Image.Image:
@@ -79,6 +81,30 @@ def recolour_locally(img: Image.Image, rng: random.Random) -> Image.Image:
     alpha = np.asarray(_region(img.width, img.height, rng), np.float32)[..., None] / 255
     mixed = Image.fromarray(np.clip(a * (1 - alpha) + out * alpha, 0, 255).astype(np.uint8))
     return jpeg_copy(mixed, rng.randint(50, 95))
+
+
+def filter_throughout(img: Image.Image, rng: random.Random) -> Image.Image:
+    """One filter over the whole copy that no global colour map undoes, written apart from the
+    held-out `stylise` family: bit-depth reduction (2-5 bits a channel), OpenCV's
+    edge-preserving filter or stylization, a mosaic (4-8 px cells), a strong bilateral filter;
+    then JPEG 60-95."""
+    a = np.asarray(img)
+    how = rng.choice(FILTERS)
+    if how == "bits":
+        step = 256 // 2 ** rng.randint(2, 5)
+        out = (a // step * step + step // 2).astype(np.uint8)
+    elif how == "edge-preserving":
+        out = cv2.edgePreservingFilter(a, flags=rng.choice([1, 2]), sigma_s=rng.uniform(30, 90), sigma_r=rng.uniform(0.3, 0.6))
+    elif how == "stylization":
+        out = cv2.stylization(a, sigma_s=rng.uniform(30, 90), sigma_r=rng.uniform(0.3, 0.6))
+    elif how == "mosaic":
+        cell = rng.randint(4, 8)
+        h, w = a.shape[:2]
+        small = cv2.resize(a, (max(1, w // cell), max(1, h // cell)), interpolation=cv2.INTER_AREA)
+        out = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+    else:
+        out = cv2.bilateralFilter(a, 9, rng.uniform(60, 150), rng.uniform(10, 30))
+    return jpeg_copy(Image.fromarray(out), rng.randint(60, 95))
 
 
 def pairs(shared: Path, n: int, seed: int) -> Iterator[tuple[str, Image.Image, Image.Image]]:

@@ -38,7 +38,7 @@ import numpy as np
 
 from verifier.simprov.pairs import AlignedPair
 
-__all__ = ["METHOD", "LocalChange", "Recoloured", "local_change", "recoloured", "refine_heat", "significance"]
+__all__ = ["METHOD", "Recoloured", "recoloured", "refine_heat", "significance"]
 
 METHOD = "7x7 ChangeNet map refined by the colour-corrected aligned residual"
 BACKGROUND = 0.2
@@ -186,58 +186,3 @@ def _texture_kept(q: np.ndarray, c: np.ndarray) -> bool:
     if sc < TEXTURE_FLAT:
         return sq < TEXTURE_FLAT * 2
     return sq > 1e-3 and float(np.corrcoef(q, c)[0, 1]) >= TEXTURE_CORR
-
-
-LOCAL_BLUR = 1.0  # px at the working frame: JPEG's blocks and resampling
-LOCAL_NOISE = 4.0  # x the pair's median residual over the covered frame: what re-compression and resizing leave
-LOCAL_FLOOR = 4.0  # 8-bit levels added to that allowance (a clean copy's residual is near 0)
-LOCAL_EDGE = 1.0  # px of misalignment allowed at the original's edges (x its gradient, levels per px)
-LOCAL_REST_MAX = 0.02  # the rest of the covered frame may depart on at most this share of its pixels
-
-
-@dataclass(frozen=True)
-class LocalChange:
-    """The largest connected region of the covered frame whose pixels depart from the
-    colour-mapped original beyond the pair's own noise and its edges' misalignment: `share` of
-    the covered pixels, `region` (h, w)."""
-
-    share: float
-    region: np.ndarray  # (h, w) bool
-
-
-def local_change(pair: AlignedPair, noise: float = LOCAL_NOISE, edge: float = LOCAL_EDGE,
-                 rest_far_max: float = LOCAL_REST_MAX) -> LocalChange:
-    """A small edit (a pasted cut-out, a mark, a region cloned or removed) that ChangeNet, at
-    112 px, did not see: the query departs from the original, colours mapped globally
-    (`_global_map`), by more than the pair's noise (`noise` x its median residual + LOCAL_FLOOR)
-    and more than a misalignment of `edge` px would explain where the original has edges, in one
-    connected region away from the covered area's edge (EDGE_BAND), in a copy whose rest departs
-    on at most `rest_far_max` of its pixels (a filtered, noised or resampled copy departs
-    everywhere)."""
-    valid = pair.valid.astype(bool)
-    h, w = valid.shape
-    none = LocalChange(0.0, np.zeros((h, w), bool))
-    if valid.sum() < 64:
-        return none
-    q = cv2.GaussianBlur(pair.query, (0, 0), LOCAL_BLUR).astype(np.float32)
-    c = cv2.GaussianBlur(_global_map(pair.query, pair.candidate, valid, CHROMA_DEGREE), (0, 0), LOCAL_BLUR).astype(np.float32)
-    r = np.sqrt(((q - c) ** 2).sum(-1))
-    lum = c @ np.array([0.299, 0.587, 0.114], np.float32)
-    grad = np.hypot(cv2.Sobel(lum, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(lum, cv2.CV_32F, 0, 1, ksize=3)) / 8
-    grad = cv2.dilate(grad, np.ones((3, 3), np.uint8))  # a pixel's misalignment reaches its neighbour's edge
-    band = 2 * round(EDGE_BAND * max(h, w)) + 1
-    inner = cv2.erode(valid.astype(np.uint8), np.ones((band, band), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0
-    if not inner.any():
-        return none
-    departs = r > noise * float(np.median(r[inner])) + LOCAL_FLOOR + edge * grad
-    far = cv2.morphologyEx((departs & inner).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-    far = cv2.morphologyEx(far, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
-    n, comp, stats, _ = cv2.connectedComponentsWithStats(far, connectivity=8)
-    if n < 2:
-        return none
-    k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    region = comp == k
-    rest = inner & ~(cv2.dilate(region.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0)
-    if not rest.any() or float((far.astype(bool) & rest).mean() / max(rest.mean(), 1e-9)) > rest_far_max:
-        return none
-    return LocalChange(float(stats[k, cv2.CC_STAT_AREA]) / float(valid.sum()), region)
