@@ -29,8 +29,6 @@ from verifier.simprov.pairs import (
     AlignedPair,
     View,
     align_pair,
-    apply_channel_curves,
-    channel_curves,
     colour_mapped,
     colour_matched,
 )
@@ -38,7 +36,6 @@ from verifier.training.data import load_photo, train_photos
 from verifier.training.grades import grade
 
 KINDS = ("benign_graded", "benign_plain", "manip", "family", "manip_graded")
-FILTERED = ("benign_filtered", "manip_filtered")  # with --filters: curves that fold back or step (`fold_or_step`)
 def quantile(pair: AlignedPair) -> tuple[AlignedPair, float]:
     """Per-channel histogram matching over the covered pixels (a monotone curve per channel)."""
     q, c, v = pair.query, pair.candidate, pair.valid.astype(bool)
@@ -79,36 +76,6 @@ def affine_to_original(pair: AlignedPair) -> tuple[AlignedPair, float]:
     return replace(pair, query=out), _gain(pair, out)
 
 
-def affine_curves(pair: AlignedPair) -> tuple[AlignedPair, float]:
-    """The shipped affine map, then one curve per channel (`pairs.channel_curves`)."""
-    out, _ = colour_mapped(pair)
-    curved = replace(out, candidate=apply_channel_curves(out.candidate, channel_curves(out)))
-    v = pair.valid.astype(bool)
-    q = pair.query.astype(np.float32)
-    gain = float(np.median(np.abs(q - pair.candidate.astype(np.float32))[v]) - np.median(np.abs(q - curved.candidate.astype(np.float32))[v]))
-    return curved, gain
-
-
-def fold_or_step(img: Image.Image, rng: random.Random) -> tuple[Image.Image, list[str]]:
-    """A curve that folds back (values above a threshold inverted, 90-210, on all channels or
-    one) or steps (2-4 bits a channel), after a `grade` half the time."""
-    ops: list[str] = []
-    if rng.random() < 0.5:
-        img, ops = grade(img, rng)
-    a = np.asarray(img).copy()
-    if rng.random() < 0.6:
-        t = rng.randint(90, 210)
-        chans = [0, 1, 2] if rng.random() < 0.6 else [rng.randrange(3)]
-        for k in chans:
-            a[..., k] = np.where(a[..., k] > t, 255 - a[..., k], a[..., k])
-        ops.append(f"fold{t}")
-    else:
-        bits = rng.randint(2, 4)
-        a = (a >> (8 - bits) << (8 - bits)).astype(np.uint8)
-        ops.append(f"step{bits}")
-    return Image.fromarray(a), ops
-
-
 def _gain(pair: AlignedPair, query: np.ndarray) -> float:
     v = pair.valid.astype(bool)
     c = pair.candidate.astype(np.float32)
@@ -117,7 +84,7 @@ def _gain(pair: AlignedPair, query: np.ndarray) -> float:
 
 METHODS: dict[str, Callable[[AlignedPair], tuple[AlignedPair, float]]] = {
     "affine original->query (shipped)": colour_mapped, "affine query->original": affine_to_original,
-    "linear per channel": linear, "quantile per channel": quantile, "lut8": lut, "affine + channel curves": affine_curves,
+    "linear per channel": linear, "quantile per channel": quantile, "lut8": lut,
 }
 
 
@@ -127,17 +94,15 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=120, help="pairs per kind")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--gains", default="0,2,4,8")
-    ap.add_argument("--filters", action="store_true", help="two more kinds: copies and manipulations through fold_or_step")
     args = ap.parse_args()
-    kinds = KINDS + FILTERED if args.filters else KINDS
     photos = train_photos(args.shared / "datasets" / "photos")
     rng = random.Random(args.seed)
     det = ChangeDetector.packaged()
     assert det is not None, "ChangeNet weights are not packaged"
 
     rows: dict[str, list[tuple[float, dict[str, tuple[float, float]]]]] = collections.defaultdict(list)
-    for i, p in enumerate(rng.sample(photos, args.n * len(kinds))):
-        kind, img = kinds[i % len(kinds)], load_photo(p)
+    for i, p in enumerate(rng.sample(photos, args.n * len(KINDS))):
+        kind, img = KINDS[i % len(KINDS)], load_photo(p)
         if kind == "benign_graded":
             g, ops = grade(img, rng)
             s = augment.jpeg(augment.Sample(g, Image.new("L", g.size, 0), ops), rng)
@@ -148,17 +113,10 @@ def main() -> None:
         elif kind == "family":
             fam = rng.choice(edits.TRAIN_FAMILIES)
             s = edits.make_edit(fam, img, [load_photo(d) for d in rng.sample(photos, edits.FAMILIES[fam].donors)], rng)
-        elif kind == "manip_graded":
+        else:
             s = augment.manipulate(img, load_photo(rng.choice(photos)), rng)
             g, ops = grade(s.image, rng)
             s = augment.jpeg(augment.Sample(g, s.mask, s.ops + ops), rng)
-        else:
-            if kind == "manip_filtered":
-                base = augment.manipulate(img, load_photo(rng.choice(photos)), rng)
-            else:
-                base = augment.Sample(img, Image.new("L", img.size, 0), [])
-            g, ops = fold_or_step(base.image, rng)
-            s = augment.jpeg(augment.Sample(g, base.mask, base.ops + ops), rng)
         pair = align_pair(View.of(s.image), View.of(img))
         if not pair.alignment.global_ok:
             continue
@@ -169,14 +127,14 @@ def main() -> None:
         rows[kind].append((det.raw(pair)[0], looks))
 
     gains = [float(g) for g in args.gains.split(",")]
-    print("| correction | T (levels) | " + " | ".join(f"{k} manipulated" for k in kinds) + " |")
-    print("|---|---|" + "---|" * len(kinds))
+    print("| correction | T (levels) | " + " | ".join(f"{k} manipulated" for k in KINDS) + " |")
+    print("|---|---|" + "---|" * len(KINDS))
     print("| none (ChangeNet alone) | | " + " | ".join(
-        f"{sum(p >= 0.5 for p, _ in rows[k])} / {len(rows[k])}" for k in kinds) + " |")
+        f"{sum(p >= 0.5 for p, _ in rows[k])} / {len(rows[k])}" for k in KINDS) + " |")
     for name in METHODS:
         for t in gains:
             cells = []
-            for k in kinds:
+            for k in KINDS:
                 n = sum((min(p, looks[name][0]) if looks[name][1] >= t else p) >= 0.5 for p, looks in rows[k])
                 cells.append(f"{n} / {len(rows[k])}")
             print(f"| {name} | {t:g} | " + " | ".join(cells) + " |")

@@ -223,37 +223,6 @@ def apply_colour_map(image: np.ndarray, m: np.ndarray) -> np.ndarray:
     return np.clip(x @ m.astype(np.float32), 0, 255).round().astype(np.uint8).reshape(image.shape)
 
 
-CURVE_BINS = 32  # levels of a channel curve (`channel_curves`): 8 8-bit values each
-CURVE_MIN_PIXELS = 16  # covered pixels a level needs to be fitted; fewer, and it is left as it is
-
-
-def channel_curves(pair: AlignedPair) -> np.ndarray:
-    """One curve per channel carrying the candidate's values to the aligned query's: (3,
-    CURVE_BINS) values at the levels' centres, each the query's mean over the covered pixels
-    whose candidate value falls in that level (the level's centre where too few do). A curve may
-    fold back or step (solarising, posterising), which no affine map follows."""
-    covered = pair.valid.astype(bool)
-    centres = (np.arange(CURVE_BINS, dtype=np.float64) + 0.5) * 256 / CURVE_BINS
-    curves = np.tile(centres, (3, 1))
-    for k in range(3):
-        c = pair.candidate[..., k][covered].astype(np.int64) * CURVE_BINS // 256
-        count = np.bincount(c, minlength=CURVE_BINS)
-        total = np.bincount(c, weights=pair.query[..., k][covered].astype(np.float64), minlength=CURVE_BINS)
-        fitted = count >= CURVE_MIN_PIXELS
-        curves[k, fitted] = total[fitted] / count[fitted]
-    return curves
-
-
-def apply_channel_curves(image: np.ndarray, curves: np.ndarray) -> np.ndarray:
-    """(h, w, 3) uint8 through `channel_curves`' curves (linear between the levels' centres)."""
-    centres = (np.arange(curves.shape[1], dtype=np.float64) + 0.5) * 256 / curves.shape[1]
-    out = np.empty_like(image)
-    for k in range(3):
-        table = np.clip(np.interp(np.arange(256), centres, curves[k]), 0, 255).round().astype(np.uint8)
-        out[..., k] = table[image[..., k]]
-    return out
-
-
 def colour_mapped(pair: AlignedPair) -> tuple[AlignedPair, float]:
     """The pair with the candidate's colours carried to the aligned query's by `colour_map_fit`'s
     map, and the levels it gains."""
