@@ -82,3 +82,25 @@ def test_self_fill_calibration_prints_its_table(monkeypatch: pytest.MonkeyPatch,
     shipped = rows["10 / 0.3"].strip("|").split("|")
     pads, donors = (c.strip().split(" / ") for c in (shipped[1], shipped[3]))
     assert int(pads[0]) >= 1 and donors[0] == "0", shipped
+
+
+def test_min_votes_calibration_set_reads_as_bench_queries(tmp_path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """`scripts/calibrate_min_votes.py`, the calibration set behind VERIFIER_LOCAL_MIN_VOTES: a
+    registry of links to `train` photos, pieces of registered originals inside unregistered
+    photos, and unregistered copies, in the format `verifier bench` reads."""
+    from PIL import Image
+
+    from verifier.evaluation.queries import read_queries
+
+    out = tmp_path / "cal"
+    _run("calibrate_min_votes.py", ["--out", str(out), "--registry", "6", "--pieces", "3", "--distinct", "2", "--seed", "3"],
+         monkeypatch, capsys)
+    queries = read_queries(out / "queries.csv")
+    assert [q.kind for q in queries] == ["manip"] * 3 + ["distinct"] * 2
+    assert [q.family for q in queries] == ["piece"] * 3 + [None] * 2
+    registry = {p.resolve() for p in (out / "registry").iterdir()}
+    assert len(registry) == 6 and all(q.original in registry for q in queries[:3])
+    for q in queries:
+        with Image.open(out / q.name) as im:
+            assert im.format == "JPEG" and min(im.size) >= 16
