@@ -418,3 +418,32 @@ def test_included_candidates_keep_the_list_length_and_order(service_with_photos)
     assert [c.score for c in got.candidates] == sorted((c.score for c in got.candidates), reverse=True)
     assert got.match is None or got.match == got.candidates[0]
     assert search.include(outcome, listed) is outcome  # nothing new: unchanged
+
+
+def test_min_votes_decides_which_originals_the_vote_lists(settings: Settings, embedder: Embedder) -> None:
+    """`local_min_votes` reaches the service's vote and is the bar of `tally`: an original with
+    that many votes is listed, one vote fewer is not; the module's default is the setting's."""
+    import uuid
+
+    from verifier.matching.local import MIN_VOTES, LocalSearch
+
+    assert MIN_VOTES == Settings().local_min_votes == 4
+    voted = [uuid.uuid4() for _ in range(3)]
+
+    class Counted:  # the index's vote, counts fixed: 5, 4 and 3 votes
+        def vote(self, descriptors: np.ndarray, ratio: float) -> dict[int, int]:
+            return {0: 5, 1: 4, 2: 3}
+
+    query = View.of(Image.fromarray(skdata.chelsea()).convert("RGB"))
+    for bar, listed in ((3, voted), (4, voted[:2]), (5, voted[:1]), (6, [])):
+        local = LocalSearch(None, Counted(), min_votes=bar)  # type: ignore[arg-type]
+        local._owner = dict(enumerate(voted))
+        assert local.tally(query) == listed, bar
+
+    service = Service.open(settings.model_copy(update={"local_min_votes": 7}), embedder=embedder)
+    try:
+        if service.matcher.local is None:
+            pytest.skip("stages 2-3 are not shipped")
+        assert service.matcher.local.min_votes == 7
+    finally:
+        service.close()

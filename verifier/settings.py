@@ -149,7 +149,8 @@ class Settings(BaseSettings):
                               "at start-up); those with local_min_votes join stage 1's candidates for stage 2 to judge. "
                               "Finds the original of a small piece pasted into another photo. BENCHMARKS.md, 'Local-feature "
                               "votes', has the measurement and the memory it costs.")
-    local_min_votes: int = Field(default=5, ge=1, le=10_000, description="Votes an original needs to join the candidates.")
+    local_min_votes: int = Field(default=4, ge=1, le=10_000, description="Votes an original needs to join the candidates "
+                                 "(and to support a lone weak fit); chosen on train photos, scripts/calibrate_min_votes.py.")
     local_codes: Literal["RaBitQ", "PQ32", "SQ4", "SQ8"] = Field(
         default="RaBitQ", description="How the local-feature index stores each SIFT descriptor once it is an IVF (from "
         "200,000 descriptors, ~500 originals). Bytes per descriptor with its id and lists / per original on the families "

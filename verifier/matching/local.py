@@ -46,10 +46,16 @@ Loader = Callable[[uuid.UUID], Callable[[], Image.Image]]
 
 
 FORMAT = "local-v1"
+# Votes an original needs to join stage 1's candidates, and to support a lone weak fit
+# (`Matcher._screen`): the default of `Settings.local_min_votes`. Chosen on `train` photos
+# (`scripts/calibrate_min_votes.py`: 150 pieces of 1,500 registered originals placed into
+# unregistered photos, 300 unregistered photos): 5 -> 4 matched 56 -> 58 pieces to their originals,
+# 3 the same 58, and the one false match of the 300 stayed the only one (BENCHMARKS.md, "Four votes").
+MIN_VOTES = 4
 
 
 class LocalSearch:
-    def __init__(self, views: CandidateViews, index: LocalFeatureIndex | None = None, *, min_votes: int = 5,
+    def __init__(self, views: CandidateViews, index: LocalFeatureIndex | None = None, *, min_votes: int = MIN_VOTES,
                  max_added: int = 10, ratio: float = 0.7, path: Path | None = None, codes: str = "RaBitQ",
                  lists_dir: Path | None = None, compact_at: float = 0.1) -> None:
         """`lists_dir`: keep the IVF's lists in a file there (`LocalFeatureIndex`'s on-disk layout),
