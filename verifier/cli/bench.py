@@ -298,7 +298,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--queries", type=Path, required=True, help="QUERIES.csv (e.g. bench-data's families.csv)")
     p.add_argument("--registry-extra", type=Path, action="append", default=[], help="more registered images (repeatable)")
     p.add_argument("--codes", default="SQ8,SQ4,PQ32,RaBitQ", help="comma-separated FAISS encodings to compare")
-    p.add_argument("--min-votes", type=_positive, default=5)
+    p.add_argument("--min-votes", type=_positive, default=4, help="the service's bar (matching.local.MIN_VOTES)")
     p.add_argument("--ivf-from", type=_positive, default=200_000, help="descriptors from which the index is an IVF (the service's)")
     p.add_argument("--ondisk", type=Path, help="an empty folder: each IVF is timed again with its inverted lists in a file there")
     p.add_argument("--out", type=Path, required=True)

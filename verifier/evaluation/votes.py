@@ -30,6 +30,7 @@ from tqdm import tqdm
 from index import LocalFeatureIndex
 from verifier.evaluation.queries import decode, extra_images, read_queries
 from verifier.fsutil import evict_from_page_cache
+from verifier.matching.local import MIN_VOTES
 from verifier.simprov.pairs import View
 
 
@@ -123,7 +124,7 @@ def _service_layout(items: list[tuple[int, np.ndarray]], code: str, ivf_from: in
 
 
 def run_bench_votes(queries_csv: Path, registry_extra: list[Path], codes: list[str], *, command: str,
-                    min_votes: int = 5, ratio: float = 0.7, ivf_from: int = 200_000,
+                    min_votes: int = MIN_VOTES, ratio: float = 0.7, ivf_from: int = 200_000,
                     ondisk: Path | None = None) -> dict[str, Any]:
     """`ondisk`: a folder where each IVF's lists are then moved to a file and the votes timed again."""
     queries = read_queries(queries_csv)
