@@ -12,8 +12,10 @@ from safetensors.torch import load_file
 from tests.helpers import photo_index
 from verifier.cli.demo import generated_photo
 from verifier.simprov import edits
+from verifier.training import filters as filters_mod
 from verifier.training import pairs as pairs_mod
 from verifier.training.pairs import (
+    FILTER_PAIRS,
     PAIR_KINDS,
     PairTrainConfig,
     build_pairs,
@@ -45,12 +47,28 @@ def test_family_items_use_trained_families_only(monkeypatch: pytest.MonkeyPatch)
     assert len(set(seen)) >= 4  # the draw covers the trained families, not one of them
 
 
+def test_filters_restyle_the_picture_in_place() -> None:
+    """Every filter changes the pixels but not the size (an edit's mask stays valid), the draw is
+    the seed's, and the generator is not the held-out `stylise` (no PIL ImageOps filter)."""
+    img = generated_photo(3, (160, 120))
+    base = np.asarray(img, np.float32)
+    for k, op in enumerate(filters_mod.FILTERS):
+        out = filters_mod._apply(op, img, random.Random(k))
+        assert out.size == img.size and out.mode == "RGB", op
+        assert np.abs(np.asarray(out, np.float32) - base).mean() > 2, op
+    a, ops_a = filters_mod.apply_filters(img, random.Random(5))
+    b, ops_b = filters_mod.apply_filters(img, random.Random(5))
+    assert ops_a == ops_b and np.array_equal(np.asarray(a), np.asarray(b)) and 1 <= len(ops_a) <= 2
+    source = Path(filters_mod.__file__).read_text()
+    assert "ImageOps." not in source and "edits" not in source.split('"""', 2)[2]  # stylise's tools, its module
+
+
 def test_pairs_data_with_families_and_fine_tuning(tmp_path: Path) -> None:
     photos = _photos(tmp_path / "photos")
     plain, fam = tmp_path / "plain.npz", tmp_path / "fam.npz"
     build_pairs(photos, plain, seed=0, workers=1)
-    info = build_pairs(photos, fam, seed=0, workers=1, families=True)
-    assert info["pairs"] == 6 * 7 and info["family_pairs"] == 12
+    info = build_pairs(photos, fam, seed=0, workers=1, families=True, filters=True)
+    assert info["pairs"] == 6 * 9 and info["family_pairs"] == 12 and info["filter_pairs"] == 12
     with np.load(plain) as a, np.load(fam) as b:
         assert "img/6.jpg" not in list(b["photos"]) and len(b["photos"]) == 6  # train split only
         assert list(b["families"]) == list(edits.TRAIN_FAMILIES)
@@ -61,8 +79,14 @@ def test_pairs_data_with_families_and_fine_tuning(tmp_path: Path) -> None:
         # an edited photo against itself carries its edit mask; a composite of another photo none
         manip = (f >= 0) & (b["kind"] == PAIR_KINDS.index("manip"))
         assert (b["grid"][manip].astype(np.float32).reshape(manip.sum(), -1).sum(1) > 0).sum() >= 4
-        # the generator's own pairs are the same with or without the families
-        base = f < 0
+        # filter pairs: a filtered copy (benign, no mask) and a filtered manipulation (its mask) per photo
+        filt = f == FILTER_PAIRS
+        assert sorted(b["kind"][filt].tolist()) == sorted([PAIR_KINDS.index("benign"), PAIR_KINDS.index("manip+benign")] * 6)
+        fgrid = b["grid"][filt].astype(np.float32).reshape(filt.sum(), -1).sum(1)
+        assert (fgrid[b["kind"][filt] == PAIR_KINDS.index("benign")] == 0).all()
+        assert (fgrid[b["kind"][filt] == PAIR_KINDS.index("manip+benign")] > 0).sum() >= 4
+        # the generator's own pairs are the same with or without the families and filters
+        base = f == -1
         np.testing.assert_array_equal(a["kind"], b["kind"][base])
         np.testing.assert_array_equal(a["query"], b["query"][base])
 
@@ -82,7 +106,8 @@ def test_pairs_data_with_families_and_fine_tuning(tmp_path: Path) -> None:
 
     change = tmp_path / "change.safetensors"
     record = train_pairs(PairTrainConfig(data=fam, out=change, model="change", epochs=1, batch_size=8, val_fraction=0.34, seed=0))
-    assert "val_heat_cosine_family" in record["history"][-1] and change.exists()
+    assert {"val_heat_cosine_family", "val_filtered_benign_called_manip@0.5", "val_filtered_manip_recall@0.5"} <= set(record["history"][-1])
+    assert change.exists()
 
 
 def test_family_inlier_floor_drops_only_unaligned_family_edits_of_the_photo(tmp_path: Path) -> None:

@@ -13,6 +13,11 @@ With `families`, each photo adds two pairs from the trained edit families
 photo ("distinct": a composite of something else is not this photo). The `family` column names
 the family of each pair (-1 for the stage-1 generator's pairs), so validation reports them apart.
 
+With `filters`, each photo adds two pairs from `training.filters` (written apart from the held-out
+`stylise`): a filtered copy of the photo (benign) and a filtered manipulation (manipulated, the
+manipulation's mask), so ChangeNet learns that a filter's new contours are not an edit and that
+a filter does not hide one. Their `family` is `FILTER_PAIRS` (-2).
+
 Everything is stored as uint8 arrays in one .npz, so the expensive part (alignment,
 stage-1 embeddings of the queries) runs once and both networks train from it on a CPU.
 """
@@ -40,10 +45,12 @@ from verifier.simprov.metrics import average_precision
 from verifier.simprov.nn.pen import PSEN, ChangeNet, heatmap_loss
 from verifier.simprov.pairs import View, align_pair, mask_to_candidate_grid, pen_inputs
 from verifier.training.data import train_photos
+from verifier.training.filters import apply_filters
 
 log = logging.getLogger(__name__)
 
 PAIR_KINDS = ("identical", "benign", "manip", "manip+benign", "distinct")
+FILTER_PAIRS = -2  # `family` of the filter pairs (-1: the stage-1 generator's, >= 0: a trained edit family)
 
 
 
@@ -52,12 +59,22 @@ PAIR_KINDS = ("identical", "benign", "manip", "manip+benign", "distinct")
 _W: dict[str, Any] = {}
 
 
-def _worker_init(embedder_name: str, families: bool = False) -> None:
+def _worker_init(embedder_name: str, families: bool = False, filters: bool = False) -> None:
     torch.set_num_threads(1)
     from verifier.simprov.embedding import get_embedder
 
     _W["embedder"] = get_embedder(embedder_name)
     _W["families"] = families
+    _W["filters"] = filters
+
+
+def _filter_items(img: Image.Image, donor: Image.Image, rng: random.Random) -> list[tuple[str, augment.Sample]]:
+    """A filtered copy of the photo (benign) and a filtered manipulation of it (manipulated)."""
+    out = []
+    for kind, base in (("benign", augment.Sample(img, Image.new("L", img.size, 0), [])), ("manip+benign", augment.manipulate(img, donor, rng))):
+        filtered, ops = apply_filters(base.image, rng)
+        out.append((kind, augment.benign_after(augment.Sample(filtered, base.mask, base.ops + ops), rng, n_ops=rng.randint(0, 1))))
+    return out
 
 
 def _family_items(img: Image.Image, other: Image.Image, donors: list[Image.Image], rng: random.Random) -> list[tuple[str, augment.Sample, int]]:
@@ -92,6 +109,10 @@ def _pairs_for(job: tuple[int, str, str, str, int, tuple[str, ...]]) -> list[dic
         for kind, sample, f in _family_items(img, neighbour_img, [donor] + [load_rgb(Path(p)) for p in more_donors], frng):
             items.append((kind, sample))
             family.append(f)
+    if _W.get("filters"):
+        for kind, sample in _filter_items(img, donor, random.Random(seed * 13 + 5)):
+            items.append((kind, sample))
+            family.append(FILTER_PAIRS)
     queries = [s.image for _, s in items]
     emb = _W["embedder"].embed(queries)
     out = []
@@ -107,7 +128,7 @@ def _pairs_for(job: tuple[int, str, str, str, int, tuple[str, ...]]) -> list[dic
 
 
 def build_pairs(photos_root: Path, out: Path, *, limit: int = 0, seed: int = 0, workers: int = 2, embedder_name: str = "auto",
-                families: bool = False) -> dict[str, Any]:
+                families: bool = False, filters: bool = False) -> dict[str, Any]:
     """Pair data from the train split; the candidate embeddings come from the same embedder."""
     from verifier.simprov.embedding import get_embedder
 
@@ -132,7 +153,7 @@ def build_pairs(photos_root: Path, out: Path, *, limit: int = 0, seed: int = 0, 
     rows: list[dict[str, Any]] = []
     started = time.time()
     ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, initializer=_worker_init, initargs=(embedder_name, families)) as pool:
+    with ctx.Pool(workers, initializer=_worker_init, initargs=(embedder_name, families, filters)) as pool:
         for chunk in tqdm(pool.imap(_pairs_for, jobs_full, chunksize=4), total=len(jobs_full), desc="pairs"):
             rows.extend(chunk)
     arrays = {
@@ -152,7 +173,7 @@ def build_pairs(photos_root: Path, out: Path, *, limit: int = 0, seed: int = 0, 
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, **arrays)
     info = {"pairs": len(rows), "photos": len(photos), "seed": seed, "seconds": round(time.time() - started, 1), "embedder": embedder.model_id,
-            "family_pairs": int((arrays["family"] >= 0).sum())}
+            "family_pairs": int((arrays["family"] >= 0).sum()), "filter_pairs": int((arrays["family"] == FILTER_PAIRS).sum())}
     log.info("pair data: %s", info)
     return info
 
@@ -254,10 +275,10 @@ def evaluate_pairs(model: torch.nn.Module, d: dict[str, np.ndarray], idx: np.nda
         y = (kind != PAIR_KINDS.index("distinct")).astype(int)
         out = {"val_ap_same": float(average_precision(y, s)), "val_acc@0.5": float(((s > 0.5) == y).mean())}
         if "family" in d and (d["family"][idx] >= 0).any():  # the trained edit families' pairs alone
-            fam = d["family"][idx] >= 0
+            fam, gen = d["family"][idx] >= 0, d["family"][idx] == -1
             out["val_acc_family_same"] = float((s[fam & (y == 1)] > 0.5).mean())
             out["val_acc_family_distinct"] = float((s[fam & (y == 0)] <= 0.5).mean())
-            out["val_acc_generator@0.5"] = float(((s[~fam] > 0.5) == y[~fam]).mean())
+            out["val_acc_generator@0.5"] = float(((s[gen] > 0.5) == y[gen]).mean())
     else:
         y = np.isin(kind, [2, 3]).astype(int)
         h = torch.cat(heats).numpy()
@@ -266,10 +287,15 @@ def evaluate_pairs(model: torch.nn.Module, d: dict[str, np.ndarray], idx: np.nda
         cos = (h[m] * g[m]).sum((1, 2)) / (np.linalg.norm(h[m].reshape(m.sum(), -1), axis=1) * np.linalg.norm(g[m].reshape(m.sum(), -1), axis=1) + 1e-6)
         out = {"val_ap_manip": float(average_precision(y, s)), "val_acc@0.5": float(((s > 0.5) == y).mean()), "val_heat_cosine": float(cos.mean())}
         if "family" in d and (d["family"][idx] >= 0).any():
-            fam = d["family"][idx] >= 0
+            fam, gen = d["family"][idx] >= 0, d["family"][idx] == -1
             out["val_recall_family@0.5"] = float((s[fam] > 0.5).mean())
             out["val_heat_cosine_family"] = float(cos[fam[m]].mean())
-            out["val_ap_manip_generator"] = float(average_precision(y[~fam], s[~fam]))
+            out["val_ap_manip_generator"] = float(average_precision(y[gen], s[gen]))
+        if "family" in d and (d["family"][idx] == FILTER_PAIRS).any():  # filtered copies / filtered manipulations
+            filt = d["family"][idx] == FILTER_PAIRS
+            out["val_filtered_benign_called_manip@0.5"] = float((s[filt & (y == 0)] > 0.5).mean())
+            out["val_filtered_manip_recall@0.5"] = float((s[filt & (y == 1)] > 0.5).mean())
+            out["val_ap_manip_filtered"] = float(average_precision(y[filt], s[filt]))
     model.train()
     return {k: round(v, 4) for k, v in out.items()}
 
@@ -312,6 +338,7 @@ def train_pairs(cfg: PairTrainConfig) -> dict[str, Any]:
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
         "n_train_pairs": len(train_idx), "n_val_pairs": len(val_idx),
         "n_family_pairs": int((d["family"] >= 0).sum()) if "family" in d else 0,
+        "n_filter_pairs": int((d["family"] == FILTER_PAIRS).sum()) if "family" in d else 0,
         "history": history, "seconds": round(time.time() - started, 1), "torch_threads": torch.get_num_threads(),
     }
 
