@@ -96,7 +96,8 @@ def test_pairs_data_with_families_and_fine_tuning(tmp_path: Path) -> None:
     last = record["history"][-1]
     assert {"val_acc_family_same", "val_acc_family_distinct", "val_acc_generator@0.5"} <= set(last)
     again = tmp_path / "again.safetensors"
-    train_pairs(PairTrainConfig(data=fam, out=again, model="psen", epochs=0, batch_size=8, seed=0, init=first))
+    record = train_pairs(PairTrainConfig(data=fam, out=again, model="psen", epochs=0, batch_size=8, val_fraction=0.34, seed=0, init=first))
+    assert record["history"] == [{"epoch": 0, **{k: v for k, v in last.items() if k not in ("epoch", "loss")}}]  # those weights, validated
     w0, w1 = load_file(str(first)), load_file(str(again))
     assert w0.keys() == w1.keys() and all(np.array_equal(w0[k].numpy(), w1[k].numpy()) for k in w0)
     fresh = tmp_path / "fresh.safetensors"

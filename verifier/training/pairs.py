@@ -332,6 +332,8 @@ def train_pairs(cfg: PairTrainConfig) -> dict[str, Any]:
             bar.set_postfix(loss=f"{total / n:.4f}")
         history.append({"epoch": epoch + 1, "loss": round(total / max(1, n), 4), **evaluate_pairs(model, d, val_idx, cfg)})
         log.info("%s epoch %d: %s", cfg.model, epoch + 1, history[-1])
+    if not cfg.epochs:  # zero epochs: the given weights' validation on this data's split (to compare weights)
+        history.append({"epoch": 0, **evaluate_pairs(model, d, val_idx, cfg)})
     model.eval()
     catalog.save_weights(model, cfg.out, cfg.model)
     return {
