@@ -243,11 +243,11 @@ def test_benign_copy_has_no_heatmap(client: TestClient, verifier_key: str, regis
 
 
 def test_graded_copy_is_benign_once_its_colours_are_mapped(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]
-    """Every hue turned (a filter), nothing else: ChangeNet alone would call it manipulated;
+    """Every hue turned (a filter; 160 / 256 here), nothing else: ChangeNet alone would call it manipulated;
     the report says the copy was judged with that colour change undone, and why in words."""
     img = Image.open(io.BytesIO(registered["astronaut"]["bytes"])).convert("RGB")
     h, s, v = img.convert("HSV").split()
-    turned = Image.merge("HSV", (h.point(lambda x: (x + 90) % 256), s, v)).convert("RGB")
+    turned = Image.merge("HSV", (h.point(lambda x: (x + 160) % 256), s, v)).convert("RGB")
     report = check_envelope(verify(client, verifier_key, encode(turned, "JPEG", quality=85)))
     assert report["verdict"] == "match_benign", report["manipulation"]
     assert report["match"]["original_id"] == registered["astronaut"]["record"]["id"]
