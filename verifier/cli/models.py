@@ -164,13 +164,15 @@ def add_parsers(sub: Any) -> None:
         q = ts.add_parser(name, help=helptext)
         q.add_argument("--data", type=Path, required=True, help="from `verifier train pairs-data`")
         q.add_argument("--out", type=Path, required=True, help="safetensors output path")
-        q.add_argument("--epochs", type=int, default=epochs)
+        q.add_argument("--epochs", type=int, default=epochs,
+                       help="passes over the data; 0 with --init only validates those weights on the data's split")
         q.add_argument("--batch", type=int, default=32)
         q.add_argument("--lr", type=float, default=2e-3)
         q.add_argument("--init", type=Path, help="fine-tune from these weights (safetensors, same network)")
         q.add_argument("--min-family-inliers", type=int, default=0,
                        help="drop family edits of the photo whose alignment found fewer RANSAC inliers")
-        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--seed", type=int, default=0,
+                       help="also picks the validation photos: keep it when comparing or fine-tuning weights")
         q.add_argument("--device")
         q.add_argument("--threads", type=int)
     q = ts.add_parser("reorder", help="stage 2: the 101-way re-orderer over top-100 lists (needs a trained PSEN)")
