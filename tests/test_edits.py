@@ -255,7 +255,8 @@ def test_families_benchmark_uses_test_photos_only(tmp_path) -> None:  # type: ig
     assert all(q.variant.startswith(("story", "square", "portrait", "wide")) for q in queries if q.family == "pad")
     assert all(q.variant for q in queries if q.family == "annotate")
     assert {q.variant for q in queries if q.family == "tilt"} <= {"crop", "black", "white", "blur"}
-    assert not any(q.variant for q in queries if q.family not in (None, "retouch", "reframe", "recolour", "pad", "annotate", "tilt"))
+    assert {q.variant for q in queries if q.family == "stack"} <= {"2", "3"}
+    assert not any(q.variant for q in queries if q.family not in (None, "retouch", "reframe", "recolour", "pad", "annotate", "tilt", "stack"))
     micc_q = next(q for q in queries if q.family == "micc-f220")
     mask = np.asarray(micc_q.mask) > 127
     assert mask[15:35, 15:35].all() and mask.mean() < 0.1
@@ -314,3 +315,34 @@ def test_retouch_changes_only_what_its_mask_marks() -> None:
     assert seen == {"inpaint", "liquify"}
     assert variant(make_edit("retouch", img, [], random.Random(0))) in {"inpaint", "liquify", "inpaint+liquify"}
     assert variant(make_edit("paste_large", img, PHOTOS[:1], random.Random(0))) == ""
+
+
+def test_stack_adds_up_its_steps_and_changes_nothing_else() -> None:
+    from verifier.simprov.edits import STACK_STEPS
+
+    img = PHOTOS[0]
+    orig = np.asarray(img, np.float32)
+    seen_cast = seen_plain = False
+    for seed in range(12):
+        s = make_edit("stack", img, PHOTOS[1:4], random.Random(seed), finished=False)
+        n, steps = int(variant(s)), [t for t in s.ops[1:] if t != "cast"]
+        assert n == len(steps) and 2 <= n <= 3 and len(set(steps)) == n and set(steps) <= set(STACK_STEPS)
+        m = np.asarray(s.mask) > 127
+        out = np.asarray(s.image, np.float32)
+        assert s.image.size == img.size and 0.001 < m.mean() < 0.95
+        if "cast" in s.ops:  # outside the mask each channel is the original times one gain
+            seen_cast = True
+            keep = ~m & (orig.min(-1) > 20) & (out.max(-1) < 235)
+            gain = np.median(out[keep] / orig[keep], axis=0)
+            assert np.all((gain > 0.75) & (gain < 1.25))
+            base = np.clip(orig * gain, 0, 255)
+        else:
+            seen_plain = True
+            base = orig
+        changed = np.abs(out - base).max(-1) > 24
+        assert changed[~m].mean() < 0.03  # outside the union only a feathered rim differs
+    assert seen_cast and seen_plain
+
+
+def test_stack_is_held_out_and_last() -> None:
+    assert list(FAMILIES)[-1] == "stack" and "stack" in HELD_OUT_FAMILIES  # earlier families' queries stay the same

@@ -624,6 +624,31 @@ def tilt(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
     return Sample(out, Image.new("L", out.size, 0), [f"tilt:{finish}", f"deg{deg:.1f}"])
 
 
+# the families `stack` draws from: each keeps the frame, so their masks add up
+STACK_STEPS = ("paste_large", "paste_small", "head_swap", "multi_source", "copy_move_small", "recolour", "retouch",
+               "caption", "annotate")
+
+
+def stack(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """Several edits stacked, as a contest entry is usually made: 2-3 edits in sequence, each
+    from a different family of `STACK_STEPS` (an element pasted, a head swapped, a region
+    recoloured or retouched, text or marks on top), then half the time a colour cast over the
+    whole frame (each channel's gain 0.8-1.2, as a grade in an editor). The mask is the union
+    of the steps' masks; the variant is the number of steps, the further tags name them."""
+    out = _rgb(img)
+    mask = np.zeros((out.height, out.width), bool)
+    steps = rng.sample(STACK_STEPS, rng.randint(2, 3))
+    for name in steps:
+        s = FAMILIES[name].fn(out, donors, rng)
+        out, mask = s.image, mask | (np.asarray(s.mask) > 127)
+    tags = [f"stack:{len(steps)}", *steps]
+    if rng.random() < 0.5:
+        gain = np.array([rng.uniform(0.8, 1.2) for _ in range(3)], np.float32)
+        out = Image.fromarray(np.clip(np.asarray(out, np.float32) * gain, 0, 255).astype(np.uint8))
+        tags.append("cast")
+    return Sample(out, Image.fromarray(mask.astype(np.uint8) * 255), tags)
+
+
 @dataclass(frozen=True)
 class EditFamily:
     name: str
@@ -657,12 +682,13 @@ FAMILIES: dict[str, EditFamily] = {
         EditFamily("annotate", annotate, "manip", 0),  # after pad, for the same reason
         EditFamily("paste_small", paste_small, "manip", 1),  # after annotate, for the same reason
         EditFamily("tilt", tilt, "benign", 0),  # after paste_small, for the same reason
+        EditFamily("stack", stack, "manip", 3),  # after tilt, for the same reason
     )
 }
 # Whole families kept out of training, to measure generalisation to unseen kinds of edit.
 HELD_OUT_FAMILIES = (
     "transplant", "meme", "head_swap", "stylise", "screen", "retouch", "reframe", "recolour", "pad", "annotate",
-    "paste_small", "tilt",
+    "paste_small", "tilt", "stack",
 )
 TRAIN_FAMILIES = tuple(f for f in FAMILIES if f not in HELD_OUT_FAMILIES)
 
