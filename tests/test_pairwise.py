@@ -752,7 +752,7 @@ def test_the_warp_threshold_setting_takes_effect() -> None:
 
     skdata = pytest.importorskip("skimage.data")
     original = Image.fromarray(skdata.astronaut()).convert("RGB").resize((384, 384))
-    query = Image.open(io.BytesIO(_jpeg_bytes(twirl(original, (0.36, 0.36), 0.14, 0.5)))).convert("RGB")
+    query = Image.open(io.BytesIO(_jpeg_bytes(twirl(original, (0.36, 0.36), 0.14, 0.4)))).convert("RGB")
     qv, cv = View.of(query), View.of(original)
     pair = align_pair(qv, cv)
     results = {}
@@ -818,7 +818,7 @@ def test_colour_map_undoes_a_change_throughout_and_keeps_a_local_edit() -> None:
 
 
 def test_stage3_judges_a_graded_copy_again_colour_mapped(change: ChangeDetector) -> None:
-    """ChangeNet alone calls a hue-turned copy manipulated (a turn of 40 / 256 on this photo); judged again with the colours
+    """ChangeNet alone calls a hue-turned copy manipulated (a turn of 160 / 256 on this photo); judged again with the colours
     mapped, it is benign, and the result says the map decided. The same turn over a pasted
     box stays manipulated, and the map is the mapped look's: the box, not the recoloured
     suit around it (the first look's map lit the suit too). Off (0), ChangeNet's first word stands;
@@ -828,7 +828,7 @@ def test_stage3_judges_a_graded_copy_again_colour_mapped(change: ChangeDetector)
 
     original = photo("astronaut").resize((384, 384))
     cv = View.of(original)
-    qv = View.of(_hue_turned(original, 40))
+    qv = View.of(_hue_turned(original, 160))
     pair = align_pair(qv, cv)
     assert change.colour_gain == COLOUR_GAIN == Settings().stage3_colour_gain
     assert change.raw(pair)[0] >= 0.5  # what ChangeNet alone says

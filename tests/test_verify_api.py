@@ -265,7 +265,7 @@ def test_liquified_copy_is_manipulated_by_its_local_warp(client: TestClient, ver
     undoes it before ChangeNet looks, so ChangeNet's probability stays low; the displacement
     that flow measured decides, and its cells are the heatmap."""
     img = Image.open(io.BytesIO(registered["astronaut"]["bytes"])).convert("RGB")
-    report = check_envelope(verify(client, verifier_key, encode(twirl(img, (0.36, 0.36), 0.14, 0.5), "JPEG", quality=85)))
+    report = check_envelope(verify(client, verifier_key, encode(twirl(img, (0.36, 0.36), 0.14, 0.4), "JPEG", quality=85)))
     assert report["verdict"] == "match_manipulated", report["manipulation"]
     assert report["match"]["original_id"] == registered["astronaut"]["record"]["id"]
     m = report["manipulation"]
