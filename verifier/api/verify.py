@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Depends, File, Header, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from verifier.api.common import PROBLEM_RESPONSES, read_upload
-from verifier.api.deps import get_service
+from verifier.api.deps import AuthorizationHeader, get_service
 from verifier.reports.schema import Report, json_schema
 from verifier.service import Service
 from verifier.storage.accounts import Scope, authenticate, require_scope
@@ -25,7 +25,7 @@ class SignedReportOut(BaseModel):
     jws: str = Field(description="Compact JWS (EdDSA/Ed25519) over the canonical JSON of `report`; keys at /.well-known/jwks.json.")
 
 
-def verifier_key(request: Request, authorization: str | None = Header(default=None)) -> ApiKey | None:
+def verifier_key(request: Request, authorization: AuthorizationHeader = None) -> ApiKey | None:
     """A verifier-scoped key, unless the deployment leaves verification open."""
     service: Service = request.app.state.service
     if not service.settings.verify_requires_key and not authorization:
@@ -37,7 +37,7 @@ def verifier_key(request: Request, authorization: str | None = Header(default=No
     return key
 
 
-def report_reader(request: Request, authorization: str | None = Header(default=None)) -> Reader:
+def report_reader(request: Request, authorization: AuthorizationHeader = None) -> Reader:
     """Who reads a stored report: the verifier key that made it, or an admin key (anonymous
     only where verification is open, and only for anonymous reports)."""
     service: Service = request.app.state.service

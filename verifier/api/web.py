@@ -13,8 +13,9 @@ import uuid
 from importlib import resources
 from typing import Any
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Request, Response
 
+from verifier.api.deps import AuthorizationHeader
 from verifier.service import Service
 from verifier.storage.accounts import authenticate
 
@@ -67,7 +68,7 @@ api = APIRouter(tags=["session"])
 
 
 @api.get("/v1/me", summary="Who this key is (scope, publisher) and whether verification is open")
-def whoami(request: Request, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+def whoami(request: Request, authorization: AuthorizationHeader = None) -> dict[str, Any]:
     """Without a key: only whether verification is open. A bad key is a 401."""
     service: Service = request.app.state.service
     out: dict[str, Any] = {"scope": None, "publisher": None, "verify_open": not service.settings.verify_requires_key}
