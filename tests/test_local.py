@@ -17,7 +17,7 @@ from verifier.service import Service
 from verifier.settings import Settings
 from verifier.simprov.edits import transplant
 from verifier.simprov.embedding import Embedder
-from verifier.simprov.pairs import View
+from verifier.simprov.pairs import WORK_SIDE, View, align_pair
 from verifier.storage.accounts import create_publisher
 from verifier.storage.signers import enroll, parse_certificate
 
@@ -447,3 +447,44 @@ def test_min_votes_decides_which_originals_the_vote_lists(settings: Settings, em
         assert service.matcher.local.min_votes == 7
     finally:
         service.close()
+
+
+def test_a_small_query_is_enlarged_before_its_votes(service_with_photos) -> None:  # type: ignore[no-untyped-def]
+    """A piece of an original shared again at thumbnail size: at its own size its SIFT is too
+    sparse to vote, at the originals' working size it finds the original (BENCHMARKS.md, "Edits
+    shared again")."""
+    import dataclasses
+    import io
+
+    service, _publisher, ids = service_with_photos
+    matcher, search = service.matcher, service.search
+    if matcher.local is None:
+        pytest.skip("stages 2-3 are not shipped")
+    host = Image.fromarray(skdata.camera()).convert("RGB").resize((640, 480))  # not registered
+    piece = transplant(Image.fromarray(skdata.chelsea()).convert("RGB"), [host], random.Random(3)).image
+    buf = io.BytesIO()
+    piece.resize((piece.width // 6, piece.height // 6), Image.BICUBIC).save(buf, "JPEG", quality=70)  # 75 x 50
+    small = Image.open(buf).convert("RGB")
+    full = search.search(small)
+    missed = dataclasses.replace(full, candidates=[c for c in full.candidates if c.original_id != ids["chelsea"]], match=None)
+
+    view = matcher._view_later(small, parallel=False).result()
+    assert max(view.size) == WORK_SIDE and view.full_size == small.size
+    assert matcher.with_votes(View.of(small), missed).voted == 0  # at its own size: no vote
+    voted = matcher.with_votes(view, missed)
+    assert voted.voted == 1 and ids["chelsea"] in {c.original_id for c in voted.candidates}
+
+
+def test_view_enlarges_only_what_is_smaller_than_asked() -> None:
+    img = Image.fromarray(skdata.astronaut()).convert("RGB")
+    small = img.resize((77, 77), Image.BICUBIC)
+    view = View.of(small, min_side=WORK_SIDE)
+    assert view.size == (WORK_SIDE, WORK_SIDE) and view.full_size == (77, 77)
+    assert View.of(small).size == (77, 77)  # not asked: as before
+    large = View.of(img, min_side=WORK_SIDE)
+    assert large.size == View.of(img).size == (WORK_SIDE, WORK_SIDE) and np.array_equal(large.image, View.of(img).image)
+    # what it is for: a thumbnail's SIFT at the originals' scale aligns with many more inliers
+    original = View.of(img)
+    plain = align_pair(View.of(small), original).alignment.inliers
+    enlarged = align_pair(view, original).alignment.inliers
+    assert enlarged >= 1.5 * plain > 0

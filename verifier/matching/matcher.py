@@ -32,7 +32,7 @@ from verifier.simprov import catalog
 from verifier.simprov.align import SiftFeatures, screen_inliers
 from verifier.simprov.change import ChangeDetector, ChangeResult
 from verifier.simprov.compare import compare_pixels
-from verifier.simprov.pairs import View, align_pair
+from verifier.simprov.pairs import WORK_SIDE, View, align_pair
 from verifier.simprov.rerank import Reranker, Stage2Result
 from verifier.storage.models import Original
 from verifier.storage.originals import OriginalStore
@@ -218,7 +218,7 @@ class Matcher:
     def _view_later(self, image: Image.Image, parallel: bool) -> Later[View]:
         """The query's view (its SIFT: ~20 ms) for stage 2, begun beside stage 1 when `parallel`
         and stage 2 may run; otherwise made on first need."""
-        return Later(lambda: View.of(image), parallel and self.reranker is not None)
+        return Later(lambda: View.of(image, min_side=WORK_SIDE), parallel and self.reranker is not None)
 
     def same_content(self, image: Image.Image, vectors: Stage1Vectors) -> list[uuid.UUID]:
         """Registered originals that a new original is a copy or an edit of, best first (the

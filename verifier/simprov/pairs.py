@@ -65,8 +65,13 @@ class View:
         return self._mirrored[0]
 
     @classmethod
-    def of(cls, img: Image.Image) -> View:
+    def of(cls, img: Image.Image, min_side: int = 0) -> View:
+        """`min_side`: an image whose longest side is under it is enlarged to it (bicubic), so
+        that SIFT meets a small query at about the scale of the originals' views."""
         w = work_image(img)
+        if min_side and max(w.size) < min_side:
+            f = min_side / max(w.size)
+            w = w.resize((max(1, round(w.width * f)), max(1, round(w.height * f))), Image.BICUBIC)
         arr = np.asarray(w, np.uint8)
         return cls(arr, sift_features(arr), img.size)
 
