@@ -43,7 +43,6 @@ from verifier.service import Service
 from verifier.settings import Settings, UnsignedPolicy
 from verifier.simprov import augment
 from verifier.simprov.embedding import BackboneEmbedder
-from verifier.simprov.pairs import View
 from verifier.simprov.rerank import Reranker
 from verifier.storage.accounts import create_publisher, find_publisher
 from verifier.verification.assemble import ADDED_NOTE
@@ -379,7 +378,7 @@ def _pairwise_measures(pm: PairwiseMeasures, service: Service, q: Query, signed:
 
 def _exhaustive_choice(service: Service, reranker: Reranker, q: Query, ev: Evidence) -> str | None:
     """What stage 2 would have chosen with PSEN on every one of its max_pairs candidates."""
-    res = service.matcher.rerank(View.of(decode(q.data)), ev.stage1, reranker)
+    res = service.matcher.rerank(service.matcher.query_view(decode(q.data)), ev.stage1, reranker)
     return str(ev.stage1.candidates[res.choice].original_id) if res.choice is not None else None
 
 

@@ -215,10 +215,16 @@ class Matcher:
             note(outcome.match.original_id, 0.5 + 0.5 * (outcome.match.score - thr) / max(1e-6, 1 - thr))
         return sorted(((oid, p, oid in exact) for oid, p in found.items()), key=lambda t: (not t[2], -t[1]))
 
+    @staticmethod
+    def query_view(image: Image.Image) -> View:
+        """A query's view: enlarged to the originals' working size when smaller, so that a
+        thumbnail's SIFT can vote and align (BENCHMARKS.md, "Edits shared again")."""
+        return View.of(image, min_side=WORK_SIDE)
+
     def _view_later(self, image: Image.Image, parallel: bool) -> Later[View]:
         """The query's view (its SIFT: ~20 ms) for stage 2, begun beside stage 1 when `parallel`
         and stage 2 may run; otherwise made on first need."""
-        return Later(lambda: View.of(image, min_side=WORK_SIDE), parallel and self.reranker is not None)
+        return Later(lambda: self.query_view(image), parallel and self.reranker is not None)
 
     def same_content(self, image: Image.Image, vectors: Stage1Vectors) -> list[uuid.UUID]:
         """Registered originals that a new original is a copy or an edit of, best first (the
