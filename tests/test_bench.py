@@ -254,3 +254,27 @@ def test_the_bench_counts_summaries_that_tell_of_content_outside_the_original() 
     assert _says_outside(report("match_benign", ADDED_NOTE)) and _says_outside(report("match_manipulated", 0.4))
     assert not _says_outside(report("match_benign", ADDED_NOTE - 0.001))
     assert not _says_outside(report("no_match", None)) and not _says_outside(report("match_unmodified", None))
+
+
+def test_holdout_choice_follows_paths_not_ids() -> None:
+    """A kept --data-dir registers the last run's held-out photos again under new ids: the same photos
+    must be held out again, or two runs on one registry measure false matches on different photos."""
+    import random
+    import uuid
+
+    from verifier.evaluation.bench import holdout_choice
+
+    paths = [Path(f"/reg/photo{i:02d}.jpg") for i in range(30)]
+    picks = []
+    for run in range(3):
+        ids = {p: str(uuid.UUID(int=random.Random(run).getrandbits(128) ^ i)) for i, p in enumerate(paths)}
+        keep = {ids[paths[0]], ids[paths[1]]}  # queries' originals: never held out
+        chosen = holdout_choice(ids, keep, 5, random.Random(11))
+        assert all(ids[p] == oid for oid, p in chosen) and not {oid for oid, _ in chosen} & keep
+        picks.append([p for _, p in chosen])
+    assert picks[0] == picks[1] == picks[2] and len(set(picks[0])) == 5
+    # one original under two paths (the same bytes twice) counts once, under its first path
+    ids = {p: str(uuid.UUID(int=i)) for i, p in enumerate(paths)}
+    ids[Path("/reg/a-copy.jpg")] = ids[paths[5]]
+    chosen = holdout_choice(ids, set(), 30, random.Random(0))
+    assert len(chosen) == 30 and dict(chosen)[ids[paths[5]]] == Path("/reg/a-copy.jpg")

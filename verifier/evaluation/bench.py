@@ -59,21 +59,33 @@ def _hold_out(service: Service, publisher_id: uuid.UUID, queries: list[Query], p
     """`n` registered distractors (never a query's original) deleted from the registry, a benign
     copy of each becoming a `distinct` query: false matches measured on photos of the registry's
     own kind, as many as asked, where --n-distinct photos are fixed when the bench data is built.
-    A kept --data-dir registers them again on the next run."""
+    A kept --data-dir registers them again on the next run, under new ids, and `holdout_choice`
+    holds the same photos out again."""
     keep = {path_to_id[q.original.resolve()] for q in queries if q.original is not None and q.original.resolve() in path_to_id}
-    pool = sorted({oid for oid in path_to_id.values() if oid not in keep})
     rng = random.Random(seed + 11)
     out = []
-    for oid in rng.sample(pool, min(n, len(pool))):
+    for oid, path in holdout_choice(path_to_id, keep, n, rng):
         img = decode(id_to_bytes.pop(oid))
         copy = augment.benign(img, rng, n_ops=rng.randint(1, 2)).image.convert("RGB")
         buf = io.BytesIO()
         copy.save(buf, "JPEG", quality=88)
         service.registry.delete(uuid.UUID(oid), publisher_id)
-        for path in [p for p, i in path_to_id.items() if i == oid]:
-            del path_to_id[path]
-        out.append(Query(f"holdout/{oid}", buf.getvalue(), "distinct", None, None, "holdout"))
+        for p in [p for p, i in path_to_id.items() if i == oid]:
+            del path_to_id[p]
+        out.append(Query(f"holdout/{path}", buf.getvalue(), "distinct", None, None, "holdout"))
     return out
+
+
+def holdout_choice(path_to_id: dict[Path, str], keep: set[str], n: int, rng: random.Random) -> list[tuple[str, Path]]:
+    """Which registered originals (id, its first path) to hold out: `n` of those not in `keep`, drawn
+    from a list ordered by path. Not by id: ids are new on every registration, so on a kept --data-dir
+    (where the last run's held-out photos were registered again) an id order held out other photos."""
+    first: dict[str, Path] = {}
+    for path, oid in path_to_id.items():
+        if oid not in keep and (oid not in first or str(path) < str(first[oid])):
+            first[oid] = path
+    pool = sorted(first.items(), key=lambda item: str(item[1]))
+    return rng.sample(pool, min(n, len(pool)))
 
 
 def phone_size(data: bytes, megapixels: float = 12.0) -> bytes:
