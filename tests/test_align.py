@@ -20,6 +20,7 @@ from verifier.simprov.align import (
     dwu,
     estimate_alignment,
     plausible_homography,
+    root_sift,
     screen_inliers,
     sift_features,
 )
@@ -148,6 +149,31 @@ def test_screen_counts_inliers_like_the_aligner() -> None:
                 assert (g >= bar) == (n >= bar) and abs(g - n) <= max(2, 0.05 * n)
     assert screen_inliers(SiftFeatures(fq.points[:1], fq.descriptors[:1]), query.shape, feats, 1) == [0] * len(feats)
     assert screen_inliers(fq, query.shape, [], 8) == []
+
+
+def test_fits_compare_descriptors_as_rootsift() -> None:
+    """The geometric fits match RootSIFT, not raw SIFT. Each candidate point's descriptor is its
+    true query point's at three times the magnitude (the same histogram: RootSIFT distance 0, raw
+    L2 distance twice its norm), 20 px along; the query also holds, at random places, a decoy
+    near that candidate descriptor in raw L2 but of another shape. Raw matching pairs every
+    candidate point with its decoy (no homography); RootSIFT with the true point. Both the
+    aligner's count and the screen's must find the translation."""
+    rng = np.random.default_rng(3)
+    n = 40
+    desc = rng.gamma(0.6, 20.0, (n, 128)).astype(np.float32)
+    pts = rng.uniform(20, 220, (n, 2)).astype(np.float32)
+    decoys = np.abs(3 * desc + rng.normal(0, 3.0, desc.shape)).astype(np.float32)
+    query = SiftFeatures(np.concatenate([pts, rng.uniform(0, 240, (n, 2)).astype(np.float32)]),
+                         np.concatenate([desc, decoys]))
+    candidate = SiftFeatures(pts - np.float32([20, 10]), 3 * desc)
+    shape = (256, 256, 3)
+    root = query.matching
+    assert np.allclose(np.linalg.norm(root, axis=1), 1.0, atol=1e-5)  # L1-normalised, square-rooted: unit L2
+    assert np.allclose(root_sift(3 * desc), root_sift(desc), atol=1e-6)
+    raw = ((candidate.descriptors[:, None] - query.descriptors[None]) ** 2).sum(-1).argmin(1)
+    assert (raw >= n).all()  # in raw L2 every candidate point's nearest is its decoy
+    assert count_inliers(query, candidate, shape, shape) >= n - 2
+    assert screen_inliers(query, shape, [(candidate, shape)], 16)[0] >= n - 2
 
 
 def test_a_mirrored_copy_aligns_through_a_reflection() -> None:
