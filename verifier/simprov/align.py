@@ -90,8 +90,10 @@ class SiftFeatures:
     @cached_property
     def matching(self) -> np.ndarray:
         """(N, 128) float32 RootSIFT: what the geometric fits compare (`root_sift`). Computed once
-        per features object (a cached view keeps it); the stored descriptors, and the
-        local-feature vote's index built from them, stay plain SIFT."""
+        per features object (~0.3 ms for 2,000 descriptors); a view in the matcher's LRU keeps it
+        beside the plain descriptors, 512 B per descriptor (~140 KB for a typical 256-px original,
+        ~75 MB for the default 512 cached views). The stored descriptors, and the local-feature
+        vote's index built from them, stay plain SIFT."""
         return root_sift(self.descriptors)
 
 
