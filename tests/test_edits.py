@@ -37,7 +37,7 @@ def test_family_makes_an_image_and_a_mask_in_its_frame(name: str) -> None:
         assert family.description
 
 
-@pytest.mark.parametrize("name", ["paste_large", "caption", "collage"])
+@pytest.mark.parametrize("name", ["paste_large", "caption", "collage", "cutout"])
 def test_families_are_deterministic_per_seed(name: str) -> None:
     a = make_edit(name, PHOTOS[0], PHOTOS[1:4], random.Random(5))
     b = make_edit(name, PHOTOS[0], PHOTOS[1:4], random.Random(5))
@@ -256,7 +256,9 @@ def test_families_benchmark_uses_test_photos_only(tmp_path) -> None:  # type: ig
     assert all(q.variant for q in queries if q.family == "annotate")
     assert {q.variant for q in queries if q.family == "tilt"} <= {"crop", "black", "white", "blur"}
     assert {q.variant for q in queries if q.family == "stack"} <= {"2", "3"}
-    assert not any(q.variant for q in queries if q.family not in (None, "retouch", "reframe", "recolour", "pad", "annotate", "tilt", "stack"))
+    assert all(q.variant.startswith(("grabcut", "lasso")) for q in queries if q.family == "cutout")
+    assert not any(q.variant for q in queries
+                   if q.family not in (None, "retouch", "reframe", "recolour", "pad", "annotate", "tilt", "stack", "cutout"))
     micc_q = next(q for q in queries if q.family == "micc-f220")
     mask = np.asarray(micc_q.mask) > 127
     assert mask[15:35, 15:35].all() and mask.mean() < 0.1
@@ -344,5 +346,47 @@ def test_stack_adds_up_its_steps_and_changes_nothing_else() -> None:
     assert seen_cast and seen_plain
 
 
-def test_stack_is_held_out_and_last() -> None:
-    assert list(FAMILIES)[-1] == "stack" and "stack" in HELD_OUT_FAMILIES  # earlier families' queries stay the same
+def test_later_families_are_held_out_and_last() -> None:
+    # a family added later goes last, so the earlier families' queries stay the same
+    assert list(FAMILIES)[-2:] == ["stack", "cutout"] and {"stack", "cutout"} <= set(HELD_OUT_FAMILIES)
+
+
+def _subject_photo(size: tuple[int, int] = (360, 270)) -> Image.Image:
+    """A red disc (the subject) on a textured blue backdrop: a photo GrabCut can cut."""
+    rng = np.random.default_rng(0)
+    arr = np.zeros((size[1], size[0], 3), np.float32)
+    arr[...] = (40, 70, 170)
+    arr += rng.normal(0, 12, arr.shape)
+    yy, xx = np.mgrid[: size[1], : size[0]]
+    disc = (xx - size[0] / 2) ** 2 + (yy - size[1] / 2) ** 2 < (0.22 * size[1]) ** 2
+    arr[disc] = (200, 30, 30) + rng.normal(0, 12, (int(disc.sum()), 3))
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def test_cutout_places_the_cut_subject_into_the_donor_scene() -> None:
+    """The query is the donor's frame; outside the cut (past its rim) it is the donor
+    untouched; inside, the original's subject (red) shows; mirror, turn and colour match vary."""
+    img = _subject_photo()
+    donor = Image.fromarray(np.random.default_rng(1).integers(60, 200, (300, 400, 3), dtype=np.uint8))
+    seen = set()
+    for seed in range(12):
+        s = make_edit("cutout", img, [donor], random.Random(seed), finished=False)
+        tags = variant(s).split("+")
+        seen |= set(tags)
+        assert s.image.size == donor.size and tags[0] == "grabcut", s.ops
+        m = np.asarray(s.mask) > 127  # everything not from the original
+        assert 0.6 < m.mean() < 0.95, (s.ops, m.mean())
+        kept = ~(np.asarray(Image.fromarray(m).filter(ImageFilter.MaxFilter(7))) > 0)  # the cut, past its rim
+        rim = np.asarray(Image.fromarray(~m).filter(ImageFilter.MaxFilter(9))) > 0
+        out = np.asarray(s.image, np.int16)
+        assert np.abs(out - np.asarray(donor, np.int16))[~rim].max() == 0, s.ops
+        if "match" not in tags:  # the subject's own colour, not the backdrop's nor the donor's
+            r, g, b = out[kept].mean(0)
+            assert r > 150 and r > 2.5 * max(g, b), (s.ops, r, g, b)
+    assert {"mirror", "turn", "match"} <= seen
+
+
+def test_cutout_falls_back_to_a_lasso_without_a_subject() -> None:
+    flat = Image.fromarray(np.random.default_rng(2).integers(0, 255, (240, 320, 3), dtype=np.uint8))
+    s = make_edit("cutout", flat, PHOTOS[1:2], random.Random(0), finished=False)
+    assert variant(s).split("+")[0] == "lasso" and 0.5 < (np.asarray(s.mask) > 127).mean() < 0.95
