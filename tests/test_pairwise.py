@@ -671,6 +671,88 @@ def test_a_strong_fit_is_promoted_when_psen_says_different() -> None:
     assert promote(0.1, 32, [original], rival=15).choice == 5
 
 
+def test_a_fit_the_vote_supports_needs_less_geometry_to_overrule_psen() -> None:
+    """The only screened candidate, when the local-feature vote supports it, is promoted on its
+    geometry from `screen_strong_supported_min_inliers` rather than `screen_strong_min_inliers`;
+    without the vote's support, with the rule off, beside a second screened fit or a rival aligned
+    at the lower bar, the answer stays "not registered"; and the lower bar only adds answers. The
+    alignments are real; PSEN's score is fixed (its failure is the case)."""
+    from types import SimpleNamespace
+
+    from verifier.simprov.edits import transplant
+
+    reranker = Reranker.packaged()
+    if reranker is None:
+        pytest.skip("stage-2 weights not shipped")
+    astronaut, camera = photo("astronaut"), photo("camera")
+    sample = transplant(astronaut, [camera], random.Random(3))
+    query, original, other = View.of(sample.image), View.of(astronaut), View.of(photo("coffee"))
+    inliers = align_pair(query, original).alignment.inliers
+    assert inliers >= 20
+
+    def promote(supported: list[bool], supported_bar: int, views: list[View] | None = None, rival: int = 0,
+                strong: int = inliers + 1) -> Stage2Result:
+        views = views or [original]
+        policy = Stage2Policy(screen_min_inliers=16, screen_strong_min_inliers=strong,
+                              screen_strong_supported_min_inliers=supported_bar)
+        r = reranker.with_policy(policy)
+        r.psen_scores = lambda q, vs, eq, ecs, supported=None: (  # type: ignore[method-assign]
+            np.full(len(vs), 0.1, np.float32), [align_pair(q, v) for v in vs])
+        pairs = {0: SimpleNamespace(alignment=SimpleNamespace(inliers=rival))}
+        result = Stage2Result(None, 0.0, 0.9, {0: 0.1}, pairs)  # type: ignore[arg-type]
+        screened = {5 + k: 30 for k in range(len(views))}
+        return r.promote(result, query, np.zeros(4, np.float32), screened, views, np.zeros((len(views), 4), np.float32),
+                         16, supported)
+
+    voted = promote([True], 16)
+    assert voted.choice == 5 and voted.promoted and voted.by_geometry
+    assert promote([False], 16).choice is None  # the unsupported bar (inliers + 1) holds
+    assert promote([True], 0).choice is None  # the rule off
+    assert promote([True], inliers + 1).choice is None  # below the supported bar
+    assert promote([True, True], 16, [original, other]).choice is None  # two screened fits: ambiguous
+    assert promote([True], 12, rival=12).choice is None  # a rival aligned at the lower bar
+    assert promote([True], 12, rival=11).choice == 5
+    # the vote only adds answers: a fit clearing the plain bar keeps it beside a rival below the screen's bar
+    assert promote([True], 8, rival=10, strong=inliers).choice == 5
+    assert promote([True], 8, rival=10).choice is None
+
+
+def test_a_fit_stage_2_aligned_itself_gets_the_strong_fit_rule() -> None:
+    """A candidate PSEN saw in stage 2 and called different (a cut-out subject whose original
+    stage 1 ranked first) is promoted on its geometry under the same bars as a screened one:
+    supported by the vote from `screen_strong_supported_min_inliers`, otherwise from
+    `screen_strong_min_inliers`; never beside a rival fit (stage 2's or the screen's), nor when
+    PSEN called it the same image (the re-orderer's refusal then stands)."""
+    from verifier.simprov.edits import transplant
+
+    reranker = Reranker.packaged()
+    if reranker is None:
+        pytest.skip("stage-2 weights not shipped")
+    astronaut, camera = photo("astronaut"), photo("camera")
+    sample = transplant(astronaut, [camera], random.Random(3))
+    pair = align_pair(View.of(sample.image), View.of(astronaut))
+    inliers = pair.alignment.inliers
+    assert inliers >= 20
+    probs = np.zeros(LIST_SIZE + 1, np.float32)
+    probs[LIST_SIZE], probs[2] = 0.9, 0.05
+
+    def promote(supported: bool, psen: float = 0.1, screened: dict[int, int] | None = None, strong: int = inliers + 1,
+                lower: int = 8) -> Stage2Result:
+        r = reranker.with_policy(Stage2Policy(screen_min_inliers=16, screen_strong_min_inliers=strong,
+                                              screen_strong_supported_min_inliers=lower))
+        result = Stage2Result(None, 0.9, 0.9, {2: psen}, {2: pair}, probs)
+        return r.promote_aligned(result, {2: supported}, screened or {})
+
+    voted = promote(True)
+    assert voted.choice == 2 and voted.promoted and voted.by_geometry and voted.probability == pytest.approx(0.05)
+    assert promote(False).choice is None  # no vote: the plain bar (inliers + 1) holds
+    assert promote(False, strong=inliers).choice == 2  # ... and a fit that clears it needs none
+    assert promote(True, lower=0).choice is None  # the rule off
+    assert promote(True, screened={7: 9}).choice is None  # the screen found a rival at the supported bar
+    assert promote(True, screened={7: 7}).choice == 2
+    assert promote(True, psen=0.6).choice is None  # PSEN said "same" and the re-orderer still refused
+
+
 def test_a_strong_fit_is_said_in_the_summary_and_its_setting_reaches_stage_2() -> None:
     """A match on geometry alone is said in words (with its matched points), only then; and
     `VERIFIER_STAGE2_SCREEN_STRONG_MIN_INLIERS` is the policy stage 2 runs with."""
@@ -692,6 +774,9 @@ def test_a_strong_fit_is_said_in_the_summary_and_its_setting_reaches_stage_2() -
     if default is None or off is None:
         pytest.skip("stage-2 weights not shipped")
     assert default.policy.screen_strong_min_inliers == 32 and off.policy.screen_strong_min_inliers == 0
+    assert default.policy.screen_strong_supported_min_inliers == 8
+    voted, _ = _pairwise_stages(Settings(stage2_screen_strong_supported_min_inliers=12))
+    assert voted is not None and voted.policy.screen_strong_supported_min_inliers == 12
 
 
 def test_a_lone_weak_fit_is_screened_only_when_nothing_else_aligns(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -712,13 +797,20 @@ def test_a_lone_weak_fit_is_screened_only_when_nothing_else_aligns(monkeypatch: 
     monkeypatch.setattr(matcher_module, "screen_inliers",  # the mirrored query ("m") fits nothing
                         lambda fq, shape, fs, bar: [0] * len(fs) if fq == "m" else [n if n >= bar else 0 for n in plain[: len(fs)]])
     calls: list[tuple[dict[int, int], int]] = []
+    rivals: list[list[int]] = []
+    aligned_calls: list[tuple[dict[int, bool], dict[int, int]]] = []
 
     class Stub:
         def __init__(self, lone: int) -> None:
             self.policy = Stage2Policy(screen=100, screen_min_inliers=16, screen_lone_min_inliers=lone)
 
-        def promote(self, result, query, qv, screened, views, vectors, min_inliers, supported=None):  # type: ignore[no-untyped-def]
+        def promote(self, result, query, qv, screened, views, vectors, min_inliers, supported=None, others=()):  # type: ignore[no-untyped-def]
             calls.append((dict(screened), min_inliers))
+            rivals.append(list(others))
+            return result
+
+        def promote_aligned(self, result, supported, screened):  # type: ignore[no-untyped-def]
+            aligned_calls.append((dict(supported), dict(screened)))
             return result
 
     query = SimpleNamespace(features=None, image=np.zeros((10, 10, 3)), mirrored_features=lambda: "m")
@@ -728,6 +820,8 @@ def test_a_lone_weak_fit_is_screened_only_when_nothing_else_aligns(monkeypatch: 
     def screen(counts: list[int], lone: int = 8, aligned: int = 0, supported: bool = True) -> tuple[dict[int, int], int] | None:
         plain[:] = counts
         calls.clear()
+        rivals.clear()
+        aligned_calls.clear()
         pairs = {0: SimpleNamespace(alignment=SimpleNamespace(inliers=aligned))}
         o = outcome if supported else dataclasses.replace(outcome, supported=frozenset())
         m._screen(Stub(lone), query, o, Stage2Result(None, 0.0, 1.0, {0: 0.1}, pairs))  # type: ignore[arg-type]
@@ -741,6 +835,14 @@ def test_a_lone_weak_fit_is_screened_only_when_nothing_else_aligns(monkeypatch: 
     assert screen([0, 7, 0, 0, 0]) is None  # below the lone bar
     assert screen([0, 9, 0, 0, 0], supported=False) is None  # the local-feature vote did not support it
     assert screen([0, 9, 0, 20, 0], supported=False) == ({4: 20}, 16)  # the screen's own bar needs no vote
+    # what a strong fit is weighed against: the counts the screen did not pass on
+    assert screen([0, 9, 0, 20, 0]) == ({4: 20}, 16) and rivals == [[0, 9, 0, 0]]
+    # nothing screened: stage 2's own fits get the strong-fit rule, the screen's counts as rivals, counted from
+    # the supported bar (8) when the vote supports a stage-2 fit that reaches it, else from the screen's (16)
+    assert screen([0, 9, 0, 0, 0], aligned=26) is None
+    assert aligned_calls == [({0: True}, {1: 0, 2: 9, 3: 0, 4: 0, 5: 0})]
+    screen([0, 9, 0, 0, 0], aligned=26, supported=False)
+    assert aligned_calls == [({0: False}, {1: 0, 2: 0, 3: 0, 4: 0, 5: 0})]
 
 
 def test_the_warp_threshold_setting_takes_effect() -> None:

@@ -172,6 +172,7 @@ def _pairwise_stages(settings: Settings) -> tuple[Reranker | None, ChangeDetecto
                           screen=settings.stage2_screen, screen_min_inliers=settings.stage2_screen_min_inliers,
                           screen_lone_min_inliers=settings.stage2_screen_lone_min_inliers,
                           screen_strong_min_inliers=settings.stage2_screen_strong_min_inliers,
+                          screen_strong_supported_min_inliers=settings.stage2_screen_strong_supported_min_inliers,
                           colour_min_inliers=settings.stage2_colour_min_inliers,
                           colour_supported_min_inliers=settings.stage2_colour_supported_min_inliers)
     return Reranker.packaged(policy), ChangeDetector.packaged(

@@ -116,6 +116,10 @@ class Settings(BaseSettings):
                                                   "stage2_screen_min_inliers, becomes the match although PSEN calls the "
                                                   "pair different: a subject cut into another scene, a tight crop zoomed "
                                                   "back (0: off). BENCHMARKS.md, 'A strong fit', has the measurement.")
+    stage2_screen_strong_supported_min_inliers: int = Field(default=8, ge=0, le=1000, description="...or this many "
+                                                            "when the local-feature vote (local_votes) supports the "
+                                                            "candidate (0: no other bar). BENCHMARKS.md, 'cut-out "
+                                                            "subjects', has the measurement.")
     stage2_colour_min_inliers: int = Field(default=32, ge=0, le=1000, description="A candidate PSEN calls different "
                                            "although it aligns with this many RANSAC inliers is judged again with the "
                                            "query's colours matched to it (heavily filtered copies; 0: off). "

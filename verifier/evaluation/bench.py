@@ -127,6 +127,10 @@ def _query_record(q: Query, report: dict[str, Any], ev: Evidence, true_id: str |
             record["true_psen"] = None if at not in ev.stage2.psen else round(float(ev.stage2.psen[at]), 4)
             record["true_inliers"] = pair.alignment.inliers if pair is not None else ev.stage2.screened.get(at)
         record["p_absent"] = round(float(ev.stage2.p_absent), 4)
+        chosen = ev.stage2.pairs.get(ev.stage2.choice) if ev.stage2.choice is not None else None
+        if chosen is not None:  # what the answer stood on: its fit, and whether PSEN was overruled
+            record["match_inliers"] = chosen.alignment.inliers
+            record["by_geometry"] = ev.stage2.by_geometry
     if _added(report) is not None:
         record["added_content_fraction"] = _added(report)
     if ev.change is not None:

@@ -319,8 +319,9 @@ class Matcher:
         gate's) and the local-feature vote supports it (`SearchOutcome.supported`), it goes to
         PSEN with that bar. On 400 unregistered photos, six unrelated originals were such lone
         fits (8-11 inliers), none with a single vote; the seven true originals had 6-11. The one
-        screened candidate with `policy.screen_strong_min_inliers` needs no PSEN "same"
-        (`Reranker.promote`'s strong fit)."""
+        screened candidate with `policy.screen_strong_min_inliers` (or, supported by the vote,
+        `policy.screen_strong_supported_min_inliers`) needs no PSEN "same" (`Reranker.promote`'s
+        strong fit)."""
         assert outcome.query_vector is not None
         bar = max(r.policy.screen_min_inliers, self.min_inliers)
         lone = max(r.policy.screen_lone_min_inliers, self.min_inliers) if r.policy.screen_lone_min_inliers else bar
@@ -338,6 +339,9 @@ class Matcher:
         # Counting fits below the bar (RANSAC on more candidates, the mirrored pass on weak fits)
         # only pays where a lone fit could be promoted: some screened candidate has the vote's support.
         floor = min(bar, lone) if any(ids[i] in outcome.supported for i in todo) else bar
+        strong = r.policy.screen_strong_supported_min_inliers
+        if strong and any(ids[i] in outcome.supported and p.alignment.inliers >= strong for i, p in result.pairs.items()):
+            floor = min(floor, max(strong, self.min_inliers))  # the rivals of a supported strong fit count from its bar
         counts = screen_inliers(query_view.features, query_view.image.shape, feats, floor)
         rest = [j for j, n in enumerate(counts) if n < bar]
         if rest:  # a mirrored copy aligns only with the mirrored query's features (as in the aligner)
@@ -351,12 +355,14 @@ class Matcher:
             aligned_elsewhere = any(p.alignment.inliers >= lone for p in result.pairs.values())
             if len(fits) == 1 and not aligned_elsewhere and ids[next(iter(fits))] in outcome.supported:
                 screened, min_inliers = fits, lone
-        if not screened:
-            return result
+        if not screened:  # a fit stage 2 aligned itself may still be the strong one
+            return r.promote_aligned(result, {i: ids[i] in outcome.supported for i in result.pairs},
+                                     dict(zip(todo, counts, strict=True)))
         views = [self.view(ids[i]) for i in screened]
         vectors = self.search.vectors_for([ids[i] for i in screened])
         return r.promote(result, query_view, outcome.query_vector, screened, views, vectors, min_inliers,
-                         [ids[i] in outcome.supported for i in screened])
+                         [ids[i] in outcome.supported for i in screened],
+                         [n for i, n in zip(todo, counts, strict=True) if i not in screened])
 
     def _geometry_gate(self, result: Stage2Result, outcome: SearchOutcome) -> Stage2Result:
         """A stage-2 match needs evidence beyond the re-orderer's say-so: RANSAC inliers between

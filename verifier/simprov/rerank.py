@@ -26,7 +26,11 @@ than 30: transplant IR@1 0.62 -> 0.73 with the same false matches on 1,300 unreg
 for ~1 ms per extra candidate on queries without an aligned match (BENCHMARKS.md).
 A strong fit is the other exception (`screen_strong_min_inliers`): the only candidate at the
 screen's bar, aligned with 32 or more inliers, is promoted although PSEN calls the pair different
-(PSEN learned our generator's pairs, not a subject cut into another scene; `Stage2Result.by_geometry`).
+(PSEN learned our generator's pairs, not a subject cut into another scene; `Stage2Result.by_geometry`),
+or with `screen_strong_supported_min_inliers` (8) when the local-feature vote supports it: a cut-out
+subject keeps 9-31 inliers against its original, while unrelated lone fits of 8-11 had no vote
+(BENCHMARKS.md, "A family nothing was tuned on: cut-out subjects"). When the screen finds nothing,
+the same rule applies to the candidates stage 2 aligned itself (`Reranker.promote_aligned`).
 `verifier bench` measures the accuracy this costs (`--compare-exhaustive`; the setting
 `VERIFIER_STAGE2_EXHAUSTIVE` turns the rules off). The caller (`matching.Matcher`) fetches the
 views and vectors of the selected candidates and hands them to `Reranker.rerank`.
@@ -35,7 +39,7 @@ views and vectors of the selected candidates and hands them to `Reranker.rerank`
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -69,6 +73,7 @@ class Stage2Policy:
     screen_min_inliers: int = 16  # what a screened candidate needs to be promoted (twice the gate's bar)
     screen_lone_min_inliers: int = 8  # ... or this many when no other candidate has as many and the vote supports it (0: off)
     screen_strong_min_inliers: int = 32  # a screened fit this strong, alone at the screen's bar, needs no PSEN "same" (0: off)
+    screen_strong_supported_min_inliers: int = 8  # ... or this many when the local-feature vote supports it (0: no other bar)
     colour_min_inliers: int = 32  # a pair PSEN rejects with this many inliers is judged again colour-matched (0: off)
     colour_supported_min_inliers: int = 16  # ... or this many when the local-feature vote supports it (0: no other bar)
 
@@ -231,13 +236,15 @@ class Reranker:
         return Stage2Result(choice, float(probs[best]), float(probs[LIST_SIZE]), dict(zip(chosen, map(float, scores))), dict(zip(chosen, pairs)), probs)
 
     def promote(self, result: Stage2Result, query: View, query_vector: np.ndarray, screened: dict[int, int],
-                views: list[View], vectors: np.ndarray, min_inliers: int, supported: Sequence[bool] | None = None) -> Stage2Result:
+                views: list[View], vectors: np.ndarray, min_inliers: int, supported: Sequence[bool] | None = None,
+                others: Sequence[int] = ()) -> Stage2Result:
         """PSEN on the screened candidates that aligned (`views`, `vectors` in the order of
         `screened`'s keys), then the one with the most inliers that PSEN calls the same image
         (P >= 0.5) replaces a result without an aligned match. An alignment needs `min_inliers`
         on both passes (the cheap count and the full alignment), so the promoted match passes
         the matcher's geometry gate on its own evidence. `result` is returned, with the screen
-        recorded, when none qualifies."""
+        recorded, when none qualifies. `others`: the inlier counts of the candidates the screen
+        did not pass on (rivals of a strong fit)."""
         order = list(screened)
         if len(views) != len(order) or len(vectors) != len(order):
             raise ValueError("one view and one vector per screened candidate")
@@ -245,7 +252,7 @@ class Reranker:
         psen = {**result.psen, **dict(zip(order, map(float, scores)))}
         aligned = {**result.pairs, **dict(zip(order, pairs))}
         ok = [i for i, p in zip(order, pairs) if psen[i] >= 0.5 and p.alignment.inliers >= min_inliers]
-        strong = [] if ok else self._strong_fit(result, order, pairs)
+        strong = [] if ok else self._strong_fit(result, order, pairs, bool(supported and supported[0]), others)
         if not ok and not strong:
             return replace(result, psen=psen, pairs=aligned, screened=screened)
         best = max(ok or strong, key=lambda i: (aligned[i].alignment.inliers, psen[i], -i))
@@ -253,7 +260,22 @@ class Reranker:
         return replace(result, choice=best, probability=reorderer_p, psen=psen, pairs=aligned, screened=screened,
                        promoted=True, gated=False, by_geometry=not ok)
 
-    def _strong_fit(self, result: Stage2Result, order: list[int], pairs: list[AlignedPair]) -> list[int]:
+    def promote_aligned(self, result: Stage2Result, supported: Mapping[int, bool], screened: Mapping[int, int]) -> Stage2Result:
+        """The strong-fit rule (`_strong_fit`) for a candidate stage 2 aligned itself, when the
+        screen found nothing to promote: PSEN saw that pair and called it different. A cut-out
+        subject whose original stage 1 ranked first (26 inliers, PSEN 0.31) was otherwise left
+        "not registered" while a lower-ranked one was promoted. `supported`: whether the vote
+        supports each candidate; `screened`: the screen's inlier counts, rivals like any other
+        fit. At most one candidate can clear: each is the others' rival."""
+        for i, pair in result.pairs.items():
+            if result.psen.get(i, 0.0) < 0.5 and self._strong_fit(result, [i], [pair], supported.get(i, False), screened.values()):
+                reorderer_p = float(result.probs[i]) if result.probs is not None else 0.0
+                return replace(result, choice=i, probability=reorderer_p, screened=dict(screened), promoted=True,
+                               gated=False, by_geometry=True)
+        return result
+
+    def _strong_fit(self, result: Stage2Result, order: list[int], pairs: list[AlignedPair], supported: bool = False,
+                    others: Iterable[int] = ()) -> list[int]:
         """The screened candidate whose full alignment has `screen_strong_min_inliers`, when it is
         the only candidate (screened, or aligned by stage 2) at the screen's bar: promoted although
         PSEN calls the pair different. PSEN learned our generator's pairs; a subject cut out of the
@@ -261,9 +283,20 @@ class Reranker:
         homography while PSEN gives it 0.45-0.47. Unrelated candidates reached 14 at most on 620
         queries without an aligned match (1,450 queries, 500 of them unregistered), the most being
         another shot of the same cat from the same sitting: hence the colour look's bar (32), not
-        the screen's, to overrule PSEN (BENCHMARKS.md, "A strong fit")."""
-        bar = self.policy.screen_strong_min_inliers
-        if not bar or len(order) != 1 or pairs[0].alignment.inliers < bar:
+        the screen's, to overrule PSEN (BENCHMARKS.md, "A strong fit").
+
+        When the local-feature vote supports that candidate (`supported`: its descriptors picked
+        it out of the whole registry, which a pairwise fit cannot say) it may instead clear
+        `screen_strong_supported_min_inliers`, with no other candidate aligned at that bar (or at
+        the screen's, if lower): the vote only adds answers, never removes one. `others`: inlier
+        counts of more rivals (the screen's, for a candidate stage 2 aligned)."""
+        if len(order) != 1:
             return []
-        rival = any(p.alignment.inliers >= self.policy.screen_min_inliers for i, p in result.pairs.items() if i not in order)
-        return [] if rival else order
+        p, inliers = self.policy, pairs[0].alignment.inliers
+        rivals = [q.alignment.inliers for i, q in result.pairs.items() if i not in order] + list(others)
+
+        def clears(bar: int) -> bool:
+            return bool(bar) and inliers >= bar and not any(n >= min(p.screen_min_inliers, bar) for n in rivals)
+
+        lower = p.screen_strong_supported_min_inliers
+        return order if clears(p.screen_strong_min_inliers) or (supported and clears(lower)) else []
