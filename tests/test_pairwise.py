@@ -632,6 +632,19 @@ def test_geometric_screen_promotes_a_deep_candidate_that_aligns(tmp_path: Path) 
     assert matcher(30, lone=8).rerank(uv, unrelated).choice is None
 
 
+def _transplant_case() -> tuple[Reranker, View, View]:
+    """The packaged reranker and a real transplant of the astronaut into the camera photo with
+    its original: the strong-fit tests' pair (PSEN's score is theirs to fix)."""
+    from verifier.simprov.edits import transplant
+
+    reranker = Reranker.packaged()
+    if reranker is None:
+        pytest.skip("stage-2 weights not shipped")
+    astronaut = photo("astronaut")
+    sample = transplant(astronaut, [photo("camera")], random.Random(3))
+    return reranker, View.of(sample.image), View.of(astronaut)
+
+
 def test_a_strong_fit_is_promoted_when_psen_says_different() -> None:
     """PSEN learned our generator's pairs; a subject cut into another scene can align with many
     inliers and still be called "different". The only screened candidate with
@@ -641,14 +654,8 @@ def test_a_strong_fit_is_promoted_when_psen_says_different() -> None:
     alignments are real."""
     from types import SimpleNamespace
 
-    from verifier.simprov.edits import transplant
-
-    reranker = Reranker.packaged()
-    if reranker is None:
-        pytest.skip("stage-2 weights not shipped")
-    astronaut, camera = photo("astronaut"), photo("camera")
-    sample = transplant(astronaut, [camera], random.Random(3))
-    query, original, other = View.of(sample.image), View.of(astronaut), View.of(photo("coffee"))
+    reranker, query, original = _transplant_case()
+    other = View.of(photo("coffee"))
     inliers = align_pair(query, original).alignment.inliers
     assert inliers >= 32  # a real strong fit, the rule's case
 
@@ -679,14 +686,8 @@ def test_a_fit_the_vote_supports_needs_less_geometry_to_overrule_psen() -> None:
     alignments are real; PSEN's score is fixed (its failure is the case)."""
     from types import SimpleNamespace
 
-    from verifier.simprov.edits import transplant
-
-    reranker = Reranker.packaged()
-    if reranker is None:
-        pytest.skip("stage-2 weights not shipped")
-    astronaut, camera = photo("astronaut"), photo("camera")
-    sample = transplant(astronaut, [camera], random.Random(3))
-    query, original, other = View.of(sample.image), View.of(astronaut), View.of(photo("coffee"))
+    reranker, query, original = _transplant_case()
+    other = View.of(photo("coffee"))
     inliers = align_pair(query, original).alignment.inliers
     assert inliers >= 20
 
@@ -723,14 +724,8 @@ def test_a_fit_stage_2_aligned_itself_gets_the_strong_fit_rule() -> None:
     supported by the vote from `screen_strong_supported_min_inliers`, otherwise from
     `screen_strong_min_inliers`; never beside a rival fit (stage 2's or the screen's), nor when
     PSEN called it the same image (the re-orderer's refusal then stands)."""
-    from verifier.simprov.edits import transplant
-
-    reranker = Reranker.packaged()
-    if reranker is None:
-        pytest.skip("stage-2 weights not shipped")
-    astronaut, camera = photo("astronaut"), photo("camera")
-    sample = transplant(astronaut, [camera], random.Random(3))
-    pair = align_pair(View.of(sample.image), View.of(astronaut))
+    reranker, query, original = _transplant_case()
+    pair = align_pair(query, original)
     inliers = pair.alignment.inliers
     assert inliers >= 20
     probs = np.zeros(LIST_SIZE + 1, np.float32)
