@@ -745,6 +745,7 @@ def test_a_fit_stage_2_aligned_itself_gets_the_strong_fit_rule() -> None:
     assert promote(True, lower=0).choice is None  # the rule off
     assert promote(True, screened={7: 9}).choice is None  # the screen found a rival at the supported bar
     assert promote(True, screened={7: 7}).choice == 2
+    assert promote(True, screened={7: 7, 8: 0}).screened == {7: 7}  # the screen's fits, as a screened promotion records them
     assert promote(True, psen=0.6).choice is None  # PSEN said "same" and the re-orderer still refused
 
 

@@ -114,6 +114,10 @@ class Stage2Result:
     promoted: bool = False  # the choice came from the geometric screen, not the re-orderer
     by_geometry: bool = False  # ... on its inliers alone: PSEN called the pair different (a strong fit)
 
+    def given(self, i: int) -> float:
+        """What the re-orderer gave candidate `i` (a promoted choice keeps it as its probability)."""
+        return float(self.probs[i]) if self.probs is not None else 0.0
+
     def order(self, n: int) -> list[int]:
         """Candidate indices best first by the re-orderer (its ranking for IR@k), a promoted
         choice first."""
@@ -256,8 +260,7 @@ class Reranker:
         if not ok and not strong:
             return replace(result, psen=psen, pairs=aligned, screened=screened)
         best = max(ok or strong, key=lambda i: (aligned[i].alignment.inliers, psen[i], -i))
-        reorderer_p = float(result.probs[best]) if result.probs is not None else 0.0  # what the re-orderer gave it
-        return replace(result, choice=best, probability=reorderer_p, psen=psen, pairs=aligned, screened=screened,
+        return replace(result, choice=best, probability=result.given(best), psen=psen, pairs=aligned, screened=screened,
                        promoted=True, gated=False, by_geometry=not ok)
 
     def promote_aligned(self, result: Stage2Result, supported: Mapping[int, bool], screened: Mapping[int, int]) -> Stage2Result:
@@ -269,9 +272,8 @@ class Reranker:
         fit. At most one candidate can clear: each is the others' rival."""
         for i, pair in result.pairs.items():
             if result.psen.get(i, 0.0) < 0.5 and self._strong_fit(result, [i], [pair], supported.get(i, False), screened.values()):
-                reorderer_p = float(result.probs[i]) if result.probs is not None else 0.0
-                return replace(result, choice=i, probability=reorderer_p, screened=dict(screened), promoted=True,
-                               gated=False, by_geometry=True)
+                return replace(result, choice=i, probability=result.given(i), screened={j: n for j, n in screened.items() if n},
+                               promoted=True, gated=False, by_geometry=True)
         return result
 
     def _strong_fit(self, result: Stage2Result, order: list[int], pairs: list[AlignedPair], supported: bool = False,
