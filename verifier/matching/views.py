@@ -103,11 +103,15 @@ class CandidateViews:
     def _legacy_path(self, original_id: uuid.UUID) -> Path:
         return self.directory / f"{original_id}.npz"
 
-    def put(self, original_id: uuid.UUID, img: Image.Image) -> View:
-        view = View.of(img)
+    def put(self, original_id: uuid.UUID, img: Image.Image, view: View | None = None) -> View:
+        """Keep `img`'s view (`view`, when the caller computed it already: batch ingest does so in
+        its decoding threads)."""
+        view = view if view is not None else View.of(img)
         if self.store != "none":
             image = io.BytesIO()
-            Image.fromarray(view.image).save(image, "WEBP", lossless=True, quality=100, method=4)
+            # Lossless at the fastest effort: 3 ms and 58 KB per 256-px working image, against 114 ms
+            # and 51 KB at quality=100/method=4 (40 bench photos); that encode was half of CPU ingest.
+            Image.fromarray(view.image).save(image, "WEBP", lossless=True, quality=0, method=0)
             feats = view.features if self.store == "full" else None
             atomic_write(self._path(original_id), encode_view(feats, view.size, view.full_size, image.getvalue()))
             self._legacy_path(original_id).unlink(missing_ok=True)
