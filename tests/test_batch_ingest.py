@@ -119,3 +119,46 @@ def test_cli_registers_a_folder_in_batches_and_resumes(cli_env: Path, signer: Si
     assert main(["register", "--publisher", "Wire", "--batch", "2", str(folder)]) == 1  # the unsigned PNG is refused
     err = capsys.readouterr().err
     assert "registered 2, already there 3, refused 1 (unsigned-original 1)" in err
+
+
+def test_batch_views_are_made_beside_the_embedding_and_equal_the_single_paths(
+        client: TestClient, service: Service, publisher_key: str, signer: SignerCredentials,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batch ingest computes each original's stage 2-3 view in its decoding threads while the
+    embedding runs, and the file it writes is the one `register` writes (same pixels, same SIFT)."""
+    import threading
+
+    from verifier.images import load_image
+    from verifier.matching.views import CandidateViews
+    from verifier.simprov.pairs import View
+
+    indexer = service.registry.indexer
+    threads: dict[str, set[int]] = {"view": set(), "embed": set()}
+    prepare_view, prepare_many = indexer.prepare_view, indexer.prepare_many  # type: ignore[union-attr]
+
+    def view(image: Image.Image) -> object:
+        threads["view"].add(threading.get_ident())
+        return prepare_view(image)
+
+    def many(images: list[Image.Image]) -> object:
+        threads["embed"].add(threading.get_ident())
+        return prepare_many(images)
+
+    monkeypatch.setattr(indexer, "prepare_view", view)
+    monkeypatch.setattr(indexer, "prepare_many", many)
+    datas = [_signed(signer, n) for n in NAMES[:3]]
+    body = _post(client, publisher_key, datas).json()
+    assert [x["status"] for x in body["results"]] == [201, 201, 201]
+    assert threads["view"] and threads["embed"] and not threads["view"] & threads["embed"]
+
+    settings = service.settings
+    fresh = CandidateViews(settings.views_dir, store=settings.views_store)  # the files, not the memory
+    for data, result in zip(datas, body["results"], strict=True):
+        _, image = load_image(data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels,
+                              max_side=settings.work_max_side)
+        expected = View.of(image)
+        got = fresh._read(uuid.UUID(result["original"]["id"]))
+        assert got is not None
+        np.testing.assert_array_equal(got.image, expected.image)
+        np.testing.assert_array_equal(got.features.points, expected.features.points)
+        np.testing.assert_array_equal(got.features.descriptors, np.clip(expected.features.descriptors, 0, 255).astype(np.uint8))

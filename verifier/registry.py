@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import re
 import threading
 import uuid
@@ -74,8 +75,13 @@ class Indexer(Protocol):
     def stage(self, session: Session, original_id: uuid.UUID, prepared: Any) -> Any:
         """Rows written in the registration's own transaction (its vector)."""
 
-    def committed(self, original_id: uuid.UUID, image: Image.Image, staged: Any) -> None:
-        """After the commit: make the original searchable (index, stage 2-3 views)."""
+    def prepare_view(self, image: Image.Image) -> Any:
+        """The stage 2-3 data of a new original (pure, CPU): batch ingest computes it in its
+        decoding threads beside the batch's embedding instead of one by one after the commit."""
+
+    def committed(self, original_id: uuid.UUID, image: Image.Image, staged: Any, view: Any = None) -> None:
+        """After the commit: make the original searchable (index, stage 2-3 views; `view` from
+        `prepare_view` when computed already)."""
 
     def forget(self, original_id: uuid.UUID) -> None:
         """After a delete: the original must no longer be found."""
@@ -142,6 +148,7 @@ class Prepared:
     summary: ManifestSummary | None = None
     vectors: Any = None
     error: VerifierError | None = None
+    view: Any = None  # the indexer's `prepare_view`, when computed before the commit (batch ingest)
 
 
 def check_provenance(data: bytes, mime: str, settings: Settings) -> ManifestSummary:
@@ -194,6 +201,7 @@ class _Checked:
     image: Image.Image
     summary: ManifestSummary
     vectors: Any = None
+    view: Any = None
 
 
 @dataclass(frozen=True)
@@ -305,15 +313,19 @@ class Registry:
     def register_batch(self, items: list[tuple[bytes, OriginalMetadata | None]], publisher_id: uuid.UUID, *,
                        api_key_id: uuid.UUID | None = None) -> list[Registration | VerifierError]:
         """`register` for many originals: the same checks and refusals per item, decoding and
-        C2PA validation in parallel threads, one transaction for all that pass. Idempotent (a
-        re-run answers `created=False`), so a killed bulk job is resumed by running it again.
-        A refusal is returned in its slot."""
-        with ThreadPoolExecutor(max_workers=max(1, min(self.settings.workers + 1, len(items)))) as pool:
+        C2PA validation in parallel threads (one per core, at least `workers` + 1), then the
+        originals' stage 2-3 views in those threads while this one runs the batch's embedding, and
+        one transaction for all that pass. Idempotent (a re-run answers `created=False`), so a
+        killed bulk job is resumed by running it again. A refusal is returned in its slot."""
+        threads = max(1, min(max(self.settings.workers + 1, os.cpu_count() or 1), len(items)))
+        with ThreadPoolExecutor(max_workers=threads) as pool:
             prepared = list(pool.map(lambda item: prepare_original(item[0], self.settings), items))
-        if self.indexer is not None:  # one pass per micro-batch (one image on CPU, 64 on a GPU)
-            ok = [i for i, p in enumerate(prepared) if p.image is not None]
-            for i, vectors in zip(ok, self.indexer.prepare_many([prepared[i].image for i in ok]), strict=True):
-                prepared[i] = replace(prepared[i], vectors=vectors)
+            if self.indexer is not None:  # one pass per micro-batch (one image on CPU, 64 on a GPU)
+                indexer = self.indexer
+                ok = [i for i, p in enumerate(prepared) if p.image is not None]
+                views = [pool.submit(indexer.prepare_view, prepared[i].image) for i in ok]
+                for i, vectors, view in zip(ok, indexer.prepare_many([prepared[i].image for i in ok]), views, strict=True):
+                    prepared[i] = replace(prepared[i], vectors=vectors, view=view.result())
         return self.commit_prepared(prepared, [m for _, m in items], [d for d, _ in items], publisher_id,
                                     api_key_id=api_key_id)
 
@@ -345,7 +357,7 @@ class Registry:
                 assert p.info is not None and p.image is not None and p.summary is not None
                 self._check_signer(p.summary, publisher_id)
                 vectors = p.vectors if p.vectors is not None or self.indexer is None else self.indexer.prepare(p.image)
-                checked.append(_Checked(i, p.info, p.image, p.summary, vectors))
+                checked.append(_Checked(i, p.info, p.image, p.summary, vectors, p.view))
             except VerifierError as exc:
                 self._audit_refusal(exc, actor, p.sha256)
                 results[i] = exc
@@ -405,7 +417,7 @@ class Registry:
             raise
         for (c, original, _, _), stage in zip(rows, staged, strict=True):
             if indexer is not None:
-                indexer.committed(original.id, c.image, stage)
+                indexer.committed(original.id, c.image, stage, c.view)
             results[c.index] = Registration(self.store.get(original.id), created=True)
         log.info("registered %d originals in one transaction", len(rows))
 

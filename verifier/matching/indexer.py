@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from verifier.matching.matcher import Matcher
 from verifier.matching.search import ProvenanceSearch, Stage1Vectors
 from verifier.matching.views import CandidateViews
+from verifier.simprov.pairs import View
 from verifier.storage.models import Embedding
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,16 @@ class SearchIndexer:
     def stage(self, session: Session, original_id: uuid.UUID, prepared: Stage1Vectors) -> tuple[list[Embedding], Stage1Vectors]:
         return self.search.stage(session, original_id, prepared), prepared
 
-    def committed(self, original_id: uuid.UUID, image: Image.Image, staged: tuple[list[Embedding], Stage1Vectors]) -> None:
+    def prepare_view(self, image: Image.Image) -> View | None:
+        return View.of(image) if self.views is not None else None
+
+    def committed(self, original_id: uuid.UUID, image: Image.Image, staged: tuple[list[Embedding], Stage1Vectors],
+                  view: View | None = None) -> None:
         rows, vectors = staged
         self.search.commit_added(rows, vectors)
         if self.views is not None:
             try:
-                self.views.put(original_id, image)
+                self.views.put(original_id, image, view)
             except OSError as exc:  # derived data: recomputed on first use
                 log.warning("could not cache the view of %s: %s", original_id, exc)
 
