@@ -155,3 +155,36 @@ def test_cpu_networks_run_channels_last_with_unchanged_outputs() -> None:
     np.testing.assert_allclose(before[0], after[0], atol=1e-5)
     assert before[1][0] == pytest.approx(after[1][0], abs=1e-5)
     np.testing.assert_allclose(before[1][1], after[1][1], atol=1e-5)
+
+
+def test_a_large_batch_is_preprocessed_in_threads_with_the_same_vectors() -> None:
+    """Issue 15: batch preprocessing runs in threads (it capped GPU embedding at ~200 images/s);
+    the tensors and vectors are those of one image at a time."""
+    import os
+    import threading
+
+    from verifier.simprov import embedding
+    from verifier.simprov.regions import RegionEmbedder
+
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (90 + 13 * i, 160, 3), dtype=np.uint8)) for i in range(embedding.PARALLEL_FROM + 2)]
+    threads: set[int] = set()
+
+    def record(im: Image.Image) -> torch.Tensor:
+        threads.add(threading.get_ident())
+        return embedding.to_tensor(im, 64)
+
+    got = embedding.each(record, images)
+    if (os.cpu_count() or 1) > 1:
+        assert len(threads) > 1 and threading.get_ident() not in threads
+    for t, im in zip(got, images, strict=True):
+        assert torch.equal(t, embedding.to_tensor(im, 64))
+    threads.clear()
+    embedding.each(record, images[:2])
+    assert threads == {threading.get_ident()}  # a small batch stays on the caller's thread
+
+    model = get_embedder("auto")
+    np.testing.assert_allclose(model.embed(images), np.concatenate([model.embed([im]) for im in images]), atol=1e-4)
+    regions = RegionEmbedder()
+    np.testing.assert_allclose(regions.embed_regions(images), np.concatenate([regions.embed_regions([im]) for im in images]),
+                               atol=1e-4)

@@ -28,7 +28,7 @@ from PIL import Image
 from verifier.simprov import catalog
 from verifier.simprov.catalog import REGIONS_ID, file_sha256
 from verifier.simprov.device import place, to_numpy
-from verifier.simprov.embedding import BackboneGeMNet, to_tensor
+from verifier.simprov.embedding import BackboneGeMNet, each, to_tensor
 from verifier.simprov.nn.fuse import fuse_conv_bn
 from verifier.simprov.nn.whiten import Whitening
 
@@ -50,6 +50,11 @@ def region_crops(img: Image.Image) -> tuple[Image.Image, list[Image.Image]]:
     return work, crops
 
 
+def _tensors(img: Image.Image) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    whole, crops = region_crops(img)
+    return to_tensor(whole, GLOBAL_SIZE), [to_tensor(c, CROP_SIZE) for c in crops]
+
+
 class RegionFeatures(torch.nn.Module):
     """Raw (unwhitened) GeM descriptors of the 10 regions: images -> (N, 10, 1280)."""
 
@@ -59,10 +64,9 @@ class RegionFeatures(torch.nn.Module):
 
     def raw(self, images: list[Image.Image]) -> torch.Tensor:
         wholes, crops = [], []
-        for im in images:
-            whole, cs = region_crops(im)
-            wholes.append(to_tensor(whole, GLOBAL_SIZE))
-            crops.extend(to_tensor(c, CROP_SIZE) for c in cs)
+        for whole, cs in each(_tensors, images):
+            wholes.append(whole)
+            crops.extend(cs)
         pool = self.net.pool
         device = next(self.parameters()).device
         g = pool(self.net.backbone.forward_features(torch.stack(wholes).to(device)))  # (N, 1280)
