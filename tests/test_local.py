@@ -155,6 +155,39 @@ def test_lists_on_disk_follow_additions_and_removals_as_memory_does(tmp_path: Pa
     assert disk.vote(queries[3]) == memory.vote(queries[3]) and len(disk) == 400
 
 
+@pytest.mark.parametrize("layout", ["exact", "ivf", "disk"])
+def test_new_keys_added_at_once_vote_as_added_one_by_one(tmp_path: Path, layout: str) -> None:
+    """`add_new` (the vote index's sync: keys are never reused) skips the removal `add` makes and
+    adds all keys in one call; the neighbours and votes are the same."""
+    import faiss
+
+    threshold = 10**9 if layout == "exact" else 2000
+    lists = {"lists_dir": tmp_path / "a"} if layout == "disk" else {}
+    at_once = LocalFeatureIndex(ivf_threshold=threshold, nprobe=64, **lists)  # type: ignore[arg-type]
+    one_by_one = LocalFeatureIndex(ivf_threshold=threshold, nprobe=64,
+                                   **({"lists_dir": tmp_path / "b"} if layout == "disk" else {}))  # type: ignore[arg-type]
+    base = {key: _descriptors(300, key) for key in range(8)}
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # both IVFs' HNSW quantizers built alike
+    try:
+        for index in (at_once, one_by_one):
+            index.build(list(base.items()))
+    finally:
+        faiss.omp_set_num_threads(threads)
+    new = [(8, _descriptors(300, 8)), (9, np.zeros((0, 128), np.float32)), (10, base[2][:120] + 1)]
+    at_once.add_new(new)
+    for key, d in new:
+        one_by_one.add(key, d)
+    assert at_once.kind == one_by_one.kind == {"exact": "exact", "ivf": "ivf-rabitq", "disk": "ivf-rabitq"}[layout]
+    assert len(at_once) == len(one_by_one) == 8 * 300 + 300 + 120
+    for key in (2, 5, 8, 10):
+        q = (base.get(key, dict(new).get(key)))[:100] + np.random.default_rng(key).normal(0, 2, (100, 128)).astype(np.float32)
+        (d1, i1), (d2, i2) = at_once._search(q, 4), one_by_one._search(q, 4)
+        assert np.array_equal(d1, d2) and np.array_equal(i1, i2)
+        assert at_once.vote(q) == one_by_one.vote(q)
+    assert at_once.vote(new[0][1][:100]).get(8, 0) >= 80
+
+
 def test_a_truncated_lists_file_is_refused_not_read(tmp_path: Path) -> None:
     """A lists file cut short (disk full, a partial copy) would be read past its end through the
     mapping, which kills the process: restoring it is a ValueError (the service rebuilds)."""

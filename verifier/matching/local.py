@@ -135,8 +135,7 @@ class LocalSearch:
             self.save()
             log.info("local-feature index: %d originals, %d descriptors, %s", len(self), len(self.index), self.index.kind)
         else:
-            for key, d in keyed:
-                self.index.add(key, d)
+            self.index.add_new(keyed)  # keys are never reused: nothing to replace
         self._compact()
         return len(found), len(gone)
 
