@@ -13,7 +13,7 @@
 #   verify_laps*.txt    a registered copy of the small dev set, verification's p50/p95 per stage
 #                       (scripts/profile_verify.py), with the default threads and with OMP_NUM_THREADS=1
 #   verify_profile.txt  the same under cProfile (all threads' calls on Python 3.12)
-#   ingest_profile.txt  batch ingest, originals/s and where its time goes
+#   ingest_profile*.txt batch ingest, originals/s and where its time goes (views in threads / after)
 #   ingest.json, bench.json  bench-ingest --batch and bench on the whole set, when time is left
 # About 8 minutes on one H200. DEVICE=cpu N=6 REPS=5 BATCH=8 N_PROFILE=16 tries it on a CPU.
 set -uo pipefail
@@ -48,6 +48,9 @@ timeout 60 "$py" scripts/profile_verify.py --data-dir "$reg" --queries "$data/de
 step "batch ingest under cProfile"
 timeout 60 "$py" scripts/gpu_ingest_profile.py --photos "$data/shared/datasets/photos" --n "${N_PROFILE:-256}" \
   --batch "${BATCH:-64}" --out "$out/ingest_profile.txt" 2>&1 | quiet | tail -2 || status=1
+step "batch ingest under cProfile, the views after the commit (experiment)"
+timeout 60 "$py" scripts/gpu_ingest_profile.py --photos "$data/shared/datasets/photos" --n "${N_PROFILE:-256}" \
+  --batch "${BATCH:-64}" --views after --out "$out/ingest_profile_after.txt" 2>&1 | quiet | tail -2 || status=1
 
 if [ -n "${FULL:-}" ]; then
   step "bench-ingest, one by one and in batches"
