@@ -165,6 +165,29 @@ def test_bench_ingest_catches_copies_and_refuses_no_distinct_photo(tmp_path: Pat
     assert main(["bench-ingest", "--photos", str(photos), "--n", "60", "--out", str(out)]) == 2
 
 
+def test_bench_ingest_names_the_photo_it_refused(tmp_path: Path) -> None:
+    """A refusal among the distinct photos is reported with the photo and the reason, so that a
+    false refusal can be looked at (the H200 run counted one and could not say which)."""
+    skdata = pytest.importorskip("skimage.data")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    coffee = Image.fromarray(skdata.coffee()).convert("RGB")
+    coffee.save(photos / "coffee.jpg", quality=92)
+    coffee.resize((coffee.width * 3 // 4, coffee.height * 3 // 4)).save(photos / "coffee-small.jpg", quality=85)
+    Image.fromarray(skdata.rocket()).convert("RGB").save(photos / "rocket.jpg", quality=92)
+    with (photos / "index.csv").open("w", newline="") as fh:
+        fh.write("path,source,split\n" + "".join(f"{n}.jpg,skimage,test\n" for n in ("coffee", "coffee-small", "rocket")))
+    out = tmp_path / "ingest.json"
+    # seed 4 samples coffee-small, coffee, rocket: the two coffees go to publishers A and B (alternately)
+    assert main(["bench-ingest", "--photos", str(photos), "--n", "3", "--copies", "0", "--seed", "4", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert results["off"]["refused"] == []
+    refused = results["on"]["refused"]
+    assert len(refused) == results["false_refusals"] == 1
+    assert refused[0]["photo"] == "coffee.jpg" and refused[0]["reason"] == "already-registered"
+    assert "registered by 'Bench A'" in refused[0]["detail"]
+
+
 def test_bench_store_reads_every_vector_of_a_shortlist(tmp_path: Path, database_url: str,
                                                       monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """`verifier bench-store` fills the real schema (migrations, COPY) and times the service's own

@@ -122,15 +122,17 @@ def _run(originals: list[tuple[int, bytes]], copies: list[tuple[str, bytes]], ca
 
         service.matcher.rerank = counted  # type: ignore[method-assign]
         outcomes: dict[str, int] = {}
+        refused: list[dict[str, Any]] = []  # which of the distinct photos, and why: a false refusal is read, not counted
         latencies: list[float] = []
         start = time.perf_counter()
-        for who, data in tqdm(originals, desc=f"register (check {'on' if check else 'off'})", unit="img"):
+        for i, (who, data) in enumerate(tqdm(originals, desc=f"register (check {'on' if check else 'off'})", unit="img")):
             t0 = time.perf_counter()
             try:
                 service.registry.register(data, pubs[who])
                 outcome = "registered"
             except VerifierError as exc:
                 outcome = exc.slug
+                refused.append({"index": i, "reason": exc.slug, "detail": exc.detail})
             latencies.append((time.perf_counter() - t0) * 1000)
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
         elapsed = time.perf_counter() - start
@@ -146,7 +148,7 @@ def _run(originals: list[tuple[int, bytes]], copies: list[tuple[str, bytes]], ca
     q = statistics.quantiles(latencies, n=20)
     return {"duplicate_check": check, "n": len(originals), "seconds": round(elapsed, 2),
             "originals_per_s": round(len(originals) / elapsed, 3), "latency_ms": {"p50": round(q[9], 1), "p95": round(q[18], 1)},
-            "outcomes": outcomes, "stage2_runs": originals_stage2, "copies_of_a_by_b": copy_outcomes}
+            "outcomes": outcomes, "refused": refused, "stage2_runs": originals_stage2, "copies_of_a_by_b": copy_outcomes}
 
 
 def _run_batch(originals: list[tuple[int, bytes]], cas: list[bytes], batch: int, embedder: Any) -> dict[str, Any]:
@@ -203,6 +205,9 @@ def run_bench_ingest(photos_dir: Path, n: int, copies: int, seed: int, command: 
     embedder = get_embedder("auto")
     off = _run(originals, resigned, [c.cert_pem for c in cas], False, embedder)
     on = _run(originals, resigned, [c.cert_pem for c in cas], True, embedder)
+    for run in (off, on):
+        for item in run["refused"]:
+            item["photo"] = str(photos[item.pop("index")].relative_to(photos_dir))
     slowdown = off["originals_per_s"] / on["originals_per_s"] - 1 if on["originals_per_s"] else None
     batched = _run_batch(originals, [c.cert_pem for c in cas], batch, embedder) if batch > 1 else None
     on_ray = _run_ray(originals, [c.cert_pem for c in cas], max(batch, 1), ray_workers, embedder) if ray_workers else None
