@@ -510,7 +510,8 @@ def test_v2_view_files_are_read_and_upgraded_bit_for_bit(tmp_path: Path, caplog:
     assert not views.legacy_files() and len(list(folder.glob("*.view"))) == 2
     new = (folder / f"{full}.view").read_bytes()
     # the v3 writer's file around the v2 file's own WebP bytes (not encoded again: the pixels are lossless either way)
-    assert new[:8] == views_mod.MAGIC and new == views_mod.encode_view(ref.features, ref.size, ref.full_size, webp)
+    same = new == views_mod.encode_view(ref.features, ref.size, ref.full_size, webp)  # a bool: pytest's diff of
+    assert new[:8] == views_mod.MAGIC and same  # two 100 KB byte strings on failure runs for tens of minutes
     written = (tmp_path / "ref" / f"{next((tmp_path / 'ref').glob('*.view')).stem}.view").read_bytes()
     assert new[:16] == written[:16] and len(written) != len(new)  # same header start; put() encodes at the fast effort
     # the command an operator runs: the same, from the data directory's views
@@ -520,7 +521,8 @@ def test_v2_view_files_are_read_and_upgraded_bit_for_bit(tmp_path: Path, caplog:
     (data / "views").mkdir(parents=True)
     _v2_file(data / "views" / f"{full}.npz", ref)
     assert main(["--data-dir", str(data), "index", "upgrade-views"]) == 0
-    assert (data / "views" / f"{full}.view").read_bytes() == new and not views_mod.CandidateViews(data / "views").legacy_files()
+    same = (data / "views" / f"{full}.view").read_bytes() == new
+    assert same and not views_mod.CandidateViews(data / "views").legacy_files()
     # a header that lies about the file is a torn file: recomputed, never trusted
     head = bytearray(new)
     head[12:16] = (10**6).to_bytes(4, "little", signed=True)  # n features beyond the file
