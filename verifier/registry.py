@@ -317,7 +317,8 @@ class Registry:
         originals' stage 2-3 views in those threads while this one runs the batch's embedding, and
         one transaction for all that pass. Idempotent (a re-run answers `created=False`), so a
         killed bulk job is resumed by running it again. A refusal is returned in its slot."""
-        threads = max(1, min(max(self.settings.workers + 1, os.cpu_count() or 1), len(items)))
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)  # a container's set
+        threads = max(1, min(max(self.settings.workers + 1, cpus), len(items)))
         with ThreadPoolExecutor(max_workers=threads) as pool:
             prepared = list(pool.map(lambda item: prepare_original(item[0], self.settings), items))
             if self.indexer is not None:  # one pass per micro-batch (one image on CPU, 64 on a GPU)

@@ -9,12 +9,22 @@ kept channels-last (`place`)."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import numpy as np
 import torch
 
 DEVICES = ("auto", "cpu", "cuda")
+
+
+def usable_cpus() -> int:
+    """Cores this process may run on: its affinity (which a container's CPU set narrows), not the
+    host's count; at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def resolve(name: str) -> torch.device:

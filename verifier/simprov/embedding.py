@@ -7,7 +7,6 @@ names the exact weights, for the report.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,7 @@ from PIL import Image
 
 from verifier.simprov import catalog
 from verifier.simprov.catalog import BACKBONE_ID, EMBED_ID, file_sha256
-from verifier.simprov.device import inference, place, to_numpy
+from verifier.simprov.device import inference, place, to_numpy, usable_cpus
 from verifier.simprov.nn.efficientnet_lite import (
     LITE_MEAN,
     LITE_STD,
@@ -64,9 +63,10 @@ def each(fn: Callable[[Image.Image], T], images: list[Image.Image]) -> list[T]:
     """`fn` on every image, in one thread per core for a large batch: on a GPU the serial resize
     and normalisation capped the embedding at ~200 images/s (H200, 256 images, issue 15), while
     the network ran 14,000/s. PIL's resize and NumPy release the GIL; results are identical."""
-    if len(images) < PARALLEL_FROM or (os.cpu_count() or 1) < 2:
+    cpus = usable_cpus()
+    if len(images) < PARALLEL_FROM or cpus < 2:
         return [fn(im) for im in images]
-    with ThreadPoolExecutor(max_workers=min(len(images), os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=min(len(images), cpus)) as pool:
         return list(pool.map(fn, images))
 
 
