@@ -57,7 +57,7 @@ if [ -n "${FULL:-}" ]; then
     --copies 0 --batch "${BATCH:-64}" --seed 0 --out "$out/ingest.json" 2>&1 | quiet || status=1
   step "bench on the registered set"
   timeout 150 "$py" -m verifier.cli bench --queries "$data/dev/queries.csv" --registry-extra "$data/dev/registry" \
-    --baselines '' --seed 0 --data-dir "$reg" --out "$out/bench.json" 2>&1 | quiet | tail -20 || status=1
+    --baselines '' --seed 0 --data-dir "$reg" --no-measures --out "$out/bench.json" 2>&1 | quiet | tail -20 || status=1
 fi
 step "done"
 exit $status

@@ -128,6 +128,15 @@ def test_bench_on_a_tiny_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert records["queries/rocket.jpg"]["matched"] is None and records["queries/rocket.jpg"]["stage1_rank"] is None
     assert "IR@1" in capsys.readouterr().out
 
+    # a timing run (a short device lease): the same answers, without the AP and heatmap measures
+    assert main(["bench", "--queries", str(tmp_path / "q.csv"), "--registry-extra", str(extra), "--benign-variants", "1",
+                 "--baselines", "", "--holdout", "1", "--no-measures", "--out", str(out)]) == 0
+    timed = json.loads(out.read_text())
+    assert timed["ap_same_different"] is None and timed["heatmap_iou"] is None
+    assert {k: (v["verdicts"], v.get("stage12")) for k, v in timed["kinds"].items()} == {
+        k: (v["verdicts"], v.get("stage12")) for k, v in kinds.items()}
+    assert timed["latency_ms"]["total"]["p50"] > 0
+
 
 def test_bench_refuses_a_data_dir_whose_registry_is_one_level_down(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # `cp -a kept-reg copy` into an existing `copy` nests the registry; registering afresh beside it would take an hour

@@ -52,7 +52,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         args.queries, registry_extra=args.registry_extra or [], benign_variants_n=args.benign_variants,
         seed=args.seed, baselines=baselines, command=command, compare_exhaustive=args.compare_exhaustive,
         sample=args.sample, data_dir=args.data_dir, register_only=args.register_only, large_share=args.large_share,
-        holdout=args.holdout,
+        holdout=args.holdout, measures=not args.no_measures,
     )
     if args.register_only:
         print(json.dumps(results))
@@ -240,6 +240,8 @@ def add_parsers(sub: Any) -> None:
                    "(phone-size uploads); latency reported for them apart (total_12mp)")
     p.add_argument("--holdout", type=_non_negative, default=0,
                    help="delete N registered distractors and query benign copies of them (false matches on more photos)")
+    p.add_argument("--no-measures", action="store_true",
+                   help="skip the per-query AP and heatmap measures: retrieval, verdicts and latency only (timing runs)")
     p.add_argument("--compare-exhaustive", action="store_true",
                    help="also re-run stage 2 with PSEN on all its candidates (what the skip rules cost)")
     p.add_argument("--out", type=Path, required=True)

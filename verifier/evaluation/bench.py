@@ -155,7 +155,10 @@ def run_bench(
     register_only: bool = False,
     large_share: float = 0.0,
     holdout: int = 0,
+    measures: bool = True,
 ) -> dict[str, Any]:
+    """`measures` False skips the per-query AP and heatmap measures (and their ImageNet backbone on
+    the CPU): retrieval, verdicts and latency only, for timing runs on a short device lease."""
     queries = read_queries(queries_csv)
     if sample and sample < len(queries):
         queries = random.Random(seed).sample(queries, sample)
@@ -208,7 +211,7 @@ def run_bench(
         matched_exhaustive: dict[str, list[bool]] = defaultdict(list)
         stage2_ran: dict[str, list[int]] = defaultdict(list)
         matcher = service.matcher
-        pairwise = PairwiseMeasures() if matcher.reranker is not None else None
+        pairwise = PairwiseMeasures() if matcher.reranker is not None and measures else None
         exhaustive: Reranker | None = None
         if compare_exhaustive and matcher.reranker is not None:
             exhaustive = matcher.reranker.with_policy(dataclasses.replace(matcher.reranker.policy, exhaustive=True))
@@ -282,7 +285,7 @@ def run_bench(
             entry: dict[str, Any] = {"n": n, "verdicts": dict(verdicts[kind])}
             if kind != "distinct":
                 entry["stage1"] = ir_at_k(ranks[kind])
-                entry["stage12"] = ir_at_k(ranks12[kind]) if pairwise is not None else None
+                entry["stage12"] = ir_at_k(ranks12[kind]) if matcher.reranker is not None else None
                 if stage2_ran[kind]:
                     entry["stage2_psen_pairs_mean"] = round(float(np.mean(stage2_ran[kind])), 3)
                 entry["matched_true_original"] = round(float(np.mean(matched[kind])), 4)
