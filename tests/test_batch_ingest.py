@@ -162,3 +162,24 @@ def test_batch_views_are_made_beside_the_embedding_and_equal_the_single_paths(
         np.testing.assert_array_equal(got.image, expected.image)
         np.testing.assert_array_equal(got.features.points, expected.features.points)
         np.testing.assert_array_equal(got.features.descriptors, np.clip(expected.features.descriptors, 0, 255).astype(np.uint8))
+
+
+def test_degenerate_images_in_a_batch_are_answered_in_their_slots(client: TestClient, service: Service,
+                                                                   publisher_key: str, signer: SignerCredentials) -> None:
+    """The views made in the batch's threads meet whatever decodes: a 1x1 pixel, a 1-px strip, a
+    flat grey image (no SIFT features). Each gets its own answer (created, or a clean refusal in
+    its slot), never a failed batch; the created ones have a view file."""
+    from verifier.matching.views import CandidateViews
+
+    images = [Image.new("RGB", (1, 1), (200, 30, 30)), Image.new("RGB", (1, 2000), (30, 200, 30)),
+              Image.new("L", (640, 480), 128).convert("RGB"), photo("coffee")]
+    datas = [sign_image(encode(im, "JPEG", quality=90), "image/jpeg", signer, ManifestDefinition(title=f"d{i}.jpg"))
+             for i, im in enumerate(images)]
+    r = _post(client, publisher_key, datas)
+    assert r.status_code == 200, r.text
+    statuses = [x["status"] for x in r.json()["results"]]
+    assert all(s == 201 or 400 <= s < 500 for s in statuses) and statuses[-1] == 201
+    fresh = CandidateViews(service.settings.views_dir, store=service.settings.views_store)
+    for x in r.json()["results"]:
+        if x["status"] == 201:
+            assert fresh._read(uuid.UUID(x["original"]["id"])) is not None
