@@ -183,3 +183,23 @@ def test_degenerate_images_in_a_batch_are_answered_in_their_slots(client: TestCl
     for x in r.json()["results"]:
         if x["status"] == 201:
             assert fresh._read(uuid.UUID(x["original"]["id"])) is not None
+
+
+def test_a_resent_batch_embeds_only_what_is_new(client: TestClient, service: Service, publisher_key: str,
+                                                signer: SignerCredentials, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch resent after a failure, and a file repeated within a batch, cost no embedding and
+    no view: those answers come from the registry before either is needed."""
+    indexer = service.registry.indexer
+    embedded: list[int] = []
+    viewed: list[int] = []
+    prepare_view, prepare_many = indexer.prepare_view, indexer.prepare_many  # type: ignore[union-attr]
+    monkeypatch.setattr(indexer, "prepare_view", lambda image: viewed.append(1) or prepare_view(image))
+    monkeypatch.setattr(indexer, "prepare_many", lambda images: embedded.append(len(images)) or prepare_many(images))
+    first = [_signed(signer, n) for n in NAMES[:2]]
+    assert [x["status"] for x in _post(client, publisher_key, first).json()["results"]] == [201, 201]
+    assert (sum(embedded), len(viewed)) == (2, 2)
+    new = _signed(signer, NAMES[2])
+    body = _post(client, publisher_key, [*first, new, new]).json()
+    assert [x["status"] for x in body["results"]] == [200, 200, 201, 200]
+    assert body["results"][3]["original"]["id"] == body["results"][2]["original"]["id"]
+    assert (sum(embedded), len(viewed)) == (3, 3)  # the new file once

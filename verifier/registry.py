@@ -323,7 +323,12 @@ class Registry:
             prepared = list(pool.map(lambda item: prepare_original(item[0], self.settings), items))
             if self.indexer is not None:  # one pass per micro-batch (one image on CPU, 64 on a GPU)
                 indexer = self.indexer
-                ok = [i for i, p in enumerate(prepared) if p.image is not None]
+                # no vectors or views for what `commit_prepared` answers before needing them: a file
+                # the publisher registered already (a resumed batch) and repeats within the batch
+                known = self.store.registered_digests(publisher_id, sorted({p.sha256 for p in prepared if p.image is not None}))
+                first: dict[str, int] = {}
+                ok = [i for i, p in enumerate(prepared)
+                      if p.image is not None and p.sha256 not in known and first.setdefault(p.sha256, i) == i]
                 views = [pool.submit(indexer.prepare_view, prepared[i].image) for i in ok]
                 for i, vectors, view in zip(ok, indexer.prepare_many([prepared[i].image for i in ok]), views, strict=True):
                     prepared[i] = replace(prepared[i], vectors=vectors, view=view.result())
