@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 from tests.helpers import encode, photo_like, png_bomb
+from verifier import images
 from verifier.errors import CorruptImage, ImageTooLarge, NotAnImage, PayloadTooLarge
-from verifier.images import load_image, probe_image
+from verifier.evaluation.icc import ADOBE_RGB, matrix_profile
+from verifier.images import as_viewed, load_image, probe_image
 
 LIMITS = {"max_bytes": 5_000_000, "max_pixels": 10_000_000}
 
@@ -121,3 +125,98 @@ def test_float_grey_with_nan_and_infinities_decodes_cleanly() -> None:
     arr[0, 0], arr[0, 1], arr[0, 2] = np.nan, np.inf, -np.inf
     grey = _as_grey(encode(Image.fromarray(arr), "TIFF"))
     assert grey[0, 0] == 0 and grey[0, 1] == 255 and grey[0, 2] == 0 and abs(int(grey[5, 5]) - 128) <= 1
+
+
+# Colour profiles: a file is read as a viewer shows it, through its embedded ICC profile. An Adobe
+# RGB original (cameras, Photoshop) and the sRGB copy a platform made of it must come out alike.
+
+
+def _saturated(size: tuple[int, int] = (96, 64)) -> Image.Image:
+    """Strong reds, greens and blues with smooth ramps: where wide-gamut and sRGB values differ most."""
+    w, h = size
+    x = np.linspace(0, 255, w)[None, :].repeat(h, 0)
+    y = np.linspace(0, 255, h)[:, None].repeat(w, 1)
+    return Image.fromarray(np.stack([x, 255 - x, y], -1).astype(np.uint8), "RGB")
+
+
+def _in_adobe_rgb(img: Image.Image) -> tuple[Image.Image, bytes]:
+    profile = matrix_profile(ADOBE_RGB)
+    t = ImageCms.buildTransform(ImageCms.createProfile("sRGB"), ImageCms.ImageCmsProfile(io.BytesIO(profile)), "RGB", "RGB")
+    wide = t.apply(img)
+    wide.info.pop("icc_profile", None)  # Pillow would embed the transform's output profile when saving
+    return wide, profile
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "TIFF"])
+def test_a_wide_gamut_file_is_read_in_srgb(fmt: str) -> None:
+    srgb = _saturated()
+    wide, profile = _in_adobe_rgb(srgb)
+    raw = np.asarray(wide, np.int16)
+    assert np.abs(raw - np.asarray(srgb, np.int16)).max() > 40  # the profile matters for these colours
+    kw: dict[str, object] = {"quality": 95} if fmt == "JPEG" else {"lossless": True} if fmt == "WEBP" else {}
+    _, img = load_image(encode(wide, fmt, icc_profile=profile, **kw), **LIMITS)
+    err = np.abs(np.asarray(img, np.int16) - np.asarray(srgb, np.int16))
+    # 8-bit round trips through a gamma-2.2 space lose a few levels in the darkest tones; JPEG adds its own
+    mean, worst = (3.0, 48) if fmt == "JPEG" else (1.0, 10)
+    assert float(err.mean()) < mean and int(err.max()) <= worst
+    # the same pixels without their profile are shown as they are (what a viewer does too)
+    _, bare = load_image(encode(wide, fmt, **kw), **LIMITS)
+    assert np.abs(np.asarray(bare, np.int16) - np.asarray(srgb, np.int16)).max() > 40
+
+
+def test_an_srgb_profile_leaves_the_pixels_alone() -> None:
+    srgb = _saturated()
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    _, img = load_image(encode(srgb, "PNG", icc_profile=profile), **LIMITS)
+    assert np.array_equal(np.asarray(img), np.asarray(srgb))
+
+
+@pytest.mark.parametrize("profile", [b"garbage" * 40, b"\0" * 128, b"x"])
+def test_an_unreadable_profile_is_ignored(profile: bytes) -> None:
+    srgb = _saturated()
+    _, img = load_image(encode(srgb, "PNG", icc_profile=profile), **LIMITS)
+    assert np.array_equal(np.asarray(img), np.asarray(srgb))
+
+
+def test_an_oversized_profile_is_not_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    wide, profile = _in_adobe_rgb(_saturated())
+    data = encode(wide, "PNG", icc_profile=profile)
+    monkeypatch.setattr(images, "MAX_ICC_BYTES", len(profile) - 1)
+    _, img = load_image(data, **LIMITS)
+    assert np.array_equal(np.asarray(img), np.asarray(wide))
+
+
+def test_a_profile_of_another_colour_space_is_ignored() -> None:
+    """An RGB profile on a CMYK or grey file cannot be applied: the file decodes as without it."""
+    _, profile = _in_adobe_rgb(_saturated())
+    cmyk = _saturated().convert("CMYK")
+    _, with_profile = load_image(encode(cmyk, "JPEG", quality=95, icc_profile=profile), **LIMITS)
+    _, without = load_image(encode(cmyk, "JPEG", quality=95), **LIMITS)
+    assert np.array_equal(np.asarray(with_profile), np.asarray(without))
+    grey = _saturated().convert("L")
+    _, g = load_image(encode(grey, "PNG", icc_profile=profile), **LIMITS)
+    assert np.array_equal(np.asarray(g)[..., 0], np.asarray(grey))
+
+
+def test_transparency_survives_the_profile() -> None:
+    wide, profile = _in_adobe_rgb(_saturated())
+    rgba = wide.convert("RGBA")
+    alpha = np.full((wide.height, wide.width), 255, np.uint8)
+    alpha[:, :10] = 0
+    rgba.putalpha(Image.fromarray(alpha))
+    _, img = load_image(encode(rgba, "PNG", icc_profile=profile), **LIMITS)
+    got = np.asarray(img, np.int16)
+    assert (got[:, :10] == 255).all()  # transparent: white, as before
+    assert float(np.abs(got[:, 10:] - np.asarray(_saturated(), np.int16)[:, 10:]).mean()) < 1.0
+
+
+def test_large_uploads_and_local_data_are_managed_alike() -> None:
+    """The bounded decode of a large upload and `as_viewed` (training, benchmarks) apply the profile too."""
+    srgb = _saturated((1200, 800))
+    wide, profile = _in_adobe_rgb(srgb)
+    data = encode(wide, "JPEG", quality=95, icc_profile=profile)
+    _, small = load_image(data, **LIMITS, max_side=300)
+    ref = np.asarray(srgb.resize(small.size, Image.BICUBIC), np.int16)
+    assert np.abs(np.asarray(small, np.int16) - ref).mean() < 3
+    full = as_viewed(Image.open(io.BytesIO(data)))
+    assert np.abs(np.asarray(full, np.int16) - np.asarray(srgb, np.int16)).mean() < 3

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from verifier.errors import CorruptImage, ImageTooLarge, NotAnImage, PayloadTooLarge
+
+log = logging.getLogger(__name__)
 
 # Pillow format name -> MIME type. Formats that C2PA can carry and Pillow can decode.
 SUPPORTED_FORMATS: dict[str, str] = {
@@ -72,6 +76,7 @@ def load_image(data: bytes, *, max_bytes: int, max_pixels: int, max_side: int | 
         except Exception as exc:  # malformed headers make Pillow raise many things
             raise CorruptImage(f"cannot parse the image header: {exc}") from exc
         with img:
+            icc = _icc_profile(img)  # read before any conversion: Pillow's drop the profile
             fmt = img.format or ""
             if fmt not in SUPPORTED_FORMATS:
                 raise NotAnImage(f"image format {fmt or 'unknown'} is not supported")
@@ -90,14 +95,15 @@ def load_image(data: bytes, *, max_bytes: int, max_pixels: int, max_side: int | 
                 # What a viewer shows: EXIF orientation applied, first frame, RGB; one
                 # full-size copy at most (a huge PNG cannot be decoded at reduced scale).
                 ImageOps.exif_transpose(img, in_place=True)
-                rgb = _rgb_or_rgba(img)
+                rgb = _cmyk_to_srgb(img, icc)
+                rgb = _rgb_or_rgba(img) if rgb is None else rgb
                 if max_side is not None and max(rgb.size) > max_side:
                     scale = max_side / max(rgb.size)
                     target = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
                     rgb = rgb.resize(target, Image.BICUBIC, reducing_gap=2.0)  # alpha-weighted for RGBA
                 elif rgb is img:
                     rgb = img.copy()  # `img` is released when its file closes
-                rgb = _finish(rgb)
+                rgb = _finish(_to_srgb(rgb, icc if img.mode != "CMYK" else None))
             except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
                 raise ImageTooLarge(str(exc), limit=max_pixels) from exc
             except Exception as exc:  # OSError("image file is truncated"), SyntaxError, ...
@@ -187,7 +193,75 @@ def load_rgb(path: str | Path) -> Image.Image:
 
 
 def as_viewed(img: Image.Image) -> Image.Image:
-    """A new RGB image of `img` as `load_image` shows it (EXIF orientation, bit depth, alpha),
-    at full size: for trusted local data (training, benchmarks), which has no limits to check."""
-    rgb = _rgb_or_rgba(ImageOps.exif_transpose(img))  # a copy: nothing refers to the file after
-    return _finish(rgb)
+    """A new RGB image of `img` as `load_image` shows it (EXIF orientation, bit depth, alpha,
+    colour profile), at full size: for trusted local data (training, benchmarks), which has no
+    limits to check."""
+    icc = _icc_profile(img)
+    turned = ImageOps.exif_transpose(img)  # a copy: nothing refers to the file after
+    rgb = _cmyk_to_srgb(turned, icc)
+    rgb = _rgb_or_rgba(turned) if rgb is None else rgb
+    return _finish(_to_srgb(rgb, icc if turned.mode != "CMYK" else None))
+
+
+# -- colour profiles -------------------------------------------------------------------------
+#
+# A viewer shows a file's pixels through its embedded ICC profile. Cameras and Photoshop save in
+# Adobe RGB, phones in Display P3, print workflows in CMYK; the copies that circulate were mostly
+# converted to sRGB by the platform that re-encoded them, or had the profile stripped. Comparing
+# raw values would make an original and its faithful sRGB copy differ in every saturated colour,
+# so every image is decoded to sRGB as a viewer shows it (BENCHMARKS.md, "Colour profiles").
+
+MAX_ICC_BYTES = 4 << 20  # larger profiles (print LUTs are ~0.5-3 MB) are ignored: bounded parsing time
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+# every 16th level of each channel (17^3 colours): a profile whose transform moves none of them by
+# more than one level is sRGB (or close enough that converting would only add rounding)
+_RAMP = Image.fromarray(np.stack(np.meshgrid(*[np.minimum(np.arange(0, 257, 16), 255)] * 3, indexing="ij"), -1)
+                        .reshape(17, 289, 3).astype(np.uint8), "RGB")
+
+
+def _icc_profile(img: Image.Image) -> bytes | None:
+    p = img.info.get("icc_profile")
+    return p if isinstance(p, bytes) and 0 < len(p) <= MAX_ICC_BYTES else None
+
+
+@functools.lru_cache(maxsize=32)
+def _transform(profile: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
+    """A `mode` -> sRGB transform through `profile`; None when the profile cannot be read or built
+    for `mode` (a viewer then shows the raw values too), or is sRGB already. Cached by the
+    profile's bytes: most uploads carry one of a few common profiles. NOCACHE: LittleCMS's
+    one-pixel cache is not safe when threads share a transform (batch ingest decodes in threads)."""
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+        t = ImageCms.buildTransform(src, _SRGB, mode, "RGB", flags=ImageCms.Flags.NOCACHE)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError, SyntaxError) as exc:
+        log.debug("colour profile ignored: %s", exc)
+        return None
+    if mode == "RGB":
+        moved = np.abs(np.asarray(t.apply(_RAMP), np.int16) - np.asarray(_RAMP, np.int16)).max()
+        if moved <= 1:
+            return None
+    return t
+
+
+def _to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image:
+    """RGB or RGBA pixels in `icc`'s colour space as sRGB (alpha kept); other modes, images
+    without a usable RGB profile and sRGB ones unchanged."""
+    if icc is None or img.mode not in ("RGB", "RGBA"):
+        return img
+    t = _transform(icc, "RGB")
+    if t is None:
+        return img
+    if img.mode == "RGB":
+        return t.apply(img)
+    out = t.apply(img.convert("RGB"))
+    out.putalpha(img.getchannel("A"))
+    return out
+
+
+def _cmyk_to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image | None:
+    """A CMYK image through its profile to sRGB (None without one: Pillow's plain conversion,
+    which is what a viewer without colour management shows)."""
+    if img.mode != "CMYK" or icc is None:
+        return None
+    t = _transform(icc, "CMYK")
+    return t.apply(img) if t is not None else None
