@@ -17,6 +17,7 @@ from verifier.training import pairs as pairs_mod
 from verifier.training.pairs import (
     FILTER_PAIRS,
     PAIR_KINDS,
+    PIECE_PAIRS,
     PairTrainConfig,
     build_pairs,
     train_pairs,
@@ -179,3 +180,45 @@ def test_training_runs_without_the_service_libraries(tmp_path: Path) -> None:
     assert out.exists()
     blocked = subprocess.run([sys.executable, "-c", boot, "bench", "--help"], capture_output=True, text=True, timeout=120, check=False)
     assert blocked.returncode != 0 and "c2pa" in blocked.stderr  # the check has teeth: other commands need them
+
+
+def test_piece_pairs_teach_psen_only(tmp_path: Path) -> None:
+    """`--pieces`: per photo a piece of it inside another photo (same) and a piece of its
+    neighbour (distinct), family PIECE_PAIRS; the generator's pairs are unchanged, ChangeNet never
+    sees a piece pair, and `min_family_inliers` drops the pieces that did not align, as it drops
+    family edits (labelled "same" they would teach PSEN that looking alike is enough)."""
+    photos = _photos(tmp_path / "photos")
+    plain, pieces = tmp_path / "plain.npz", tmp_path / "pieces.npz"
+    build_pairs(photos, plain, seed=0, workers=1)
+    info = build_pairs(photos, pieces, seed=0, workers=1, pieces=True)
+    assert info["pairs"] == 6 * 7 and info["piece_pairs"] == 12 and info["family_pairs"] == 0
+    with np.load(plain) as a, np.load(pieces) as b:
+        f = b["family"]
+        piece = f == PIECE_PAIRS
+        assert sorted(b["kind"][piece].tolist()) == sorted([PAIR_KINDS.index("manip"), PAIR_KINDS.index("distinct")] * 6)
+        assert (b["grid"][piece].astype(np.float32) == 0).all()
+        np.testing.assert_array_equal(a["query"], b["query"][f == -1])
+        inliers, kind = b["inliers"], b["kind"]
+    same_piece = piece & (kind != PAIR_KINDS.index("distinct"))
+    assert PIECE_PAIRS not in pairs_mod._data(pieces, "change")["family"].tolist()
+    kept = pairs_mod._data(pieces, "psen", min_family_inliers=10**6)  # every same-piece pair is under this bar
+    assert (kept["family"] == PIECE_PAIRS).sum() == (piece & ~same_piece).sum()
+    assert len(pairs_mod._data(pieces, "psen")["kind"]) == len(kind)  # no bar: all kept
+    record = train_pairs(PairTrainConfig(data=pieces, out=tmp_path / "p.safetensors", model="psen", epochs=1, batch_size=8,
+                                         val_fraction=0.34, seed=0))
+    assert "val_acc_piece_distinct" in record["history"][-1]
+    assert inliers.dtype.kind == "i" and same_piece.sum() == 6
+
+
+def test_piece_generator_is_the_calibrations() -> None:
+    """One generator for the vote's calibration set and the piece pairs (`training.pieces`)."""
+    import runpy
+
+    from tests.conftest import REPO
+    from verifier.training import pieces
+
+    script = runpy.run_path(str(REPO / "scripts" / "calibrate_min_votes.py"))
+    assert script["piece_into"] is pieces.piece_into and script["shared_copy"] is pieces.shared_copy
+    a, b = generated_photo(1, (160, 120)), generated_photo(2, (200, 150))
+    one, two = pieces.piece_into(a, b, random.Random(4)), pieces.piece_into(a, b, random.Random(4))
+    assert one.size[0] >= 16 and np.array_equal(np.asarray(one), np.asarray(two))

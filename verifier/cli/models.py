@@ -21,7 +21,7 @@ def _cmd_train_pairs(args: argparse.Namespace) -> int:
         from verifier.training.pairs import build_pairs
 
         info = build_pairs(args.photos, args.out, limit=args.limit or 0, seed=args.seed, workers=args.workers, families=args.families,
-                           filters=args.filters)
+                           filters=args.filters, pieces=args.pieces)
         print(json.dumps({**info, "command": command}, indent=2))
         return 0
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -159,6 +159,8 @@ def add_parsers(sub: Any) -> None:
                    help="two more pairs per photo from the trained edit families (never the held-out ones)")
     q.add_argument("--filters", action="store_true",
                    help="two more pairs per photo: a filtered copy (benign) and a filtered manipulation (training.filters)")
+    q.add_argument("--pieces", action="store_true",
+                   help="two more pairs per photo: a piece of it inside another photo (same) and a piece of its neighbour (distinct)")
     q.add_argument("--threads", type=int)
     for name, epochs, helptext in (("psen", 3, "stage 2: PSEN same/different"), ("change", 4, "stage 3: benign/manipulated + 7x7 heatmap")):
         q = ts.add_parser(name, help=helptext)

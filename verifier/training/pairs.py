@@ -46,11 +46,13 @@ from verifier.simprov.nn.pen import PSEN, ChangeNet, heatmap_loss
 from verifier.simprov.pairs import View, align_pair, mask_to_candidate_grid, pen_inputs
 from verifier.training.data import train_photos
 from verifier.training.filters import apply_filters
+from verifier.training.pieces import piece_into
 
 log = logging.getLogger(__name__)
 
 PAIR_KINDS = ("identical", "benign", "manip", "manip+benign", "distinct")
 FILTER_PAIRS = -2  # `family` of the filter pairs (-1: the stage-1 generator's, >= 0: a trained edit family)
+PIECE_PAIRS = -3  # `family` of the piece pairs (`training.pieces`)
 
 
 
@@ -59,13 +61,25 @@ FILTER_PAIRS = -2  # `family` of the filter pairs (-1: the stage-1 generator's, 
 _W: dict[str, Any] = {}
 
 
-def _worker_init(embedder_name: str, families: bool = False, filters: bool = False) -> None:
+def _worker_init(embedder_name: str, families: bool = False, filters: bool = False, pieces: bool = False) -> None:
     torch.set_num_threads(1)
     from verifier.simprov.embedding import get_embedder
 
     _W["embedder"] = get_embedder(embedder_name)
     _W["families"] = families
     _W["filters"] = filters
+    _W["pieces"] = pieces
+
+
+def _piece_items(img: Image.Image, other: Image.Image, scene: Image.Image, rng: random.Random) -> list[tuple[str, augment.Sample]]:
+    """A piece of the photo inside another scene (same: the photo is a minority of the query) and a
+    piece of its neighbour there (distinct); masks mark the whole query (what is not the piece is
+    not from the photo, and ChangeNet is not trained on these: no grid is drawn from them)."""
+    out = []
+    for kind, base in (("manip", img), ("distinct", other)):
+        q = piece_into(base, scene, rng)
+        out.append((kind, augment.Sample(q, Image.new("L", q.size, 0), ["piece"])))
+    return out
 
 
 def _filter_items(img: Image.Image, donor: Image.Image, rng: random.Random) -> list[tuple[str, augment.Sample]]:
@@ -113,6 +127,10 @@ def _pairs_for(job: tuple[int, str, str, str, int, tuple[str, ...]]) -> list[dic
         for kind, sample in _filter_items(img, donor, random.Random(seed * 13 + 5)):
             items.append((kind, sample))
             family.append(FILTER_PAIRS)
+    if _W.get("pieces"):
+        for kind, sample in _piece_items(img, load_rgb(Path(neighbour)), donor, random.Random(seed * 17 + 3)):
+            items.append((kind, sample))
+            family.append(PIECE_PAIRS)
     queries = [s.image for _, s in items]
     emb = _W["embedder"].embed(queries)
     out = []
@@ -128,7 +146,7 @@ def _pairs_for(job: tuple[int, str, str, str, int, tuple[str, ...]]) -> list[dic
 
 
 def build_pairs(photos_root: Path, out: Path, *, limit: int = 0, seed: int = 0, workers: int = 2, embedder_name: str = "auto",
-                families: bool = False, filters: bool = False) -> dict[str, Any]:
+                families: bool = False, filters: bool = False, pieces: bool = False) -> dict[str, Any]:
     """Pair data from the train split; the candidate embeddings come from the same embedder."""
     from verifier.simprov.embedding import get_embedder
 
@@ -153,7 +171,7 @@ def build_pairs(photos_root: Path, out: Path, *, limit: int = 0, seed: int = 0, 
     rows: list[dict[str, Any]] = []
     started = time.time()
     ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, initializer=_worker_init, initargs=(embedder_name, families, filters)) as pool:
+    with ctx.Pool(workers, initializer=_worker_init, initargs=(embedder_name, families, filters, pieces)) as pool:
         for chunk in tqdm(pool.imap(_pairs_for, jobs_full, chunksize=4), total=len(jobs_full), desc="pairs"):
             rows.extend(chunk)
     arrays = {
@@ -173,7 +191,8 @@ def build_pairs(photos_root: Path, out: Path, *, limit: int = 0, seed: int = 0, 
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, **arrays)
     info = {"pairs": len(rows), "photos": len(photos), "seed": seed, "seconds": round(time.time() - started, 1), "embedder": embedder.model_id,
-            "family_pairs": int((arrays["family"] >= 0).sum()), "filter_pairs": int((arrays["family"] == FILTER_PAIRS).sum())}
+            "family_pairs": int((arrays["family"] >= 0).sum()), "filter_pairs": int((arrays["family"] == FILTER_PAIRS).sum()),
+            "piece_pairs": int((arrays["family"] == PIECE_PAIRS).sum())}
     log.info("pair data: %s", info)
     return info
 
@@ -249,9 +268,11 @@ def _data(path: Path, model: str, min_family_inliers: int = 0) -> dict[str, np.n
     keep = np.ones(len(d["kind"]), bool)
     if model == "change":  # stage 3 sees only pairs of the same image
         keep &= d["kind"] != PAIR_KINDS.index("distinct")
+    if "family" in d and model == "change":  # a piece's query is mostly another scene: nothing for stage 3 to learn
+        keep &= d["family"] != PIECE_PAIRS
     if min_family_inliers and "family" in d:
         same = d["kind"] != PAIR_KINDS.index("distinct")
-        keep &= ~((d["family"] >= 0) & same & (d["inliers"] < min_family_inliers))
+        keep &= ~(((d["family"] >= 0) | (d["family"] == PIECE_PAIRS)) & same & (d["inliers"] < min_family_inliers))
     if not keep.all():
         d = {k: (v[keep] if k not in ("photos", "families") else v) for k, v in d.items()}
     return d
@@ -279,6 +300,10 @@ def evaluate_pairs(model: torch.nn.Module, d: dict[str, np.ndarray], idx: np.nda
             out["val_acc_family_same"] = float((s[fam & (y == 1)] > 0.5).mean())
             out["val_acc_family_distinct"] = float((s[fam & (y == 0)] <= 0.5).mean())
             out["val_acc_generator@0.5"] = float(((s[gen] > 0.5) == y[gen]).mean())
+        if "family" in d and (d["family"][idx] == PIECE_PAIRS).any():
+            piece = d["family"][idx] == PIECE_PAIRS
+            out["val_acc_piece_same"] = float((s[piece & (y == 1)] > 0.5).mean()) if (piece & (y == 1)).any() else float("nan")
+            out["val_acc_piece_distinct"] = float((s[piece & (y == 0)] <= 0.5).mean())
     else:
         y = np.isin(kind, [2, 3]).astype(int)
         h = torch.cat(heats).numpy()
