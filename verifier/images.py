@@ -211,7 +211,7 @@ def as_viewed(img: Image.Image) -> Image.Image:
 # raw values would make an original and its faithful sRGB copy differ in every saturated colour,
 # so every image is decoded to sRGB as a viewer shows it (BENCHMARKS.md, "Colour profiles").
 
-MAX_ICC_BYTES = 4 << 20  # larger profiles (print LUTs are ~0.5-3 MB) are ignored: bounded parsing time
+MAX_ICC_BYTES = 1 << 20  # larger profiles are ignored (RGB ones are a few KB, print CMYK ones ~0.5-1 MB, a few up to 3)
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 # every 16th level of each channel (17^3 colours): a profile whose transform moves none of them by
 # more than one level is sRGB (or close enough that converting would only add rounding)
@@ -224,12 +224,14 @@ def _icc_profile(img: Image.Image) -> bytes | None:
     return p if isinstance(p, bytes) and 0 < len(p) <= MAX_ICC_BYTES else None
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=16)
 def _transform(profile: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
     """A `mode` -> sRGB transform through `profile`; None when the profile cannot be read or built
     for `mode` (a viewer then shows the raw values too), or is sRGB already. Cached by the
-    profile's bytes: most uploads carry one of a few common profiles. NOCACHE: LittleCMS's
-    one-pixel cache is not safe when threads share a transform (batch ingest decodes in threads)."""
+    profile's bytes (building and checking one costs ~7 ms; most uploads carry one of a few common
+    profiles): at most 16 x MAX_ICC_BYTES held, whatever profiles hostile uploads send. NOCACHE:
+    LittleCMS's one-pixel cache is not safe when threads share a transform (batch ingest decodes
+    in threads)."""
     try:
         src = ImageCms.ImageCmsProfile(io.BytesIO(profile))
         t = ImageCms.buildTransform(src, _SRGB, mode, "RGB", flags=ImageCms.Flags.NOCACHE)
