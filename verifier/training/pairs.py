@@ -18,6 +18,10 @@ With `filters`, each photo adds two pairs from `training.filters` (written apart
 manipulation's mask), so ChangeNet learns that a filter's new contours are not an edit and that
 a filter does not hide one. Their `family` is `FILTER_PAIRS` (-2).
 
+With `pieces`, each photo adds two pairs from `training.pieces` for PSEN only: a piece of the
+photo inside another photo (same: the original may be a minority of the query) and a piece of
+its neighbour there (distinct). Their `family` is `PIECE_PAIRS` (-3).
+
 Everything is stored as uint8 arrays in one .npz, so the expensive part (alignment,
 stage-1 embeddings of the queries) runs once and both networks train from it on a CPU.
 """
@@ -73,8 +77,8 @@ def _worker_init(embedder_name: str, families: bool = False, filters: bool = Fal
 
 def _piece_items(img: Image.Image, other: Image.Image, scene: Image.Image, rng: random.Random) -> list[tuple[str, augment.Sample]]:
     """A piece of the photo inside another scene (same: the photo is a minority of the query) and a
-    piece of its neighbour there (distinct); masks mark the whole query (what is not the piece is
-    not from the photo, and ChangeNet is not trained on these: no grid is drawn from them)."""
+    piece of its neighbour there (distinct). Their masks are empty: ChangeNet never trains on
+    piece pairs (`_data`), so no heatmap target is drawn from them."""
     out = []
     for kind, base in (("manip", img), ("distinct", other)):
         q = piece_into(base, scene, rng)
