@@ -163,7 +163,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     elapsed = time.time() - started
     save(model, cfg.out)
     return {
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+        # online trains every block, so the cached recipe's freeze depth is not part of its record
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()
+                   if not (k == "freeze_blocks" and cfg.mode == "online")},
         "n_train": len(train_set),
         "n_val": len(val),
         "n_val_distractors": len(distractors),
