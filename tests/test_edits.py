@@ -257,8 +257,11 @@ def test_families_benchmark_uses_test_photos_only(tmp_path) -> None:  # type: ig
     assert {q.variant for q in queries if q.family == "tilt"} <= {"crop", "black", "white", "blur"}
     assert {q.variant for q in queries if q.family == "stack"} <= {"2", "3"}
     assert all(q.variant.startswith(("grabcut", "lasso")) for q in queries if q.family == "cutout")
+    assert {q.variant for q in queries if q.family == "resize_part"} <= {"grow", "shrink"}
+    assert {q.variant for q in queries if q.family == "mirror_half"} <= {"left", "right", "top", "bottom"}
     assert not any(q.variant for q in queries
-                   if q.family not in (None, "retouch", "reframe", "recolour", "pad", "annotate", "tilt", "stack", "cutout"))
+                   if q.family not in (None, "retouch", "reframe", "recolour", "pad", "annotate", "tilt", "stack", "cutout",
+                                       "resize_part", "mirror_half"))
     micc_q = next(q for q in queries if q.family == "micc-f220")
     mask = np.asarray(micc_q.mask) > 127
     assert mask[15:35, 15:35].all() and mask.mean() < 0.1
@@ -348,7 +351,60 @@ def test_stack_adds_up_its_steps_and_changes_nothing_else() -> None:
 
 def test_later_families_are_held_out_and_last() -> None:
     # a family added later goes last, so the earlier families' queries stay the same
-    assert list(FAMILIES)[-2:] == ["stack", "cutout"] and {"stack", "cutout"} <= set(HELD_OUT_FAMILIES)
+    later = ["stack", "cutout", "resize_part", "mirror_half", "clone"]
+    assert list(FAMILIES)[-len(later):] == later and set(later) <= set(HELD_OUT_FAMILIES)
+
+
+def _changed_outside(out: Image.Image, img: Image.Image, mask: Image.Image) -> float:
+    """Share of the pixels outside `mask` that differ visibly (a feathered rim may)."""
+    changed = np.abs(np.asarray(out, np.int16) - np.asarray(img, np.int16)).max(-1) > 24
+    return float(changed[~(np.asarray(mask) > 127)].mean())
+
+
+def test_resize_part_grows_or_shrinks_a_part_in_place() -> None:
+    img = PHOTOS[0]
+    seen = set()
+    for seed in range(12):
+        s = make_edit("resize_part", img, [], random.Random(seed), finished=False)
+        tag, k = s.ops[0].split(":")[1], float(s.ops[1][1:])
+        seen.add(tag)
+        assert s.image.size == img.size
+        assert (1.4 <= k <= 2.5) if tag == "grow" else (0.4 <= k <= 0.7)
+        m = np.asarray(s.mask) > 127
+        assert 0.01 < m.mean() < 0.5, (s.ops, m.mean())
+        assert _changed_outside(s.image, img, s.mask) < 0.01
+    assert seen == {"grow", "shrink"}
+
+
+def test_mirror_half_replaces_one_side_by_the_other_mirrored() -> None:
+    img = PHOTOS[0]
+    src = np.asarray(img)
+    sides = set()
+    for seed in range(16):
+        s = make_edit("mirror_half", img, [], random.Random(seed), finished=False)
+        side = s.ops[0].split(":")[1]
+        sides.add(side)
+        out, m = np.asarray(s.image), np.asarray(s.mask) > 127
+        assert np.array_equal(out[~m], src[~m])  # the kept side is untouched
+        assert 0.3 < m.mean() <= 0.5
+        if side in ("left", "right"):
+            cols = np.flatnonzero(m[0])
+            keep = cols[0] if side == "left" else cols[-1] + 1
+            for c in cols[:5]:  # column keep + d is column keep - 1 - d (or its mirror for the right side)
+                twin = 2 * keep - 1 - c
+                assert np.array_equal(out[:, c], src[:, twin])
+    assert {"left", "right"} <= sides
+
+
+def test_clone_repeats_a_part_and_changes_nothing_else() -> None:
+    img = PHOTOS[0]
+    for seed in range(8):
+        s = make_edit("clone", img, [], random.Random(seed), finished=False)
+        n = int(s.ops[0][len("clone"):])
+        assert 2 <= n <= 4
+        m = np.asarray(s.mask) > 127
+        assert 0.02 < m.mean() < 0.6, (s.ops, m.mean())
+        assert _changed_outside(s.image, img, s.mask) < 0.01
 
 
 def _subject_photo(size: tuple[int, int] = (360, 270)) -> Image.Image:

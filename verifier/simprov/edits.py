@@ -709,6 +709,90 @@ def cutout(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
     return Sample(scene, ImageOps.invert(kept), [f"cutout:{'+'.join(tags)}", f"cover{cover:.2f}"])
 
 
+def resize_part(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """A part of the photo scaled in place, as "big head" and "tiny person" contest entries do:
+    an ellipse of 2-12 % of the frame (taller than wide half the time) either enlarged by
+    1.4-2.5 about its own centre and laid over itself, feathered 2-4 px (two times in three;
+    variant "grow"), or shrunk to 0.4-0.7 of its size with what it uncovers filled by OpenCV
+    inpainting first (variant "shrink"). The mask marks what changed: the enlarged ellipse, or the
+    whole original ellipse."""
+    base = _rgb(img).copy()
+    w, h = base.size
+    aspect = (0.5, 0.9) if rng.random() < 0.5 else (0.9, 1.6)
+    x0, y0, x1, y1 = _box(w, h, rng.uniform(0.02, 0.12), rng, aspect)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    piece = base.crop((x0, y0, x1, y1))
+    shape = _ellipse(piece.size, (0, 0, piece.width - 1, piece.height - 1))
+    mask = Image.new("L", base.size, 0)
+    if rng.random() < 2 / 3:
+        k, tag = rng.uniform(1.4, 2.5), "grow"
+        feather = rng.uniform(2, 4)
+    else:
+        k, tag = rng.uniform(0.4, 0.7), "shrink"
+        feather = 1.5
+        hole = np.asarray(_ellipse(base.size, (x0, y0, x1 - 1, y1 - 1)), np.uint8)
+        base = Image.fromarray(cv2.inpaint(np.ascontiguousarray(np.asarray(base)), hole, 7, cv2.INPAINT_TELEA))
+        mask.paste(255, (0, 0), _ellipse(base.size, (x0, y0, x1 - 1, y1 - 1)))
+    size = (max(8, round(piece.width * k)), max(8, round(piece.height * k)))
+    piece = piece.resize(size, Image.BICUBIC)
+    shape = shape.resize(size, Image.BILINEAR).filter(ImageFilter.GaussianBlur(feather))
+    at = (round(cx - size[0] / 2), round(cy - size[1] / 2))
+    base.paste(piece, at, shape)  # PIL clips what falls outside the frame
+    placed = Image.new("L", base.size, 0)
+    placed.paste(_binary(shape), at)
+    mask = ImageChops.lighter(mask, placed)
+    return Sample(base, mask, [f"resize_part:{tag}", f"x{k:.2f}"])
+
+
+def mirror_half(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """A photo made symmetric, a contest staple: the frame split across its width (or, one time
+    in four, its height) with the kept side 50-65 % of it, and the other side replaced by the kept
+    side mirrored about the split. The mask marks the replaced side."""
+    arr = np.asarray(_rgb(img)).copy()
+    vertical = rng.random() < 0.25  # split across the height: top and bottom
+    if vertical:
+        arr = arr.transpose(1, 0, 2).copy()
+    h, w = arr.shape[:2]
+    keep = max((w + 1) // 2, round(w * rng.uniform(0.5, 0.65)))  # never under half: the mirror covers the rest
+    left = rng.random() < 0.5  # keep the left side (columns [0, keep)), else the right one
+    if not left:
+        arr = arr[:, ::-1].copy()
+    arr[:, keep:] = arr[:, keep - 1 - np.arange(w - keep)]
+    mask = np.zeros((h, w), np.uint8)
+    mask[:, keep:] = 255
+    if not left:
+        arr, mask = arr[:, ::-1], mask[:, ::-1]
+    if vertical:
+        arr, mask = arr.transpose(1, 0, 2), mask.T
+    side = ("top" if left else "bottom") if vertical else ("left" if left else "right")
+    return Sample(Image.fromarray(np.ascontiguousarray(arr)), Image.fromarray(np.ascontiguousarray(mask)),
+                  [f"mirror_half:{side}"])
+
+
+def clone(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """One part of the photo repeated across it (a crowd of one person, a flock of one bird): an
+    ellipse of 3-10 % of the frame copied 2-4 times, each copy scaled by 0.6-1.3 and mirrored
+    half the time, feathered 2 px, pasted anywhere in the frame. The mask marks the copies."""
+    base = _rgb(img).copy()
+    w, h = base.size
+    x0, y0, x1, y1 = _box(w, h, rng.uniform(0.03, 0.10), rng)
+    piece = base.crop((x0, y0, x1, y1))
+    shape = _ellipse(piece.size, (0, 0, piece.width - 1, piece.height - 1))
+    mask = Image.new("L", base.size, 0)
+    n = rng.randint(2, 4)
+    for _ in range(n):
+        k = rng.uniform(0.6, 1.3)
+        size = (max(8, min(w, round(piece.width * k))), max(8, min(h, round(piece.height * k))))
+        p, m = piece.resize(size, Image.BICUBIC), shape.resize(size, Image.BILINEAR)
+        if rng.random() < 0.5:
+            p, m = ImageOps.mirror(p), ImageOps.mirror(m)
+        m = m.filter(ImageFilter.GaussianBlur(2))
+        at = (rng.randint(0, w - size[0]), rng.randint(0, h - size[1]))
+        base.paste(p, at, m)
+        mask.paste(255, at, _binary(m))
+    return Sample(base, mask, [f"clone{n}"])
+
+
 @dataclass(frozen=True)
 class EditFamily:
     name: str
@@ -744,12 +828,15 @@ FAMILIES: dict[str, EditFamily] = {
         EditFamily("tilt", tilt, "benign", 0),  # after paste_small, for the same reason
         EditFamily("stack", stack, "manip", 3),  # after tilt, for the same reason
         EditFamily("cutout", cutout, "manip", 1),  # after stack, for the same reason
+        EditFamily("resize_part", resize_part, "manip", 0),  # after cutout, for the same reason
+        EditFamily("mirror_half", mirror_half, "manip", 0),
+        EditFamily("clone", clone, "manip", 0),
     )
 }
 # Whole families kept out of training, to measure generalisation to unseen kinds of edit.
 HELD_OUT_FAMILIES = (
     "transplant", "meme", "head_swap", "stylise", "screen", "retouch", "reframe", "recolour", "pad", "annotate",
-    "paste_small", "tilt", "stack", "cutout",
+    "paste_small", "tilt", "stack", "cutout", "resize_part", "mirror_half", "clone",
 )
 TRAIN_FAMILIES = tuple(f for f in FAMILIES if f not in HELD_OUT_FAMILIES)
 
