@@ -42,6 +42,7 @@ from verifier.matching.evidence import Evidence
 from verifier.service import Service
 from verifier.settings import Settings, UnsignedPolicy
 from verifier.simprov import augment
+from verifier.simprov.change import OUTLINE_THRESHOLD
 from verifier.simprov.embedding import BackboneEmbedder
 from verifier.simprov.rerank import Reranker
 from verifier.storage.accounts import create_publisher, find_publisher
@@ -135,6 +136,8 @@ def _query_record(q: Query, report: dict[str, Any], ev: Evidence, true_id: str |
         record["added_content_fraction"] = _added(report)
     if ev.change is not None:
         record["p_manipulated"] = round(float(ev.change.p_manipulated), 4)
+        # how the heat spreads over the original's frame: an edit is local, a filter's change is everywhere
+        record["grid_share"] = round(float((ev.change.grid >= OUTLINE_THRESHOLD).mean()), 4)
         if ev.change.recolour_share is not None:
             record["recolour_share"] = round(float(ev.change.recolour_share), 4)
     return record
