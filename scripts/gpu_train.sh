@@ -22,7 +22,11 @@
 #   calls 2..N-1 carry [".gpuTk"]         command: true
 #   call N   carry [".gpuTN"]             command: PYTHONPATH=/tmp/site bash scripts/gpu_train.sh   (timeout_s 600)
 # The weights come back under $OUT with their training records (command, seed, device, losses,
-# validation); they ship only after the benchmarks in BENCHMARKS.md say so.
+# validation); they ship only after the benchmarks in BENCHMARKS.md say so. Here, afterwards: copy them
+# over verifier/simprov/weights/ (git has the shipped ones), `verifier calibrate simprov-embed-lite0-256`
+# (a new stage 1 needs its threshold), register a fresh families registry (stage-1 vectors change with
+# the weights), then scripts/families_benchmark.sh and scripts/dev_benchmark.sh beside the shipped
+# weights' figures; PSEN and ChangeNet alone can be compared on a copy of a registered one.
 #
 # On a CPU (a smoke test of every step, minutes): with shards made as above,
 #   DEVICE=cpu LIMIT=40 WORKERS=2 EMBED_LIMIT=64 EMBED_EPOCHS=1 PSEN_EPOCHS=1 CHANGE_EPOCHS=1 OUT=/tmp/gt \
