@@ -1,0 +1,60 @@
+"""`scripts/watermark_bench_data.py`: marked originals and marked unrelated queries, the queries'
+photos never registered, the mark where its style puts it."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from verifier.cli.demo import generated_photo
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("watermark_bench_data", REPO / "scripts" / "watermark_bench_data.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_marked_registry_and_queries(tmp_path: Path) -> None:
+    mod = _script()
+    photos = tmp_path / "shared" / "datasets" / "photos"
+    photos.mkdir(parents=True)
+    with (photos / "index.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "source", "split"])
+        for i in range(6):
+            generated_photo(i, (200, 150)).save(photos / f"{i}.jpg")
+            w.writerow([f"{i}.jpg", "g", "train" if i < 4 else "test"])
+    bench = tmp_path / "bench"
+    (bench / "d").mkdir(parents=True)
+    with (bench / "distinct.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["query", "original", "kind", "mask", "family", "variant"])
+        for i in range(10):
+            generated_photo(100 + i, (240, 180)).save(bench / "d" / f"{i}.jpg")
+            w.writerow([f"d/{i}.jpg", "", "distinct", "", "", ""])
+    out = tmp_path / "wm"
+    counts = mod.build(bench / "distinct.csv", tmp_path / "shared", out, "centre", n_train=3, seed=5)
+    assert counts == {"registered": 8, "queries": 5}
+    assert len(list((out / "registry").glob("*.jpg"))) == 8
+    with (out / "queries.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 5 and {r["kind"] for r in rows} == {"distinct"} and not any(r["original"] for r in rows)
+    # no query is a registered photo: the queries' sources and the registered ones are disjoint halves
+    reg = {np.asarray(Image.open(p)).tobytes()[:4000] for p in (out / "registry").glob("a*.jpg")}
+    assert not any(np.asarray(Image.open(out / r["query"])).tobytes()[:4000] in reg for r in rows)
+    # the centre mark changes the middle band and leaves the corners
+    src = generated_photo(0, (240, 180))
+    marked = np.asarray(mod.stamp(src, "centre"), np.int16)
+    diff = np.abs(marked - np.asarray(src, np.int16)).max(-1)
+    assert diff[70:110, 40:200].max() > 60 and diff[:30, :30].max() == 0
+    corner = np.abs(np.asarray(mod.stamp(src, "corner"), np.int16) - np.asarray(src, np.int16)).max(-1)
+    assert corner[150:, 120:].max() > 60 and corner[:90, :].max() == 0
