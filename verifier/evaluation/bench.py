@@ -136,7 +136,8 @@ def _query_record(q: Query, report: dict[str, Any], ev: Evidence, true_id: str |
         record["added_content_fraction"] = _added(report)
     if ev.change is not None:
         record["p_manipulated"] = round(float(ev.change.p_manipulated), 4)
-        # how the heat spreads over the original's frame: an edit is local, a filter's change is everywhere
+        # how far the heat spreads over the original's frame (read beside the verdicts; it does not tell a
+        # filter from an edit: BENCHMARKS.md, "Tried, not kept: telling a filter from an edit")
         record["grid_share"] = round(float((ev.change.grid >= OUTLINE_THRESHOLD).mean()), 4)
         if ev.change.recolour_share is not None:
             record["recolour_share"] = round(float(ev.change.recolour_share), 4)
