@@ -24,23 +24,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from verifier.fsutil import file_sha256
+
 MIB = 1 << 20
 INDEX_FIELDS = ("path", "source", "split")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _size(path: Path) -> int:
@@ -101,7 +94,7 @@ def build(shared: Path, out: Path, call_mib: float, tree: int, beside: list[Path
             dst = root / "photos" / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src / rel, dst)
-            listing[rel] = _sha256(dst)
+            listing[rel] = file_sha256(dst)
         meta = {"shard": k, "shards": len(shards), "files": listing}
         (root / "photos" / "shard.json").write_text(json.dumps(meta, indent=0, sort_keys=True) + "\n")
         if k == 1:
@@ -136,11 +129,16 @@ def ignore(repo: Path, folders: list[Path]) -> None:
 def merge(prefix: Path, into: Path) -> int:
     """Move every `<prefix>N/photos` into `into` and check it; the number of photos."""
     roots = sorted(prefix.parent.glob(f"{prefix.name}[0-9]*"), key=lambda p: int(p.name[len(prefix.name):] or 0))
-    metas = [json.loads((r / "photos" / "shard.json").read_text()) for r in roots if (r / "photos" / "shard.json").is_file()]
+    try:
+        metas = [json.loads((r / "photos" / "shard.json").read_text()) for r in roots if (r / "photos" / "shard.json").is_file()]
+        want = metas[0]["shards"] if metas else 0
+        have = sorted(int(m["shard"]) for m in metas)
+        if not all(isinstance(m["files"], dict) for m in metas):
+            raise TypeError("files is not a mapping")
+    except (ValueError, KeyError, TypeError) as exc:  # a shard list damaged on the way: stop, train on nothing
+        raise SystemExit(f"a shard's list is unreadable ({exc}): make the shards again") from None
     if not metas:
         raise SystemExit(f"no shards {prefix}N/photos/shard.json")
-    want = metas[0]["shards"]
-    have = sorted(m["shard"] for m in metas)
     if have != list(range(1, want + 1)):
         raise SystemExit(f"shards {have} of {want}: carry the missing ones first")
     into.mkdir(parents=True, exist_ok=True)
@@ -154,7 +152,7 @@ def merge(prefix: Path, into: Path) -> int:
     rows = train_rows(into)
     if sorted(r["path"] for r in rows) != sorted(expected):
         raise SystemExit("index.csv and the shards' files differ")
-    bad = [rel for rel, sha in expected.items() if not (into / rel).is_file() or _sha256(into / rel) != sha]
+    bad = [rel for rel, sha in expected.items() if not (into / rel).is_file() or file_sha256(into / rel) != sha]
     if bad:
         raise SystemExit(f"{len(bad)} photos missing or damaged, e.g. {bad[:3]}")
     return len(expected)

@@ -4,22 +4,20 @@ call, the test split never goes, and a missing or damaged shard stops the recipe
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
+import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _script() -> SimpleNamespace:
+    """The script's functions, loaded as the other script tests do (`runpy`)."""
+    return SimpleNamespace(**runpy.run_path(str(REPO / "scripts" / "gpu_train_data.py")))
 KIB = 1024
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("gpu_train_data", REPO / "scripts" / "gpu_train_data.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _shared(root: Path, rows: list[tuple[str, str, int]]) -> Path:
@@ -154,3 +152,16 @@ def test_the_gpu_recipe_runs_every_step_on_a_cpu(tmp_path: Path) -> None:
     n_train = len(mod.train_rows(SHARED / "datasets" / "photos"))
     assert f"{n_train} train photos in {tmp_path / 'photos'}, every one checked" in log
     assert "--families --filters --pieces" in log
+
+
+def test_merge_refuses_a_damaged_shard_list(tmp_path: Path) -> None:
+    """A shard list that is not what `build` wrote (truncated, garbage, wrong types) stops the
+    merge with a clear message, before any photo is trusted."""
+    mod = _script()
+    out, made = _build(tmp_path, mod)
+    listing = made[0] / "photos" / "shard.json"
+    for garbage in ("{\"shard\": 1, \"shards\": 3, \"fil", "\x00\xff" * 100, "[]", '{"shard": "x", "shards": 2, "files": {}}',
+                    '{"shard": 1, "shards": 2, "files": []}'):
+        listing.write_text(garbage)
+        with pytest.raises(SystemExit, match="unreadable"):
+            mod.merge(out, tmp_path / "m")

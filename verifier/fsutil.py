@@ -3,6 +3,7 @@ for the benchmarks that time reads from disk."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -40,3 +41,12 @@ def evict_from_page_cache(path: Path) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB blocks (weights, photos: never whole in memory)."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -8,7 +8,6 @@ in `verifier/simprov/weights/` (package data): `<id>.safetensors`, the training 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 
 from torch import nn
 
+from verifier import fsutil
 from verifier.simprov.nn.embednet import EmbedNet
 from verifier.simprov.nn.pen import PSEN, ChangeNet, Reorderer
 from verifier.simprov.nn.whiten import Whitening
@@ -82,11 +82,7 @@ def spec(model_id: str) -> ModelSpec:
 
 @lru_cache(maxsize=32)
 def _sha256_cached(path: str, mtime_ns: int, size: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return fsutil.file_sha256(Path(path))
 
 
 def file_sha256(path: Path) -> str:
