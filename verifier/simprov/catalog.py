@@ -8,6 +8,7 @@ in `verifier/simprov/weights/` (package data): `<id>.safetensors`, the training 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,6 @@ from typing import Any
 
 from torch import nn
 
-from verifier import fsutil
 from verifier.simprov.nn.embednet import EmbedNet
 from verifier.simprov.nn.pen import PSEN, ChangeNet, Reorderer
 from verifier.simprov.nn.whiten import Whitening
@@ -80,9 +80,14 @@ def spec(model_id: str) -> ModelSpec:
         raise ValueError(f"unknown model {model_id!r} (known: {', '.join(CATALOG)})") from None
 
 
+# Its own block-wise hash, not verifier.fsutil's: simprov imports nothing of the service (.importlinter).
 @lru_cache(maxsize=32)
 def _sha256_cached(path: str, mtime_ns: int, size: int) -> str:
-    return fsutil.file_sha256(Path(path))
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def file_sha256(path: Path) -> str:
