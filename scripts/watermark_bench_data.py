@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import random
+import sys
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -55,10 +56,15 @@ def stamp(img: Image.Image, style: str) -> Image.Image:
 
 def build(distinct_csv: Path, shared: Path, out: Path, style: str, n_train: int, seed: int) -> dict[str, int]:
     base = distinct_csv.parent
-    with distinct_csv.open(newline="") as fh:
-        photos = [base / r["query"] for r in csv.DictReader(fh) if r["kind"] == "distinct"]
-    with (shared / "datasets" / "photos" / "index.csv").open(newline="") as fh:
-        train = [r["path"] for r in csv.DictReader(fh) if r["split"] == "train"]
+    try:
+        with distinct_csv.open(newline="") as fh:
+            photos = [base / r["query"] for r in csv.DictReader(fh) if r["kind"] == "distinct"]
+        with (shared / "datasets" / "photos" / "index.csv").open(newline="") as fh:
+            train = [r["path"] for r in csv.DictReader(fh) if r["split"] == "train"]
+    except (KeyError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"not a QUERIES.csv and a photos index.csv as bench-data writes them ({exc!r})") from None
+    if len(photos) < 2:
+        raise ValueError(f"{distinct_csv}: fewer than 2 `distinct` rows to split")
     rng = random.Random(seed)
     rng.shuffle(photos)
     rng.shuffle(train)
@@ -87,7 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train", type=int, default=300, help="marked train photos registered beside them")
     ap.add_argument("--seed", type=int, default=5)
     args = ap.parse_args(argv)
-    print(build(args.distinct, args.shared, args.out, args.style, args.train, args.seed))
+    try:
+        print(build(args.distinct, args.shared, args.out, args.style, args.train, args.seed))
+    except (ValueError, OSError) as exc:
+        print(f"watermark_bench_data: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -56,3 +56,13 @@ def test_marked_registry_and_queries(tmp_path: Path) -> None:
     assert diff[70:110, 40:200].max() > 60 and diff[:30, :30].max() == 0
     corner = np.abs(np.asarray(mod.stamp(src, "corner"), np.int16) - np.asarray(src, np.int16)).max(-1)
     assert corner[150:, 120:].max() > 60 and corner[:90, :].max() == 0
+
+
+def test_malformed_inputs_are_a_clean_error(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    mod = _script()
+    bad = tmp_path / "bad.csv"
+    for text in ("no,header,here\n1,2,3\n", "\x00\xff\xfe garbage", "query,original,kind\n"):
+        bad.write_bytes(text.encode("latin-1"))
+        assert mod.main(["--distinct", str(bad), "--shared", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
+        assert "watermark_bench_data:" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # nothing written
