@@ -12,6 +12,7 @@ homography, so that the outline is drawn on the image the fact-checker submitted
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -56,13 +57,20 @@ class View:
     features: SiftFeatures
     full_size: tuple[int, int]  # (W, H) of the image it came from
     _mirrored: list[SiftFeatures] = field(default_factory=list, compare=False, repr=False)  # lazily, at most one
+    _strip: Callable[[SiftFeatures], SiftFeatures] | None = field(default=None, compare=False, repr=False)
 
     def mirrored_features(self) -> SiftFeatures:
         """SIFT of the mirrored image in this frame (`align.mirrored_sift`), computed once, on
         first need: only a query that fails to align with some candidate pays for it."""
         if not self._mirrored:
-            self._mirrored.append(mirrored_sift(self.image))
+            f = mirrored_sift(self.image)
+            self._mirrored.append(self._strip(f) if self._strip is not None else f)
         return self._mirrored[0]
+
+    def stripped(self, strip: Callable[[SiftFeatures], SiftFeatures]) -> View:
+        """This view with `strip` applied to its features, and to the mirrored ones when they
+        are made (a publisher's mark taken out of a query: `simprov.marks`)."""
+        return View(self.image, strip(self.features), self.full_size, _strip=strip)
 
     @classmethod
     def of(cls, img: Image.Image, min_side: int = 0) -> View:

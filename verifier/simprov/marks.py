@@ -1,0 +1,132 @@
+"""A publisher's mark (a watermark, a credit line, a logo) is not evidence of provenance.
+
+When many registered photos carry one publisher's mark, an unrelated photo with the same mark
+aligns with one of them through the mark alone: stage 2 sees a well-aligned region and PSEN calls
+the pair the same (BENCHMARKS.md, "A shared watermark": 5 of 100 unrelated marked photos were
+matched). A registered mark makes the query's keypoints on it count for nothing: they are removed
+from the query's features before stage 2 fits, the screen, the vote and stage 3's alignment.
+
+A mark is found in two ways: keypoints whose RootSIFT descriptor lies within `MARK_DISTANCE` of the
+mark's own (rendered at several heights over flat backgrounds, where a semi-opaque mark looks the
+same on any photo), and, where at least `MIN_PLACED` of those agree on one placement of the mark
+(a similarity transform, RANSAC), every keypoint inside the placed mark's outline: over a
+textured background the mark's descriptors change, its place does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from verifier.simprov.align import SiftFeatures, sift_features
+
+# Heights (px) the mark is rendered at: a mark is seen at the query's working size (256 px on the
+# long side), where a credit line is ~10 px high and a centred name 20-40 px.
+HEIGHTS = (12, 18, 26, 36, 52, 75, 110)
+BACKGROUNDS = (0, 64, 128, 192)  # flat greys under the mark (white over white shows nothing)
+# RootSIFT distance under which a query keypoint is the mark's. Chosen on the families benchmark's
+# 150 right answers at <= 20 inliers with a marked bench's mark registered: at 0.3 one of them
+# (8 inliers) lost a fit, at 0.25 none (BENCHMARKS.md, "Publisher marks").
+MARK_DISTANCE = 0.25
+# Looser, for the keypoints that may show where the mark lies: RANSAC keeps those agreeing on one place.
+PLACE_DISTANCE = 0.4
+MIN_PLACED = 6  # mark keypoints agreeing on a placement before its outline is cut out
+PLACE_TOLERANCE = 3.0  # px, RANSAC reprojection error of the placement
+MARGIN = 3.0  # px around the placed outline
+# A "mark" covering more of a query than this (its placed outline's share of the frame, or without
+# a placement the share of keypoints it claims) is not a mark: it is ignored for that query, so a
+# registered image cannot hide the content of others.
+MAX_SHARE = 0.35
+MIN_HEIGHT = 4.0  # px: a placement smaller than this is chance
+
+
+@dataclass(frozen=True)
+class MarkModel:
+    """What the matcher needs of a mark: RootSIFT descriptors of its renderings, each keypoint's
+    place in the mark's frame (x, y in units of the mark's height), and its opaque outline."""
+
+    descriptors: np.ndarray  # (M, 128) float32 RootSIFT
+    points: np.ndarray  # (M, 2) float32, mark-height units
+    outline: np.ndarray  # (P, 2) float32 convex hull of the opaque pixels, mark-height units
+
+    def __len__(self) -> int:
+        return int(self.points.shape[0])
+
+    @property
+    def places(self) -> int:
+        """Distinct places of its keypoints (a quarter of its height apart): a mark needs many to be
+        told from generic content (an opaque rectangle has one, a blob at its centre)."""
+        return len({(round(float(x) * 4), round(float(y) * 4)) for x, y in self.points})
+
+
+def mark_model(image: Image.Image) -> MarkModel:
+    """`image`: the mark as the publisher overlays it (RGBA; an RGB image is wholly opaque)."""
+    rgba = image.convert("RGBA")
+    alpha = np.asarray(rgba)[:, :, 3]
+    ys, xs = np.nonzero(alpha)
+    if not len(xs):
+        raise ValueError("the mark has no opaque pixel")
+    crop = rgba.crop((int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1))
+    a = np.asarray(crop)[:, :, 3]
+    ys, xs = np.nonzero(a)
+    hull = cv2.convexHull(np.float32(np.c_[xs, ys]))[:, 0] / crop.height
+    descs, points = [], []
+    for h in HEIGHTS:
+        w = max(1, round(crop.width * h / crop.height))
+        small = crop.resize((w, h), Image.LANCZOS)
+        pad = 2 * h  # room for SIFT's border
+        for grey in BACKGROUNDS:
+            canvas = Image.new("RGBA", (w + 2 * pad, h + 2 * pad), (grey, grey, grey, 255))
+            canvas.alpha_composite(small, (pad, pad))
+            f = sift_features(np.asarray(canvas.convert("L")))
+            if len(f):
+                descs.append(f.matching)
+                points.append((f.points - pad) / h)
+    if not descs:
+        raise ValueError("SIFT finds nothing in the mark")
+    return MarkModel(np.concatenate(descs).astype(np.float32), np.concatenate(points).astype(np.float32),
+                     hull.astype(np.float32))
+
+
+def on_mark(features: SiftFeatures, mark: MarkModel, shape: tuple[int, ...]) -> np.ndarray:
+    """(N,) bool: the keypoints of `features` (an image of `shape`) that lie on `mark`; none
+    where what it would claim exceeds `MAX_SHARE`."""
+    n = len(features)
+    if not n or not len(mark):
+        return np.zeros(n, bool)
+    q = features.matching
+    d2 = (q * q).sum(1)[:, None] + (mark.descriptors * mark.descriptors).sum(1)[None] - 2 * q @ mark.descriptors.T
+    nearest = d2.argmin(1)
+    dist = np.sqrt(np.maximum(d2[np.arange(n), nearest], 0))
+    found = dist < MARK_DISTANCE
+    share = float(found.mean())
+    idx = np.flatnonzero(dist < PLACE_DISTANCE)
+    if len(idx) >= MIN_PLACED:
+        m, inl = cv2.estimateAffinePartial2D(mark.points[nearest[idx]], features.points[idx], method=cv2.RANSAC,
+                                             ransacReprojThreshold=PLACE_TOLERANCE)
+        height = float(np.hypot(m[0, 0], m[1, 0])) if m is not None else 0.0  # the placed mark's height, px
+        if inl is not None and int(inl.sum()) >= MIN_PLACED and height >= MIN_HEIGHT:
+            poly = (mark.outline @ m[:, :2].T + m[:, 2]).astype(np.float32)
+            # a placement larger than the frame is not a mark on it (e.g. a photo enrolled as a "mark")
+            share = abs(float(cv2.contourArea(poly))) / float(shape[0] * shape[1]) if height <= max(shape[:2]) else 1.0
+            found |= np.array([cv2.pointPolygonTest(poly, (float(x), float(y)), True) >= -MARGIN
+                               for x, y in features.points], bool)
+    return found if share <= MAX_SHARE else np.zeros(n, bool)
+
+
+def on_marks(features: SiftFeatures, marks: Sequence[MarkModel], shape: tuple[int, ...]) -> np.ndarray:
+    """(N,) bool: the keypoints of `features` on any of `marks`."""
+    out = np.zeros(len(features), bool)
+    for mark in marks:
+        out |= on_mark(features, mark, shape)
+    return out
+
+
+def without(features: SiftFeatures, drop: np.ndarray) -> SiftFeatures:
+    """`features` less the keypoints `drop` marks."""
+    keep = ~drop
+    return SiftFeatures(features.points[keep], features.descriptors[keep])
