@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from verifier.matching.matcher import Matcher
 from verifier.service import Service
 from verifier.settings import Settings, UnsignedPolicy
 from verifier.simprov.align import sift_features
@@ -52,7 +51,7 @@ def main() -> None:
             img = Image.open(args.fambench / r["query"]).convert("RGB")
             original = service.originals.find_by_sha256(hashlib.sha256((args.fambench / r["original"]).read_bytes()).hexdigest())
             true = original.id if original else None
-            shipped = local.tally(Matcher.query_view(img))
+            shipped = local.tally(service.matcher.query_view(img))
             t = time.perf_counter()
             big = local.tally(larger(img))
             ms = (time.perf_counter() - t) * 1000
@@ -65,7 +64,7 @@ def main() -> None:
         any_vote = {"shipped": 0, "larger": 0}
         for r in distinct:
             img = Image.open(args.fambench / r["query"]).convert("RGB")
-            any_vote["shipped"] += bool(local.tally(Matcher.query_view(img)))
+            any_vote["shipped"] += bool(local.tally(service.matcher.query_view(img)))
             any_vote["larger"] += bool(local.tally(larger(img)))
         print(f"unregistered photos with an original voted: {any_vote} of {len(distinct)}")
     finally:

@@ -13,6 +13,7 @@ from PIL import Image
 from verifier.matching.follower import RegistryFollower
 from verifier.matching.indexer import SearchIndexer
 from verifier.matching.local import LocalSearch
+from verifier.matching.marks import MarkSet
 from verifier.matching.matcher import Matcher
 from verifier.matching.search import ImageOf, ProvenanceSearch, Stage1Vectors
 from verifier.matching.views import CandidateViews
@@ -88,7 +89,8 @@ class Service:
                                 compact_at=settings.local_ondisk_compact) if settings.local_votes else None
             matcher = Matcher(originals, search, views, reranker.to(device) if reranker else None,
                               change.to(device) if change else None, min_inliers=settings.stage2_min_inliers, local=local,
-                              work_max_side=settings.work_max_side, parallel=settings.parallel_stages)
+                              work_max_side=settings.work_max_side, parallel=settings.parallel_stages,
+                              marks=MarkSet(db, settings.marks_check_s))
             registry = Registry(settings, originals, SearchIndexer(search, views, matcher))
             local_sync = matcher.sync_votes if local is not None else None
             follower = RegistryFollower(db, search, views, settings.follow_interval_s, on_change=local_sync)

@@ -184,6 +184,9 @@ class Settings(BaseSettings):
                                   "index rebuilds (replicas on one database), without a restart.")
     follow_interval_s: float = Field(default=0.5, gt=0, le=60, description="Poll interval of that follower (a NOTIFY "
                                      "wakes it sooner).")
+    marks_check_s: float = Field(default=5.0, ge=0, le=3600, description="How often at most a verification checks "
+                                 "whether publishers' marks were enrolled or removed by another process (this process's own "
+                                 "changes count at once).")
     workers: int = Field(default=2, ge=1, le=64, description="Heavy requests (verify, register) run at once.")
     queue: int = Field(default=8, ge=0, le=1000, description="Heavy requests that may wait; beyond: 503 + Retry-After.")
     rate_limit_per_key: str = Field(default="300/minute", description="Per API key on /v1/ ('' = off); `limits` syntax.")

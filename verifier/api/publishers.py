@@ -1,7 +1,9 @@
-"""Publishers' signing identities: /v1/publishers (operators enroll; publishers read their own).
+"""Publishers' signing identities and marks: /v1/publishers (operators enroll; publishers read their own).
 
 Enrollment is an operator's act (admin key): whoever enrolls a certificate for a publisher
-vouches that the publisher holds its key, since ingest attributes what it signed to them.
+vouches that the publisher holds its key, since ingest attributes what it signed to them; a
+mark (watermark, credit line, logo) changes what every verification counts as evidence
+(`matching.marks`).
 """
 
 from __future__ import annotations
@@ -9,16 +11,19 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from verifier.api.common import PROBLEM_RESPONSES
+from verifier.api.common import PROBLEM_RESPONSES, read_upload
 from verifier.api.deps import get_api_key, get_service
 from verifier.errors import Forbidden, NotFound
+from verifier.matching.marks import MAX_MARK_BYTES
 from verifier.service import Service
 from verifier.storage.accounts import Scope, list_publishers, require_scope
-from verifier.storage.models import ApiKey, Publisher, PublisherSigner
+from verifier.storage.marks import marks_of, remove_mark
+from verifier.storage.models import ApiKey, Publisher, PublisherMark, PublisherSigner
 from verifier.storage.signers import (
     MAX_PEM_BYTES,
     enroll,
@@ -58,6 +63,24 @@ class SignerOut(BaseModel):
                    not_before=s.not_before, not_after=s.not_after, label=s.label, created_at=s.created_at)
 
 
+class MarkOut(BaseModel):
+    id: uuid.UUID
+    label: str | None
+    sha256: str = Field(description="SHA-256 of the file as enrolled.")
+    width: int
+    height: int
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, m: PublisherMark) -> MarkOut:
+        return cls(id=m.id, label=m.label, sha256=m.sha256, width=m.width, height=m.height, created_at=m.created_at)
+
+
+def _own_or_admin(key: ApiKey, publisher_id: uuid.UUID, what: str) -> None:
+    if key.scope != Scope.ADMIN.value and key.publisher_id != publisher_id:
+        raise Forbidden(f"only an admin key or the publisher's own key can list its {what}")
+
+
 def _publisher(session: Session, publisher_id: uuid.UUID) -> Publisher:
     publisher = session.get(Publisher, publisher_id)
     if publisher is None:
@@ -77,8 +100,7 @@ def get_publishers(key: ApiKey = Depends(get_api_key), service: Service = Depend
 def get_signers(publisher_id: uuid.UUID, key: ApiKey = Depends(get_api_key),
                 service: Service = Depends(get_service)) -> list[SignerOut]:
     """Admin keys see any publisher's; a publisher key sees its own."""
-    if key.scope != Scope.ADMIN.value and key.publisher_id != publisher_id:
-        raise Forbidden("only an admin key or the publisher's own key can list its signers")
+    _own_or_admin(key, publisher_id, "signers")
     with service.db.session() as session:
         _publisher(session, publisher_id)
         return [SignerOut.of(s) for s in signers_of(session, publisher_id)]
@@ -102,4 +124,43 @@ def delete_signer(publisher_id: uuid.UUID, signer_id: uuid.UUID, key: ApiKey = D
     require_scope(key, Scope.ADMIN)
     with service.db.session() as session:
         remove(session, publisher_id, signer_id)
+    return Response(status_code=204)
+
+
+@router.get("/{publisher_id}/marks", response_model=list[MarkOut], responses=PROBLEM_RESPONSES,
+            summary="A publisher's enrolled marks")
+def get_marks(publisher_id: uuid.UUID, key: ApiKey = Depends(get_api_key),
+              service: Service = Depends(get_service)) -> list[MarkOut]:
+    """Admin keys see any publisher's; a publisher key sees its own."""
+    _own_or_admin(key, publisher_id, "marks")
+    with service.db.session() as session:
+        _publisher(session, publisher_id)
+        return [MarkOut.of(m) for m in marks_of(session, publisher_id)]
+
+
+@router.post("/{publisher_id}/marks", response_model=MarkOut, status_code=201, responses=PROBLEM_RESPONSES,
+             summary="Enroll a publisher's mark (admin): its keypoints on a query never count as evidence")
+async def post_mark(publisher_id: uuid.UUID,
+                    file: UploadFile = File(..., description="The mark as the publisher overlays it: PNG or WebP "
+                                            "with transparency (JPEG: wholly opaque), at most 2 MiB and 4 MP."),
+                    label: str | None = Form(None, max_length=200),
+                    key: ApiKey = Depends(get_api_key), service: Service = Depends(get_service)) -> MarkOut:
+    """The same file again returns the enrolled mark (201 as well); at most 16 per publisher."""
+    require_scope(key, Scope.ADMIN)
+    data = await read_upload(file, MAX_MARK_BYTES)
+    marks = service.matcher.marks
+    if marks is None:
+        raise Forbidden("this deployment does not use publishers' marks")
+    return MarkOut.of(await run_in_threadpool(marks.enroll, publisher_id, data, label))  # SIFT on ~30 renderings
+
+
+@router.delete("/{publisher_id}/marks/{mark_id}", status_code=204, responses=PROBLEM_RESPONSES,
+               summary="Remove a publisher's mark (admin)")
+def delete_mark(publisher_id: uuid.UUID, mark_id: uuid.UUID, key: ApiKey = Depends(get_api_key),
+                service: Service = Depends(get_service)) -> Response:
+    require_scope(key, Scope.ADMIN)
+    with service.db.session() as session:
+        remove_mark(session, publisher_id, mark_id)
+    if service.matcher.marks is not None:
+        service.matcher.marks.invalidate()
     return Response(status_code=204)

@@ -19,6 +19,7 @@ def cmd_publishers(args: argparse.Namespace) -> int:
         find_publisher,
         list_publishers,
     )
+    from verifier.storage.marks import add_mark, marks_of, remove_mark
     from verifier.storage.signers import (
         MAX_PEM_BYTES,
         describe,
@@ -29,12 +30,22 @@ def cmd_publishers(args: argparse.Namespace) -> int:
     )
 
     cert = None
+    mark = b""
     if args.publishers_command == "add-signer":
         try:
             with args.cert.open("rb") as fh:  # bounded: parse_certificate refuses anything larger
                 cert = parse_certificate(fh.read(MAX_PEM_BYTES + 1))
         except (OSError, VerifierError) as exc:
             print(f"{args.cert}: {exc}", file=sys.stderr)
+            return 2
+    if args.publishers_command == "add-mark":
+        from verifier.matching.marks import MAX_MARK_BYTES, model_of
+        try:
+            with args.file.open("rb") as fh:  # bounded: model_of refuses anything larger
+                mark = fh.read(MAX_MARK_BYTES + 1)
+            model_of(mark)
+        except (OSError, VerifierError) as exc:
+            print(f"{args.file}: {getattr(exc, 'detail', exc)}", file=sys.stderr)
             return 2
     service = open_service(args)
     try:
@@ -61,6 +72,14 @@ def cmd_publishers(args: argparse.Namespace) -> int:
                 elif args.publishers_command == "remove-signer":
                     remove(session, publisher.id, args.signer_id)
                     print(f"removed {args.signer_id}")
+                elif args.publishers_command == "add-mark":
+                    print(json.dumps(_mark(add_mark(session, publisher.id, mark, args.label))))
+                elif args.publishers_command == "marks":
+                    for m in marks_of(session, publisher.id):
+                        print(json.dumps(_mark(m)))
+                elif args.publishers_command == "remove-mark":
+                    remove_mark(session, publisher.id, args.mark_id)
+                    print(f"removed {args.mark_id}")
                 else:
                     for row in signers_of(session, publisher.id):
                         print(json.dumps(describe(row)))
@@ -138,6 +157,11 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mark(m: Any) -> dict[str, Any]:
+    return {"id": str(m.id), "label": m.label, "sha256": m.sha256, "width": m.width, "height": m.height,
+            "created_at": m.created_at.isoformat()}
+
+
 def _positive_days(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 3650:
@@ -160,6 +184,16 @@ def add_parsers(sub: Any) -> None:
     q = ps.add_parser("remove-signer", help="withdraw an enrolled certificate (registered originals stay)")
     q.add_argument("name")
     q.add_argument("signer_id", type=uuid.UUID)
+    q = ps.add_parser("add-mark", help="enroll a publisher's mark (watermark, credit line, logo): its keypoints on a "
+                      "query never count as evidence of a match")
+    q.add_argument("name")
+    q.add_argument("file", type=Path, help="the mark as overlaid: PNG or WebP with transparency, <= 2 MiB, <= 4 MP")
+    q.add_argument("--label")
+    q = ps.add_parser("marks", help="list a publisher's enrolled marks")
+    q.add_argument("name")
+    q = ps.add_parser("remove-mark", help="remove an enrolled mark")
+    q.add_argument("name")
+    q.add_argument("mark_id", type=uuid.UUID)
     p.set_defaults(func=cmd_publishers)
 
     p = sub.add_parser("api-keys", help="issue, list and revoke API keys")

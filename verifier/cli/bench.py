@@ -52,7 +52,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         args.queries, registry_extra=args.registry_extra or [], benign_variants_n=args.benign_variants,
         seed=args.seed, baselines=baselines, command=command, compare_exhaustive=args.compare_exhaustive,
         sample=args.sample, data_dir=args.data_dir, register_only=args.register_only, large_share=args.large_share,
-        holdout=args.holdout, measures=not args.no_measures,
+        holdout=args.holdout, measures=not args.no_measures, marks=args.mark or [],
     )
     if args.register_only:
         print(json.dumps(results))
@@ -244,6 +244,8 @@ def add_parsers(sub: Any) -> None:
                    help="skip the per-query AP and heatmap measures: retrieval, verdicts and latency only (timing runs)")
     p.add_argument("--compare-exhaustive", action="store_true",
                    help="also re-run stage 2 with PSEN on all its candidates (what the skip rules cost)")
+    p.add_argument("--mark", type=Path, action="append",
+                   help="enroll this publisher's mark file before querying (repeatable; `publishers add-mark`)")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_bench)
 

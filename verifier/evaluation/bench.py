@@ -132,6 +132,8 @@ def _query_record(q: Query, report: dict[str, Any], ev: Evidence, true_id: str |
         if chosen is not None:  # what the answer stood on: its fit, and whether PSEN was overruled
             record["match_inliers"] = chosen.alignment.inliers
             record["by_geometry"] = ev.stage2.by_geometry
+    if ev.marks:
+        record["marks_keypoints"] = sum(m.keypoints for m in ev.marks)
     if _added(report) is not None:
         record["added_content_fraction"] = _added(report)
     if ev.change is not None:
@@ -160,9 +162,12 @@ def run_bench(
     large_share: float = 0.0,
     holdout: int = 0,
     measures: bool = True,
+    marks: list[Path] | None = None,
 ) -> dict[str, Any]:
     """`measures` False skips the per-query AP and heatmap measures (and their ImageNet backbone on
-    the CPU): retrieval, verdicts and latency only, for timing runs on a short device lease."""
+    the CPU): retrieval, verdicts and latency only, for timing runs on a short device lease.
+    `marks`: publishers' mark files enrolled for the bench publisher before any query
+    (`matching.marks`)."""
     queries = read_queries(queries_csv)
     if sample and sample < len(queries):
         queries = random.Random(seed).sample(queries, sample)
@@ -188,6 +193,13 @@ def run_bench(
             publisher = find_publisher(session, "bench")
             if publisher is None:
                 publisher, _ = create_publisher(session, "bench")
+        for mark in marks or []:
+            if service.matcher.marks is None:
+                raise ValueError("this configuration does not use publishers' marks")
+            try:
+                service.matcher.marks.enroll(publisher.id, mark.read_bytes(), label=mark.name)
+            except VerifierError as exc:
+                raise ValueError(f"{mark}: {exc.detail}") from None
         path_to_id: dict[Path, str] = {}
         id_to_bytes: dict[str, bytes] = {}
         skipped: list[str] = []
@@ -307,6 +319,7 @@ def run_bench(
                       "method": service.search.method, "decision_threshold": service.search.decision_threshold},
             "n_registry": len(registry_ids),
             "n_queries": len(queries),
+            "marks": [m.name for m in marks or []],
             "registry_skipped": skipped,
             "kinds": kinds_out,
             "families": {name: tally.summary({b: r[name] for b, r in baseline_families.items() if name in r})

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from verifier.matching.marks import FoundMark
 from verifier.simprov.change import ChangeResult
 from verifier.simprov.compare import PixelComparison
 from verifier.simprov.rerank import Stage2Result
@@ -71,6 +72,7 @@ class Evidence:
     change: ChangeResult | None = None  # stage 3
     timings_ms: dict[str, float] = field(default_factory=dict)
     related: list[Related] = field(default_factory=list)
+    marks: list[FoundMark] = field(default_factory=list)  # publishers' marks on the query: not evidence
 
     def stage12_order(self) -> list[uuid.UUID]:
         """Candidate originals best first after stage 2 (stage 1's order when it did not run)."""

@@ -26,6 +26,7 @@ from verifier.images import load_stored
 from verifier.matching.concurrent import Later
 from verifier.matching.evidence import Evidence, ModelInfo, Related, SearchOutcome
 from verifier.matching.local import LocalSearch
+from verifier.matching.marks import FoundMark, MarkSet
 from verifier.matching.search import ProvenanceSearch, Stage1Vectors
 from verifier.matching.views import CandidateViews
 from verifier.simprov import catalog
@@ -78,8 +79,10 @@ class Matcher:
         local: LocalSearch | None = None,
         work_max_side: int | None = None,
         parallel: bool = False,
+        marks: MarkSet | None = None,
     ) -> None:
         self.originals = originals
+        self.marks = marks  # publishers' marks: a query's keypoints on them are not evidence
         self.parallel = parallel  # steps of a request at once when no other is in flight (`_steps_at_once`)
         self._in_flight = 0
         self._flight = threading.Lock()
@@ -142,12 +145,13 @@ class Matcher:
         clock.lap("stage1")
         stage2: Stage2Result | None = None
         query_view: View | None = None
+        marks: list[FoundMark] = []
         original: Original | None = exact
         related: list[Related] = []
         if exact is not None:
             related = [Related(o, _relation(o, exact), 1.0) for o in self.originals.all_by_sha256(sha256) if o.id != exact.id]
         elif self.reranker is not None and outcome.candidates:
-            query_view = view.result()
+            query_view, marks = view.result()
             outcome = self.with_votes(query_view, outcome)
             clock.lap("stage1_votes")
             stage2 = self.rerank(query_view, outcome)
@@ -180,7 +184,7 @@ class Matcher:
                 if pixel.identical:
                     change = None
         return Evidence(stage1=outcome, original=original, original_bytes=original_bytes, exact=exact is not None,
-                        stage2=stage2, pixel=pixel, change=change, timings_ms=clock.laps, related=related)
+                        stage2=stage2, pixel=pixel, change=change, timings_ms=clock.laps, related=related, marks=marks)
 
     def resolve(self, image: Image.Image, sha256: str) -> list[tuple[uuid.UUID, float, bool]]:
         """Every registered original the query is a copy or an edit of: (id, probability,
@@ -203,7 +207,7 @@ class Matcher:
                 found[oid] = max(found.get(oid, 0.0), min(0.99, float(p)))
 
         if self.reranker is not None and outcome.candidates:
-            query_view = view.result()
+            query_view = view.result()[0]
             outcome = self.with_votes(query_view, outcome)
             stage2 = self.rerank(query_view, outcome)
             if stage2.choice is not None:
@@ -215,16 +219,21 @@ class Matcher:
             note(outcome.match.original_id, 0.5 + 0.5 * (outcome.match.score - thr) / max(1e-6, 1 - thr))
         return sorted(((oid, p, oid in exact) for oid, p in found.items()), key=lambda t: (not t[2], -t[1]))
 
-    @staticmethod
-    def query_view(image: Image.Image) -> View:
+    def query_view(self, image: Image.Image) -> View:
         """A query's view: enlarged to the originals' working size when smaller, so that a
-        thumbnail's SIFT can vote and align (BENCHMARKS.md, "Edits shared again")."""
-        return View.of(image, min_side=WORK_SIDE)
+        thumbnail's SIFT can vote and align (BENCHMARKS.md, "Edits shared again"), without its
+        keypoints on publishers' marks."""
+        return self.marked_view(image)[0]
 
-    def _view_later(self, image: Image.Image, parallel: bool) -> Later[View]:
+    def marked_view(self, image: Image.Image, min_side: int = WORK_SIDE) -> tuple[View, list[FoundMark]]:
+        """`query_view`, and the enrolled marks found on the query (`matching.marks`)."""
+        view = View.of(image, min_side=min_side)
+        return self.marks.strip(view) if self.marks is not None else (view, [])
+
+    def _view_later(self, image: Image.Image, parallel: bool) -> Later[tuple[View, list[FoundMark]]]:
         """The query's view (its SIFT: ~20 ms) for stage 2, begun beside stage 1 when `parallel`
         and stage 2 may run; otherwise made on first need."""
-        return Later(lambda: self.query_view(image), parallel and self.reranker is not None)
+        return Later(lambda: self.marked_view(image), parallel and self.reranker is not None)
 
     def same_content(self, image: Image.Image, vectors: Stage1Vectors) -> list[uuid.UUID]:
         """Registered originals that a new original is a copy or an edit of, best first (the
@@ -244,7 +253,7 @@ class Matcher:
         cos_threshold = outcome.cosine_threshold if outcome.cosine_threshold is not None else outcome.threshold
         if top.score < outcome.threshold and top.cosine < cos_threshold:
             return []
-        stage2 = self.rerank(View.of(image), outcome)
+        stage2 = self.rerank(self.marked_view(image, min_side=0)[0], outcome)
         if stage2.choice is None:
             return []
         # A refusal needs both to agree: the re-orderer found a match and PSEN calls it the same image.

@@ -10,12 +10,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-REPORT_VERSION = "1.6"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...);
+REPORT_VERSION = "1.7"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...);
 # 1.2: manipulation.local_warp; 1.3: manipulation.original_coverage and added_content_fraction;
 # 1.4: manipulation.colour_map_gain and colour_mapped; 1.5: colour_mapped also when the mapped look calls it
-# manipulated (its map is the report's); 1.6: manipulation.local_recolour
+# manipulated (its map is the report's); 1.6: manipulation.local_recolour; 1.7: search.publisher_marks
 # (each additive: an earlier reader ignores them)
-SCHEMA_ID = "urn:provenance-verifier:schema:report:1.6"
+SCHEMA_ID = "urn:provenance-verifier:schema:report:1.7"
 
 
 class Verdict(str, Enum):
@@ -172,6 +172,16 @@ class MatchSection(BaseModel):
     )
 
 
+class MarkFound(BaseModel):
+    """A publisher's mark (an enrolled watermark, credit line or logo) seen on the query: its
+    keypoints there were not counted as evidence for any match."""
+
+    mark_id: uuid.UUID
+    publisher: PublisherRef
+    label: str | None
+    keypoints: int = Field(description="The query's keypoints on the mark, left out of the geometric fits.")
+
+
 class SearchSection(BaseModel):
     """What provenance search saw, whether or not it led to a match."""
 
@@ -179,6 +189,8 @@ class SearchSection(BaseModel):
                         "(their Content Credentials are still checked).")
     decision_threshold: float | None
     candidates: list[CandidateScore] = Field(description="Top-k registry candidates, best first.")
+    publisher_marks: list[MarkFound] = Field(
+        default_factory=list, description="Enrolled publishers' marks found on the query, whose keypoints did not count.")
 
 
 class LocalWarp(BaseModel):
@@ -263,7 +275,7 @@ class RecoveredManifest(CredentialDetails):
 
 
 class Report(BaseModel):
-    report_version: Literal["1.6"] = REPORT_VERSION
+    report_version: Literal["1.7"] = REPORT_VERSION
     id: uuid.UUID
     created_at: dt.datetime
     service: ServiceInfo

@@ -93,6 +93,25 @@ class PublisherSigner(Base):
     created_at: Mapped[dt.datetime] = _now_column()
 
 
+class PublisherMark(Base):
+    """A publisher's mark (watermark, credit line, logo) as it overlays its photos, enrolled by an
+    operator: the matcher never counts a query's keypoints on it as evidence (`simprov.marks`)."""
+
+    __tablename__ = "publisher_marks"
+    __table_args__ = (UniqueConstraint("publisher_id", "sha256", name="uq_publisher_marks_image"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    publisher_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("publishers.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    image: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # the file as uploaded (PNG/WebP keep alpha)
+    width: Mapped[int] = mapped_column(Integer, nullable=False)
+    height: Mapped[int] = mapped_column(Integer, nullable=False)
+    label: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = _now_column()
+
+
 class Original(Base):
     """A registered original: the exact bytes (in the blob store) and its C2PA provenance."""
 

@@ -31,7 +31,9 @@ from verifier.reports.heatmap import (
 )
 from verifier.reports.schema import (
     InputInfo,
+    MarkFound,
     ModelVersion,
+    PublisherRef,
     Report,
     SearchSection,
     ServiceInfo,
@@ -121,7 +123,9 @@ class VerificationPipeline:
             c2pa=c2pa,
             match=match,
             search=SearchSection(method=ev.stage1.method, decision_threshold=ev.stage1.threshold,
-                                 candidates=assemble.candidates(ev.stage1)),
+                                 candidates=assemble.candidates(ev.stage1),
+                                 publisher_marks=[MarkFound(mark_id=m.id, publisher=PublisherRef(id=m.publisher_id, name=m.publisher),
+                                                            label=m.label, keypoints=m.keypoints) for m in ev.marks]),
             manipulation=manipulation,
             recovered_manifest=recovered,
             verdict=verdict,

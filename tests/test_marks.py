@@ -1,0 +1,280 @@
+"""Publishers' marks: a watermark shared by registered photos is not evidence of a match
+(`simprov.marks`, `matching.marks`, /v1/publishers/{id}/marks, `verifier publishers add-mark`)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from manifests.signing import ManifestDefinition, SignerCredentials, sign_image
+from tests.conftest import auth
+from tests.helpers import encode, photo_like
+from verifier.matching.marks import MAX_MARK_BYTES, MarkSet
+from verifier.service import Service
+from verifier.simprov import marks as M
+from verifier.simprov.align import RATIO, sift_features
+from verifier.simprov.pairs import View
+from verifier.storage.accounts import Scope, create_publisher, issue_key
+
+TEXT = "NEWSWIRE"
+
+
+def mark_file(text: str = TEXT, size: int = 120) -> Image.Image:
+    """A stock site's name as it overlays photos: white, 43 % opaque, a dark outline."""
+    font = ImageFont.load_default(size=size)
+    probe = ImageDraw.Draw(Image.new("RGBA", (8, 8)))
+    left, top, right, bottom = probe.textbbox((0, 0), text, font=font, stroke_width=2)
+    img = Image.new("RGBA", (right - left + 8, bottom - top + 8), (0, 0, 0, 0))
+    ImageDraw.Draw(img).text((4 - left, 4 - top), text, font=font, fill=(255, 255, 255, 110), stroke_width=2,
+                             stroke_fill=(0, 0, 0, 90))
+    return img
+
+
+def stamped(photo: Image.Image, mark: Image.Image, height_share: float = 1 / 7) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """`photo` with `mark` across its middle (its height `height_share` of the photo's); the box it covers."""
+    h = max(8, round(photo.height * height_share))
+    w = round(mark.width * h / mark.height)
+    small = mark.resize((w, h), Image.LANCZOS)
+    x, y = (photo.width - w) // 2, (photo.height - h) // 2
+    out = photo.convert("RGBA")
+    out.alpha_composite(small, (x, y))
+    return out.convert("RGB"), (x, y, x + w, y + h)
+
+
+def real_photo(name: str) -> Image.Image:
+    skdata = pytest.importorskip("skimage.data")
+    return Image.fromarray(getattr(skdata, name)()).convert("RGB")
+
+
+def flat_photo(seed: int, size: tuple[int, int] = (256, 192)) -> Image.Image:
+    """A smooth photo: where a semi-opaque mark over it looks the same whatever lies under it."""
+    return photo_like(seed, size).filter(ImageFilter.GaussianBlur(6))
+
+
+@pytest.fixture(scope="module")
+def model() -> M.MarkModel:
+    return M.mark_model(mark_file())
+
+
+def inliers(query: View, original: View) -> int:
+    """RANSAC inliers of the query against the original, as stage 2's fits count them."""
+    fq, fc = query.features, original.features
+    if len(fq) < 8 or len(fc) < 8:
+        return 0
+    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(fc.matching, fq.matching, k=2)
+    good = [m for m, n in (p for p in pairs if len(p) == 2) if m.distance < RATIO * n.distance]
+    if len(good) < 8:
+        return 0
+    src = fc.points[[m.queryIdx for m in good]]
+    dst = fq.points[[m.trainIdx for m in good]]
+    _, mask = cv2.findHomography(src, dst, cv2.RANSAC, 3.0)
+    return 0 if mask is None else int(mask.sum())
+
+
+# -- what a mark takes out of a view ----------------------------------------------------------------
+
+
+def test_the_mark_is_found_where_it_lies_and_nowhere_on_an_unmarked_photo(model: M.MarkModel) -> None:
+    for seed in range(3):
+        plain = flat_photo(seed)
+        marked, (x0, y0, x1, y1) = stamped(plain, mark_file())
+        f = sift_features(np.asarray(marked))
+        on = M.on_mark(f, model, np.asarray(marked).shape)
+        assert on.sum() >= 8, seed
+        x, y = f.points[on].T
+        inside = (x >= x0 - 4) & (x <= x1 + 4) & (y >= y0 - 4) & (y <= y1 + 4)
+        assert inside.mean() >= 0.95, seed
+        in_box = (f.points[:, 0] >= x0) & (f.points[:, 0] <= x1) & (f.points[:, 1] >= y0) & (f.points[:, 1] <= y1)
+        assert on[in_box].mean() >= 0.6, seed  # most of what SIFT sees on the mark
+        fp = sift_features(np.asarray(plain))
+        assert M.on_mark(fp, model, np.asarray(plain).shape).sum() == 0, seed
+
+
+def test_two_unrelated_photos_align_through_a_shared_mark_until_it_is_enrolled(model: M.MarkModel) -> None:
+    """The failure the mark exists for: the fit is the mark's, and without it nothing is left."""
+    a, _ = stamped(flat_photo(10), mark_file())
+    b, _ = stamped(flat_photo(11), mark_file())
+    va, vb = View.of(a), View.of(b)
+    assert inliers(vb, va) >= 8  # an unrelated photo "matches" through the mark
+    shape = vb.image.shape
+    stripped = vb.stripped(lambda f: M.without(f, M.on_mark(f, model, shape)))
+    assert len(stripped.features) < len(vb.features)
+    assert inliers(stripped, va) < 8
+
+
+def test_a_copy_of_a_marked_photo_still_aligns_with_it(model: M.MarkModel) -> None:
+    original, _ = stamped(real_photo("coffee"), mark_file())
+    copy = original.resize((original.width * 3 // 4, original.height * 3 // 4), Image.BICUBIC)
+    vo, vq = View.of(original), View.of(copy)
+    shape = vq.image.shape
+    stripped = vq.stripped(lambda f: M.without(f, M.on_mark(f, model, shape)))
+    assert len(stripped.features) < len(vq.features)  # the mark's keypoints are gone ...
+    assert inliers(stripped, vo) >= 30  # ... and the photo's own still align
+
+
+def test_a_mirrored_copy_loses_the_mark_in_its_mirrored_features(model: M.MarkModel) -> None:
+    marked, _ = stamped(flat_photo(4), mark_file())
+    query = View.of(marked.transpose(Image.FLIP_LEFT_RIGHT))  # reads backwards; its mirrored SIFT reads it right
+    shape = query.image.shape
+    stripped = query.stripped(lambda f: M.without(f, M.on_mark(f, model, shape)))
+    assert len(stripped.mirrored_features()) < len(query.mirrored_features()) - 8
+
+
+def test_a_photo_enrolled_as_a_mark_cannot_hide_itself() -> None:
+    """A 'mark' that would cover most of a query is ignored there (MAX_SHARE)."""
+    photo = real_photo("astronaut").resize((256, 256), Image.BICUBIC)
+    model = M.mark_model(photo.convert("RGBA"))
+    f = sift_features(np.asarray(photo))
+    assert M.on_mark(f, model, np.asarray(photo).shape).sum() == 0
+    small = photo.resize((128, 128), Image.BICUBIC)  # or at another size
+    assert M.on_mark(sift_features(np.asarray(small)), model, np.asarray(small).shape).sum() == 0
+
+
+def test_a_mark_without_opaque_pixels_is_refused() -> None:
+    with pytest.raises(ValueError, match="opaque"):
+        M.mark_model(Image.new("RGBA", (64, 32), (255, 255, 255, 0)))
+
+
+# -- enrolling: API and CLI -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def admin_key(service: Service) -> str:
+    with service.db.session() as session:
+        _, key = issue_key(session, Scope.ADMIN, label="ops")
+    return key
+
+
+@pytest.fixture
+def newswire(service: Service) -> tuple[uuid.UUID, str]:
+    with service.db.session() as session:
+        publisher, key = create_publisher(session, "Newswire")
+        return publisher.id, key
+
+
+def post_mark(client: TestClient, key: str, pid: uuid.UUID, data: bytes, name: str = "mark.png"):  # type: ignore[no-untyped-def]
+    return client.post(f"/v1/publishers/{pid}/marks", files={"file": (name, data, "image/png")},
+                       data={"label": "centre name"}, headers=auth(key))
+
+
+def test_admin_enrolls_lists_and_removes_a_mark(client: TestClient, service: Service, admin_key: str,
+                                                newswire: tuple[uuid.UUID, str], publisher_key: str) -> None:
+    pid, own_key = newswire
+    data = encode(mark_file(), "PNG")
+    r = post_mark(client, admin_key, pid, data)
+    assert r.status_code == 201, r.text
+    mark = r.json()
+    assert mark["label"] == "centre name" and mark["width"] == mark_file().width
+    again = post_mark(client, admin_key, pid, data)
+    assert again.status_code == 201 and again.json()["id"] == mark["id"]  # the same file is the same mark
+    assert [m["id"] for m in client.get(f"/v1/publishers/{pid}/marks", headers=auth(own_key)).json()] == [mark["id"]]
+    assert [m.id for m in service.matcher.marks.current()] == [uuid.UUID(mark["id"])]  # counted at once
+    r = client.get(f"/v1/publishers/{pid}/marks", headers=auth(publisher_key))  # another publisher's key
+    assert r.status_code == 403 and r.headers["content-type"].startswith("application/problem+json")
+    r = client.delete(f"/v1/publishers/{pid}/marks/{mark['id']}", headers=auth(admin_key))
+    assert r.status_code == 204
+    assert client.get(f"/v1/publishers/{pid}/marks", headers=auth(admin_key)).json() == []
+    assert service.matcher.marks.current() == []
+    r = client.delete(f"/v1/publishers/{pid}/marks/{mark['id']}", headers=auth(admin_key))
+    assert r.status_code == 404
+
+
+@pytest.mark.parametrize(("payload", "status"), [
+    (b"not an image at all", 415),
+    (encode(Image.new("RGBA", (64, 32), (0, 0, 0, 0)), "PNG"), 400),  # nothing opaque
+    (encode(Image.new("RGBA", (64, 32), (90, 90, 90, 255)), "PNG"), 400),  # flat: no keypoints to recognise
+    (encode(mark_file(), "PNG")[:300], 422),  # truncated
+    (b"\x89PNG\r\n\x1a\n" + bytes(MAX_MARK_BYTES), 413),
+])
+def test_a_bad_mark_file_is_a_problem_and_writes_nothing(client: TestClient, admin_key: str,
+                                                         newswire: tuple[uuid.UUID, str], payload: bytes, status: int) -> None:
+    pid, _ = newswire
+    r = post_mark(client, admin_key, pid, payload)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert client.get(f"/v1/publishers/{pid}/marks", headers=auth(admin_key)).json() == []
+
+
+def test_only_an_admin_enrolls_and_only_for_a_publisher_that_exists(client: TestClient, admin_key: str,
+                                                                     newswire: tuple[uuid.UUID, str]) -> None:
+    pid, own_key = newswire
+    data = encode(mark_file(), "PNG")
+    assert post_mark(client, own_key, pid, data).status_code == 403  # a mark changes every verification
+    assert post_mark(client, admin_key, uuid.uuid4(), data).status_code == 404
+    assert client.get(f"/v1/publishers/{pid}/marks", headers=auth(admin_key)).json() == []
+
+
+def test_a_publisher_holds_at_most_sixteen_marks(client: TestClient, admin_key: str, newswire: tuple[uuid.UUID, str]) -> None:
+    pid, _ = newswire
+    words = ["NEWSWIRE", "AGENCY", "PHOTOS", "PRESS", "WIRE", "STOCK", "IMAGES", "DAILY", "POST", "TIMES", "HERALD",
+             "GAZETTE", "COURIER", "TRIBUNE", "CHRONICLE", "OBSERVER", "EXPRESS"]
+    for i, word in enumerate(words):
+        r = post_mark(client, admin_key, pid, encode(mark_file(word, 80), "PNG"), f"{i}.png")
+        assert r.status_code == (201 if i < 16 else 409), (word, r.text)
+
+
+def test_another_process_enrolment_is_seen_after_the_check_interval(service: Service, newswire: tuple[uuid.UUID, str]) -> None:
+    pid, _ = newswire
+    other = MarkSet(service.db, check_s=3600)
+    assert other.current() == []
+    service.matcher.marks.enroll(pid, encode(mark_file(), "PNG"), "centre")
+    assert other.current() == []  # within its interval it keeps what it read
+    other.check_s = 0
+    assert [m.publisher for m in other.current()] == ["Newswire"]
+
+
+# -- verification ------------------------------------------------------------------------------------
+
+
+def test_the_report_names_the_mark_and_a_marked_original_is_still_found(
+        client: TestClient, admin_key: str, newswire: tuple[uuid.UUID, str], publisher_key: str, verifier_key: str,
+        signer: SignerCredentials) -> None:
+    pid, _ = newswire
+    original, _ = stamped(real_photo("astronaut"), mark_file())
+    data = sign_image(encode(original, "JPEG", quality=92), "image/jpeg", signer, ManifestDefinition(title="marked.jpg"))
+    r = client.post("/v1/originals", files={"file": ("marked.jpg", data, "image/jpeg")}, headers=auth(publisher_key))
+    assert r.status_code == 201, r.text
+    original_id = r.json()["id"]
+    assert post_mark(client, admin_key, pid, encode(mark_file(), "PNG")).status_code == 201  # Newswire's mark
+
+    def verify(img: Image.Image) -> dict:
+        r = client.post("/v1/verify", files={"file": ("q.jpg", encode(img, "JPEG", quality=85), "image/jpeg")},
+                        headers=auth(verifier_key))
+        assert r.status_code == 200, r.text
+        return r.json()["report"]
+
+    copy = verify(original.resize((400, 400), Image.BICUBIC))
+    assert copy["match"] is not None and copy["match"]["original_id"] == original_id
+    found = copy["search"]["publisher_marks"]
+    assert [m["publisher"]["name"] for m in found] == ["Newswire"] and found[0]["keypoints"] > 0
+    assert verify(real_photo("chelsea"))["search"]["publisher_marks"] == []
+
+
+def test_cli_enrolls_lists_and_removes_a_mark(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from verifier.cli import main
+
+    assert main(["publishers", "add", "Newswire"]) == 0
+    capsys.readouterr()
+    mark = cli_env / "mark.png"
+    mark.write_bytes(encode(mark_file(), "PNG"))
+    assert main(["publishers", "add-mark", "Newswire", str(mark), "--label", "centre name"]) == 0
+    enrolled = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert enrolled["label"] == "centre name"
+    assert main(["publishers", "marks", "Newswire"]) == 0
+    assert [json.loads(line)["id"] for line in capsys.readouterr().out.strip().splitlines()] == [enrolled["id"]]
+    blank = cli_env / "blank.png"
+    blank.write_bytes(encode(Image.new("RGBA", (64, 32), (90, 90, 90, 255)), "PNG"))
+    assert main(["publishers", "add-mark", "Newswire", str(blank)]) == 2  # refused before the service opens
+    assert "places" in capsys.readouterr().err
+    assert main(["publishers", "add-mark", "Nobody", str(mark)]) == 2
+    assert main(["publishers", "remove-mark", "Newswire", enrolled["id"]]) == 0
+    capsys.readouterr()
+    assert main(["publishers", "marks", "Newswire"]) == 0
+    assert capsys.readouterr().out.strip() == ""
