@@ -9,7 +9,9 @@ mark is on hundreds of registered photos; this measures what that costs.
 Out of `--distinct` (a QUERIES.csv whose rows are unregistered photos, e.g. bench-data's
 families data filtered to `distinct`), half are marked and registered, with `--train` marked
 `train` photos; the other half, marked the same way, are the queries (kind `distinct`: nothing
-registered is their original). Then, on a copy of a registry that already holds the rest:
+registered is their original). `--copies N` adds copies of N marked registered photos, mark and
+all (kind `benign`: their original must still be found once the mark is enrolled,
+`verifier bench --mark`). Then, on a copy of a registry that already holds the rest:
 
     python scripts/watermark_bench_data.py --distinct /tmp/fambench/distinct.csv --shared ../shared \\
         --style centre --out /tmp/wm/centre
@@ -54,7 +56,7 @@ def stamp(img: Image.Image, style: str) -> Image.Image:
     return Image.alpha_composite(img.convert("RGBA"), layer).convert("RGB")
 
 
-def build(distinct_csv: Path, shared: Path, out: Path, style: str, n_train: int, seed: int) -> dict[str, int]:
+def build(distinct_csv: Path, shared: Path, out: Path, style: str, n_train: int, seed: int, copies: int = 0) -> dict[str, int]:
     base = distinct_csv.parent
     try:
         with distinct_csv.open(newline="") as fh:
@@ -81,7 +83,11 @@ def build(distinct_csv: Path, shared: Path, out: Path, style: str, n_train: int,
         for i, p in enumerate(queries):
             stamp(Image.open(p), style).save(out / "queries" / f"b{i:03d}.jpg", quality=90)
             w.writerow([f"queries/b{i:03d}.jpg", "", "distinct", "", f"watermark-{style}", ""])
-    return {"registered": len(registered) + min(n_train, len(train)), "queries": len(queries)}
+        for i in range(min(copies, len(registered))):  # a copy as shared: 3/4 the size, recompressed
+            img = Image.open(out / "registry" / f"a{i:03d}.jpg")
+            img.resize((img.width * 3 // 4, img.height * 3 // 4), Image.BICUBIC).save(out / "queries" / f"c{i:03d}.jpg", quality=80)
+            w.writerow([f"queries/c{i:03d}.jpg", f"registry/a{i:03d}.jpg", "benign", "", f"watermark-{style}-copy", ""])
+    return {"registered": len(registered) + min(n_train, len(train)), "queries": len(queries) + min(copies, len(registered))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--style", choices=["corner", "centre"], default="centre")
     ap.add_argument("--train", type=int, default=300, help="marked train photos registered beside them")
     ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--copies", type=int, default=0, help="also query copies of N marked registered photos (kind benign)")
     args = ap.parse_args(argv)
     try:
-        print(build(args.distinct, args.shared, args.out, args.style, args.train, args.seed))
+        print(build(args.distinct, args.shared, args.out, args.style, args.train, args.seed, args.copies))
     except (ValueError, OSError) as exc:
         print(f"watermark_bench_data: {exc}", file=sys.stderr)
         return 2

@@ -66,3 +66,32 @@ def test_malformed_inputs_are_a_clean_error(tmp_path: Path, capsys) -> None:  # 
         assert mod.main(["--distinct", str(bad), "--shared", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
         assert "watermark_bench_data:" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # nothing written
+
+
+def test_copies_of_marked_originals_are_queries_whose_original_is_registered(tmp_path: Path) -> None:
+    mod = _script()
+    photos = tmp_path / "shared" / "datasets" / "photos"
+    photos.mkdir(parents=True)
+    with (photos / "index.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "source", "split"])
+        for i in range(2):
+            generated_photo(i, (200, 150)).save(photos / f"{i}.jpg")
+            w.writerow([f"{i}.jpg", "g", "train"])
+    with (tmp_path / "distinct.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["query", "original", "kind", "mask", "family", "variant"])
+        for i in range(6):
+            generated_photo(100 + i, (240, 180)).save(tmp_path / f"{i}.jpg")
+            w.writerow([f"{i}.jpg", "", "distinct", "", "", ""])
+    out = tmp_path / "wm"
+    assert mod.build(tmp_path / "distinct.csv", tmp_path / "shared", out, "corner", n_train=2, seed=5, copies=2) == \
+        {"registered": 5, "queries": 5}
+    with (out / "queries.csv").open() as fh:
+        copies = [r for r in csv.DictReader(fh) if r["kind"] == "benign"]
+    assert [r["original"] for r in copies] == ["registry/a000.jpg", "registry/a001.jpg"]
+    for r in copies:
+        original, copy = Image.open(out / r["original"]), Image.open(out / r["query"])
+        assert copy.size == (original.width * 3 // 4, original.height * 3 // 4)
+        small = np.asarray(original.resize(copy.size, Image.BICUBIC), np.int16)
+        assert np.abs(small - np.asarray(copy, np.int16)).mean() < 6  # the same photo, mark and all

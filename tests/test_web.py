@@ -163,6 +163,33 @@ def test_unrelated_image_is_not_found(server: str, browser, originals, verifier_
     page.screenshot(path=str(shots / "web-not-found-375.png"), full_page=True)
 
 
+def test_a_publishers_mark_on_the_query_is_named_as_not_counted(service: Service, server: str, browser, originals,
+                                                                verifier_key: str, tmp_path: Path, shots: Path) -> None:
+    from tests.test_marks import mark_file, stamped
+    from verifier.storage.accounts import create_publisher
+
+    with service.db.session() as session:
+        newswire, _ = create_publisher(session, "Newswire <b>wire</b>")
+        newswire_id = newswire.id
+    service.matcher.marks.enroll(newswire_id, jpeg_png(mark_file()), "centre <i>name</i>")
+    marked, _ = stamped(photo("rocket"), mark_file())
+    page = open_page(browser, server, verifier_key)
+    verify_file(page, tmp_path, "marked.jpg", jpeg(marked))
+    assert page.get_attribute("#verdict", "data-verdict") == "no_match"
+    text = page.inner_text("#marks")
+    assert "Newswire <b>wire</b> (centre <i>name</i>)" in text and "not counted" in text  # names as text, not markup
+    page.screenshot(path=str(shots / "web-marks.png"), full_page=True)
+    assert not page.dialogs and not page.js_errors and not page.outside  # type: ignore[attr-defined]
+    verify_file(page, tmp_path, "plain.jpg", jpeg(photo("rocket")))
+    assert page.locator("#marks").count() == 0
+
+
+def jpeg_png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
 def test_errors_are_said_in_words(server: str, browser, verifier_key: str, tmp_path: Path) -> None:
     page = open_page(browser, server, verifier_key)
     (tmp_path / "notes.txt").write_text("not an image")

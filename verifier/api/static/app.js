@@ -292,6 +292,16 @@ function candidatesView(r) {
     el("p", { class: "muted" }, "Scores are stage-1 similarities; the decision threshold is " + r.search.decision_threshold.toFixed(3) + "."));
 }
 
+function marksView(r) {
+  const m = (r.search && r.search.publisher_marks) || [];
+  if (!m.length) return null;
+  const list = el("ul", {});
+  m.forEach((x) => list.append(el("li", {}, x.publisher.name + (x.label ? " (" + x.label + ")" : "") + ": " + x.keypoints + " keypoints")));
+  return el("section", { class: "panel", id: "marks" }, el("h2", {}, "Publisher marks on this image"), list,
+    el("p", { class: "muted" }, "A watermark or credit line that many photos carry says nothing about where this one came from: "
+      + "its keypoints were not counted as evidence of a match."));
+}
+
 function downloadsView(env) {
   const r = env.report;
   const json = URL.createObjectURL(new Blob([JSON.stringify(env, null, 2)], { type: "application/json" }));
@@ -311,6 +321,8 @@ function renderReport(root, env, queryUrl) {
   root.append(banner(r));
   if (r.match) root.append(compareView(r, queryUrl));
   credentialsView(r, root);
+  const marks = marksView(r);
+  if (marks) root.append(marks);
   const c = candidatesView(r);
   if (c) root.append(c);
   root.append(downloadsView(env));
