@@ -9,8 +9,8 @@ from the query's features before stage 2 fits, the screen, the vote and stage 3'
 A mark is found in two ways: keypoints whose RootSIFT descriptor lies within `MARK_DISTANCE` of the
 mark's own (rendered at several heights over flat backgrounds, where a semi-opaque mark looks the
 same on any photo), and, where at least `MIN_PLACED` of those agree on one placement of the mark
-(a similarity transform, RANSAC), every keypoint inside the placed mark's outline: over a
-textured background the mark's descriptors change, its place does not.
+(a similarity transform, RANSAC), every keypoint inside the placed mark's outline and near a
+placed keypoint: over a textured background the mark's descriptors change, its place does not.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from verifier.simprov.align import SiftFeatures, sift_features
 # Heights (px) the mark is rendered at: a mark is seen at the query's working size (256 px on the
 # long side), where a credit line is ~10 px high and a centred name 20-40 px.
 HEIGHTS = (12, 18, 26, 36, 52, 75, 110)
-BACKGROUNDS = (0, 64, 128, 192)  # flat greys under the mark (white over white shows nothing)
+BACKGROUNDS = (0, 64, 128, 192, 255)  # flat greys under the mark; over white a white mark is its outline
 # RootSIFT distance under which a query keypoint is the mark's. Chosen on the families benchmark's
 # 150 right answers at <= 20 inliers with a marked bench's mark registered: at 0.3 one of them
 # (8 inliers) lost a fit, at 0.25 none (BENCHMARKS.md, "Publisher marks").
@@ -37,6 +37,7 @@ PLACE_DISTANCE = 0.4
 MIN_PLACED = 6  # mark keypoints agreeing on a placement before its outline is cut out
 PLACE_TOLERANCE = 3.0  # px, RANSAC reprojection error of the placement
 MARGIN = 3.0  # px around the placed outline
+NEAR = 1.0  # x the placed mark's height: how far from a placed keypoint the outline is cut
 # A "mark" covering more of a query than this (its placed outline's share of the frame, or without
 # a placement the share of keypoints it claims) is not a mark: it is ignored for that query, so a
 # registered image cannot hide the content of others.
@@ -113,8 +114,13 @@ def on_mark(features: SiftFeatures, mark: MarkModel, shape: tuple[int, ...]) -> 
             poly = (mark.outline @ m[:, :2].T + m[:, 2]).astype(np.float32)
             # a placement larger than the frame is not a mark on it (e.g. a photo enrolled as a "mark")
             share = abs(float(cv2.contourArea(poly))) / float(shape[0] * shape[1]) if height <= max(shape[:2]) else 1.0
-            found |= np.array([cv2.pointPolygonTest(poly, (float(x), float(y)), True) >= -MARGIN
+            inside = np.array([cv2.pointPolygonTest(poly, (float(x), float(y)), True) >= -MARGIN
                                for x, y in features.points], bool)
+            # and near where the mark was seen: text in the mark's font elsewhere can place a long
+            # credit line whose outline would cross the photo itself
+            placed = features.points[idx[inl.ravel().astype(bool)]]
+            gap = np.sqrt(((features.points[:, None] - placed[None]) ** 2).sum(-1)).min(1)
+            found |= inside & (gap <= NEAR * height)
     return found if share <= MAX_SHARE else np.zeros(n, bool)
 
 
