@@ -137,9 +137,13 @@ def test_a_photo_enrolled_as_a_mark_cannot_hide_itself() -> None:
     assert M.on_mark(sift_features(np.asarray(small)), model, np.asarray(small).shape).sum() == 0
 
 
-def test_a_mark_without_opaque_pixels_is_refused() -> None:
+def test_a_mark_without_opaque_pixels_or_far_too_long_is_refused() -> None:
     with pytest.raises(ValueError, match="opaque"):
         M.mark_model(Image.new("RGBA", (64, 32), (255, 255, 255, 0)))
+    strip = mark_file("NEWSWIRE " * 8, 40)
+    assert strip.width / strip.height > M.MAX_ASPECT
+    with pytest.raises(ValueError, match="times as long"):
+        M.mark_model(strip)
 
 
 # -- enrolling: API and CLI -------------------------------------------------------------------------
@@ -191,6 +195,7 @@ def test_admin_enrolls_lists_and_removes_a_mark(client: TestClient, service: Ser
     (encode(Image.new("RGBA", (64, 32), (0, 0, 0, 0)), "PNG"), 400),  # nothing opaque
     (encode(Image.new("RGBA", (64, 32), (90, 90, 90, 255)), "PNG"), 400),  # flat: no keypoints to recognise
     (encode(mark_file(), "PNG")[:300], 422),  # truncated
+    (encode(mark_file("NEWSWIRE " * 8, 40), "PNG"), 400),  # over 30:1: a long strip to render and search
     (b"\x89PNG\r\n\x1a\n" + bytes(MAX_MARK_BYTES), 413),
 ])
 def test_a_bad_mark_file_is_a_problem_and_writes_nothing(client: TestClient, admin_key: str,

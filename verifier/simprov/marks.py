@@ -43,6 +43,9 @@ NEAR = 1.0  # x the placed mark's height: how far from a placed keypoint the out
 # registered image cannot hide the content of others.
 MAX_SHARE = 0.35
 MIN_HEIGHT = 4.0  # px: a placement smaller than this is chance
+# Longer marks are refused: rendered 110 px high, a 400:1 strip would be a 44,000 px wide image to
+# search (the bench's credit line is 13:1).
+MAX_ASPECT = 30.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,9 @@ def mark_model(image: Image.Image) -> MarkModel:
     if not len(xs):
         raise ValueError("the mark has no opaque pixel")
     crop = rgba.crop((int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1))
+    if max(crop.width / crop.height, crop.height / crop.width) > MAX_ASPECT:
+        raise ValueError(f"its opaque part is {crop.width}x{crop.height} px; a mark is at most {MAX_ASPECT:g} times as long "
+                         "as it is high (or the reverse)")
     a = np.asarray(crop)[:, :, 3]
     ys, xs = np.nonzero(a)
     hull = cv2.convexHull(np.float32(np.c_[xs, ys]))[:, 0] / crop.height
