@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from verifier.simprov import marks as M
 from verifier.simprov.align import RATIO, sift_features
 from verifier.simprov.pairs import View
 from verifier.storage.accounts import Scope, create_publisher, issue_key
+from verifier.storage.marks import add_mark, marks_of
 
 TEXT = "NEWSWIRE"
 
@@ -223,6 +225,30 @@ def test_a_publisher_holds_at_most_sixteen_marks(client: TestClient, admin_key: 
     for i, word in enumerate(words):
         r = post_mark(client, admin_key, pid, encode(mark_file(word, 80), "PNG"), f"{i}.png")
         assert r.status_code == (201 if i < 16 else 409), (word, r.text)
+
+
+def test_the_same_mark_enrolled_by_two_requests_at_once_is_one_mark(service: Service,
+                                                                     newswire: tuple[uuid.UUID, str]) -> None:
+    """The second insert waits on the unique index, then finds the row the first committed: not a 500."""
+    pid, _ = newswire
+    data = encode(mark_file(), "PNG")
+    second: list[uuid.UUID] = []
+    with service.db.session() as first:
+        row = add_mark(first, pid, data, "first")  # inserted, not yet committed
+        thread = threading.Thread(target=lambda: second.append(_enrol(service, pid, data)))
+        thread.start()
+        thread.join(timeout=1.0)
+        assert thread.is_alive()  # blocked on the first request's uncommitted row
+        first_id = row.id
+    thread.join(timeout=30)
+    assert second == [first_id]
+    with service.db.session() as session:
+        assert [m.id for m in marks_of(session, pid)] == [first_id]
+
+
+def _enrol(service: Service, pid: uuid.UUID, data: bytes) -> uuid.UUID:
+    with service.db.session() as session:
+        return add_mark(session, pid, data, "second").id
 
 
 def test_another_process_enrolment_is_seen_after_the_check_interval(service: Service, newswire: tuple[uuid.UUID, str]) -> None:

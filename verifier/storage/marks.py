@@ -16,6 +16,7 @@ import uuid
 
 from PIL import Image
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from verifier.errors import Conflict, NotFound
@@ -25,12 +26,12 @@ MAX_MARKS_PER_PUBLISHER = 16
 
 
 def add_mark(session: Session, publisher_id: uuid.UUID, data: bytes, label: str | None = None) -> PublisherMark:
-    """`data` already checked (`matching.marks.model_of`); the same file again returns its row."""
+    """`data` already checked (`matching.marks.model_of`); the same file again returns its row,
+    also when another request enrols it at the same moment (the unique constraint decides)."""
     if session.get(Publisher, publisher_id) is None:
         raise NotFound(f"no publisher {publisher_id}")
     sha = hashlib.sha256(data).hexdigest()
-    existing = session.scalar(select(PublisherMark).where(PublisherMark.publisher_id == publisher_id,
-                                                          PublisherMark.sha256 == sha))
+    existing = _find(session, publisher_id, sha)
     if existing is not None:
         return existing
     n = session.scalar(select(func.count()).select_from(PublisherMark).where(PublisherMark.publisher_id == publisher_id))
@@ -40,9 +41,20 @@ def add_mark(session: Session, publisher_id: uuid.UUID, data: bytes, label: str 
         width, height = img.size
     row = PublisherMark(id=uuid.uuid4(), publisher_id=publisher_id, sha256=sha, image=data, width=width,
                         height=height, label=label)
-    session.add(row)
-    session.flush()
+    try:
+        with session.begin_nested():  # a savepoint: a clash rolls back this insert, not the caller's work
+            session.add(row)
+    except IntegrityError:
+        existing = _find(session, publisher_id, sha)  # committed by the request that won
+        if existing is None:
+            raise
+        return existing
     return row
+
+
+def _find(session: Session, publisher_id: uuid.UUID, sha: str) -> PublisherMark | None:
+    return session.scalar(select(PublisherMark).where(PublisherMark.publisher_id == publisher_id,
+                                                      PublisherMark.sha256 == sha))
 
 
 def marks_of(session: Session, publisher_id: uuid.UUID) -> list[PublisherMark]:
