@@ -280,7 +280,8 @@ def test_a_signed_svg_is_verified_for_its_credentials(client: TestClient, verifi
     report = _verify(client, verifier_key, signed, "logo.svg")
     assert report["input"]["mime"] == "image/svg+xml" and report["input"]["width"] is None
     assert report["verdict"] == "c2pa_trusted"
-    assert report["search"] == {"method": "not-applicable", "decision_threshold": None, "candidates": []}
+    assert report["search"] == {"method": "not-applicable", "decision_threshold": None, "candidates": [],
+                                "publisher_marks": []}
     assert report["c2pa"]["trust_list"]["name"] == "configured"
     unsigned = _verify(client, verifier_key, SVG, "plain.svg")
     assert unsigned["verdict"] == "no_match" and "raster images only" in unsigned["summary"]
