@@ -139,6 +139,29 @@ def test_a_photo_enrolled_as_a_mark_cannot_hide_itself() -> None:
     assert M.on_mark(sift_features(np.asarray(small)), model, np.asarray(small).shape).sum() == 0
 
 
+@pytest.mark.parametrize("exact_max", [10**9, 0])  # one matrix product; the IVF index
+def test_one_index_over_many_marks_finds_what_each_mark_finds_alone(model: M.MarkModel, exact_max: int,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(M, "EXACT_MAX", exact_max)
+    words = ["AGENCY", "PHOTOS", "HERALD", "OBSERVER"]
+    models = [model, *(M.mark_model(mark_file(w, 80)) for w in words)]
+    index = M.MarkIndex(models)
+    assert (index._ivf is not None) is (exact_max == 0)
+    views = [stamped(flat_photo(20 + i), mark_file(w, 80))[0] for i, w in enumerate([TEXT, *words])]
+    views += [flat_photo(30), real_photo("coffee").resize((256, 192))]  # unmarked
+    hits = 0
+    for img in views:
+        for f in (sift_features(np.asarray(img)), sift_features(np.asarray(img.transpose(Image.FLIP_LEFT_RIGHT)))):
+            shape = np.asarray(img).shape
+            alone = {i: on for i, m in enumerate(models) if (on := M.on_mark(f, m, shape)).any()}
+            got = index.on(f, shape)
+            assert got.keys() == alone.keys()
+            assert all((got[i] == alone[i]).all() for i in alone)
+            hits += len(got)
+    assert hits >= len(models)  # each stamped mark was found: the comparison is not of empty sets
+    assert M.MarkIndex([]).on(sift_features(np.asarray(views[0])), np.asarray(views[0]).shape) == {}
+
+
 def test_a_mark_without_opaque_pixels_or_far_too_long_is_refused() -> None:
     with pytest.raises(ValueError, match="opaque"):
         M.mark_model(Image.new("RGBA", (64, 32), (255, 255, 255, 0)))

@@ -24,7 +24,7 @@ from PIL import Image
 from verifier.errors import BadRequest
 from verifier.images import probe_image
 from verifier.simprov.align import SiftFeatures
-from verifier.simprov.marks import MarkModel, mark_model, on_mark, without
+from verifier.simprov.marks import MarkIndex, MarkModel, mark_model, without
 from verifier.simprov.pairs import View
 from verifier.storage.database import Database
 from verifier.storage.marks import add_mark, mark_ids, rows_with_publisher
@@ -80,6 +80,7 @@ class MarkSet:
         self.db = db
         self.check_s = check_s
         self._marks: dict[uuid.UUID, EnrolledMark] = {}
+        self._index = MarkIndex([])  # the models of `_marks`, in its order
         self._checked = float("-inf")
         self._lock = threading.Lock()
 
@@ -98,9 +99,12 @@ class MarkSet:
 
     def current(self) -> list[EnrolledMark]:
         """The enrolled marks, re-read when the database's set changed (checked every `check_s`)."""
+        return self._current()[0]
+
+    def _current(self) -> tuple[list[EnrolledMark], MarkIndex]:
         with self._lock:
             if time.monotonic() - self._checked < self.check_s:
-                return list(self._marks.values())
+                return list(self._marks.values()), self._index
             with self.db.session() as session:
                 ids = mark_ids(session)
                 new = rows_with_publisher(session, ids - self._marks.keys())
@@ -112,32 +116,31 @@ class MarkSet:
                         log.warning("mark %s is not usable (%s); ignored", row.id, exc.detail)
             if marks.keys() != self._marks.keys():
                 log.info("publisher marks: %d enrolled", len(marks))
+                self._index = MarkIndex([m.model for m in marks.values()])
             self._marks = marks
             self._checked = time.monotonic()
-            return list(marks.values())
+            return list(marks.values()), self._index
 
     def strip(self, view: View) -> tuple[View, list[FoundMark]]:
         """`view` without its keypoints on any enrolled mark (the mirrored ones too, when made),
         and the marks found on it."""
-        marks = self.current()
+        marks, index = self._current()
         if not marks:
             return view, []
         shape = view.image.shape
         found: list[FoundMark] = []
         drop = np.zeros(len(view.features), bool)
-        for m in marks:
-            on = on_mark(view.features, m.model, shape)
-            if on.any():
-                found.append(FoundMark(m.id, m.publisher_id, m.publisher, m.label, int(on.sum())))
-                drop |= on
-        models = [m.model for m in marks]
+        for i, on in sorted(index.on(view.features, shape).items()):
+            m = marks[i]
+            found.append(FoundMark(m.id, m.publisher_id, m.publisher, m.label, int(on.sum())))
+            drop |= on
 
         def strip(features: SiftFeatures) -> SiftFeatures:
             if features is view.features:
                 return without(features, drop)
             out = np.zeros(len(features), bool)
-            for model in models:
-                out |= on_mark(features, model, shape)
+            for on in index.on(features, shape).values():
+                out |= on
             return without(features, out)
 
         return view.stripped(strip), found

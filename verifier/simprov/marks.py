@@ -109,6 +109,14 @@ def on_mark(features: SiftFeatures, mark: MarkModel, shape: tuple[int, ...]) -> 
     d2 = (q * q).sum(1)[:, None] + (mark.descriptors * mark.descriptors).sum(1)[None] - 2 * q @ mark.descriptors.T
     nearest = d2.argmin(1)
     dist = np.sqrt(np.maximum(d2[np.arange(n), nearest], 0))
+    return _claim(features, mark, nearest, dist, shape)
+
+
+def _claim(features: SiftFeatures, mark: MarkModel, nearest: np.ndarray, dist: np.ndarray,
+           shape: tuple[int, ...]) -> np.ndarray:
+    """`on_mark` given each keypoint's nearest descriptor of the mark and its distance (only
+    those under `PLACE_DISTANCE` are read: `MarkIndex` leaves the rest at infinity)."""
+    n = len(features)
     found = dist < MARK_DISTANCE
     share = float(found.mean())
     idx = np.flatnonzero(dist < PLACE_DISTANCE)
@@ -128,6 +136,80 @@ def on_mark(features: SiftFeatures, mark: MarkModel, shape: tuple[int, ...]) -> 
             gap = np.sqrt(((features.points[:, None] - placed[None]) ** 2).sum(-1)).min(1)
             found |= inside & (gap <= NEAR * height)
     return found if share <= MAX_SHARE else np.zeros(n, bool)
+
+
+# Up to this many descriptors in all (three or four marks) one matrix product finds every
+# keypoint's neighbours; above it an IVF index does, so that the cost of a view stays nearly flat
+# in the marks enrolled (BENCHMARKS.md, "Many publishers' marks").
+EXACT_MAX = 8192
+LIST_SIZE = 256  # descriptors per IVF list (nlist = total / LIST_SIZE)
+NPROBE = 16  # lists searched per keypoint: chosen where the masks equal the exact search's
+
+
+class MarkIndex:
+    """Every enrolled mark's descriptors in one index. A view's keypoints are searched once for
+    their neighbours within `PLACE_DISTANCE` of any mark; only the marks that some keypoint
+    comes near are then placed (`_claim`), each with its own nearest descriptors, as `on_mark`."""
+
+    def __init__(self, marks: Sequence[MarkModel]) -> None:
+        self.marks = list(marks)
+        sizes = [len(m) for m in self.marks]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.owner = np.repeat(np.arange(len(self.marks)), sizes)
+        total = int(self.offsets[-1])
+        self.descriptors = (np.concatenate([m.descriptors for m in self.marks]) if total
+                            else np.zeros((0, 128), np.float32)).astype(np.float32)
+        self._norms = (self.descriptors * self.descriptors).sum(1)
+        self._ivf = None
+        if total > EXACT_MAX:
+            import faiss  # here, not at the top: the GPU training machine has no FAISS
+
+            nlist = max(16, total // LIST_SIZE)
+            ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(128), 128, nlist)
+            ivf.cp.seed = 0
+            ivf.train(self.descriptors)
+            ivf.add(self.descriptors)
+            ivf.nprobe = min(NPROBE, nlist)
+            self._ivf = ivf
+
+    def __len__(self) -> int:
+        return len(self.marks)
+
+    def _pairs(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(keypoint, descriptor, squared distance) for every pair closer than `PLACE_DISTANCE`."""
+        r2 = PLACE_DISTANCE ** 2
+        if self._ivf is None:
+            d2 = (q * q).sum(1)[:, None] + self._norms[None] - 2 * q @ self.descriptors.T
+            kp, desc = np.nonzero(d2 < r2)
+            return kp, desc, d2[kp, desc]
+        lims, d2, desc = self._ivf.range_search(np.ascontiguousarray(q, np.float32), r2)
+        kp = np.repeat(np.arange(len(q)), np.diff(lims).astype(np.int64))
+        return kp, desc.astype(np.int64), d2
+
+    def on(self, features: SiftFeatures, shape: tuple[int, ...]) -> dict[int, np.ndarray]:
+        """{mark's position in `marks`: (N,) bool of the keypoints on it}, for the marks found."""
+        n = len(features)
+        if not n or not len(self.descriptors):
+            return {}
+        kp, desc, d2 = self._pairs(features.matching.astype(np.float32))
+        if not len(kp):
+            return {}
+        owner = self.owner[desc]
+        order = np.lexsort((d2, kp, owner))  # by mark, then keypoint, nearest first
+        kp, desc, d2, owner = kp[order], desc[order], d2[order], owner[order]
+        first = np.r_[True, (owner[1:] != owner[:-1]) | (kp[1:] != kp[:-1])]
+        kp, desc, d2, owner = kp[first], desc[first], d2[first], owner[first]
+        out: dict[int, np.ndarray] = {}
+        for i in np.unique(owner):
+            sel = owner == i
+            nearest = np.zeros(n, np.int64)
+            dist = np.full(n, np.inf)
+            nearest[kp[sel]] = desc[sel] - self.offsets[i]
+            dist[kp[sel]] = np.sqrt(np.maximum(d2[sel], 0))
+            on = _claim(features, self.marks[i], nearest, dist, shape)
+            if on.any():
+                out[int(i)] = on
+        return out
 
 
 def on_marks(features: SiftFeatures, marks: Sequence[MarkModel], shape: tuple[int, ...]) -> np.ndarray:
