@@ -118,7 +118,7 @@ def main() -> None:
             if which is not None:
                 stamped += 1
                 stamped_found += which in got
-        row = {"marks": k, "descriptors": len(index.descriptors), "ivf": index._ivf is not None,
+        row = {"marks": k, "descriptors": index.size, "ivf": index._ivf is not None,
                "build_ms": round(build * 1000), "views": len(queries), "views_differing": differ,
                "keypoints_differing": kp_differ, "views_with_a_mark": found,
                "stamped_found": f"{stamped_found}/{stamped}",

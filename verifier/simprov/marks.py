@@ -156,21 +156,26 @@ class MarkIndex:
         sizes = [len(m) for m in self.marks]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.owner = np.repeat(np.arange(len(self.marks)), sizes)
-        total = int(self.offsets[-1])
-        self.descriptors = (np.concatenate([m.descriptors for m in self.marks]) if total
-                            else np.zeros((0, 128), np.float32)).astype(np.float32)
-        self._norms = (self.descriptors * self.descriptors).sum(1)
+        self.size = int(self.offsets[-1])  # descriptors in all
+        self.descriptors = np.zeros((0, 128), np.float32)  # the exact search's (the IVF index holds its own copy)
+        self._norms = np.zeros(0, np.float32)
         self._ivf = None
-        if total > EXACT_MAX:
-            import faiss  # here, not at the top: the GPU training machine has no FAISS
+        if not self.size:
+            return
+        descriptors = np.concatenate([m.descriptors for m in self.marks]).astype(np.float32)
+        if self.size <= EXACT_MAX:
+            self.descriptors = descriptors
+            self._norms = (descriptors * descriptors).sum(1)
+            return
+        import faiss  # here, not at the top: the GPU training machine has no FAISS
 
-            nlist = max(16, total // LIST_SIZE)
-            ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(128), 128, nlist)
-            ivf.cp.seed = 0
-            ivf.train(self.descriptors)
-            ivf.add(self.descriptors)
-            ivf.nprobe = min(NPROBE, nlist)
-            self._ivf = ivf
+        nlist = max(16, self.size // LIST_SIZE)
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(128), 128, nlist)
+        ivf.cp.seed = 0
+        ivf.train(descriptors)
+        ivf.add(descriptors)
+        ivf.nprobe = min(NPROBE, nlist)
+        self._ivf = ivf
 
     def __len__(self) -> int:
         return len(self.marks)
@@ -189,7 +194,7 @@ class MarkIndex:
     def on(self, features: SiftFeatures, shape: tuple[int, ...]) -> dict[int, np.ndarray]:
         """{mark's position in `marks`: (N,) bool of the keypoints on it}, for the marks found."""
         n = len(features)
-        if not n or not len(self.descriptors):
+        if not n or not self.size:
             return {}
         kp, desc, d2 = self._pairs(features.matching.astype(np.float32))
         if not len(kp):
