@@ -501,7 +501,7 @@ def test_a_small_query_is_enlarged_before_its_votes(service_with_photos) -> None
     full = search.search(small)
     missed = dataclasses.replace(full, candidates=[c for c in full.candidates if c.original_id != ids["chelsea"]], match=None)
 
-    view = matcher._view_later(small, parallel=False).result()
+    view, _marks = matcher._view_later(small, parallel=False).result()
     assert max(view.size) == WORK_SIDE and view.full_size == small.size
     assert matcher.with_votes(View.of(small), missed).voted == 0  # at its own size: no vote
     voted = matcher.with_votes(view, missed)
