@@ -19,8 +19,10 @@ from tests.conftest import auth
 from tests.helpers import encode, photo_like
 from verifier.matching.marks import MAX_MARK_BYTES, MarkSet
 from verifier.service import Service
+from verifier.settings import Settings
 from verifier.simprov import marks as M
 from verifier.simprov.align import RATIO, sift_features
+from verifier.simprov.embedding import Embedder
 from verifier.simprov.pairs import View
 from verifier.storage.accounts import Scope, create_publisher, issue_key
 from verifier.storage.marks import add_mark, marks_of
@@ -272,6 +274,18 @@ def test_the_same_mark_enrolled_by_two_requests_at_once_is_one_mark(service: Ser
 def _enrol(service: Service, pid: uuid.UUID, data: bytes) -> uuid.UUID:
     with service.db.session() as session:
         return add_mark(session, pid, data, "second").id
+
+
+def test_a_service_builds_the_enrolled_marks_when_it_opens(service: Service, settings: Settings, embedder: Embedder,
+                                                           newswire: tuple[uuid.UUID, str]) -> None:
+    pid, _ = newswire
+    row = service.matcher.marks.enroll(pid, encode(mark_file(), "PNG"), "centre")
+    other = Service.open(settings, embedder=embedder)
+    try:
+        assert other.matcher.marks is not None
+        assert list(other.matcher.marks._marks) == [row.id]  # before any request asked for them
+    finally:
+        other.close()
 
 
 def test_another_process_enrolment_is_seen_after_the_check_interval(service: Service, newswire: tuple[uuid.UUID, str]) -> None:

@@ -87,10 +87,12 @@ class Service:
                                 path=(lists if settings.local_ondisk else settings.index_dir) / "local-sift.npz",
                                 lists_dir=lists if settings.local_ondisk else None,
                                 compact_at=settings.local_ondisk_compact) if settings.local_votes else None
+            marks = MarkSet(db, settings.marks_check_s)
+            marks.current()  # the enrolled marks' models built now (~0.5 s each), not in the first request
             matcher = Matcher(originals, search, views, reranker.to(device) if reranker else None,
                               change.to(device) if change else None, min_inliers=settings.stage2_min_inliers, local=local,
                               work_max_side=settings.work_max_side, parallel=settings.parallel_stages,
-                              marks=MarkSet(db, settings.marks_check_s))
+                              marks=marks)
             registry = Registry(settings, originals, SearchIndexer(search, views, matcher))
             local_sync = matcher.sync_votes if local is not None else None
             follower = RegistryFollower(db, search, views, settings.follow_interval_s, on_change=local_sync)
