@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -283,7 +284,7 @@ def test_a_service_builds_the_enrolled_marks_when_it_opens(service: Service, set
     other = Service.open(settings, embedder=embedder)
     try:
         assert other.matcher.marks is not None
-        assert list(other.matcher.marks._marks) == [row.id]  # before any request asked for them
+        assert [m.id for m in other.matcher.marks._snapshot.marks] == [row.id]  # before any request asked for them
     finally:
         other.close()
 
@@ -296,6 +297,34 @@ def test_another_process_enrolment_is_seen_after_the_check_interval(service: Ser
     assert other.current() == []  # within its interval it keeps what it read
     other.check_s = 0
     assert [m.publisher for m in other.current()] == ["Newswire"]
+
+
+def test_a_verification_never_waits_for_a_new_mark_to_be_built(service: Service, newswire: tuple[uuid.UUID, str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process enrolled a mark: the first request to notice starts the build and goes on
+    with the set it has; the set is swapped in once built."""
+    pid, _ = newswire
+    other = MarkSet(service.db, check_s=0)
+    service.matcher.marks.enroll(pid, encode(mark_file(), "PNG"), "centre")
+    release, started = threading.Event(), threading.Event()
+    build = MarkSet._build
+
+    def slow_build(self: MarkSet, ids: frozenset[uuid.UUID]) -> None:
+        started.set()
+        assert release.wait(30)
+        build(self, ids)
+
+    monkeypatch.setattr(MarkSet, "_build", slow_build)
+    view = View.of(stamped(flat_photo(3), mark_file())[0])
+    _, found = other.strip(view)
+    assert found == [] and started.wait(5)  # answered with the set it had, the build under way
+    assert other.strip(view)[1] == []  # a second request neither waits nor starts another build
+    release.set()
+    for _ in range(100):
+        if other._snapshot.marks:
+            break
+        time.sleep(0.05)
+    assert [f.publisher for f in other.strip(view)[1]] == ["Newswire"]
 
 
 # -- verification ------------------------------------------------------------------------------------

@@ -4,9 +4,10 @@ many registered photos cannot make an unrelated photo with the same mark their c
 (BENCHMARKS.md, "Publisher marks").
 
 `MarkSet` follows the database: every `check_s` at most, a request compares the enrolled ids
-with its own (one small indexed read) and builds the models of new marks (~50 ms each), so a
-mark enrolled through another process counts within seconds, and one enrolled through this
-process at once (`enroll` invalidates).
+with its own (one small indexed read); a change starts a build in the background (the new marks'
+models, ~0.5 s each, then one index over all of them: `simprov.marks.MarkIndex`) while requests
+go on with the set they have. So a mark enrolled through another process counts within seconds,
+and one enrolled through this process before `enroll` returns; the set is built at start-up.
 """
 
 from __future__ import annotations
@@ -75,22 +76,32 @@ def model_of(data: bytes) -> MarkModel:
     return model
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    """One enrolled set as the requests use it: the marks and their index, swapped whole."""
+
+    ids: frozenset[uuid.UUID]  # every id read, the unusable ones too (so they are not re-read)
+    marks: tuple[EnrolledMark, ...]  # in `index`'s order
+    index: MarkIndex
+
+
 class MarkSet:
     def __init__(self, db: Database, check_s: float = 5.0) -> None:
         self.db = db
         self.check_s = check_s
-        self._marks: dict[uuid.UUID, EnrolledMark] = {}
-        self._index = MarkIndex([])  # the models of `_marks`, in its order
+        self._snapshot = _Snapshot(frozenset(), (), MarkIndex([]))
         self._checked = float("-inf")
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # `_checked` and the swap of `_snapshot`
+        self._building = threading.Lock()  # one build at a time
 
     def enroll(self, publisher_id: uuid.UUID, data: bytes, label: str | None = None) -> PublisherMark:
-        """Check the file, store it, and count it from the next request on."""
+        """Check the file, store it, and count it in this process before returning."""
         model_of(data)  # refused before anything is written
         with self.db.session() as session:
             row = add_mark(session, publisher_id, data, label)
             session.expunge(row)
         self.invalidate()
+        self.current()
         return row
 
     def invalidate(self) -> None:
@@ -98,33 +109,61 @@ class MarkSet:
             self._checked = float("-inf")
 
     def current(self) -> list[EnrolledMark]:
-        """The enrolled marks, re-read when the database's set changed (checked every `check_s`)."""
-        return self._current()[0]
+        """The enrolled marks, re-read when the database's set changed (checked every `check_s`),
+        waiting for a change to be built."""
+        return list(self._current(wait=True).marks)
 
-    def _current(self) -> tuple[list[EnrolledMark], MarkIndex]:
+    def _current(self, wait: bool) -> _Snapshot:
+        """The set to use. A change costs a build (~0.5 s a new mark's model, then the index:
+        seconds at a hundred marks): `wait=False`, a verification's, starts it in the background
+        and goes on with the set it has, so that no request waits on another's build."""
         with self._lock:
             if time.monotonic() - self._checked < self.check_s:
-                return list(self._marks.values()), self._index
-            with self.db.session() as session:
-                ids = mark_ids(session)
-                new = rows_with_publisher(session, ids - self._marks.keys())
-                marks = {i: m for i, m in self._marks.items() if i in ids}
-                for row, name in new:
-                    try:
-                        marks[row.id] = EnrolledMark(row.id, row.publisher_id, name, row.label, model_of(row.image))
-                    except BadRequest as exc:  # stored before a stricter check: skipped, not fatal
-                        log.warning("mark %s is not usable (%s); ignored", row.id, exc.detail)
-            if marks.keys() != self._marks.keys():
-                log.info("publisher marks: %d enrolled", len(marks))
-                self._index = MarkIndex([m.model for m in marks.values()])
-            self._marks = marks
+                return self._snapshot
             self._checked = time.monotonic()
-            return list(marks.values()), self._index
+        with self.db.session() as session:
+            ids = mark_ids(session)
+        if ids == self._snapshot.ids:
+            return self._snapshot
+        if wait:
+            with self._building:
+                self._build(ids)
+        elif self._building.acquire(blocking=False):
+            def build() -> None:
+                try:
+                    self._build(ids)
+                except Exception:  # logged; the next check tries again
+                    log.exception("publisher marks: the new set could not be built")
+                    self.invalidate()
+                finally:
+                    self._building.release()
+
+            threading.Thread(target=build, name="marks-build", daemon=True).start()
+        return self._snapshot
+
+    def _build(self, ids: frozenset[uuid.UUID]) -> None:
+        old = self._snapshot
+        if ids == old.ids:  # built meanwhile by the build this one waited for
+            return
+        kept = {m.id: m for m in old.marks if m.id in ids}
+        with self.db.session() as session:
+            new = rows_with_publisher(session, ids - old.ids)
+        for row, name in new:
+            try:
+                kept[row.id] = EnrolledMark(row.id, row.publisher_id, name, row.label, model_of(row.image))
+            except BadRequest as exc:  # stored before a stricter check: skipped, not fatal
+                log.warning("mark %s is not usable (%s); ignored", row.id, exc.detail)
+        marks = tuple(kept.values())
+        snapshot = _Snapshot(ids, marks, MarkIndex([m.model for m in marks]))
+        with self._lock:
+            self._snapshot = snapshot
+        log.info("publisher marks: %d enrolled", len(marks))
 
     def strip(self, view: View) -> tuple[View, list[FoundMark]]:
         """`view` without its keypoints on any enrolled mark (the mirrored ones too, when made),
         and the marks found on it."""
-        marks, index = self._current()
+        snapshot = self._current(wait=False)
+        marks, index = snapshot.marks, snapshot.index
         if not marks:
             return view, []
         shape = view.image.shape

@@ -138,12 +138,14 @@ def _claim(features: SiftFeatures, mark: MarkModel, nearest: np.ndarray, dist: n
     return found if share <= MAX_SHARE else np.zeros(n, bool)
 
 
-# Up to this many descriptors in all (three or four marks) one matrix product finds every
-# keypoint's neighbours; above it an IVF index does, so that the cost of a view stays nearly flat
-# in the marks enrolled (BENCHMARKS.md, "Many publishers' marks").
-EXACT_MAX = 8192
-LIST_SIZE = 256  # descriptors per IVF list (nlist = total / LIST_SIZE)
-NPROBE = 16  # lists searched per keypoint: chosen where the masks equal the exact search's
+# Up to this many descriptors in all (about ten marks) one matrix product finds every keypoint's
+# neighbours; above it an IVF index does, so that the cost of a view grows slowly with the marks
+# enrolled (BENCHMARKS.md, "Many publishers' marks": 16 marks 42 -> 30 ms a view, 256 marks 701 -> 68).
+EXACT_MAX = 32768
+LIST_SIZE = 256  # descriptors per IVF list ...
+MAX_LISTS = 1024  # ... up to this many lists (more lists: a slower build and, at NPROBE, lower recall)
+NPROBE = 16  # lists searched per keypoint: where the keypoints found equal the exact search's
+TRAIN_PER_LIST = 64  # k-means samples per list: the build stays seconds at hundreds of marks
 
 
 class MarkIndex:
@@ -169,9 +171,10 @@ class MarkIndex:
             return
         import faiss  # here, not at the top: the GPU training machine has no FAISS
 
-        nlist = max(16, self.size // LIST_SIZE)
+        nlist = min(MAX_LISTS, max(16, self.size // LIST_SIZE))
         ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(128), 128, nlist)
         ivf.cp.seed = 0
+        ivf.cp.max_points_per_centroid = TRAIN_PER_LIST
         ivf.train(descriptors)
         ivf.add(descriptors)
         ivf.nprobe = min(NPROBE, nlist)
