@@ -15,7 +15,8 @@ placed keypoint: over a textured background the mark's descriptors change, its p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -149,9 +150,10 @@ TRAIN_PER_LIST = 64  # k-means samples per list: the build stays seconds at hund
 
 
 class MarkIndex:
-    """Every enrolled mark's descriptors in one index. A view's keypoints are searched once for
-    their neighbours within `PLACE_DISTANCE` of any mark; only the marks that some keypoint
-    comes near are then placed (`_claim`), each with its own nearest descriptors, as `on_mark`."""
+    """Every enrolled mark's descriptors, searched together. Up to `EXACT_MAX` descriptors each
+    mark's nearest are found exactly (as `on_mark`); above it a view's keypoints are searched once
+    in an IVF index for their neighbours within `PLACE_DISTANCE` of any mark. Either way only the
+    marks that some keypoint comes near are then placed (`_claim`)."""
 
     def __init__(self, marks: Sequence[MarkModel]) -> None:
         self.marks = list(marks)
@@ -159,16 +161,11 @@ class MarkIndex:
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.owner = np.repeat(np.arange(len(self.marks)), sizes)
         self.size = int(self.offsets[-1])  # descriptors in all
-        self.descriptors = np.zeros((0, 128), np.float32)  # the exact search's (the IVF index holds its own copy)
-        self._norms = np.zeros(0, np.float32)
+        self._norms = [(m.descriptors * m.descriptors).sum(1) for m in self.marks]  # the exact search's
         self._ivf = None
-        if not self.size:
+        if self.size <= EXACT_MAX:
             return
         descriptors = np.concatenate([m.descriptors for m in self.marks]).astype(np.float32)
-        if self.size <= EXACT_MAX:
-            self.descriptors = descriptors
-            self._norms = (descriptors * descriptors).sum(1)
-            return
         import faiss  # here, not at the top: the GPU training machine has no FAISS
 
         nlist = min(MAX_LISTS, max(16, self.size // LIST_SIZE))
@@ -183,40 +180,51 @@ class MarkIndex:
     def __len__(self) -> int:
         return len(self.marks)
 
-    def _pairs(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(keypoint, descriptor, squared distance) for every pair closer than `PLACE_DISTANCE`."""
+    def _nearest(self, q: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(mark, each keypoint's nearest descriptor of it, the distance) for the marks that some
+        keypoint comes within `PLACE_DISTANCE` of; the distance is infinite where none does in the
+        index's search (the exact search gives every keypoint's)."""
         r2 = PLACE_DISTANCE ** 2
+        n = len(q)
         if self._ivf is None:
-            d2 = (q * q).sum(1)[:, None] + self._norms[None] - 2 * q @ self.descriptors.T
-            kp, desc = np.nonzero(d2 < r2)
-            return kp, desc, d2[kp, desc]
-        lims, d2, desc = self._ivf.range_search(np.ascontiguousarray(q, np.float32), r2)
-        kp = np.repeat(np.arange(len(q)), np.diff(lims).astype(np.int64))
-        return kp, desc.astype(np.int64), d2
-
-    def on(self, features: SiftFeatures, shape: tuple[int, ...]) -> dict[int, np.ndarray]:
-        """{mark's position in `marks`: (N,) bool of the keypoints on it}, for the marks found."""
-        n = len(features)
-        if not n or not self.size:
-            return {}
-        kp, desc, d2 = self._pairs(features.matching.astype(np.float32))
-        if not len(kp):
-            return {}
+            qn = (q * q).sum(1)[:, None]
+            for i, mark in enumerate(self.marks):  # mark by mark: each block stays in cache
+                d2 = q @ mark.descriptors.T  # (N, M_i)
+                d2 *= -2
+                d2 += self._norms[i][None]
+                d2 += qn
+                nearest = d2.argmin(1)
+                best = d2[np.arange(n), nearest]
+                if best.min() < r2:
+                    yield i, nearest, np.sqrt(np.maximum(best, 0))
+            return
+        lims, d2, desc = self._ivf.range_search(q, r2)
+        if not len(desc):
+            return
+        kp = np.repeat(np.arange(n), np.diff(lims).astype(np.int64))
         owner = self.owner[desc]
         order = np.lexsort((d2, kp, owner))  # by mark, then keypoint, nearest first
         kp, desc, d2, owner = kp[order], desc[order], d2[order], owner[order]
         first = np.r_[True, (owner[1:] != owner[:-1]) | (kp[1:] != kp[:-1])]
-        kp, desc, d2, owner = kp[first], desc[first], d2[first], owner[first]
-        out: dict[int, np.ndarray] = {}
-        for i in np.unique(owner):
-            sel = owner == i
+        kp, desc, d2, owner = kp[first], desc[first].astype(np.int64), d2[first], owner[first]
+        bounds = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1], True])
+        for a, b in itertools.pairwise(bounds):
+            i = int(owner[a])
             nearest = np.zeros(n, np.int64)
             dist = np.full(n, np.inf)
-            nearest[kp[sel]] = desc[sel] - self.offsets[i]
-            dist[kp[sel]] = np.sqrt(np.maximum(d2[sel], 0))
+            nearest[kp[a:b]] = desc[a:b] - self.offsets[i]
+            dist[kp[a:b]] = np.sqrt(np.maximum(d2[a:b], 0))
+            yield i, nearest, dist
+
+    def on(self, features: SiftFeatures, shape: tuple[int, ...]) -> dict[int, np.ndarray]:
+        """{mark's position in `marks`: (N,) bool of the keypoints on it}, for the marks found."""
+        if not len(features) or not self.size:
+            return {}
+        out: dict[int, np.ndarray] = {}
+        for i, nearest, dist in self._nearest(np.ascontiguousarray(features.matching, np.float32)):
             on = _claim(features, self.marks[i], nearest, dist, shape)
             if on.any():
-                out[int(i)] = on
+                out[i] = on
         return out
 
 
