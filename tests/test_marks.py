@@ -162,6 +162,11 @@ def test_one_index_over_many_marks_finds_what_each_mark_finds_alone(model: M.Mar
             assert all((got[i] == alone[i]).all() for i in alone)
             hits += len(got)
     assert hits >= len(models)  # each stamped mark was found: the comparison is not of empty sets
+    rebuilt = [index.model(i) for i in range(len(models))]  # what a rebuild is made of
+    assert all(np.array_equal(r.descriptors, m.descriptors) and np.array_equal(r.points, m.points)
+               for r, m in zip(rebuilt, models, strict=True))
+    if index._ivf is not None:  # the index's copy of the descriptors is the only one it keeps
+        assert all(len(m.descriptors) == 0 for m in index.marks)
     assert M.MarkIndex([]).on(sift_features(np.asarray(views[0])), np.asarray(views[0]).shape) == {}
 
 
@@ -297,6 +302,19 @@ def test_another_process_enrolment_is_seen_after_the_check_interval(service: Ser
     assert other.current() == []  # within its interval it keeps what it read
     other.check_s = 0
     assert [m.publisher for m in other.current()] == ["Newswire"]
+
+
+def test_a_rebuilt_set_keeps_the_marks_it_had_when_the_index_holds_their_descriptors(
+        service: Service, newswire: tuple[uuid.UUID, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(M, "EXACT_MAX", 0)  # the IVF index from the first mark on
+    pid, _ = newswire
+    marks = service.matcher.marks
+    assert marks is not None
+    marks.enroll(pid, encode(mark_file(), "PNG"), "centre")
+    marks.enroll(pid, encode(mark_file("PHOTO", 80), "PNG"), "other")  # the first one's model comes from the index
+    view = View.of(stamped(flat_photo(3), mark_file())[0])
+    found = {f.label: f.keypoints for f in marks.strip(view)[1]}
+    assert found["centre"] == M.on_mark(view.features, M.mark_model(mark_file()), view.image.shape).sum() >= 8
 
 
 def test_a_verification_never_waits_for_a_new_mark_to_be_built(service: Service, newswire: tuple[uuid.UUID, str],

@@ -42,11 +42,12 @@ MIN_MARK_PLACES = 16
 
 @dataclass(frozen=True)
 class EnrolledMark:
+    """Whose mark it is; its model lives in the set's `MarkIndex`, at the same position."""
+
     id: uuid.UUID
     publisher_id: uuid.UUID
     publisher: str
     label: str | None
-    model: MarkModel
 
 
 @dataclass(frozen=True)
@@ -145,16 +146,16 @@ class MarkSet:
         old = self._snapshot
         if ids == old.ids:  # built meanwhile by the build this one waited for
             return
-        kept = {m.id: m for m in old.marks if m.id in ids}
+        kept = {m.id: (m, old.index.model(i)) for i, m in enumerate(old.marks) if m.id in ids}
         with self.db.session() as session:
             new = rows_with_publisher(session, ids - old.ids)
         for row, name in new:
             try:
-                kept[row.id] = EnrolledMark(row.id, row.publisher_id, name, row.label, model_of(row.image))
+                kept[row.id] = (EnrolledMark(row.id, row.publisher_id, name, row.label), model_of(row.image))
             except BadRequest as exc:  # stored before a stricter check: skipped, not fatal
                 log.warning("mark %s is not usable (%s); ignored", row.id, exc.detail)
-        marks = tuple(kept.values())
-        snapshot = _Snapshot(ids, marks, MarkIndex([m.model for m in marks]))
+        marks = tuple(m for m, _ in kept.values())
+        snapshot = _Snapshot(ids, marks, MarkIndex([model for _, model in kept.values()]))
         with self._lock:
             self._snapshot = snapshot
         log.info("publisher marks: %d enrolled", len(marks))

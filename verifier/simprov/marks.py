@@ -15,6 +15,7 @@ placed keypoint: over a textured background the mark's descriptors change, its p
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -139,6 +140,8 @@ def _claim(features: SiftFeatures, mark: MarkModel, nearest: np.ndarray, dist: n
     return found if share <= MAX_SHARE else np.zeros(n, bool)
 
 
+_NO_DESCRIPTORS = np.zeros((0, 128), np.float32)
+
 # Up to this many descriptors in all (about ten marks) each mark's are searched exactly; above it
 # an IVF index finds every keypoint's neighbours at once, so that the cost of a view grows slowly
 # with the marks enrolled (BENCHMARKS.md, "Many publishers' marks": a view 38 -> 28 ms at 16 marks,
@@ -176,7 +179,19 @@ class MarkIndex:
         ivf.train(descriptors)
         ivf.add(descriptors)
         ivf.nprobe = min(NPROBE, nlist)
+        ivf.make_direct_map()  # for `model`: 8 bytes a descriptor
         self._ivf = ivf
+        # the index's copy is the only one kept (~1.7 MB a mark): the marks keep their places
+        self.marks = [dataclasses.replace(m, descriptors=_NO_DESCRIPTORS) for m in self.marks]
+        self._norms = []
+
+    def model(self, i: int) -> MarkModel:
+        """Mark `i` whole, its descriptors included: what a rebuilt index is made of."""
+        mark = self.marks[i]
+        if self._ivf is None:
+            return mark
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return dataclasses.replace(mark, descriptors=self._ivf.reconstruct_n(a, b - a))
 
     def __len__(self) -> int:
         return len(self.marks)
