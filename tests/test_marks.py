@@ -317,6 +317,46 @@ def test_a_rebuilt_set_keeps_the_marks_it_had_when_the_index_holds_their_descrip
     assert found["centre"] == M.on_mark(view.features, M.mark_model(mark_file()), view.image.shape).sum() >= 8
 
 
+def test_a_mark_model_is_built_once_and_read_back_from_the_cache(service: Service, settings: Settings,
+                                                                 newswire: tuple[uuid.UUID, str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    pid, _ = newswire
+    data = encode(mark_file(), "PNG")
+    service.matcher.marks.enroll(pid, data, "centre")
+    cached = sorted((settings.index_dir / "marks").glob(f"*-{M.MODEL_KEY}.npz"))
+    assert len(cached) == 1
+    built = M.mark_model(mark_file())
+
+    def no_sift(image: Image.Image) -> M.MarkModel:
+        raise AssertionError("built again")
+
+    monkeypatch.setattr("verifier.matching.marks.mark_model", no_sift)
+    fresh = MarkSet(service.db, cache_dir=settings.index_dir / "marks")
+    assert [m.label for m in fresh.current()] == ["centre"]  # from the cache: no SIFT
+    model = fresh._snapshot.index.model(0)
+    assert np.array_equal(model.descriptors, built.descriptors) and np.array_equal(model.outline, built.outline)
+
+    cached[0].write_bytes(b"PK\x03\x04 not an npz")  # a damaged cache file is built again, not fatal
+    monkeypatch.undo()
+    again = MarkSet(service.db, cache_dir=settings.index_dir / "marks")
+    assert [m.label for m in again.current()] == ["centre"]
+    assert M.model_from_bytes(cached[0].read_bytes()).points.shape == built.points.shape  # and written anew
+
+
+@pytest.mark.parametrize("payload", [b"", b"not an npz", b"PK\x03\x04garbage"])
+def test_a_stored_model_that_is_not_one_is_refused(payload: bytes) -> None:
+    with pytest.raises(ValueError, match="not a stored mark model"):
+        M.model_from_bytes(payload)
+    good = M.mark_model(mark_file())
+    assert M.model_from_bytes(M.model_bytes(good)).descriptors.shape == good.descriptors.shape
+    import io as _io
+    buf = _io.BytesIO()
+    np.savez(buf, descriptors=np.zeros((3, 64), np.float32), points=np.zeros((3, 2), np.float32),
+             outline=np.zeros((4, 2), np.float32))
+    with pytest.raises(ValueError, match="wrong shapes"):
+        M.model_from_bytes(buf.getvalue())
+
+
 def test_a_verification_never_waits_for_a_new_mark_to_be_built(service: Service, newswire: tuple[uuid.UUID, str],
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Another process enrolled a mark: the first request to notice starts the build and goes on

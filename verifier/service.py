@@ -87,7 +87,7 @@ class Service:
                                 path=(lists if settings.local_ondisk else settings.index_dir) / "local-sift.npz",
                                 lists_dir=lists if settings.local_ondisk else None,
                                 compact_at=settings.local_ondisk_compact) if settings.local_votes else None
-            marks = MarkSet(db, settings.marks_check_s)
+            marks = MarkSet(db, settings.marks_check_s, cache_dir=settings.index_dir / "marks")
             marks.current()  # the enrolled marks' models built now (~0.5 s each), not in the first request
             matcher = Matcher(originals, search, views, reranker.to(device) if reranker else None,
                               change.to(device) if change else None, min_inliers=settings.stage2_min_inliers, local=local,

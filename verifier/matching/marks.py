@@ -12,20 +12,31 @@ and one enrolled through this process before `enroll` returns; the set is built 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from verifier.errors import BadRequest
+from verifier.fsutil import atomic_write
 from verifier.images import probe_image
 from verifier.simprov.align import SiftFeatures
-from verifier.simprov.marks import MarkIndex, MarkModel, mark_model, without
+from verifier.simprov.marks import (
+    MODEL_KEY,
+    MarkIndex,
+    MarkModel,
+    mark_model,
+    model_bytes,
+    model_from_bytes,
+    without,
+)
 from verifier.simprov.pairs import View
 from verifier.storage.database import Database
 from verifier.storage.marks import add_mark, mark_ids, rows_with_publisher
@@ -87,9 +98,10 @@ class _Snapshot:
 
 
 class MarkSet:
-    def __init__(self, db: Database, check_s: float = 5.0) -> None:
+    def __init__(self, db: Database, check_s: float = 5.0, cache_dir: Path | None = None) -> None:
         self.db = db
         self.check_s = check_s
+        self.cache_dir = cache_dir  # the marks' models as built (`simprov.marks.model_bytes`), by file hash
         self._snapshot = _Snapshot(frozenset(), (), MarkIndex([]))
         self._checked = float("-inf")
         self._lock = threading.Lock()  # `_checked` and the swap of `_snapshot`
@@ -97,7 +109,8 @@ class MarkSet:
 
     def enroll(self, publisher_id: uuid.UUID, data: bytes, label: str | None = None) -> PublisherMark:
         """Check the file, store it, and count it in this process before returning."""
-        model_of(data)  # refused before anything is written
+        model = model_of(data)  # refused before anything is written
+        self._cache(hashlib.sha256(data).hexdigest(), model)
         with self.db.session() as session:
             row = add_mark(session, publisher_id, data, label)
             session.expunge(row)
@@ -151,7 +164,7 @@ class MarkSet:
             new = rows_with_publisher(session, ids - old.ids)
         for row, name in new:
             try:
-                kept[row.id] = (EnrolledMark(row.id, row.publisher_id, name, row.label), model_of(row.image))
+                kept[row.id] = (EnrolledMark(row.id, row.publisher_id, name, row.label), self._model(row))
             except BadRequest as exc:  # stored before a stricter check: skipped, not fatal
                 log.warning("mark %s is not usable (%s); ignored", row.id, exc.detail)
         marks = tuple(m for m, _ in kept.values())
@@ -159,6 +172,32 @@ class MarkSet:
         with self._lock:
             self._snapshot = snapshot
         log.info("publisher marks: %d enrolled", len(marks))
+
+    def _model(self, row: PublisherMark) -> MarkModel:
+        """The mark's model from the cache when it holds one made the same way, else built (and kept)."""
+        path = self._cache_path(row.sha256)
+        if path is not None and path.is_file():
+            try:
+                model = model_from_bytes(path.read_bytes())
+                if model.places >= MIN_MARK_PLACES:
+                    return model
+            except (OSError, ValueError) as exc:
+                log.warning("mark model cache %s is not usable (%s); built again", path.name, exc)
+        model = model_of(row.image)
+        self._cache(row.sha256, model)
+        return model
+
+    def _cache_path(self, sha256: str) -> Path | None:
+        return self.cache_dir / f"{sha256}-{MODEL_KEY}.npz" if self.cache_dir is not None else None
+
+    def _cache(self, sha256: str, model: MarkModel) -> None:
+        path = self._cache_path(sha256)
+        if path is None:
+            return
+        try:
+            atomic_write(path, model_bytes(model))
+        except OSError as exc:  # a cache: the model is built again next time
+            log.warning("mark model not cached (%s)", exc)
 
     def strip(self, view: View) -> tuple[View, list[FoundMark]]:
         """`view` without its keypoints on any enrolled mark (the mirrored ones too, when made),

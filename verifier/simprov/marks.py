@@ -16,7 +16,9 @@ placed keypoint: over a textured background the mark's descriptors change, its p
 from __future__ import annotations
 
 import dataclasses
+import io
 import itertools
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -99,6 +101,33 @@ def mark_model(image: Image.Image) -> MarkModel:
         raise ValueError("SIFT finds nothing in the mark")
     return MarkModel(np.concatenate(descs).astype(np.float32), np.concatenate(points).astype(np.float32),
                      hull.astype(np.float32))
+
+
+# What a stored model was made with: renderings (HEIGHTS, BACKGROUNDS) and OpenCV's SIFT. A stored
+# model of another key is built again. Bump MODEL_VERSION whenever `mark_model` changes.
+MODEL_VERSION = 1
+MODEL_KEY = f"m{MODEL_VERSION}-cv{cv2.__version__}"
+
+
+def model_bytes(model: MarkModel) -> bytes:
+    """`model` as an .npz (no pickle): the cache that spares a process its marks' SIFT at start-up."""
+    buf = io.BytesIO()
+    np.savez(buf, descriptors=model.descriptors, points=model.points, outline=model.outline)
+    return buf.getvalue()
+
+
+def model_from_bytes(data: bytes) -> MarkModel:
+    """The model `model_bytes` wrote; ValueError for anything else."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            d, p, o = (np.asarray(z[k], np.float32) for k in ("descriptors", "points", "outline"))
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"not a stored mark model: {exc}") from exc
+    if d.ndim != 2 or d.shape[1] != 128 or p.shape != (len(d), 2) or o.ndim != 2 or o.shape[1] != 2 or not len(o):
+        raise ValueError("not a stored mark model: its arrays have the wrong shapes")
+    if not (np.isfinite(d).all() and np.isfinite(p).all() and np.isfinite(o).all()):
+        raise ValueError("not a stored mark model: values that are not finite")
+    return MarkModel(d, p, o)
 
 
 def on_mark(features: SiftFeatures, mark: MarkModel, shape: tuple[int, ...]) -> np.ndarray:
