@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -18,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from manifests.signing import ManifestDefinition, SignerCredentials, sign_image
 from tests.conftest import auth
 from tests.helpers import encode, photo_like
-from verifier.matching.marks import MAX_MARK_BYTES, MarkSet
+from verifier.matching.marks import CACHE_GRACE_S, MAX_MARK_BYTES, MarkSet
 from verifier.service import Service
 from verifier.settings import Settings
 from verifier.simprov import marks as M
@@ -26,7 +27,7 @@ from verifier.simprov.align import RATIO, sift_features
 from verifier.simprov.embedding import Embedder
 from verifier.simprov.pairs import View
 from verifier.storage.accounts import Scope, create_publisher, issue_key
-from verifier.storage.marks import add_mark, marks_of
+from verifier.storage.marks import add_mark, marks_of, remove_mark
 
 TEXT = "NEWSWIRE"
 
@@ -341,6 +342,28 @@ def test_a_mark_model_is_built_once_and_read_back_from_the_cache(service: Servic
     again = MarkSet(service.db, cache_dir=settings.index_dir / "marks")
     assert [m.label for m in again.current()] == ["centre"]
     assert M.model_from_bytes(cached[0].read_bytes()).points.shape == built.points.shape  # and written anew
+
+
+def test_a_removed_mark_model_leaves_the_cache_once_it_is_old(service: Service, settings: Settings,
+                                                               newswire: tuple[uuid.UUID, str]) -> None:
+    pid, _ = newswire
+    marks = service.matcher.marks
+    keep = marks.enroll(pid, encode(mark_file(), "PNG"), "centre")
+    gone = marks.enroll(pid, encode(mark_file("PHOTO", 80), "PNG"), "other")
+    cache = settings.index_dir / "marks"
+    foreign = cache / f"{'0' * 64}-m0-cv0.npz"  # made another way
+    foreign.write_bytes(b"old")
+    fresh = cache / f"{'1' * 64}-{M.MODEL_KEY}.npz"  # another process enrolling it now
+    fresh.write_bytes(b"new")
+    old = time.time() - 2 * CACHE_GRACE_S
+    for path in cache.glob("*.npz"):
+        if path != fresh:
+            os.utime(path, (old, old))
+    with service.db.session() as session:
+        remove_mark(session, pid, gone.id)
+    marks.invalidate()
+    assert [m.id for m in marks.current()] == [keep.id]
+    assert sorted(p.name for p in cache.glob("*.npz")) == sorted([f"{keep.sha256}-{M.MODEL_KEY}.npz", fresh.name])
 
 
 @pytest.mark.parametrize("payload", [b"", b"not an npz", b"PK\x03\x04garbage"])

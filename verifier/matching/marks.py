@@ -49,6 +49,7 @@ MAX_MARK_PIXELS = 4_000_000
 # Fewer distinct places of keypoints and the mark's descriptors are generic (a rectangle's blob):
 # they would match content anywhere. The marks of BENCHMARKS.md's bench show 102 (a name) and 250 (a credit line).
 MIN_MARK_PLACES = 16
+CACHE_GRACE_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class EnrolledMark:
     publisher_id: uuid.UUID
     publisher: str
     label: str | None
+    sha256: str  # of the file: its model's name in the cache
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ class MarkSet:
             new = rows_with_publisher(session, ids - old.ids)
         for row, name in new:
             try:
-                kept[row.id] = (EnrolledMark(row.id, row.publisher_id, name, row.label), self._model(row))
+                kept[row.id] = (EnrolledMark(row.id, row.publisher_id, name, row.label, row.sha256), self._model(row))
             except BadRequest as exc:  # stored before a stricter check: skipped, not fatal
                 log.warning("mark %s is not usable (%s); ignored", row.id, exc.detail)
         marks = tuple(m for m, _ in kept.values())
@@ -172,6 +174,7 @@ class MarkSet:
         with self._lock:
             self._snapshot = snapshot
         log.info("publisher marks: %d enrolled", len(marks))
+        self._prune({m.sha256 for m in marks})
 
     def _model(self, row: PublisherMark) -> MarkModel:
         """The mark's model from the cache when it holds one made the same way, else built (and kept)."""
@@ -186,6 +189,20 @@ class MarkSet:
         model = model_of(row.image)
         self._cache(row.sha256, model)
         return model
+
+    def _prune(self, keep: set[str]) -> None:
+        """Remove cached models of marks no longer enrolled, or made another way; not those
+        written in the last CACHE_GRACE_S (another process may be enrolling that file now)."""
+        if self.cache_dir is None or not self.cache_dir.is_dir():
+            return
+        wanted = {f"{sha}-{MODEL_KEY}.npz" for sha in keep}
+        now = time.time()
+        for path in self.cache_dir.glob("*.npz"):
+            try:
+                if path.name not in wanted and now - path.stat().st_mtime > CACHE_GRACE_S:
+                    path.unlink()
+            except OSError:  # gone meanwhile, or not ours to remove: a cache
+                continue
 
     def _cache_path(self, sha256: str) -> Path | None:
         return self.cache_dir / f"{sha256}-{MODEL_KEY}.npz" if self.cache_dir is not None else None
