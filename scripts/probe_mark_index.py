@@ -88,8 +88,8 @@ def main() -> None:
         if which is not None:
             img = stamp(img, images[which], rng)
         view = View.of(img, min_side=WORK_SIDE)
-        queries.append((view.features, view.image.shape, which))
-        queries.append((mirrored_sift(view.image), view.image.shape, None))
+        queries.append((view.features, view.image.shape, which, which is None))
+        queries.append((mirrored_sift(view.image), view.image.shape, None, which is None))
 
     rows = []
     for k in counts:
@@ -98,7 +98,8 @@ def main() -> None:
         build = time.perf_counter() - t
         exact_s = index_s = 0.0
         differ = kp_differ = found = stamped_found = stamped = 0
-        for features, shape, which in queries:
+        unmarked_kp = unmarked_claimed = unmarked_views_claimed = 0
+        for features, shape, which, unmarked in queries:
             t = time.perf_counter()
             exact = {i: on for i, m in enumerate(models[:k]) if (on := marks.on_mark(features, m, shape)).any()}
             exact_s += time.perf_counter() - t
@@ -118,10 +119,16 @@ def main() -> None:
             if which is not None:
                 stamped += 1
                 stamped_found += which in got
+            if unmarked:  # a photo nobody stamped (plain or mirrored): what the marks claim there is its own content
+                unmarked_kp += len(features)
+                unmarked_claimed += int(b.sum())
+                unmarked_views_claimed += bool(b.any())
         row = {"marks": k, "descriptors": index.size, "ivf": index._ivf is not None,
                "build_ms": round(build * 1000), "views": len(queries), "views_differing": differ,
                "keypoints_differing": kp_differ, "views_with_a_mark": found,
                "stamped_found": f"{stamped_found}/{stamped}",
+               "unmarked_views_with_keypoints_claimed": unmarked_views_claimed,
+               "unmarked_keypoints_claimed": round(unmarked_claimed / max(1, unmarked_kp), 4),
                "exact_ms_per_view": round(exact_s / len(queries) * 1000, 1),
                "index_ms_per_view": round(index_s / len(queries) * 1000, 1)}
         rows.append(row)
