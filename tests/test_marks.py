@@ -26,7 +26,12 @@ from verifier.simprov import marks as M
 from verifier.simprov.align import RATIO, sift_features
 from verifier.simprov.embedding import Embedder
 from verifier.simprov.pairs import View
-from verifier.storage.accounts import Scope, create_publisher, issue_key
+from verifier.storage.accounts import (
+    Scope,
+    create_publisher,
+    issue_key,
+    list_publishers,
+)
 from verifier.storage.marks import add_mark, marks_of, remove_mark
 
 TEXT = "NEWSWIRE"
@@ -364,6 +369,56 @@ def test_a_removed_mark_model_leaves_the_cache_once_it_is_old(service: Service, 
     marks.invalidate()
     assert [m.id for m in marks.current()] == [keep.id]
     assert sorted(p.name for p in cache.glob("*.npz")) == sorted([f"{keep.sha256}-{M.MODEL_KEY}.npz", fresh.name])
+
+
+def stamped_set(n_marked: int = 12, n_plain: int = 4) -> list[Image.Image]:
+    """A publisher's photos: most carry its name across the middle, a few do not."""
+    return ([stamped(photo_like(100 + i, (256, 192)), mark_file())[0] for i in range(n_marked)]
+            + [photo_like(200 + i, (256, 192)) for i in range(n_plain)])
+
+
+def test_the_overlay_a_publishers_photos_share_is_found_and_can_be_enrolled(model: M.MarkModel) -> None:
+    views = [View.of(img) for img in stamped_set()]
+    found = M.recurring_overlays([(v.image, v.features) for v in views])
+    assert len(found) == 1
+    x0, y0, x1, y1 = found[0].box
+    _, (bx0, by0, bx1, by1) = stamped(photo_like(100, (256, 192)), mark_file())
+    w, h = 256, 192
+    assert x0 <= bx0 / w + 0.05 and x1 >= bx1 / w - 0.05 and y0 <= by0 / h + 0.02 and y1 >= by1 / h - 0.02
+    assert (x1 - x0) * (y1 - y0) < 2 * (bx1 - bx0) * (by1 - by0) / (w * h)  # the mark, not the photo
+    assert found[0].photos == list(range(12))  # the stamped ones only
+    suggested = M.mark_model(found[0].image)  # the suggestion serves as a mark ...
+    assert suggested.places >= 16
+    query = View.of(stamped(flat_photo(7), mark_file())[0])
+    alone = M.on_mark(query.features, model, query.image.shape).sum()
+    assert M.on_mark(query.features, suggested, query.image.shape).sum() >= 0.8 * alone >= 8  # ... as the file does
+    plain = [View.of(photo_like(300 + i, (256, 192))) for i in range(12)]
+    assert M.recurring_overlays([(v.image, v.features) for v in plain]) == []  # nothing shared, nothing suggested
+    assert M.recurring_overlays([(v.image, v.features) for v in views[:2]]) == []  # too few to say
+
+
+def test_cli_finds_a_publishers_recurring_mark_to_enrol(cli_env: Path, signer: SignerCredentials, embedder: Embedder,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from verifier.cli import main
+    from verifier.storage.signers import enroll, parse_certificate
+
+    assert main(["publishers", "add", "Newswire"]) == 0
+    capsys.readouterr()
+    service = Service.open(Settings(), embedder=embedder)
+    try:
+        with service.db.session() as session:
+            publisher = next(p for p in list_publishers(session) if p.name == "Newswire")
+            enroll(session, publisher.id, parse_certificate(signer.chain_pem))
+        for img in stamped_set():
+            service.registry.register(sign_image(encode(img), "image/jpeg", signer), publisher.id)
+    finally:
+        service.close()
+    out = cli_env / "suggested"
+    assert main(["publishers", "find-marks", "Newswire", "--out", str(out)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert len(lines) == 1 and lines[0]["photos"] == 12 and Path(lines[0]["file"]).is_file()
+    assert main(["publishers", "add-mark", "Newswire", lines[0]["file"], "--label", "found"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["label"] == "found"
 
 
 @pytest.mark.parametrize("payload", [b"", b"not an npz", b"PK\x03\x04garbage"])

@@ -80,6 +80,8 @@ def cmd_publishers(args: argparse.Namespace) -> int:
                 elif args.publishers_command == "remove-mark":
                     remove_mark(session, publisher.id, args.mark_id)
                     print(f"removed {args.mark_id}")
+                elif args.publishers_command == "find-marks":
+                    return _find_marks(service, publisher.id, args.out, args.sample)
                 else:
                     for row in signers_of(session, publisher.id):
                         print(json.dumps(describe(row)))
@@ -169,6 +171,21 @@ def _positive_days(text: str) -> int:
     return value
 
 
+def _find_marks(service: Any, publisher_id: uuid.UUID, out: Path, sample: int) -> int:
+    from verifier.matching.marks import suggest_marks
+
+    found = suggest_marks(service.originals, service.matcher.view, publisher_id, sample)
+    out.mkdir(parents=True, exist_ok=True)
+    for k, s in enumerate(found, 1):
+        path = out / f"mark-{k}.png"
+        s.overlay.image.save(path)
+        print(json.dumps({"file": str(path), "box": [round(v, 3) for v in s.overlay.box], "photos": len(s.originals),
+                          "keypoints": s.overlay.keypoints, "examples": [str(i) for i in s.originals[:5]]}))
+    if not found:
+        print("no overlay recurs over the photos looked at", file=sys.stderr)
+    return 0
+
+
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("publishers", help="manage publishers")
     ps = p.add_subparsers(dest="publishers_command", required=True)
@@ -194,6 +211,11 @@ def add_parsers(sub: Any) -> None:
     q = ps.add_parser("remove-mark", help="remove an enrolled mark")
     q.add_argument("name")
     q.add_argument("mark_id", type=uuid.UUID)
+    q = ps.add_parser("find-marks", help="find overlays many of the publisher's registered photos share (watermarks, "
+                      "credit lines, logos) and write each as a PNG to look at and enrol with add-mark")
+    q.add_argument("name")
+    q.add_argument("--out", type=Path, required=True, help="folder for the suggested marks (mark-1.png, ...)")
+    q.add_argument("--sample", type=int, default=300, help="the publisher's newest originals to look at (<= 2000)")
     p.set_defaults(func=cmd_publishers)
 
     p = sub.add_parser("api-keys", help="issue, list and revoke API keys")

@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,15 +33,18 @@ from verifier.simprov.marks import (
     MODEL_KEY,
     MarkIndex,
     MarkModel,
+    Recurring,
     mark_model,
     model_bytes,
     model_from_bytes,
+    recurring_overlays,
     without,
 )
 from verifier.simprov.pairs import View
 from verifier.storage.database import Database
 from verifier.storage.marks import add_mark, mark_ids, rows_with_publisher
 from verifier.storage.models import PublisherMark
+from verifier.storage.originals import OriginalStore
 
 log = logging.getLogger(__name__)
 
@@ -240,3 +244,26 @@ class MarkSet:
             return without(features, out)
 
         return view.stripped(strip), found
+
+
+MAX_FIND_SAMPLE = 2000
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A region many of a publisher's registered photos share (`simprov.marks.recurring_overlays`):
+    a mark an operator may enrol after looking at it."""
+
+    overlay: Recurring
+    originals: list[uuid.UUID]  # the registered photos that show it
+
+
+def suggest_marks(originals: OriginalStore, view: Callable[[uuid.UUID], View], publisher_id: uuid.UUID,
+                  sample: int = 300) -> list[Suggestion]:
+    """The overlays recurring over the publisher's `sample` newest originals. A suggestion, not an
+    enrolment: a shared frame or template recurs too, and only a person can tell a mark from it."""
+    rows, _ = originals.list(publisher_id=publisher_id, limit=max(1, min(sample, MAX_FIND_SAMPLE)), offset=0)
+    ids = [r.id for r in rows]
+    views = [view(i) for i in ids]
+    found = recurring_overlays([(v.image, v.features) for v in views])
+    return [Suggestion(r, [ids[i] for i in r.photos]) for r in found]

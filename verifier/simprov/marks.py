@@ -285,3 +285,123 @@ def without(features: SiftFeatures, drop: np.ndarray) -> SiftFeatures:
     """`features` less the keypoints `drop` marks."""
     keep = ~drop
     return SiftFeatures(features.points[keep], features.descriptors[keep])
+
+
+# -- finding the overlays a publisher's photos share, for an operator to enrol ----------------------
+# RootSIFT distance between two photos' keypoints on the same overlay: looser than MARK_DISTANCE, as
+# a semi-opaque mark's descriptors change with what lies under it; with the place and the share
+# below, 300 unmarked test photos give no suggestion at 0.4 (BENCHMARKS.md, "Finding a publisher's marks").
+FIND_DISTANCE = 0.35
+FIND_PLACE = 0.02  # how far (share of the frame or of its height) a keypoint may sit from photo to photo
+FIND_MIN_SHARE = 0.05  # of the photos looked at that must hold a keypoint before it counts as recurring
+FIND_MIN_KEYPOINTS = 12  # recurring keypoints in one region before it is suggested
+FIND_CELL = 0.05  # grid (share of the frame) that joins recurring keypoints into regions, up to two cells apart
+
+
+# Where a publisher places its overlay: at the same share of the frame, or at the same place from
+# the centre or from a corner in units of the photo's height (a mark sized to the height). Photos
+# of other shapes agree only in the frame their publisher used. (kind, anchor x, anchor y as shares)
+FIND_FRAMES = (("share", 0.0, 0.0), ("height", 0.5, 0.5), ("height", 0.0, 0.0), ("height", 1.0, 0.0),
+               ("height", 0.0, 1.0), ("height", 1.0, 1.0))
+
+
+@dataclass(frozen=True)
+class Recurring:
+    """A region where many of a publisher's photos show the same local features at the same place:
+    an overlay (a watermark, a credit line, a logo), or a frame or template they share."""
+
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in `frame`'s coordinates
+    frame: tuple[str, float, float]  # one of FIND_FRAMES
+    photos: list[int]  # positions (in the views given) of the photos that show it
+    keypoints: int
+    image: Image.Image  # the region's per-pixel median over those photos: the overlay over a blur of backgrounds
+
+
+def _in_frame(points: np.ndarray, w: int, h: int, frame: tuple[str, float, float]) -> np.ndarray:
+    kind, ax, ay = frame
+    unit = np.float32([w, h]) if kind == "share" else np.float32([h, h])
+    return (points - np.float32([ax * w, ay * h])) / unit
+
+
+def _pixel_box(box: tuple[float, float, float, float], w: int, h: int,
+               frame: tuple[str, float, float]) -> tuple[int, int, int, int]:
+    kind, ax, ay = frame
+    ux, uy = (w, h) if kind == "share" else (h, h)
+    x0, x1 = (int(np.clip(v * ux + ax * w, 0, w)) for v in (box[0], box[2]))
+    y0, y1 = (int(np.clip(v * uy + ay * h, 0, h)) for v in (box[1], box[3]))
+    return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
+
+
+def recurring_overlays(views: Sequence[tuple[np.ndarray, SiftFeatures]]) -> list[Recurring]:
+    """Regions whose keypoints recur, by descriptor and by place (in one of FIND_FRAMES), over at
+    least FIND_MIN_SHARE of `views` ((h, w, 3) uint8 image, its SIFT), most photos first; a region
+    found in several frames is given once, in the frame where the most photos show it."""
+    n = len(views)
+    if n < 3 or not sum(len(f) for _, f in views):
+        return []
+    owner = np.concatenate([np.full(len(f), i) for i, (_, f) in enumerate(views)])
+    alld = np.concatenate([f.matching.astype(np.float32) for _, f in views])
+    norms = (alld * alld).sum(1)
+    found: list[tuple[Recurring, set[int]]] = []
+    for frame in FIND_FRAMES:
+        pos = np.concatenate([_in_frame(f.points, img.shape[1], img.shape[0], frame) for img, f in views])
+        for members in _recurring_regions(pos, alld, norms, owner, n):
+            p = pos[members]
+            x0, y0 = p.min(0) - FIND_PLACE
+            x1, y1 = p.max(0) + FIND_PLACE
+            box = (float(x0), float(y0), float(x1), float(y1))
+            photos = sorted({int(owner[k]) for k in members})
+            crops = [Image.fromarray(views[i][0]).crop(_pixel_box(box, views[i][0].shape[1], views[i][0].shape[0], frame))
+                     for i in photos]
+            found.append((Recurring(box, frame, photos, len(members), _median(crops)), set(members)))
+    found.sort(key=lambda rs: (-len(rs[0].photos), -rs[0].keypoints))
+    kept: list[tuple[Recurring, set[int]]] = []
+    for r, members in found:
+        if all(len(members & other) < 0.5 * min(len(members), len(other)) for _, other in kept):
+            kept.append((r, members))
+    return [r for r, _ in kept]
+
+
+def _recurring_regions(pos: np.ndarray, alld: np.ndarray, norms: np.ndarray, owner: np.ndarray, n: int) -> list[list[int]]:
+    """Keypoint indices of each region of recurring keypoints, for positions `pos` (N, 2)."""
+    grid = np.floor(pos / FIND_PLACE).astype(np.int64)
+    cells: dict[tuple[int, int], list[int]] = {}
+    for k, (gx, gy) in enumerate(grid):
+        cells.setdefault((int(gx), int(gy)), []).append(k)
+    support = np.zeros(len(owner), np.int64)
+    for (gx, gy), members in cells.items():
+        near = [k for dx in (-1, 0, 1) for dy in (-1, 0, 1) for k in cells.get((gx + dx, gy + dy), [])]
+        a, b = np.array(members), np.array(near)
+        d2 = norms[a][:, None] + norms[b][None] - 2 * alld[a] @ alld[b].T
+        close = (d2 < FIND_DISTANCE**2) & (np.abs(pos[a][:, None] - pos[b][None]).max(-1) <= FIND_PLACE)
+        close &= owner[a][:, None] != owner[b][None]
+        for row, k in enumerate(a):
+            support[k] = len(set(owner[b][close[row]].tolist()))
+    recurring = np.flatnonzero(support + 1 >= max(3, int(np.ceil(FIND_MIN_SHARE * n))))
+    coarse: dict[tuple[int, int], list[int]] = {}
+    for k in recurring:
+        cx, cy = (int(v) for v in np.floor(pos[k] / FIND_CELL))
+        coarse.setdefault((cx, cy), []).append(int(k))
+    seen: set[tuple[int, int]] = set()
+    regions: list[list[int]] = []
+    for start in coarse:
+        if start in seen:
+            continue
+        stack, members = [start], []
+        seen.add(start)
+        while stack:
+            cx, cy = stack.pop()
+            members += coarse[(cx, cy)]
+            for nb in ((cx + dx, cy + dy) for dx in (-2, -1, 0, 1, 2) for dy in (-2, -1, 0, 1, 2)):
+                if nb in coarse and nb not in seen:
+                    seen.add(nb)
+                    stack.append(nb)
+        if len(members) >= FIND_MIN_KEYPOINTS:
+            regions.append(members)
+    return regions
+
+
+def _median(crops: Sequence[Image.Image]) -> Image.Image:
+    size = (int(np.median([c.width for c in crops])), int(np.median([c.height for c in crops])))
+    stack = np.stack([np.asarray(c.resize(size, Image.BICUBIC), np.float32) for c in crops])
+    return Image.fromarray(np.median(stack, axis=0).round().astype(np.uint8))
