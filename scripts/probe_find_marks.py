@@ -77,8 +77,8 @@ def main() -> None:
                     m = marks.mark_model(r.image)
                     got = [marks.on_mark(q.features, m, q.image.shape).sum() for q in queries]
                     entry |= {"places": m.places,
-                              "stamped_queries_found": sum(g > 0 for g in got),
-                              "own_file_found": sum(o > 0 for o in own),
+                              "stamped_queries_found": int(sum(g > 0 for g in got)),
+                              "own_file_found": int(sum(o > 0 for o in own)),
                               "unstamped_claimed": round(float(np.mean(
                                   [marks.on_mark(v.features, m, v.image.shape).mean() for v in plain])), 4)}
                 except ValueError as exc:
