@@ -289,11 +289,12 @@ def without(features: SiftFeatures, drop: np.ndarray) -> SiftFeatures:
 
 # -- finding the overlays a publisher's photos share, for an operator to enrol ----------------------
 # RootSIFT distance between two photos' keypoints on the same overlay: looser than MARK_DISTANCE, as
-# a semi-opaque mark's descriptors change with what lies under it; with the place and the share
-# below, 300 unmarked test photos give no suggestion at 0.4 (BENCHMARKS.md, "Finding a publisher's marks").
+# a semi-opaque mark's descriptors change with what lies under it (at 0.25 the bench's mark on 300
+# real photos recurred nowhere); with the place and the share below, 300 unmarked test photos give
+# no suggestion (BENCHMARKS.md, "Finding a publisher's marks").
 FIND_DISTANCE = 0.35
 FIND_PLACE = 0.02  # how far (share of the frame or of its height) a keypoint may sit from photo to photo
-FIND_MIN_SHARE = 0.05  # of the photos looked at that must hold a keypoint before it counts as recurring
+FIND_MIN_SHARE = 0.03  # of the photos looked at that must hold a keypoint before it counts as recurring
 FIND_MIN_KEYPOINTS = 12  # recurring keypoints in one region before it is suggested
 FIND_CELL = 0.05  # grid (share of the frame) that joins recurring keypoints into regions, up to two cells apart
 
