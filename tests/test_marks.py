@@ -421,6 +421,24 @@ def test_cli_finds_a_publishers_recurring_mark_to_enrol(cli_env: Path, signer: S
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["label"] == "found"
 
 
+@pytest.mark.parametrize("argv", [["--sample", "0"], ["--sample", "-5"], ["--sample", "lots"], ["--sample", "10**9"]])
+def test_cli_find_marks_refuses_a_bad_sample(cli_env: Path, argv: list[str]) -> None:
+    from verifier.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["publishers", "find-marks", "Newswire", "--out", str(cli_env / "o"), *argv])
+    assert exc.value.code == 2 and not (cli_env / "o").exists()
+
+
+def test_cli_find_marks_refuses_an_out_that_is_a_file(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from verifier.cli import main
+
+    target = cli_env / "taken"
+    target.write_bytes(b"a file")
+    assert main(["publishers", "find-marks", "Newswire", "--out", str(target)]) == 2  # before the service opens
+    assert "not a folder" in capsys.readouterr().err and target.read_bytes() == b"a file"
+
+
 @pytest.mark.parametrize("payload", [b"", b"not an npz", b"PK\x03\x04garbage"])
 def test_a_stored_model_that_is_not_one_is_refused(payload: bytes) -> None:
     with pytest.raises(ValueError, match="not a stored mark model"):

@@ -47,6 +47,9 @@ def cmd_publishers(args: argparse.Namespace) -> int:
         except (OSError, VerifierError) as exc:
             print(f"{args.file}: {getattr(exc, 'detail', exc)}", file=sys.stderr)
             return 2
+    if args.publishers_command == "find-marks" and args.out.exists() and not args.out.is_dir():
+        print(f"{args.out}: not a folder", file=sys.stderr)
+        return 2
     service = open_service(args)
     try:
         with service.db.session() as session:
@@ -171,11 +174,24 @@ def _positive_days(text: str) -> int:
     return value
 
 
+def _sample(text: str) -> int:
+    from verifier.matching.marks import MAX_FIND_SAMPLE
+
+    value = int(text)
+    if not 3 <= value <= MAX_FIND_SAMPLE:
+        raise argparse.ArgumentTypeError(f"between 3 and {MAX_FIND_SAMPLE} originals")
+    return value
+
+
 def _find_marks(service: Any, publisher_id: uuid.UUID, out: Path, sample: int) -> int:
     from verifier.matching.marks import suggest_marks
 
     found = suggest_marks(service.originals, service.matcher.view, publisher_id, sample)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"{out}: {exc}", file=sys.stderr)
+        return 2
     for k, s in enumerate(found, 1):
         path = out / f"mark-{k}.png"
         s.overlay.image.save(path)
@@ -215,7 +231,7 @@ def add_parsers(sub: Any) -> None:
                       "credit lines, logos) and write each as a PNG to look at and enrol with add-mark")
     q.add_argument("name")
     q.add_argument("--out", type=Path, required=True, help="folder for the suggested marks (mark-1.png, ...)")
-    q.add_argument("--sample", type=int, default=300, help="the publisher's newest originals to look at (<= 2000)")
+    q.add_argument("--sample", type=_sample, default=300, help="the publisher's newest originals to look at (3-2000)")
     p.set_defaults(func=cmd_publishers)
 
     p = sub.add_parser("api-keys", help="issue, list and revoke API keys")

@@ -262,7 +262,7 @@ def suggest_marks(originals: OriginalStore, view: Callable[[uuid.UUID], View], p
                   sample: int = 300) -> list[Suggestion]:
     """The overlays recurring over the publisher's `sample` newest originals. A suggestion, not an
     enrolment: a shared frame or template recurs too, and only a person can tell a mark from it."""
-    rows, _ = originals.list(publisher_id=publisher_id, limit=max(1, min(sample, MAX_FIND_SAMPLE)), offset=0)
+    rows, _ = originals.list(publisher_id=publisher_id, limit=max(3, min(sample, MAX_FIND_SAMPLE)), offset=0)
     ids = [r.id for r in rows]
     views = [view(i) for i in ids]
     found = recurring_overlays([(v.image, v.features) for v in views])
