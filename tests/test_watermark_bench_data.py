@@ -21,16 +21,22 @@ def _script() -> SimpleNamespace:
     return SimpleNamespace(**runpy.run_path(str(REPO / "scripts" / "watermark_bench_data.py")))
 
 
-def test_marked_registry_and_queries(tmp_path: Path) -> None:
-    mod = _script()
+def _shared_photos(tmp_path: Path, splits: list[str]) -> Path:
+    """A ../shared photos folder with a generated photo per split given."""
     photos = tmp_path / "shared" / "datasets" / "photos"
     photos.mkdir(parents=True)
     with (photos / "index.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["path", "source", "split"])
-        for i in range(6):
+        for i, split in enumerate(splits):
             generated_photo(i, (200, 150)).save(photos / f"{i}.jpg")
-            w.writerow([f"{i}.jpg", "g", "train" if i < 4 else "test"])
+            w.writerow([f"{i}.jpg", "g", split])
+    return photos
+
+
+def test_marked_registry_and_queries(tmp_path: Path) -> None:
+    mod = _script()
+    _shared_photos(tmp_path, ["train"] * 4 + ["test"] * 2)
     bench = tmp_path / "bench"
     (bench / "d").mkdir(parents=True)
     with (bench / "distinct.csv").open("w", newline="") as fh:
@@ -70,14 +76,7 @@ def test_malformed_inputs_are_a_clean_error(tmp_path: Path, capsys) -> None:  # 
 
 def test_copies_of_marked_originals_are_queries_whose_original_is_registered(tmp_path: Path) -> None:
     mod = _script()
-    photos = tmp_path / "shared" / "datasets" / "photos"
-    photos.mkdir(parents=True)
-    with (photos / "index.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["path", "source", "split"])
-        for i in range(2):
-            generated_photo(i, (200, 150)).save(photos / f"{i}.jpg")
-            w.writerow([f"{i}.jpg", "g", "train"])
+    _shared_photos(tmp_path, ["train"] * 2)
     with (tmp_path / "distinct.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["query", "original", "kind", "mask", "family", "variant"])

@@ -194,9 +194,10 @@ class MarkIndex:
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.owner = np.repeat(np.arange(len(self.marks)), sizes)
         self.size = int(self.offsets[-1])  # descriptors in all
-        self._norms = [(m.descriptors * m.descriptors).sum(1) for m in self.marks]  # the exact search's
+        self._norms: list[np.ndarray] = []  # the exact search's
         self._ivf = None
         if self.size <= EXACT_MAX:
+            self._norms = [(m.descriptors * m.descriptors).sum(1) for m in self.marks]
             return
         descriptors = np.concatenate([m.descriptors for m in self.marks]).astype(np.float32)
         import faiss  # here, not at the top: the GPU training machine has no FAISS
@@ -212,7 +213,6 @@ class MarkIndex:
         self._ivf = ivf
         # the index's copy is the only one kept (~1.7 MB a mark): the marks keep their places
         self.marks = [dataclasses.replace(m, descriptors=_NO_DESCRIPTORS) for m in self.marks]
-        self._norms = []
 
     def model(self, i: int) -> MarkModel:
         """Mark `i` whole, its descriptors included: what a rebuilt index is made of."""
@@ -271,14 +271,6 @@ class MarkIndex:
             if on.any():
                 out[i] = on
         return out
-
-
-def on_marks(features: SiftFeatures, marks: Sequence[MarkModel], shape: tuple[int, ...]) -> np.ndarray:
-    """(N,) bool: the keypoints of `features` on any of `marks`."""
-    out = np.zeros(len(features), bool)
-    for mark in marks:
-        out |= on_mark(features, mark, shape)
-    return out
 
 
 def without(features: SiftFeatures, drop: np.ndarray) -> SiftFeatures:
