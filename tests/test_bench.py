@@ -126,6 +126,9 @@ def test_bench_on_a_tiny_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert edit["true_psen"] > 0.5 and edit["true_inliers"] >= 8 and edit["p_manipulated"] > 0.5
     assert edit["added_content_fraction"] < 0.01
     assert records["queries/rocket.jpg"]["matched"] is None and records["queries/rocket.jpg"]["stage1_rank"] is None
+    # a benign variant says which transforms made it (the last is always the JPEG re-encode); the queries as given do not
+    variant = records["queries/chelsea-edit.jpg#benign0"]["transform"].split("+")
+    assert len(variant) == 3 and variant[-1].startswith("jpeg") and "transform" not in edit
     assert "IR@1" in capsys.readouterr().out
 
     # a timing run (a short device lease): the same answers, without the AP and heatmap measures

@@ -120,6 +120,8 @@ def _query_record(q: Query, report: dict[str, Any], ev: Evidence, true_id: str |
     record: dict[str, Any] = {"query": q.name, "kind": q.kind, "family": q.family, "variant": q.variant,
                               "verdict": report["verdict"], "matched": got, "correct": got == true_id,
                               "stage1_rank": None if at is None else at + 1, "total_ms": round(total_ms, 1)}
+    if q.transform:
+        record["transform"] = q.transform
     if ev.stage2 is not None:
         order12 = ev.stage2.order(len(cands))
         record["stage12_rank"] = None if at is None else order12.index(at) + 1

@@ -31,6 +31,7 @@ class Query:
     mask: Image.Image | None
     family: str | None = None  # the edit family (optional `family` column), reported apart
     variant: str | None = None  # the family's variant (optional `variant` column), verdicts reported apart
+    transform: str | None = None  # a benign variant's transforms ("rescale+blur+jpeg"), so its misses can be read
 
 
 def read_queries(csv_path: Path) -> list[Query]:
@@ -66,7 +67,8 @@ def benign_variants(queries: list[Query], n: int, seed: int) -> list[Query]:
             buf = io.BytesIO()
             s.image.save(buf, "PNG")
             out.append(Query(f"{q.name}#benign{v}", buf.getvalue(), AFTER_BENIGN[q.kind], q.original,
-                             s.mask if q.mask is not None else None, f"{q.family}+benign" if q.family else None))
+                             s.mask if q.mask is not None else None, f"{q.family}+benign" if q.family else None,
+                             transform="+".join(s.ops)))
     return out
 
 
