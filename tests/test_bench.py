@@ -125,6 +125,8 @@ def test_bench_on_a_tiny_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert edit["verdict"] == "match_manipulated" and edit["correct"] and edit["stage1_rank"] == 1 and edit["stage12_rank"] == 1
     assert edit["true_psen"] > 0.5 and edit["true_inliers"] >= 8 and edit["p_manipulated"] > 0.5
     assert edit["added_content_fraction"] < 0.01
+    assert edit["match_inliers"] == edit["true_inliers"] and edit["match_psen"] == edit["true_psen"]  # it chose the original
+    assert 0.5 < edit["match_probability"] <= 1.0
     assert records["queries/rocket.jpg"]["matched"] is None and records["queries/rocket.jpg"]["stage1_rank"] is None
     # a benign variant says which transforms made it (the last is always the JPEG re-encode); the queries as given do not
     variant = records["queries/chelsea-edit.jpg#benign0"]["transform"].split("+")

@@ -133,6 +133,8 @@ def _query_record(q: Query, report: dict[str, Any], ev: Evidence, true_id: str |
         chosen = ev.stage2.pairs.get(ev.stage2.choice) if ev.stage2.choice is not None else None
         if chosen is not None:  # what the answer stood on: its fit, and whether PSEN was overruled
             record["match_inliers"] = chosen.alignment.inliers
+            record["match_psen"] = round(float(ev.stage2.psen.get(ev.stage2.choice, 0.0)), 4)
+            record["match_probability"] = round(float(ev.stage2.probability), 4)
             record["by_geometry"] = ev.stage2.by_geometry
     if ev.marks:
         record["marks_keypoints"] = sum(m.keypoints for m in ev.marks)
