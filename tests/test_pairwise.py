@@ -580,6 +580,31 @@ def test_geometry_gate_withdraws_a_match_with_neither_inliers_nor_stage1_evidenc
     assert off(result(0, 0), outcome).choice == 0 and not off(result(0, 0), outcome).gated
 
 
+def test_geometry_gate_withdraws_a_weak_fit_that_psen_calls_different() -> None:
+    """Under `doubted_fit_inliers`, a fit stands with PSEN's "same" or as a strong fit (`by_geometry`),
+    not on the re-orderer's word alone; at or above it, or with the rule off, the inliers carry it."""
+    from types import SimpleNamespace
+
+    from verifier.matching.evidence import Candidate, SearchOutcome
+    from verifier.matching.matcher import Matcher
+
+    outcome = SearchOutcome("test", [Candidate(uuid.uuid4(), 0.40, 0.35)], None, threshold=0.6)
+
+    def result(inliers: int, psen: float, by_geometry: bool = False) -> Stage2Result:
+        pair = SimpleNamespace(alignment=SimpleNamespace(inliers=inliers))
+        return Stage2Result(0, 0.504, 0.49, {0: psen}, {0: pair}, by_geometry=by_geometry)  # type: ignore[dict-item]
+
+    gate = Matcher(None, None, min_inliers=8, doubted_fit_inliers=16)._geometry_gate  # type: ignore[arg-type]
+    doubted = gate(result(8, 0.34), outcome)
+    assert doubted.choice is None and doubted.gated  # the mantis taken for a katydid
+    assert gate(result(15, 0.49), outcome).choice is None
+    assert gate(result(8, 0.5), outcome).choice == 0  # PSEN calls it the same image
+    assert gate(result(16, 0.34), outcome).choice == 0  # enough inliers to stand on
+    assert gate(result(8, 0.01, by_geometry=True), outcome).choice == 0  # the screen's strong fit keeps its rules
+    off = Matcher(None, None, min_inliers=8)._geometry_gate  # type: ignore[arg-type]
+    assert off(result(8, 0.34), outcome).choice == 0
+
+
 def test_geometric_screen_promotes_a_deep_candidate_that_aligns(tmp_path: Path) -> None:
     """A transplanted subject's original sits below the candidates PSEN sees (low cosines:
     only the first `min_pairs` are evaluated). The screen finds it by RANSAC, PSEN confirms it,

@@ -91,6 +91,7 @@ class Service:
             marks.current()  # the enrolled marks' models built now (~0.5 s each), not in the first request
             matcher = Matcher(originals, search, views, reranker.to(device) if reranker else None,
                               change.to(device) if change else None, min_inliers=settings.stage2_min_inliers, local=local,
+                              doubted_fit_inliers=settings.stage2_doubted_fit_inliers,
                               work_max_side=settings.work_max_side, parallel=settings.parallel_stages,
                               marks=marks)
             registry = Registry(settings, originals, SearchIndexer(search, views, matcher))

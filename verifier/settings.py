@@ -100,6 +100,11 @@ class Settings(BaseSettings):
                                     "query found fewer RANSAC inliers stands only if stage 1 reaches its decision "
                                     "threshold and PSEN calls the pair the same image (0: off; 8 = the aligner's own "
                                     "bar for an alignment that held). BENCHMARKS.md, 'Geometry gate', has the measurement.")
+    stage2_doubted_fit_inliers: int = Field(default=16, ge=0, le=1000, description="A stage-2 match whose alignment "
+                                            "has fewer RANSAC inliers than this and that PSEN calls a different image "
+                                            "stands only as a strong fit (stage2_screen_strong_*), not on the "
+                                            "re-orderer's word (0: off). BENCHMARKS.md, 'A weak fit PSEN doubts', has "
+                                            "the measurement.")
     stage2_screen: int = Field(default=100, ge=0, le=1000, description="When stage 2 finds no match that aligns, "
                                "this many stage-1 candidates are checked by RANSAC alone and one that aligns "
                                "(stage2_screen_min_inliers) and that PSEN calls the same image becomes the match (0: off). "

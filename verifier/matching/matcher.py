@@ -77,6 +77,7 @@ class Matcher:
         change: ChangeDetector | None = None,
         min_inliers: int = 0,
         local: LocalSearch | None = None,
+        doubted_fit_inliers: int = 0,
         work_max_side: int | None = None,
         parallel: bool = False,
         marks: MarkSet | None = None,
@@ -89,6 +90,7 @@ class Matcher:
         self.work_max_side = work_max_side  # originals are decoded as ingest reduced them (their views' frame)
         self.local = local if (views and reranker and change) else None  # its finds need stage 2 to judge them
         self.min_inliers = min_inliers
+        self.doubted_fit_inliers = doubted_fit_inliers  # a fit under this many needs PSEN's "same" (0: off)
         self.search = search
         self.views = views
         # Stages 2-3 need all three (the views feed both); otherwise neither runs.
@@ -381,13 +383,22 @@ class Matcher:
         were a jellyfish taken for a notebook page, clouds for fish (PSEN fooled, stage 1 low) and
         a baseball, oranges, a hound for others of their kind (stage 1 high, PSEN saying
         "different", the re-orderer trusting stage 1). Without the evidence the answer is "not
-        registered" (`gated`)."""
+        registered" (`gated`).
+
+        A weak fit (under `doubted_fit_inliers`) that PSEN calls different stands only as a strong
+        fit (`by_geometry`, the screen's rules): the re-orderer alone does not outweigh both. On
+        400 registered photos deleted and queried, such a choice was a mantis taken for a katydid
+        (8 inliers, PSEN 0.34, the re-orderer at 0.50); BENCHMARKS.md, "A weak fit PSEN doubts",
+        has the measurement."""
         c = result.choice
         if c is None or not self.min_inliers:
             return result
         pair = result.pairs.get(c)
-        aligned = pair is not None and pair.alignment.inliers >= self.min_inliers
-        both_learned = outcome.candidates[c].score >= outcome.threshold and result.psen.get(c, 0.0) >= SAME_CONTENT
+        inliers = pair.alignment.inliers if pair is not None else 0
+        psen_same = result.psen.get(c, 0.0) >= SAME_CONTENT
+        doubted = inliers < self.doubted_fit_inliers and not psen_same and not result.by_geometry
+        aligned = inliers >= self.min_inliers and not doubted
+        both_learned = outcome.candidates[c].score >= outcome.threshold and psen_same
         if aligned or both_learned:
             return result
         return dataclasses.replace(result, choice=None, gated=True)
