@@ -59,6 +59,16 @@ def stamp(photo: Image.Image, mark: Image.Image, rng: random.Random) -> Image.Im
     return out.convert("RGB")
 
 
+def _descriptor_bytes(index: marks.MarkIndex) -> int:
+    """What the index's descriptors take: the IVF index as serialised (codes, ids, centroids,
+    direct map), or the models' arrays for the exact search."""
+    if index._ivf is None:
+        return sum(m.descriptors.nbytes for m in index.marks)
+    import faiss
+
+    return len(faiss.serialize_index(index._ivf))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", type=Path, required=True)
@@ -124,6 +134,7 @@ def main() -> None:
                 unmarked_claimed += int(b.sum())
                 unmarked_views_claimed += bool(b.any())
         row = {"marks": k, "descriptors": index.size, "ivf": index._ivf is not None,
+               "descriptor_mb": round(_descriptor_bytes(index) / 2**20, 1),
                "build_ms": round(build * 1000), "views": len(queries), "views_differing": differ,
                "keypoints_differing": kp_differ, "views_with_a_mark": found,
                "stamped_found": f"{stamped_found}/{stamped}",
