@@ -131,6 +131,8 @@ def test_bench_on_a_tiny_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     # a benign variant says which transforms made it (the last is always the JPEG re-encode); the queries as given do not
     variant = records["queries/chelsea-edit.jpg#benign0"]["transform"].split("+")
     assert len(variant) == 3 and variant[-1].startswith("jpeg") and "transform" not in edit
+    held = [r for name, r in records.items() if name.startswith("holdout/")]  # and so does a held-out photo's copy
+    assert len(held) == 1 and held[0]["transform"].endswith("+jpeg88") and held[0]["transform"].count("+") in (2, 3)
     assert "IR@1" in capsys.readouterr().out
 
     # a timing run (a short device lease): the same answers, without the AP and heatmap measures

@@ -67,13 +67,15 @@ def _hold_out(service: Service, publisher_id: uuid.UUID, queries: list[Query], p
     out = []
     for oid, path in holdout_choice(path_to_id, keep, n, rng):
         img = decode(id_to_bytes.pop(oid))
-        copy = augment.benign(img, rng, n_ops=rng.randint(1, 2)).image.convert("RGB")
+        made = augment.benign(img, rng, n_ops=rng.randint(1, 2))
+        copy = made.image.convert("RGB")
         buf = io.BytesIO()
         copy.save(buf, "JPEG", quality=88)
         service.registry.delete(uuid.UUID(oid), publisher_id)
         for p in [p for p, i in path_to_id.items() if i == oid]:
             del path_to_id[p]
-        out.append(Query(f"holdout/{path}", buf.getvalue(), "distinct", None, None, "holdout"))
+        out.append(Query(f"holdout/{path}", buf.getvalue(), "distinct", None, None, "holdout",
+                         transform="+".join([*made.ops, "jpeg88"])))
     return out
 
 
