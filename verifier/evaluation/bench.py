@@ -55,6 +55,9 @@ __all__ = ["run_bench", "summarise"]
 # -- the run ----------------------------------------------------------------------------
 
 
+HOLDOUT_QUALITY = 88  # the JPEG a held-out photo's copy is saved at
+
+
 def _hold_out(service: Service, publisher_id: uuid.UUID, queries: list[Query], path_to_id: dict[Path, str],
               id_to_bytes: dict[str, bytes], n: int, seed: int) -> list[Query]:
     """`n` registered distractors (never a query's original) deleted from the registry, a benign
@@ -70,12 +73,12 @@ def _hold_out(service: Service, publisher_id: uuid.UUID, queries: list[Query], p
         made = augment.benign(img, rng, n_ops=rng.randint(1, 2))
         copy = made.image.convert("RGB")
         buf = io.BytesIO()
-        copy.save(buf, "JPEG", quality=88)
+        copy.save(buf, "JPEG", quality=HOLDOUT_QUALITY)
         service.registry.delete(uuid.UUID(oid), publisher_id)
         for p in [p for p, i in path_to_id.items() if i == oid]:
             del path_to_id[p]
         out.append(Query(f"holdout/{path}", buf.getvalue(), "distinct", None, None, "holdout",
-                         transform="+".join([*made.ops, "jpeg88"])))
+                         transform="+".join([*made.ops, f"jpeg{HOLDOUT_QUALITY}"])))
     return out
 
 

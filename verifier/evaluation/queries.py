@@ -31,7 +31,7 @@ class Query:
     mask: Image.Image | None
     family: str | None = None  # the edit family (optional `family` column), reported apart
     variant: str | None = None  # the family's variant (optional `variant` column), verdicts reported apart
-    transform: str | None = None  # a benign variant's transforms ("rescale+blur+jpeg"), so its misses can be read
+    transform: str | None = None  # what made a benign variant or a held-out copy ("rescale0.42+blur1.1+jpeg60"): read by cause
 
 
 def read_queries(csv_path: Path) -> list[Query]:
