@@ -32,6 +32,14 @@ def _lasso(w: int, h: int, share: float, rng: random.Random) -> tuple[tuple[int,
 
 def piece_into(original: Image.Image, scene: Image.Image, rng: random.Random) -> Image.Image:
     """A piece of `original` placed into `scene` (module docstring)."""
+    return shared_copy(placed_piece(original, scene, rng)[0], rng)
+
+
+def placed_piece(original: Image.Image, scene: Image.Image, rng: random.Random
+                 ) -> tuple[Image.Image, Image.Image, tuple[int, int, int, int]]:
+    """`piece_into` before sharing, with where the piece lies: the composite, the piece's mask over
+    the scene's frame (255 inside) and its box in `original`; what a trainer needs to know which
+    part of the query shows which part of the original."""
     box, mask = _lasso(original.width, original.height, rng.uniform(0.06, 0.3), rng)
     piece = original.crop(box)
     if rng.random() < 0.2:
@@ -44,8 +52,11 @@ def piece_into(original: Image.Image, scene: Image.Image, rng: random.Random) ->
     size = (max(8, min(scene.width, round(piece.width * s))), max(8, min(scene.height, round(piece.height * s))))
     piece, mask = piece.resize(size, Image.BICUBIC), mask.resize(size, Image.BILINEAR).filter(ImageFilter.GaussianBlur(1.5))
     out = scene.copy()
-    out.paste(piece, (rng.randint(0, scene.width - size[0]), rng.randint(0, scene.height - size[1])), mask)
-    return shared_copy(out, rng)
+    at = (rng.randint(0, scene.width - size[0]), rng.randint(0, scene.height - size[1]))
+    out.paste(piece, at, mask)
+    where = Image.new("L", scene.size, 0)
+    where.paste(mask, at)
+    return out, where, box
 
 
 def shared_copy(img: Image.Image, rng: random.Random) -> Image.Image:
