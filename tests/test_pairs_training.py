@@ -222,3 +222,16 @@ def test_piece_generator_is_the_calibrations() -> None:
     a, b = generated_photo(1, (160, 120)), generated_photo(2, (200, 150))
     one, two = pieces.piece_into(a, b, random.Random(4)), pieces.piece_into(a, b, random.Random(4))
     assert one.size[0] >= 16 and np.array_equal(np.asarray(one), np.asarray(two))
+
+
+def test_a_placed_piece_says_where_it_lies_and_where_it_came_from() -> None:
+    from verifier.training import pieces
+
+    a, b = generated_photo(1, (160, 120)), generated_photo(2, (200, 150))
+    for seed in range(5):
+        out, where, (x0, y0, x1, y1) = pieces.placed_piece(a, b, random.Random(seed))
+        inside = np.asarray(where) > 200
+        changed = np.abs(np.asarray(out, np.int16) - np.asarray(b, np.int16)).max(2) > 0
+        assert inside.any() and where.size == b.size == out.size
+        assert not changed[np.asarray(where) == 0].any()  # the scene is untouched outside the piece
+        assert changed[inside].mean() > 0.5 and 0 <= x0 < x1 <= a.width and 0 <= y0 < y1 <= a.height
