@@ -534,3 +534,49 @@ def test_cli_enrolls_lists_and_removes_a_mark(cli_env: Path, capsys: pytest.Capt
     capsys.readouterr()
     assert main(["publishers", "marks", "Newswire"]) == 0
     assert capsys.readouterr().out.strip() == ""
+
+
+def _register_stamped(client: TestClient, key: str, signer: SignerCredentials) -> uuid.UUID:
+    for k, img in enumerate(stamped_set()):
+        data = sign_image(encode(img), "image/jpeg", signer, ManifestDefinition(title=f"p{k}.jpg"))
+        r = client.post("/v1/originals", files={"file": (f"p{k}.jpg", data, "image/jpeg")}, headers=auth(key))
+        assert r.status_code == 201, r.text
+    return uuid.UUID(client.get("/v1/me", headers=auth(key)).json()["publisher"]["id"])
+
+
+def test_a_publisher_sees_the_overlay_its_photos_share_and_an_admin_enrols_it(
+        client: TestClient, publisher_key: str, signer: SignerCredentials, admin_key: str, other_publisher_key: str) -> None:
+    import base64
+    import io
+
+    pid = _register_stamped(client, publisher_key, signer)
+    r = client.get(f"/v1/publishers/{pid}/marks/suggestions", headers=auth(publisher_key))
+    assert r.status_code == 200, r.text
+    (s,) = r.json()
+    assert s["photos"] == 12 and s["looked_at"] == 16 and s["frame"] in ("share", "height from 0.5,0.5")
+    assert len(s["examples"]) == 5 and s["keypoints"] >= 12
+    overlay = Image.open(io.BytesIO(base64.b64decode(s["png_base64"])))
+    assert overlay.format == "PNG" and overlay.width > overlay.height  # the name's strip, not a photo
+    assert client.get(f"/v1/publishers/{pid}/marks/suggestions", headers=auth(admin_key)).json() == r.json()
+    few = client.get(f"/v1/publishers/{pid}/marks/suggestions?sample=3", headers=auth(admin_key)).json()
+    assert [x["looked_at"] for x in few] in ([], [3])  # only the newest three are looked at
+    enrolled = post_mark(client, admin_key, pid, base64.b64decode(s["png_base64"]))  # the suggestion enrols as it is
+    assert enrolled.status_code == 201, enrolled.text
+
+
+@pytest.mark.parametrize(("query", "status"), [("?sample=2", 422), ("?sample=2001", 422), ("?sample=lots", 422)])
+def test_suggestions_refuse_a_bad_sample_as_a_problem(client: TestClient, admin_key: str, newswire: tuple[uuid.UUID, str],
+                                                      query: str, status: int) -> None:
+    pid, _ = newswire
+    r = client.get(f"/v1/publishers/{pid}/marks/suggestions{query}", headers=auth(admin_key))
+    assert r.status_code == status and r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_suggestions_are_for_the_publisher_itself_or_an_admin(client: TestClient, admin_key: str, publisher_key: str,
+                                                              newswire: tuple[uuid.UUID, str]) -> None:
+    pid, own_key = newswire
+    assert client.get(f"/v1/publishers/{pid}/marks/suggestions", headers=auth(own_key)).json() == []  # no photos yet
+    r = client.get(f"/v1/publishers/{pid}/marks/suggestions", headers=auth(publisher_key))  # another publisher
+    assert r.status_code == 403 and r.headers["content-type"].startswith("application/problem+json")
+    assert client.get(f"/v1/publishers/{uuid.uuid4()}/marks/suggestions", headers=auth(admin_key)).status_code == 404
+    assert client.get(f"/v1/publishers/{pid}/marks/suggestions").status_code == 401

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -210,6 +211,7 @@ def test_xss_in_titles_and_filenames_is_text(server: str, browser, publisher_key
     assert XSS in page.inner_text("#result")
     assert page.locator("#result img[src='x']").count() == 0
     assert page.locator("a[href^='javascript']").count() == 0
+    page.wait_for_selector("a[href='https://example.org/story?a=1']")  # the registry's metadata comes in a second fetch
     link = page.locator("a[href='https://example.org/story?a=1']")  # http(s) only; javascript: is refused at ingest
     assert link.count() == 1 and "noopener" in (link.get_attribute("rel") or "")
     console = open_page(browser, server, publisher_key, "/console")
@@ -253,6 +255,30 @@ def test_publisher_registers_two_files_and_sees_them(server: str, browser, publi
     assert httpx.get(f"{server}/v1/originals", headers=auth(publisher_key)).json()["total"] == 1
 
 
+def test_publisher_sees_its_marks_and_the_overlay_its_photos_share(service: Service, server: str, browser,
+                                                                  publisher_key: str, signer: SignerCredentials,
+                                                                  shots: Path) -> None:
+    from tests.test_marks import mark_file, stamped_set
+
+    for k, img in enumerate(stamped_set()):
+        data = sign_image(jpeg(img, 90), "image/jpeg", signer, ManifestDefinition(title=f"p{k}.jpg"))
+        r = httpx.post(f"{server}/v1/originals", files={"file": (f"p{k}.jpg", data, "image/jpeg")}, headers=auth(publisher_key))
+        assert r.status_code == 201, r.text
+    pid = uuid.UUID(httpx.get(f"{server}/v1/me", headers=auth(publisher_key)).json()["publisher"]["id"])
+    service.matcher.marks.enroll(pid, jpeg_png(mark_file()), "centre <i>name</i>")
+    page = open_page(browser, server, publisher_key, "/console")
+    page.wait_for_selector("#marks-list li[data-id]")
+    assert "centre <i>name</i>" in page.inner_text("#marks-list")  # a label is text, not markup
+    page.fill("#find-sample", "16")
+    page.click("#find-marks-form button")
+    page.wait_for_selector("#suggestions li", timeout=60_000)
+    assert page.locator("#suggestions li").count() == 1
+    assert "On 12 of 16 photos" in page.inner_text("#suggestions") and "recur" in page.inner_text("#find-status")
+    assert loaded(page, "#suggestions li img")
+    page.screenshot(path=str(shots / "web-find-marks.png"), full_page=True)
+    assert not page.dialogs and not page.js_errors and not page.outside  # type: ignore[attr-defined]
+
+
 def test_verifier_key_gets_no_console_and_permalinks_rerender(server: str, browser, originals, verifier_key: str,
                                                              tmp_path: Path) -> None:
     page = open_page(browser, server, verifier_key)
@@ -267,6 +293,7 @@ def test_verifier_key_gets_no_console_and_permalinks_rerender(server: str, brows
     console.wait_for_function("() => document.querySelector('#console-who').textContent.length > 0")
     assert "needs a publisher key" in console.inner_text("#console-who")
     assert not console.is_visible("#register-form")
+    assert not console.is_visible("#marks-panel")
     # without a key the page asks for one, and a wrong key is said so
     anon = open_page(browser, server, None)
     anon.wait_for_selector("#key-panel", state="visible")  # after the page asked /v1/me (asynchronous)

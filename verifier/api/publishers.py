@@ -8,10 +8,12 @@ mark (watermark, credit line, logo) changes what every verification counts as ev
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import io
 import uuid
 
-from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
@@ -19,7 +21,12 @@ from sqlalchemy.orm import Session
 from verifier.api.common import PROBLEM_RESPONSES, read_upload
 from verifier.api.deps import get_api_key, get_service
 from verifier.errors import Forbidden, NotFound
-from verifier.matching.marks import MAX_MARK_BYTES
+from verifier.matching.marks import (
+    MAX_FIND_SAMPLE,
+    MAX_MARK_BYTES,
+    Suggestion,
+    suggest_marks,
+)
 from verifier.service import Service
 from verifier.storage.accounts import Scope, list_publishers, require_scope
 from verifier.storage.marks import marks_of, remove_mark
@@ -74,6 +81,30 @@ class MarkOut(BaseModel):
     @classmethod
     def of(cls, m: PublisherMark) -> MarkOut:
         return cls(id=m.id, label=m.label, sha256=m.sha256, width=m.width, height=m.height, created_at=m.created_at)
+
+
+class SuggestionOut(BaseModel):
+    """An overlay many of the publisher's registered photos share: a mark to enrol once a person has looked."""
+
+    box: tuple[float, float, float, float] = Field(description="x0, y0, x1, y1 where the photos show it, in `frame`.")
+    frame: str = Field(description='How `box` is measured: "share" (fractions of the width and height), or '
+                       '"height from x,y" (photo heights from that point, given as fractions: 0.5,0.5 the centre).')
+    photos: int = Field(description="How many of the photos looked at show it.")
+    looked_at: int = Field(description="How many of the publisher's newest originals were looked at.")
+    keypoints: int
+    examples: list[uuid.UUID] = Field(description="Up to five registered originals that show it.")
+    png_base64: str = Field(description="The overlay as the photos show it (their per-pixel median over the box): "
+                            "PNG, base64. The publisher's own file of the mark serves better when enrolled.")
+
+    @classmethod
+    def of(cls, s: Suggestion) -> SuggestionOut:
+        kind, ax, ay = s.overlay.frame
+        buf = io.BytesIO()
+        s.overlay.image.save(buf, "PNG")
+        return cls(box=tuple(round(v, 4) for v in s.overlay.box),  # type: ignore[arg-type]
+                   frame=kind if kind == "share" else f"{kind} from {ax:g},{ay:g}", photos=len(s.originals),
+                   looked_at=s.looked_at, keypoints=s.overlay.keypoints, examples=s.originals[:5],
+                   png_base64=base64.b64encode(buf.getvalue()).decode("ascii"))
 
 
 def _own_or_admin(key: ApiKey, publisher_id: uuid.UUID, what: str) -> None:
@@ -136,6 +167,25 @@ def get_marks(publisher_id: uuid.UUID, key: ApiKey = Depends(get_api_key),
     with service.db.session() as session:
         _publisher(session, publisher_id)
         return [MarkOut.of(m) for m in marks_of(session, publisher_id)]
+
+
+@router.get("/{publisher_id}/marks/suggestions", response_model=list[SuggestionOut], responses=PROBLEM_RESPONSES,
+            summary="Overlays many of a publisher's registered photos share: marks to look at and enrol")
+async def get_mark_suggestions(publisher_id: uuid.UUID, request: Request,
+                               sample: int = Query(300, ge=3, le=MAX_FIND_SAMPLE,
+                                                   description="The publisher's newest originals to look at."),
+                               key: ApiKey = Depends(get_api_key), service: Service = Depends(get_service)
+                               ) -> list[SuggestionOut]:
+    """Admin keys for any publisher, a publisher key for its own (it sees only its own photos). Heavy work
+    (every photo's view; ~15 s for 300 on 2 cores), so it takes a worker slot as a verification does. An
+    overlay shown by about a third of the photos is found; a shared frame or template recurs too, so the
+    answer is a suggestion for a person, never an enrolment."""
+    _own_or_admin(key, publisher_id, "overlays")
+    with service.db.session() as session:
+        _publisher(session, publisher_id)
+    async with request.app.state.admission.slot():
+        found = await run_in_threadpool(suggest_marks, service.originals, service.matcher.view, publisher_id, sample)
+    return [SuggestionOut.of(s) for s in found]
 
 
 @router.post("/{publisher_id}/marks", response_model=MarkOut, status_code=201, responses=PROBLEM_RESPONSES,

@@ -195,7 +195,7 @@ def _find_marks(service: Any, publisher_id: uuid.UUID, out: Path, sample: int) -
     for k, s in enumerate(found, 1):
         path = out / f"mark-{k}.png"
         s.overlay.image.save(path)
-        print(json.dumps({"file": str(path), "box": [round(v, 3) for v in s.overlay.box], "photos": len(s.originals),
+        print(json.dumps({"file": str(path), "box": [round(v, 3) for v in s.overlay.box], "photos": len(s.originals), "looked_at": s.looked_at,
                           "keypoints": s.overlay.keypoints, "examples": [str(i) for i in s.originals[:5]]}))
     if not found:
         print("no overlay recurs over the photos looked at", file=sys.stderr)

@@ -256,6 +256,7 @@ class Suggestion:
 
     overlay: Recurring
     originals: list[uuid.UUID]  # the registered photos that show it
+    looked_at: int  # how many of the publisher's photos were looked at
 
 
 def suggest_marks(originals: OriginalStore, view: Callable[[uuid.UUID], View], publisher_id: uuid.UUID,
@@ -266,4 +267,4 @@ def suggest_marks(originals: OriginalStore, view: Callable[[uuid.UUID], View], p
     ids = [r.id for r in rows]
     views = [view(i) for i in ids]
     found = recurring_overlays([(v.image, v.features) for v in views])
-    return [Suggestion(r, [ids[i] for i in r.photos]) for r in found]
+    return [Suggestion(r, [ids[i] for i in r.photos], len(ids)) for r in found]

@@ -440,17 +440,67 @@ async function loadOriginals(q) {
   }
 }
 
+async function loadMarks() {
+  const ul = $("marks-list");
+  let r;
+  try { r = await fetch("/v1/publishers/" + me.publisher.id + "/marks", { headers: authHeaders() }); } catch (e) { r = null; }
+  if (!r) { ul.replaceChildren(el("li", { class: "bad" }, "The service could not be reached.")); return; }
+  if (!r.ok) { ul.replaceChildren(el("li", { class: "bad" }, problemWords(r.status, await r.text()))); return; }
+  const marks = await r.json();
+  ul.replaceChildren(...marks.map((m) => el("li", { "data-id": m.id }, el("strong", {}, m.label || "unlabelled"),
+    " — " + m.width + " × " + m.height + " px, enrolled " + when(m.created_at))));
+  if (!marks.length) ul.replaceChildren(el("li", { class: "muted" }, "none enrolled"));
+}
+
+function whereWords(s) {
+  const [x0, y0, x1, y1] = s.box.map((v) => v.toFixed(2));
+  return s.frame === "share" ? "at " + x0 + "–" + x1 + " of the width, " + y0 + "–" + y1 + " of the height"
+    : "at " + x0 + "…" + x1 + ", " + y0 + "…" + y1 + " photo heights from " + s.frame.replace(/^height from /, "point ");
+}
+
+async function findMarks(sample) {
+  const ul = $("suggestions"), status = $("find-status"), button = $("find-marks-form").querySelector("button");
+  status.className = "status";
+  status.textContent = "Looking at your newest " + sample + " originals … (about 15 s per 300)";
+  ul.replaceChildren();
+  button.disabled = true;
+  try {
+    let r;
+    try {
+      r = await fetch("/v1/publishers/" + me.publisher.id + "/marks/suggestions?sample=" + encodeURIComponent(sample),
+        { headers: authHeaders() });
+    } catch (e) { r = null; }
+    if (!r) { status.className = "status error"; status.textContent = "The service could not be reached."; return; }
+    if (!r.ok) { status.className = "status error"; status.textContent = problemWords(r.status, await r.text()); return; }
+    const found = await r.json();
+    status.textContent = found.length
+      ? found.length + (found.length === 1 ? " overlay recurs" : " overlays recur") + " over your photos. If one is your mark, "
+        + "send the operator its file (the picture here is the overlay over a blur of your photos: your own file works better)."
+      : "No overlay recurs over the photos looked at (a mark is found once about a third of them carry it).";
+    for (const s of found) {
+      ul.append(el("li", {}, el("img", { src: "data:image/png;base64," + s.png_base64, alt: "An overlay your photos share" }),
+        el("div", { class: "title" }, "On " + s.photos + " of " + s.looked_at + " photos"),
+        el("div", { class: "muted" }, whereWords(s) + " · " + s.keypoints + " keypoints")));
+    }
+  } finally {
+    button.disabled = false;
+  }
+}
+
 function showConsole() {
   show("console-page");
   if (me.scope !== "publisher") {
     $("console-who").textContent = "The console needs a publisher key.";
     $("register-form").hidden = true;
+    $("marks-panel").hidden = true;
     $("originals").replaceChildren();
     return;
   }
   $("register-form").hidden = false;
+  $("marks-panel").hidden = false;
   $("console-who").textContent = "Registering as " + me.publisher.name + ".";
   loadOriginals("");
+  loadMarks();
 }
 
 function route() {
@@ -466,6 +516,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   wireDrop($("register-drop"), $("register-files"), registerFiles);
   $("register-form").addEventListener("submit", (e) => e.preventDefault());
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); loadOriginals($("search-input").value.trim()); });
+  $("find-marks-form").addEventListener("submit", (e) => { e.preventDefault(); findMarks($("find-sample").value); });
   document.addEventListener("paste", (e) => {
     if ($("verify-page").hidden) return;
     const f = [...(e.clipboardData ? e.clipboardData.files : [])][0];
