@@ -231,7 +231,7 @@ def add_parsers(sub: Any) -> None:
                       "credit lines, logos) and write each as a PNG to look at and enrol with add-mark")
     q.add_argument("name")
     q.add_argument("--out", type=Path, required=True, help="folder for the suggested marks (mark-1.png, ...)")
-    q.add_argument("--sample", type=_sample, default=300, help="the publisher's newest originals to look at (3-2000)")
+    q.add_argument("--sample", type=_sample, default=300, help="the publisher's newest originals to look at (3-1000)")
     p.set_defaults(func=cmd_publishers)
 
     p = sub.add_parser("api-keys", help="issue, list and revoke API keys")

@@ -363,18 +363,29 @@ def _recurring_regions(pos: np.ndarray, alld: np.ndarray, norms: np.ndarray, own
     """Keypoint indices of each region of recurring keypoints, for positions `pos` (N, 2)."""
     grid = np.floor(pos / FIND_PLACE).astype(np.int64)
     cells: dict[tuple[int, int], list[int]] = {}
-    for k, (gx, gy) in enumerate(grid):
-        cells.setdefault((int(gx), int(gy)), []).append(k)
+    for k, (gx, gy) in enumerate(grid.tolist()):
+        cells.setdefault((gx, gy), []).append(k)
+    need = max(3, int(np.ceil(FIND_MIN_SHARE * n)))
     support = np.zeros(len(owner), np.int64)
     for (gx, gy), members in cells.items():
-        near = [k for dx in (-1, 0, 1) for dy in (-1, 0, 1) for k in cells.get((gx + dx, gy + dy), [])]
-        a, b = np.array(members), np.array(near)
-        d2 = norms[a][:, None] + norms[b][None] - 2 * alld[a] @ alld[b].T
-        close = (d2 < FIND_DISTANCE**2) & (np.abs(pos[a][:, None] - pos[b][None]).max(-1) <= FIND_PLACE)
+        b = np.array([k for dx in (-1, 0, 1) for dy in (-1, 0, 1) for k in cells.get((gx + dx, gy + dy), ())])
+        if len(np.unique(owner[b])) < need:  # too few photos nearby for any keypoint here to recur
+            continue
+        a = np.array(members)
+        d2 = alld[a] @ alld[b].T  # (|a|, |b|), made the squared distance in place: the matrices are the cost
+        d2 *= -2
+        d2 += norms[a][:, None]
+        d2 += norms[b][None]
+        close = d2 < FIND_DISTANCE**2
+        for axis in (0, 1):
+            off = pos[a, axis][:, None] - pos[b, axis][None]
+            close &= np.abs(off, out=off) <= FIND_PLACE
         close &= owner[a][:, None] != owner[b][None]
-        for row, k in enumerate(a):
-            support[k] = len(set(owner[b][close[row]].tolist()))
-    recurring = np.flatnonzero(support + 1 >= max(3, int(np.ceil(FIND_MIN_SHARE * n))))
+        some = np.flatnonzero(close.any(1))  # few keypoints have any: count the distinct other photos of those
+        rows, cols = np.nonzero(close[some])
+        seen = np.unique(rows.astype(np.int64) * n + owner[b][cols])
+        support[a[some]] = np.bincount(seen // n, minlength=len(some))
+    recurring = np.flatnonzero(support + 1 >= need)
     coarse: dict[tuple[int, int], list[int]] = {}
     for k in recurring:
         cx, cy = (int(v) for v in np.floor(pos[k] / FIND_CELL))

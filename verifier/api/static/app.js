@@ -461,7 +461,7 @@ function whereWords(s) {
 async function findMarks(sample) {
   const ul = $("suggestions"), status = $("find-status"), button = $("find-marks-form").querySelector("button");
   status.className = "status";
-  status.textContent = "Looking at your newest " + sample + " originals … (about 15 s per 300)";
+  status.textContent = "Looking at your newest " + sample + " originals … (about 10 s per 300)";
   ul.replaceChildren();
   button.disabled = true;
   try {
