@@ -4,7 +4,7 @@ serve as the mark? BENCHMARKS "Finding a publisher's marks".
 
 A publisher's photos: `--photos` test-split photos, a share of them stamped with the watermark
 bench's marks (`watermark_bench_data.stamp`: `centre`, the name across the middle; `corner`, a
-credit line). Against the suggestion: 100 other photos stamped the same way (is the mark found on
+credit line sized to the height; `wide`, one sized to the width). Against the suggestion: 100 other photos stamped the same way (is the mark found on
 them, beside the mark's own file?) and 100 unstamped ones (what it claims there).
 
     python scripts/probe_find_marks.py --shared ../shared --photos 300 --shares 1,0.3,0.1,0
@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--shared", type=Path, required=True)
     ap.add_argument("--photos", type=int, default=300)
     ap.add_argument("--shares", default="1,0.3,0.1,0")
-    ap.add_argument("--styles", default="centre,corner")
+    ap.add_argument("--styles", default="centre,corner,wide")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     root = args.shared / "datasets" / "photos"

@@ -36,7 +36,9 @@ CREDIT = "© NEWSWIRE / Photo: J. Doe"
 
 def stamp(img: Image.Image, style: str) -> Image.Image:
     """The publisher's mark: `corner`, a credit line in the lower right (white, 2/3 opaque, 1/18
-    of the height); `centre`, the name across the middle (white, 43 % opaque, 1/7 of the height)."""
+    of the height); `centre`, the name across the middle (white, 43 % opaque, 1/7 of the height);
+    `wide`, the credit line in the lower left sized to the width (1/28 of it), as a mark laid out
+    for the photo's width sits on portrait and landscape photos alike."""
     img = img.convert("RGB")
     w, h = img.size
     layer = Image.new("RGBA", img.size, (0, 0, 0, 0))
@@ -51,6 +53,10 @@ def stamp(img: Image.Image, style: str) -> Image.Image:
         tw = draw.textlength(MARK, font=font)
         draw.text(((w - tw) / 2, h / 2 - h // 14), MARK, font=font, fill=(255, 255, 255, 110),
                   stroke_width=2, stroke_fill=(0, 0, 0, 90))
+    elif style == "wide":
+        font = ImageFont.load_default(size=max(10, w // 28))
+        draw.text((w * 0.03, h - w // 28 * 1.8), CREDIT, font=font, fill=(255, 255, 255, 170),
+                  stroke_width=1, stroke_fill=(0, 0, 0, 120))
     else:
         raise ValueError(f"unknown style {style!r}")
     return Image.alpha_composite(img.convert("RGBA"), layer).convert("RGB")

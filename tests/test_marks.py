@@ -564,7 +564,7 @@ def test_a_publisher_sees_the_overlay_its_photos_share_and_an_admin_enrols_it(
     assert enrolled.status_code == 201, enrolled.text
 
 
-@pytest.mark.parametrize(("query", "status"), [("?sample=2", 422), ("?sample=1001", 422), ("?sample=lots", 422)])
+@pytest.mark.parametrize(("query", "status"), [("?sample=2", 422), ("?sample=501", 422), ("?sample=lots", 422)])
 def test_suggestions_refuse_a_bad_sample_as_a_problem(client: TestClient, admin_key: str, newswire: tuple[uuid.UUID, str],
                                                       query: str, status: int) -> None:
     pid, _ = newswire
@@ -610,3 +610,33 @@ def test_the_fast_recurrence_count_is_the_pairwise_definition() -> None:
     regions = M._recurring_regions(pos, alld, (alld * alld).sum(1), owner, n)
     assert {k for r in regions for k in r} == _regions_by_brute_force(pos, alld, owner, n) != set()
     assert len(regions) == 1 and set(owner[regions[0]].tolist()) == set(range(0, n, 2))
+
+
+def test_a_mark_sized_to_the_width_is_found_on_portrait_and_landscape_photos(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A credit line laid out for the photo's width, lower left, on photos of three shapes: it lies at one place
+    only in widths from that corner. Without the width frames the finder joins its three placements (one per shape)
+    into one blurred region whose picture recognises almost nothing of the mark on new photos."""
+    def stamp_wide(photo: Image.Image) -> Image.Image:
+        w = round(photo.width * 0.6)
+        small = mark_file().resize((w, round(mark_file().height * w / mark_file().width)), Image.LANCZOS)
+        out = photo.convert("RGBA")
+        out.alpha_composite(small, (round(photo.width * 0.05), photo.height - round(photo.width * 0.05) - small.height))
+        return out.convert("RGB")
+
+    shapes = [(256, 192), (192, 256), (256, 144)]
+    views = [View.of(stamp_wide(photo_like(400 + i, shapes[i % 3]))) for i in range(15)]
+    queries = [View.of(stamp_wide(photo_like(900 + i, shapes[i % 3]))) for i in range(9)]
+
+    def recognised(mark: Image.Image) -> int:  # the mark's keypoints found on the new stamped photos
+        model = M.mark_model(mark)
+        return sum(int(M.on_mark(q.features, model, q.image.shape).sum()) for q in queries)
+
+    found = M.recurring_overlays([(v.image, v.features) for v in views])
+    assert len(found) == 1 and found[0].frame == ("width", 0.0, 1.0) and found[0].photos == list(range(15))
+    x0, y0, x1, y1 = found[0].box
+    assert -0.01 <= x0 and x1 <= 0.7 and -0.3 <= y0 < y1 <= 0.01  # up from the lower left corner, in widths
+    own = recognised(mark_file())
+    assert recognised(found[0].image) >= 0.4 * own >= 50
+    monkeypatch.setattr(M, "FIND_FRAMES", tuple(f for f in M.FIND_FRAMES if f[0] != "width"))
+    without = M.recurring_overlays([(v.image, v.features) for v in views])
+    assert without and all(recognised(r.image) < 0.1 * own for r in without)

@@ -21,12 +21,7 @@ from sqlalchemy.orm import Session
 from verifier.api.common import PROBLEM_RESPONSES, read_upload
 from verifier.api.deps import get_api_key, get_service
 from verifier.errors import Forbidden, NotFound
-from verifier.matching.marks import (
-    MAX_FIND_SAMPLE,
-    MAX_MARK_BYTES,
-    Suggestion,
-    suggest_marks,
-)
+from verifier.matching.marks import MAX_MARK_BYTES, Suggestion, suggest_marks
 from verifier.service import Service
 from verifier.storage.accounts import Scope, list_publishers, require_scope
 from verifier.storage.marks import marks_of, remove_mark
@@ -40,6 +35,10 @@ from verifier.storage.signers import (
 )
 
 router = APIRouter(prefix="/v1/publishers", tags=["publishers"])
+
+# Photos a suggestions request may look at: ~31 s on 2 cores at 500, so that a request ends well inside a proxy's
+# minute (the search is quadratic: 71 s at 1,000, which the CLI's `find-marks --sample` still allows).
+MAX_SUGGEST_SAMPLE = 500
 
 
 class PublisherOut(BaseModel):
@@ -88,7 +87,8 @@ class SuggestionOut(BaseModel):
 
     box: tuple[float, float, float, float] = Field(description="x0, y0, x1, y1 where the photos show it, in `frame`.")
     frame: str = Field(description='How `box` is measured: "share" (fractions of the width and height), or '
-                       '"height from x,y" (photo heights from that point, given as fractions: 0.5,0.5 the centre).')
+                       '"height from x,y" / "width from x,y" (photo heights or widths from that point, given as '
+                       'fractions of the frame: 0.5,0.5 the centre, 1,1 the lower right corner).')
     photos: int = Field(description="How many of the photos looked at show it.")
     looked_at: int = Field(description="How many of the publisher's newest originals were looked at.")
     keypoints: int
@@ -172,12 +172,12 @@ def get_marks(publisher_id: uuid.UUID, key: ApiKey = Depends(get_api_key),
 @router.get("/{publisher_id}/marks/suggestions", response_model=list[SuggestionOut], responses=PROBLEM_RESPONSES,
             summary="Overlays many of a publisher's registered photos share: marks to look at and enrol")
 async def get_mark_suggestions(publisher_id: uuid.UUID, request: Request,
-                               sample: int = Query(300, ge=3, le=MAX_FIND_SAMPLE,
+                               sample: int = Query(300, ge=3, le=MAX_SUGGEST_SAMPLE,
                                                    description="The publisher's newest originals to look at."),
                                key: ApiKey = Depends(get_api_key), service: Service = Depends(get_service)
                                ) -> list[SuggestionOut]:
     """Admin keys for any publisher, a publisher key for its own (it sees only its own photos). Heavy work
-    (every photo's view; ~11 s for 300, ~50 s for 1,000 on 2 cores), so it takes a worker slot as a verification does. An
+    (every photo's view; ~16 s for 300, ~31 s for 500 on 2 cores), so it takes a worker slot as a verification does. An
     overlay shown by about a third of the photos is found; a shared frame or template recurs too, so the
     answer is a suggestion for a person, never an enrolment."""
     _own_or_admin(key, publisher_id, "overlays")

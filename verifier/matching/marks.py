@@ -246,7 +246,7 @@ class MarkSet:
         return view.stripped(strip), found
 
 
-MAX_FIND_SAMPLE = 1000  # the search is quadratic in the photos per place: ~50 s and 1.3 GB at 1,000 on 2 cores
+MAX_FIND_SAMPLE = 1000  # the search is quadratic in the photos per place: ~71 s and 1.3 GB at 1,000 on 2 cores
 
 
 @dataclass(frozen=True)

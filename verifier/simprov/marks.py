@@ -289,17 +289,22 @@ def without(features: SiftFeatures, drop: np.ndarray) -> SiftFeatures:
 # real photos recurred nowhere); with the place and the share below, 300 unmarked test photos give
 # no suggestion (BENCHMARKS.md, "Finding a publisher's marks").
 FIND_DISTANCE = 0.35
-FIND_PLACE = 0.02  # how far (share of the frame or of its height) a keypoint may sit from photo to photo
+FIND_PLACE = 0.02  # how far (share of the frame, or of its height or width) a keypoint may sit from photo to photo
 FIND_MIN_SHARE = 0.03  # of the photos looked at that must hold a keypoint before it counts as recurring
 FIND_MIN_KEYPOINTS = 12  # recurring keypoints in one region before it is suggested
 FIND_CELL = 0.05  # grid (share of the frame) that joins recurring keypoints into regions, up to two cells apart
 
 
 # Where a publisher places its overlay: at the same share of the frame, or at the same place from
-# the centre or from a corner in units of the photo's height (a mark sized to the height). Photos
-# of other shapes agree only in the frame their publisher used. (kind, anchor x, anchor y as shares)
-FIND_FRAMES = (("share", 0.0, 0.0), ("height", 0.5, 0.5), ("height", 0.0, 0.0), ("height", 1.0, 0.0),
-               ("height", 0.0, 1.0), ("height", 1.0, 1.0))
+# the centre or from a corner in units of the photo's height (a mark sized to the height) or of its
+# width (a mark sized to the width). Photos of other shapes agree only in the frame their publisher
+# used. (kind, anchor x, anchor y as shares)
+_ANCHORS = ((0.5, 0.5), (0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0))
+FIND_FRAMES = (("share", 0.0, 0.0), *(("height", x, y) for x, y in _ANCHORS), *(("width", x, y) for x, y in _ANCHORS))
+
+
+def _units(kind: str, w: int, h: int) -> tuple[int, int]:
+    return {"share": (w, h), "height": (h, h), "width": (w, w)}[kind]
 
 
 @dataclass(frozen=True)
@@ -316,14 +321,13 @@ class Recurring:
 
 def _in_frame(points: np.ndarray, w: int, h: int, frame: tuple[str, float, float]) -> np.ndarray:
     kind, ax, ay = frame
-    unit = np.float32([w, h]) if kind == "share" else np.float32([h, h])
-    return (points - np.float32([ax * w, ay * h])) / unit
+    return (points - np.float32([ax * w, ay * h])) / np.float32(_units(kind, w, h))
 
 
 def _pixel_box(box: tuple[float, float, float, float], w: int, h: int,
                frame: tuple[str, float, float]) -> tuple[int, int, int, int]:
     kind, ax, ay = frame
-    ux, uy = (w, h) if kind == "share" else (h, h)
+    ux, uy = _units(kind, w, h)
     x0, x1 = (int(np.clip(v * ux + ax * w, 0, w)) for v in (box[0], box[2]))
     y0, y1 = (int(np.clip(v * uy + ay * h, 0, h)) for v in (box[1], box[3]))
     return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)

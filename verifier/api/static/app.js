@@ -455,13 +455,13 @@ async function loadMarks() {
 function whereWords(s) {
   const [x0, y0, x1, y1] = s.box.map((v) => v.toFixed(2));
   return s.frame === "share" ? "at " + x0 + "–" + x1 + " of the width, " + y0 + "–" + y1 + " of the height"
-    : "at " + x0 + "…" + x1 + ", " + y0 + "…" + y1 + " photo heights from " + s.frame.replace(/^height from /, "point ");
+    : "at " + x0 + "…" + x1 + ", " + y0 + "…" + y1 + " photo " + s.frame.replace(/^(height|width) from /, "$1s from point ");
 }
 
 async function findMarks(sample) {
   const ul = $("suggestions"), status = $("find-status"), button = $("find-marks-form").querySelector("button");
   status.className = "status";
-  status.textContent = "Looking at your newest " + sample + " originals … (about 10 s per 300)";
+  status.textContent = "Looking at your newest " + sample + " originals … (about 15 s per 300)";
   ul.replaceChildren();
   button.disabled = true;
   try {
