@@ -279,6 +279,52 @@ def test_publisher_sees_its_marks_and_the_overlay_its_photos_share(service: Serv
     assert not page.dialogs and not page.js_errors and not page.outside  # type: ignore[attr-defined]
 
 
+def test_operator_enrols_a_suggested_mark_and_removes_it(service: Service, server: str, browser, publisher_key: str,
+                                                        signer: SignerCredentials, tmp_path: Path, shots: Path) -> None:
+    from tests.test_marks import mark_file, stamped_set
+    from verifier.storage.accounts import Scope, create_publisher, issue_key
+
+    for k, img in enumerate(stamped_set()):
+        data = sign_image(jpeg(img, 90), "image/jpeg", signer, ManifestDefinition(title=f"p{k}.jpg"))
+        r = httpx.post(f"{server}/v1/originals", files={"file": (f"p{k}.jpg", data, "image/jpeg")}, headers=auth(publisher_key))
+        assert r.status_code == 201, r.text
+    with service.db.session() as session:
+        _, admin = issue_key(session, Scope.ADMIN, label="ops")
+        create_publisher(session, "Gotham <b>Gazette</b>")
+    page = open_page(browser, server, admin, "/operator")
+    page.wait_for_selector("#nav-operator:not([hidden])")
+    page.wait_for_function("() => document.querySelectorAll('#publisher-select option').length === 2")
+    assert page.locator("#publisher-select option").all_inner_texts() == ["Daily Planet", "Gotham <b>Gazette</b>"]
+    page.wait_for_selector("#marks-list li:has-text('none enrolled')")
+    page.fill("#find-sample", "16")
+    page.click("#find-marks-form button")
+    page.wait_for_selector("#suggestions li button:has-text('Enrol as a mark')", timeout=60_000)
+    assert "On 12 of 16 photos" in page.inner_text("#suggestions")
+    page.click("#suggestions li button:has-text('Enrol as a mark')")
+    page.wait_for_selector("#marks-list li[data-id]")
+    assert "suggested: 12 of 16 photos" in page.inner_text("#marks-list")
+    assert len(service.matcher.marks.current()) == 1  # counted by verifications from now on
+    page.screenshot(path=str(shots / "web-operator.png"), full_page=True)
+    page.select_option("#publisher-select", label="Gotham <b>Gazette</b>")  # another publisher: its own list
+    page.wait_for_selector("#marks-list li:has-text('none enrolled')")
+    page.select_option("#publisher-select", label="Daily Planet")
+    page.click("#marks-list li button:has-text('Remove')")
+    page.wait_for_selector("#marks-list li:has-text('none enrolled')")
+    assert service.matcher.marks.current() == []
+    (tmp_path / "mark.png").write_bytes(jpeg_png(mark_file()))  # the publisher's own file, uploaded
+    page.set_input_files("#enrol-file", str(tmp_path / "mark.png"))
+    page.fill("#enrol-label", "centre <i>name</i>")
+    page.click("#enrol-form button")
+    page.wait_for_selector("#marks-list li[data-id]")
+    assert "centre <i>name</i>" in page.inner_text("#marks-list") and "enrolled" in page.inner_text("#enrol-status")
+    assert not page.dialogs and not page.js_errors and not page.outside  # type: ignore[attr-defined]
+    # a publisher key sees no operator page, and its console cannot enrol
+    console = open_page(browser, server, publisher_key, "/operator")
+    console.wait_for_function("() => document.querySelector('#operator-who').textContent.length > 0")
+    assert "needs an admin key" in console.inner_text("#operator-who") and not console.is_visible("#nav-operator")
+    assert not console.is_visible("#marks-panel")
+
+
 def test_verifier_key_gets_no_console_and_permalinks_rerender(server: str, browser, originals, verifier_key: str,
                                                              tmp_path: Path) -> None:
     page = open_page(browser, server, verifier_key)

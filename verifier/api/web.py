@@ -51,6 +51,12 @@ def console() -> Response:
     return _page()
 
 
+@router.get("/operator")
+def operator() -> Response:
+    """Publishers' marks for an admin key: enrolled, suggested, enrol and remove."""
+    return _page()
+
+
 @router.get("/reports/{report_id}")
 def report_page(report_id: uuid.UUID) -> Response:
     """A permalink: the page fetches the stored report with the viewer's key and renders it."""

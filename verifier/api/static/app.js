@@ -94,10 +94,11 @@ async function loadMe() {
     if (r && r.status === 401 && apiKey()) $("key-error").textContent = "The saved API key was not accepted.";
     if (!r) $("key-error").textContent = "The service could not be reached.";
   }
-  const who = me.scope ? "Using a " + me.scope + " key" + (me.publisher ? " (" + me.publisher.name + ")" : "")
+  const who = me.scope ? "Using " + (me.scope === "admin" ? "an " : "a ") + me.scope + " key" + (me.publisher ? " (" + me.publisher.name + ")" : "")
     : (me.verify_open ? "No key: verification is open" : "No key");
   $("key-status").textContent = who;
   $("nav-console").hidden = me.scope !== "publisher";
+  $("nav-operator").hidden = me.scope !== "admin";
   $("key-panel").hidden = Boolean(me.scope || me.verify_open);
 }
 
@@ -331,7 +332,7 @@ function renderReport(root, env, queryUrl) {
 // -- pages -----------------------------------------------------------------------------------
 
 function show(id) {
-  for (const p of ["verify-page", "report-page", "console-page"]) $(p).hidden = p !== id;
+  for (const p of ["verify-page", "report-page", "console-page", "operator-page"]) $(p).hidden = p !== id;
 }
 
 async function verifyFile(file) {
@@ -440,16 +441,48 @@ async function loadOriginals(q) {
   }
 }
 
+// The marks panel serves the publisher console (its own marks, read only) and the operator page
+// (any publisher's; enrol a suggestion or a file, remove). `marksOf` says whose and how.
+let marksOf = { id: null, admin: false };
+
+async function call(path, init) {
+  try { return await fetch(path, { ...(init || {}), headers: authHeaders() }); } catch (e) { return null; }
+}
+
+function failure(r, text) { return r ? problemWords(r.status, text) : "The service could not be reached."; }
+
 async function loadMarks() {
-  const ul = $("marks-list");
-  let r;
-  try { r = await fetch("/v1/publishers/" + me.publisher.id + "/marks", { headers: authHeaders() }); } catch (e) { r = null; }
-  if (!r) { ul.replaceChildren(el("li", { class: "bad" }, "The service could not be reached.")); return; }
-  if (!r.ok) { ul.replaceChildren(el("li", { class: "bad" }, problemWords(r.status, await r.text()))); return; }
+  const ul = $("marks-list"), who = marksOf.id;
+  const r = await call("/v1/publishers/" + who + "/marks");
+  if (marksOf.id !== who) return;  // another publisher was chosen meanwhile
+  if (!r || !r.ok) { ul.replaceChildren(el("li", { class: "bad" }, failure(r, r ? await r.text() : ""))); return; }
   const marks = await r.json();
-  ul.replaceChildren(...marks.map((m) => el("li", { "data-id": m.id }, el("strong", {}, m.label || "unlabelled"),
-    " — " + m.width + " × " + m.height + " px, enrolled " + when(m.created_at))));
+  ul.replaceChildren(...marks.map((m) => {
+    const li = el("li", { "data-id": m.id }, el("strong", {}, m.label || "unlabelled"),
+      " — " + m.width + " × " + m.height + " px, enrolled " + when(m.created_at) + " ");
+    if (marksOf.admin) {
+      const remove = el("button", { type: "button", class: "secondary" }, "Remove");
+      remove.addEventListener("click", async () => {
+        const d = await call("/v1/publishers/" + marksOf.id + "/marks/" + m.id, { method: "DELETE" });
+        if (d && d.status === 204) loadMarks();
+        else li.append(el("span", { class: "error" }, " " + failure(d, d ? await d.text() : "")));
+      });
+      li.append(remove);
+    }
+    return li;
+  }));
   if (!marks.length) ul.replaceChildren(el("li", { class: "muted" }, "none enrolled"));
+}
+
+async function enrolMark(blob, name, label, status) {
+  const form = new FormData();
+  form.append("file", blob, name);
+  if (label) form.append("label", label);
+  const r = await call("/v1/publishers/" + marksOf.id + "/marks", { method: "POST", body: form });
+  if (r && r.status === 201) { status.className = "ok"; status.textContent = "enrolled"; loadMarks(); return true; }
+  status.className = "error";
+  status.textContent = "refused: " + failure(r, r ? await r.text() : "");
+  return false;
 }
 
 function whereWords(s) {
@@ -458,33 +491,82 @@ function whereWords(s) {
     : "at " + x0 + "…" + x1 + ", " + y0 + "…" + y1 + " photo " + s.frame.replace(/^(height|width) from /, "$1s from point ");
 }
 
+function suggestionView(s) {
+  const li = el("li", {}, el("img", { src: "data:image/png;base64," + s.png_base64, alt: "An overlay the photos share" }),
+    el("div", { class: "title" }, "On " + s.photos + " of " + s.looked_at + " photos"),
+    el("div", { class: "muted" }, whereWords(s) + " · " + s.keypoints + " keypoints"));
+  if (marksOf.admin) {
+    const status = el("span", { role: "status" });
+    const enrol = el("button", { type: "button" }, "Enrol as a mark");
+    enrol.addEventListener("click", async () => {
+      enrol.disabled = true;
+      const bytes = Uint8Array.from(atob(s.png_base64), (c) => c.charCodeAt(0));
+      const label = "suggested: " + s.photos + " of " + s.looked_at + " photos";
+      if (!await enrolMark(new Blob([bytes], { type: "image/png" }), "suggested.png", label, status)) enrol.disabled = false;
+    });
+    li.append(el("div", {}, enrol, " ", status));
+  }
+  return li;
+}
+
 async function findMarks(sample) {
   const ul = $("suggestions"), status = $("find-status"), button = $("find-marks-form").querySelector("button");
   status.className = "status";
-  status.textContent = "Looking at your newest " + sample + " originals … (about 15 s per 300)";
+  status.textContent = "Looking at the newest " + sample + " originals … (about 15 s per 300)";
   ul.replaceChildren();
   button.disabled = true;
   try {
-    let r;
-    try {
-      r = await fetch("/v1/publishers/" + me.publisher.id + "/marks/suggestions?sample=" + encodeURIComponent(sample),
-        { headers: authHeaders() });
-    } catch (e) { r = null; }
-    if (!r) { status.className = "status error"; status.textContent = "The service could not be reached."; return; }
-    if (!r.ok) { status.className = "status error"; status.textContent = problemWords(r.status, await r.text()); return; }
+    const who = marksOf.id;
+    const r = await call("/v1/publishers/" + who + "/marks/suggestions?sample=" + encodeURIComponent(sample));
+    if (marksOf.id !== who) return;  // another publisher was chosen meanwhile
+    if (!r || !r.ok) { status.className = "status error"; status.textContent = failure(r, r ? await r.text() : ""); return; }
     const found = await r.json();
+    const advice = marksOf.admin
+      ? "Enrol one only after looking: a frame or template the photos share recurs too, and the publisher's own file of the mark works better."
+      : "If one is your mark, send the operator its file (the picture here is the overlay over a blur of your photos: your own file works better).";
     status.textContent = found.length
-      ? found.length + (found.length === 1 ? " overlay recurs" : " overlays recur") + " over your photos. If one is your mark, "
-        + "send the operator its file (the picture here is the overlay over a blur of your photos: your own file works better)."
+      ? found.length + (found.length === 1 ? " overlay recurs" : " overlays recur") + " over the photos. " + advice
       : "No overlay recurs over the photos looked at (a mark is found once about a third of them carry it).";
-    for (const s of found) {
-      ul.append(el("li", {}, el("img", { src: "data:image/png;base64," + s.png_base64, alt: "An overlay your photos share" }),
-        el("div", { class: "title" }, "On " + s.photos + " of " + s.looked_at + " photos"),
-        el("div", { class: "muted" }, whereWords(s) + " · " + s.keypoints + " keypoints")));
-    }
+    ul.append(...found.map(suggestionView));
   } finally {
     button.disabled = false;
   }
+}
+
+function openMarks(page, publisherId, admin) {
+  marksOf = { id: publisherId, admin };
+  const panel = $("marks-panel");
+  $(page).append(panel);  // one panel, shown on whichever page asks for it
+  panel.hidden = false;
+  $("enrol-form").hidden = !admin;
+  $("marks-intro").textContent = admin
+    ? "A mark's features on a query never count as evidence of a match (for every verification, whoever asks). Enrolled:"
+    : "A watermark, credit line or logo that many of your photos carry would make unrelated images look alike. Once "
+      + "the operator enrols it as your mark, its features never count as evidence of a match. Your enrolled marks:";
+  $("suggestions").replaceChildren();
+  $("find-status").textContent = "";
+  loadMarks();
+}
+
+// -- operator page -----------------------------------------------------------------------------
+
+async function showOperator() {
+  show("operator-page");
+  if (me.scope !== "admin") {
+    $("operator-who").textContent = "The operator page needs an admin key.";
+    $("publisher-form").hidden = true;
+    $("marks-panel").hidden = true;
+    return;
+  }
+  $("publisher-form").hidden = false;
+  $("operator-who").textContent = "";
+  const r = await call("/v1/publishers");
+  if (!r || !r.ok) { $("operator-who").textContent = failure(r, r ? await r.text() : ""); return; }
+  const publishers = await r.json();
+  const select = $("publisher-select");
+  select.replaceChildren(...publishers.map((p) => el("option", { value: p.id }, p.name)));
+  if (!publishers.length) { $("operator-who").textContent = "No publishers yet (verifier publishers add NAME)."; $("marks-panel").hidden = true; return; }
+  openMarks("operator-page", select.value, true);
 }
 
 function showConsole() {
@@ -497,16 +579,16 @@ function showConsole() {
     return;
   }
   $("register-form").hidden = false;
-  $("marks-panel").hidden = false;
   $("console-who").textContent = "Registering as " + me.publisher.name + ".";
   loadOriginals("");
-  loadMarks();
+  openMarks("console-page", me.publisher.id, false);
 }
 
 function route() {
   const path = location.pathname;
   if (path.startsWith("/reports/")) showReport(path.split("/")[2] || "");
   else if (path === "/console") showConsole();
+  else if (path === "/operator") showOperator();
   else showVerify();
 }
 
@@ -517,6 +599,12 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("register-form").addEventListener("submit", (e) => e.preventDefault());
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); loadOriginals($("search-input").value.trim()); });
   $("find-marks-form").addEventListener("submit", (e) => { e.preventDefault(); findMarks($("find-sample").value); });
+  $("publisher-select").addEventListener("change", () => openMarks("operator-page", $("publisher-select").value, true));
+  $("enrol-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const file = $("enrol-file").files[0];
+    if (file) await enrolMark(file, file.name, $("enrol-label").value.trim(), $("enrol-status"));
+  });
   document.addEventListener("paste", (e) => {
     if ($("verify-page").hidden) return;
     const f = [...(e.clipboardData ? e.clipboardData.files : [])][0];
