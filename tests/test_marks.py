@@ -640,3 +640,21 @@ def test_a_mark_sized_to_the_width_is_found_on_portrait_and_landscape_photos(mon
     monkeypatch.setattr(M, "FIND_FRAMES", tuple(f for f in M.FIND_FRAMES if f[0] != "width"))
     without = M.recurring_overlays([(v.image, v.features) for v in views])
     assert without and all(recognised(r.image) < 0.1 * own for r in without)
+
+
+def test_an_original_deleted_while_the_finder_reads_is_left_out(client: TestClient, service: Service,
+                                                                publisher_key: str, signer: SignerCredentials) -> None:
+    from verifier.errors import NotFound
+    from verifier.matching.marks import suggest_marks
+
+    pid = _register_stamped(client, publisher_key, signer)
+    rows, _ = service.originals.list(publisher_id=pid, limit=16, offset=0)
+    gone = {rows[0].id, rows[5].id}
+
+    def view(i: uuid.UUID) -> View:
+        if i in gone:
+            raise NotFound(f"no original {i}")
+        return service.matcher.view(i)
+
+    (s,) = suggest_marks(service.originals, view, pid, 16)
+    assert s.looked_at == 14 and not gone & set(s.originals) and len(s.originals) >= 10

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from verifier.errors import BadRequest
+from verifier.errors import BadRequest, NotFound
 from verifier.fsutil import atomic_write
 from verifier.images import probe_image
 from verifier.simprov.align import SiftFeatures
@@ -264,7 +264,12 @@ def suggest_marks(originals: OriginalStore, view: Callable[[uuid.UUID], View], p
     """The overlays recurring over the publisher's `sample` newest originals. A suggestion, not an
     enrolment: a shared frame or template recurs too, and only a person can tell a mark from it."""
     rows, _ = originals.list(publisher_id=publisher_id, limit=max(3, min(sample, MAX_FIND_SAMPLE)), offset=0)
-    ids = [r.id for r in rows]
-    views = [view(i) for i in ids]
+    ids, views = [], []
+    for r in rows:
+        try:
+            views.append(view(r.id))
+        except NotFound:  # deleted since the list was read: the others still tell
+            continue
+        ids.append(r.id)
     found = recurring_overlays([(v.image, v.features) for v in views])
     return [Suggestion(r, [ids[i] for i in r.photos], len(ids)) for r in found]
