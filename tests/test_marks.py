@@ -564,7 +564,8 @@ def test_a_publisher_sees_the_overlay_its_photos_share_and_an_admin_enrols_it(
     assert enrolled.status_code == 201, enrolled.text
 
 
-@pytest.mark.parametrize(("query", "status"), [("?sample=2", 422), ("?sample=501", 422), ("?sample=lots", 422)])
+@pytest.mark.parametrize(("query", "status"), [("?sample=2", 422), ("?sample=501", 422), ("?sample=lots", 422),
+                                                ("?sample=" + "9" * 40, 422), ("?sample=3.5", 422)])
 def test_suggestions_refuse_a_bad_sample_as_a_problem(client: TestClient, admin_key: str, newswire: tuple[uuid.UUID, str],
                                                       query: str, status: int) -> None:
     pid, _ = newswire
@@ -580,6 +581,8 @@ def test_suggestions_are_for_the_publisher_itself_or_an_admin(client: TestClient
     assert r.status_code == 403 and r.headers["content-type"].startswith("application/problem+json")
     assert client.get(f"/v1/publishers/{uuid.uuid4()}/marks/suggestions", headers=auth(admin_key)).status_code == 404
     assert client.get(f"/v1/publishers/{pid}/marks/suggestions").status_code == 401
+    r = client.get("/v1/publishers/not-a-uuid/marks/suggestions", headers=auth(admin_key))
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
 
 
 def _regions_by_brute_force(pos: np.ndarray, alld: np.ndarray, owner: np.ndarray, n: int) -> set[int]:

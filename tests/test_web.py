@@ -311,6 +311,11 @@ def test_operator_enrols_a_suggested_mark_and_removes_it(service: Service, serve
     page.click("#marks-list li button:has-text('Remove')")
     page.wait_for_selector("#marks-list li:has-text('none enrolled')")
     assert service.matcher.marks.current() == []
+    (tmp_path / "junk.png").write_bytes(b"not an image at all")  # refused in words, nothing enrolled
+    page.set_input_files("#enrol-file", str(tmp_path / "junk.png"))
+    page.click("#enrol-form button")
+    page.wait_for_function("() => document.querySelector('#enrol-status').textContent.startsWith('refused')")
+    assert "not a supported image format" in page.inner_text("#enrol-status") and service.matcher.marks.current() == []
     (tmp_path / "mark.png").write_bytes(jpeg_png(mark_file()))  # the publisher's own file, uploaded
     page.set_input_files("#enrol-file", str(tmp_path / "mark.png"))
     page.fill("#enrol-label", "centre <i>name</i>")

@@ -449,13 +449,13 @@ async function call(path, init) {
   try { return await fetch(path, { ...(init || {}), headers: authHeaders() }); } catch (e) { return null; }
 }
 
-function failure(r, text) { return r ? problemWords(r.status, text) : "The service could not be reached."; }
+async function failure(r) { return r ? problemWords(r.status, await r.text()) : "The service could not be reached."; }
 
 async function loadMarks() {
   const ul = $("marks-list"), who = marksOf.id;
   const r = await call("/v1/publishers/" + who + "/marks");
   if (marksOf.id !== who) return;  // another publisher was chosen meanwhile
-  if (!r || !r.ok) { ul.replaceChildren(el("li", { class: "bad" }, failure(r, r ? await r.text() : ""))); return; }
+  if (!r || !r.ok) { ul.replaceChildren(el("li", { class: "bad" }, await failure(r))); return; }
   const marks = await r.json();
   ul.replaceChildren(...marks.map((m) => {
     const li = el("li", { "data-id": m.id }, el("strong", {}, m.label || "unlabelled"),
@@ -465,7 +465,7 @@ async function loadMarks() {
       remove.addEventListener("click", async () => {
         const d = await call("/v1/publishers/" + marksOf.id + "/marks/" + m.id, { method: "DELETE" });
         if (d && d.status === 204) loadMarks();
-        else li.append(el("span", { class: "error" }, " " + failure(d, d ? await d.text() : "")));
+        else li.append(el("span", { class: "error" }, " " + await failure(d)));
       });
       li.append(remove);
     }
@@ -481,7 +481,7 @@ async function enrolMark(blob, name, label, status) {
   const r = await call("/v1/publishers/" + marksOf.id + "/marks", { method: "POST", body: form });
   if (r && r.status === 201) { status.className = "ok"; status.textContent = "enrolled"; loadMarks(); return true; }
   status.className = "error";
-  status.textContent = "refused: " + failure(r, r ? await r.text() : "");
+  status.textContent = "refused: " + await failure(r);
   return false;
 }
 
@@ -519,7 +519,7 @@ async function findMarks(sample) {
     const who = marksOf.id;
     const r = await call("/v1/publishers/" + who + "/marks/suggestions?sample=" + encodeURIComponent(sample));
     if (marksOf.id !== who) return;  // another publisher was chosen meanwhile
-    if (!r || !r.ok) { status.className = "status error"; status.textContent = failure(r, r ? await r.text() : ""); return; }
+    if (!r || !r.ok) { status.className = "status error"; status.textContent = await failure(r); return; }
     const found = await r.json();
     const advice = marksOf.admin
       ? "Enrol one only after looking: a frame or template the photos share recurs too, and the publisher's own file of the mark works better."
@@ -561,7 +561,7 @@ async function showOperator() {
   $("publisher-form").hidden = false;
   $("operator-who").textContent = "";
   const r = await call("/v1/publishers");
-  if (!r || !r.ok) { $("operator-who").textContent = failure(r, r ? await r.text() : ""); return; }
+  if (!r || !r.ok) { $("operator-who").textContent = await failure(r); return; }
   const publishers = await r.json();
   const select = $("publisher-select");
   select.replaceChildren(...publishers.map((p) => el("option", { value: p.id }, p.name)));
