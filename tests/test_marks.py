@@ -544,45 +544,110 @@ def _register_stamped(client: TestClient, key: str, signer: SignerCredentials) -
     return uuid.UUID(client.get("/v1/me", headers=auth(key)).json()["publisher"]["id"])
 
 
+def suggestions(client: TestClient, key: str, pid: uuid.UUID, query: str = "") -> dict:  # type: ignore[type-arg]
+    """Ask for the publisher's suggested marks and poll the job until it has an answer."""
+    r = client.post(f"/v1/publishers/{pid}/marks/suggestions{query}", headers=auth(key))
+    assert r.status_code == 202, r.text
+    url = r.headers["location"]
+    assert url == f"/v1/publishers/{pid}/marks/suggestions/{r.json()['id']}"
+    deadline = time.monotonic() + 120
+    job = r.json()
+    while job["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+        r = client.get(url, headers=auth(key))
+        assert r.status_code == 200, r.text
+        job = r.json()
+        assert ("retry-after" in r.headers) == (job["state"] in ("queued", "running"))
+    return job
+
+
 def test_a_publisher_sees_the_overlay_its_photos_share_and_an_admin_enrols_it(
         client: TestClient, publisher_key: str, signer: SignerCredentials, admin_key: str, other_publisher_key: str) -> None:
     import base64
     import io
 
     pid = _register_stamped(client, publisher_key, signer)
-    r = client.get(f"/v1/publishers/{pid}/marks/suggestions", headers=auth(publisher_key))
-    assert r.status_code == 200, r.text
-    (s,) = r.json()
+    job = suggestions(client, publisher_key, pid)
+    assert job["state"] == "done" and job["sample"] == 300 and job["looked_at"] == 16 and job["problem"] is None
+    assert job["created_at"] <= job["started_at"] <= job["finished_at"]
+    (s,) = job["suggestions"]
     assert s["photos"] == 12 and s["looked_at"] == 16 and s["frame"] in ("share", "height from 0.5,0.5")
     assert len(s["examples"]) == 5 and s["keypoints"] >= 12
     overlay = Image.open(io.BytesIO(base64.b64decode(s["png_base64"])))
     assert overlay.format == "PNG" and overlay.width > overlay.height  # the name's strip, not a photo
-    assert client.get(f"/v1/publishers/{pid}/marks/suggestions", headers=auth(admin_key)).json() == r.json()
-    few = client.get(f"/v1/publishers/{pid}/marks/suggestions?sample=3", headers=auth(admin_key)).json()
-    assert [x["looked_at"] for x in few] in ([], [3])  # only the newest three are looked at
+    again = suggestions(client, admin_key, pid)
+    assert again["id"] != job["id"] and again["suggestions"] == job["suggestions"]  # a new request once one is done
+    few = suggestions(client, admin_key, pid, "?sample=3")
+    assert few["sample"] == 3 and few["looked_at"] == 3  # only the newest three are looked at
+    assert [x["looked_at"] for x in few["suggestions"]] in ([], [3])
     enrolled = post_mark(client, admin_key, pid, base64.b64decode(s["png_base64"]))  # the suggestion enrols as it is
     assert enrolled.status_code == 201, enrolled.text
 
 
 @pytest.mark.parametrize(("query", "status"), [("?sample=2", 422), ("?sample=501", 422), ("?sample=lots", 422),
                                                 ("?sample=" + "9" * 40, 422), ("?sample=3.5", 422)])
-def test_suggestions_refuse_a_bad_sample_as_a_problem(client: TestClient, admin_key: str, newswire: tuple[uuid.UUID, str],
-                                                      query: str, status: int) -> None:
+def test_suggestions_refuse_a_bad_sample_as_a_problem(client: TestClient, service: Service, admin_key: str,
+                                                      newswire: tuple[uuid.UUID, str], query: str, status: int) -> None:
+    from verifier.storage.models import Job
+
     pid, _ = newswire
-    r = client.get(f"/v1/publishers/{pid}/marks/suggestions{query}", headers=auth(admin_key))
+    r = client.post(f"/v1/publishers/{pid}/marks/suggestions{query}", headers=auth(admin_key))
     assert r.status_code == status and r.headers["content-type"].startswith("application/problem+json")
+    with service.db.session() as session:
+        assert session.query(Job).count() == 0  # nothing queued
 
 
 def test_suggestions_are_for_the_publisher_itself_or_an_admin(client: TestClient, admin_key: str, publisher_key: str,
                                                               newswire: tuple[uuid.UUID, str]) -> None:
     pid, own_key = newswire
-    assert client.get(f"/v1/publishers/{pid}/marks/suggestions", headers=auth(own_key)).json() == []  # no photos yet
-    r = client.get(f"/v1/publishers/{pid}/marks/suggestions", headers=auth(publisher_key))  # another publisher
-    assert r.status_code == 403 and r.headers["content-type"].startswith("application/problem+json")
-    assert client.get(f"/v1/publishers/{uuid.uuid4()}/marks/suggestions", headers=auth(admin_key)).status_code == 404
-    assert client.get(f"/v1/publishers/{pid}/marks/suggestions").status_code == 401
-    r = client.get("/v1/publishers/not-a-uuid/marks/suggestions", headers=auth(admin_key))
+    job = suggestions(client, own_key, pid)
+    assert job["state"] == "done" and job["suggestions"] == [] and job["looked_at"] == 0  # no photos yet
+    url = f"/v1/publishers/{pid}/marks/suggestions"
+    for r in (client.post(url, headers=auth(publisher_key)), client.get(f"{url}/{job['id']}", headers=auth(publisher_key))):
+        assert r.status_code == 403 and r.headers["content-type"].startswith("application/problem+json")  # another publisher
+    assert client.get(f"{url}/{job['id']}", headers=auth(admin_key)).json() == job
+    me = client.get("/v1/me", headers=auth(publisher_key)).json()["publisher"]["id"]
+    assert client.get(f"/v1/publishers/{me}/marks/suggestions/{job['id']}",  # its own path, another's job
+                      headers=auth(publisher_key)).status_code == 404
+    assert client.get(f"{url}/{uuid.uuid4()}", headers=auth(admin_key)).status_code == 404
+    assert client.get(f"{url}/not-a-uuid", headers=auth(admin_key)).status_code == 422
+    assert client.post(f"/v1/publishers/{uuid.uuid4()}/marks/suggestions", headers=auth(admin_key)).status_code == 404
+    assert client.post(url).status_code == 401 and client.get(f"{url}/{job['id']}").status_code == 401
+    r = client.post("/v1/publishers/not-a-uuid/marks/suggestions", headers=auth(admin_key))
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_asking_twice_while_one_waits_returns_that_one_and_a_full_queue_is_503(
+        service: Service, admin_key: str, newswire: tuple[uuid.UUID, str]) -> None:
+    from verifier.api.app import create_app
+
+    service.settings.run_jobs = False  # a replica that only queues: the jobs wait
+    service.settings.jobs_pending = 2
+    pid, own_key = newswire
+    with service.db.session() as session:
+        other, _ = create_publisher(session, "Wire Two")
+        third, _ = create_publisher(session, "Wire Three")
+        other_id, third_id = other.id, third.id
+    with TestClient(create_app(service=service)) as client:
+        first = client.post(f"/v1/publishers/{pid}/marks/suggestions?sample=50", headers=auth(own_key))
+        second = client.post(f"/v1/publishers/{pid}/marks/suggestions?sample=80", headers=auth(admin_key))
+        assert first.status_code == second.status_code == 202
+        assert second.json()["id"] == first.json()["id"] and second.json()["sample"] == 50
+        assert second.json()["state"] == "queued" and second.json()["suggestions"] is None
+        assert client.post(f"/v1/publishers/{other_id}/marks/suggestions", headers=auth(admin_key)).status_code == 202
+        full = client.post(f"/v1/publishers/{third_id}/marks/suggestions", headers=auth(admin_key))
+        assert full.status_code == 503 and full.headers["retry-after"] == "10"
+        assert full.headers["content-type"].startswith("application/problem+json")
+        polled = client.get(first.headers["location"], headers=auth(own_key))
+        assert polled.json()["state"] == "queued" and polled.headers["retry-after"] == "2"
+    service.settings.run_jobs = True
+    service.start_jobs()  # a process that runs jobs takes the waiting ones
+    with TestClient(create_app(service=service)) as client:
+        deadline = time.monotonic() + 60
+        while client.get(first.headers["location"], headers=auth(own_key)).json()["state"] != "done":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
 
 
 def _regions_by_brute_force(pos: np.ndarray, alld: np.ndarray, owner: np.ndarray, n: int) -> set[int]:
@@ -659,5 +724,24 @@ def test_an_original_deleted_while_the_finder_reads_is_left_out(client: TestClie
             raise NotFound(f"no original {i}")
         return service.matcher.view(i)
 
-    (s,) = suggest_marks(service.originals, view, pid, 16)
-    assert s.looked_at == 14 and not gone & set(s.originals) and len(s.originals) >= 10
+    (s,), looked_at = suggest_marks(service.originals, view, pid, 16)
+    assert s.looked_at == looked_at == 14 and not gone & set(s.originals) and len(s.originals) >= 10
+
+
+def test_a_suggestions_job_that_fails_says_why_as_a_problem(client: TestClient, service: Service, admin_key: str,
+                                                            newswire: tuple[uuid.UUID, str]) -> None:
+    from verifier.matching.marks import SUGGESTIONS_JOB
+    from verifier.storage import jobs
+
+    pid, own_key = newswire
+    with service.db.session() as session:  # params no request can send (the API checks `sample` first)
+        job, _ = jobs.submit(session, SUGGESTIONS_JOB, pid, {"sample": "lots"})
+        job_id = job.id
+    service.jobs.submitted()
+    url = f"/v1/publishers/{pid}/marks/suggestions/{job_id}"
+    deadline = time.monotonic() + 30
+    while (out := client.get(url, headers=auth(own_key)).json())["state"] != "failed":
+        assert time.monotonic() < deadline, out
+        time.sleep(0.1)
+    assert out["suggestions"] is None and out["looked_at"] is None and out["sample"] == 0
+    assert out["problem"]["status"] == 400 and "whole number" in out["problem"]["detail"]

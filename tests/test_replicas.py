@@ -161,3 +161,29 @@ def test_the_follower_brings_a_killed_embedded_database_back_by_itself(tmp_path:
         _within(20.0, back)  # nothing but the follower restarted the database since the kill
     finally:
         service.close()
+
+
+def test_a_job_queued_through_one_replica_is_run_by_another(tmp_path: Path, database_url: str, embedder: object) -> None:
+    from fastapi.testclient import TestClient
+
+    from tests.conftest import auth
+    from verifier.api.app import create_app
+
+    settings = Settings(data_dir=tmp_path / "shared", database_url=database_url, run_jobs=False)
+    a = Service.open(settings, embedder=embedder)  # type: ignore[arg-type]  # serves, runs no jobs
+    b = Service.open(settings.model_copy(update={"run_jobs": True}), embedder=embedder)  # type: ignore[arg-type]
+    try:
+        with a.db.session() as session:
+            publisher, key = create_publisher(session, "Wire")
+            pid = publisher.id
+        with TestClient(create_app(service=a)) as client:
+            r = client.post(f"/v1/publishers/{pid}/marks/suggestions?sample=20", headers=auth(key))
+            assert r.status_code == 202 and r.json()["state"] == "queued"
+            time.sleep(2.5)  # nobody runs it yet
+            assert client.get(r.headers["location"], headers=auth(key)).json()["state"] == "queued"
+            b.start_jobs()  # b's runner sees it at its next poll (a NOTIFY would be for this process only)
+            _within(10, lambda: client.get(r.headers["location"], headers=auth(key)).json()["state"] == "done")
+            assert client.get(r.headers["location"], headers=auth(key)).json()["looked_at"] == 0
+    finally:
+        a.close()
+        b.close()

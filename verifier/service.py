@@ -7,13 +7,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from PIL import Image
 
+from verifier.jobs import JobRunner
 from verifier.matching.follower import RegistryFollower
 from verifier.matching.indexer import SearchIndexer
 from verifier.matching.local import LocalSearch
-from verifier.matching.marks import MarkSet
+from verifier.matching.marks import SUGGESTIONS_JOB, MarkSet, suggestions_result
 from verifier.matching.matcher import Matcher
 from verifier.matching.search import ImageOf, ProvenanceSearch, Stage1Vectors
 from verifier.matching.views import CandidateViews
@@ -51,6 +53,7 @@ class Service:
     keys: KeyRing
     pipeline: VerificationPipeline
     resolver: SoftBindingResolver
+    jobs: JobRunner
     follower: RegistryFollower | None = None
 
     @classmethod
@@ -107,13 +110,15 @@ class Service:
             keys.current()  # create the first key now, not inside a request
             pipeline = VerificationPipeline(settings, matcher, ReportStore(db), keys)
             resolver = SoftBindingResolver(settings, matcher, BindingStore(db))
+            jobs = JobRunner(db, {SUGGESTIONS_JOB: partial(suggestions_result, originals, matcher.view)},
+                             lease_s=settings.jobs_lease_s)
         except BaseException:
             if local is not None:
                 local.index.close()  # its lists folder, for the next attempt
             db.close()
             raise
         service = cls(settings=settings, db=db, originals=originals, registry=registry, search=search, matcher=matcher,
-                      keys=keys, pipeline=pipeline, resolver=resolver)
+                      keys=keys, pipeline=pipeline, resolver=resolver, jobs=jobs)
         if settings.follow_registry:
             service.follower = follower
             follower.start(after)
@@ -128,7 +133,13 @@ class Service:
             session.add(RegistryChange(action="rebuild"))
         return n
 
+    def start_jobs(self) -> None:
+        """Run queued jobs in this process (a serving process calls it; the CLI's commands do not)."""
+        if self.settings.run_jobs:
+            self.jobs.start()
+
     def close(self) -> None:
+        self.jobs.stop()
         if self.follower is not None:
             self.follower.stop()
         try:

@@ -192,6 +192,12 @@ class Settings(BaseSettings):
     marks_check_s: float = Field(default=5.0, ge=0, le=3600, description="How often at most a verification checks "
                                  "whether publishers' marks were enrolled or removed by another process (this process's own "
                                  "changes count at once).")
+    run_jobs: bool = Field(default=True, description="This process runs queued jobs (a publisher's suggested marks), "
+                           "one at a time beside the requests it serves; with false it only queues them for others.")
+    jobs_pending: int = Field(default=16, ge=1, le=1000, description="Jobs that may wait or run at once over all "
+                              "processes; beyond: 503 + Retry-After.")
+    jobs_lease_s: float = Field(default=60.0, ge=5, le=3600, description="How long a job stays with a process that "
+                                "stops renewing it (a process that died) before another runs it again.")
     workers: int = Field(default=2, ge=1, le=64, description="Heavy requests (verify, register) run at once.")
     queue: int = Field(default=8, ge=0, le=1000, description="Heavy requests that may wait; beyond: 503 + Retry-After.")
     rate_limit_per_key: str = Field(default="300/minute", description="Per API key on /v1/ ('' = off); `limits` syntax.")

@@ -28,9 +28,11 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if service is not None:
             app.state.service = service
+            service.start_jobs()
             yield
             return
         app.state.service = Service.open(settings)
+        app.state.service.start_jobs()
         try:
             yield
         finally:

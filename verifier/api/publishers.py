@@ -8,12 +8,11 @@ mark (watermark, credit line, logo) changes what every verification counts as ev
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import io
 import uuid
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
@@ -21,11 +20,18 @@ from sqlalchemy.orm import Session
 from verifier.api.common import PROBLEM_RESPONSES, read_upload
 from verifier.api.deps import get_api_key, get_service
 from verifier.errors import Forbidden, NotFound
-from verifier.matching.marks import MAX_MARK_BYTES, Suggestion, suggest_marks
+from verifier.matching.marks import MAX_MARK_BYTES, SUGGESTIONS_JOB
 from verifier.service import Service
+from verifier.storage import jobs
 from verifier.storage.accounts import Scope, list_publishers, require_scope
 from verifier.storage.marks import marks_of, remove_mark
-from verifier.storage.models import ApiKey, Publisher, PublisherMark, PublisherSigner
+from verifier.storage.models import (
+    ApiKey,
+    Job,
+    Publisher,
+    PublisherMark,
+    PublisherSigner,
+)
 from verifier.storage.signers import (
     MAX_PEM_BYTES,
     enroll,
@@ -36,8 +42,8 @@ from verifier.storage.signers import (
 
 router = APIRouter(prefix="/v1/publishers", tags=["publishers"])
 
-# Photos a suggestions request may look at: ~31 s on 2 cores at 500, so that a request ends well inside a proxy's
-# minute (the search is quadratic: 71 s at 1,000, which the CLI's `find-marks --sample` still allows).
+# Photos a suggestions request may look at: ~31 s and +630 MiB on 2 cores at 500, beside the verifications this
+# process serves (the search is quadratic: 71 s and 1.3 GB at 1,000, which the CLI's `find-marks --sample` allows).
 MAX_SUGGEST_SAMPLE = 500
 
 
@@ -96,15 +102,29 @@ class SuggestionOut(BaseModel):
     png_base64: str = Field(description="The overlay as the photos show it (their per-pixel median over the box): "
                             "PNG, base64. The publisher's own file of the mark serves better when enrolled.")
 
+
+class SuggestionsJobOut(BaseModel):
+    """A request to look for the overlays a publisher's photos share: queued, then run by the service in the
+    background (~16 s for 300 photos on 2 cores, ~31 s for 500); poll its URL until `state` is done or failed."""
+
+    id: uuid.UUID
+    state: Literal["queued", "running", "done", "failed"]
+    sample: int = Field(description="The publisher's newest originals it looks at.")
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    looked_at: int | None = Field(None, description="Once done: how many originals were looked at.")
+    suggestions: list[SuggestionOut] | None = Field(None, description="Once done: the overlays found (may be none).")
+    problem: dict[str, Any] | None = Field(None, description="Once failed: why, as problem+json.")
+
     @classmethod
-    def of(cls, s: Suggestion) -> SuggestionOut:
-        kind, ax, ay = s.overlay.frame
-        buf = io.BytesIO()
-        s.overlay.image.save(buf, "PNG")
-        return cls(box=tuple(round(v, 4) for v in s.overlay.box),  # type: ignore[arg-type]
-                   frame=kind if kind == "share" else f"{kind} from {ax:g},{ay:g}", photos=len(s.originals),
-                   looked_at=s.looked_at, keypoints=s.overlay.keypoints, examples=s.originals[:5],
-                   png_base64=base64.b64encode(buf.getvalue()).decode("ascii"))
+    def of(cls, job: Job) -> SuggestionsJobOut:
+        result, sample = job.result or {}, job.params.get("sample")
+        return cls(id=job.id, state=job.state, sample=sample if isinstance(sample, int) else 0,  # type: ignore[arg-type]
+                   created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+                   looked_at=result.get("looked_at"), problem=job.error,
+                   suggestions=[SuggestionOut.model_validate(x) for x in result.get("suggestions", [])]
+                   if job.state == jobs.DONE else None)
 
 
 def _own_or_admin(key: ApiKey, publisher_id: uuid.UUID, what: str) -> None:
@@ -169,23 +189,50 @@ def get_marks(publisher_id: uuid.UUID, key: ApiKey = Depends(get_api_key),
         return [MarkOut.of(m) for m in marks_of(session, publisher_id)]
 
 
-@router.get("/{publisher_id}/marks/suggestions", response_model=list[SuggestionOut], responses=PROBLEM_RESPONSES,
-            summary="Overlays many of a publisher's registered photos share: marks to look at and enrol")
-async def get_mark_suggestions(publisher_id: uuid.UUID, request: Request,
-                               sample: int = Query(300, ge=3, le=MAX_SUGGEST_SAMPLE,
-                                                   description="The publisher's newest originals to look at."),
-                               key: ApiKey = Depends(get_api_key), service: Service = Depends(get_service)
-                               ) -> list[SuggestionOut]:
+def _suggestions_url(publisher_id: uuid.UUID, job_id: uuid.UUID) -> str:
+    return f"/v1/publishers/{publisher_id}/marks/suggestions/{job_id}"
+
+
+@router.post("/{publisher_id}/marks/suggestions", response_model=SuggestionsJobOut, status_code=202,
+             responses=PROBLEM_RESPONSES,
+             summary="Look for the overlays many of a publisher's registered photos share: marks to look at and enrol")
+def post_mark_suggestions(publisher_id: uuid.UUID, response: Response,
+                          sample: int = Query(300, ge=3, le=MAX_SUGGEST_SAMPLE,
+                                              description="The publisher's newest originals to look at."),
+                          key: ApiKey = Depends(get_api_key), service: Service = Depends(get_service)
+                          ) -> SuggestionsJobOut:
     """Admin keys for any publisher, a publisher key for its own (it sees only its own photos). Heavy work
-    (every photo's view; ~16 s for 300, ~31 s for 500 on 2 cores), so it takes a worker slot as a verification does. An
-    overlay shown by about a third of the photos is found; a shared frame or template recurs too, so the
-    answer is a suggestion for a person, never an enrolment."""
+    (every photo's view), so it is queued and answered at once with the job: 202 and its URL in `Location`,
+    to poll. While one is waiting or running for the publisher, asking again returns that one. An overlay
+    shown by about a third of the photos is found; a shared frame or template recurs too, so the answer is a
+    suggestion for a person, never an enrolment."""
     _own_or_admin(key, publisher_id, "overlays")
     with service.db.session() as session:
         _publisher(session, publisher_id)
-    async with request.app.state.admission.slot():
-        found = await run_in_threadpool(suggest_marks, service.originals, service.matcher.view, publisher_id, sample)
-    return [SuggestionOut.of(s) for s in found]
+        job, _ = jobs.submit(session, SUGGESTIONS_JOB, publisher_id, {"sample": sample}, requested_by=key.id,
+                             max_pending=service.settings.jobs_pending)
+        out = SuggestionsJobOut.of(job)
+    service.jobs.submitted()
+    response.headers["Location"] = _suggestions_url(publisher_id, out.id)
+    return out
+
+
+@router.get("/{publisher_id}/marks/suggestions/{job_id}", response_model=SuggestionsJobOut,
+            responses=PROBLEM_RESPONSES, summary="A request for a publisher's suggested marks: its state and answer")
+def get_mark_suggestions(publisher_id: uuid.UUID, job_id: uuid.UUID, response: Response,
+                         key: ApiKey = Depends(get_api_key), service: Service = Depends(get_service)
+                         ) -> SuggestionsJobOut:
+    """Admin keys for any publisher, a publisher key for its own. While it is queued or running, `Retry-After`
+    says when to ask again; the answer is kept until ten newer requests of the publisher replace it."""
+    _own_or_admin(key, publisher_id, "overlays")
+    with service.db.session() as session:
+        job = jobs.get(session, job_id)
+        if job is None or job.publisher_id != publisher_id or job.kind != SUGGESTIONS_JOB:
+            raise NotFound(f"no suggestions request {job_id} for publisher {publisher_id}")
+        out = SuggestionsJobOut.of(job)
+    if out.state in (jobs.QUEUED, jobs.RUNNING):
+        response.headers["Retry-After"] = "2"
+    return out
 
 
 @router.post("/{publisher_id}/marks", response_model=MarkOut, status_code=201, responses=PROBLEM_RESPONSES,

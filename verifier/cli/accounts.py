@@ -186,7 +186,7 @@ def _sample(text: str) -> int:
 def _find_marks(service: Any, publisher_id: uuid.UUID, out: Path, sample: int) -> int:
     from verifier.matching.marks import suggest_marks
 
-    found = suggest_marks(service.originals, service.matcher.view, publisher_id, sample)
+    found, looked_at = suggest_marks(service.originals, service.matcher.view, publisher_id, sample)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -198,7 +198,7 @@ def _find_marks(service: Any, publisher_id: uuid.UUID, out: Path, sample: int) -
         print(json.dumps({"file": str(path), "box": [round(v, 3) for v in s.overlay.box], "photos": len(s.originals), "looked_at": s.looked_at,
                           "keypoints": s.overlay.keypoints, "examples": [str(i) for i in s.originals[:5]]}))
     if not found:
-        print("no overlay recurs over the photos looked at", file=sys.stderr)
+        print(f"no overlay recurs over the {looked_at} photos looked at", file=sys.stderr)
     return 0
 
 

@@ -12,6 +12,7 @@ and one enrolled through this process before `enroll` returns; the set is built 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import logging
@@ -247,6 +248,7 @@ class MarkSet:
 
 
 MAX_FIND_SAMPLE = 1000  # the search is quadratic in the photos per place: ~71 s and 1.3 GB at 1,000 on 2 cores
+SUGGESTIONS_JOB = "mark-suggestions"  # the job kind (`storage.jobs`) that runs `suggestions_result`
 
 
 @dataclass(frozen=True)
@@ -258,11 +260,23 @@ class Suggestion:
     originals: list[uuid.UUID]  # the registered photos that show it
     looked_at: int  # how many of the publisher's photos were looked at
 
+    def as_json(self) -> dict[str, object]:
+        """As the API shows it (`api.publishers.SuggestionOut`), the overlay's picture a base64 PNG."""
+        kind, ax, ay = self.overlay.frame
+        buf = io.BytesIO()
+        self.overlay.image.save(buf, "PNG")
+        return {"box": [round(v, 4) for v in self.overlay.box],
+                "frame": kind if kind == "share" else f"{kind} from {ax:g},{ay:g}",
+                "photos": len(self.originals), "looked_at": self.looked_at, "keypoints": self.overlay.keypoints,
+                "examples": [str(i) for i in self.originals[:5]],
+                "png_base64": base64.b64encode(buf.getvalue()).decode("ascii")}
+
 
 def suggest_marks(originals: OriginalStore, view: Callable[[uuid.UUID], View], publisher_id: uuid.UUID,
-                  sample: int = 300) -> list[Suggestion]:
-    """The overlays recurring over the publisher's `sample` newest originals. A suggestion, not an
-    enrolment: a shared frame or template recurs too, and only a person can tell a mark from it."""
+                  sample: int = 300) -> tuple[list[Suggestion], int]:
+    """The overlays recurring over the publisher's `sample` newest originals, and how many were looked at. A
+    suggestion, not an enrolment: a shared frame or template recurs too, and only a person can tell a mark
+    from it."""
     rows, _ = originals.list(publisher_id=publisher_id, limit=max(3, min(sample, MAX_FIND_SAMPLE)), offset=0)
     ids, views = [], []
     for r in rows:
@@ -272,4 +286,16 @@ def suggest_marks(originals: OriginalStore, view: Callable[[uuid.UUID], View], p
             continue
         ids.append(r.id)
     found = recurring_overlays([(v.image, v.features) for v in views])
-    return [Suggestion(r, [ids[i] for i in r.photos], len(ids)) for r in found]
+    return [Suggestion(r, [ids[i] for i in r.photos], len(ids)) for r in found], len(ids)
+
+
+def suggestions_result(originals: OriginalStore, view: Callable[[uuid.UUID], View], publisher_id: uuid.UUID | None,
+                       params: dict[str, object]) -> dict[str, object]:
+    """The suggestions job (`SUGGESTIONS_JOB`): its params {"sample": n}, its result as the API serves it."""
+    if publisher_id is None:
+        raise BadRequest("a suggestions job needs a publisher")
+    sample = params.get("sample")
+    if not isinstance(sample, int) or not 3 <= sample <= MAX_FIND_SAMPLE:
+        raise BadRequest(f"sample must be a whole number from 3 to {MAX_FIND_SAMPLE}")
+    found, looked_at = suggest_marks(originals, view, publisher_id, sample)
+    return {"looked_at": looked_at, "suggestions": [s.as_json() for s in found]}

@@ -112,6 +112,37 @@ class PublisherMark(Base):
     created_at: Mapped[dt.datetime] = _now_column()
 
 
+class Job(Base):
+    """Heavy work a request asked for and a client polls (`storage.jobs`, `verifier.jobs`): queued here so
+    that no HTTP request holds a worker for it, and so that any process can run it and any can answer."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint("state IN ('queued', 'running', 'done', 'failed')", name="ck_jobs_state"),
+        Index("ix_jobs_pending", "state", "created_at"),
+        Index("ix_jobs_publisher_kind", "publisher_id", "kind", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    kind: Mapped[str] = mapped_column(String(40), nullable=False)
+    publisher_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("publishers.id", ondelete="CASCADE"), nullable=True
+    )
+    requested_by: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("api_keys.id", ondelete="SET NULL"), nullable=True
+    )
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    claim: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))  # who runs it now (one token per claim)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = _now_column()
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)  # a problem+json body
+
+
 class Original(Base):
     """A registered original: the exact bytes (in the blob store) and its C2PA provenance."""
 

@@ -509,24 +509,44 @@ function suggestionView(s) {
   return li;
 }
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
 async function findMarks(sample) {
   const ul = $("suggestions"), status = $("find-status"), button = $("find-marks-form").querySelector("button");
   status.className = "status";
-  status.textContent = "Looking at the newest " + sample + " originals … (about 15 s per 300)";
+  status.textContent = "Asking to look at the newest " + sample + " originals …";
   ul.replaceChildren();
   button.disabled = true;
   try {
     const who = marksOf.id;
-    const r = await call("/v1/publishers/" + who + "/marks/suggestions?sample=" + encodeURIComponent(sample));
+    let r = await call("/v1/publishers/" + who + "/marks/suggestions?sample=" + encodeURIComponent(sample),
+      { method: "POST" });
     if (marksOf.id !== who) return;  // another publisher was chosen meanwhile
     if (!r || !r.ok) { status.className = "status error"; status.textContent = await failure(r); return; }
-    const found = await r.json();
+    let job = await r.json();
+    const url = "/v1/publishers/" + who + "/marks/suggestions/" + encodeURIComponent(job.id);
+    while (job.state === "queued" || job.state === "running") {
+      status.textContent = (job.state === "queued" ? "Waiting for the service to look at the newest "
+        : "Looking at the newest ") + job.sample + " originals … (about 15 s per 300)";
+      await sleep(1500);
+      r = await call(url);
+      if (marksOf.id !== who) return;
+      if (!r || !r.ok) { status.className = "status error"; status.textContent = await failure(r); return; }
+      job = await r.json();
+    }
+    if (job.state === "failed") {
+      status.className = "status error";
+      status.textContent = problemWords((job.problem && job.problem.status) || 500, JSON.stringify(job.problem || {}));
+      return;
+    }
+    const found = job.suggestions;
     const advice = marksOf.admin
       ? "Enrol one only after looking: a frame or template the photos share recurs too, and the publisher's own file of the mark works better."
       : "If one is your mark, send the operator its file (the picture here is the overlay over a blur of your photos: your own file works better).";
     status.textContent = found.length
-      ? found.length + (found.length === 1 ? " overlay recurs" : " overlays recur") + " over the photos. " + advice
-      : "No overlay recurs over the photos looked at (a mark is found once about a third of them carry it).";
+      ? found.length + (found.length === 1 ? " overlay recurs" : " overlays recur") + " over the " + job.looked_at
+        + " photos looked at. " + advice
+      : "No overlay recurs over the " + job.looked_at + " photos looked at (a mark is found once about a third of them carry it).";
     ul.append(...found.map(suggestionView));
   } finally {
     button.disabled = false;
