@@ -4,7 +4,9 @@ c2pa-python validates and renders the store as JSON but does not hand back its b
 the registry keeps the exact signed store so that it can be re-validated later against the
 stored original (`c2pa.Reader(..., manifest_data=store)`). Container layouts: JPEG APP11
 (ISO 19566-5 packets), PNG `caBX` chunk, RIFF/WebP `C2PA` chunk, TIFF tag 52545 in the
-first IFD (classic TIFF; BigTIFF is not read), SVG `<c2pa:manifest>` (base64). Other containers (GIF) yield None; the original bytes are stored anyway, so nothing is lost.
+first IFD (classic TIFF; BigTIFF is not read), SVG `<c2pa:manifest>` (base64), ISO BMFF (AVIF, HEIC/HEIF) a
+top-level `uuid` box of the C2PA type whose purpose is "manifest". Other containers (GIF) yield None; the
+original bytes are stored anyway, so nothing is lost.
 """
 
 from __future__ import annotations
@@ -23,8 +25,38 @@ def extract_manifest_store(data: bytes) -> bytes | None:
         return _from_riff(data)
     if data[:4] in (b"II*\x00", b"MM\x00*"):
         return _from_tiff(data)
+    if data[4:8] == b"ftyp":
+        return _from_bmff(data)
     if b"<c2pa:manifest>" in data[:1_000_000]:
         return _from_svg(data)
+    return None
+
+
+_C2PA_UUID = bytes.fromhex("d8fec3d61b0e483c92975828877ec481")
+
+
+def _from_bmff(data: bytes) -> bytes | None:
+    """C2PA's ContentProvenanceBox: FullBox('uuid', C2PA uuid) { version+flags, "manifest\\0", u64 merkle offset,
+    the store }, at the top level of the file."""
+    pos = 0
+    while pos + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        header = 8
+        if size == 1:
+            if pos + 16 > len(data):
+                return None
+            size, header = struct.unpack(">Q", data[pos + 8 : pos + 16])[0], 16
+        elif size == 0:
+            size = len(data) - pos
+        if size < header or pos + size > len(data):
+            return None  # malformed: leave it to the validator
+        body = data[pos + header : pos + size]
+        if kind == b"uuid" and body[:16] == _C2PA_UUID:
+            purpose, sep, rest = body[20:].partition(b"\x00")  # after the uuid and version+flags
+            if sep and purpose == b"manifest" and len(rest) > 8:
+                store = rest[8:]
+                return store if _is_c2pa_superbox(store) else None
+        pos += size
     return None
 
 

@@ -17,7 +17,8 @@ from verifier.images import as_viewed, load_image, probe_image
 LIMITS = {"max_bytes": 5_000_000, "max_pixels": 10_000_000}
 
 
-@pytest.mark.parametrize("fmt,mime", [("JPEG", "image/jpeg"), ("PNG", "image/png"), ("WEBP", "image/webp")])
+@pytest.mark.parametrize("fmt,mime", [("JPEG", "image/jpeg"), ("PNG", "image/png"), ("WEBP", "image/webp"),
+                                      ("AVIF", "image/avif"), ("HEIF", "image/heic")])
 def test_probe_reads_format_and_size(fmt: str, mime: str) -> None:
     data = encode(photo_like(1, (123, 77)), fmt)
     info = probe_image(data, **LIMITS)
@@ -220,3 +221,54 @@ def test_large_uploads_and_local_data_are_managed_alike() -> None:
     assert np.abs(np.asarray(small, np.int16) - ref).mean() < 3
     full = as_viewed(Image.open(io.BytesIO(data)))
     assert np.abs(np.asarray(full, np.int16) - np.asarray(srgb, np.int16)).mean() < 3
+
+
+# AVIF (what many web pages serve) and HEIC (phones' photos): rasters like the others, read through
+# Pillow's AVIF plugin and pillow-heif, within the same limits.
+
+
+@pytest.mark.parametrize("fmt", ["AVIF", "HEIF"])
+def test_avif_and_heic_decode_to_the_pixels_they_hold(fmt: str) -> None:
+    src = photo_like(11, (160, 120))
+    info, rgb = load_image(encode(src, fmt, quality=95), **LIMITS)
+    assert rgb.mode == "RGB" and rgb.size == (160, 120) and (info.width, info.height) == (160, 120)
+    assert np.abs(np.asarray(rgb, np.int16) - np.asarray(src, np.int16)).mean() < 6  # lossy, the same picture
+    _, small = load_image(encode(src, fmt, quality=95), **LIMITS, max_side=80)
+    assert small.size == (80, 60)
+
+
+@pytest.mark.parametrize("fmt", ["AVIF", "HEIF"])
+def test_avif_and_heic_are_turned_upright_once(fmt: str) -> None:
+    """HEIC is rotated by its container (irot), AVIF here by its EXIF tag: either way upright, and once."""
+    src = photo_like(12, (160, 96))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 clockwise to view
+    _, rgb = load_image(encode(src, fmt, exif=exif.tobytes(), quality=95), **LIMITS)
+    assert rgb.size == (96, 160)
+    upright = np.asarray(src.transpose(Image.Transpose.ROTATE_270), np.int16)
+    assert np.abs(np.asarray(rgb, np.int16) - upright).mean() < 6
+
+
+@pytest.mark.parametrize("fmt", ["AVIF", "HEIF"])
+def test_avif_and_heic_limits_and_damage(fmt: str) -> None:
+    data = encode(photo_like(13, (400, 300)), fmt, quality=60)
+    with pytest.raises(ImageTooLarge):
+        probe_image(data, max_bytes=10**9, max_pixels=400 * 300 - 1)  # from the header, before decoding
+    with pytest.raises(CorruptImage):
+        probe_image(data[: len(data) // 2], **LIMITS)
+    with pytest.raises(CorruptImage):
+        probe_image(data[:40], **LIMITS)  # a header alone
+
+
+def test_an_avif_with_transparency_is_shown_over_white() -> None:
+    rgba = np.asarray(photo_like(14, (120, 80)).convert("RGBA")).copy()
+    rgba[:20, :, 3] = 0
+    _, rgb = load_image(encode(Image.fromarray(rgba), "AVIF", quality=95), **LIMITS)
+    assert np.asarray(rgb)[:18].min() >= 245
+
+
+def test_a_video_in_the_same_container_is_not_an_image() -> None:
+    """An MP4 shares HEIC's box structure (ftyp): not a raster, so verification checks its credentials only."""
+    mp4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\x00\x00\x00\x08free"
+    with pytest.raises(NotAnImage):
+        probe_image(mp4, **LIMITS)

@@ -25,7 +25,7 @@ from manifests.signing import (
 )
 from tests.helpers import encode, photo_like
 
-FORMATS = [("JPEG", "image/jpeg"), ("PNG", "image/png"), ("WEBP", "image/webp")]
+FORMATS = [("JPEG", "image/jpeg"), ("PNG", "image/png"), ("WEBP", "image/webp"), ("AVIF", "image/avif"), ("HEIF", "image/heic")]
 
 
 @pytest.mark.parametrize("fmt,mime", FORMATS)

@@ -93,6 +93,11 @@ def test_a_stripped_copy_resolves_to_its_original(client: TestClient, verifier_k
     assert body["matches"][0]["manifestId"] == registry["chelsea"]["label"]
     assert 50 <= body["matches"][0]["similarityScore"] <= 100
     assert "endpoint" not in body["matches"][0]
+    for fmt, media in (("AVIF", "image/avif"), ("HEIF", "image/heic")):  # the web's and the phones' formats
+        img = Image.open(io.BytesIO(registry["chelsea"]["bytes"])).convert("RGB")
+        other = check(client.post(url, content=encode(img, fmt, quality=70),
+                                  headers={**auth(verifier_key), "Content-Type": media}), spec_schemas)
+        assert other["matches"][0]["manifestId"] == registry["chelsea"]["label"], fmt
     # the exact bytes of a registered original: 100
     exact = check(client.post(url, content=registry["coffee"]["bytes"],
                               headers={**auth(verifier_key), "Content-Type": "image/jpeg"}), spec_schemas)

@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from manifests.signing import ManifestDefinition, SignerCredentials, sign_image
 from tests.conftest import auth, live_server
+from tests.helpers import encode
 from verifier.api import create_app
 from verifier.service import Service
 
@@ -114,6 +115,18 @@ def test_stripped_copy_shows_benign_changes_beside_the_original(server: str, bro
     assert page.is_visible("#overlay-img") and page.is_visible("#reveal")
     page.screenshot(path=str(shots / "web-benign.png"), full_page=True)
     assert not page.dialogs and not page.js_errors and not page.outside  # type: ignore[attr-defined]
+
+
+def test_a_heic_copy_is_searched_and_the_page_says_what_the_browser_cannot_show(server: str, browser, originals,
+                                                                              verifier_key: str, tmp_path: Path) -> None:
+    page = open_page(browser, server, verifier_key)
+    copy = photo("astronaut").resize((400, 400))
+    verify_file(page, tmp_path, "copy.heic", encode(copy, "HEIF", quality=80))
+    assert page.get_attribute("#verdict", "data-verdict") == "match_benign"
+    assert loaded(page, "#original-img")
+    page.wait_for_function("() => document.querySelector('#compare figcaption').textContent.includes('cannot show')")
+    assert "image/heic" in page.inner_text("#compare")
+    assert not page.dialogs and not page.js_errors  # type: ignore[attr-defined]
 
 
 def test_edited_copy_shows_manipulated_with_the_heatmap_where_the_patch_is(server: str, browser, originals,

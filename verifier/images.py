@@ -25,14 +25,35 @@ SUPPORTED_FORMATS: dict[str, str] = {
     "WEBP": "image/webp",
     "TIFF": "image/tiff",
     "GIF": "image/gif",
+    "AVIF": "image/avif",  # what many web pages serve now: a fact-checker's saved copy is often one
+    "HEIF": "image/heic",  # phones' default photo format (`_bmff_mime` tells HEIC from other HEIF brands)
 }
 
+# Pillow reads AVIF itself; HEIC/HEIF through pillow-heif's plugin, registered once with Pillow's
+# format registry (library state, the same for every caller). Only the primary image is decoded.
+# pillow-heif is a dependency; only a trimmed environment (the lent GPU machine's, which runs the ML
+# modules) lacks it, and there a HEIC is refused as an unknown format.
+try:
+    import pillow_heif
+except ImportError:  # pragma: no cover
+    log.warning("pillow-heif is not installed: HEIC/HEIF images are refused")
+else:
+    pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")
+_HEIC_BRANDS = (b"heic", b"heix", b"heim", b"heis")
+_IMAGE_BRANDS = (*_HEIC_BRANDS, b"mif1", b"msf1", b"avif", b"avis")
 
 
 def _looks_like_image(data: bytes) -> bool:
-    return data.startswith(_MAGIC) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+    return (data.startswith(_MAGIC) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+            or (data[4:8] == b"ftyp" and data[8:12] in _IMAGE_BRANDS))
+
+
+def _bmff_mime(data: bytes) -> str:
+    """HEIF's MIME type by its major brand: image/heic for HEVC-coded files (what C2PA readers expect of a
+    phone's photo), image/heif otherwise."""
+    return "image/heic" if data[8:12] in _HEIC_BRANDS else "image/heif"
 
 
 @dataclass(frozen=True)
@@ -109,7 +130,7 @@ def load_image(data: bytes, *, max_bytes: int, max_pixels: int, max_side: int | 
             except Exception as exc:  # OSError("image file is truncated"), SyntaxError, ...
                 raise CorruptImage(f"the image does not decode completely: {exc}") from exc
     info = ImageInfo(
-        mime=SUPPORTED_FORMATS[fmt],
+        mime=_bmff_mime(data) if fmt == "HEIF" else SUPPORTED_FORMATS[fmt],
         width=width,
         height=height,
         size_bytes=len(data),

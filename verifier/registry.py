@@ -458,8 +458,8 @@ class Registry:
         active = summary.active_manifest
         if summary.manifest_store is None or active is None:
             raise SignerNotEnrolled(
-                "the claim signer's certificate cannot be read from this file (JPEG, PNG and WebP "
-                "originals with an embedded manifest can be checked)", enrolled=self._enrolled(publisher_id))
+                "the claim signer's certificate cannot be read from this file (JPEG, PNG, WebP, TIFF, AVIF "
+                "and HEIC originals with an embedded manifest can be checked)", enrolled=self._enrolled(publisher_id))
         try:
             chain = claim_signer_chain(summary.manifest_store, active.label)
         except SignerChainError as exc:

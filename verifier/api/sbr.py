@@ -23,7 +23,7 @@ PREFIX = "/sbr/v1"
 router = APIRouter(prefix=PREFIX, tags=["soft-binding-resolution"])
 
 MaxResults = Query(10, ge=1, le=100, alias="maxResults", description="At most this many matches, best first.")
-IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/tiff", "image/gif")
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/tiff", "image/gif", "image/avif", "image/heic", "image/heif")
 
 
 class SoftBindingQuery(BaseModel):

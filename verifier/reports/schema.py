@@ -270,7 +270,7 @@ class RecoveredManifest(CredentialDetails):
     ingredients: list[dict[str, Any]] = Field(
         default_factory=list, description="The active manifest's ingredient tree, each with its own validation state.")
     ingredient_failures: list[IngredientFailure] = []
-    manifest_store_sha256: str | None = Field(None, description="Of the raw store kept at registration (JPEG, PNG, WebP).")
+    manifest_store_sha256: str | None = Field(None, description="Of the raw store kept at registration (JPEG, PNG, WebP, TIFF, AVIF, HEIC).")
     manifest_store_b64: str | None = None
 
 

@@ -120,7 +120,7 @@ class SoftBindingResolver:
         except NotAnImage as exc:
             mime = detect_mime(data)
             what = f" ({mime}: its credentials are read by /v1/verify, but it has no fingerprint here)" if mime else ""
-            raise NotAnImage(f"byContent takes JPEG, PNG, WebP, TIFF or GIF images{what}") from exc
+            raise NotAnImage(f"byContent takes JPEG, PNG, WebP, TIFF, GIF, AVIF or HEIC images{what}") from exc
 
     def _by_fingerprint(self, value: str, max_results: int) -> list[SbrMatch]:
         vector = decode_fingerprint(value, self.matcher.search.embedder.dim, self.fingerprint_alg)

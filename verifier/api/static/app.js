@@ -202,8 +202,20 @@ function compareView(r, queryUrl) {
   if (heatToggle) { heatToggle.addEventListener("change", applyHeat); opacity.addEventListener("input", applyHeat); }
   setMode("side");
 
-  if (queryUrl) query.src = queryUrl;
-  else if (m && m.heatmap_url) {
+  if (queryUrl) {
+    // a format the service reads but this browser does not show (HEIC outside Safari)
+    query.addEventListener("error", () => {
+      const cap = qFig.querySelector("figcaption");
+      if (m && m.heatmap_url && !query.dataset.fallback) {
+        query.dataset.fallback = "heatmap";
+        blobUrl(m.heatmap_url).then((u) => { query.src = u; }).catch(() => {});
+        cap.textContent = "Submitted image, as the heatmap rendering (this browser cannot show " + r.input.mime + ")";
+      } else {
+        cap.textContent = "This browser cannot show " + r.input.mime + " images; the report is not affected";
+      }
+    });
+    query.src = queryUrl;
+  } else if (m && m.heatmap_url) {
     blobUrl(m.heatmap_url).then((u) => { query.src = u; }).catch(() => {});
     qFig.querySelector("figcaption").textContent = "Submitted image (stored as the heatmap rendering only)";
   } else {
