@@ -4,6 +4,7 @@ twice), a live runner keeps its job past the lease, and only the current claim r
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -210,3 +211,19 @@ def test_jobs_go_with_their_publisher(db: Database) -> None:
         session.delete(session.get(Publisher, pid))
     with db.session() as session:
         assert jobs.get(session, job_id) is None
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="thread priorities are Linux's")
+def test_a_job_runs_at_a_lower_cpu_priority_than_the_requests(db: Database) -> None:
+    def niceness(pid: uuid.UUID | None, params: dict[str, Any]) -> dict[str, Any]:
+        return {"nice": os.getpriority(os.PRIO_PROCESS, threading.get_native_id())}
+
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    for nice, expected in ((5, min(19, mine + 5)), (0, mine)):
+        runner = JobRunner(db, {KIND: niceness}, poll_s=0.05, nice=nice)
+        runner.start()
+        try:
+            assert _wait_for(db, _submit(db, None), jobs.DONE).result == {"nice": expected}
+        finally:
+            runner.stop()
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # the caller's own is untouched

@@ -11,6 +11,7 @@ it is; anything else is logged here and reported as an internal error without it
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -32,8 +33,9 @@ INTERNAL = {"type": "urn:provenance-verifier:problem:internal", "title": "Intern
 
 class JobRunner:
     def __init__(self, db: Database, handlers: Mapping[str, Handler], *, poll_s: float = 2.0,
-                 lease_s: float = 60.0) -> None:
+                 lease_s: float = 60.0, nice: int = 10) -> None:
         self.db = db
+        self.nice = nice  # the handler thread's niceness: verifications come first on a busy machine
         self.handlers = dict(handlers)
         self.poll_s = poll_s  # how soon another process's submission is seen (this process's: at once)
         self.lease_s = lease_s
@@ -81,6 +83,7 @@ class JobRunner:
         outcome: dict[str, Any] = {}
 
         def work() -> None:
+            _lower_priority(self.nice)
             try:
                 outcome["result"] = self.handlers[kind](publisher_id, params)
             except VerifierError as exc:
@@ -121,3 +124,13 @@ class JobRunner:
                 log.warning("job runner: could not take or record a job", exc_info=True)
             self._wake.wait(self.poll_s)
             self._wake.clear()
+
+
+def _lower_priority(nice: int) -> None:
+    """This thread (and the threads it starts) at a lower CPU priority: on Linux a thread has its own nice value."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice))
+    except OSError:  # not permitted here: the job runs at the process's priority
+        log.debug("could not lower the job thread's priority", exc_info=True)

@@ -111,7 +111,7 @@ class Service:
             pipeline = VerificationPipeline(settings, matcher, ReportStore(db), keys)
             resolver = SoftBindingResolver(settings, matcher, BindingStore(db))
             jobs = JobRunner(db, {SUGGESTIONS_JOB: partial(suggestions_result, originals, matcher.view)},
-                             lease_s=settings.jobs_lease_s)
+                             lease_s=settings.jobs_lease_s, nice=settings.jobs_nice)
         except BaseException:
             if local is not None:
                 local.index.close()  # its lists folder, for the next attempt

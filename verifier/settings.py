@@ -196,6 +196,8 @@ class Settings(BaseSettings):
                            "one at a time beside the requests it serves; with false it only queues them for others.")
     jobs_pending: int = Field(default=16, ge=1, le=1000, description="Jobs that may wait or run at once over all "
                               "processes; beyond: 503 + Retry-After.")
+    jobs_nice: int = Field(default=10, ge=0, le=19, description="How much lower a job's CPU priority is than the "
+                           "requests' (a thread's nice value on Linux): verifications come first on a busy machine.")
     jobs_lease_s: float = Field(default=60.0, ge=5, le=3600, description="How long a job stays with a process that "
                                 "stops renewing it (a process that died) before another runs it again.")
     workers: int = Field(default=2, ge=1, le=64, description="Heavy requests (verify, register) run at once.")
