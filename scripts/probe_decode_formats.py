@@ -1,5 +1,8 @@
 """load_image on a 12 MP photo (4032x3024, an upscaled test photo) as JPEG q90, HEIC q80, AVIF q80: what verification
-pays before stage 1 (work frame 1024 px). Median of 5 after a warm-up, one thread."""
+pays before stage 1 (work frame 1024 px). Median of 5 after a warm-up.
+
+    python scripts/probe_decode_formats.py <photo>
+"""
 import io
 import statistics
 import sys
