@@ -641,6 +641,9 @@ def test_asking_twice_while_one_waits_returns_that_one_and_a_full_queue_is_503(
         assert full.headers["content-type"].startswith("application/problem+json")
         polled = client.get(first.headers["location"], headers=auth(own_key))
         assert polled.json()["state"] == "queued" and polled.headers["retry-after"] == "2"
+        health = client.get("/healthz").json()["jobs"]
+        assert health["queued"] == 2 and health["running"] == 0 and health["runs_here"] is False
+        assert health["oldest_queued_s"] >= 0
     service.settings.run_jobs = True
     service.start_jobs()  # a process that runs jobs takes the waiting ones
     with TestClient(create_app(service=service)) as client:
@@ -648,6 +651,7 @@ def test_asking_twice_while_one_waits_returns_that_one_and_a_full_queue_is_503(
         while client.get(first.headers["location"], headers=auth(own_key)).json()["state"] != "done":
             assert time.monotonic() < deadline
             time.sleep(0.2)
+        assert client.get("/healthz").json()["jobs"]["runs_here"] is True
 
 
 def _regions_by_brute_force(pos: np.ndarray, alld: np.ndarray, owner: np.ndarray, n: int) -> set[int]:

@@ -569,6 +569,9 @@ def test_avif_and_heic_originals_register_and_their_copies_are_searched(
     assert report["match"]["original_id"] == r.json()["id"] and report["verdict"] == "match_benign"
     assert report["recovered_manifest"]["state"] == "Trusted"
     assert report["recovered_manifest"]["summary"]["title"] == f"rocket.{fmt}"
+    own = check_envelope(verify(client, verifier_key, data, mime))  # the signed file itself: its own credentials
+    assert own["c2pa"]["present"] is True and own["c2pa"]["state"] == "Trusted" and own["verdict"] == "c2pa_trusted"
+    assert own["match"]["method"] == "exact-sha256" and own["match"]["original_id"] == r.json()["id"]
     # a stripped copy of a registered JPEG, saved in this format
     astronaut = registered["astronaut"]
     img = Image.open(io.BytesIO(astronaut["bytes"])).convert("RGB")

@@ -67,6 +67,11 @@ class JobRunner:
             except Exception:  # noqa: BLE001 - the database may be gone at shutdown: the lease then lapses
                 log.warning("job %s not given back; it runs again when its lease lapses", running[0])
 
+    @property
+    def active(self) -> bool:
+        """Whether this process takes jobs."""
+        return self._thread is not None and self._thread.is_alive()
+
     def submitted(self) -> None:
         """A job was queued by this process: look now rather than at the next poll."""
         self._wake.set()

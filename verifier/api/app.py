@@ -14,6 +14,7 @@ from verifier.api.admission import Admission, RateLimitMiddleware
 from verifier.api.problems import BodyLimitMiddleware, install_problem_handlers
 from verifier.service import Service
 from verifier.settings import Settings
+from verifier.storage import jobs
 
 # Multipart framing and form fields on top of the file itself.
 _MULTIPART_OVERHEAD = 1 << 20
@@ -69,6 +70,9 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
         body = {"status": "ok" if up else "degraded", "version": __version__,
                 "database": {"state": "ok" if up else "unavailable", "embedded": service.db.embedded},
                 "index": service.search.state()}
+        if up:
+            with service.db.session() as session:
+                body["jobs"] = {**jobs.pending_summary(session), "runs_here": service.jobs.active}
         return JSONResponse(body, status_code=200 if up else 503)
 
     return app

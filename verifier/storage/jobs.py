@@ -106,3 +106,12 @@ def release(session: Session, job_id: uuid.UUID, token: uuid.UUID) -> bool:
     done = session.execute(update(Job).where(Job.id == job_id, Job.claim == token, Job.state == RUNNING).values(
         state=QUEUED, claim=None, lease_until=None, started_at=None, attempts=Job.attempts - 1))
     return bool(done.rowcount)  # type: ignore[attr-defined]
+
+
+def pending_summary(session: Session) -> dict[str, Any]:
+    """What /healthz shows of the queue: jobs waiting and running, and how long the oldest has waited."""
+    queued, running, oldest = session.execute(select(
+        func.count().filter(Job.state == QUEUED), func.count().filter(Job.state == RUNNING),
+        func.extract("epoch", func.now() - func.min(Job.created_at).filter(Job.state == QUEUED)))).one()
+    return {"queued": int(queued), "running": int(running),
+            "oldest_queued_s": None if oldest is None else round(float(oldest), 1)}
