@@ -277,3 +277,47 @@ def test_kill_9_of_the_server_during_ingest_loses_no_acknowledged_original(tmp_p
         proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert not (data_dir / "pg" / "postmaster.pid").exists(), "embedded PostgreSQL left running after the clean stop"
+
+
+def test_jobs_run_in_a_process_of_their_own_and_are_listed(tmp_path: Path, database_url: str,
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """`verifier jobs run` takes what API replicas with VERIFIER_RUN_JOBS=false only queue; SIGTERM stops it cleanly."""
+    import json
+
+    from verifier.cli import main
+    from verifier.matching.marks import SUGGESTIONS_JOB
+    from verifier.storage import Database
+    from verifier.storage import jobs as store
+    from verifier.storage.accounts import create_publisher
+
+    db = Database.open(database_url, None)
+    db.upgrade()
+    with db.session() as session:
+        publisher, _ = create_publisher(session, "Wire")
+        job, _ = store.submit(session, SUGGESTIONS_JOB, publisher.id, {"sample": 10})
+        job_id = job.id
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VERIFIER_")}
+    env.update(VERIFIER_DATA_DIR=str(tmp_path / "var"), VERIFIER_DATABASE_URL=database_url)
+    proc = subprocess.Popen([sys.executable, "-m", "verifier.cli", "jobs", "run"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            with db.session() as session:
+                state = store.get(session, job_id).state  # type: ignore[union-attr]
+            if state == store.DONE:
+                break
+            assert proc.poll() is None and time.monotonic() < deadline, state
+            time.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, output
+    db.close()
+    monkeypatch.setenv("VERIFIER_DATABASE_URL", database_url)
+    monkeypatch.setenv("VERIFIER_DATA_DIR", str(tmp_path / "var"))
+    assert main(["jobs", "list", "--state", "done"]) == 0
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    listed = json.loads(line)
+    assert listed["id"] == str(job_id) and listed["state"] == "done" and listed["params"] == {"sample": 10}

@@ -1,6 +1,6 @@
 """`verifier` command line. One module per topic, each adding its own subcommands:
 server (serve, db, index), accounts (publishers, api-keys, keys), originals (register,
-inspect), trust (trust import|show|remove), verify (verify, report, demo), bench (bench*) and models (train, calibrate).
+inspect), trust (trust import|show|remove), jobs (jobs run|list), verify (verify, report, demo), bench (bench*) and models (train, calibrate).
 Training and evaluation code is imported only inside the commands that run it."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from verifier import __version__
-from verifier.cli import accounts, bench, models, originals, server, trust, verify
+from verifier.cli import accounts, bench, jobs, models, originals, server, trust, verify
 
 log = logging.getLogger("verifier")
 
@@ -41,7 +41,7 @@ def build_parser(training_only: bool = False) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    for topic in (models,) if training_only else (server, accounts, originals, trust, verify, bench, models):
+    for topic in (models,) if training_only else (server, accounts, originals, trust, verify, bench, jobs, models):
         topic.add_parsers(sub)
     return parser
 
