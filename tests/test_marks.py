@@ -749,3 +749,12 @@ def test_a_suggestions_job_that_fails_says_why_as_a_problem(client: TestClient, 
         time.sleep(0.1)
     assert out["suggestions"] is None and out["looked_at"] is None and out["sample"] == 0
     assert out["problem"]["status"] == 400 and "whole number" in out["problem"]["detail"]
+
+
+def test_the_suggestions_job_is_documented_in_the_openapi(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    post = paths["/v1/publishers/{publisher_id}/marks/suggestions"]["post"]
+    assert "Location" in post["responses"]["202"]["headers"] and "problem" in str(post["responses"]["403"])
+    get = paths["/v1/publishers/{publisher_id}/marks/suggestions/{job_id}"]["get"]
+    assert "Retry-After" in get["responses"]["200"]["headers"]
+    assert "get" not in paths["/v1/publishers/{publisher_id}/marks/suggestions"]  # the synchronous answer is gone

@@ -194,7 +194,9 @@ def _suggestions_url(publisher_id: uuid.UUID, job_id: uuid.UUID) -> str:
 
 
 @router.post("/{publisher_id}/marks/suggestions", response_model=SuggestionsJobOut, status_code=202,
-             responses=PROBLEM_RESPONSES,
+             responses={202: {"description": "Queued (or the request already waiting or running for the publisher)",
+                              "headers": {"Location": {"description": "The job's URL, to poll with GET",
+                                                       "schema": {"type": "string"}}}}, **PROBLEM_RESPONSES},
              summary="Look for the overlays many of a publisher's registered photos share: marks to look at and enrol")
 def post_mark_suggestions(publisher_id: uuid.UUID, response: Response,
                           sample: int = Query(300, ge=3, le=MAX_SUGGEST_SAMPLE,
@@ -218,7 +220,9 @@ def post_mark_suggestions(publisher_id: uuid.UUID, response: Response,
 
 
 @router.get("/{publisher_id}/marks/suggestions/{job_id}", response_model=SuggestionsJobOut,
-            responses=PROBLEM_RESPONSES, summary="A request for a publisher's suggested marks: its state and answer")
+            responses={200: {"headers": {"Retry-After": {"description": "While queued or running: seconds before "
+                                                         "asking again", "schema": {"type": "integer"}}}},
+                       **PROBLEM_RESPONSES}, summary="A request for a publisher's suggested marks: its state and answer")
 def get_mark_suggestions(publisher_id: uuid.UUID, job_id: uuid.UUID, response: Response,
                          key: ApiKey = Depends(get_api_key), service: Service = Depends(get_service)
                          ) -> SuggestionsJobOut:
