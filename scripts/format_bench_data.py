@@ -1,7 +1,7 @@
 """Families queries re-encoded as HEIC and AVIF (quality 60) beside the same rows as they are: does the format change
 what the pipeline finds? 10 rows per family, 20 MICC-F220, 20 unregistered (BENCHMARKS "AVIF and HEIC").
 
-    python scripts/format_bench_data.py <families dir (verifier bench-data --families)> <out dir>
+    PYTHONPATH=. python scripts/format_bench_data.py <families dir (verifier bench-data --families)> <out dir>
 
 writes <out>/{jpg,heic,avif}.csv (+ the re-encoded files) for `verifier bench --queries`."""
 import csv
@@ -11,7 +11,9 @@ from pathlib import Path
 
 from PIL import Image
 
-import verifier.images  # noqa: F401  (registers the HEIF plugin)
+from tests.helpers import (
+    encode,  # HEIC through pillow-heif's encoder (a test dependency)
+)
 
 src, out = Path(sys.argv[1]), Path(sys.argv[2])
 rows = list(csv.DictReader((src / "families.csv").read_text().splitlines()))
@@ -34,7 +36,7 @@ for fmt, ext in (("JPEG", "jpg"), ("HEIF", "heic"), ("AVIF", "avif")):
             else:
                 name = Path(r["query"]).stem + "." + ext
                 with Image.open(q) as im:
-                    im.convert("RGB").save(d / name, fmt, quality=60)
+                    (d / name).write_bytes(encode(im.convert("RGB"), fmt, quality=60))
                 r2["query"] = f"{ext}/{name}"
             if r["mask"]:
                 r2["mask"] = str(src / r["mask"])

@@ -1,20 +1,20 @@
 """load_image on a 12 MP photo (4032x3024, an upscaled test photo) as JPEG q90, HEIC q80, AVIF q80: what verification
 pays before stage 1 (work frame 1024 px). Median of 5 after a warm-up.
 
-    python scripts/probe_decode_formats.py <photo>
+    PYTHONPATH=. python scripts/probe_decode_formats.py <photo>
 """
-import io
 import statistics
 import sys
 import time
 
 from PIL import Image
 
+from tests.helpers import encode
 from verifier.images import load_image
 
 src = Image.open(sys.argv[1]).convert("RGB").resize((4032, 3024), Image.BICUBIC)
 for fmt, kw in (("JPEG", {"quality": 90}), ("HEIF", {"quality": 80}), ("AVIF", {"quality": 80}), ("PNG", {}), ("WEBP", {"quality": 90})):
-    b = io.BytesIO(); src.save(b, fmt, **kw); data = b.getvalue()
+    data = encode(src, fmt, **kw)
     load_image(data, max_bytes=10**9, max_pixels=10**8, max_side=1024)
     ts = []
     for _ in range(5):

@@ -3,19 +3,18 @@ anything else), and the slowest; the process's address space capped at 4 GiB so 
 
     PYTHONPATH=. python scripts/probe_fuzz_formats.py HEIF|AVIF <mutations> <seed>
 """
-import io
 import random
 import resource
 import sys
 import time
 
-from tests.helpers import photo_like
+from tests.helpers import encode, photo_like
 from verifier.errors import VerifierError
 from verifier.images import load_image
 
 fmt = sys.argv[1]; n = int(sys.argv[2]); seed = int(sys.argv[3])
 resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
-b = io.BytesIO(); photo_like(1, (300, 200)).save(b, fmt, quality=70); base = b.getvalue()
+base = encode(photo_like(1, (300, 200)), fmt, quality=70)
 rng = random.Random(seed)
 counts = {}; worst = 0.0
 for i in range(n):

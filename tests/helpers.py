@@ -42,8 +42,14 @@ def jpeg_segment(data: bytes | bytearray, marker: int) -> int:
 
 
 def encode(img: Image.Image, fmt: str = "JPEG", **kw: object) -> bytes:
+    """`fmt` "HEIF": a HEIC through pillow-heif's encoder (a test dependency; the service decodes with pi-heif)."""
     buf = io.BytesIO()
-    img.save(buf, fmt, **kw)
+    if fmt == "HEIF":
+        import pillow_heif
+
+        pillow_heif.from_pillow(img).save(buf, **kw)
+    else:
+        img.save(buf, fmt, **kw)
     return buf.getvalue()
 
 

@@ -29,16 +29,16 @@ SUPPORTED_FORMATS: dict[str, str] = {
     "HEIF": "image/heic",  # phones' default photo format (`_bmff_mime` tells HEIC from other HEIF brands)
 }
 
-# Pillow reads AVIF itself; HEIC/HEIF through pillow-heif's plugin, registered once with Pillow's
-# format registry (library state, the same for every caller). Only the primary image is decoded.
-# pillow-heif is a dependency; only a trimmed environment (the lent GPU machine's, which runs the ML
-# modules) lacks it, and there a HEIC is refused as an unknown format.
+# Pillow reads AVIF itself; HEIC/HEIF through pi-heif's plugin (pillow-heif's decode-only build),
+# registered once with Pillow's format registry (library state, the same for every caller). Only the
+# primary image is decoded. pi-heif is a dependency; only a trimmed environment (the lent GPU machine's,
+# which runs the ML modules) lacks it, and there a HEIC is refused as an unknown format.
 try:
-    import pillow_heif
+    import pi_heif
 except ImportError:  # pragma: no cover
-    log.warning("pillow-heif is not installed: HEIC/HEIF images are refused")
+    log.warning("pi-heif is not installed: HEIC/HEIF images are refused")
 else:
-    pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+    pi_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")
 _HEIC_BRANDS = (b"heic", b"heix", b"heim", b"heis")
