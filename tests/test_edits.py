@@ -351,7 +351,7 @@ def test_stack_adds_up_its_steps_and_changes_nothing_else() -> None:
 
 def test_later_families_are_held_out_and_last() -> None:
     # a family added later goes last, so the earlier families' queries stay the same
-    later = ["stack", "cutout", "resize_part", "mirror_half", "clone"]
+    later = ["stack", "cutout", "resize_part", "mirror_half", "clone", "screenshot"]
     assert list(FAMILIES)[-len(later):] == later and set(later) <= set(HELD_OUT_FAMILIES)
 
 
@@ -446,3 +446,32 @@ def test_cutout_falls_back_to_a_lasso_without_a_subject() -> None:
     flat = Image.fromarray(np.random.default_rng(2).integers(0, 255, (240, 320, 3), dtype=np.uint8))
     s = make_edit("cutout", flat, PHOTOS[1:2], random.Random(0), finished=False)
     assert variant(s).split("+")[0] == "lasso" and 0.5 < (np.asarray(s.mask) > 127).mean() < 0.95
+
+
+def test_a_screenshot_shows_the_photo_unchanged_in_a_phone_screen() -> None:
+    """The photo is pasted at the screen's width (less a margin), cropped as a platform crops it; the rest is UI."""
+    wide = generated_photo(9, (480, 200))  # wider than 1.91:1: the app crops its sides
+    seen = set()
+    for seed in range(8):
+        for img in (PHOTOS[0], wide):
+            s = make_edit("screenshot", img, PHOTOS[1:2], random.Random(seed), finished=False)
+            sw, sh = s.image.size
+            assert 540 <= sw <= 720 and 2.1 < sh / sw < 2.25
+            tag = s.ops[0]
+            assert tag.startswith("screenshot:") and ("1.91:1" in tag) == (img is wide)
+            seen.add(tag.split(":")[1].split("+")[0])
+            # the photo is there: the best placement of its resized copy across the screen's width matches closely
+            arr = np.asarray(s.image, np.int16)
+            best = np.inf
+            for margin in {0, round(12 * sw / 540), round(24 * sw / 540)}:
+                pw = sw - 2 * margin
+                src = img if img is not wide else img.crop(((480 - 382) // 2, 0, (480 - 382) // 2 + 382, 200))
+                ph = round(src.height * pw / src.width)
+                ref = np.asarray(src.resize((pw, ph), Image.BICUBIC), np.int16)
+                col = arr[:, margin:margin + pw]
+                rows = [y for y in range(0, sh - ph) if abs(col[y + ph // 2, pw // 2] - ref[ph // 2, pw // 2]).max() < 3]
+                for y in rows[:200]:
+                    inner = np.abs(col[y + 20:y + ph - 20, 20:pw - 20] - ref[20:-20, 20:-20]).mean()
+                    best = min(best, inner)
+            assert best < 2.0, (seed, tag, best)
+    assert seen == {"light", "dark"}

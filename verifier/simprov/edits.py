@@ -793,6 +793,111 @@ def clone(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
     return Sample(base, mask, [f"clone{n}"])
 
 
+_WORDS = ("the", "this", "is", "why", "breaking", "news", "today", "look", "at", "what", "they", "did", "photo",
+          "taken", "yesterday", "near", "city", "hall", "wow", "unbelievable", "share", "before", "deleted", "real",
+          "footage", "from", "scene", "people", "said", "official", "report", "thread", "1/", "via", "source")
+
+
+def _words(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(_WORDS) for _ in range(n))
+
+
+def screenshot(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """A phone screenshot of a social-media post, the photo unchanged inside: a portrait screen
+    (width 540-720 px, 19.5:9 to 20:9), light or dark theme; a status bar (clock, signal and
+    battery marks), the app's header bar, the post's header (an avatar disc, a name and a
+    handle), 0-4 lines of post text, then the photo at the screen's width less 0-24 px margins,
+    cropped by the app to at most 4:5 portrait or 1.91:1 landscape (centred) and rounded at the
+    corners half the time; under it an action bar (icons and counts) and, half the time, the start of
+    the next post (header, a line of text and the top of a donor photo) cut by the screen's
+    edge. The post is scrolled so the photo starts 12-45 % down the screen. Benign (the photo
+    shown is the original, cropped as the platform crops it); the variant names the theme,
+    the crop and whether the next post shows."""
+    src = _rgb(img)
+    sw = rng.randint(540, 720)
+    sh = round(sw * rng.uniform(19.5 / 9, 20 / 9))
+    dark = rng.random() < 0.4
+    bg, fg, dim = ((0, 0, 0), (236, 236, 236), (130, 130, 135)) if dark else ((255, 255, 255), (20, 20, 24), (110, 110, 118))
+    screen = Image.new("RGB", (sw, sh), bg)
+    draw = ImageDraw.Draw(screen)
+    unit = sw / 540  # layout sizes scale with the screen
+
+    def text(x: float, y: float, words: str, size: float, colour: tuple[int, int, int]) -> None:
+        draw.text((round(x), round(y)), words, fill=colour, font=_font(round(size * unit)))
+
+    # the photo as the app crops it
+    w, h = src.size
+    crop = "none"
+    if h / w > 5 / 4:
+        ch = round(w * 5 / 4)
+        y = (h - ch) // 2
+        src, crop = src.crop((0, y, w, y + ch)), "4:5"
+    elif w / h > 1.91:
+        cw = round(h * 1.91)
+        x = (w - cw) // 2
+        src, crop = src.crop((x, 0, x + cw, h)), "1.91:1"
+    margin = rng.choice([0, 0, round(12 * unit), round(24 * unit)])
+    pw = sw - 2 * margin
+    ph = max(8, round(src.height * pw / src.width))
+    photo = src.resize((pw, ph), Image.BICUBIC)
+    rounded = margin > 0 and rng.random() < 0.5
+
+    # the post laid out from the top of its header; scrolled so the photo starts 12-45 % down the screen
+    lines = rng.randint(0, 4)
+    header_h = round(64 * unit)
+    line_h = round(26 * unit)
+    photo_top_in_post = header_h + lines * line_h + round(8 * unit)
+    photo_y = round(sh * rng.uniform(0.12, 0.45))
+    post_y = photo_y - photo_top_in_post
+    avatar = round(40 * unit)
+    colour = tuple(rng.randint(40, 220) for _ in range(3))
+    draw.ellipse((round(12 * unit), post_y + round(12 * unit), round(12 * unit) + avatar, post_y + round(12 * unit) + avatar),
+                 fill=colour)
+    text(64 * unit, post_y + 14 * unit, _words(rng, 2).title(), 17, fg)
+    text(64 * unit, post_y + 36 * unit, "@" + _words(rng, 1) + str(rng.randint(1, 999)) + " · " + str(rng.randint(1, 23)) + "h",
+         14, dim)
+    for k in range(lines):
+        text(14 * unit, post_y + header_h + k * line_h, _words(rng, rng.randint(4, 8)), 16, fg)
+    if rounded:
+        corner = Image.new("L", photo.size, 0)
+        ImageDraw.Draw(corner).rounded_rectangle((0, 0, pw - 1, ph - 1), radius=round(14 * unit), fill=255)
+        screen.paste(photo, (margin, photo_y), corner)
+    else:
+        screen.paste(photo, (margin, photo_y))
+    bar_y = photo_y + ph + round(10 * unit)
+    for k in range(4):  # reply, repost, like, share
+        x = round((24 + k * 130) * unit)
+        draw.ellipse((x, bar_y, x + round(18 * unit), bar_y + round(18 * unit)), outline=dim, width=max(1, round(2 * unit)))
+        text(x + 26 * unit, bar_y, str(rng.randint(2, 9999)), 14, dim)
+    next_post = rng.random() < 0.5
+    if next_post:
+        ny = bar_y + round(44 * unit)
+        draw.line((0, ny - round(10 * unit), sw, ny - round(10 * unit)), fill=dim, width=1)
+        draw.ellipse((round(12 * unit), ny, round(12 * unit) + avatar, ny + avatar),
+                     fill=tuple(rng.randint(40, 220) for _ in range(3)))
+        text(64 * unit, ny + 2 * unit, _words(rng, 2).title(), 17, fg)
+        text(14 * unit, ny + header_h - 8 * unit, _words(rng, rng.randint(4, 8)), 16, fg)
+        donor = _rgb(donors[0])
+        dh = max(8, round(donor.height * pw / donor.width))
+        screen.paste(donor.resize((pw, dh), Image.BICUBIC), (margin, ny + header_h + line_h))
+    # what the phone draws over everything: the status bar and the app's header bar
+    draw.rectangle((0, 0, sw, round(84 * unit)), fill=bg)
+    text(20 * unit, 10 * unit, f"{rng.randint(0, 23)}:{rng.randint(0, 59):02d}", 16, fg)
+    for k in range(3):
+        x = sw - round((90 - k * 22) * unit)
+        draw.rectangle((x, round(14 * unit), x + round(14 * unit), round(26 * unit)), fill=fg)
+    draw.rectangle((sw - round(30 * unit), round(13 * unit), sw - round(10 * unit), round(27 * unit)), outline=fg)
+    text(sw / 2 - 30 * unit, 48 * unit, rng.choice(("Home", "For you", "Post", "Feed")), 18, fg)
+    draw.line((0, round(83 * unit), sw, round(83 * unit)), fill=dim, width=1)
+    draw.rectangle((0, sh - round(56 * unit), sw, sh), fill=bg)  # the tab bar
+    for k in range(5):
+        x = round((36 + k * 104) * unit)
+        draw.rectangle((x, sh - round(40 * unit), x + round(22 * unit), sh - round(18 * unit)), outline=fg,
+                       width=max(1, round(2 * unit)))
+    tags = f"screenshot:{'dark' if dark else 'light'}+{crop}" + ("+next" if next_post else "")
+    return Sample(screen, Image.new("L", screen.size, 0), [tags])
+
+
 @dataclass(frozen=True)
 class EditFamily:
     name: str
@@ -831,12 +936,13 @@ FAMILIES: dict[str, EditFamily] = {
         EditFamily("resize_part", resize_part, "manip", 0),  # after cutout, for the same reason
         EditFamily("mirror_half", mirror_half, "manip", 0),
         EditFamily("clone", clone, "manip", 0),
+        EditFamily("screenshot", screenshot, "benign", 1),  # after clone, for the same reason
     )
 }
 # Whole families kept out of training, to measure generalisation to unseen kinds of edit.
 HELD_OUT_FAMILIES = (
     "transplant", "meme", "head_swap", "stylise", "screen", "retouch", "reframe", "recolour", "pad", "annotate",
-    "paste_small", "tilt", "stack", "cutout", "resize_part", "mirror_half", "clone",
+    "paste_small", "tilt", "stack", "cutout", "resize_part", "mirror_half", "clone", "screenshot",
 )
 TRAIN_FAMILIES = tuple(f for f in FAMILIES if f not in HELD_OUT_FAMILIES)
 
