@@ -469,7 +469,7 @@ def test_a_screenshot_shows_the_photo_unchanged_in_a_phone_screen() -> None:
                 ph = round(src.height * pw / src.width)
                 ref = np.asarray(src.resize((pw, ph), Image.BICUBIC), np.int16)
                 col = arr[:, margin:margin + pw]
-                rows = [y for y in range(0, sh - ph) if abs(col[y + ph // 2, pw // 2] - ref[ph // 2, pw // 2]).max() < 3]
+                rows = [y for y in range(sh - ph) if abs(col[y + ph // 2, pw // 2] - ref[ph // 2, pw // 2]).max() < 3]
                 for y in rows[:200]:
                     inner = np.abs(col[y + 20:y + ph - 20, 20:pw - 20] - ref[20:-20, 20:-20]).mean()
                     best = min(best, inner)

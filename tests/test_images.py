@@ -17,6 +17,15 @@ from verifier.images import as_viewed, load_image, probe_image
 LIMITS = {"max_bytes": 5_000_000, "max_pixels": 10_000_000}
 
 
+@pytest.fixture(autouse=True)
+def _service_heif_decoder() -> None:
+    """HEIC read by the service's plugin (pi-heif), as `verifier.images` registers it: imageio (scikit-image's, a
+    test dependency) registers pillow-heif's in its place when a test before this one read a sample image."""
+    import pi_heif
+
+    pi_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+
+
 @pytest.mark.parametrize("fmt,mime", [("JPEG", "image/jpeg"), ("PNG", "image/png"), ("WEBP", "image/webp"),
                                       ("AVIF", "image/avif"), ("HEIF", "image/heic")])
 def test_probe_reads_format_and_size(fmt: str, mime: str) -> None:
@@ -230,7 +239,7 @@ def test_large_uploads_and_local_data_are_managed_alike() -> None:
 @pytest.mark.parametrize("fmt", ["AVIF", "HEIF"])
 def test_avif_and_heic_decode_to_the_pixels_they_hold(fmt: str) -> None:
     src = photo_like(11, (160, 120))
-    if fmt == "HEIF":  # the service's own decoder reads it, not the test's encoder
+    if fmt == "HEIF":  # the service's own decoder reads it (see `_service_heif_decoder`), not the test's encoder
         assert type(Image.open(io.BytesIO(encode(src, fmt)))).__module__.startswith("pi_heif")
     info, rgb = load_image(encode(src, fmt, quality=95), **LIMITS)
     assert rgb.mode == "RGB" and rgb.size == (160, 120) and (info.width, info.height) == (160, 120)
