@@ -259,9 +259,11 @@ def test_families_benchmark_uses_test_photos_only(tmp_path) -> None:  # type: ig
     assert all(q.variant.startswith(("grabcut", "lasso")) for q in queries if q.family == "cutout")
     assert {q.variant for q in queries if q.family == "resize_part"} <= {"grow", "shrink"}
     assert {q.variant for q in queries if q.family == "mirror_half"} <= {"left", "right", "top", "bottom"}
+    assert all(q.variant.startswith(("light+", "dark+")) for q in queries if q.family == "screenshot")
+    assert all(q.variant.startswith(("grey+", "cmyk+")) for q in queries if q.family == "newsprint")
     assert not any(q.variant for q in queries
                    if q.family not in (None, "retouch", "reframe", "recolour", "pad", "annotate", "tilt", "stack", "cutout",
-                                       "resize_part", "mirror_half"))
+                                       "resize_part", "mirror_half", "screenshot", "newsprint"))
     micc_q = next(q for q in queries if q.family == "micc-f220")
     mask = np.asarray(micc_q.mask) > 127
     assert mask[15:35, 15:35].all() and mask.mean() < 0.1
@@ -351,7 +353,7 @@ def test_stack_adds_up_its_steps_and_changes_nothing_else() -> None:
 
 def test_later_families_are_held_out_and_last() -> None:
     # a family added later goes last, so the earlier families' queries stay the same
-    later = ["stack", "cutout", "resize_part", "mirror_half", "clone", "screenshot"]
+    later = ["stack", "cutout", "resize_part", "mirror_half", "clone", "screenshot", "newsprint"]
     assert list(FAMILIES)[-len(later):] == later and set(later) <= set(HELD_OUT_FAMILIES)
 
 
@@ -475,3 +477,20 @@ def test_a_screenshot_shows_the_photo_unchanged_in_a_phone_screen() -> None:
                     best = min(best, inner)
             assert best < 2.0, (seed, tag, best)
     assert seen == {"light", "dark"}
+
+
+def test_newsprint_halftones_the_photo_on_a_page() -> None:
+    """Dots, not continuous tone: a print's photo is ink or paper at each dot, which a blur turns back into the photo."""
+    from verifier.simprov.edits import _halftone
+
+    ramp = np.tile(np.linspace(0, 255, 200, dtype=np.float32), (60, 1))[..., None]
+    dots = _halftone(ramp, 4.0, (np.pi / 4,))[..., 0]
+    assert set(np.unique(dots)) <= {0.0, 255.0}  # two levels only
+    ink = (dots == 0).reshape(60, 4, 50).mean(axis=(0, 2))  # the share of ink falls along the ramp
+    assert ink[0] > 0.7 and ink[-1] < 0.3 and np.all(np.diff(ink) < 0.05)
+    seen = set()
+    for seed in range(10):
+        s = make_edit("newsprint", PHOTOS[0], [], random.Random(seed), finished=False)
+        assert 500 <= s.image.width <= 1000 and s.ops[0].startswith("newsprint:")
+        seen.add(s.ops[0].split(":")[1])
+    assert {t.split("+")[0] for t in seen} == {"grey", "cmyk"} and {t.split("+")[1] for t in seen} == {"scanned", "photographed"}

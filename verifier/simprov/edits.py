@@ -898,6 +898,93 @@ def screenshot(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
     return Sample(screen, Image.new("L", screen.size, 0), [tags])
 
 
+def _halftone(arr: np.ndarray, cell: float, angles: tuple[float, ...]) -> np.ndarray:
+    """Amplitude-modulated halftone of a (h, w, c) float image in 0..255: per channel, ink where the darkness
+    exceeds a dot screen of period `cell` px turned by that channel's angle (the print's rosette)."""
+    h, w, c = arr.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    out = np.empty_like(arr)
+    for k in range(c):
+        a = angles[k % len(angles)]
+        u = (xx * np.cos(a) + yy * np.sin(a)) * (2 * np.pi / cell)
+        v = (-xx * np.sin(a) + yy * np.cos(a)) * (2 * np.pi / cell)
+        screen = 0.5 + 0.25 * (np.cos(u) + np.cos(v))  # 0..1, dots centred on the cells
+        out[..., k] = np.where(1 - arr[..., k] / 255 > screen, 0.0, 255.0)
+    return out
+
+
+def newsprint(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """The photo as printed in a newspaper, then scanned or photographed: a page of newsprint
+    (paper R 225-245, G 222-242, B 211-231; dark grey ink), a headline, columns of text lines, the photo at 40-80 %
+    of the page's width with a caption line under it; the photo halftoned (a dot screen of
+    period 3-6 px, greyscale 40 % of the time, else four inks at the CMYK screen angles, ink
+    at 85-95 % density) and the page softened (radius 0.6-1.4); then scanned (turned by up to
+    2 degrees, even light) or photographed (each corner moved by up to 6 %, a light gradient of
+    up to 30 %, sensor noise sigma 2-5). Benign: the photo printed is the original, the mask
+    is empty."""
+    src = _rgb(img)
+    pw = rng.randint(560, 900)
+    s = rng.uniform(0.4, 0.8)
+    iw = round(pw * s)
+    ih = max(8, round(src.height * iw / src.width))
+    margin = round(pw * 0.05)
+    head = round(pw * rng.uniform(0.08, 0.14))
+    ph = head + ih + round(pw * rng.uniform(0.25, 0.6))
+    paper = tuple(rng.randint(225, 245) - d for d in (0, 3, 14))
+    page = Image.new("RGB", (pw, ph), paper)
+    draw = ImageDraw.Draw(page)
+    ink = (rng.randint(20, 45),) * 3
+    draw.text((margin, round(head * 0.15)), _words(rng, rng.randint(3, 6)).upper(), fill=ink,
+              font=_font(round(head * 0.45)))
+    x = margin if rng.random() < 0.5 else pw - margin - iw
+    y = head
+    # the photo, halftoned
+    photo = np.asarray(src.resize((iw, ih), Image.BICUBIC), np.float32)
+    grey = rng.random() < 0.4
+    cell = rng.uniform(3, 6)
+    density = rng.uniform(0.85, 0.95)
+    if grey:
+        g = photo @ np.array([0.299, 0.587, 0.114], np.float32)
+        dots = _halftone(g[..., None], cell, (np.pi / 4,))[..., 0]
+        printed = np.stack([np.where(dots > 0, paper[k], paper[k] * (1 - density)) for k in range(3)], -1)
+    else:
+        cmy = 255 - photo  # ink amounts; black drawn from their common part
+        k_ink = cmy.min(-1, keepdims=True) * 0.5
+        inks = np.concatenate([cmy - k_ink, k_ink], -1)
+        dots = _halftone(255 - inks, cell, (np.radians(15), np.radians(75), 0.0, np.radians(45)))
+        cover = (dots < 128).astype(np.float32) * density  # where each ink lies
+        paper_rgb = np.array(paper, np.float32)
+        printed = paper_rgb * (1 - cover[..., :3]) * (1 - cover[..., 3:4])  # subtractive: C, M, Y, then K
+    page.paste(Image.fromarray(np.clip(printed, 0, 255).astype(np.uint8)), (x, y))
+    draw.text((x, y + ih + 6), _words(rng, rng.randint(5, 9)).capitalize(), fill=ink, font=_font(max(10, pw // 60)))
+    # text columns beside and under the photo
+    line = max(10, pw // 48)
+    cols = [(margin, pw - margin)] if iw > pw - 3 * margin else [(margin, x - margin), (x + iw + margin, pw - margin)]
+    for y0, y1, spans in ((head, head + ih, cols), (head + ih + line * 3, ph - margin, [(margin, pw - margin)])):
+        for a, b in spans:
+            if b - a < 4 * line:
+                continue
+            for ty in range(y0, y1 - line, line + line // 2):
+                end = b if rng.random() < 0.85 else a + rng.randint((b - a) // 3, b - a)
+                draw.rectangle((a, ty, end, ty + line // 2), fill=tuple(min(255, c + 60) for c in ink))
+    page = page.filter(ImageFilter.GaussianBlur(rng.uniform(0.6, 1.4)))
+    arr = np.asarray(page, np.float32)
+    how = "scanned" if rng.random() < 0.5 else "photographed"
+    if how == "scanned":
+        out = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).rotate(rng.uniform(-2, 2), Image.BICUBIC,
+                                                                           expand=True, fillcolor=(250, 250, 250))
+    else:
+        h, w = arr.shape[:2]
+        quad = [(cx + rng.uniform(-0.06, 0.06) * w, cy + rng.uniform(-0.06, 0.06) * h)
+                for cx, cy in ((0, 0), (w, 0), (w, h), (0, h))]
+        gx = np.linspace(1.0, 1.0 - rng.uniform(0, 0.3), w, dtype=np.float32)[None, :, None]
+        arr = arr * (gx if rng.random() < 0.5 else gx[:, ::-1])
+        arr += np.random.default_rng(rng.randrange(2**32)).normal(0, rng.uniform(2, 5), arr.shape).astype(np.float32)
+        page2 = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+        out = page2.transform((w, h), Image.PERSPECTIVE, _perspective(quad, w, h), Image.BICUBIC)
+    return Sample(out, Image.new("L", out.size, 0), [f"newsprint:{'grey' if grey else 'cmyk'}+{how}"])
+
+
 @dataclass(frozen=True)
 class EditFamily:
     name: str
@@ -937,12 +1024,13 @@ FAMILIES: dict[str, EditFamily] = {
         EditFamily("mirror_half", mirror_half, "manip", 0),
         EditFamily("clone", clone, "manip", 0),
         EditFamily("screenshot", screenshot, "benign", 1),  # after clone, for the same reason
+        EditFamily("newsprint", newsprint, "benign", 0),  # after screenshot, for the same reason
     )
 }
 # Whole families kept out of training, to measure generalisation to unseen kinds of edit.
 HELD_OUT_FAMILIES = (
     "transplant", "meme", "head_swap", "stylise", "screen", "retouch", "reframe", "recolour", "pad", "annotate",
-    "paste_small", "tilt", "stack", "cutout", "resize_part", "mirror_half", "clone", "screenshot",
+    "paste_small", "tilt", "stack", "cutout", "resize_part", "mirror_half", "clone", "screenshot", "newsprint",
 )
 TRAIN_FAMILIES = tuple(f for f in FAMILIES if f not in HELD_OUT_FAMILIES)
 
