@@ -806,13 +806,14 @@ def screenshot(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
     """A phone screenshot of a social-media post, the photo unchanged inside: a portrait screen
     (width 540-720 px, 19.5:9 to 20:9), light or dark theme; a status bar (clock, signal and
     battery marks), the app's header bar, the post's header (an avatar disc, a name and a
-    handle), 0-4 lines of post text, then the photo at the screen's width less 0-24 px margins,
-    cropped by the app to at most 4:5 portrait or 1.91:1 landscape (centred) and rounded at the
-    corners half the time; under it an action bar (icons and counts) and, half the time, the start of
-    the next post (header, a line of text and the top of a donor photo) cut by the screen's
-    edge. The post is scrolled so the photo starts 12-45 % down the screen. Benign (the photo
-    shown is the original, cropped as the platform crops it); the variant names the theme,
-    the crop and whether the next post shows."""
+    handle), 0-4 lines of post text, then the photo at the screen's width less margins of 0,
+    12 or 24 px (on a 540-px screen; the layout scales with the screen), cropped by the app to
+    at most 4:5 portrait or 1.91:1 landscape (centred), its corners rounded half the time it
+    has margins; under it an action bar (icons and counts) and, half the time, the start of the
+    next post (header, a line of text and the top of a donor photo) cut by the screen's edge.
+    The post is scrolled so the photo starts 12-45 % down the screen. Benign (the photo shown
+    is the original, cropped as the platform crops it); the variant names the theme, the crop
+    and whether the next post shows."""
     src = _rgb(img)
     sw = rng.randint(540, 720)
     sh = round(sw * rng.uniform(19.5 / 9, 20 / 9))
