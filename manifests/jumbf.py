@@ -38,25 +38,18 @@ _C2PA_UUID = bytes.fromhex("d8fec3d61b0e483c92975828877ec481")
 def _from_bmff(data: bytes) -> bytes | None:
     """C2PA's ContentProvenanceBox: FullBox('uuid', C2PA uuid) { version+flags, "manifest\\0", u64 merkle offset,
     the store }, at the top level of the file."""
-    pos = 0
-    while pos + 8 <= len(data):
-        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        header = 8
-        if size == 1:
-            if pos + 16 > len(data):
-                return None
-            size, header = struct.unpack(">Q", data[pos + 8 : pos + 16])[0], 16
-        elif size == 0:
-            size = len(data) - pos
-        if size < header or pos + size > len(data):
-            return None  # malformed: leave it to the validator
-        body = data[pos + header : pos + size]
+    try:
+        boxes = _boxes(data, 0, len(data))
+    except ValueError:
+        return None  # malformed: leave it to the validator
+    for offset, size, kind in boxes:
+        header = 16 if int.from_bytes(data[offset : offset + 4], "big") == 1 else 8
+        body = data[offset + header : offset + size]
         if kind == b"uuid" and body[:16] == _C2PA_UUID:
             purpose, sep, rest = body[20:].partition(b"\x00")  # after the uuid and version+flags
             if sep and purpose == b"manifest" and len(rest) > 8:
                 store = rest[8:]
                 return store if _is_c2pa_superbox(store) else None
-        pos += size
     return None
 
 

@@ -318,6 +318,10 @@ def test_jobs_run_in_a_process_of_their_own_and_are_listed(tmp_path: Path, datab
     monkeypatch.setenv("VERIFIER_DATABASE_URL", database_url)
     monkeypatch.setenv("VERIFIER_DATA_DIR", str(tmp_path / "var"))
     assert main(["jobs", "list", "--state", "done"]) == 0
+    for bad in (["--limit", "0"], ["--limit", "-5"], ["--limit", "lots"], ["--limit", "9" * 40], ["--state", "x;drop"]):
+        with pytest.raises(SystemExit) as refused:  # argparse: a message and exit 2, no query run
+            main(["jobs", "list", *bad])
+        assert refused.value.code == 2
     (line,) = capsys.readouterr().out.strip().splitlines()
     listed = json.loads(line)
     assert listed["id"] == str(job_id) and listed["state"] == "done" and listed["params"] == {"sample": 10}

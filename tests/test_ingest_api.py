@@ -210,6 +210,10 @@ REFUSALS = {
     "decompression_bomb": (lambda s: png_bomb(), 413, "image-too-large"),
     "invalid_manifest": (_tampered, 422, "invalid-manifest"),
     "unsigned": (lambda s: encode(photo_like(10)), 422, "unsigned-original"),
+    "truncated_heic": (lambda s: sign_image(encode(photo_like(11), "HEIF"), "image/heic", s)[:-400], 422, "corrupt-image"),
+    "truncated_avif": (lambda s: sign_image(encode(photo_like(12), "AVIF"), "image/avif", s)[:-200], 422, "corrupt-image"),
+    "heic_over_pixel_limit": (lambda s: encode(photo_like(13, (2500, 2000)), "HEIF", quality=10), 413, "image-too-large"),
+    "heic_header_only": (lambda s: encode(photo_like(14), "HEIF")[:60], 422, "corrupt-image"),
 }
 
 

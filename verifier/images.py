@@ -41,19 +41,25 @@ else:
     pi_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")
-_HEIC_BRANDS = (b"heic", b"heix", b"heim", b"heis")
-_IMAGE_BRANDS = (*_HEIC_BRANDS, b"mif1", b"msf1", b"avif", b"avis")
+_BMFF_IMAGES = ("image/heic", "image/heif", "image/avif")
 
 
 def _looks_like_image(data: bytes) -> bool:
     return (data.startswith(_MAGIC) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
-            or (data[4:8] == b"ftyp" and data[8:12] in _IMAGE_BRANDS))
+            or (data[4:8] == b"ftyp" and _bmff(data) in _BMFF_IMAGES))
 
 
 def _bmff_mime(data: bytes) -> str:
-    """HEIF's MIME type by its major brand: image/heic for HEVC-coded files (what C2PA readers expect of a
-    phone's photo), image/heif otherwise."""
-    return "image/heic" if data[8:12] in _HEIC_BRANDS else "image/heif"
+    """HEIF's MIME type by its brands, as the C2PA reader is told: image/heic for HEVC-coded files (a phone's
+    photo), image/heif otherwise."""
+    return "image/heic" if _bmff(data) == "image/heic" else "image/heif"
+
+
+def _bmff(data: bytes) -> str | None:
+    # imported here: the training machine reads images without the C2PA SDK that `manifests` loads
+    from manifests.formats import detect_mime
+
+    return detect_mime(data[:64])
 
 
 @dataclass(frozen=True)

@@ -59,11 +59,18 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _limit(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 1000, not {value}")
+    return value
+
+
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("jobs", help="queued background jobs (a publisher's suggested marks)")
     js = p.add_subparsers(dest="jobs_command", required=True)
     js.add_parser("run", help="run queued jobs until stopped (a worker process beside API replicas that do not)")
     q = js.add_parser("list", help="the newest jobs, one JSON line each")
-    q.add_argument("--limit", type=int, default=20)
+    q.add_argument("--limit", type=_limit, default=20, help="1-1000 (default 20)")
     q.add_argument("--state", choices=("queued", "running", "done", "failed"))
     p.set_defaults(func=cmd_jobs)
