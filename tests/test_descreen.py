@@ -1,6 +1,6 @@
-"""The query descreen (`simprov.descreen`): a printed picture's halftone screen is found and blurred
-away before stage 1; other images, including JPEG blocks and pixel-repeated enlargements (whose
-spectra have peaks too), are searched as they came."""
+"""The descreen (`simprov.descreen`, measured and not kept in the service): a printed picture's
+halftone screen is found, with its period, and blurred away; other images, including JPEG blocks
+and pixel-repeated enlargements (whose spectra have peaks too), are left as they are."""
 
 from __future__ import annotations
 
@@ -9,14 +9,9 @@ import random
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image, ImageFilter
 
-from manifests.signing import ManifestDefinition, SignerCredentials, sign_image
-from tests.conftest import auth
-from tests.helpers import encode, photo_like
-from verifier.service import Service
-from verifier.settings import Settings
+from tests.helpers import photo_like
 from verifier.simprov.descreen import descreen, screen_period
 from verifier.training.prints import PrintParams, print_copy
 
@@ -86,51 +81,3 @@ def test_small_and_flat_images_are_not_prints() -> None:
     assert screen_period(Image.new("RGB", (100, 60), (200, 10, 10))) is None  # smaller than one patch
     assert screen_period(Image.new("RGB", (800, 600), (200, 10, 10))) is None  # no texture at all
     assert screen_period(photo_like(3, (640, 480))) is None
-
-
-# -- through the service ---------------------------------------------------------------------
-
-
-def test_the_report_says_a_print_was_descreened_and_names_its_original(
-        client: TestClient, publisher_key: str, verifier_key: str, signer: SignerCredentials) -> None:
-    original = real_photo("astronaut")
-    data = sign_image(encode(original, "JPEG", quality=92), "image/jpeg", signer, ManifestDefinition(title="o.jpg"))
-    r = client.post("/v1/originals", files={"file": ("o.jpg", data, "image/jpeg")}, headers=auth(publisher_key))
-    assert r.status_code == 201, r.text
-    original_id = r.json()["id"]
-
-    def verify(img: Image.Image) -> dict:
-        r = client.post("/v1/verify", files={"file": ("q.png", encode(img, "PNG"), "image/png")}, headers=auth(verifier_key))
-        assert r.status_code == 200, r.text
-        return r.json()["report"]
-
-    report = verify(printed(original, 5.0, True))
-    assert report["search"]["halftone_period_px"] == pytest.approx(5.0, rel=0.1)
-    assert report["match"] is not None and report["match"]["original_id"] == original_id
-    assert verify(original.resize((384, 384)))["search"]["halftone_period_px"] is None
-
-
-@pytest.fixture
-def no_descreen(settings: Settings, embedder: object) -> Service:
-    svc = Service.open(settings.model_copy(update={"descreen": False}), embedder=embedder)  # type: ignore[arg-type]
-    yield svc  # type: ignore[misc]
-    svc.close()
-
-
-def test_the_setting_turns_the_descreen_off(no_descreen: Service) -> None:
-    dots = printed(real_photo("astronaut"), 5.0, True)
-    seen: list[Image.Image] = []
-    search = no_descreen.matcher.search
-    original = search.search
-
-    def spy(img: Image.Image, *a: object, **kw: object) -> object:
-        seen.append(img)
-        return original(img, *a, **kw)  # type: ignore[arg-type]
-
-    search.search = spy  # type: ignore[method-assign]
-    outcome = no_descreen.matcher.match(dots, "0" * 64).stage1
-    assert seen == [dots] and outcome.screen_period is None
-    no_descreen.matcher.descreen = True
-    seen.clear()
-    outcome = no_descreen.matcher.match(dots, "0" * 64).stage1
-    assert seen and seen[0] is not dots and outcome.screen_period == pytest.approx(5.0, rel=0.1)

@@ -96,7 +96,7 @@ class Service:
                               change.to(device) if change else None, min_inliers=settings.stage2_min_inliers, local=local,
                               doubted_fit_inliers=settings.stage2_doubted_fit_inliers,
                               work_max_side=settings.work_max_side, parallel=settings.parallel_stages,
-                              marks=marks, descreen=settings.descreen)
+                              marks=marks)
             registry = Registry(settings, originals, SearchIndexer(search, views, matcher))
             local_sync = matcher.sync_votes if local is not None else None
             follower = RegistryFollower(db, search, views, settings.follow_interval_s, on_change=local_sync)

@@ -89,10 +89,6 @@ class Settings(BaseSettings):
     embedding_model: str = Field(default="auto", description="Stage-1 model id; auto = the trained one if shipped.")
     stage1_regions: bool = Field(default=True, description="Also search region descriptors (finds originals of large "
                                  "composites, memes, collages) when the region model ships.")
-    descreen: bool = Field(default=True, description="A query that is a printed picture (halftone dots: a newspaper "
-                           "or magazine scanned or photographed) is blurred by a fraction of its screen's period before "
-                           "search and comparison, so that the models and SIFT see the picture, not the dots (simprov.descreen; BENCHMARKS.md, "
-                           "'Newspaper prints'). Other queries are searched as they are.")
     stage2_max_pairs: int = Field(default=10, ge=1, le=100, description="Most candidates PSEN compares per query.")
     parallel_stages: bool = Field(default=True, description="When no other verification is in flight, run the steps "
                                   "of one that do not wait on each other at once: the query's global and region "

@@ -33,7 +33,6 @@ from verifier.simprov import catalog
 from verifier.simprov.align import SiftFeatures, screen_inliers
 from verifier.simprov.change import ChangeDetector, ChangeResult
 from verifier.simprov.compare import compare_pixels
-from verifier.simprov.descreen import descreen
 from verifier.simprov.pairs import WORK_SIDE, View, align_pair
 from verifier.simprov.rerank import Reranker, Stage2Result
 from verifier.storage.models import Original
@@ -82,11 +81,9 @@ class Matcher:
         work_max_side: int | None = None,
         parallel: bool = False,
         marks: MarkSet | None = None,
-        descreen: bool = False,
     ) -> None:
         self.originals = originals
         self.marks = marks  # publishers' marks: a query's keypoints on them are not evidence
-        self.descreen = descreen  # a printed query's halftone dots blurred away before stage 1
         self.parallel = parallel  # steps of a request at once when no other is in flight (`_steps_at_once`)
         self._in_flight = 0
         self._flight = threading.Lock()
@@ -142,11 +139,9 @@ class Matcher:
         clock = Stopwatch()
         exact = self.originals.find_by_sha256(sha256)
         clock.lap("exact_lookup")
-        image, period = self._descreened(image) if exact is None else (image, None)
-        clock.lap("descreen")
         view = self._view_later(image, parallel and exact is None)
         try:
-            outcome = self._stage1(image, period, parallel)
+            outcome = self.search.search(image, parallel=parallel)
         finally:
             view.wait()
         clock.lap("stage1")
@@ -202,11 +197,10 @@ class Matcher:
         it. Only exact bytes are certain: a learned probability is capped at 0.99."""
         exact = {o.id for o in self.originals.all_by_sha256(sha256)}
         found: dict[uuid.UUID, float] = dict.fromkeys(exact, 1.0)
-        image, period = self._descreened(image)
         with self._steps_at_once() as parallel:
             view = self._view_later(image, parallel)
             try:
-                outcome = self._stage1(image, period, parallel)
+                outcome = self.search.search(image, parallel=parallel)
             finally:
                 view.wait()
 
@@ -226,17 +220,6 @@ class Matcher:
             thr = outcome.threshold
             note(outcome.match.original_id, 0.5 + 0.5 * (outcome.match.score - thr) / max(1e-6, 1 - thr))
         return sorted(((oid, p, oid in exact) for oid, p in found.items()), key=lambda t: (not t[2], -t[1]))
-
-    def _descreened(self, image: Image.Image) -> tuple[Image.Image, float | None]:
-        """The query with a printed picture's halftone dots blurred away when the setting is on
-        (`simprov.descreen`), and the screen's period (None: not a print, the query as it came).
-        Every stage then works on it: SIFT finds no keypoints to align on dots, and the heatmap
-        would show them as changes (BENCHMARKS.md, "Newspaper prints: a descreen")."""
-        return descreen(image) if self.descreen else (image, None)
-
-    def _stage1(self, image: Image.Image, period: float | None, parallel: bool) -> SearchOutcome:
-        outcome = self.search.search(image, parallel=parallel)
-        return dataclasses.replace(outcome, screen_period=period) if period is not None else outcome
 
     def query_view(self, image: Image.Image) -> View:
         """A query's view: enlarged to the originals' working size when smaller, so that a

@@ -10,13 +10,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-REPORT_VERSION = "1.8"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...);
+REPORT_VERSION = "1.7"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...);
 # 1.2: manipulation.local_warp; 1.3: manipulation.original_coverage and added_content_fraction;
 # 1.4: manipulation.colour_map_gain and colour_mapped; 1.5: colour_mapped also when the mapped look calls it
-# manipulated (its map is the report's); 1.6: manipulation.local_recolour; 1.7: search.publisher_marks;
-# 1.8: search.halftone_period_px
+# manipulated (its map is the report's); 1.6: manipulation.local_recolour; 1.7: search.publisher_marks
 # (each additive: an earlier reader ignores them)
-SCHEMA_ID = "urn:provenance-verifier:schema:report:1.8"
+SCHEMA_ID = "urn:provenance-verifier:schema:report:1.7"
 
 
 class Verdict(str, Enum):
@@ -192,10 +191,6 @@ class SearchSection(BaseModel):
     candidates: list[CandidateScore] = Field(description="Top-k registry candidates, best first.")
     publisher_marks: list[MarkFound] = Field(
         default_factory=list, description="Enrolled publishers' marks found on the query, whose keypoints did not count.")
-    halftone_period_px: float | None = Field(
-        default=None, description="The query looks like a printed picture (a newspaper or magazine page scanned or "
-        "photographed): the period of its halftone dots, in the query's pixels. It was searched and compared with "
-        "the dots blurred away (the heatmap does not show them as changes). Null: not a print.")
 
 
 class LocalWarp(BaseModel):
@@ -280,7 +275,7 @@ class RecoveredManifest(CredentialDetails):
 
 
 class Report(BaseModel):
-    report_version: Literal["1.8"] = REPORT_VERSION
+    report_version: Literal["1.7"] = REPORT_VERSION
     id: uuid.UUID
     created_at: dt.datetime
     service: ServiceInfo

@@ -1,16 +1,18 @@
-"""Descreening: a photo printed in a newspaper or a magazine and scanned or photographed is made of
-halftone dots, a lattice of full-contrast dots a few pixels apart. Resizing it to the embeddings'
-128-256 px folds that lattice into moire and colour noise that the stage-1 models were never shown,
-and the original falls out of the top 100 (BENCHMARKS.md, "Newspaper prints").
+"""Descreening, measured and **not used by the service** (BENCHMARKS.md, "Tried, not kept: a descreen
+of printed queries"): kept for the calibration and the probes that measured it, and for whoever
+tries prints again.
 
-`screen_period` finds the lattice: in small patches of the query at its own resolution, a halftone
+A photo printed in a newspaper or a magazine and scanned or photographed is made of halftone dots,
+a lattice of full-contrast dots a few pixels apart, which the models and SIFT were never shown.
+`screen_period` finds the lattice: in small patches of the image at its own resolution, a halftone
 screen shows as two strong, sharp peaks of the spectrum at the same radius and at right angles (a
-2-D lattice), where a natural image's spectrum falls off smoothly and a striped texture (a fence,
-a shirt) gives one direction only. Peaks on the axes are ignored: JPEG's 8x8 blocks and
-nearest-neighbour enlargements put theirs there. `descreen` then blurs the query by a fraction of
-the period, which removes the dots and keeps what survives the embeddings' resize anyway.
-Parameters chosen on printed copies of train photos from `training.prints` (a generator written
-apart from the held-out `newsprint` family), `scripts/calibrate_descreen.py`.
+2-D lattice), where a natural image's spectrum falls off smoothly, a striped texture (a fence, a
+shirt) gives one direction only and a straight edge gives a line through the origin, not a point.
+Peaks on the axes are ignored: JPEG's 8x8 blocks and nearest-neighbour enlargements put theirs
+there. `descreen` blurs the image by a fraction of the period. Parameters chosen on printed copies
+of train photos from `training.prints` (a generator written apart from the held-out `newsprint`
+family), `scripts/calibrate_descreen.py`. With it before every stage (commit 2137738), printed
+copies of train photos were found more often and the held-out `newsprint` family less often.
 """
 
 from __future__ import annotations

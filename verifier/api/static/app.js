@@ -315,14 +315,6 @@ function marksView(r) {
       + "its keypoints were not counted as evidence of a match."));
 }
 
-function printView(r) {
-  const period = r.search && r.search.halftone_period_px;
-  if (!period) return null;
-  return el("section", { class: "panel", id: "printed" }, el("h2", {}, "A printed picture"),
-    el("p", {}, "This image is made of halftone dots " + period.toFixed(1) + " px apart: a newspaper or magazine page, "
-      + "scanned or photographed. It was searched and compared with the dots blurred away."));
-}
-
 function downloadsView(env) {
   const r = env.report;
   const json = URL.createObjectURL(new Blob([JSON.stringify(env, null, 2)], { type: "application/json" }));
@@ -344,8 +336,6 @@ function renderReport(root, env, queryUrl) {
   credentialsView(r, root);
   const marks = marksView(r);
   if (marks) root.append(marks);
-  const printed = printView(r);
-  if (printed) root.append(printed);
   const c = candidatesView(r);
   if (c) root.append(c);
   root.append(downloadsView(env));
