@@ -154,6 +154,22 @@ def test_edited_copy_shows_manipulated_with_the_heatmap_where_the_patch_is(serve
     assert not page.dialogs and not page.js_errors  # type: ignore[attr-defined]
 
 
+def test_an_animation_matched_in_a_later_frame_says_which_and_shows_that_frame(server: str, browser, originals,
+                                                                              verifier_key: str, tmp_path: Path) -> None:
+    edited = photo("coffee").copy()
+    ImageDraw.Draw(edited).rectangle((380, 60, 540, 200), fill=(230, 20, 30))
+    frames = [photo("rocket").resize(edited.size), photo("chelsea").resize(edited.size), edited]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=300, loop=0)
+    page = open_page(browser, server, verifier_key)
+    verify_file(page, tmp_path, "slideshow.gif", buf.getvalue())
+    assert page.get_attribute("#verdict", "data-verdict") == "match_manipulated"
+    assert "frame 3 of the 3" in page.inner_text("#frame-note")
+    assert loaded(page, "#query-img")
+    assert "frame 3" in page.inner_text("#compare figcaption")
+    assert not page.dialogs and not page.js_errors  # type: ignore[attr-defined]
+
+
 def test_signed_original_shows_trusted_banner_signer_and_ingredients(server: str, browser, originals, verifier_key: str,
                                                                      signer: SignerCredentials, tmp_path: Path, shots: Path) -> None:
     page = open_page(browser, server, verifier_key)

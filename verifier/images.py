@@ -149,6 +149,103 @@ _HIGH_DEPTH = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _ALPHA = ("RGBA", "RGBa", "LA", "La", "PA")
 
 
+STILL_MIMES = frozenset({"image/jpeg"})  # one picture (an MPO's second is a depth map or the other eye)
+ANIMATION_DECODE_PIXELS = 64_000_000  # frame pixels decoded looking for an animation's pictures (~0.5 s of GIF)
+_SAME_FRAME = 4.0  # mean absolute difference (0-255) of 16x16 grey thumbnails under which a frame shows the same picture
+_SCENES_HELD = 2  # x the frames wanted: pictures whose pixels are kept while the animation is read (<= 3 MB each)
+
+
+def frame_count(data: bytes) -> int:
+    """How many frames an already-checked upload holds (1 for a still; `load_image` decoded the first)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return max(1, int(getattr(img, "n_frames", 1)))
+    except Exception:  # noqa: BLE001 - the first frame was checked; a file whose later structure breaks is a still
+        return 1
+
+
+@dataclass
+class _Scene:
+    """One picture of an animation: the frame it starts at, how long it is shown, its pixels (None once
+    dropped to bound memory)."""
+
+    index: int
+    thumb: np.ndarray
+    image: Image.Image | None
+    shown: float
+
+
+def later_frames(data: bytes, count: int, *, max_frames: int, max_side: int | None) -> list[tuple[int, Image.Image]]:
+    """Up to `max_frames` - 1 more pictures of an animation, as `load_image` gives the first frame: the
+    frames are read in order (a GIF, WebP or APNG decodes every frame on the way to one anyway), as
+    far as `ANIMATION_DECODE_PIXELS` reaches, and grouped into pictures (a frame like the picture
+    shown is the same picture: a progress bar, a blinking cursor; a picture shown again counts once);
+    the pictures shown longest other than the first frame's come back, as (first frame index, RGB)
+    in order. A frame that does not decode ends the reading: the first frame was checked, the rest
+    is a bonus."""
+    if count <= 1 or max_frames <= 1:
+        return []
+    held = _SCENES_HELD * max_frames
+    scenes: list[_Scene] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                icc = _icc_profile(img)
+                reach = min(count, max(2, ANIMATION_DECODE_PIXELS // max(1, img.width * img.height)))
+                current = _Scene(0, _thumb(_frame_rgb(img, icc, max_side)), None, _shown(img))
+                scenes.append(current)
+                for index in range(1, reach):
+                    img.seek(index)
+                    frame = _frame_rgb(img, icc, max_side)
+                    thumb = _thumb(frame)
+                    if not _same(thumb, current.thumb):
+                        again = next((s for s in scenes if (s.image is not None or s.index == 0) and _same(thumb, s.thumb)), None)
+                        current = again or _Scene(index, thumb, frame, 0.0)
+                        if again is None:
+                            scenes.append(current)
+                            _drop_shortest(scenes, current, held)
+                    current.shown += _shown(img)
+        except Exception as exc:  # noqa: BLE001 - truncated or odd later frames: what decoded so far stands
+            log.info("animation: read %d pictures before %s", len(scenes), exc)
+    longest = sorted((s for s in scenes if s.index > 0 and s.image is not None), key=lambda s: (-s.shown, s.index))
+    return [(s.index, s.image) for s in sorted(longest[: max_frames - 1], key=lambda s: s.index)]  # type: ignore[misc]
+
+
+def _shown(img: Image.Image) -> float:
+    """How long the current frame is shown (ms; a frame without a duration counts as 100)."""
+    d = img.info.get("duration")
+    return float(d) if isinstance(d, int | float) and d > 0 else 100.0
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return float(np.abs(a - b).mean()) < _SAME_FRAME
+
+
+def _drop_shortest(scenes: list[_Scene], current: _Scene, held: int) -> None:
+    """Keep the pixels of at most `held` pictures: the shortest shown so far (not the one showing) lets go."""
+    with_pixels = [s for s in scenes if s.image is not None and s is not current]
+    if len(with_pixels) >= held:
+        min(with_pixels, key=lambda s: (s.shown, -s.index)).image = None
+
+
+def _frame_rgb(img: Image.Image, icc: bytes | None, max_side: int | None) -> Image.Image:
+    """The current frame as `load_image` turns a first frame into RGB at its working size."""
+    img.load()
+    rgb = _rgb_or_rgba(img)
+    if max_side is not None and max(rgb.size) > max_side:
+        scale = max_side / max(rgb.size)
+        rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.BICUBIC,
+                         reducing_gap=2.0)
+    elif rgb is img:
+        rgb = img.copy()
+    return _finish(_to_srgb(rgb, icc))
+
+
+def _thumb(img: Image.Image) -> np.ndarray:
+    return np.asarray(img.convert("L").resize((16, 16), Image.BILINEAR), np.float32)
+
+
 def _rgb_or_rgba(img: Image.Image) -> Image.Image:
     """8-bit RGB, RGBA where the image has transparency, or L for a grey: scaled, not clipped.
 

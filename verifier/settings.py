@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     embedding_model: str = Field(default="auto", description="Stage-1 model id; auto = the trained one if shipped.")
     stage1_regions: bool = Field(default=True, description="Also search region descriptors (finds originals of large "
                                  "composites, memes, collages) when the region model ships.")
+    animation_frames: int = Field(default=4, ge=1, le=16, description="Frames of an animated upload searched: the "
+                                  "first always; only when it matches nothing, the pictures shown longest after it "
+                                  "(images.later_frames), so a still costs nothing more: a meme GIF or a slideshow "
+                                  "whose news photo is not its first frame. 1 = the first frame only. BENCHMARKS.md, "
+                                  "'Animated copies'.")
     stage2_max_pairs: int = Field(default=10, ge=1, le=100, description="Most candidates PSEN compares per query.")
     parallel_stages: bool = Field(default=True, description="When no other verification is in flight, run the steps "
                                   "of one that do not wait on each other at once: the query's global and region "

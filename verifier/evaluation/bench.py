@@ -291,7 +291,7 @@ def run_bench(
             if pairwise is not None:
                 _pairwise_measures(pairwise, service, q, signed, ev, true_id, got)
             if exhaustive is not None and ev.stage2 is not None:
-                ex = _exhaustive_choice(service, exhaustive, q, ev)
+                ex = _exhaustive_choice(service, exhaustive, q, ev, signed.report["search"].get("frame", 0))
                 matched_exhaustive[q.kind].append(ex == true_id if q.kind != "distinct" else ex is not None)
             if baselines:
                 query_images.append(decode(q.data))
@@ -405,7 +405,7 @@ def _pairwise_measures(pm: PairwiseMeasures, service: Service, q: Query, signed:
                        true_id: str | None, got: str | None) -> None:
     """Table 3-5 measures for one query (see verifier.evaluation.pairwise), through the service's parts."""
     matcher = service.matcher
-    image = decode(q.data)
+    image = decode(q.data, signed.report["search"].get("frame", 0))  # an animation: the frame the report is about
     qvec = ev.stage1.query_vector  # the pipeline's own stage-1 vector of this query
     hardest = ev.stage1.candidates[0].original_id if ev.stage1.candidates else None
     true_view = matcher.view(uuid.UUID(true_id)) if true_id else None
@@ -421,9 +421,9 @@ def _pairwise_measures(pm: PairwiseMeasures, service: Service, q: Query, signed:
            pipeline_heat=heat)
 
 
-def _exhaustive_choice(service: Service, reranker: Reranker, q: Query, ev: Evidence) -> str | None:
+def _exhaustive_choice(service: Service, reranker: Reranker, q: Query, ev: Evidence, frame: int = 0) -> str | None:
     """What stage 2 would have chosen with PSEN on every one of its max_pairs candidates."""
-    res = service.matcher.rerank(service.matcher.query_view(decode(q.data)), ev.stage1, reranker)
+    res = service.matcher.rerank(service.matcher.query_view(decode(q.data, frame)), ev.stage1, reranker)
     return str(ev.stage1.candidates[res.choice].original_id) if res.choice is not None else None
 
 

@@ -99,7 +99,10 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
     return {"p50": round(float(np.percentile(arr, 50)), 2), "p95": round(float(np.percentile(arr, 95)), 2)}
 
 
-def decode(data: bytes) -> Image.Image:
-    """A query's pixels as the service reads an upload's (orientation, bit depth, alpha)."""
+def decode(data: bytes, frame: int = 0) -> Image.Image:
+    """A query's pixels as the service reads an upload's (orientation, bit depth, alpha); `frame`: the
+    picture of an animation that a report describes (`search.frame`)."""
     with Image.open(io.BytesIO(data)) as im:
+        if frame:
+            im.seek(frame)
         return as_viewed(im)

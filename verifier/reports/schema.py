@@ -10,12 +10,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-REPORT_VERSION = "1.7"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...);
+REPORT_VERSION = "1.8"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...);
 # 1.2: manipulation.local_warp; 1.3: manipulation.original_coverage and added_content_fraction;
 # 1.4: manipulation.colour_map_gain and colour_mapped; 1.5: colour_mapped also when the mapped look calls it
-# manipulated (its map is the report's); 1.6: manipulation.local_recolour; 1.7: search.publisher_marks
+# manipulated (its map is the report's); 1.6: manipulation.local_recolour; 1.7: search.publisher_marks;
+# 1.8: input.frames and search.frame (animations searched beyond their first frame)
 # (each additive: an earlier reader ignores them)
-SCHEMA_ID = "urn:provenance-verifier:schema:report:1.7"
+SCHEMA_ID = "urn:provenance-verifier:schema:report:1.8"
 
 
 class Verdict(str, Enum):
@@ -45,6 +46,8 @@ class InputInfo(BaseModel):
     width: int | None = Field(description="null for assets that are not raster images (SVG, PDF, video, audio).")
     height: int | None
     size_bytes: int
+    frames: int = Field(default=1, description="Frames in the file: more than 1 for an animation (GIF, WebP, APNG, "
+                        "AVIF) or a multi-page TIFF.")
 
 
 class IngredientFailure(BaseModel):
@@ -191,6 +194,8 @@ class SearchSection(BaseModel):
     candidates: list[CandidateScore] = Field(description="Top-k registry candidates, best first.")
     publisher_marks: list[MarkFound] = Field(
         default_factory=list, description="Enrolled publishers' marks found on the query, whose keypoints did not count.")
+    frame: int = Field(default=0, description="The frame (from 0) that the search, the match and the heatmap describe: "
+                       "the first, unless the first matched nothing and a later picture of an animation did.")
 
 
 class LocalWarp(BaseModel):
@@ -275,7 +280,7 @@ class RecoveredManifest(CredentialDetails):
 
 
 class Report(BaseModel):
-    report_version: Literal["1.7"] = REPORT_VERSION
+    report_version: Literal["1.8"] = REPORT_VERSION
     id: uuid.UUID
     created_at: dt.datetime
     service: ServiceInfo

@@ -20,7 +20,7 @@ import numpy as np
 from manifests.formats import detect_mime, supported_mime_types
 from verifier import __version__
 from verifier.errors import NotAnImage, NotFound
-from verifier.images import load_image
+from verifier.images import STILL_MIMES, frame_count, later_frames, load_image
 from verifier.matching.evidence import Evidence
 from verifier.matching.matcher import Matcher, Stopwatch
 from verifier.reports.heatmap import (
@@ -85,6 +85,17 @@ class VerificationPipeline:
         clock.lap("c2pa")
         ev = self.matcher.match(image, info.sha256)
         clock.add(ev.timings_ms)
+        frames = frame_count(data) if info.mime not in STILL_MIMES else 1
+        frame_index = 0
+        if ev.original is None and frames > 1:
+            for index, frame in later_frames(data, frames, max_frames=self.settings.animation_frames,
+                                             max_side=self.settings.work_max_side):
+                other = self.matcher.match(frame, info.sha256)
+                if other.original is not None:
+                    ev, image, frame_index = other, frame, index
+                    break
+        if frames > 1:
+            clock.lap("later_frames")
 
         report_id = uuid.uuid4()
         match = assemble.match_section(ev)
@@ -119,13 +130,15 @@ class VerificationPipeline:
             created_at=dt.datetime.now(dt.UTC),
             service=ServiceInfo(version=__version__),
             models=self.models(),
-            input=InputInfo(sha256=info.sha256, mime=info.mime, width=info.width, height=info.height, size_bytes=info.size_bytes),
+            input=InputInfo(sha256=info.sha256, mime=info.mime, width=info.width, height=info.height, size_bytes=info.size_bytes,
+                            frames=frames),
             c2pa=c2pa,
             match=match,
             search=SearchSection(method=ev.stage1.method, decision_threshold=ev.stage1.threshold,
                                  candidates=assemble.candidates(ev.stage1),
                                  publisher_marks=[MarkFound(mark_id=m.id, publisher=PublisherRef(id=m.publisher_id, name=m.publisher),
-                                                            label=m.label, keypoints=m.keypoints) for m in ev.marks]),
+                                                            label=m.label, keypoints=m.keypoints) for m in ev.marks],
+                                 frame=frame_index),
             manipulation=manipulation,
             recovered_manifest=recovered,
             verdict=verdict,

@@ -20,7 +20,7 @@ from manifests.formats import detect_mime
 from manifests.jumbf import active_manifest_only
 from manifests.softbinding import SoftBindingError, canonical_value, valid_alg
 from verifier.errors import BadRequest, NotAnImage, NotFound
-from verifier.images import load_image
+from verifier.images import STILL_MIMES, frame_count, later_frames, load_image
 from verifier.matching.matcher import Matcher
 from verifier.reports.schema import SoftBindingOut
 from verifier.settings import Settings
@@ -92,6 +92,12 @@ class SoftBindingResolver:
         info, image = self._image(data)
         hinted = self.by_binding(hint_alg, hint_value, max_results) if hint_alg and hint_value else []
         resolved = self.matcher.resolve(image, info.sha256)
+        if not resolved and info.mime not in STILL_MIMES:  # an animation: its later frames, as /v1/verify does
+            for _, frame in later_frames(data, frame_count(data), max_frames=self.settings.animation_frames,
+                                         max_side=self.settings.work_max_side):
+                resolved = self.matcher.resolve(frame, info.sha256)
+                if resolved:
+                    break
         labels = self.bindings.labels([oid for oid, _, _ in resolved])
         found = [SbrMatch(labels[oid], 100 if exact else max(1, min(99, round(100 * p))), exact=exact)
                  for oid, p, exact in resolved if oid in labels]

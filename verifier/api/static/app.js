@@ -202,7 +202,16 @@ function compareView(r, queryUrl) {
   if (heatToggle) { heatToggle.addEventListener("change", applyHeat); opacity.addEventListener("input", applyHeat); }
   setMode("side");
 
-  if (queryUrl) {
+  const frame = (r.search && r.search.frame) || 0;
+  if (frame > 0) {
+    note.before(el("p", { id: "frame-note" }, "The match is in frame " + (frame + 1) + " of the " + r.input.frames
+      + " of this animation (the first frame matched nothing)."));
+  }
+  if (queryUrl && frame > 0 && m && m.heatmap_url) {
+    // the animation plays; the frame the comparison is about is the heatmap rendering's
+    blobUrl(m.heatmap_url).then((u) => { query.src = u; }).catch(() => {});
+    qFig.querySelector("figcaption").textContent = "Submitted animation, frame " + (frame + 1) + " (as the heatmap rendering)";
+  } else if (queryUrl) {
     // a format the service reads but this browser does not show (HEIC outside Safari)
     query.addEventListener("error", () => {
       const cap = qFig.querySelector("figcaption");
