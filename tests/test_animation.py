@@ -108,6 +108,31 @@ def test_many_frames_and_a_truncated_animation_stay_bounded() -> None:
     assert len(later_frames(cut, frame_count(cut), max_frames=3, max_side=1024)) <= 2  # no exception
 
 
+def test_a_later_frame_claiming_a_huge_extent_is_not_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GIF frame's descriptor may claim up to 65535 x 65535 px over a few bytes, and Pillow grows the
+    canvas to hold it: the frame is refused by the upload's pixel limit before its pixels are allocated."""
+    small = [Image.new("P", (8, 8), i) for i in range(2)]
+    for f in small:
+        f.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
+    buf = io.BytesIO()
+    small[0].save(buf, "GIF", save_all=True, append_images=small[1:], duration=100)
+    data = bytearray(buf.getvalue())
+    at = data.rindex(b"\x2c\x00\x00\x00\x00\x08\x00\x08\x00")  # the second frame's descriptor: at 0,0, 8 x 8
+    data[at + 5 : at + 9] = (4000).to_bytes(2, "little") * 2  # 16 MP: within the decode budget, over this limit
+    decoded: list[tuple[int, int]] = []
+    real = images._frame_rgb
+
+    def spy(img: Image.Image, icc: bytes | None, max_side: int | None) -> Image.Image:
+        decoded.append(img.size)
+        return real(img, icc, max_side)
+
+    monkeypatch.setattr(images, "_frame_rgb", spy)
+    assert later_frames(bytes(data), 2, max_frames=4, max_side=1024, max_pixels=10**7) == []
+    assert decoded == [(8, 8)]  # the first frame only
+    later_frames(bytes(data), 2, max_frames=4, max_side=1024, max_pixels=10**8)
+    assert decoded[-1] == (4000, 4000)  # under a higher limit it is read (and found truncated)
+
+
 # -- through the service ---------------------------------------------------------------------
 
 

@@ -175,14 +175,16 @@ class _Scene:
     shown: float
 
 
-def later_frames(data: bytes, count: int, *, max_frames: int, max_side: int | None) -> list[tuple[int, Image.Image]]:
+def later_frames(data: bytes, count: int, *, max_frames: int, max_side: int | None,
+                 max_pixels: int = 80_000_000) -> list[tuple[int, Image.Image]]:
     """Up to `max_frames` - 1 more pictures of an animation, as `load_image` gives the first frame: the
     frames are read in order (a GIF, WebP or APNG decodes every frame on the way to one anyway), as
     far as `ANIMATION_DECODE_PIXELS` reaches, and grouped into pictures (a frame like the picture
     shown is the same picture: a progress bar, a blinking cursor; a picture shown again counts once);
     the pictures shown longest other than the first frame's come back, as (first frame index, RGB)
-    in order. A frame that does not decode ends the reading: the first frame was checked, the rest
-    is a bonus."""
+    in order. A frame that does not decode, or whose extent would grow the canvas past `max_pixels`
+    (a GIF frame may claim 65535 x 65535 px of a few bytes), ends the reading: the first frame was
+    checked, the rest is a bonus."""
     if count <= 1 or max_frames <= 1:
         return []
     held = _SCENES_HELD * max_frames
@@ -192,11 +194,15 @@ def later_frames(data: bytes, count: int, *, max_frames: int, max_side: int | No
         try:
             with Image.open(io.BytesIO(data)) as img:
                 icc = _icc_profile(img)
-                reach = min(count, max(2, ANIMATION_DECODE_PIXELS // max(1, img.width * img.height)))
+                budget = ANIMATION_DECODE_PIXELS - img.width * img.height
                 current = _Scene(0, _thumb(_frame_rgb(img, icc, max_side)), None, _shown(img))
                 scenes.append(current)
-                for index in range(1, reach):
-                    img.seek(index)
+                for index in range(1, count):
+                    img.seek(index)  # the frame's header: its pixels are read by `_frame_rgb`
+                    pixels = img.width * img.height
+                    budget -= pixels
+                    if pixels > max_pixels or budget < 0:
+                        break
                     frame = _frame_rgb(img, icc, max_side)
                     thumb = _thumb(frame)
                     if not _same(thumb, current.thumb):

@@ -89,7 +89,7 @@ class VerificationPipeline:
         frame_index = 0
         if ev.original is None and frames > 1:
             for index, frame in later_frames(data, frames, max_frames=self.settings.animation_frames,
-                                             max_side=self.settings.work_max_side):
+                                             max_side=self.settings.work_max_side, max_pixels=self.settings.max_image_pixels):
                 other = self.matcher.match(frame, info.sha256)
                 if other.original is not None:
                     ev, image, frame_index = other, frame, index

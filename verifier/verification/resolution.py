@@ -94,7 +94,7 @@ class SoftBindingResolver:
         resolved = self.matcher.resolve(image, info.sha256)
         if not resolved and info.mime not in STILL_MIMES:  # an animation: its later frames, as /v1/verify does
             for _, frame in later_frames(data, frame_count(data), max_frames=self.settings.animation_frames,
-                                         max_side=self.settings.work_max_side):
+                                         max_side=self.settings.work_max_side, max_pixels=self.settings.max_image_pixels):
                 resolved = self.matcher.resolve(frame, info.sha256)
                 if resolved:
                     break
