@@ -1,7 +1,9 @@
-"""Random damage to an AVIF or HEIC file through `load_image`: every outcome counted (read, a typed refusal, or
-anything else), and the slowest; the process's address space capped at 4 GiB so that a runaway allocation fails.
+"""Random damage to an AVIF or HEIC file, or to an animated GIF, WebP or PNG, through `load_image` (and for the
+animations `frame_count` and `later_frames`, as /v1/verify reads a later picture): every outcome counted (read, a
+typed refusal, or anything else), and the slowest; the process's address space capped at 4 GiB so that a runaway
+allocation fails.
 
-    PYTHONPATH=. python scripts/probe_fuzz_formats.py HEIF|AVIF <mutations> <seed>
+    PYTHONPATH=. python scripts/probe_fuzz_formats.py HEIF|AVIF|GIF|WEBP|PNG <mutations> <seed>
 """
 import random
 import resource
@@ -10,11 +12,20 @@ import time
 
 from tests.helpers import encode, photo_like
 from verifier.errors import VerifierError
-from verifier.images import load_image
+from verifier.images import frame_count, later_frames, load_image
 
 fmt = sys.argv[1]; n = int(sys.argv[2]); seed = int(sys.argv[3])
 resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
-base = encode(photo_like(1, (300, 200)), fmt, quality=70)
+ANIMATED = fmt in ("GIF", "WEBP", "PNG")
+if ANIMATED:
+    import io
+
+    frames = [photo_like(s, (300, 200)) for s in range(4)]
+    buf = io.BytesIO()
+    frames[0].save(buf, fmt, save_all=True, append_images=frames[1:], duration=[100, 300, 200, 400], loop=0)
+    base = buf.getvalue()
+else:
+    base = encode(photo_like(1, (300, 200)), fmt, quality=70)
 rng = random.Random(seed)
 counts = {}; worst = 0.0
 for i in range(n):
@@ -26,6 +37,9 @@ for i in range(n):
     t = time.perf_counter()
     try:
         load_image(bytes(d), max_bytes=10**7, max_pixels=40_000_000, max_side=1024); r = "ok"
+        if ANIMATED:
+            got = later_frames(bytes(d), frame_count(bytes(d)), max_frames=4, max_side=1024, max_pixels=40_000_000)
+            r = f"ok, {len(got)} later pictures"
     except VerifierError as e:
         r = type(e).__name__
     except Exception as e:  # noqa: BLE001 - counting what escapes is the point
