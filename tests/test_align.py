@@ -246,6 +246,27 @@ def test_a_local_warp_is_measured_where_it_is() -> None:
     assert moved[5:, 5:].max() < WARP_PX / 2  # the far corner did not move
 
 
+def test_a_copy_set_in_a_flat_frame_moves_nothing_at_the_frames_edge() -> None:
+    """A cropped copy on a light card (a screenshot, a reposted card): along the edge of what it
+    covers DIS has content on one side only, and its flow drifted 11.7 px there before the flow
+    was read only MOVED_MARGIN px inside (`scripts/probe_warp_margin.py` found this one)."""
+    cand = Image.fromarray(skdata.coffee()).convert("RGB")
+    cand.thumbnail((512, 512))
+    card = Image.new("RGB", (546, 357), (240, 242, 245))
+    card.paste(cand.crop((19, 25, 446, 309)), (59, 17))
+    assert _moved(_jpeg(card, 88), cand).max() < WARP_PX / 2
+
+
+def test_inside_takes_a_band_off_the_covered_area_and_the_frame() -> None:
+    from verifier.simprov.align import inside
+
+    covered = np.zeros((40, 60), bool)
+    covered[:, 10:] = True  # covers from column 10 to the frame's right edge
+    kept = inside(covered, 3)
+    assert kept[3:-3, 13:-3].all() and not kept[:, :13].any() and not kept[:3].any() and not kept[:, -3:].any()
+    assert inside(covered, 0) is covered
+
+
 @pytest.mark.parametrize("edit", ["jpeg", "rescale+crop", "caption"])
 def test_benign_changes_and_occlusions_are_not_moves(edit: str) -> None:
     """A recompressed, rescaled or cropped copy moves nothing beyond its homography; a block

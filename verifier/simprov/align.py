@@ -39,6 +39,12 @@ MIN_FRAME_SHARE = 0.01
 # no flow explains. Displacements are in the coarser image's pixels. Chosen on 1,988 benign
 # copies (`augment.benign`) and 260 twirl warps of `train` photos (BENCHMARKS.md, "Local warps").
 MOVED_GRID = 7
+# ...and only MOVED_MARGIN px or more inside what the query covers and inside the frame: at the edge of the
+# covered area (a crop's border, a screenshot's or a card's frame) DIS has content on one side only and its
+# flow drifts. Chosen on `train` photos (`scripts/probe_warp_margin.py`, 1,500 of each): copies set in a
+# flat frame called warped 35 -> 6, benign copies 3 -> 2, twirl warps found 1,111 -> 1,096 (BENCHMARKS.md,
+# "Local warps at the edge of the covered area").
+MOVED_MARGIN = 14
 MOVED_TEXTURE = 12.0
 MOVED_MIN_SHARE = 0.2
 MOVED_EXPLAINS = 0.7
@@ -276,11 +282,19 @@ def moved_cells(candidate: np.ndarray, warped: np.ndarray, covered: np.ndarray, 
     covered: (H, W) bool; residual: (H, W, 2) the DIS flow from candidate to `warped`; scale:
     query pixels per candidate pixel. Per cell of a grid x grid split: the median displacement
     (less the frame's median, a shift the homography left) over pixels textured in both images
-    and covered, where the flow explains the difference (see MOVED_*); 0 elsewhere. In pixels
+    and covered (MOVED_MARGIN px inside), where the flow explains the difference (see MOVED_*); 0 elsewhere. In pixels
     of the coarser image: a thumbnail's upsampled flow noise is not a move."""
-    st = moved_stats(candidate, warped, covered, residual, grid)
+    st = moved_stats(candidate, warped, inside(covered, MOVED_MARGIN), residual, grid)
     explained = (st.share >= MOVED_MIN_SHARE) & (st.err_h - st.err_f >= np.maximum(MOVED_MIN_GAIN, MOVED_EXPLAINS * st.err_h))
     return (np.where(explained, st.disp, 0.0) * min(1.0, scale)).astype(np.float32)
+
+
+def inside(covered: np.ndarray, margin: int) -> np.ndarray:
+    """`covered` less a band of `margin` px along its edges and the frame's."""
+    if margin <= 0:
+        return covered
+    kernel = np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)
+    return cv2.erode(covered.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0
 
 
 @dataclass(frozen=True)
