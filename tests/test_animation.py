@@ -21,6 +21,8 @@ from verifier.service import Service
 from verifier.settings import Settings
 from verifier.simprov.embedding import Embedder
 
+LIMIT = 80_000_000  # the service's default upload pixel limit
+
 
 def photo(name: str, side: int = 320) -> Image.Image:
     skdata = pytest.importorskip("skimage.data")
@@ -50,23 +52,23 @@ def test_the_pictures_shown_longest_come_back_decoded_and_in_order(fmt: str) -> 
     names = ["chelsea", "coffee", "astronaut", "rocket", "camera", "immunohistochemistry"]
     data = animation([photo(n) for n in names], fmt, durations=[200, 100, 300, 300, 100, 300])
     assert frame_count(data) == 6
-    got = later_frames(data, 6, max_frames=4, max_side=1024)
+    got = later_frames(data, 6, max_frames=4, max_side=1024, max_pixels=LIMIT)
     assert [i for i, _ in got] == [2, 3, 5]  # the three shown 300 ms
     first = load_image(data, max_bytes=len(data), max_pixels=10**7)[1]
     for index, frame in got:
         assert frame.mode == "RGB" and frame.size == first.size
         reference = animation([photo(names[index])], "PNG")
         assert _mean_diff(frame, Image.open(io.BytesIO(reference)).convert("RGB")) < 6  # that frame, not another
-    assert later_frames(data, 6, max_frames=1, max_side=1024) == []
-    assert later_frames(encode(photo("coffee"), "PNG"), 1, max_frames=4, max_side=1024) == []
+    assert later_frames(data, 6, max_frames=1, max_side=1024, max_pixels=LIMIT) == []
+    assert later_frames(encode(photo("coffee"), "PNG"), 1, max_frames=4, max_side=1024, max_pixels=LIMIT) == []
 
 
 def test_a_picture_shown_again_counts_once_and_its_time_adds_up() -> None:
     a, b, c = photo("chelsea"), photo("coffee"), photo("rocket")
     # b is shown twice for 300 ms, c once for 500: b is the longest shown after the first frame's picture
     data = animation([a, b, c, b, a], durations=[100, 300, 500, 300, 100])
-    assert [i for i, _ in later_frames(data, 5, max_frames=2, max_side=1024)] == [1]
-    assert [i for i, _ in later_frames(data, 5, max_frames=4, max_side=1024)] == [1, 2]  # a again is the first picture
+    assert [i for i, _ in later_frames(data, 5, max_frames=2, max_side=1024, max_pixels=LIMIT)] == [1]
+    assert [i for i, _ in later_frames(data, 5, max_frames=4, max_side=1024, max_pixels=LIMIT)] == [1, 2]  # a again is the first picture
 
 
 def test_repeated_frames_are_taken_once_and_large_frames_come_at_working_size() -> None:
@@ -76,9 +78,9 @@ def test_repeated_frames_are_taken_once_and_large_frames_come_at_working_size() 
         f.paste((255, 0, 0), (10 + i, 10, 14 + i, 14))
     data = animation([a, *nearly, b], size=(320, 320))
     assert frame_count(data) == 4
-    assert [i for i, _ in later_frames(data, 4, max_frames=4, max_side=1024)] == [3]  # frames 1-2 repeat frame 0
+    assert [i for i, _ in later_frames(data, 4, max_frames=4, max_side=1024, max_pixels=LIMIT)] == [3]  # frames 1-2 repeat frame 0
     big = animation([photo("chelsea", 1500), photo("coffee", 1500)], "WEBP", size=(1500, 1200))
-    (index, frame), = later_frames(big, 2, max_frames=4, max_side=512)
+    (index, frame), = later_frames(big, 2, max_frames=4, max_side=512, max_pixels=LIMIT)
     assert index == 1 and max(frame.size) == 512
 
 
@@ -86,7 +88,7 @@ def test_a_gif_is_only_decoded_as_far_as_the_budget_reaches(monkeypatch: pytest.
     frames = [Image.new("RGB", (64, 64), (i * 40 % 256, i * 90 % 256, i * 20 % 256)) for i in range(60)]
     data = animation(frames, size=(64, 64))
     monkeypatch.setattr(images, "ANIMATION_DECODE_PIXELS", 64 * 64 * 10)  # ten frames' pixels
-    got = later_frames(data, frame_count(data), max_frames=4, max_side=None)
+    got = later_frames(data, frame_count(data), max_frames=4, max_side=None, max_pixels=LIMIT)
     assert got and max(i for i, _ in got) <= 9  # not frame 59
 
 
@@ -100,12 +102,12 @@ def test_many_frames_and_a_truncated_animation_stay_bounded() -> None:
     data = buf.getvalue()
     started = time.perf_counter()
     n = frame_count(data)
-    got = later_frames(data, n, max_frames=16, max_side=1024)
+    got = later_frames(data, n, max_frames=16, max_side=1024, max_pixels=LIMIT)
     assert n == 3000 and len(got) == 15 and 2500 in [i for i, _ in got] and time.perf_counter() - started < 10
     cut = animation([photo(n) for n in ("chelsea", "coffee", "astronaut")])
     cut = cut[: len(cut) * 2 // 3]  # the last frame's data is gone
     load_image(cut, max_bytes=len(cut), max_pixels=10**7)  # the first frame is whole
-    assert len(later_frames(cut, frame_count(cut), max_frames=3, max_side=1024)) <= 2  # no exception
+    assert len(later_frames(cut, frame_count(cut), max_frames=3, max_side=1024, max_pixels=LIMIT)) <= 2  # no exception
 
 
 def test_a_later_frame_claiming_a_huge_extent_is_not_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -163,6 +165,26 @@ def test_the_news_photo_in_a_later_frame_is_found_and_named(client: TestClient, 
     assert still["input"]["frames"] == 1 and still["search"]["frame"] == 0
     none = _verify(client, verifier_key, animation([photo("chelsea"), photo("coffee")]))
     assert none["match"] is None and none["search"]["frame"] == 0 and none["input"]["frames"] == 2
+
+
+def test_damaged_and_hostile_animations_get_a_report_or_a_problem_never_a_crash(
+        client: TestClient, verifier_key: str, registered: dict[str, str]) -> None:
+    gif = animation([photo("chelsea"), photo("coffee"), photo("astronaut")])
+    cut = gif[: len(gif) * 2 // 3]  # the later frames' data gone: the first frame is still a picture
+    report = _verify(client, verifier_key, cut)
+    assert report["input"]["frames"] >= 1 and report["search"]["frame"] in (0, 1)
+    small = [Image.new("P", (8, 8), i) for i in range(2)]
+    for f in small:
+        f.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
+    buf = io.BytesIO()
+    small[0].save(buf, "GIF", save_all=True, append_images=small[1:], duration=100)
+    claim = bytearray(buf.getvalue())
+    at = claim.rindex(b"\x2c\x00\x00\x00\x00\x08\x00\x08\x00")
+    claim[at + 5 : at + 9] = (65535).to_bytes(2, "little") * 2  # a later frame claiming 4.3 gigapixels
+    report = _verify(client, verifier_key, bytes(claim))
+    assert report["match"] is None and report["search"]["frame"] == 0
+    r = client.post("/v1/verify", files={"file": ("q.gif", gif[:40], "image/gif")}, headers=auth(verifier_key))
+    assert r.status_code in (400, 415, 422) and r.headers["content-type"].startswith("application/problem+json")
 
 
 def test_byContent_resolves_an_animation_by_a_later_frame(client: TestClient, verifier_key: str,

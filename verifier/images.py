@@ -124,13 +124,7 @@ def load_image(data: bytes, *, max_bytes: int, max_pixels: int, max_side: int | 
                 ImageOps.exif_transpose(img, in_place=True)
                 rgb = _cmyk_to_srgb(img, icc)
                 rgb = _rgb_or_rgba(img) if rgb is None else rgb
-                if max_side is not None and max(rgb.size) > max_side:
-                    scale = max_side / max(rgb.size)
-                    target = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
-                    rgb = rgb.resize(target, Image.BICUBIC, reducing_gap=2.0)  # alpha-weighted for RGBA
-                elif rgb is img:
-                    rgb = img.copy()  # `img` is released when its file closes
-                rgb = _finish(_to_srgb(rgb, icc if img.mode != "CMYK" else None))
+                rgb = _finish(_to_srgb(_working(rgb, img, max_side), icc if img.mode != "CMYK" else None))
             except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
                 raise ImageTooLarge(str(exc), limit=max_pixels) from exc
             except Exception as exc:  # OSError("image file is truncated"), SyntaxError, ...
@@ -176,7 +170,7 @@ class _Scene:
 
 
 def later_frames(data: bytes, count: int, *, max_frames: int, max_side: int | None,
-                 max_pixels: int = 80_000_000) -> list[tuple[int, Image.Image]]:
+                 max_pixels: int) -> list[tuple[int, Image.Image]]:
     """Up to `max_frames` - 1 more pictures of an animation, as `load_image` gives the first frame: the
     frames are read in order (a GIF, WebP or APNG decodes every frame on the way to one anyway), as
     far as `ANIMATION_DECODE_PIXELS` reaches, and grouped into pictures (a frame like the picture
@@ -238,14 +232,16 @@ def _drop_shortest(scenes: list[_Scene], current: _Scene, held: int) -> None:
 def _frame_rgb(img: Image.Image, icc: bytes | None, max_side: int | None) -> Image.Image:
     """The current frame as `load_image` turns a first frame into RGB at its working size."""
     img.load()
-    rgb = _rgb_or_rgba(img)
+    return _finish(_to_srgb(_working(_rgb_or_rgba(img), img, max_side), icc))
+
+
+def _working(rgb: Image.Image, img: Image.Image, max_side: int | None) -> Image.Image:
+    """`rgb` at most `max_side` long, never the file's own image (`img` is released when its file closes)."""
     if max_side is not None and max(rgb.size) > max_side:
         scale = max_side / max(rgb.size)
-        rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.BICUBIC,
-                         reducing_gap=2.0)
-    elif rgb is img:
-        rgb = img.copy()
-    return _finish(_to_srgb(rgb, icc))
+        target = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+        return rgb.resize(target, Image.BICUBIC, reducing_gap=2.0)  # alpha-weighted for RGBA
+    return img.copy() if rgb is img else rgb
 
 
 def _thumb(img: Image.Image) -> np.ndarray:
