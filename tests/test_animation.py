@@ -43,6 +43,20 @@ def animation(frames: list[Image.Image], fmt: str = "GIF", size: tuple[int, int]
     return buf.getvalue()
 
 
+def claiming_gif(side: int) -> bytes:
+    """Two 8 x 8 frames whose second frame's descriptor claims `side` x `side` px (a GIF allows up
+    to 65535 over a few bytes; Pillow grows the canvas to hold it)."""
+    small = [Image.new("P", (8, 8), i) for i in range(2)]
+    for f in small:
+        f.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
+    buf = io.BytesIO()
+    small[0].save(buf, "GIF", save_all=True, append_images=small[1:], duration=100)
+    data = bytearray(buf.getvalue())
+    at = data.rindex(b"\x2c\x00\x00\x00\x00\x08\x00\x08\x00")  # the second frame's descriptor: at 0,0, 8 x 8
+    data[at + 5 : at + 9] = side.to_bytes(2, "little") * 2
+    return bytes(data)
+
+
 def _mean_diff(a: Image.Image, b: Image.Image) -> float:
     return float(np.abs(np.asarray(a, np.float32) - np.asarray(b.resize(a.size), np.float32)).mean())
 
@@ -113,14 +127,7 @@ def test_many_frames_and_a_truncated_animation_stay_bounded() -> None:
 def test_a_later_frame_claiming_a_huge_extent_is_not_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
     """A GIF frame's descriptor may claim up to 65535 x 65535 px over a few bytes, and Pillow grows the
     canvas to hold it: the frame is refused by the upload's pixel limit before its pixels are allocated."""
-    small = [Image.new("P", (8, 8), i) for i in range(2)]
-    for f in small:
-        f.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
-    buf = io.BytesIO()
-    small[0].save(buf, "GIF", save_all=True, append_images=small[1:], duration=100)
-    data = bytearray(buf.getvalue())
-    at = data.rindex(b"\x2c\x00\x00\x00\x00\x08\x00\x08\x00")  # the second frame's descriptor: at 0,0, 8 x 8
-    data[at + 5 : at + 9] = (4000).to_bytes(2, "little") * 2  # 16 MP: within the decode budget, over this limit
+    data = claiming_gif(4000)  # 16 MP: within the decode budget, over this limit
     decoded: list[tuple[int, int]] = []
     real = images._frame_rgb
 
@@ -129,9 +136,9 @@ def test_a_later_frame_claiming_a_huge_extent_is_not_decoded(monkeypatch: pytest
         return real(img, icc, max_side)
 
     monkeypatch.setattr(images, "_frame_rgb", spy)
-    assert later_frames(bytes(data), 2, max_frames=4, max_side=1024, max_pixels=10**7) == []
+    assert later_frames(data, 2, max_frames=4, max_side=1024, max_pixels=10**7) == []
     assert decoded == [(8, 8)]  # the first frame only
-    later_frames(bytes(data), 2, max_frames=4, max_side=1024, max_pixels=10**8)
+    later_frames(data, 2, max_frames=4, max_side=1024, max_pixels=10**8)
     assert decoded[-1] == (4000, 4000)  # under a higher limit it is read (and found truncated)
 
 
@@ -173,15 +180,7 @@ def test_damaged_and_hostile_animations_get_a_report_or_a_problem_never_a_crash(
     cut = gif[: len(gif) * 2 // 3]  # the later frames' data gone: the first frame is still a picture
     report = _verify(client, verifier_key, cut)
     assert report["input"]["frames"] >= 1 and report["search"]["frame"] in (0, 1)
-    small = [Image.new("P", (8, 8), i) for i in range(2)]
-    for f in small:
-        f.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
-    buf = io.BytesIO()
-    small[0].save(buf, "GIF", save_all=True, append_images=small[1:], duration=100)
-    claim = bytearray(buf.getvalue())
-    at = claim.rindex(b"\x2c\x00\x00\x00\x00\x08\x00\x08\x00")
-    claim[at + 5 : at + 9] = (65535).to_bytes(2, "little") * 2  # a later frame claiming 4.3 gigapixels
-    report = _verify(client, verifier_key, bytes(claim))
+    report = _verify(client, verifier_key, claiming_gif(65535))  # a later frame claiming 4.3 gigapixels
     assert report["match"] is None and report["search"]["frame"] == 0
     r = client.post("/v1/verify", files={"file": ("q.gif", gif[:40], "image/gif")}, headers=auth(verifier_key))
     assert r.status_code in (400, 415, 422) and r.headers["content-type"].startswith("application/problem+json")
