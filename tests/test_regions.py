@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 from skimage import data as skdata
 
 from verifier.simprov import catalog
@@ -130,68 +128,6 @@ def test_search_ranks_by_regions_and_keeps_the_global_cosine(settings, embedder,
         assert all(c.score == c.cosine for c in outcome.candidates)
         assert next(m.role for m in off.matcher.models()) == "stage1-embedding"
         assert "stage1-regions" not in [m.role for m in off.matcher.models()]
-    finally:
-        off.close()
-
-
-def _printed(photo: Image.Image) -> Image.Image:
-    """A four-ink halftone print of `photo`, scanned (`training.prints`, not the held-out family)."""
-    import random
-
-    from verifier.training.prints import PrintParams, print_copy
-
-    p = PrintParams(period=5.0, process=True, angles=(15.0, 75.0, 0.0, 45.0), dot_gain=0.85, misregister=0.5,
-                    clipping=True, capture="scan")
-    return print_copy(photo, random.Random(0), p)[0]
-
-
-def test_a_query_stage_1_does_not_match_gets_a_low_passed_second_look(settings, embedder, signer) -> None:  # type: ignore[no-untyped-def]
-    from manifests.signing import sign_image
-    from tests.helpers import encode
-    from verifier.service import Service
-    from verifier.storage.accounts import create_publisher
-    from verifier.storage.signers import enroll, parse_certificate
-
-    names = ("astronaut", "camera", "coffee", "chelsea", "rocket")
-    query = _printed(_photo("astronaut", (512, 384)))
-    service = Service.open(settings, embedder=embedder)
-    try:
-        search = service.search
-        assert search.blur_look == settings.stage1_blur_look == 3.0  # the default reaches the search
-        with service.db.session() as session:
-            publisher, _ = create_publisher(session, "Daily Planet")
-            enroll(session, publisher.id, parse_certificate(signer.chain_pem))
-        ids = [service.registry.register(sign_image(encode(_photo(n, (512, 384))), "image/jpeg", signer),
-                                         publisher.id).original.id for n in names]
-        outcome = search.search(query)
-        assert outcome.match is None and len(outcome.looks) == 2  # the print is no stage-1 match: two looks
-        assert np.array_equal(outcome.looks[0], outcome.query_regions)
-        blurred = search._embed_regions(query.filter(ImageFilter.GaussianBlur(3.0))).reshape(REGIONS, -1)
-        np.testing.assert_allclose(outcome.looks[1], blurred, atol=1e-5)
-        stored = search.regions.vectors_for(ids)
-        plain, low = fused_scores(outcome.query_regions, stored), fused_scores(blurred, stored)
-        got = {c.original_id: c.score for c in outcome.candidates}
-        for oid, p, b in zip(ids, plain, low, strict=True):
-            assert got[oid] == pytest.approx(max(p, b), abs=1e-5)  # each original scores its better look
-        assert low[0] > plain[0]  # the print's own original gains from the low-passed look
-        assert outcome.candidates[0].original_id == ids[0]
-        # the local-feature vote's finds are scored the same way
-        trimmed = dataclasses.replace(outcome, candidates=[c for c in outcome.candidates if c.original_id != ids[0]])
-        again = search.include(trimmed, [ids[0]])
-        assert {c.original_id: c.score for c in again.candidates}[ids[0]] == pytest.approx(max(plain[0], low[0]), abs=1e-5)
-        assert again.looks is outcome.looks
-        copy = search.search(_photo("coffee", (512, 384)))  # a copy that matches: one look, nothing more computed
-        assert copy.match is not None and copy.looks == ()
-    finally:
-        service.close()
-
-    off = Service.open(settings.model_copy(update={"stage1_blur_look": 0.0}), embedder=embedder)
-    try:
-        outcome = off.search.search(query)
-        assert outcome.looks == ()
-        plain = fused_scores(outcome.query_regions, off.search.regions.vectors_for(ids))
-        got = {c.original_id: c.score for c in outcome.candidates}
-        assert [got[oid] for oid in ids] == pytest.approx(plain.tolist(), abs=1e-5)
     finally:
         off.close()
 

@@ -81,7 +81,6 @@ class Service:
                 index_path=settings.index_dir / f"{embedder.model_id}.faiss", nprobe=settings.index_nprobe,
                 regions=regions, regions_calibration=Calibration.load(regions.model_id) if regions else None,
                 rescore=settings.index_rescore, held_bytes=settings.vector_cache_mb * 2**20,
-                blur_look=settings.stage1_blur_look if settings.stage1_regions else 0.0,
             )
             views = CandidateViews(settings.views_dir, settings.views_cache_size, settings.views_store)
             reranker, change = _pairwise_stages(settings)

@@ -89,11 +89,6 @@ class Settings(BaseSettings):
     embedding_model: str = Field(default="auto", description="Stage-1 model id; auto = the trained one if shipped.")
     stage1_regions: bool = Field(default=True, description="Also search region descriptors (finds originals of large "
                                  "composites, memes, collages) when the region model ships.")
-    stage1_blur_look: float = Field(default=3.0, ge=0.0, le=20.0, description="Gaussian sigma in pixels (at the "
-                                    "working size) of a second, low-passed look at the query's regions, taken only when "
-                                    "the plain look finds no stage-1 match; an original scores its better look. Finds "
-                                    "the originals of printed and captured copies, whose halftone dots hide the photo "
-                                    "from the backbone. 0 = off. BENCHMARKS.md, 'A low-passed second look'.")
     animation_frames: int = Field(default=4, ge=1, le=16, description="Frames of an animated upload searched: the "
                                   "first always; only when it matches nothing, the pictures shown longest after it "
                                   "(images.later_frames), so a still costs nothing more: a meme GIF or a slideshow "

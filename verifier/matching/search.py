@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 from sqlalchemy.orm import Session
 
 from index import VectorIndex
@@ -321,7 +321,7 @@ class ProvenanceSearch:
     def __init__(self, store: EmbeddingStore, embedder: Embedder, calibration: Calibration, top_k: int = 100,
                  index_path: Path | None = None, ivf_threshold: int | None = None, nprobe: int = 128,
                  regions: RegionEmbedder | None = None, regions_calibration: Calibration | None = None,
-                 rescore: int = 1000, held_bytes: int = 0, blur_look: float = 0.0) -> None:
+                 rescore: int = 1000, held_bytes: int = 0) -> None:
         if (regions is None) != (regions_calibration is None):
             raise ValueError("the region model needs its calibration")
         self.store = store
@@ -329,7 +329,6 @@ class ProvenanceSearch:
         self.calibration = calibration
         self.top_k = top_k
         self.rescore = rescore
-        self.blur_look = blur_look
         self.main = ModelIndex(store, embedder.model_id, embedder.dim, 1, self._embed_global, index_path,
                                ivf_threshold, nprobe, held_bytes)
         self.region_embedder = regions
@@ -498,30 +497,15 @@ class ProvenanceSearch:
         else:
             assert self.region_embedder is not None and vectors.regions is not None
             query_regions = vectors.regions.reshape(self.region_embedder.regions, -1)  # (R, D)
-            candidates = self._search_regions([query_regions], vector, cosines)
-            if self.blur_look > 0 and not (candidates and candidates[0].score >= self.decision_threshold):
-                looks = (query_regions, self._blurred_look(img))
-                return self._outcome(self._search_regions(list(looks), vector, cosines), vector, query_regions,
-                                     looks=looks)
+            candidates = self._search_regions(query_regions, vector, cosines)
         return self._outcome(candidates, vector, query_regions)
 
-    def _blurred_look(self, img: Image.Image) -> np.ndarray:
-        """The region vectors (R, D) of the query low-passed: a printed and captured photo (a halftone
-        dot screen, its rosettes) reaches the backbone as texture that hides the photo; a Gaussian of
-        a few pixels at the working size takes the dots away and leaves what the photo shows. Only
-        asked when the plain look finds no match, so copies that match cost nothing more; BENCHMARKS.md,
-        'A low-passed second look'."""
-        assert self.region_embedder is not None
-        blurred = img.convert("RGB").filter(ImageFilter.GaussianBlur(self.blur_look))
-        return self._embed_regions(blurred).reshape(self.region_embedder.regions, -1)
-
-    def _outcome(self, candidates: list[Candidate], vector: np.ndarray, query_regions: np.ndarray | None, voted: int = 0,
-                 looks: tuple[np.ndarray, ...] = ()) -> SearchOutcome:
+    def _outcome(self, candidates: list[Candidate], vector: np.ndarray, query_regions: np.ndarray | None, voted: int = 0) -> SearchOutcome:
         top = candidates[0] if candidates else None
         match = top if top is not None and top.score >= self.decision_threshold else None
         method = f"{self.method}+sift-votes" if voted else self.method  # the report names what found its candidates
         return SearchOutcome(method, candidates, match, self.decision_threshold, vector, self.calibration.threshold,
-                             query_regions, voted, looks=looks)
+                             query_regions, voted)
 
     def include(self, outcome: SearchOutcome, original_ids: list[uuid.UUID]) -> SearchOutcome:
         """`outcome` with these originals among its candidates (the local-feature vote's finds),
@@ -534,15 +518,13 @@ class ProvenanceSearch:
             return outcome
         cosines = (self.vectors_for(new) @ outcome.query_vector).tolist()
         if self.regions is not None and outcome.query_regions is not None:
-            stored = self.regions.vectors_for(new)
-            scores = np.max([fused_scores(q, stored) for q in outcome.looks or (outcome.query_regions,)], axis=0).tolist()
+            scores = fused_scores(outcome.query_regions, self.regions.vectors_for(new)).tolist()
         else:
             scores = cosines
         added = [Candidate(oid, float(s), float(c)) for oid, s, c in zip(new, scores, cosines, strict=True)]
         kept = outcome.candidates[: max(0, self.top_k - len(added))]
         candidates = sorted([*kept, *added], key=lambda c: -c.score)
-        return self._outcome(candidates, outcome.query_vector, outcome.query_regions, outcome.voted + len(added),
-                             looks=outcome.looks)
+        return self._outcome(candidates, outcome.query_vector, outcome.query_regions, outcome.voted + len(added))
 
     def _global(self, vector: np.ndarray, k: int) -> dict[uuid.UUID, float]:
         """The global index's k nearest originals by cosine, best first. Once the index is IVF-PQ
@@ -567,14 +549,12 @@ class ProvenanceSearch:
         vector = vector.astype(np.float32)
         return list(self._global(vector, k).items())
 
-    def _search_regions(self, looks: list[np.ndarray], vector: np.ndarray, cosines: dict[uuid.UUID, float]) -> list[Candidate]:
-        """looks: the query's region vectors (R, D), plain and, where asked, low-passed; an
-        original's score is its best over the looks."""
+    def _search_regions(self, query: np.ndarray, vector: np.ndarray, cosines: dict[uuid.UUID, float]) -> list[Candidate]:
+        """query: the query's region vectors (R, D)."""
         assert self.regions is not None
-        hits = [oid for q in looks for oid in list(self.regions.search(q, self.top_k))[: self.top_k]]
-        pool = self.regions.holding(list(dict.fromkeys([*hits, *cosines])))
-        stored = self.regions.vectors_for(pool)
-        fused = np.max([fused_scores(q, stored) for q in looks], axis=0)
+        by_region = self.regions.search(query, self.top_k)
+        pool = self.regions.holding(list(dict.fromkeys([*list(by_region)[: self.top_k], *cosines])))
+        fused = fused_scores(query, self.regions.vectors_for(pool))
         order = np.argsort(-fused, kind="stable")[: self.top_k]
         chosen = [pool[i] for i in order]
         lacking = [oid for oid in chosen if oid not in cosines]
