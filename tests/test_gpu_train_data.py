@@ -125,11 +125,36 @@ def test_merge_again_checks_what_was_merged(tmp_path: Path) -> None:
 SHARED = REPO.parent / "shared"
 
 
+# The service's packages that the lent GPU machine does not have (its package list: the device library's
+# KINDS.md; it has torch, torchvision, numpy, Pillow, OpenCV, SciPy, scikit-image, safetensors, tqdm); the
+# recipe carries only the ImageNet weights package, so training must not import any of these.
+NOT_ON_DEVICE = ("alembic", "c2pa", "cryptography", "fastapi", "faiss", "joserfc", "multipart", "pgserver", "pi_heif",
+                 "pillow_heif", "psycopg", "psycopg2", "pydantic", "pydantic_core", "pydantic_settings",
+                 "python_multipart", "sqlalchemy", "starlette", "uvicorn")
+
+
+def _without_service_wheels(tmp_path: Path) -> Path:
+    """A folder whose `sitecustomize` makes every Python started with it on PYTHONPATH fail to import
+    `NOT_ON_DEVICE`, as on the lent machine: the recipe, tried here, cannot lean on the service's wheels."""
+    folder = tmp_path / "device-site"
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(
+        "import sys\n"
+        f"_MISSING = {set(NOT_ON_DEVICE)!r}\n"
+        "class _NotOnDevice:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in _MISSING:\n"
+        "            raise ModuleNotFoundError(f'{name}: not on the GPU machine')\n"
+        "sys.meta_path.insert(0, _NotOnDevice())\n")
+    return folder
+
+
 @pytest.mark.skipif(not (SHARED / "datasets" / "photos" / "index.csv").is_file(), reason="needs ../shared")
 def test_the_gpu_recipe_runs_every_step_on_a_cpu(tmp_path: Path) -> None:
     """`scripts/gpu_train.sh` end to end at toy sizes on the CPU, from shards of the real train
-    photos: every step's weights and training record come back, so the device call (which can
-    be tried only when a GPU is lent) does not fail on a renamed flag or a missing file."""
+    photos, with the service's packages that the GPU machine lacks made unimportable: every
+    step's weights and training record come back, so the device call (which can be tried only
+    when a GPU is lent) does not fail on a renamed flag, a missing file or a missing package."""
     import os
     import subprocess
     import sys
@@ -140,7 +165,10 @@ def test_the_gpu_recipe_runs_every_step_on_a_cpu(tmp_path: Path) -> None:
     out = tmp_path / "out"
     env = {**os.environ, "DEVICE": "cpu", "LIMIT": "12", "WORKERS": "1", "EMBED_LIMIT": "16", "EMBED_BATCH": "8",
            "EMBED_EPOCHS": "1", "PSEN_EPOCHS": "1", "CHANGE_EPOCHS": "1", "OUT": str(out), "SHARDS": str(tmp_path / ".gpuT"),
-           "PHOTOS": str(tmp_path / "photos"), "PAIRS": str(tmp_path / "pairs.npz"), "PYTHON": sys.executable}
+           "PHOTOS": str(tmp_path / "photos"), "PAIRS": str(tmp_path / "pairs.npz"), "PYTHON": sys.executable,
+           "PYTHONPATH": str(_without_service_wheels(tmp_path))}
+    blocked = subprocess.run([sys.executable, "-c", "import pydantic"], env=env, capture_output=True, text=True, check=False)
+    assert blocked.returncode != 0 and "not on the GPU machine" in blocked.stderr  # the stand-in for the device holds
     done = subprocess.run(["bash", str(REPO / "scripts" / "gpu_train.sh")], cwd=REPO, env=env, capture_output=True, check=False,
                           text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
