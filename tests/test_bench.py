@@ -145,6 +145,50 @@ def test_bench_on_a_tiny_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert timed["latency_ms"]["total"]["p50"] > 0
 
 
+def test_a_query_the_service_refuses_is_a_miss_not_the_end_of_the_run(tmp_path: Path) -> None:
+    """An evaluation set may hold a file the service refuses (not an image, damaged past reading): the
+    run goes on, counts it as found by nothing (for the baselines too), and its record says why."""
+    originals, queries = tmp_path / "originals", tmp_path / "queries"
+    originals.mkdir()
+    queries.mkdir()
+    for name in ("astronaut", "coffee"):
+        _photo(name).save(originals / f"{name}.jpg", quality=92)
+    _photo("astronaut").resize((300, 300)).save(queries / "astronaut-small.jpg", quality=70)
+    (queries / "notes.jpg").write_bytes(b"not a photo at all, only words " * 40)
+    good = (originals / "coffee.jpg").read_bytes()
+    (queries / "coffee-damaged.jpg").write_bytes(good[:600] + bytes(range(256)) * 8)  # the header, then garbage
+    (queries / "empty.png").write_bytes(b"")
+    rows = [("queries/astronaut-small.jpg", "originals/astronaut.jpg", "benign", "fam"),
+            ("queries/notes.jpg", "originals/coffee.jpg", "benign", "fam"),
+            ("queries/coffee-damaged.jpg", "originals/coffee.jpg", "manip", ""),
+            ("queries/empty.png", "", "distinct", "")]
+    with (tmp_path / "q.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["query", "original", "kind", "family"])
+        w.writerows(rows)
+    out = tmp_path / "results.json"
+    assert main(["bench", "--queries", str(tmp_path / "q.csv"), "--benign-variants", "1", "--baselines", "phash",
+                 "--no-measures", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    records = {r["query"]: r for r in results["queries"]}
+    # the readable query got its variant; the unreadable ones none, and were queried as given
+    assert set(records) >= {"queries/astronaut-small.jpg", "queries/astronaut-small.jpg#benign0", "queries/notes.jpg",
+                            "queries/coffee-damaged.jpg", "queries/empty.png"}
+    assert "queries/notes.jpg#benign0" not in records and "queries/empty.png#benign0" not in records
+    notes = records["queries/notes.jpg"]
+    assert notes["verdict"] == "refused" and notes["matched"] is None and not notes["correct"]
+    assert notes["not_searched"].startswith("NotAnImage")
+    assert records["queries/empty.png"]["verdict"] == "refused" and records["queries/empty.png"]["correct"]
+    benign = results["kinds"]["benign"]
+    assert benign["n"] == 3 and benign["verdicts"]["refused"] == 1  # the small copy, its variant, the words
+    assert benign["stage1"]["IR@1"] == pytest.approx(2 / 3, abs=1e-3) and benign["matched_true_original"] == pytest.approx(2 / 3, abs=1e-3)
+    assert benign["baselines"]["phash"]["IR@1"] <= 0.6667  # the baseline cannot read the words either
+    assert results["families"]["fam"]["n"] == 2 and results["families"]["fam"]["verdicts"]["refused"] == 1
+    assert results["false_match_rate"] == 0.0 and results["kinds"]["distinct"]["verdicts"] == {"refused": 1}
+    damaged = records["queries/coffee-damaged.jpg"]  # read as far as it goes, or refused: either way recorded
+    assert damaged["verdict"] == "refused" or damaged["stage1_rank"] is not None
+
+
 def test_bench_refuses_a_data_dir_whose_registry_is_one_level_down(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # `cp -a kept-reg copy` into an existing `copy` nests the registry; registering afresh beside it would take an hour
     _photo("rocket").save(tmp_path / "rocket.jpg")

@@ -46,7 +46,7 @@ Grouped = dict[str, dict[str, dict[str, float | None]]]  # baseline -> group -> 
 
 
 def run_baselines(
-    names: list[str], registry_ids: list[str], id_to_bytes: dict[str, bytes], query_images: list[Image.Image],
+    names: list[str], registry_ids: list[str], id_to_bytes: dict[str, bytes], query_images: list[Image.Image | None],
     true_ids: list[str | None], kinds: list[str], embedder_factory: Callable[[], Any],
     families: list[str | None] | None = None,
 ) -> tuple[Grouped, Grouped]:
@@ -55,22 +55,24 @@ def run_baselines(
         return {}, {}
     registry_images = [decode(id_to_bytes[i]) for i in tqdm(registry_ids, desc="decode registry", unit="img", leave=False)]
     index_of = {oid: i for i, oid in enumerate(registry_ids)}
+    read = [i for i, im in enumerate(query_images) if im is not None]
     by_kind: Grouped = {}
     by_family: Grouped = {}
     for name in names:
-        ranks: list[float | None] = []
+        ranks: list[float | None] = [None] * len(query_images)  # a query no decoder read stays a miss
         if name in ("phash", "pdq"):
             baseline = HashBaseline(name, phash_bits if name == "phash" else pdq_bits)
-            reg, qs = baseline.codes(registry_images), baseline.codes(query_images)
-            for q, true_id in zip(qs, true_ids):
-                ranks.append(baseline.rank(reg, q, index_of[true_id]) if true_id is not None else None)
+            reg, qs = baseline.codes(registry_images), baseline.codes([query_images[i] for i in read])
+            for i, q in zip(read, qs, strict=True):
+                ranks[i] = baseline.rank(reg, q, index_of[true_ids[i]]) if true_ids[i] is not None else None
         elif name == "backbone":
             emb = embedder_factory()
+            images = [query_images[i] for i in read]
             reg = np.concatenate([emb.embed(registry_images[i : i + 32]) for i in tqdm(range(0, len(registry_images), 32), desc="backbone registry", leave=False)])
-            qs = np.concatenate([emb.embed(query_images[i : i + 32]) for i in tqdm(range(0, len(query_images), 32), desc="backbone queries", leave=False)])
-            sims = qs @ reg.T
-            for row, true_id in zip(sims, true_ids):
-                ranks.append(expected_rank(row, index_of[true_id]) if true_id is not None else None)
+            qs = np.concatenate([emb.embed(images[i : i + 32]) for i in tqdm(range(0, len(images), 32), desc="backbone queries", leave=False)]) \
+                if images else np.zeros((0, reg.shape[1]), np.float32)
+            for i, row in zip(read, qs @ reg.T, strict=True):
+                ranks[i] = expected_rank(row, index_of[true_ids[i]]) if true_ids[i] is not None else None
         else:
             raise ValueError(f"unknown baseline {name!r} (phash, pdq, backbone)")
         by_kind[name] = _group(ranks, kinds, kinds)

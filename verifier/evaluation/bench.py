@@ -243,27 +243,48 @@ def run_bench(
         matched: dict[str, list[bool]] = defaultdict(list)
         verdicts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         timings: dict[str, list[float]] = defaultdict(list)
-        query_images: list[Image.Image] = []
+        query_images: list[Image.Image | None] = []
         true_ids: list[str | None] = []
         per_family: dict[str, _FamilyTally] = defaultdict(_FamilyTally)
         per_query: list[dict[str, Any]] = []
         for q in tqdm(queries, desc="verify", unit="query"):
             started = time.perf_counter()
-            signed = service.pipeline.verify(q.data)
+            refused = ""
+            try:
+                signed: SignedReport | None = service.pipeline.verify(q.data)
+            except VerifierError as exc:  # a file the service refuses is a miss, not the end of the run
+                signed, refused = None, f"{type(exc).__name__}: {exc.detail}"
             timings["total"].append((time.perf_counter() - started) * 1000)
             if large_names:
                 timings["total_12mp" if q.name in large_names else "total_small"].append(timings["total"][-1])
+            true_id = path_to_id.get(q.original.resolve()) if q.original else None
+            true_ids.append(true_id)
+            if signed is None or signed.evidence is None:
+                # refused, or a credentials-only report (a format search does not read): nothing found, every
+                # measure counts it as such, and its record says why
+                verdict = "refused" if signed is None else signed.report["verdict"]
+                verdicts[q.kind][verdict] += 1
+                matched[q.kind].append(False)
+                if q.kind != "distinct":
+                    ranks[q.kind].append(None)
+                    ranks12[q.kind].append(None)
+                    if q.family:
+                        per_family[q.family].add(q.kind, verdict, None, None, False)
+                per_query.append({"query": q.name, "kind": q.kind, "family": q.family, "variant": q.variant,
+                                  "verdict": verdict, "matched": None, "correct": q.kind == "distinct",
+                                  "stage1_rank": None, "total_ms": round(timings["total"][-1], 1),
+                                  "not_searched": refused if signed is None else signed.report["summary"]})
+                if baselines:
+                    query_images.append(_decoded_or_none(q.data))
+                continue
             for stage, ms in signed.timings_ms.items():
                 timings[stage].append(ms)
             ev = signed.evidence
-            assert ev is not None
             report = signed.report
             verdicts[q.kind][report["verdict"]] += 1
             only = _measure_only(report)
             if only:
                 verdicts[q.kind][only] += 1
-            true_id = path_to_id.get(q.original.resolve()) if q.original else None
-            true_ids.append(true_id)
             got = report["match"]["original_id"] if report["match"] else None
             if q.kind == "distinct":
                 matched[q.kind].append(got is not None)
@@ -294,7 +315,7 @@ def run_bench(
                 ex = _exhaustive_choice(service, exhaustive, q, ev, signed.report["search"].get("frame", 0))
                 matched_exhaustive[q.kind].append(ex == true_id if q.kind != "distinct" else ex is not None)
             if baselines:
-                query_images.append(decode(q.data))
+                query_images.append(_decoded_or_none(q.data))
 
         registry_ids = list(id_to_bytes)
         baseline_results, baseline_families = run_baselines(
@@ -352,6 +373,14 @@ def run_bench(
 # and only the local-warp or the recoloured-region measure flagged (how much each adds, per kind).
 WARP_ONLY = "match_manipulated_by_local_warp_only"
 RECOLOUR_ONLY = "match_manipulated_by_local_recolour_only"
+
+
+def _decoded_or_none(data: bytes) -> Image.Image | None:
+    """A query the service did not search, for the baselines: their own decoder may still read it."""
+    try:
+        return decode(data)
+    except Exception:  # noqa: BLE001 - a file no decoder reads is a miss for the baselines too
+        return None
 
 
 def _added(report: dict[str, Any]) -> float | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from PIL import Image
 
 from verifier.images import as_viewed
 from verifier.simprov import augment
+
+log = logging.getLogger(__name__)
 
 KINDS = ("identical", "benign", "manip", "manip+benign", "distinct")
 AFTER_BENIGN = {"identical": "benign", "benign": "benign", "manip": "manip+benign", "manip+benign": "manip+benign", "distinct": "distinct"}
@@ -56,11 +59,16 @@ def read_queries(csv_path: Path) -> list[Query]:
 
 
 def benign_variants(queries: list[Query], n: int, seed: int) -> list[Query]:
-    """n benign-transformed copies of every query; masks follow the geometry."""
+    """n benign-transformed copies of every query; masks follow the geometry. A query Pillow cannot
+    read gets none (the service's own answer to it is counted where it is queried as given)."""
     rng = random.Random(seed)
     out = []
     for q in queries:
-        img = Image.open(io.BytesIO(q.data)).convert("RGB")
+        try:
+            img = Image.open(io.BytesIO(q.data)).convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            log.warning("no benign variant of %s: %s", q.name, exc)
+            continue
         mask = q.mask.resize(img.size, Image.NEAREST) if q.mask is not None else Image.new("L", img.size, 0)
         for v in range(n):
             s = augment.benign_after(augment.Sample(img, mask, []), rng)
