@@ -161,7 +161,8 @@ def test_a_query_the_service_refuses_is_a_miss_not_the_end_of_the_run(tmp_path: 
     rows = [("queries/astronaut-small.jpg", "originals/astronaut.jpg", "benign", "fam"),
             ("queries/notes.jpg", "originals/coffee.jpg", "benign", "fam"),
             ("queries/coffee-damaged.jpg", "originals/coffee.jpg", "manip", ""),
-            ("queries/empty.png", "", "distinct", "")]
+            ("queries/empty.png", "", "distinct", ""),
+            ("queries/astronaut-small.jpg", "originals/gone.jpg", "manip", "")]  # an original not there
     with (tmp_path / "q.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["query", "original", "kind", "family"])
@@ -185,6 +186,8 @@ def test_a_query_the_service_refuses_is_a_miss_not_the_end_of_the_run(tmp_path: 
     assert benign["baselines"]["phash"]["IR@1"] <= 0.6667  # the baseline cannot read the words either
     assert results["families"]["fam"]["n"] == 2 and results["families"]["fam"]["verdicts"]["refused"] == 1
     assert results["false_match_rate"] == 0.0 and results["kinds"]["distinct"]["verdicts"] == {"refused": 1}
+    assert any("gone.jpg" in r for r in results["registry_skipped"])  # listed, missing: skipped, its query a miss
+    assert [r["correct"] for r in results["queries"] if r["kind"] == "manip" and r["query"].startswith("queries/astronaut")] == [False]
     damaged = records["queries/coffee-damaged.jpg"]  # read as far as it goes, or refused: either way recorded
     assert damaged["verdict"] == "refused" or damaged["stage1_rank"] is not None
 

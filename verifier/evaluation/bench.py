@@ -214,11 +214,14 @@ def run_bench(
         skipped: list[str] = []
         original_set = set(originals)
         for path in tqdm([*originals, *[p for p in extras if p.resolve() not in original_set]], desc="register", unit="img"):
-            data = path.read_bytes()
             try:
+                data = path.read_bytes()
                 oid = str(service.registry.register(data, publisher.id).original.id)
             except VerifierError as exc:
                 skipped.append(f"{path}: {exc.detail}")
+                continue
+            except OSError as exc:  # a listed original that is not there: its queries are misses, the run goes on
+                skipped.append(f"{path}: {exc.strerror or exc}")
                 continue
             path_to_id[path.resolve()] = oid
             id_to_bytes.setdefault(oid, data)

@@ -52,6 +52,8 @@ def read_queries(csv_path: Path) -> list[Query]:
             if row.get("mask", "").strip():
                 mask = Image.open(base / row["mask"]).convert("L")
             path = base / row["query"]
+            if not path.is_file():
+                raise ValueError(f"row {i + 2}: query file {path} not found")
             family = (row.get("family") or "").strip() or None
             variant = (row.get("variant") or "").strip() or None
             out.append(Query(row["query"], path.read_bytes(), kind, original, mask, family, variant))
