@@ -166,3 +166,23 @@ def test_a_malformed_listing_is_a_clean_error_and_writes_nothing(tmp_path: Path,
         assert main(["ingest", str(f), "--publisher", "X"]) == 2
         assert "verifier ingest:" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()  # refused before opening anything
+
+
+def test_a_folder_lists_every_format_ingest_reads(tmp_path: Path) -> None:
+    """Batch ingest, `verifier originals register DIR` and the benchmark's registry walk folders by file
+    name: a phone's HEIC or a web page's AVIF original is listed like a JPEG, and the list covers every
+    format the decoder accepts (one list, in `verifier.images`)."""
+    from verifier.bulk.ingest import list_inputs
+    from verifier.evaluation.queries import extra_images
+    from verifier.images import IMAGE_SUFFIXES, SUPPORTED_FORMATS
+
+    by_format: dict[str, set[str]] = {}
+    for ext, fmt in Image.registered_extensions().items():
+        by_format.setdefault(fmt, set()).add(ext)
+    assert all(by_format.get(fmt, set()) & IMAGE_SUFFIXES for fmt in SUPPORTED_FORMATS if fmt in by_format)
+    for name in ("a.jpg", "b.HEIC", "c.avif", "d/e.heif", "f.webp", "notes.txt", "g.json"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    listed = sorted(p.relative_to(tmp_path).as_posix() for p, _ in list_inputs(tmp_path))
+    assert listed == ["a.jpg", "b.HEIC", "c.avif", "d/e.heif", "f.webp"]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in extra_images([tmp_path])) == listed

@@ -29,6 +29,11 @@ SUPPORTED_FORMATS: dict[str, str] = {
     "HEIF": "image/heic",  # phones' default photo format (`_bmff_mime` tells HEIC from other HEIF brands)
 }
 
+# The file names a folder's images go by, for the commands that walk folders (batch ingest, the
+# benchmark's registry): the suffixes Pillow gives SUPPORTED_FORMATS' files.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".png", ".apng", ".webp", ".tif", ".tiff", ".gif",
+                            ".avif", ".heic", ".heif", ".hif"})
+
 # Pillow reads AVIF itself; HEIC/HEIF through pi-heif's plugin (pillow-heif's decode-only build),
 # registered once with Pillow's format registry (library state, the same for every caller). Only the
 # primary image is decoded. pi-heif is a dependency; only a trimmed environment (the lent GPU machine's,

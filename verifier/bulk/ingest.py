@@ -20,14 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from verifier.errors import VerifierError
+from verifier.images import IMAGE_SUFFIXES
 from verifier.registry import OriginalMetadata, Prepared, prepare_original
 from verifier.service import Service, stage1_preparer
 from verifier.settings import Settings
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif"}
-
 
 @dataclass
 class IngestSummary:

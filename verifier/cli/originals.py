@@ -13,9 +13,7 @@ from verifier.cli.common import open_service, settings_from
 
 def _expand(paths: list[Path]) -> list[Path]:
     """Files as given; folders walked (sorted, so that a re-run goes in the same order)."""
-    from verifier.bulk.ingest import (
-        IMAGE_SUFFIXES,  # one list of what a folder's images are
-    )
+    from verifier.images import IMAGE_SUFFIXES  # one list of what a folder's images are
 
     out: list[Path] = []
     for path in paths:

@@ -14,14 +14,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from verifier.images import as_viewed
+from verifier.images import IMAGE_SUFFIXES, as_viewed
 from verifier.simprov import augment
 
 log = logging.getLogger(__name__)
 
 KINDS = ("identical", "benign", "manip", "manip+benign", "distinct")
 AFTER_BENIGN = {"identical": "benign", "benign": "benign", "manip": "manip+benign", "manip+benign": "manip+benign", "distinct": "distinct"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif"}
 KS = (1, 10, 100)
 
 
