@@ -33,7 +33,7 @@ from verifier.settings import Settings
 from verifier.simprov.descreen import DescreenParams, screen_period
 from verifier.simprov.regions import RegionEmbedder, fused_scores
 from verifier.training.data import jpeg_copy, load_photo, train_photos
-from verifier.training.prints import print_file
+from verifier.training.prints import PrintParams, print_file
 
 
 def embed(model: RegionEmbedder, images: list[Image.Image], desc: str, batch: int = 16) -> np.ndarray:
@@ -53,6 +53,21 @@ def summary(r: list[int]) -> dict[str, float]:
             "median_rank": float(np.median(a))}
 
 
+def printed_train_photos(shared: Path, n_prints: int, registry: int, seed: int) -> tuple[list[Path], list[Image.Image], list[PrintParams]]:
+    """The train photos shuffled by `seed` (the first `registry` of them are the registry), and printed
+    copies of the first `n_prints`, decoded as the service decodes an upload (<= `work_max_side` px)."""
+    rng = random.Random(seed)
+    photos = train_photos(shared / "datasets" / "photos")
+    rng.shuffle(photos)
+    max_side = Settings.model_fields["work_max_side"].default
+    printed, params = [], []
+    for path in tqdm(photos[: min(n_prints, registry)], desc="print"):
+        data, p = print_file(load_photo(path), rng)
+        printed.append(load_image(data, max_bytes=len(data), max_pixels=1 << 30, max_side=max_side)[1])
+        params.append(p)
+    return photos, printed, params
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", type=Path, required=True)
@@ -63,17 +78,9 @@ def main() -> None:
     ap.add_argument("--ratios", default="15,30,60")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    rng = random.Random(args.seed)
-    photos = train_photos(args.shared / "datasets" / "photos")
-    rng.shuffle(photos)
+    photos, printed, params = printed_train_photos(args.shared, args.n_prints, args.registry, args.seed)
     registry_paths = photos[: args.registry]
-    printed, params, truth = [], [], []
-    max_side = Settings.model_fields["work_max_side"].default  # decoded as the service decodes an upload
-    for i in tqdm(range(args.n_prints), desc="print"):
-        data, p = print_file(load_photo(registry_paths[i]), rng)
-        printed.append(load_image(data, max_bytes=len(data), max_pixels=1 << 30, max_side=max_side)[1])
-        params.append(p)
-        truth.append(i)
+    truth = list(range(len(printed)))
     result: dict[str, object] = {"command": "python scripts/calibrate_descreen.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()), "n_prints": len(printed), "registry": args.registry}
 

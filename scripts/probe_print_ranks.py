@@ -16,20 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
 from tqdm import tqdm
 
-from scripts.calibrate_descreen import summary
-from verifier.images import load_image
+from scripts.calibrate_descreen import printed_train_photos, summary
 from verifier.settings import Settings
 from verifier.simprov.embedding import get_embedder
 from verifier.simprov.regions import RegionEmbedder, fused_scores
-from verifier.training.data import load_photo, train_photos
-from verifier.training.prints import print_file
+from verifier.training.data import load_photo
 
 
 def embed(fn, images, desc: str, batch: int = 16) -> np.ndarray:
@@ -48,27 +45,23 @@ def main() -> None:
     ap.add_argument("--skip-global", action="store_true")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    rng = random.Random(args.seed)
-    photos = train_photos(args.shared / "datasets" / "photos")
-    rng.shuffle(photos)
+    photos, printed, params = printed_train_photos(args.shared, args.n_prints, args.registry, args.seed)
     registry_paths = photos[: args.registry]
     max_side = Settings.model_fields["work_max_side"].default
-    printed, kinds = [], []
-    for i in tqdm(range(args.n_prints), desc="print"):
-        data, p = print_file(load_photo(registry_paths[i]), rng)
-        printed.append(load_image(data, max_bytes=len(data), max_pixels=1 << 30, max_side=max_side)[1])
-        kinds.append("process" if p.process else "mono")
+    kinds = ["process" if p.process else "mono" for p in params]
     originals = [load_photo(p) for p in tqdm(registry_paths, desc="load")]
-    truth = np.arange(args.n_prints)
+    truth = np.arange(len(printed))
     ranks: dict[str, np.ndarray] = {}
 
     regions = RegionEmbedder()
     reg = embed(regions.embed_regions, originals, "regions: registry")
+
+    def fused_rank(query_vectors: np.ndarray) -> np.ndarray:
+        return np.array([int((fused_scores(q, reg) > fused_scores(q, reg[t : t + 1])[0]).sum()) + 1
+                         for q, t in zip(query_vectors, truth, strict=True)])
+
     qreg = embed(regions.embed_regions, printed, "regions: prints")
-    ranks["regions (fused)"] = np.array([int((fused_scores(q, reg) > fused_scores(q, reg[t : t + 1])[0]).sum()) + 1
-                                         for q, t in zip(qreg, truth, strict=True)])
-    fused_rank = lambda qv: np.array([int((fused_scores(q, reg) > fused_scores(q, reg[t : t + 1])[0]).sum()) + 1
-                                      for q, t in zip(qv, truth, strict=True)])
+    ranks["regions (fused)"] = fused_rank(qreg)
     best_plain = None
     negs = [load_photo(p) for p in photos[args.registry : args.registry + args.negatives]]
     negs = [n if max(n.size) <= max_side else n.resize((round(n.width * max_side / max(n.size)), round(n.height * max_side / max(n.size))), Image.BILINEAR) for n in negs]
