@@ -42,6 +42,22 @@ def test_hashes_differ_between_photos() -> None:
         assert ha.shape == (bits,) and (ha != hb).sum() > bits // 8
 
 
+def test_baselines_decode_each_image_when_read() -> None:
+    """The baselines' images are decoded one at a time as they are read (an evaluation set of phone-size
+    photos held decoded would take gigabytes): iteration ends at the last one, and bytes no decoder
+    reads give None, not an error."""
+    import io
+
+    from verifier.evaluation.baselines import Decoded
+
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(buf, "PNG")
+    images = Decoded([buf.getvalue(), b"not an image", buf.getvalue()])
+    got = list(images)
+    assert len(got) == 3 and got[1] is None and got[0].size == got[2].size == (40, 30)
+    assert [im is None for im in images[1:]] == [True, False] and len(images) == 3
+
+
 def _photo(name: str) -> Image.Image:
     return Image.fromarray(getattr(skdata, name)()).convert("RGB")
 

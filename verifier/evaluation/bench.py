@@ -246,7 +246,7 @@ def run_bench(
         matched: dict[str, list[bool]] = defaultdict(list)
         verdicts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         timings: dict[str, list[float]] = defaultdict(list)
-        query_images: list[Image.Image | None] = []
+        query_data: list[bytes] = []  # for the baselines
         true_ids: list[str | None] = []
         per_family: dict[str, _FamilyTally] = defaultdict(_FamilyTally)
         per_query: list[dict[str, Any]] = []
@@ -277,8 +277,7 @@ def run_bench(
                                   "verdict": verdict, "matched": None, "correct": q.kind == "distinct",
                                   "stage1_rank": None, "total_ms": round(timings["total"][-1], 1),
                                   "not_searched": refused if signed is None else signed.report["summary"]})
-                if baselines:
-                    query_images.append(_decoded_or_none(q.data))
+                query_data.append(q.data)
                 continue
             for stage, ms in signed.timings_ms.items():
                 timings[stage].append(ms)
@@ -317,12 +316,11 @@ def run_bench(
             if exhaustive is not None and ev.stage2 is not None:
                 ex = _exhaustive_choice(service, exhaustive, q, ev, signed.report["search"].get("frame", 0))
                 matched_exhaustive[q.kind].append(ex == true_id if q.kind != "distinct" else ex is not None)
-            if baselines:
-                query_images.append(_decoded_or_none(q.data))
+            query_data.append(q.data)
 
         registry_ids = list(id_to_bytes)
         baseline_results, baseline_families = run_baselines(
-            baselines, registry_ids, id_to_bytes, query_images, true_ids, [q.kind for q in queries],
+            baselines, registry_ids, id_to_bytes, query_data, true_ids, [q.kind for q in queries],
             embedder_factory=BackboneEmbedder, families=[q.family for q in queries],
         )
 
@@ -376,14 +374,6 @@ def run_bench(
 # and only the local-warp or the recoloured-region measure flagged (how much each adds, per kind).
 WARP_ONLY = "match_manipulated_by_local_warp_only"
 RECOLOUR_ONLY = "match_manipulated_by_local_recolour_only"
-
-
-def _decoded_or_none(data: bytes) -> Image.Image | None:
-    """A query the service did not search, for the baselines: their own decoder may still read it."""
-    try:
-        return decode(data)
-    except Exception:  # noqa: BLE001 - a file no decoder reads is a miss for the baselines too
-        return None
 
 
 def _added(report: dict[str, Any]) -> float | None:
