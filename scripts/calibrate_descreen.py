@@ -68,12 +68,18 @@ def printed_train_photos(shared: Path, n_prints: int, registry: int, seed: int) 
     return photos, printed, params
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def print_arguments(description: str) -> argparse.ArgumentParser:
+    """The arguments of `printed_train_photos`, for the scripts that draw its prints."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--shared", type=Path, required=True)
     ap.add_argument("--n-prints", type=int, default=150)
     ap.add_argument("--registry", type=int, default=1200)
     ap.add_argument("--seed", type=int, default=0)
+    return ap
+
+
+def main() -> None:
+    ap = print_arguments(__doc__.splitlines()[0])
     ap.add_argument("--sigmas", default="0.4,0.6,0.8,1.0")
     ap.add_argument("--ratios", default="15,30,60")
     ap.add_argument("--out", type=Path, required=True)

@@ -14,7 +14,6 @@ that is not theirs (BENCHMARKS.md, "Tried, not kept: a low-passed second look").
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 from tqdm import tqdm
 
-from scripts.calibrate_descreen import printed_train_photos, summary
+from scripts.calibrate_descreen import print_arguments, printed_train_photos, summary
 from verifier.settings import Settings
 from verifier.simprov.embedding import get_embedder
 from verifier.simprov.regions import RegionEmbedder, fused_scores
@@ -34,11 +33,7 @@ def embed(fn, images, desc: str, batch: int = 16) -> np.ndarray:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shared", type=Path, required=True)
-    ap.add_argument("--n-prints", type=int, default=150)
-    ap.add_argument("--registry", type=int, default=1200)
-    ap.add_argument("--seed", type=int, default=0)
+    ap = print_arguments(__doc__.splitlines()[0])
     ap.add_argument("--embed", action="append", default=[], help="extra global models: catalog name or safetensors path")
     ap.add_argument("--blurs", default="", help="Gaussian sigmas (px at the decoded size) of a second, blurred look")
     ap.add_argument("--negatives", type=int, default=0, help="unregistered train photos: top fused score per look")
