@@ -97,3 +97,25 @@ def twirl(img: Image.Image, centre: tuple[float, float], radius: float, angle: f
     ca, sa = np.cos(turn), np.sin(turn)
     mx, my = (cx + ca * dx - sa * dy).astype(np.float32), (cy + sa * dx + ca * dy).astype(np.float32)
     return Image.fromarray(cv2.remap(a, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT))
+
+
+def post_screenshot(photo: Image.Image, cut: int, gain: float = 1.0, dark: bool = False) -> Image.Image:
+    """A screenshot of a post: the photo cut by `cut` rows top and bottom (a tall photo cut to a
+    platform's portrait frame), its levels times `gain`, at its width on a flat screen with blocks
+    of text above it and an action bar below, where the cut rows would lie; JPEG 88."""
+    from PIL import ImageDraw
+
+    w, h = photo.size
+    shown = photo.convert("RGB").crop((0, cut, w, h - cut))
+    if gain != 1.0:
+        shown = Image.fromarray(np.clip(np.asarray(shown, np.float32) * gain, 0, 255).astype(np.uint8))
+    bg, fg = ((0, 0, 0), (230, 230, 230)) if dark else ((255, 255, 255), (20, 20, 20))
+    screen = Image.new("RGB", (w + 40, h + 300), bg)
+    draw = ImageDraw.Draw(screen)
+    top = 160
+    for k in range(4):
+        draw.rectangle((20, 30 + k * 30, 80 + 50 * k, 44 + k * 30), fill=fg)
+    screen.paste(shown, (20, top))
+    for k in range(3):
+        draw.rectangle((30 + k * 90, top + shown.height + 15, 60 + k * 90, top + shown.height + 30), fill=fg)
+    return Image.open(io.BytesIO(encode(screen, "JPEG", quality=88))).convert("RGB")

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.helpers import encode, twirl
+from tests.helpers import encode, post_screenshot, twirl
 from verifier.simprov.align import (
     MIRROR_RETRY,
     MOVED_GRID,
@@ -284,3 +284,55 @@ def test_benign_changes_and_occlusions_are_not_moves(edit: str) -> None:
         ImageDraw.Draw(query).text((60, 300), "BREAKING: NOT A WARP", fill=(0, 0, 0))
         query = _jpeg(query)
     assert _moved(query, cand).max() < WARP_PX / 2
+
+
+def _tall_photo() -> Image.Image:
+    return Image.fromarray(skdata.chelsea()).convert("RGB").crop((100, 0, 330, 300)).resize((300, 420))
+
+
+@pytest.mark.parametrize(("cut", "gain", "dark"), [(20, 1.0, True), (35, 0.9, True), (50, 1.1, False)])
+def test_a_crop_drawn_inside_the_query_is_not_shown(cut: int, gain: float, dark: bool) -> None:
+    """A post crops a tall photo to its portrait frame and a screenshot shows the post's text
+    where the cut-off rows would lie under the homography: those rows are not shown (grid and
+    coverage leave them out), the text over them is content outside the original, and stage 3
+    judges what is shown. Before, ChangeNet compared the cut rows with the text (this copy with
+    a 50-row cut: P(manipulated) 0.91, against 0.05 with the rows left out)."""
+    from verifier.simprov.change import ChangeDetector
+    from verifier.simprov.pairs import View, align_pair, aligned_frame
+
+    photo = _tall_photo()
+    query = post_screenshot(photo, cut, gain, dark)
+    qv, cv = View.of(query), View.of(photo)
+    pair = align_pair(qv, cv)
+    shown = pair.alignment.shown
+    h, w = cv.image.shape[:2]
+    expect = cut * h / photo.height  # rows of the working frame
+    assert shown is not None and shown[0] == 0 and shown[2] == w, shown
+    assert abs(shown[1] - expect) <= 3 and abs(h - shown[3] - expect) <= 3, (shown, expect)
+    frame = aligned_frame(pair, qv, cv)
+    assert not frame.valid[: shown[1] - 1].any() and not frame.valid[shown[3] + 1:].any()
+    assert frame.valid[shown[1] + 2: shown[3] - 2].mean() > 0.99
+    detector = ChangeDetector.packaged()
+    if detector is None:
+        pytest.skip("ChangeNet weights are not packaged")
+    result = detector.analyse(pair, qv, cv, query.size)
+    assert not result.manipulated, result.p_manipulated
+    assert result.outside is not None and result.outside.added.mean() > 0.06  # the action bar and text over the cut rows
+
+
+@pytest.mark.parametrize("edit", ["copy", "paste at the edge", "band recoloured"])
+def test_an_edit_at_the_frames_edge_is_not_a_crop(edit: str) -> None:
+    """Only a band that differs across the whole side and ends in a straight cut is a crop: a
+    plain copy cuts nothing, an object pasted over the top edge covers part of the side, and a
+    band recoloured along the top differs in its bright pixels only."""
+    from verifier.simprov.pairs import View, align_pair
+
+    photo = _tall_photo()
+    arr = np.asarray(photo).copy()
+    if edit == "paste at the edge":
+        donor = np.asarray(_photo().resize((170, 90)))
+        arr[:90, 60:230] = donor
+    elif edit == "band recoloured":
+        arr[:60] = np.clip(arr[:60].astype(np.float32) * (1.0, 0.85, 0.7), 0, 255).astype(np.uint8)
+    query = _jpeg(Image.fromarray(arr), 85)
+    assert align_pair(View.of(query), View.of(photo)).alignment.shown is None

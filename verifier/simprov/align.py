@@ -49,6 +49,28 @@ MOVED_TEXTURE = 12.0
 MOVED_MIN_SHARE = 0.2
 MOVED_EXPLAINS = 0.7
 MOVED_MIN_GAIN = 2.0
+# A crop drawn inside the query (`shown_box`): a platform's post crops a tall photo to 4:5 and
+# a screenshot shows the post's text and action bar where the cut-off rows of the original
+# would lie under the homography. Along each edge of the original's frame, a band of depth
+# SHOWN_MIN..SHOWN_MAX of that side counts as not shown when its rows differ from the query
+# (grey, SHOWN_BLUR px blur, by more than SHOWN_DIFFER levels) and the rows after it do not,
+# with a step of SHOWN_STEP in the share of differing pixels over SHOWN_EDGE_ROWS rows either
+# side of the cut (a straight cut across the whole side: an edit follows its object's outline).
+# Chosen on `train` photos in posts of a generator written for it (`scripts/calibrate_shown.py`,
+# 100 of each kind): posts called manipulated 54 -> 13, no cut on a plain manipulation and one on
+# a benign copy (0.4: 8 posts, but a cut on a manipulation; BENCHMARKS.md, "Screenshots of a post").
+SHOWN_BLUR = 1.5
+SHOWN_DIFFER = 24.0
+SHOWN_STEP = 0.5
+SHOWN_MIN = 0.02
+SHOWN_MAX = 0.25
+SHOWN_EDGE_ROWS = 3
+SHOWN_AFTER = 0.1  # the rows after the cut that must agree, as a share of the side (at least 4 rows)
+# A cut along a straight edge the original itself has across SHOWN_OWN_EDGE of the side (a step of
+# SHOWN_EDGE_LEVELS grey levels there) is its own border or frame, which an edit can recolour: not a crop.
+SHOWN_OWN_EDGE = 0.8
+SHOWN_EDGE_LEVELS = 20.0
+NOT_SHOWN = -1.0e4  # a grid position for an original pixel the query does not show: far outside it
 
 
 @dataclass(frozen=True)
@@ -59,6 +81,9 @@ class Alignment:
     homography: np.ndarray  # (3, 3) candidate -> query pixel coordinates
     inliers: int
     query_size: tuple[int, int]  # (W, H)
+    # the box (x0, y0, x1, y1) of the candidate's frame the query shows when a crop drawn inside
+    # the query cut its edges (`shown_box`); the grid maps the rest to NOT_SHOWN
+    shown: tuple[int, int, int, int] | None = None
     # what `moved` needs: candidate and homography-warped query (grey), coverage, residual flow,
     # query pixels per candidate pixel
     flow_inputs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float] | None = field(default=None, repr=False, compare=False)
@@ -73,6 +98,10 @@ class Alignment:
     @property
     def global_ok(self) -> bool:
         return self.inliers >= MIN_INLIERS
+
+    def shown_mask(self, shape: tuple[int, ...]) -> np.ndarray:
+        """(H, W) bool over the candidate's frame of `shape`: where the query shows it (all of it without a cut)."""
+        return np.ones(shape[:2], bool) if self.shown is None else _box_mask(self.shown, shape)
 
     def normalised_grid(self) -> torch.Tensor:
         """(1, Hc, Wc, 2) in grid_sample's [-1, 1] convention (align_corners=False)."""
@@ -247,16 +276,110 @@ def estimate_alignment(
         # out over the missing area, which then counted as covered and differed (a tight crop was
         # called manipulated; BENCHMARKS.md, "Reframed copies"). There the flow sees the candidate
         # itself (nothing to follow, no false edge at the border) and is dropped.
+        # The same holds for the rows a crop drawn inside the query cut off (`shown_box`).
+        # There the flow sees the candidate in the query's tone: in a brightened copy's flat sky
+        # the candidate's own levels across the cut drew the flow up into the post's text.
+        shown = shown_box(c, warped, covered)
+        fill = c
+        if shown is not None:
+            box = _box_mask(shown, covered.shape)
+            toned = np.clip(_tone_matched(c, warped, covered), 0, 255).round().astype(np.uint8)
+            fill = np.where(covered & ~box, toned, c)
+            covered &= box
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-        residual = dis.calc(c, np.where(covered, warped, c), None)  # (Hc, Wc, 2)
+        residual = dis.calc(c, np.where(covered, warped, fill), None)  # (Hc, Wc, 2)
         residual[~covered] = 0.0
         flow_inputs = (c, warped, covered, residual, _local_scale(h, wc, hc))
         xs, ys = xs + residual[..., 0], ys + residual[..., 1]
     else:
-        flow_inputs = None
+        flow_inputs, shown = None, None
     pts = np.stack([xs, ys, np.ones_like(xs)], -1) @ h.T.astype(np.float32)
     grid = (pts[..., :2] / pts[..., 2:3]).astype(np.float32)
-    return Alignment(grid=grid, homography=h, inliers=inliers, query_size=(q.shape[1], q.shape[0]), flow_inputs=flow_inputs)
+    if shown is not None:
+        grid[~_box_mask(shown, grid.shape[:2])] = NOT_SHOWN
+    return Alignment(grid=grid, homography=h, inliers=inliers, query_size=(q.shape[1], q.shape[0]), shown=shown,
+                     flow_inputs=flow_inputs)
+
+
+def _box_mask(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    m = np.zeros(shape[:2], bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def shown_box(candidate: np.ndarray, warped: np.ndarray, covered: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The box (x0, y0, x1, y1) of the candidate's frame that a query shows when it crops the
+    original inside its own frame, as a post or a screenshot of one shows a tall photo cut to
+    4:5 with text above and below it; None when no edge is cut (SHOWN_*).
+
+    candidate, warped: (H, W) uint8 grey, the query resampled by the homography alone; covered:
+    (H, W) bool. Judged on the whole frame, the cut-off rows compare the original with the
+    post's text and were called manipulated; a query's own frame edge (an ordinary crop) is
+    already outside `covered`."""
+    blur = lambda a: cv2.GaussianBlur(a.astype(np.float32), (0, 0), SHOWN_BLUR)
+    cand = blur(candidate)
+    # the query's own edge rows (resampled against the empty beyond, JPEG's border blocks) differ
+    # whatever the copy: a crop's edge would pass for a cut
+    covered = cv2.erode(covered.astype(np.uint8), np.ones((5, 5), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=1) > 0
+    differs = (np.abs(cand - blur(_tone_matched(warped, candidate, covered))) > SHOWN_DIFFER) & covered
+    h, w = covered.shape
+    cuts = [_cut(d, c, o) for d, c, o in ((differs, covered, cand), (differs[::-1], covered[::-1], cand[::-1]),
+                                          (differs.T, covered.T, cand.T), (differs.T[::-1], covered.T[::-1], cand.T[::-1]))]
+    if not any(cuts):
+        return None
+    top, bottom, left, right = cuts
+    return left, top, w - right, h - bottom
+
+
+def _tone_matched(warped: np.ndarray, candidate: np.ndarray, covered: np.ndarray, bins: int = 32) -> np.ndarray:
+    """`warped` with each grey level replaced by the candidate's mean level where the middle of the
+    frame (a quarter in from each edge: shown whatever was cut) has it, so that a copy's global
+    tone change (a brightened or graded screenshot) does not read as content that differs (and,
+    roles swapped, the candidate in the query's tone)."""
+    h, w = covered.shape
+    mid = np.zeros_like(covered)
+    mid[h // 4:h - h // 4, w // 4:w - w // 4] = True
+    mid &= covered
+    level = warped.astype(np.int64) * bins // 256
+    count = np.bincount(level[mid], minlength=bins)
+    if count.sum() == 0:
+        return warped
+    total = np.bincount(level[mid], weights=candidate[mid].astype(np.float64), minlength=bins)
+    lut = np.where(count > 0, total / np.maximum(count, 1), (np.arange(bins) + 0.5) * 256 / bins)
+    return lut[level].astype(np.float32)
+
+
+def _cut(differs: np.ndarray, covered: np.ndarray, candidate: np.ndarray) -> int:
+    """How many rows from row 0 a crop inside the query cut off (0: none): `shown_box` for one edge
+    (`candidate`: the blurred grey candidate, turned as `differs` is)."""
+    n = covered.sum(1)
+    share = np.where(n > 0.5 * covered.shape[1], differs.sum(1) / np.maximum(n, 1), np.nan)  # rows mostly covered
+    side = len(share)
+    e, after = SHOWN_EDGE_ROWS, max(4, int(SHOWN_AFTER * side))
+    k = np.arange(max(2, int(SHOWN_MIN * side), e), min(int(SHOWN_MAX * side), side - e) + 1)
+    if k.size == 0:
+        return 0
+    known = ~np.isnan(share)
+    total = np.concatenate([[0.0], np.cumsum(np.where(known, share, 0.0))])
+    count = np.concatenate([[0], np.cumsum(known)])
+
+    def mean(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # over the known rows of [a, b)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (total[b] - total[a]) / (count[b] - count[a])
+
+    end = np.minimum(k + after, side)
+    step = np.minimum(mean(np.zeros_like(k), k), mean(k - e, k)) - np.maximum(mean(k, end), mean(k, k + e))
+    ok = (count[k] - count[k - e] == e) & (count[k + e] - count[k] == e) & (step >= SHOWN_STEP)  # the rows at the cut all known
+    if not ok.any():
+        return 0
+    i = np.flatnonzero(ok)
+    cut = int(k[i[np.flatnonzero(step[i] == step[i].max())[-1]]])
+    across = covered[cut - 2] & covered[cut + 1]
+    edge = np.abs(candidate[cut + 1] - candidate[cut - 2]) > SHOWN_EDGE_LEVELS
+    if across.any() and edge[across].mean() >= SHOWN_OWN_EDGE:
+        return 0
+    return cut
 
 
 def _local_scale(h: np.ndarray, wc: int, hc: int) -> float:

@@ -340,12 +340,12 @@ def _local_std(rgb: np.ndarray) -> np.ndarray:
 def outside_original(alignment: Alignment, candidate: View, query_view: View) -> Outside:
     """The query beyond the original's aligned frame: a meme's canvas and captions, a
     collage's other tiles, the scene around a photographed screen. The homography maps the
-    original's whole frame into the query; what falls outside cannot be compared with the
+    original's whole frame (or the box a crop inside the query shows, `align.shown_box`) into the query; what falls outside cannot be compared with the
     original, so ChangeNet never sees it. A uniform fill is not content and is left out, nor is
     the photo itself zoomed and blurred behind it (a repost's blur background, `_self_fill`)."""
     hc, wc = candidate.image.shape[:2]
     qw, qh = query_view.size
-    cover = cv2.warpPerspective(np.full((hc, wc), 255, np.uint8), alignment.homography, (qw, qh),
+    cover = cv2.warpPerspective(alignment.shown_mask((hc, wc)).astype(np.uint8) * 255, alignment.homography, (qw, qh),
                                 flags=cv2.INTER_NEAREST, borderValue=0) > 0
     k = 2 * OUTSIDE_MARGIN + 1
     outside = ~(cv2.dilate(cover.astype(np.uint8), np.ones((k, k), np.uint8)) > 0)
