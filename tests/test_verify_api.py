@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from manifests.signing import ManifestDefinition, SignerCredentials, sign_image
 from tests.conftest import auth
-from tests.helpers import encode, jpeg_segment, twirl
+from tests.helpers import encode, jpeg_segment, post_screenshot, twirl
 from verifier.api import create_app
 from verifier.reports.schema import canonical_json
 from verifier.service import Service
@@ -317,6 +317,22 @@ def test_original_inside_other_content_is_said_and_mapped(client: TestClient, ve
     assert 0.3 < m["added_content_fraction"] <= 0.64
     assert m["region_fraction"] >= m["added_content_fraction"]  # the map covers what is outside the original
     assert f"About {round(100 * m['added_content_fraction'])} % of the image lies outside the original" in report["summary"]
+
+
+def test_a_screenshot_of_a_post_that_crops_the_original_is_benign(client: TestClient, verifier_key: str, registered: dict,
+                                                                   check_envelope) -> None:  # type: ignore[no-untyped-def]
+    """A screenshot of a post that cut the registered photo to its frame (10 % off the top and
+    the bottom), with the post's text where the cut rows would lie: a benign copy that shows
+    80 % of the original, and the summary says so. Before the cut was found, stage 3 compared
+    the cut rows with the text."""
+    original = Image.open(io.BytesIO(registered["astronaut"]["bytes"])).convert("RGB")
+    cut = round(0.1 * original.height)
+    report = check_envelope(verify(client, verifier_key, encode(post_screenshot(original, cut, gain=1.1), "JPEG", quality=90)))
+    assert report["verdict"] == "match_benign", report["manipulation"]
+    assert report["match"]["original_id"] == registered["astronaut"]["record"]["id"]
+    m = report["manipulation"]
+    assert m["original_shown"] == pytest.approx(0.8, abs=0.03)
+    assert f"The image shows about {round(100 * m['original_shown'])} % of the original's frame" in report["summary"]
 
 
 def test_unrelated_photo_is_no_match(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]

@@ -10,11 +10,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-REPORT_VERSION = "1.8"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...);
+REPORT_VERSION = "1.9"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...);
 # 1.2: manipulation.local_warp; 1.3: manipulation.original_coverage and added_content_fraction;
 # 1.4: manipulation.colour_map_gain and colour_mapped; 1.5: colour_mapped also when the mapped look calls it
 # manipulated (its map is the report's); 1.6: manipulation.local_recolour; 1.7: search.publisher_marks;
-# 1.8: input.frames and search.frame (animations searched beyond their first frame)
+# 1.8: input.frames and search.frame (animations searched beyond their first frame); 1.9: manipulation.original_shown
 # (each additive: an earlier reader ignores them)
 SCHEMA_ID = "urn:provenance-verifier:schema:report:1.8"
 
@@ -244,6 +244,10 @@ class Manipulation(BaseModel):
         None, description="Measured only when ChangeNet called the pair benign and the alignment is trusted; absent otherwise.")
     original_coverage: float | None = Field(
         None, description="Share of the query's pixels that the matched original's frame covers once aligned; absent for a weak fit.")
+    original_shown: float | None = Field(
+        None, description="Share of the matched original's frame that the query shows once aligned: under 1 where the query "
+        "is a crop, including a crop drawn inside it (a post's portrait frame in a screenshot, whose text then lies where the "
+        "cut-off rows would). Only what is shown is compared. Absent for a weak fit.")
     added_content_fraction: float | None = Field(
         None, description="Share of the query's pixels outside the aligned original that hold content rather than a uniform "
         "pad, border or canvas (a meme's captions, a collage's other tiles, the scene around a photographed screen): "
@@ -280,7 +284,7 @@ class RecoveredManifest(CredentialDetails):
 
 
 class Report(BaseModel):
-    report_version: Literal["1.8"] = REPORT_VERSION
+    report_version: Literal["1.9"] = REPORT_VERSION
     id: uuid.UUID
     created_at: dt.datetime
     service: ServiceInfo

@@ -110,6 +110,9 @@ class ChangeResult:
     original_frame: tuple[int, int] | None = None  # (w, h) of the original its view was made from (ingest's size)
     recolour_share: float | None = None  # the largest region recoloured on its own, share of the covered frame; None: not measured
     recolour_threshold: float = RECOLOUR_SHARE  # 0: a recolouring never decides
+    # share of the original's working frame the query shows: covers, and does not cut inside its
+    # own frame (`align.shown_box`); None for a weak fit
+    original_shown: float | None = None
 
     @property
     def recoloured(self) -> bool:
@@ -235,7 +238,8 @@ class ChangeDetector:
         recolour = self.recolour(pair, frame, query_size) if p < DECISION_THRESHOLD else None
         result = ChangeResult(p, np.zeros_like(heat), None, to_query, moved, self.warp_threshold, outside,
                               j.colour_gain, j.colour_mapped, candidate.full_size,
-                              None if recolour is None else recolour.share, self.recolour_share)
+                              None if recolour is None else recolour.share, self.recolour_share,
+                              float(frame.valid.mean()) if pair.alignment.global_ok else None)
         if p < DECISION_THRESHOLD:
             if not result.warped and not result.recoloured:
                 return result

@@ -30,6 +30,9 @@ MAX_CANDIDATES_IN_REPORT = 10
 # a photo of a screen, whatever stage 3 found inside the original's frame. Benign copies of
 # `train` photos (pads, rotations) reached 5.5 % at most (BENCHMARKS.md, "Outside the original").
 ADDED_NOTE = 0.1
+# From this share of the original's frame cut off, the summary says how much the image shows:
+# what a crop leaves out can change what a photo says.
+SHOWN_NOTE = 0.85
 
 
 def candidates(outcome: SearchOutcome) -> list[CandidateScore]:
@@ -116,6 +119,7 @@ def manipulation_section(change: ChangeResult, report_id: uuid.UUID, has_heatmap
         local_recolour=None if change.recolour_share is None else LocalRecolour(
             detected=change.recoloured, share=round(change.recolour_share, 6), threshold=round(change.recolour_threshold, 6)),
         original_coverage=None if change.outside is None else round(change.outside.coverage, 4),
+        original_shown=None if change.original_shown is None else round(change.original_shown, 4),
         added_content_fraction=None if change.outside is None else round(change.outside.added_fraction, 4),
         colour_map_gain=None if change.colour_gain is None else round(change.colour_gain, 2),
         colour_mapped=change.colour_mapped,
@@ -146,7 +150,7 @@ def verdict(c2pa: C2paSection, ev: Evidence | None) -> Verdict:
 
 def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, learned: bool, warped: bool = False,
                  added: float = 0.0, recoloured: bool = False, recoloured_region: bool = False,
-                 by_geometry: bool = False) -> str:
+                 by_geometry: bool = False, shown: float | None = None) -> str:
     """`warped`: stage 3 found content moved locally (a liquify-style warp), said in words
     because ChangeNet's probability alone would read as benign; `recoloured_region` likewise: a
     region whose colour changed on its own. `added`: the share of the
@@ -154,7 +158,8 @@ def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, lear
     is about the original's frame only. `recoloured`: stage 3 judged the copy with a global
     colour change undone, said so that "benign" is not read as "looks the same". `by_geometry`: the
     match rests on the alignment alone (stage 2's strong fit), the learned check having said
-    "different", which a fact-checker should know before relying on it."""
+    "different", which a fact-checker should know before relying on it. `shown`: the share of the
+    original's frame the image shows, said under SHOWN_NOTE."""
     signer = ((c2pa.summary or {}).get("signer") or {}).get("common_name")
     origin = f" Registered original: {match.original_id} from {match.publisher.name}." if match else ""
     ingredient_note = " An ingredient's own credentials do not validate." if c2pa.ingredient_failures else ""
@@ -178,6 +183,8 @@ def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, lear
     around = ""
     if added >= ADDED_NOTE and v in (Verdict.MATCH_BENIGN, Verdict.MATCH_MANIPULATED):
         around = f" About {round(100 * added)} % of the image lies outside the original: other content around or beside it."
+    if shown is not None and shown < SHOWN_NOTE and v in (Verdict.MATCH_BENIGN, Verdict.MATCH_MANIPULATED):
+        around += f" The image shows about {round(100 * shown)} % of the original's frame; the rest is cut off."
     geometry = ""
     if by_geometry and match is not None and v in (Verdict.MATCH_BENIGN, Verdict.MATCH_MANIPULATED):
         points = match.scores.get("stage2_inliers")

@@ -147,7 +147,8 @@ class VerificationPipeline:
                                           added=ev.change.outside.added_fraction if ev.change and ev.change.outside else 0.0,
                                           recoloured=ev.change is not None and ev.change.colour_mapped,
                                           recoloured_region=ev.change is not None and ev.change.recoloured,
-                                          by_geometry=ev.stage2 is not None and ev.stage2.by_geometry),
+                                          by_geometry=ev.stage2 is not None and ev.stage2.by_geometry,
+                                          shown=ev.change.original_shown if ev.change else None),
         )
         payload = report.payload()
         jws = self.keys.current().sign_compact(canonical_json(payload))
