@@ -373,8 +373,7 @@ def _cut(differs: np.ndarray, covered: np.ndarray, candidate: np.ndarray) -> int
     ok = (count[k] - count[k - e] == e) & (count[k + e] - count[k] == e) & (step >= SHOWN_STEP)  # the rows at the cut all known
     if not ok.any():
         return 0
-    i = np.flatnonzero(ok)
-    cut = int(k[i[np.flatnonzero(step[i] == step[i].max())[-1]]])
+    cut = int(k[np.flatnonzero(ok & (step == step[ok].max()))[-1]])  # the largest step; of equal ones, the deeper cut
     across = covered[cut - 2] & covered[cut + 1]
     edge = np.abs(candidate[cut + 1] - candidate[cut - 2]) > SHOWN_EDGE_LEVELS
     if across.any() and edge[across].mean() >= SHOWN_OWN_EDGE:
