@@ -104,3 +104,19 @@ def test_min_votes_calibration_set_reads_as_bench_queries(tmp_path, monkeypatch:
     for q in queries:
         with Image.open(out / q.name) as im:
             assert im.format == "JPEG" and min(im.size) >= 16
+
+
+def test_shown_calibration_prints_its_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`scripts/calibrate_shown.py`, the record behind the alignment's SHOWN_STEP: a row with no cut,
+    one per step, each kind's counts out of the pairs aligned; the module's step is left as it was."""
+    from verifier.simprov import align
+
+    before = align.SHOWN_STEP
+    out = _run("calibrate_shown.py", ["--n", "8", "--seed", "3", "--steps", "0.5"], monkeypatch, capsys)
+    assert align.SHOWN_STEP == before
+    lines = [line for line in out if line.startswith("| ")]
+    assert lines[0].startswith("| SHOWN_STEP | post: cut found / called manipulated")
+    assert [line.split("|")[1].strip() for line in lines[1:]] == ["no cut", "0.5", "pairs made (aligned above)"]
+    no_cut = [c.strip() for c in lines[1].strip("|").split("|")][1:5]
+    assert all(c.startswith("0 / ") for c in no_cut), no_cut  # no cut can be found with the step out of reach
+    assert lines[3].split("|")[2].strip() == "2"  # a quarter of the pairs are posts
