@@ -140,7 +140,7 @@ def test_bench_on_a_tiny_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     edit = records["queries/chelsea-edit.jpg"]
     assert edit["verdict"] == "match_manipulated" and edit["correct"] and edit["stage1_rank"] == 1 and edit["stage12_rank"] == 1
     assert edit["true_psen"] > 0.5 and edit["true_inliers"] >= 8 and edit["p_manipulated"] > 0.5
-    assert edit["added_content_fraction"] < 0.01
+    assert edit["added_content_fraction"] < 0.01 and edit["original_shown"] > 0.9  # an edit in place: nothing cut
     assert edit["match_inliers"] == edit["true_inliers"] and edit["match_psen"] == edit["true_psen"]  # it chose the original
     assert 0.5 < edit["match_probability"] <= 1.0
     assert records["queries/rocket.jpg"]["matched"] is None and records["queries/rocket.jpg"]["stage1_rank"] is None

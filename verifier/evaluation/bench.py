@@ -152,6 +152,8 @@ def _query_record(q: Query, report: dict[str, Any], ev: Evidence, true_id: str |
         record["grid_share"] = round(float((ev.change.grid >= OUTLINE_THRESHOLD).mean()), 4)
         if ev.change.recolour_share is not None:
             record["recolour_share"] = round(float(ev.change.recolour_share), 4)
+        if ev.change.original_shown is not None:  # under 1: a crop, or a crop drawn inside the query (`align.shown_box`)
+            record["original_shown"] = round(float(ev.change.original_shown), 4)
     return record
 
 
