@@ -16,7 +16,7 @@ REPORT_VERSION = "1.9"  # 1.1: C2PA details (trust list, signer certificate, ide
 # manipulated (its map is the report's); 1.6: manipulation.local_recolour; 1.7: search.publisher_marks;
 # 1.8: input.frames and search.frame (animations searched beyond their first frame); 1.9: manipulation.original_shown
 # (each additive: an earlier reader ignores them)
-SCHEMA_ID = "urn:provenance-verifier:schema:report:1.8"
+SCHEMA_ID = "urn:provenance-verifier:schema:report:1.9"
 
 
 class Verdict(str, Enum):
