@@ -193,10 +193,30 @@ def test_a_mirrored_copy_aligns_through_a_reflection() -> None:
     assert estimate_alignment(cand, cand, flow=False).homography[0, 0] > 0  # an unmirrored copy stays unmirrored
 
 
+def test_a_mirrored_copy_of_a_partly_symmetric_photo_takes_the_mirrored_fit() -> None:
+    """A mirrored copy of a photo with a symmetric part (a facade, a face, a doorway) fits
+    unmirrored on that part alone: hundreds of inliers, but the rest of the frame lands on the
+    wrong side, and stage 3 compared the wrong pixels. The aligner tried the mirrored query only
+    under MIRROR_RETRY inliers; it now always does and keeps the fit with more inliers."""
+    cat = skdata.chelsea()[:, 100:250]  # 300 x 150
+    side = (cv2.resize(skdata.astronaut(), (300, 300))[:, :100], cv2.resize(skdata.coffee(), (300, 300))[:, :100])
+    cand = np.ascontiguousarray(np.concatenate([side[0], cat, cat[:, ::-1], side[1]], 1))  # 300 x 500: a symmetric middle
+    query = np.ascontiguousarray(cv2.resize(cand, (400, 240))[:, ::-1])  # rescaled, then mirrored
+    fq, fc = sift_features(query), sift_features(cand)
+    assert count_inliers(fq, fc, query.shape, cand.shape) >= 10 * MIRROR_RETRY  # the middle alone: a strong, wrong fit
+    a = estimate_alignment(query, cand, flow=False)
+    assert a.homography[0, 0] < 0  # a reflection
+    x, y = 50.0, 150.0  # in the astronaut, at the candidate's left: at the mirrored query's right
+    p = a.homography @ np.array([x, y, 1.0])
+    want = ((400 - 1) - (x + 0.5) * 400 / 500 + 0.5, (y + 0.5) * 240 / 300 - 0.5)
+    assert abs(p[0] / p[2] - want[0]) < 2.0 and abs(p[1] / p[2] - want[1]) < 2.0
+    plain = np.ascontiguousarray(cv2.resize(cand, (400, 240)))  # the same photo unmirrored keeps its plain fit
+    assert estimate_alignment(plain, cand, flow=False).homography[0, 0] > 0
+
+
 def test_stage2_stops_retrying_mirrored_once_a_candidate_aligned() -> None:
-    """`Reranker.psen_scores`: the mirrored query is tried on a weak candidate only until one
-    candidate has aligned well: after that a mirrored copy's original stays unaligned, and the
-    query's mirrored SIFT is never computed."""
+    """`Reranker.psen_scores`: the mirrored query is tried on each candidate only until one
+    candidate has aligned well: after that a mirrored copy's original stays unaligned."""
     from verifier.simprov.pairs import View
     from verifier.simprov.rerank import Reranker
 
@@ -216,8 +236,8 @@ def test_stage2_stops_retrying_mirrored_once_a_candidate_aligned() -> None:
 
     query = View.of(q_img)
     _, pairs = reranker.psen_scores(query, [same, orig], eq, ecs)
-    assert pairs[0].alignment.inliers >= 30 and pairs[1].alignment.inliers < MIRROR_RETRY
-    assert not query._mirrored  # its mirrored SIFT was never computed
+    assert pairs[0].alignment.inliers >= 30 and pairs[0].alignment.homography[0, 0] > 0
+    assert pairs[1].alignment.inliers < MIRROR_RETRY  # not tried mirrored
 
 
 WARP_PX = WARP_THRESHOLD * 256  # stage 3's bar in pixels of the 256-px working frame

@@ -21,8 +21,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 MIN_INLIERS = 8
-# Below this many inliers the aligner also tries the mirrored query and keeps the better fit: a
-# mirrored copy of a partly symmetric photo can give a spurious unmirrored fit of ~10 inliers.
+# The aligner also tries the mirrored query and keeps the better fit, whatever the unmirrored fit's
+# inliers: a mirrored copy gives spurious unmirrored fits (repeated or symmetric structure) of up to
+# ~120 inliers, while the true, mirrored fit had hundreds; no plain copy's mirrored fit beat its
+# unmirrored one (train photos, 500 of each: BENCHMARKS.md, "Mirrored copies: the better fit").
+# A fit of this many inliers counts as aligned well (stage 2 then stops trying the others mirrored).
 MIRROR_RETRY = 2 * MIN_INLIERS
 RATIO = 0.75  # Lowe's ratio test: a match's nearest descriptor must beat the second by this much
 # A homography that maps the candidate's frame to less than this share of the query, or folds
@@ -249,16 +252,16 @@ def estimate_alignment(
 ) -> Alignment:
     """Map every candidate pixel to the query: homography, then DIS flow on the residual.
     Precomputed SIFT features (e.g. the candidate's, cached at registration) skip detection.
-    When the homography is weak (< MIRROR_RETRY inliers), the query is also tried mirrored (`query_mirrored` supplies its
-    features, e.g. cached on the query's view; computed here otherwise): a mirrored copy then
-    aligns through a reflecting homography. `mirror=False` skips that retry (stage 2 does once
+    The query is also tried mirrored (`query_mirrored` supplies its features, e.g. cached on the
+    query's view; computed here otherwise) and the fit with more inliers kept: a mirrored copy
+    then aligns through a reflecting homography. `mirror=False` skips that try (stage 2 does once
     another candidate has aligned well)."""
     q, c = _grey(query), _grey(candidate)
     hc, wc = c.shape
     fq = query_feats if query_feats is not None else sift_features(q)
     fc = cand_feats if cand_feats is not None else sift_features(c)
     h, inliers = _homography(fq, fc, q.shape, c.shape)
-    if mirror and inliers < MIRROR_RETRY:
+    if mirror:
         fm = query_mirrored() if query_mirrored is not None else mirrored_sift(q)
         hm, mirrored_inliers = _homography(fm, fc, q.shape, c.shape)
         if mirrored_inliers >= MIN_INLIERS and mirrored_inliers > inliers:  # a fit by the aligner's own bar
