@@ -120,3 +120,14 @@ def test_shown_calibration_prints_its_table(monkeypatch: pytest.MonkeyPatch, cap
     no_cut = [c.strip() for c in lines[1].strip("|").split("|")][1:5]
     assert all(c.startswith("0 / ") for c in no_cut), no_cut  # no cut can be found with the step out of reach
     assert lines[3].split("|")[2].strip() == "2"  # a quarter of the pairs are posts
+
+
+def test_mirror_fit_probe_prints_its_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`scripts/probe_mirror_fit.py`, the record behind the aligner's mirrored try: one row per bin
+    of plain inliers, every copy counted once, and every mirrored copy's mirrored fit the better."""
+    out = _run("probe_mirror_fit.py", ["--n", "4", "--seed", "1"], monkeypatch, capsys)
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out if line.startswith("| ")][1:]
+    assert [r[0] for r in rows] == ["0-7", "8-15", "16-23", "24-31", "32-47", "48-63", "64-95", "96-127", "128+"]
+    assert sum(int(r[1]) for r in rows) == 4 and sum(int(r[3]) for r in rows) == 4
+    assert sum(int(r[4]) for r in rows) == 4  # the right (mirrored) fit wins for each mirrored copy
+    assert out[-1].startswith("most plain inliers of a mirrored copy")
