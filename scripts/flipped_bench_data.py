@@ -1,12 +1,17 @@
-"""Mirrored copies of registered photos, for `verifier bench` (BENCHMARKS.md, "Mirrored copies: the better fit").
+"""Mirrored and tone-inverted copies of registered photos, for `verifier bench` (BENCHMARKS.md,
+"Mirrored copies: the better fit" and "Negatives: the inverted descriptors").
 
-Mirroring is among the commonest things done to a shared photo, and SIFT is not mirror-invariant: the
-aligner fits a mirrored copy through the mirrored query's features. This set asks whether the copies are
-matched, aligned and called benign. Each query is one of the families data's `test` originals (registered
-in the families registry), through 0-2 benign transforms (`augment.benign`, ending in a JPEG) and then
-mirrored; `kind` benign, family `mirror`, the transforms as the variant.
+SIFT is neither mirror- nor inversion-invariant: the aligner fits a mirrored copy through the mirrored
+query's features and a negative through the inverted descriptors (`align.SiftFeatures.inverted`). These
+sets ask whether such copies are matched, aligned and called benign. Each query is one of the families
+data's `test` originals (registered in the families registry); `kind` benign.
 
-    python scripts/mirror_bench_data.py <families dir (verifier bench-data --families)> <out dir> [--n 300] [--seed 5]
+* `--set mirror` (300, seed 5): 0-2 benign transforms (`augment.benign`, ending in a JPEG), then
+  mirrored; family `mirror`, the transforms as the variant.
+* `--set tone` (240, seed 7): in turn a negative, a solarised copy (threshold 96-200) and a mirrored
+  negative, then 0-1 benign transforms; the family names the filter.
+
+    python scripts/flipped_bench_data.py <families dir (verifier bench-data --families)> <out dir> --set mirror
 
 writes <out>/queries.csv (+ the JPEGs); run with `--data-dir <a copy of the families registry> --holdout 0`.
 """
@@ -22,31 +27,55 @@ from PIL import Image, ImageOps
 
 from verifier.simprov import augment
 
+DEFAULTS = {"mirror": (300, 5), "tone": (240, 7)}  # n, seed
+TONE_OPS = ("negative", "solarize", "negative_mirror")
+
+
+def mirror_copy(img: Image.Image, i: int, rng: random.Random) -> tuple[str, Image.Image, str]:
+    copy = augment.benign(img, rng, n_ops=rng.randint(0, 2))
+    return "mirror", ImageOps.mirror(copy.image), "+".join(copy.ops)
+
+
+def tone_copy(img: Image.Image, i: int, rng: random.Random) -> tuple[str, Image.Image, str]:
+    op = TONE_OPS[i % 3]
+    if op == "solarize":
+        t = rng.randint(96, 200)
+        out, variant = ImageOps.solarize(img, t), f"solarize{t}"
+    else:
+        out, variant = ImageOps.invert(img), "negative"
+        if op == "negative_mirror":
+            out, variant = ImageOps.mirror(out), "negative+mirror"
+    copy = augment.benign(out, rng, n_ops=rng.randint(0, 1))
+    return op, copy.image, variant + "+" + "+".join(copy.ops)
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("families", type=Path)
     ap.add_argument("out", type=Path)
-    ap.add_argument("--n", type=int, default=300)
-    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--set", choices=sorted(DEFAULTS), default="mirror")
+    ap.add_argument("--n", type=int)
+    ap.add_argument("--seed", type=int)
     args = ap.parse_args()
+    n, seed = (args.n if args.n is not None else DEFAULTS[args.set][0]), (args.seed if args.seed is not None else DEFAULTS[args.set][1])
+    make = mirror_copy if args.set == "mirror" else tone_copy
     with (args.families / "families.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     # the families' photo originals (MICC-F220's and COVERAGE's are left out: they are not `test` photos)
     originals = sorted({(args.families / r["original"]).resolve() for r in rows if r["original"] and "/photos/" in r["original"]})
-    rng = random.Random(args.seed)
+    rng = random.Random(seed)
     rng.shuffle(originals)
     (args.out / "q").mkdir(parents=True, exist_ok=True)
     with (args.out / "queries.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["query", "original", "kind", "mask", "family", "variant"])
-        for i, path in enumerate(originals[: args.n]):
+        for i, path in enumerate(originals[:n]):
             with Image.open(path) as im:
-                copy = augment.benign(im.convert("RGB"), rng, n_ops=rng.randint(0, 2))
-            name = f"q/mirror-{i:04d}.jpg"
-            ImageOps.mirror(copy.image).save(args.out / name, quality=90)
-            w.writerow([name, str(path), "benign", "", "mirror", "+".join(copy.ops)])
-    print(f"{min(args.n, len(originals))} mirrored copies -> {args.out / 'queries.csv'}")
+                family, copy, variant = make(im.convert("RGB"), i, rng)
+            name = f"q/{family}-{i:04d}.jpg"
+            copy.save(args.out / name, quality=90)
+            w.writerow([name, str(path), "benign", "", family, variant])
+    print(f"{min(n, len(originals))} {args.set} copies -> {args.out / 'queries.csv'}")
 
 
 if __name__ == "__main__":
