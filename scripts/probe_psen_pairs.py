@@ -56,7 +56,7 @@ def main() -> None:
                 found = service.originals.find_by_sha256(hashlib.sha256((args.fambench / r["original"]).read_bytes()).hexdigest())
                 assert found is not None, r["original"]
                 cands, group = [found.id], r["family"]
-            pairs = [align_pair(qv, matcher.view(c), mirror=True) for c in cands]
+            pairs = [align_pair(qv, matcher.view(c), retry=True) for c in cands]
             eq = torch.from_numpy(np.repeat(vectors.vector[None].astype(np.float32), len(pairs), 0))
             ec = torch.from_numpy(np.asarray(service.search.vectors_for(cands), np.float32))
             for name, net in models.items():

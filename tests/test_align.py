@@ -12,6 +12,7 @@ from PIL import Image
 
 from tests.helpers import encode, post_screenshot, twirl
 from verifier.simprov.align import (
+    MIN_INLIERS,
     MIRROR_RETRY,
     MOVED_GRID,
     SiftFeatures,
@@ -212,6 +213,37 @@ def test_a_mirrored_copy_of_a_partly_symmetric_photo_takes_the_mirrored_fit() ->
     assert abs(p[0] / p[2] - want[0]) < 2.0 and abs(p[1] / p[2] - want[1]) < 2.0
     plain = np.ascontiguousarray(cv2.resize(cand, (400, 240)))  # the same photo unmirrored keeps its plain fit
     assert estimate_alignment(plain, cand, flow=False).homography[0, 0] > 0
+
+
+def test_sift_of_a_negative_is_the_inverted_descriptors() -> None:
+    """`SiftFeatures.inverted`: at the same keypoints, SIFT of the image's negative has every
+    gradient reversed (each keypoint turned by 180 degrees), i.e. its cells in reverse order."""
+    img = np.asarray(_photo().convert("L"))
+    plain, negative = sift_features(img), sift_features(255 - img)
+    nearest = np.linalg.norm(plain.points[:, None] - negative.points[None], axis=-1).argmin(1)
+    inverted = plain.inverted().descriptors
+    same = np.linalg.norm(inverted - negative.descriptors[nearest], axis=1) < 0.2 * np.linalg.norm(inverted, axis=1)
+    assert same.mean() > 0.8  # (a few keypoints get another orientation or none on the negative)
+    assert np.array_equal(plain.inverted().inverted().descriptors, plain.descriptors)
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_a_negative_aligns_through_the_inverted_descriptors(mirrored: bool) -> None:
+    """A photo's negative (an "invert" filter) matched no plain descriptor: no fit, and the copy
+    was never matched. Its inverted descriptors fit it, and the dense flow, which follows
+    brightness, is run on the query's negative, so the grid holds (on the negative itself the
+    flow tore the frame apart)."""
+    cand = np.asarray(_photo())
+    query = 255 - cv2.resize(cand, (300, 260))
+    if mirrored:
+        query = np.ascontiguousarray(query[:, ::-1])
+    assert count_inliers(sift_features(query), sift_features(cand), query.shape, cand.shape) < MIN_INLIERS
+    a = estimate_alignment(query, cand)
+    assert a.inliers >= 30
+    ys, xs = np.mgrid[0:384, 0:384].astype(np.float32)
+    tx = (xs + 0.5) * 300 / 384 - 0.5
+    truth = np.stack([(300 - 1) - tx if mirrored else tx, (ys + 0.5) * 260 / 384 - 0.5], -1)
+    assert _interior_error(a.grid, truth) < 1.0
 
 
 def test_stage2_stops_retrying_mirrored_once_a_candidate_aligned() -> None:

@@ -335,6 +335,18 @@ def test_a_screenshot_of_a_post_that_crops_the_original_is_benign(client: TestCl
     assert f"The image shows about {round(100 * m['original_shown'])} % of the original's frame" in report["summary"]
 
 
+def test_a_negative_of_a_registered_photo_is_matched_and_benign(client: TestClient, verifier_key: str, registered: dict,
+                                                                 check_envelope) -> None:  # type: ignore[no-untyped-def]
+    """A photo's negative, mirrored: stage 1 ranked its original first, but no SIFT descriptor
+    matched, so the geometry gate refused it ("no_match"). The aligner's inverted descriptors
+    fit it, the flow follows the negative, and stage 3's colour map undoes the inversion."""
+    original = Image.open(io.BytesIO(registered["astronaut"]["bytes"])).convert("RGB")
+    negative = ImageOps.mirror(ImageOps.invert(original))
+    report = check_envelope(verify(client, verifier_key, encode(negative, "JPEG", quality=85)))
+    assert report["verdict"] == "match_benign", report["manipulation"]
+    assert report["match"]["original_id"] == registered["astronaut"]["record"]["id"]
+
+
 def test_unrelated_photo_is_no_match(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]
     report = check_envelope(verify(client, verifier_key, encode(photo("rocket"))))
     assert report["verdict"] == "no_match"

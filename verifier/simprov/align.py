@@ -26,7 +26,13 @@ MIN_INLIERS = 8
 # ~120 inliers, while the true, mirrored fit had hundreds; no plain copy's mirrored fit beat its
 # unmirrored one (train photos, 500 of each: BENCHMARKS.md, "Mirrored copies: the better fit").
 # A fit of this many inliers counts as aligned well (stage 2 then stops trying the others mirrored).
+# Under it, the query's descriptors are also tried tone-inverted (`SiftFeatures.inverted`), plain and
+# mirrored: a photo's negative, or the inverted parts of a solarised copy, match no plain descriptor.
 MIRROR_RETRY = 2 * MIN_INLIERS
+# SIFT of an image's negative: the same keypoints (DoG extrema of either sign), each turned by 180
+# degrees (every gradient reversed), so its 4x4 cells come in reverse order with the same 8
+# orientation bins. Descriptor layout (OpenCV): ((row * 4 + col) * 8 + bin).
+INVERTED = np.array([((3 - r) * 4 + (3 - c)) * 8 + b for r in range(4) for c in range(4) for b in range(8)])
 RATIO = 0.75  # Lowe's ratio test: a match's nearest descriptor must beat the second by this much
 # A homography that maps the candidate's frame to less than this share of the query, or folds
 # it (a non-convex quadrilateral), is RANSAC fitting noise, not an alignment: on 520 true
@@ -87,6 +93,9 @@ class Alignment:
     # the box (x0, y0, x1, y1) of the candidate's frame the query shows when a crop drawn inside
     # the query cut its edges (`shown_box`); the grid maps the rest to NOT_SHOWN
     shown: tuple[int, int, int, int] | None = None
+    # the fit came through the query's inverted descriptors (a negative): what compares the pair
+    # (the flow here, PSEN and ChangeNet through `pairs`) sees the query's tones inverted back
+    inverted: bool = False
     # what `moved` needs: candidate and homography-warped query (grey), coverage, residual flow,
     # query pixels per candidate pixel
     flow_inputs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float] | None = field(default=None, repr=False, compare=False)
@@ -124,6 +133,10 @@ class SiftFeatures:
 
     def __len__(self) -> int:
         return int(self.points.shape[0])
+
+    def inverted(self) -> SiftFeatures:
+        """The descriptors the image's negative would have at the same points (INVERTED)."""
+        return SiftFeatures(self.points, self.descriptors[:, INVERTED])
 
     @cached_property
     def matching(self) -> np.ndarray:
@@ -248,30 +261,37 @@ def estimate_alignment(
     query_feats: SiftFeatures | None = None,
     cand_feats: SiftFeatures | None = None,
     query_mirrored: Callable[[], SiftFeatures] | None = None,
-    mirror: bool = True,
+    retry: bool = True,
 ) -> Alignment:
     """Map every candidate pixel to the query: homography, then DIS flow on the residual.
     Precomputed SIFT features (e.g. the candidate's, cached at registration) skip detection.
     The query is also tried mirrored (`query_mirrored` supplies its features, e.g. cached on the
     query's view; computed here otherwise) and the fit with more inliers kept: a mirrored copy
-    then aligns through a reflecting homography. `mirror=False` skips that try (stage 2 does once
-    another candidate has aligned well)."""
+    then aligns through a reflecting homography. Under MIRROR_RETRY inliers its descriptors are
+    tried tone-inverted too, plain and mirrored (a negative). `retry=False` skips these tries
+    (stage 2 does once another candidate has aligned well)."""
     q, c = _grey(query), _grey(candidate)
     hc, wc = c.shape
     fq = query_feats if query_feats is not None else sift_features(q)
     fc = cand_feats if cand_feats is not None else sift_features(c)
     h, inliers = _homography(fq, fc, q.shape, c.shape)
-    if mirror:
+    inverted = False
+    if retry:
         fm = query_mirrored() if query_mirrored is not None else mirrored_sift(q)
-        hm, mirrored_inliers = _homography(fm, fc, q.shape, c.shape)
-        if mirrored_inliers >= MIN_INLIERS and mirrored_inliers > inliers:  # a fit by the aligner's own bar
-            h, inliers = hm, mirrored_inliers
+        for i, f in enumerate([fm, fq.inverted(), fm.inverted()]):
+            if i and inliers >= MIRROR_RETRY:  # the inverted tries only where no fit holds well
+                break
+            ht, n = _homography(f, fc, q.shape, c.shape)
+            if n >= MIN_INLIERS and n > inliers:  # a fit by the aligner's own bar
+                h, inliers, inverted = ht, n, i > 0
     ys, xs = np.mgrid[0:hc, 0:wc].astype(np.float32)
     if flow and inliers >= MIN_INLIERS:
         # Query resampled into the candidate frame by the homography; the flow from the
         # candidate to it is the residual displacement, in candidate pixels. (Without a
         # homography there is nothing to refine: flow between unrelated images is noise.)
         warped = cv2.warpPerspective(q, h, (wc, hc), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+        if inverted:  # a negative: the flow follows brightness, so it sees the query's negative
+            warped = 255 - warped
         covered = cv2.warpPerspective(np.full(q.shape, 255, np.uint8), h, (wc, hc),
                                       flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP) > 0
         # Beyond the query's footprint (what a crop left out) the warped query is empty, and DIS
@@ -301,7 +321,7 @@ def estimate_alignment(
     if shown is not None:
         grid[~_box_mask(shown, grid.shape[:2])] = NOT_SHOWN
     return Alignment(grid=grid, homography=h, inliers=inliers, query_size=(q.shape[1], q.shape[0]), shown=shown,
-                     flow_inputs=flow_inputs)
+                     inverted=inverted, flow_inputs=flow_inputs)
 
 
 def _box_mask(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> np.ndarray:

@@ -115,18 +115,22 @@ def _to_u8(x: torch.Tensor) -> np.ndarray:  # (3, S, S) [0, 1] -> (S, S, 3) uint
 
 def _warped(query: View, alignment: Alignment) -> torch.Tensor:
     """(4, hc, wc): the query's RGB in [0, 1] resampled into the candidate's working frame by
-    F_A, and its coverage (1 where the query's pixels land)."""
+    F_A, and its coverage (1 where the query's pixels land). A negative (`Alignment.inverted`)
+    comes with its tones inverted back: PSEN and ChangeNet then judge its content as they judge
+    any copy's (seen as a negative, PSEN called weak fits of true negatives "different")."""
     q = torch.tensor(query.image).permute(2, 0, 1).float()[None] / 255
+    if alignment.inverted:
+        q = 1 - q
     ones = torch.ones(1, 1, *query.image.shape[:2])
     with torch.no_grad():
         return dwu(torch.cat([q, ones], 1), alignment.normalised_grid())[0]
 
 
-def align_pair(query: View, candidate: View, mirror: bool = True) -> AlignedPair:
-    """The query aligned into the candidate's frame (`mirror`: whether a weak fit is retried
-    with the mirrored query, `align.estimate_alignment`)."""
+def align_pair(query: View, candidate: View, retry: bool = True) -> AlignedPair:
+    """The query aligned into the candidate's frame (`retry`: whether the mirrored query, and
+    for a weak fit the tone-inverted one, are tried too, `align.estimate_alignment`)."""
     a = estimate_alignment(query.image, candidate.image, query_feats=query.features, cand_feats=candidate.features,
-                           query_mirrored=query.mirrored_features, mirror=mirror)
+                           query_mirrored=query.mirrored_features, retry=retry)
     warped = _warped(query, a)
     with torch.no_grad():
         valid = (_squash((warped[3:] > 0.999).float())[0] > 0.5).numpy().astype(np.uint8)

@@ -172,8 +172,9 @@ class Reranker:
                     supported: Sequence[bool] | None = None) -> tuple[np.ndarray, list[AlignedPair]]:
         """PSEN's P(same image) for the query against each view, with the aligned pairs. Views
         come best stage-1 first; once one aligns well (MIRROR_RETRY inliers) the rest are not
-        retried mirrored: an unrelated candidate's weak fit would otherwise cost the mirrored
-        query's SIFT (~10 ms) on most manipulated queries, whose original has already aligned.
+        retried mirrored or inverted: an unrelated candidate's weak fit would otherwise cost up to
+        three more matchings (~4 ms each) on most manipulated queries, whose original has already
+        aligned.
 
         A pair PSEN rejects although it aligns with `policy.colour_min_inliers` is judged again
         with the query colour-matched to the candidate (`pairs.colour_matched`), the higher
@@ -192,7 +193,7 @@ class Reranker:
         pairs: list[AlignedPair] = []
         aligned = False
         for v in views:
-            pairs.append(align_pair(query, v, mirror=not aligned))
+            pairs.append(align_pair(query, v, retry=not aligned))
             aligned = aligned or pairs[-1].alignment.inliers >= MIRROR_RETRY
         if not pairs:
             return np.zeros(0, np.float32), []
