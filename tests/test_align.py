@@ -246,6 +246,33 @@ def test_a_negative_aligns_through_the_inverted_descriptors(mirrored: bool) -> N
     assert _interior_error(a.grid, truth) < 1.0
 
 
+def test_stage2_fits_a_negative_on_its_first_candidates_only() -> None:
+    """`Stage2Policy.inverted_candidates`: the inverted tries cost an unregistered query a
+    matching per weak candidate, so only the first candidates (stage 1's best) get them."""
+    from dataclasses import replace
+
+    from verifier.simprov.pairs import View
+    from verifier.simprov.rerank import Reranker
+
+    reranker = Reranker.packaged()
+    if reranker is None:
+        pytest.skip("PSEN is not shipped")
+    original = View.of(Image.fromarray(skdata.chelsea()).convert("RGB"))
+    other = View.of(_photo())
+    negative = Image.fromarray(255 - np.asarray(Image.fromarray(skdata.chelsea()).resize((300, 260)))).convert("RGB")
+    eq, ecs = np.zeros(256, np.float32), np.zeros((2, 256), np.float32)
+
+    def fits(n: int, views: list) -> list:  # type: ignore[type-arg]
+        _, pairs = reranker.with_policy(replace(reranker.policy, inverted_candidates=n)).psen_scores(View.of(negative), views, eq, ecs)
+        return [p.alignment for p in pairs]
+
+    first = fits(1, [original, other])[0]
+    assert first.inverted and first.inliers >= 30
+    assert fits(1, [other, original])[1].inliers < MIN_INLIERS  # second: not tried inverted
+    assert fits(2, [other, original])[1].inverted
+    assert fits(0, [original, other])[0].inliers < MIN_INLIERS  # off
+
+
 def test_stage2_stops_retrying_mirrored_once_a_candidate_aligned() -> None:
     """`Reranker.psen_scores`: the mirrored query is tried on each candidate only until one
     candidate has aligned well: after that a mirrored copy's original stays unaligned."""

@@ -138,6 +138,10 @@ class Settings(BaseSettings):
                                                      "the local-feature vote (local_votes) supports the candidate "
                                                      "(0: no other bar). BENCHMARKS.md, 'The colour look for a "
                                                      "candidate the vote supports', has the measurement.")
+    stage2_inverted_candidates: int = Field(default=2, ge=0, le=100, description="The first this many candidates "
+                                            "PSEN sees are also fitted with the query's local features tone-inverted, "
+                                            "when no plain or mirrored fit holds (a negative of the original; 0: off). "
+                                            "BENCHMARKS.md, 'Negatives', has the measurement.")
     stage3_warp_threshold: float = Field(default=2.0 / 256, ge=0.0, le=1.0, description="Content moved locally "
                                          "beyond the alignment (a liquify stroke) by this share of the working frame's "
                                          "long side, in some 7x7 cell, makes stage 3 call the copy manipulated whatever "

@@ -262,6 +262,7 @@ def estimate_alignment(
     cand_feats: SiftFeatures | None = None,
     query_mirrored: Callable[[], SiftFeatures] | None = None,
     retry: bool = True,
+    invert: bool = True,
 ) -> Alignment:
     """Map every candidate pixel to the query: homography, then DIS flow on the residual.
     Precomputed SIFT features (e.g. the candidate's, cached at registration) skip detection.
@@ -269,7 +270,7 @@ def estimate_alignment(
     query's view; computed here otherwise) and the fit with more inliers kept: a mirrored copy
     then aligns through a reflecting homography. Under MIRROR_RETRY inliers its descriptors are
     tried tone-inverted too, plain and mirrored (a negative). `retry=False` skips these tries
-    (stage 2 does once another candidate has aligned well)."""
+    (stage 2 does once another candidate has aligned well); `invert=False` the inverted ones."""
     q, c = _grey(query), _grey(candidate)
     hc, wc = c.shape
     fq = query_feats if query_feats is not None else sift_features(q)
@@ -278,7 +279,7 @@ def estimate_alignment(
     inverted = False
     if retry:
         fm = query_mirrored() if query_mirrored is not None else mirrored_sift(q)
-        for i, f in enumerate([fm, fq.inverted(), fm.inverted()]):
+        for i, f in enumerate([fm, fq.inverted(), fm.inverted()] if invert else [fm]):
             if i and inliers >= MIRROR_RETRY:  # the inverted tries only where no fit holds well
                 break
             ht, n = _homography(f, fc, q.shape, c.shape)

@@ -126,11 +126,11 @@ def _warped(query: View, alignment: Alignment) -> torch.Tensor:
         return dwu(torch.cat([q, ones], 1), alignment.normalised_grid())[0]
 
 
-def align_pair(query: View, candidate: View, retry: bool = True) -> AlignedPair:
+def align_pair(query: View, candidate: View, retry: bool = True, invert: bool = True) -> AlignedPair:
     """The query aligned into the candidate's frame (`retry`: whether the mirrored query, and
-    for a weak fit the tone-inverted one, are tried too, `align.estimate_alignment`)."""
+    with `invert` for a weak fit the tone-inverted one, are tried too, `align.estimate_alignment`)."""
     a = estimate_alignment(query.image, candidate.image, query_feats=query.features, cand_feats=candidate.features,
-                           query_mirrored=query.mirrored_features, retry=retry)
+                           query_mirrored=query.mirrored_features, retry=retry, invert=invert)
     warped = _warped(query, a)
     with torch.no_grad():
         valid = (_squash((warped[3:] > 0.999).float())[0] > 0.5).numpy().astype(np.uint8)

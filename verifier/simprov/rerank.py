@@ -76,6 +76,7 @@ class Stage2Policy:
     screen_strong_supported_min_inliers: int = 8  # ... or this many when the local-feature vote supports it (0: no other bar)
     colour_min_inliers: int = 32  # a pair PSEN rejects with this many inliers is judged again colour-matched (0: off)
     colour_supported_min_inliers: int = 16  # ... or this many when the local-feature vote supports it (0: no other bar)
+    inverted_candidates: int = 2  # the first this many candidates PSEN sees are also fitted tone-inverted (a negative; 0: off)
 
 
 def select_for_psen(cosines: np.ndarray, threshold: float, policy: Stage2Policy) -> list[int]:
@@ -172,9 +173,11 @@ class Reranker:
                     supported: Sequence[bool] | None = None) -> tuple[np.ndarray, list[AlignedPair]]:
         """PSEN's P(same image) for the query against each view, with the aligned pairs. Views
         come best stage-1 first; once one aligns well (MIRROR_RETRY inliers) the rest are not
-        retried mirrored or inverted: an unrelated candidate's weak fit would otherwise cost up to
-        three more matchings (~4 ms each) on most manipulated queries, whose original has already
-        aligned.
+        retried mirrored: an unrelated candidate's weak fit would otherwise cost another matching
+        (~4 ms) on most manipulated queries, whose original has already aligned. The inverted tries
+        (a negative) are made on the first `policy.inverted_candidates` only: stage 1 ranks a negative's
+        original first or second (its embedding is not fooled by the inversion, SIFT is), and on
+        every candidate they cost an unregistered query ~30 ms (BENCHMARKS.md, "Negatives").
 
         A pair PSEN rejects although it aligns with `policy.colour_min_inliers` is judged again
         with the query colour-matched to the candidate (`pairs.colour_matched`), the higher
@@ -193,7 +196,7 @@ class Reranker:
         pairs: list[AlignedPair] = []
         aligned = False
         for v in views:
-            pairs.append(align_pair(query, v, retry=not aligned))
+            pairs.append(align_pair(query, v, retry=not aligned, invert=len(pairs) < self.policy.inverted_candidates))
             aligned = aligned or pairs[-1].alignment.inliers >= MIRROR_RETRY
         if not pairs:
             return np.zeros(0, np.float32), []
