@@ -345,6 +345,8 @@ def test_a_negative_of_a_registered_photo_is_matched_and_benign(client: TestClie
     report = check_envelope(verify(client, verifier_key, encode(negative, "JPEG", quality=85)))
     assert report["verdict"] == "match_benign", report["manipulation"]
     assert report["match"]["original_id"] == registered["astronaut"]["record"]["id"]
+    assert report["manipulation"]["tones_inverted"] is True
+    assert "it is a negative of the original" in report["summary"]
 
 
 def test_unrelated_photo_is_no_match(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]

@@ -10,13 +10,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-REPORT_VERSION = "1.9"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...);
+REPORT_VERSION = "1.10"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...);
 # 1.2: manipulation.local_warp; 1.3: manipulation.original_coverage and added_content_fraction;
 # 1.4: manipulation.colour_map_gain and colour_mapped; 1.5: colour_mapped also when the mapped look calls it
 # manipulated (its map is the report's); 1.6: manipulation.local_recolour; 1.7: search.publisher_marks;
-# 1.8: input.frames and search.frame (animations searched beyond their first frame); 1.9: manipulation.original_shown
-# (each additive: an earlier reader ignores them)
-SCHEMA_ID = "urn:provenance-verifier:schema:report:1.9"
+# 1.8: input.frames and search.frame (animations searched beyond their first frame); 1.9: manipulation.original_shown;
+# 1.10: manipulation.tones_inverted (each additive: an earlier reader ignores them)
+SCHEMA_ID = "urn:provenance-verifier:schema:report:1.10"
 
 
 class Verdict(str, Enum):
@@ -261,6 +261,9 @@ class Manipulation(BaseModel):
         "global colour change undone): ChangeNet called the copy manipulated as it came, the map brought the pair at least "
         "the service's bar closer, and the mapped look decided: benign, or manipulated with its heatmap (what the global "
         "change does not explain).")
+    tones_inverted: bool = Field(
+        False, description="Whether the image is a negative of the original (its tones inverted, as an invert filter does): "
+        "it aligned only through local features inverted, and was compared with its tones inverted back.")
 
 
 class RecoveredManifest(CredentialDetails):
@@ -284,7 +287,7 @@ class RecoveredManifest(CredentialDetails):
 
 
 class Report(BaseModel):
-    report_version: Literal["1.9"] = REPORT_VERSION
+    report_version: Literal["1.10"] = REPORT_VERSION
     id: uuid.UUID
     created_at: dt.datetime
     service: ServiceInfo

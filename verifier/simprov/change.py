@@ -113,6 +113,8 @@ class ChangeResult:
     # share of the original's working frame the query shows: covers, and does not cut inside its
     # own frame (`align.shown_box`); None for a weak fit
     original_shown: float | None = None
+    # the query is a negative of the original (`Alignment.inverted`): judged with its tones inverted back
+    tones_inverted: bool = False
 
     @property
     def recoloured(self) -> bool:
@@ -239,7 +241,8 @@ class ChangeDetector:
         result = ChangeResult(p, np.zeros_like(heat), None, to_query, moved, self.warp_threshold, outside,
                               j.colour_gain, j.colour_mapped, candidate.full_size,
                               None if recolour is None else recolour.share, self.recolour_share,
-                              float(frame.valid.mean()) if pair.alignment.global_ok else None)
+                              float(frame.valid.mean()) if pair.alignment.global_ok else None,
+                              pair.alignment.inverted)
         if p < DECISION_THRESHOLD:
             if not result.warped and not result.recoloured:
                 return result

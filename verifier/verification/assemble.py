@@ -123,6 +123,7 @@ def manipulation_section(change: ChangeResult, report_id: uuid.UUID, has_heatmap
         added_content_fraction=None if change.outside is None else round(change.outside.added_fraction, 4),
         colour_map_gain=None if change.colour_gain is None else round(change.colour_gain, 2),
         colour_mapped=change.colour_mapped,
+        tones_inverted=change.tones_inverted,
     )
 
 
@@ -150,7 +151,7 @@ def verdict(c2pa: C2paSection, ev: Evidence | None) -> Verdict:
 
 def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, learned: bool, warped: bool = False,
                  added: float = 0.0, recoloured: bool = False, recoloured_region: bool = False,
-                 by_geometry: bool = False, shown: float | None = None) -> str:
+                 by_geometry: bool = False, shown: float | None = None, inverted: bool = False) -> str:
     """`warped`: stage 3 found content moved locally (a liquify-style warp), said in words
     because ChangeNet's probability alone would read as benign; `recoloured_region` likewise: a
     region whose colour changed on its own. `added`: the share of the
@@ -159,7 +160,8 @@ def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, lear
     colour change undone, said so that "benign" is not read as "looks the same". `by_geometry`: the
     match rests on the alignment alone (stage 2's strong fit), the learned check having said
     "different", which a fact-checker should know before relying on it. `shown`: the share of the
-    original's frame the image shows, said under SHOWN_NOTE."""
+    original's frame the image shows, said under SHOWN_NOTE. `inverted`: the image is the original's
+    negative, compared with its tones inverted back (a verdict of benign would not say so)."""
     signer = ((c2pa.summary or {}).get("signer") or {}).get("common_name")
     origin = f" Registered original: {match.original_id} from {match.publisher.name}." if match else ""
     ingredient_note = " An ingredient's own credentials do not validate." if c2pa.ingredient_failures else ""
@@ -169,6 +171,8 @@ def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, lear
         how += ", which found content moved locally, as a liquify or warp tool does"
     if recoloured_region:
         how += ", which found a region whose colour was changed on its own, as a recolouring or colour-replace tool does"
+    if inverted and learned:
+        how += ", made after inverting the image's tones back: it is a negative of the original, as an invert filter makes"
     if recoloured and learned:
         how += ", made after undoing a change of colour throughout the image, as a filter or grading makes"
     lines = {

@@ -148,7 +148,8 @@ class VerificationPipeline:
                                           recoloured=ev.change is not None and ev.change.colour_mapped,
                                           recoloured_region=ev.change is not None and ev.change.recoloured,
                                           by_geometry=ev.stage2 is not None and ev.stage2.by_geometry,
-                                          shown=ev.change.original_shown if ev.change else None),
+                                          shown=ev.change.original_shown if ev.change else None,
+                                          inverted=ev.change is not None and ev.change.tones_inverted),
         )
         payload = report.payload()
         jws = self.keys.current().sign_compact(canonical_json(payload))
