@@ -279,10 +279,13 @@ def estimate_alignment(
     inverted = False
     if retry:
         fm = query_mirrored() if query_mirrored is not None else mirrored_sift(q)
-        for i, f in enumerate([fm, fq.inverted(), fm.inverted()] if invert else [fm]):
+        tries: list[Callable[[], SiftFeatures]] = [lambda: fm]
+        if invert:  # made only when tried: most fits hold well before them
+            tries += [fq.inverted, fm.inverted]
+        for i, features in enumerate(tries):
             if i and inliers >= MIRROR_RETRY:  # the inverted tries only where no fit holds well
                 break
-            ht, n = _homography(f, fc, q.shape, c.shape)
+            ht, n = _homography(features(), fc, q.shape, c.shape)
             if n >= MIN_INLIERS and n > inliers:  # a fit by the aligner's own bar
                 h, inliers, inverted = ht, n, i > 0
     ys, xs = np.mgrid[0:hc, 0:wc].astype(np.float32)
