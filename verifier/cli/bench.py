@@ -215,6 +215,23 @@ def cmd_bench_store(args: argparse.Namespace) -> int:
     return 0
 
 
+@_input_errors
+def cmd_bench_generalisation(args: argparse.Namespace) -> int:
+    from verifier.evaluation.generalisation import leave_family_out, summarise
+
+    results = json.loads(args.results.read_text())
+    families = results.get("families") if isinstance(results, dict) else None
+    if not families:
+        raise ValueError(f"{args.results} has no per-family results (run `verifier bench` on a families.csv)")
+    lfo = leave_family_out(families, margin=args.margin, seed=args.seed)
+    if not lfo["groups"]:
+        raise ValueError(f"{args.results} lacks trained or held-out families to compare")
+    print(summarise(lfo))
+    if args.out:
+        _write_json(args.out, lfo)
+    return 0
+
+
 def cmd_bench_align(args: argparse.Namespace) -> int:
     from verifier.evaluation.align import run_bench_align
 
@@ -324,6 +341,14 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_bench_store)
+
+    p = sub.add_parser("bench-generalisation",
+                       help="leave-family-out reading of a `bench` result: held-out families against the trained, with intervals")
+    p.add_argument("results", type=Path, help="a `verifier bench --queries families.csv` result (JSON)")
+    p.add_argument("--margin", type=float, default=0.05, help="how far under the trained mean a held-out family may be")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, help="also write the reading as JSON")
+    p.set_defaults(func=cmd_bench_generalisation)
 
     p = sub.add_parser("bench-align", help="alignment error on known geometric transforms (test photos)")
     p.add_argument("--photos", type=Path, default=Path("../shared/datasets/photos"))

@@ -27,6 +27,8 @@ from tqdm import tqdm
 
 from verifier.errors import VerifierError
 from verifier.evaluation.baselines import run_baselines
+from verifier.evaluation.generalisation import leave_family_out
+from verifier.evaluation.generalisation import summarise as summarise_lfo
 from verifier.evaluation.pairwise import PairwiseMeasures
 from verifier.evaluation.queries import (
     KINDS,
@@ -343,6 +345,8 @@ def run_bench(
                 entry["matched_true_original_exhaustive_stage2"] = round(float(np.mean(matched_exhaustive[kind])), 4)
             kinds_out[kind] = entry
         distinct = matched.get("distinct", [])
+        families_out = {name: tally.summary({b: r[name] for b, r in baseline_families.items() if name in r})
+                        for name, tally in sorted(per_family.items())}
         return {
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "command": command,
@@ -355,8 +359,8 @@ def run_bench(
             "marks": [m.name for m in marks or []],
             "registry_skipped": skipped,
             "kinds": kinds_out,
-            "families": {name: tally.summary({b: r[name] for b, r in baseline_families.items() if name in r})
-                         for name, tally in sorted(per_family.items())},
+            "families": families_out,
+            "leave_family_out": leave_family_out(families_out) if families_out else None,
             "false_match_rate": round(float(np.mean(distinct)), 4) if distinct else None,
             "holdout": {"n": len(holdout_names), "false_matches": len(holdout_hits),
                         "false_match_rate": round(len(holdout_hits) / len(holdout_names), 4), "matches": holdout_hits}
@@ -478,6 +482,8 @@ def summarise(results: dict[str, Any]) -> str:
             lines.append(f"  {section}: " + ", ".join(f"{k} {v['ap']}" for k, v in results[section].items()))
     for group, methods in (results.get("heatmap_iou") or {}).items():
         lines.append(f"  heatmap IoU [{group}]: " + ", ".join(f"{m} {v['mean_iou']} (n={v['n']})" for m, v in methods.items()))
+    if (results.get("leave_family_out") or {}).get("groups"):
+        lines.append(summarise_lfo(results["leave_family_out"]))
     total = results["latency_ms"].get("total", {})
     lines.append(f"  latency total p50={total.get('p50')} ms p95={total.get('p95')} ms; stage1 {results['latency_ms'].get('stage1')}")
     return "\n".join(lines)
