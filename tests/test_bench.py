@@ -114,6 +114,8 @@ def test_bench_on_a_tiny_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert kinds["identical"]["verdicts"] == {"match_unmodified": 1}
     assert kinds["manip"]["stage1"]["IR@100"] == 1.0  # 6 registered: the original is always in the top 100
     assert results["false_match_rate"] == 0.0
+    assert results["false_match_ci95"] == [0.0, 0.5615]  # none of 3: the Wilson interval still reaches 56 %
+    assert results["leave_family_out"]["groups"] == {}  # a family of neither side: no leave-family-out reading
     assert results["latency_ms"]["stage1"]["p50"] > 0 and results["latency_ms"]["total"]["p95"] > 0
     assert kinds["manip"]["stage12"]["IR@1"] == 1.0 and kinds["manip"]["verdicts"] == {"match_manipulated": 1}
     # Tables 3-5 sections: every kind scored; the red square is found by the heatmap
