@@ -24,6 +24,32 @@ def test_ir_at_k_by_hand() -> None:
     assert percentiles([1, 2, 3, 4, 100]) == {"p50": 3.0, "p95": 80.8}
 
 
+def test_a_querys_benign_copies_do_not_depend_on_the_list_it_runs_in() -> None:
+    """Subsets and reorderings of a query list give each query the same transformed copies, so
+    "+ transform" figures of two runs over different lists compare query for query."""
+    import io
+
+    from verifier.evaluation.queries import Query, benign_variants
+
+    def query(i: int) -> Query:
+        buf = io.BytesIO()
+        generated_photo(i, (96, 72)).save(buf, "PNG")
+        return Query(f"q{i}.png", buf.getvalue(), "manip", None, Image.new("L", (96, 72), 0), "fam")
+
+    qs = [query(i) for i in range(4)]
+    whole = {v.name: v for v in benign_variants(qs, 2, seed=3)}
+    alone = {v.name: v for v in benign_variants([qs[2]], 2, seed=3)}
+    reordered = {v.name: v for v in benign_variants(qs[::-1], 2, seed=3)}
+    for name in ("q2.png#benign0", "q2.png#benign1"):
+        assert alone[name].data == whole[name].data == reordered[name].data
+        assert alone[name].transform == whole[name].transform
+    assert whole["q2.png#benign0"].data != whole["q2.png#benign1"].data  # each copy its own draw
+    other_seed = {v.name: v for v in benign_variants([qs[2]], 1, seed=4)}
+    assert other_seed["q2.png#benign0"].transform != whole["q2.png#benign0"].transform \
+        or other_seed["q2.png#benign0"].data != whole["q2.png#benign0"].data
+    assert whole["q2.png#benign0"].family == "fam+benign" and whole["q2.png#benign0"].kind == "manip+benign"
+
+
 def test_hash_rank_counts_strictly_closer_items() -> None:
     registry = np.array([[0, 0, 0, 0], [1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1]], dtype=bool)
     query = np.array([1, 0, 0, 0], dtype=bool)
