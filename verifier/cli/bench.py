@@ -232,6 +232,17 @@ def cmd_bench_generalisation(args: argparse.Namespace) -> int:
     return 0
 
 
+@_input_errors
+def cmd_bench_compare(args: argparse.Namespace) -> int:
+    from verifier.evaluation.compare import compare_runs, summarise
+
+    comparison = compare_runs(json.loads(args.a.read_text()), json.loads(args.b.read_text()), listed=args.list)
+    print(summarise(comparison))
+    if args.out:
+        _write_json(args.out, comparison)
+    return 0
+
+
 def cmd_bench_align(args: argparse.Namespace) -> int:
     from verifier.evaluation.align import run_bench_align
 
@@ -349,6 +360,14 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="also write the reading as JSON")
     p.set_defaults(func=cmd_bench_generalisation)
+
+    p = sub.add_parser("bench-compare", help="two `bench` results on the same queries, query for query: "
+                       "gained, lost and the exact McNemar p per family")
+    p.add_argument("a", type=Path, help="the result before (JSON)")
+    p.add_argument("b", type=Path, help="the result after (JSON)")
+    p.add_argument("--list", type=_non_negative, default=40, help="name at most N queries answered differently")
+    p.add_argument("--out", type=Path, help="also write the comparison as JSON")
+    p.set_defaults(func=cmd_bench_compare)
 
     p = sub.add_parser("bench-align", help="alignment error on known geometric transforms (test photos)")
     p.add_argument("--photos", type=Path, default=Path("../shared/datasets/photos"))
