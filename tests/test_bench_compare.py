@@ -61,3 +61,35 @@ def test_results_that_cannot_be_compared_are_refused(tmp_path, capsys) -> None: 
     b.write_text(json.dumps({"kinds": {}}))
     assert main(["bench-compare", str(a), str(b)]) == 2
     assert "per-query" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("body", [
+    "[1, 2, 3]", '"text"', "null", '{"queries": "all of them"}', '{"queries": [1, 2]}',
+    '{"queries": [{"query": 7, "kind": "manip"}]}', '{"queries": [{"query": "q"}]}', "\u0000\u00ff" * 50,
+])
+def test_garbage_results_are_refused_cleanly_and_write_nothing(tmp_path, capsys, body: str) -> None:  # type: ignore[no-untyped-def]
+    from verifier.cli import main
+
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"queries": [record("q", True)]}))
+    bad = tmp_path / "bad.json"
+    bad.write_text(body, errors="surrogateescape")
+    out = tmp_path / "out.json"
+    for argv in (["bench-compare", str(good), str(bad)], ["bench-compare", str(bad), str(good)],
+                 ["bench-generalisation", str(bad)]):
+        assert main([*argv, "--out", str(out)]) == 2
+        assert capsys.readouterr().err.startswith("verifier bench-")  # a message, not a traceback
+        assert not out.exists()
+
+
+def test_an_oversized_or_missing_results_file_is_refused(tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import verifier.cli.bench as bench_cli
+    from verifier.cli import main
+
+    monkeypatch.setattr(bench_cli, "MAX_RESULTS_BYTES", 64)
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps({"queries": [record(f"q{i}", True) for i in range(10)]}))
+    assert main(["bench-compare", str(big), str(big)]) == 2
+    assert "MiB" in capsys.readouterr().err
+    assert main(["bench-generalisation", str(tmp_path / "none.json")]) == 2
+    assert "No such file" in capsys.readouterr().err

@@ -98,3 +98,14 @@ def test_the_bench_summary_and_the_command_print_the_reading(tmp_path, capsys) -
     assert "no per-family results" in capsys.readouterr().err
     path.write_text("{not json")
     assert main(["bench-generalisation", str(path)]) == 2
+
+
+@pytest.mark.parametrize("entry", [
+    "sixty", None, {"n": -3, "stage12": {"IR@1": 0.5}}, {"n": "60", "stage12": {"IR@1": 0.5}},
+    {"n": 60, "stage12": {"IR@1": 5}}, {"n": 60, "stage12": {"IR@1": "high"}}, {"n": 60, "stage12": "x"},
+])
+def test_malformed_family_entries_are_value_errors(entry) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError):
+        leave_family_out({TRAIN_FAMILIES[0]: entry, HELD_OUT_FAMILIES[0]: {"n": 60, "stage12": {"IR@1": 1.0}}})
+    with pytest.raises(ValueError):
+        leave_family_out(["not", "a", "mapping"])  # type: ignore[arg-type]

@@ -215,12 +215,26 @@ def cmd_bench_store(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_RESULTS_BYTES = 256 << 20  # a families result of 3,820 queries is ~3 MB
+
+
+def _read_results(path: Path) -> dict[str, Any]:
+    """A `bench` result file, refused (exit 2) when it is too large to be one or not a JSON object."""
+    with path.open("rb") as fh:
+        data = fh.read(MAX_RESULTS_BYTES + 1)
+    if len(data) > MAX_RESULTS_BYTES:
+        raise ValueError(f"{path} is over {MAX_RESULTS_BYTES >> 20} MiB: not a bench result")
+    results = json.loads(data)
+    if not isinstance(results, dict):
+        raise ValueError(f"{path} is not a bench result (a JSON object)")  # noqa: TRY004 (bad input: exit 2)
+    return results
+
+
 @_input_errors
 def cmd_bench_generalisation(args: argparse.Namespace) -> int:
     from verifier.evaluation.generalisation import leave_family_out, summarise
 
-    results = json.loads(args.results.read_text())
-    families = results.get("families") if isinstance(results, dict) else None
+    families = _read_results(args.results).get("families")
     if not families:
         raise ValueError(f"{args.results} has no per-family results (run `verifier bench` on a families.csv)")
     lfo = leave_family_out(families, margin=args.margin, seed=args.seed)
@@ -236,7 +250,7 @@ def cmd_bench_generalisation(args: argparse.Namespace) -> int:
 def cmd_bench_compare(args: argparse.Namespace) -> int:
     from verifier.evaluation.compare import compare_runs, summarise
 
-    comparison = compare_runs(json.loads(args.a.read_text()), json.loads(args.b.read_text()), listed=args.list)
+    comparison = compare_runs(_read_results(args.a), _read_results(args.b), listed=args.list)
     print(summarise(comparison))
     if args.out:
         _write_json(args.out, comparison)

@@ -30,11 +30,19 @@ def _group(record: dict[str, Any]) -> str:
     return record.get("family") or record["kind"]
 
 
+def _records(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A result's per-query records by query name; a malformed list is a ValueError, not a crash."""
+    records = result.get("queries") or []
+    if not isinstance(records, list) or not all(isinstance(r, dict) and isinstance(r.get("query"), str)
+                                                and isinstance(r.get("family") or r.get("kind"), str) for r in records):
+        raise ValueError("`queries` must be a list of per-query records, each with its query name and kind")
+    return {r["query"]: r for r in records}
+
+
 def compare_runs(a: dict[str, Any], b: dict[str, Any], *, listed: int = 40) -> dict[str, Any]:
     """`a`, `b`: bench results (their `queries` records). Queries in only one run are counted,
     not compared; the first `listed` queries answered differently are named."""
-    qa = {r["query"]: r for r in a.get("queries") or []}
-    qb = {r["query"]: r for r in b.get("queries") or []}
+    qa, qb = _records(a), _records(b)
     if not qa or not qb:
         raise ValueError("both results need their per-query records (`queries`)")
     common = sorted(set(qa) & set(qb))
@@ -45,6 +53,7 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any], *, listed: int = 40) -> d
     for name in common:
         ra, rb = qa[name], qb[name]
         ok_a, ok_b = bool(ra.get("correct")), bool(rb.get("correct"))
+        answer_changed = (ra.get("verdict"), ra.get("matched")) != (rb.get("verdict"), rb.get("matched"))
         for group in (_group(ra), ALL):
             t = tally[group]
             t["n"] += 1
@@ -52,8 +61,8 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any], *, listed: int = 40) -> d
             t["b_correct"] += ok_b
             t["gained"] += ok_b and not ok_a
             t["lost"] += ok_a and not ok_b
-            t["answer_changed"] += (ra.get("verdict"), ra.get("matched")) != (rb.get("verdict"), rb.get("matched"))
-        if (ra.get("verdict"), ra.get("matched")) != (rb.get("verdict"), rb.get("matched")) and len(changed) < listed:
+            t["answer_changed"] += answer_changed
+        if answer_changed and len(changed) < listed:
             changed.append({"query": name, "group": _group(ra), "a": [ra.get("verdict"), ok_a],
                             "b": [rb.get("verdict"), ok_b]})
     groups = {}

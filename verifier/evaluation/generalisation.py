@@ -41,13 +41,19 @@ def wilson(hits: int, n: int, z: float = Z95) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def _hits(entry: dict[str, Any]) -> tuple[int, int]:
-    n = int(entry["n"])
+def _hits(entry: Any) -> tuple[int, int]:
+    """(hits, n) of one family's entry; a malformed entry is a ValueError (a file read back may be anything)."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("n"), int) or entry["n"] < 0:
+        raise ValueError("a family entry needs its query count `n` (an integer >= 0)")
+    n = entry["n"]
     if n == 0:
         return 0, 0
-    rate = (entry.get("stage12") or {}).get("IR@1")
+    stage12 = entry.get("stage12")
+    rate = stage12.get("IR@1") if isinstance(stage12, dict) else None
     if rate is None:
         raise ValueError("a family without stage 1+2 IR@1 (was the benchmark run without stage 2?)")
+    if not isinstance(rate, int | float) or not 0.0 <= rate <= 1.0:
+        raise ValueError(f"a family's stage 1+2 IR@1 must lie in [0, 1], not {rate!r}")
     return round(float(rate) * n), n
 
 
@@ -55,13 +61,15 @@ def _base(name: str) -> str:
     return name.removesuffix(AFTER)
 
 
-def leave_family_out(families: dict[str, dict[str, Any]], *, margin: float = MARGIN, resamples: int = 20000,
+def leave_family_out(families: dict[str, Any], *, margin: float = MARGIN, resamples: int = 20000,
                      seed: int = 0) -> dict[str, Any]:
     """`families`: a bench result's `families` block. Returns, for "as generated" and "after a
     transform" (where present), the trained and held-out means (families weighted alike), the
     gap between them with its interval, and each
     family's IR@1, Wilson interval, and for a held-out family its gap to the trained mean, the
     gap's interval and the margin's status. A family with no query is left out."""
+    if not isinstance(families, dict):
+        raise ValueError("`families` must map each family's name to its entry")  # noqa: TRY004 (bad input)
     rng = np.random.default_rng(seed)
     out: dict[str, Any] = {"metric": "stage 1+2 IR@1", "margin": margin, "draws": resamples, "groups": {}}
     for group, transformed in (("as_generated", False), ("after_transform", True)):
@@ -85,7 +93,7 @@ def leave_family_out(families: dict[str, dict[str, Any]], *, margin: float = MAR
         for f in names:
             k, n = counts[f]
             side = "trained" if f in trained else "held_out" if f in held else "real"
-            row: dict[str, Any] = {"side": side, "n": n, "IR@1": round(k / n, 4) if n else None,
+            row: dict[str, Any] = {"side": side, "n": n, "IR@1": round(k / n, 4),
                                    "ci95": [round(v, 4) for v in wilson(k, n)]}
             if side == "held_out":
                 gap = trained_mean - k / n
