@@ -278,3 +278,8 @@ def _atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)  # the rename is durable once the directory is synced
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -9,9 +9,31 @@ import tempfile
 from pathlib import Path
 
 
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_dirs(directory: Path) -> None:
+    """mkdir -p whose new entries survive a power cut: each directory created is fsynced into its
+    parent (a blob's shard directory made and lost would lose the blob a committed row names)."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for d in reversed(missing):
+        d.mkdir(exist_ok=True)
+        _fsync_dir(d.parent)
+
+
 def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Replace `path` with `data` whole: readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Replace `path` with `data` whole: readers see the old file or the new one, never half. The
+    directory is fsynced after the rename: until then a power cut may undo the rename, and a
+    database row committed after this call could name a file that is not there."""
+    _make_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         if mode is not None:
@@ -24,6 +46,7 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
 
 
 
