@@ -261,9 +261,10 @@ def test_families_benchmark_uses_test_photos_only(tmp_path) -> None:  # type: ig
     assert {q.variant for q in queries if q.family == "mirror_half"} <= {"left", "right", "top", "bottom"}
     assert all(q.variant.startswith(("light+", "dark+")) for q in queries if q.family == "screenshot")
     assert all(q.variant.startswith(("grey+", "cmyk+")) for q in queries if q.family == "newsprint")
+    assert {q.variant for q in queries if q.family == "distort"} <= {"spherize", "pinch", "twirl"}
     assert not any(q.variant for q in queries
                    if q.family not in (None, "retouch", "reframe", "recolour", "pad", "annotate", "tilt", "stack", "cutout",
-                                       "resize_part", "mirror_half", "screenshot", "newsprint"))
+                                       "resize_part", "mirror_half", "screenshot", "newsprint", "distort"))
     micc_q = next(q for q in queries if q.family == "micc-f220")
     mask = np.asarray(micc_q.mask) > 127
     assert mask[15:35, 15:35].all() and mask.mean() < 0.1
@@ -353,7 +354,7 @@ def test_stack_adds_up_its_steps_and_changes_nothing_else() -> None:
 
 def test_later_families_are_held_out_and_last() -> None:
     # a family added later goes last, so the earlier families' queries stay the same
-    later = ["stack", "cutout", "resize_part", "mirror_half", "clone", "screenshot", "newsprint"]
+    later = ["stack", "cutout", "resize_part", "mirror_half", "clone", "screenshot", "newsprint", "distort"]
     assert list(FAMILIES)[-len(later):] == later and set(later) <= set(HELD_OUT_FAMILIES)
 
 
@@ -361,6 +362,28 @@ def _changed_outside(out: Image.Image, img: Image.Image, mask: Image.Image) -> f
     """Share of the pixels outside `mask` that differ visibly (a feathered rim may)."""
     changed = np.abs(np.asarray(out, np.int16) - np.asarray(img, np.int16)).max(-1) > 24
     return float(changed[~(np.asarray(mask) > 127)].mean())
+
+
+def test_distort_bends_only_what_its_mask_marks() -> None:
+    """Spherize, pinch or twirl over a disc: the size kept, nothing outside the mask moved, the
+    content inside it displaced (not recoloured: the colours are the photo's own)."""
+    img = PHOTOS[0]
+    orig = np.asarray(img, np.int16)
+    seen = set()
+    for seed in range(16):
+        s = make_edit("distort", img, [], random.Random(seed), finished=False)
+        tag = variant(s)
+        seen.add(tag)
+        m = np.asarray(s.mask) > 127
+        out = np.asarray(s.image, np.int16)
+        assert s.image.size == img.size
+        assert 0.03 < m.mean() < 0.65, (tag, m.mean())
+        changed = np.abs(out - orig).max(-1) > 24
+        assert changed[~m].mean() < 0.01  # outside: the same pixels (what moved under 1 px aside)
+        assert changed[m].mean() > 0.02, (seed, tag)
+        # a warp moves colours, it does not make new ones: the mean colour inside stays close
+        assert np.abs(out[m].mean(0) - orig[m].mean(0)).max() < 25
+    assert seen == {"spherize", "pinch", "twirl"}
 
 
 def test_resize_part_grows_or_shrinks_a_part_in_place() -> None:

@@ -986,6 +986,36 @@ def newsprint(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
     return Sample(out, Image.new("L", out.size, 0), [f"newsprint:{'grey' if grey else 'cmyk'}+{how}"])
 
 
+def distort(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """Photoshop's Distort filters over a large part of the photo, as contest entries bend a
+    head, a belly or a building: a disc of radius 20-45 % of the short side, centred in the
+    middle half of the frame, spherized (its middle magnified: content at radius r comes from
+    R (r / R)^p, p 1.3-2.2; variant "spherize"), pinched (p 0.5-0.75; "pinch") or twirled
+    (turned by a (1 - r / R)^2, a 1-3 radians either way; "twirl"), a third each. Nothing comes
+    from another photo; the mask marks where the content moved by 1 px or more."""
+    arr = np.ascontiguousarray(np.asarray(_rgb(img)))
+    h, w = arr.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    tag = rng.choice(["spherize", "pinch", "twirl"])
+    radius = rng.uniform(0.2, 0.45) * min(w, h)
+    cx, cy = rng.uniform(0.25, 0.75) * w, rng.uniform(0.25, 0.75) * h
+    dx, dy = xx - cx, yy - cy
+    inside = np.hypot(dx, dy) < radius
+    t = np.minimum(np.hypot(dx, dy) / radius, 1.0)
+    if tag == "twirl":
+        a = rng.choice([-1, 1]) * rng.uniform(1.0, 3.0) * (1 - t) ** 2
+        src_x, src_y = cx + np.cos(a) * dx - np.sin(a) * dy, cy + np.sin(a) * dx + np.cos(a) * dy
+    else:
+        p = rng.uniform(1.3, 2.2) if tag == "spherize" else rng.uniform(0.5, 0.75)
+        k = np.power(np.maximum(t, 1e-6), p - 1)  # r_src / r
+        src_x, src_y = cx + dx * k, cy + dy * k
+    src_x = np.where(inside, src_x, xx).astype(np.float32)
+    src_y = np.where(inside, src_y, yy).astype(np.float32)
+    out = cv2.remap(arr, src_x, src_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    moved = np.hypot(src_x - xx, src_y - yy) >= 1.0
+    return Sample(Image.fromarray(out), Image.fromarray((moved * 255).astype(np.uint8)), [f"distort:{tag}"])
+
+
 @dataclass(frozen=True)
 class EditFamily:
     name: str
@@ -1026,12 +1056,14 @@ FAMILIES: dict[str, EditFamily] = {
         EditFamily("clone", clone, "manip", 0),
         EditFamily("screenshot", screenshot, "benign", 1),  # after clone, for the same reason
         EditFamily("newsprint", newsprint, "benign", 0),  # after screenshot, for the same reason
+        EditFamily("distort", distort, "manip", 0),  # after newsprint, for the same reason
     )
 }
 # Whole families kept out of training, to measure generalisation to unseen kinds of edit.
 HELD_OUT_FAMILIES = (
     "transplant", "meme", "head_swap", "stylise", "screen", "retouch", "reframe", "recolour", "pad", "annotate",
     "paste_small", "tilt", "stack", "cutout", "resize_part", "mirror_half", "clone", "screenshot", "newsprint",
+    "distort",
 )
 TRAIN_FAMILIES = tuple(f for f in FAMILIES if f not in HELD_OUT_FAMILIES)
 
