@@ -262,9 +262,11 @@ def test_families_benchmark_uses_test_photos_only(tmp_path) -> None:  # type: ig
     assert all(q.variant.startswith(("light+", "dark+")) for q in queries if q.family == "screenshot")
     assert all(q.variant.startswith(("grey+", "cmyk+")) for q in queries if q.family == "newsprint")
     assert {q.variant for q in queries if q.family == "distort"} <= {"spherize", "pinch", "twirl"}
+    assert {q.variant for q in queries if q.family == "inset"} <= {"framed", "bare"}
     assert not any(q.variant for q in queries
                    if q.family not in (None, "retouch", "reframe", "recolour", "pad", "annotate", "tilt", "stack", "cutout",
-                                       "resize_part", "mirror_half", "screenshot", "newsprint", "distort"))
+                                       "resize_part", "mirror_half", "screenshot", "newsprint", "distort",
+                                       "inset"))
     micc_q = next(q for q in queries if q.family == "micc-f220")
     mask = np.asarray(micc_q.mask) > 127
     assert mask[15:35, 15:35].all() and mask.mean() < 0.1
@@ -354,7 +356,7 @@ def test_stack_adds_up_its_steps_and_changes_nothing_else() -> None:
 
 def test_later_families_are_held_out_and_last() -> None:
     # a family added later goes last, so the earlier families' queries stay the same
-    later = ["stack", "cutout", "resize_part", "mirror_half", "clone", "screenshot", "newsprint", "distort"]
+    later = ["stack", "cutout", "resize_part", "mirror_half", "clone", "screenshot", "newsprint", "distort", "inset"]
     assert list(FAMILIES)[-len(later):] == later and set(later) <= set(HELD_OUT_FAMILIES)
 
 
@@ -384,6 +386,24 @@ def test_distort_bends_only_what_its_mask_marks() -> None:
         # a warp moves colours, it does not make new ones: the mean colour inside stays close
         assert np.abs(out[m].mean(0) - orig[m].mean(0)).max() < 25
     assert seen == {"spherize", "pinch", "twirl"}
+
+
+def test_inset_shows_the_whole_photo_in_a_quad_of_the_scene() -> None:
+    """Outside the mask is the photo (seen at an angle); the mask is the donor scene and the
+    border: the scene's pixels there, the photo filling 12-40 % of the frame."""
+    img, donor = PHOTOS[0], PHOTOS[3]
+    scene = np.asarray(donor.resize(img.size, Image.BICUBIC), np.int16)
+    seen = set()
+    for seed in range(10):
+        s = make_edit("inset", img, [donor], random.Random(seed), finished=False)
+        seen.add(variant(s))
+        m = np.asarray(s.mask) > 127
+        out = np.asarray(s.image, np.int16)
+        assert s.image.size == img.size and 0.08 < (~m).mean() < 0.45, (seed, (~m).mean())
+        from_scene = np.abs(out - scene).max(-1) <= 24
+        assert from_scene[m].mean() > 0.7  # the scene (a framed photo's border and the quad's rim aside)
+        assert from_scene[~m].mean() < 0.5  # the photo is there, not the scene
+    assert seen == {"framed", "bare"}
 
 
 def test_resize_part_grows_or_shrinks_a_part_in_place() -> None:

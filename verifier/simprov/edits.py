@@ -1016,6 +1016,45 @@ def distort(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
     return Sample(Image.fromarray(out), Image.fromarray((moved * 255).astype(np.uint8)), [f"distort:{tag}"])
 
 
+def inset(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """The whole photo shown inside another one, seen at an angle: on a billboard, a TV in a
+    room, a framed print on a wall, as contest entries and news graphics place it. The photo,
+    framed half the time (a border of 2-5 % of its size, near black or near white), fills a
+    quadrilateral of 12-40 % of a donor scene's area (the scene at the photo's size), its
+    corners moved by up to 12 % of the quad's size (perspective), lit by a gradient of 0.7-1.05
+    across it and softened by 0-1 px. The mask marks all that is not the photo: the scene and
+    the border (variant "framed" or "bare")."""
+    src = _rgb(img)
+    w, h = src.size
+    framed = rng.random() < 0.5
+    if framed:
+        b = max(2, round(rng.uniform(0.02, 0.05) * max(w, h)))
+        shade = rng.randint(5, 40) if rng.random() < 0.5 else rng.randint(215, 250)
+        pic = ImageOps.expand(src, border=b, fill=(shade,) * 3)
+        photo = Image.new("L", pic.size, 0)
+        photo.paste(255, (b, b, b + w, b + h))
+    else:
+        pic, photo = src, Image.new("L", src.size, 255)
+    scene = _rgb(donors[0]).resize((w, h), Image.BICUBIC)
+    area = rng.uniform(0.12, 0.40) * w * h
+    qh = min(h * 0.95, (area * pic.height / pic.width) ** 0.5)
+    qw = min(w * 0.95, qh * pic.width / pic.height)
+    x0, y0 = rng.uniform(0, w - qw), rng.uniform(0, h - qh)
+    j = rng.uniform(0.03, 0.12)
+    quad = [(x0 + dx * qw + rng.uniform(-j, j) * qw, y0 + dy * qh + rng.uniform(-j, j) * qh)
+            for dx, dy in ((0, 0), (1, 0), (1, 1), (0, 1))]
+    coeffs = _perspective(quad, pic.width, pic.height)
+    warped = pic.transform((w, h), Image.PERSPECTIVE, coeffs, Image.BICUBIC)
+    alpha = Image.new("L", pic.size, 255).transform((w, h), Image.PERSPECTIVE, coeffs, Image.BILINEAR)
+    shown = photo.transform((w, h), Image.PERSPECTIVE, coeffs, Image.NEAREST)
+    light = np.linspace(rng.uniform(0.7, 1.05), rng.uniform(0.7, 1.05), w, dtype=np.float32)
+    lit = np.asarray(warped, np.float32) * (light[None, :, None] if rng.random() < 0.5 else light[::-1][None, :, None])
+    warped = Image.fromarray(np.clip(lit, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.0)))
+    out = Image.composite(warped, scene, alpha)
+    mask = ImageOps.invert(_binary(shown))
+    return Sample(out, mask, [f"inset:{'framed' if framed else 'bare'}"])
+
+
 @dataclass(frozen=True)
 class EditFamily:
     name: str
@@ -1057,13 +1096,14 @@ FAMILIES: dict[str, EditFamily] = {
         EditFamily("screenshot", screenshot, "benign", 1),  # after clone, for the same reason
         EditFamily("newsprint", newsprint, "benign", 0),  # after screenshot, for the same reason
         EditFamily("distort", distort, "manip", 0),  # after newsprint, for the same reason
+        EditFamily("inset", inset, "manip", 1),  # after distort, for the same reason
     )
 }
 # Whole families kept out of training, to measure generalisation to unseen kinds of edit.
 HELD_OUT_FAMILIES = (
     "transplant", "meme", "head_swap", "stylise", "screen", "retouch", "reframe", "recolour", "pad", "annotate",
     "paste_small", "tilt", "stack", "cutout", "resize_part", "mirror_half", "clone", "screenshot", "newsprint",
-    "distort",
+    "distort", "inset",
 )
 TRAIN_FAMILIES = tuple(f for f in FAMILIES if f not in HELD_OUT_FAMILIES)
 
