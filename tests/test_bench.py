@@ -410,3 +410,24 @@ def test_holdout_choice_follows_paths_not_ids() -> None:
     ids[Path("/reg/a-copy.jpg")] = ids[paths[5]]
     chosen = holdout_choice(ids, set(), 30, random.Random(0))
     assert len(chosen) == 30 and dict(chosen)[ids[paths[5]]] == Path("/reg/a-copy.jpg")
+
+
+def test_queries_csv_as_a_spreadsheet_writes_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Excel's "CSV UTF-8" starts with a byte-order mark and ends lines with CRLF; hand-made headers
+    have spaces after the commas. All read as the plain file; a missing column is exit 2 naming it."""
+    generated_photo(1).save(tmp_path / "a.jpg")
+    generated_photo(2).save(tmp_path / "b.jpg")
+    plain = "query,original,kind,mask\na.jpg,b.jpg,benign,\nb.jpg,,distinct,\n"
+    (tmp_path / "plain.csv").write_text(plain)
+    (tmp_path / "excel.csv").write_bytes(b"\xef\xbb\xbf" + plain.replace("\n", "\r\n").encode())
+    (tmp_path / "spaced.csv").write_text(plain.replace("query,original,kind,mask", "query, original, kind, mask"))
+    want = [(q.name, q.kind, q.original) for q in read_queries(tmp_path / "plain.csv")]
+    assert want == [("a.jpg", "benign", (tmp_path / "b.jpg").resolve()), ("b.jpg", "distinct", None)]
+    for name in ("excel.csv", "spaced.csv"):
+        assert [(q.name, q.kind, q.original) for q in read_queries(tmp_path / name)] == want
+    (tmp_path / "nokind.csv").write_text("query,original,mask\na.jpg,b.jpg,\n")
+    with pytest.raises(ValueError, match="no column kind"):
+        read_queries(tmp_path / "nokind.csv")
+    out = tmp_path / "r.json"
+    assert main(["bench", "--queries", str(tmp_path / "nokind.csv"), "--baselines", "", "--out", str(out)]) == 2
+    assert "no column kind" in capsys.readouterr().err and not out.exists()

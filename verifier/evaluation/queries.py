@@ -37,10 +37,19 @@ class Query:
 
 
 def read_queries(csv_path: Path) -> list[Query]:
+    """QUERIES.csv as a spreadsheet writes it too: a UTF-8 byte-order mark (Excel's "CSV UTF-8"),
+    CRLF line ends and spaces around the column names are accepted; a missing column is a
+    ValueError that names it."""
     base = csv_path.parent
     out = []
-    with csv_path.open() as fh:
-        for i, row in enumerate(csv.DictReader(fh)):
+    with csv_path.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        reader.fieldnames = [(f or "").strip() for f in reader.fieldnames or []]
+        missing = [c for c in ("query", "kind") if c not in reader.fieldnames]
+        if missing:
+            raise ValueError(f"{csv_path}: no column {', '.join(missing)} (the header is query,original,kind,mask"
+                             f"[,family,variant]; it has {','.join(reader.fieldnames) or 'nothing'})")
+        for i, row in enumerate(reader):
             kind = row["kind"].strip()
             if kind not in KINDS:
                 raise ValueError(f"row {i + 2}: kind {kind!r} is not one of {', '.join(KINDS)}")
