@@ -431,3 +431,18 @@ def test_queries_csv_as_a_spreadsheet_writes_it(tmp_path: Path, capsys: pytest.C
     out = tmp_path / "r.json"
     assert main(["bench", "--queries", str(tmp_path / "nokind.csv"), "--baselines", "", "--out", str(out)]) == 2
     assert "no column kind" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_mask_written_as_zeros_and_ones_reads_as_the_same_mask(tmp_path: Path) -> None:
+    generated_photo(1).save(tmp_path / "a.jpg")
+    generated_photo(2).save(tmp_path / "b.jpg")
+    ones = np.zeros((64, 96), np.uint8)
+    ones[10:30, 20:50] = 1
+    Image.fromarray(ones).save(tmp_path / "m01.png")
+    Image.fromarray(ones * 255).save(tmp_path / "m255.png")
+    Image.fromarray(np.zeros((64, 96), np.uint8)).save(tmp_path / "empty.png")
+    (tmp_path / "q.csv").write_text("query,original,kind,mask\n" + "".join(
+        f"a.jpg,b.jpg,manip,{m}\n" for m in ("m01.png", "m255.png", "empty.png")))
+    a, b, empty = (np.asarray(q.mask) for q in read_queries(tmp_path / "q.csv"))
+    assert np.array_equal(a, b) and (a > 127).sum() == 20 * 30
+    assert not (empty > 127).any()

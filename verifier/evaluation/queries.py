@@ -36,6 +36,13 @@ class Query:
     transform: str | None = None  # what made a benign variant or a held-out copy ("rescale0.42+blur1.1+jpeg60"): read by cause
 
 
+def _binary_mask(img: Image.Image) -> Image.Image:
+    """A ground-truth mask as 0/255 grey: masks written as 0/1 integers (a NumPy boolean array
+    saved as 8-bit grey) would otherwise read as empty at the measures' threshold of 127."""
+    grey = img.convert("L")
+    return grey.point(lambda v: 255 if v else 0) if grey.getextrema()[1] == 1 else grey
+
+
 def read_queries(csv_path: Path) -> list[Query]:
     """QUERIES.csv as a spreadsheet writes it too: a UTF-8 byte-order mark (Excel's "CSV UTF-8"),
     CRLF line ends and spaces around the column names are accepted; a missing column is a
@@ -58,7 +65,7 @@ def read_queries(csv_path: Path) -> list[Query]:
                 raise ValueError(f"row {i + 2}: `original` must be empty exactly for distinct queries")
             mask = None
             if row.get("mask", "").strip():
-                mask = Image.open(base / row["mask"]).convert("L")
+                mask = _binary_mask(Image.open(base / row["mask"]))
             path = base / row["query"]
             if not path.is_file():
                 raise ValueError(f"row {i + 2}: query file {path} not found")
