@@ -374,6 +374,17 @@ def test_every_setting_is_in_the_readme() -> None:
     assert [name for name in Settings.model_fields if f"`VERIFIER_{name.upper()}`" not in readme] == []
 
 
+def test_the_readme_names_the_report_schema_version_served() -> None:
+    """Integrators read the report's version from the README's endpoint table; it said 1.7 while the
+    service served 1.10."""
+    import re
+
+    from verifier.reports.schema import REPORT_VERSION
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert re.findall(r"JSON Schema of the report \(version ([0-9.]+)\)", readme) == [REPORT_VERSION]
+
+
 def test_the_bench_counts_summaries_that_tell_of_content_outside_the_original() -> None:
     """A family's `summary_says_outside` counts the reports whose summary speaks of content around the
     original: a match at or above the summary's bar; not below it, nor without a match."""
