@@ -442,6 +442,13 @@ def test_queries_csv_as_a_spreadsheet_writes_it(tmp_path: Path, capsys: pytest.C
     out = tmp_path / "r.json"
     assert main(["bench", "--queries", str(tmp_path / "nokind.csv"), "--baselines", "", "--out", str(out)]) == 2
     assert "no column kind" in capsys.readouterr().err and not out.exists()
+    # a mask that is not an image, is missing, or would decode to 250 MP: exit 2 naming the row, nothing written
+    (tmp_path / "junk.png").write_text("not an image")
+    Image.new("1", (25_000, 10_000)).save(tmp_path / "bomb.png")
+    for mask in ("junk.png", "missing.png", "bomb.png"):
+        (tmp_path / "m.csv").write_text(f"query,original,kind,mask\na.jpg,b.jpg,manip,{mask}\n")
+        assert main(["bench", "--queries", str(tmp_path / "m.csv"), "--baselines", "", "--out", str(out)]) == 2
+        assert f"row 2: mask {tmp_path / mask}" in capsys.readouterr().err and not out.exists()
 
 
 def test_a_mask_written_as_zeros_and_ones_reads_as_the_same_mask(tmp_path: Path) -> None:

@@ -65,7 +65,10 @@ def read_queries(csv_path: Path) -> list[Query]:
                 raise ValueError(f"row {i + 2}: `original` must be empty exactly for distinct queries")
             mask = None
             if row.get("mask", "").strip():
-                mask = _binary_mask(Image.open(base / row["mask"]))
+                try:
+                    mask = _binary_mask(Image.open(base / row["mask"]))
+                except (OSError, Image.DecompressionBombError) as exc:
+                    raise ValueError(f"row {i + 2}: mask {base / row['mask']}: {exc}") from None
             path = base / row["query"]
             if not path.is_file():
                 raise ValueError(f"row {i + 2}: query file {path} not found")
