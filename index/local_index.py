@@ -39,7 +39,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from index.vector_index import lists_on_disk
+from index.vector_index import fsync_path, lists_on_disk
 
 DIM = 128
 KEY_STRIDE = 4096  # more than the SIFT features kept per image (2,000)
@@ -85,15 +85,6 @@ def _claim(folder: Path) -> int:
         raise ValueError(f"{folder} holds another process's vote lists: each process needs its own folder "
                          "(VERIFIER_LOCAL_LISTS_DIR)") from None
     return fd
-
-
-def _fsync(path: Path) -> None:
-    """Written through a memory mapping: on disk before any saved state refers to it."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalFeatureIndex:
@@ -316,7 +307,8 @@ class LocalFeatureIndex:
         out.replace_invlists(ondisk, True)
         ondisk.this.disown()
         out.ntotal = total
-        _fsync(path)
+        fsync_path(path)  # written through a memory mapping: on disk, and named in its folder,
+        fsync_path(path.parent)  # before any saved state refers to it
         return index, path, in_file
 
     def _writable(self) -> None:

@@ -278,8 +278,13 @@ def _atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)  # the rename is durable once the directory is synced
+    fsync_path(path.parent)  # the rename is durable once the directory is synced
+
+
+def fsync_path(path: Path) -> None:
+    """fsync a file (written through a memory mapping, say) or a directory (after a rename into it)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
+        os.fsync(fd)
     finally:
-        os.close(dir_fd)
+        os.close(fd)
