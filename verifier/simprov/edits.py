@@ -1000,8 +1000,9 @@ def distort(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
     radius = rng.uniform(0.2, 0.45) * min(w, h)
     cx, cy = rng.uniform(0.25, 0.75) * w, rng.uniform(0.25, 0.75) * h
     dx, dy = xx - cx, yy - cy
-    inside = np.hypot(dx, dy) < radius
-    t = np.minimum(np.hypot(dx, dy) / radius, 1.0)
+    r = np.hypot(dx, dy)
+    inside = r < radius
+    t = np.minimum(r / radius, 1.0)
     if tag == "twirl":
         a = rng.choice([-1, 1]) * rng.uniform(1.0, 3.0) * (1 - t) ** 2
         src_x, src_y = cx + np.cos(a) * dx - np.sin(a) * dy, cy + np.sin(a) * dx + np.cos(a) * dy
