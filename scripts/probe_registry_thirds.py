@@ -31,9 +31,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-import sqlalchemy as sa
 import torch
 from PIL import Image
+from probe_query_crops import (  # the same crops and stored vectors, from the script beside this one
+    stored_regions,
+    thirds,
+)
 from tqdm import tqdm
 
 from verifier.evaluation.queries import benign_variants, read_queries
@@ -42,36 +45,14 @@ from verifier.simprov.embedding import to_tensor
 from verifier.simprov.regions import (
     CROP_SIZE,
     RegionEmbedder,
-    region_crops,
 )
-from verifier.storage.database import Database
 
 BIG = 1 << 40
 MAX_SIDE = 1024
 
 
-def thirds(img: Image.Image) -> list[Image.Image]:
-    """4x4 crops of a third of each side (stride 2/9), cut from the region model's working copy."""
-    work, _ = region_crops(img)
-    w, h = work.size
-    return [work.crop((round(j * w * 2 / 9), round(i * h * 2 / 9), round(j * w * 2 / 9 + w / 3), round(i * h * 2 / 9 + h / 3)))
-            for i in range(4) for j in range(4)]
-
-
 def decode(data: bytes) -> Image.Image:
     return load_image(data, max_bytes=BIG, max_pixels=BIG, max_side=MAX_SIDE)[1].convert("RGB")
-
-
-def stored_regions(registry: Path, model_id: str) -> tuple[dict[str, int], np.ndarray]:
-    """sha256 of each registered original -> row, and its region vectors (N, R * D)."""
-    db = Database.open(None, registry / "pg")
-    try:
-        with db.engine.connect() as c:
-            rows = c.execute(sa.text("select o.sha256, e.vector from embeddings e join originals o on o.id = e.original_id "
-                                     "where e.model_id = :m order by e.id"), {"m": model_id}).all()
-    finally:
-        db.close()
-    return {r[0]: i for i, r in enumerate(rows)}, np.stack([np.frombuffer(r[1], np.float32) for r in rows])
 
 
 class Thirds:
