@@ -97,7 +97,7 @@ def test_untrusted_cawg_identity_never_lowers_a_trusted_claim(make_client, tmp_p
     assert c["trust_list"] == {"uri": "urn:provenance-verifier:trust:manifest:configured", "name": "configured",
                                "category": "custom"}
     assert c["spec_version"] and c["validation_time"] and c["ocsp"] == "skipped"
-    assert report["report_version"] == "1.10"
+    assert report["report_version"] == "1.11"
 
     # the CAWG anchor setting takes effect: the same identity is now trusted
     client2, key2 = make_client(trust_anchors=root, cawg_trust_anchors=root)

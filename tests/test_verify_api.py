@@ -137,6 +137,9 @@ def test_stripped_reencoded_copy_matches_with_recovered_manifest(client: TestCli
     assert match["scores"]["stage1"] >= match["decision_threshold"]
     assert match["scores"]["stage2_inliers"] >= 8  # the alignment the match rests on held
     assert match["candidates"][0]["original_id"] == original["record"]["id"]
+    top = match["candidates"][0]  # the match is listed first, with what stage 2 measured of it
+    assert top["rank"] == 1 and top["same_image"] == match["scores"]["stage2_psen"] and top["inliers"] == match["scores"]["stage2_inliers"]
+    assert top["reorderer"] is not None and top["stage1_rank"] >= 1
     rec = report["recovered_manifest"]
     assert rec["state"] == "Trusted" and rec["summary"]["title"] == "astronaut.jpeg"
     stored = service.registry.get(original["record"]["id"]).manifest_store
@@ -357,6 +360,10 @@ def test_unrelated_photo_is_no_match(client: TestClient, verifier_key: str, regi
     search = report["search"]
     assert len(search["candidates"]) == 3  # every registered original was a candidate ...
     assert all(c["score"] < search["decision_threshold"] for c in search["candidates"])  # ... none close enough
+    # listed as stage 2 left them (the leads a person checks): every candidate once, the re-orderer's word on each
+    assert [c["rank"] for c in search["candidates"]] == [1, 2, 3]
+    assert sorted(c["stage1_rank"] for c in search["candidates"]) == [1, 2, 3]
+    assert all(c["reorderer"] is not None for c in search["candidates"])
 
 
 # -- signatures, storage, keys ------------------------------------------------------------

@@ -189,6 +189,11 @@ def test_unrelated_image_is_not_found(server: str, browser, originals, verifier_
     verify_file(page, tmp_path, "other.jpg", jpeg(photo("chelsea")))
     assert page.get_attribute("#verdict", "data-verdict") == "no_match"
     assert "Not found" in page.inner_text("#verdict")
+    # the closest registered originals as leads, as stage 2 ranked them, each with the pairwise network's word
+    assert "Closest registered originals (none is a match)" in page.inner_text("#candidates")
+    rows = page.locator("#candidates tbody tr")
+    assert rows.count() >= 1 and rows.nth(0).locator("td").nth(0).inner_text() == "1"
+    assert page.locator("#candidates thead th").nth(2).inner_text() == "Same image (PSEN)"
     assert page.evaluate("document.documentElement.scrollWidth") <= 375 + 1  # no sideways scrolling
     page.screenshot(path=str(shots / "web-not-found-375.png"), full_page=True)
 

@@ -130,7 +130,7 @@ def _query_record(q: Query, report: dict[str, Any], ev: Evidence, true_id: str |
     if q.transform:
         record["transform"] = q.transform
     if ev.stage2 is not None:
-        order12 = ev.stage2.order(len(cands))
+        order12 = ev.stage12_indices()  # the report's order
         record["stage12_rank"] = None if at is None else order12.index(at) + 1
         if at is not None:
             pair = ev.stage2.pairs.get(at)

@@ -74,8 +74,18 @@ class Evidence:
     related: list[Related] = field(default_factory=list)
     marks: list[FoundMark] = field(default_factory=list)  # publishers' marks on the query: not evidence
 
+    def stage12_indices(self) -> list[int]:
+        """Indices into stage 1's candidates, best first after stage 2 (stage 1's order when it did
+        not run), the match first: an earlier registration of the chosen content is the match
+        (`Matcher._first_registration`). The report lists them so and the benchmark ranks by it."""
+        n = len(self.stage1.candidates)
+        order = self.stage2.order(n) if self.stage2 is not None else list(range(n))
+        at = self.stage1.index_of(self.original.id) if self.original is not None else None
+        if at is not None and order and order[0] != at:
+            order.remove(at)
+            order.insert(0, at)
+        return order
+
     def stage12_order(self) -> list[uuid.UUID]:
-        """Candidate originals best first after stage 2 (stage 1's order when it did not run)."""
-        cands = self.stage1.candidates
-        order = self.stage2.order(len(cands)) if self.stage2 is not None else range(len(cands))
-        return [cands[i].original_id for i in order]
+        """Candidate originals best first after stage 2 (`stage12_indices`)."""
+        return [self.stage1.candidates[i].original_id for i in self.stage12_indices()]

@@ -10,13 +10,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-REPORT_VERSION = "1.10"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...);
+REPORT_VERSION = "1.11"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...);
 # 1.2: manipulation.local_warp; 1.3: manipulation.original_coverage and added_content_fraction;
 # 1.4: manipulation.colour_map_gain and colour_mapped; 1.5: colour_mapped also when the mapped look calls it
 # manipulated (its map is the report's); 1.6: manipulation.local_recolour; 1.7: search.publisher_marks;
 # 1.8: input.frames and search.frame (animations searched beyond their first frame); 1.9: manipulation.original_shown;
-# 1.10: manipulation.tones_inverted (each additive: an earlier reader ignores them)
-SCHEMA_ID = "urn:provenance-verifier:schema:report:1.10"
+# 1.10: manipulation.tones_inverted (each additive: an earlier reader ignores them);
+# 1.11: the candidates in stage 1+2's order (the match first), each with stage1_rank, same_image, reorderer and
+# inliers (before: stage 1's order and score alone)
+SCHEMA_ID = "urn:provenance-verifier:schema:report:1.11"
 
 
 class Verdict(str, Enum):
@@ -144,9 +146,20 @@ class PublisherRef(BaseModel):
 
 
 class CandidateScore(BaseModel):
-    rank: int
+    """A registered original the search found close to the query, with what each stage said of it: when nothing
+    matched, the leads a person checks by eye, in the order the benchmark's stage 1+2 IR@k counts."""
+
+    rank: int = Field(description="Its place after stage 2 (PSEN and the re-orderer; the match first), or after "
+                      "stage 1 when stage 2 did not run.")
     original_id: uuid.UUID
     score: float = Field(description="Stage-1 similarity: the fused region score when the region model runs, else the cosine.")
+    stage1_rank: int | None = Field(None, description="Its place in stage 1's list (by `score`).")
+    same_image: float | None = Field(None, description="PSEN's probability that the query shows this original "
+                                     "(None: stage 2 did not compare the pair).")
+    reorderer: float | None = Field(None, description="The re-orderer's probability that this is the query's original "
+                                    "(None: stage 2 did not run).")
+    inliers: int | None = Field(None, description="RANSAC inliers of its geometric fit with the query (None: not "
+                                "fitted, or nothing fitted); a match without stage 1's and PSEN's word needs 8.")
 
 
 class RelatedOriginal(BaseModel):
@@ -287,7 +300,7 @@ class RecoveredManifest(CredentialDetails):
 
 
 class Report(BaseModel):
-    report_version: Literal["1.10"] = REPORT_VERSION
+    report_version: Literal["1.11"] = REPORT_VERSION
     id: uuid.UUID
     created_at: dt.datetime
     service: ServiceInfo

@@ -135,7 +135,7 @@ class VerificationPipeline:
             c2pa=c2pa,
             match=match,
             search=SearchSection(method=ev.stage1.method, decision_threshold=ev.stage1.threshold,
-                                 candidates=assemble.candidates(ev.stage1),
+                                 candidates=assemble.candidates(ev),
                                  publisher_marks=[MarkFound(mark_id=m.id, publisher=PublisherRef(id=m.publisher_id, name=m.publisher),
                                                             label=m.label, keypoints=m.keypoints) for m in ev.marks],
                                  frame=frame_index),

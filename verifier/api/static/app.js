@@ -307,11 +307,19 @@ function credentialsView(r, root) {
 function candidatesView(r) {
   const c = (r.search && r.search.candidates) || [];
   if (!c.length) return null;
+  const num = (v, digits) => (v === null || v === undefined ? "–" : v.toFixed(digits));
   const body = el("tbody");
-  c.forEach((x) => body.append(el("tr", {}, el("td", {}, String(x.rank)), el("td", {}, el("code", {}, x.original_id)), el("td", {}, x.score.toFixed(3)))));
-  return el("section", { class: "panel" }, el("h2", {}, "Other candidates from the registry search"),
-    el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Rank"), el("th", {}, "Original"), el("th", {}, "Score"))), body),
-    el("p", { class: "muted" }, "Scores are stage-1 similarities; the decision threshold is " + r.search.decision_threshold.toFixed(3) + "."));
+  c.forEach((x) => body.append(el("tr", {}, el("td", {}, String(x.rank)), el("td", {}, el("code", {}, x.original_id)),
+    el("td", {}, num(x.same_image, 3)), el("td", {}, x.inliers === null || x.inliers === undefined ? "–" : String(x.inliers)),
+    el("td", {}, num(x.score, 3)), el("td", {}, x.stage1_rank === null || x.stage1_rank === undefined ? "–" : String(x.stage1_rank)))));
+  const title = r.match ? "Other candidates from the registry search" : "Closest registered originals (none is a match)";
+  const threshold = r.search.decision_threshold === null ? "" : " The stage-1 decision threshold is " + r.search.decision_threshold.toFixed(3) + ".";
+  return el("section", { class: "panel", id: "candidates" }, el("h2", {}, title),
+    el("div", { class: "table-scroll" }, el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Rank"), el("th", {}, "Original"),
+      el("th", {}, "Same image (PSEN)"), el("th", {}, "Inliers"), el("th", {}, "Stage-1 score"), el("th", {}, "Stage-1 rank"))), body)),
+    el("p", { class: "muted" }, "Ranked after the pairwise stage where it ran. Same image: the pairwise network's probability "
+      + "that this image shows the original; inliers: points of a geometric fit between them (a match without "
+      + "the search's and the network's word needs 8); – where a candidate was not compared." + threshold));
 }
 
 function marksView(r) {
