@@ -193,7 +193,10 @@ def test_unrelated_image_is_not_found(server: str, browser, originals, verifier_
     assert "Closest registered originals (none is a match)" in page.inner_text("#candidates")
     rows = page.locator("#candidates tbody tr")
     assert rows.count() >= 1 and rows.nth(0).locator("td").nth(0).inner_text() == "1"
-    assert page.locator("#candidates thead th").nth(2).inner_text() == "Same image (PSEN)"
+    assert page.locator("#candidates thead th").nth(3).inner_text() == "Same image (PSEN)"
+    assert loaded(page, "#candidates img.thumb")  # each lead's picture, to be checked by eye ...
+    page.wait_for_function("() => document.querySelector('#candidates tbody td:nth-child(3)').innerText.includes('Daily Planet')")
+    assert ".jpg" in page.locator("#candidates tbody td:nth-child(3)").first.inner_text()  # ... its title and publisher
     assert page.evaluate("document.documentElement.scrollWidth") <= 375 + 1  # no sideways scrolling
     page.screenshot(path=str(shots / "web-not-found-375.png"), full_page=True)
 

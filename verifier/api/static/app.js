@@ -309,13 +309,22 @@ function candidatesView(r) {
   if (!c.length) return null;
   const num = (v, digits) => (v === null || v === undefined ? "–" : v.toFixed(digits));
   const body = el("tbody");
-  c.forEach((x) => body.append(el("tr", {}, el("td", {}, String(x.rank)), el("td", {}, el("code", {}, x.original_id)),
-    el("td", {}, num(x.same_image, 3)), el("td", {}, x.inliers === null || x.inliers === undefined ? "–" : String(x.inliers)),
-    el("td", {}, num(x.score, 3)), el("td", {}, x.stage1_rank === null || x.stage1_rank === undefined ? "–" : String(x.stage1_rank)))));
+  c.forEach((x) => {
+    // each lead with its picture, title and publisher, to be checked by eye (verifier keys may see any original)
+    const thumb = el("img", { alt: "Registered original ranked " + x.rank, class: "thumb" });
+    blobUrl("/v1/originals/" + x.original_id + "/image?size=128").then((u) => { thumb.src = u; }).catch(() => {});
+    const who = el("div", {}, el("code", {}, x.original_id));
+    fetch("/v1/originals/" + x.original_id, { headers: authHeaders() }).then((res) => (res.ok ? res.json() : null)).then((o) => {
+      if (o) who.replaceChildren(el("div", {}, o.title || "Untitled"), el("div", { class: "muted" }, o.publisher.name), el("code", {}, x.original_id));
+    }).catch(() => {});
+    body.append(el("tr", {}, el("td", {}, String(x.rank)), el("td", {}, thumb), el("td", {}, who),
+      el("td", {}, num(x.same_image, 3)), el("td", {}, x.inliers === null || x.inliers === undefined ? "–" : String(x.inliers)),
+      el("td", {}, num(x.score, 3)), el("td", {}, x.stage1_rank === null || x.stage1_rank === undefined ? "–" : String(x.stage1_rank))));
+  });
   const title = r.match ? "Other candidates from the registry search" : "Closest registered originals (none is a match)";
   const threshold = r.search.decision_threshold === null ? "" : " The stage-1 decision threshold is " + r.search.decision_threshold.toFixed(3) + ".";
   return el("section", { class: "panel", id: "candidates" }, el("h2", {}, title),
-    el("div", { class: "table-scroll" }, el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Rank"), el("th", {}, "Original"),
+    el("div", { class: "table-scroll" }, el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Rank"), el("th", {}, "Image"), el("th", {}, "Original"),
       el("th", {}, "Same image (PSEN)"), el("th", {}, "Inliers"), el("th", {}, "Stage-1 score"), el("th", {}, "Stage-1 rank"))), body)),
     el("p", { class: "muted" }, "Ranked after the pairwise stage where it ran. Same image: the pairwise network's probability "
       + "that this image shows the original; inliers: points of a geometric fit between them (a match without "
