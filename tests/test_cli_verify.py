@@ -66,6 +66,21 @@ def test_verify_and_check_the_report_offline(cli_env: Path, capsys: pytest.Captu
     assert "no_match" in capsys.readouterr().out
 
 
+def test_verify_prints_the_closest_originals_as_leads_when_nothing_matched() -> None:
+    from verifier.cli.verify import describe
+
+    ids = ["9d7e0c55-0000-4000-8000-00000000000" + str(i) for i in range(5)]
+    cands = [{"rank": i + 1, "original_id": oid, "score": 0.6 - i / 10, "same_image": 0.97 if i == 0 else None,
+              "inliers": 6 if i == 0 else None} for i, oid in enumerate(ids)]
+    report = {"verdict": "no_match", "summary": "No registered original.", "match": None, "recovered_manifest": None,
+              "id": "r1", "search": {"candidates": cands}}
+    lines = describe("q.jpg", report)
+    assert lines[2] == "  closest registered originals (not a match):"
+    assert lines[3] == f"    1. {ids[0]} (stage-1 score 0.600, same image 0.97, 6 inliers)"
+    assert lines[5] == f"    3. {ids[2]} (stage-1 score 0.400)" and ids[3] not in "\n".join(lines)  # three leads
+    assert not any("closest" in line for line in describe("q.jpg", {**report, "search": {"candidates": []}}))
+
+
 def test_verify_bad_input(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     junk = cli_env / "junk.jpg"
     junk.write_bytes(b"nope")

@@ -25,17 +25,34 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(signed.envelope()))
         return 0
-    report = signed.report
-    print(f"{args.image}: {report['verdict']}")
-    print(f"  {report['summary']}")
+    print("\n".join(describe(args.image, signed.report)))
+    return 0
+
+
+LEADS = 3  # closest originals printed when nothing matched
+
+
+def describe(name: str, report: dict[str, Any]) -> list[str]:
+    """The report in a few lines; when nothing matched, the closest registered originals as leads
+    to check by eye (the report's candidates, in stage 1+2's order, with what stage 2 measured)."""
+    lines = [f"{name}: {report['verdict']}", f"  {report['summary']}"]
     if report["match"]:
         m = report["match"]
-        print(f"  match: {m['original_id']} ({m['publisher']['name']}, registered {m['registered_at']}) via {m['method']}")
+        lines.append(f"  match: {m['original_id']} ({m['publisher']['name']}, registered {m['registered_at']}) via {m['method']}")
+    elif (report.get("search") or {}).get("candidates"):
+        lines.append("  closest registered originals (not a match):")
+        for c in report["search"]["candidates"][:LEADS]:
+            said = [f"stage-1 score {c['score']:.3f}"]
+            if c.get("same_image") is not None:
+                said.append(f"same image {c['same_image']:.2f}")
+            if c.get("inliers") is not None:
+                said.append(f"{c['inliers']} inliers")
+            lines.append(f"    {c['rank']}. {c['original_id']} ({', '.join(said)})")
     if report["recovered_manifest"]:
         r = report["recovered_manifest"]
-        print(f"  recovered manifest: {r['state']} (re-validated {r['revalidated_at']})")
-    print(f"  report id: {report['id']}")
-    return 0
+        lines.append(f"  recovered manifest: {r['state']} (re-validated {r['revalidated_at']})")
+    lines.append(f"  report id: {report['id']}")
+    return lines
 
 
 JWKS_MAX_BYTES = 256 * 1024
