@@ -791,34 +791,36 @@ def test_the_report_lists_the_candidates_as_stage_2_ranked_them_with_its_evidenc
     """The report's candidates are the fact-checker's leads when nothing matched and what the benchmark's
     stage 1+2 IR@k counts: stage 2's order (they kept stage 1's before report 1.11), each with PSEN's word,
     the re-orderer's and its fit; the match first, also when it is an earlier registration of the content
-    the re-orderer chose; stage 1's order when stage 2 did not run."""
+    the re-orderer chose, then PSEN's "same", then the vote's support; stage 1's order when stage 2 did not run."""
     from types import SimpleNamespace
 
     from verifier.matching.evidence import Candidate, Evidence, SearchOutcome
     from verifier.verification.assemble import candidates
 
     ids = [uuid.uuid4() for _ in range(4)]
-    outcome = SearchOutcome("m", [Candidate(i, s, s) for i, s in zip(ids, (0.7, 0.6, 0.5, 0.4))], None, 0.74)
+    ids.append(uuid.uuid4())
+    outcome = SearchOutcome("m", [Candidate(i, s, s) for i, s in zip(ids, (0.7, 0.6, 0.5, 0.4, 0.3))], None, 0.74,
+                            supported=frozenset({ids[4]}))  # the local-feature vote's support
     probs = np.zeros(LIST_SIZE + 1, np.float32)
     probs[[0, 1, 2, 3]] = (0.01, 0.02, 0.8, 0.05)
     probs[LIST_SIZE] = 0.12
     stage2 = Stage2Result(choice=None, probability=0.0, p_absent=0.12, psen={0: 0.03, 1: 0.6, 2: 0.97}, probs=probs,
                           screened={3: 11}, gated=True)  # the gate refused stage 2's choice: no match
     listed = candidates(Evidence(outcome, None, None, False, stage2))
-    # the re-orderer's pick leads, then what PSEN calls the same image, then stage 1's order (not the re-orderer's
-    # probabilities below its pick: it sorts by the global cosine, not the fused score that ordered stage 1)
-    assert [c.original_id for c in listed] == [ids[2], ids[1], ids[0], ids[3]]
-    assert [c.rank for c in listed] == [1, 2, 3, 4] and [c.stage1_rank for c in listed] == [3, 2, 1, 4]
-    assert [c.same_image for c in listed] == [0.97, 0.6, 0.03, None]
+    # what PSEN calls the same image leads, then what the vote supports, then stage 1's order (not the re-orderer's
+    # probabilities: it sorts by the global cosine, not the fused score that ordered stage 1)
+    assert [c.original_id for c in listed] == [ids[2], ids[1], ids[4], ids[0], ids[3]]
+    assert [c.rank for c in listed] == [1, 2, 3, 4, 5] and [c.stage1_rank for c in listed] == [3, 2, 5, 1, 4]
+    assert [c.same_image for c in listed] == [0.97, 0.6, None, 0.03, None]
     assert listed[0].reorderer == pytest.approx(0.8) and listed[0].score == 0.5
-    assert [c.inliers for c in listed] == [None, None, None, 11]  # the screen's fit of the fourth
+    assert [c.inliers for c in listed] == [None, None, None, None, 11]  # the screen's fit of the fourth
     # matched: the match first, whatever the re-orderer's probabilities
     matched = Evidence(outcome, SimpleNamespace(id=ids[0]), None, False, dataclasses.replace(stage2, choice=2, gated=False))  # type: ignore[arg-type]
-    assert [c.original_id for c in candidates(matched)] == [ids[0], ids[2], ids[1], ids[3]]
-    assert matched.stage12_order() == [ids[0], ids[2], ids[1], ids[3]]  # the benchmark ranks by the same order
-    # a choice the geometric screen promoted leads over the re-orderer's top
+    assert [c.original_id for c in candidates(matched)] == [ids[0], ids[2], ids[1], ids[4], ids[3]]
+    assert matched.stage12_order() == [ids[0], ids[2], ids[1], ids[4], ids[3]]  # the benchmark ranks by the same order
+    # the choice (here one the geometric screen promoted) leads
     promoted = dataclasses.replace(stage2, choice=3, promoted=True, gated=False)
-    assert promoted.order(4) == [3, 2, 1, 0]
+    assert promoted.order(5) == [3, 2, 1, 0, 4] and promoted.order(5, [4]) == [3, 2, 1, 4, 0]
     # without stage 2: stage 1's order and nothing more
     plain = candidates(Evidence(outcome, None, None, False))
     assert [c.original_id for c in plain] == ids and all(c.same_image is None and c.reorderer is None for c in plain)

@@ -78,8 +78,10 @@ class Evidence:
         """Indices into stage 1's candidates, best first after stage 2 (stage 1's order when it did
         not run), the match first: an earlier registration of the chosen content is the match
         (`Matcher._first_registration`). The report lists them so and the benchmark ranks by it."""
-        n = len(self.stage1.candidates)
-        order = self.stage2.order(n) if self.stage2 is not None else list(range(n))
+        cands = self.stage1.candidates
+        n = len(cands)
+        supported = [i for i, c in enumerate(cands) if c.original_id in self.stage1.supported]
+        order = self.stage2.order(n, supported) if self.stage2 is not None else list(range(n))
         at = self.stage1.index_of(self.original.id) if self.original is not None else None
         if at is not None and order and order[0] != at:
             order.remove(at)

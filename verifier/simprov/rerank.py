@@ -119,22 +119,19 @@ class Stage2Result:
         """What the re-orderer gave candidate `i` (a promoted choice keeps it as its probability)."""
         return float(self.probs[i]) if self.probs is not None else 0.0
 
-    def order(self, n: int) -> list[int]:
+    def order(self, n: int, supported: Iterable[int] = ()) -> list[int]:
         """Candidate indices best first (the ranking of stage 1+2 IR@k and of the report's
-        candidates): the choice (or, refused or absent, the re-orderer's top candidate), then
-        those PSEN calls the same image by its probability, then stage 1's order. Below its
-        pick the re-orderer would sort by the global cosine, which it sees instead of the fused
-        region score that orders stage 1: on `train` pieces no stage matched, the original was
-        in its first 10 for 6 of 110 against 17 in this order (BENCHMARKS.md, "The report's
-        candidates in stage 2's order")."""
+        candidates): the choice, then those PSEN calls the same image (by its probability), then
+        those the local-feature vote supports (`supported`), then stage 1's order. Not the
+        re-orderer's probabilities below its choice: it sees the global cosine, not the fused
+        region score that orders stage 1, and when it finds nothing its favourite is no lead. On
+        `train` pieces that no stage matched, the original came first for 1 of 110 by the
+        re-orderer and 20 in this order (BENCHMARKS.md, "The report's candidates in stage 2's order")."""
         same = sorted((i for i, p in self.psen.items() if i < n and p >= 0.5), key=lambda i: -self.psen[i])
-        order = same + [i for i in range(n) if i not in set(same)]
-        top = int(np.argmax(self.probs[:n])) if self.probs is not None and n else None
-        for lead in (top, self.choice):
-            if lead is not None and lead in order:
-                order.remove(lead)
-                order.insert(0, lead)
-        return order
+        voted = [i for i in sorted(set(supported)) if i < n and i not in same]
+        lead = ([self.choice] if self.choice is not None and self.choice < n else []) + same + voted
+        lead = list(dict.fromkeys(lead))
+        return lead + [i for i in range(n) if i not in set(lead)]
 
 
 class Reranker:
