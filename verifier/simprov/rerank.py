@@ -129,9 +129,9 @@ class Stage2Result:
         re-orderer and 20 in this order (BENCHMARKS.md, "The report's candidates in stage 2's order")."""
         same = sorted((i for i, p in self.psen.items() if i < n and p >= 0.5), key=lambda i: -self.psen[i])
         voted = [i for i in sorted(set(supported)) if i < n and i not in same]
-        lead = ([self.choice] if self.choice is not None and self.choice < n else []) + same + voted
-        lead = list(dict.fromkeys(lead))
-        return lead + [i for i in range(n) if i not in set(lead)]
+        lead = list(dict.fromkeys(([self.choice] if self.choice is not None and self.choice < n else []) + same + voted))
+        led = set(lead)
+        return lead + [i for i in range(n) if i not in led]
 
 
 class Reranker:
