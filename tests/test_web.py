@@ -246,6 +246,8 @@ def test_xss_in_titles_and_filenames_is_text(server: str, browser, publisher_key
     page = open_page(browser, server, verifier_key)
     verify_file(page, tmp_path, "copy.jpg", jpeg(photo("astronaut").resize((300, 300)), 80))
     assert XSS in page.inner_text("#result")
+    page.wait_for_function("() => document.querySelector('#candidates') && document.querySelector('#candidates').innerText.includes('Daily Planet')")
+    assert XSS in page.inner_text("#candidates")  # the candidates' titles, fetched apart, are text too
     assert page.locator("#result img[src='x']").count() == 0
     assert page.locator("a[href^='javascript']").count() == 0
     page.wait_for_selector("a[href='https://example.org/story?a=1']")  # the registry's metadata comes in a second fetch
