@@ -4,6 +4,7 @@ declared as an ingredient; verification attributes to the first registration."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import uuid
@@ -218,6 +219,37 @@ def test_stripped_copy_is_attributed_to_the_first_registration(client: TestClien
     assert kept["match"]["original_id"] == a["id"]
     gone = client.get(f"/v1/reports/{report_id}/original.jpg", headers=auth(verifier_key))
     assert gone.status_code == 404 and gone.headers["content-type"] == PROBLEM
+
+
+def test_a_rival_psen_calls_the_same_is_the_first_registration_only_when_it_is_a_copy_of_the_choice(
+        client: TestClient, service: Service, publisher_key: str, other_publisher_key: str, signer: SignerCredentials,
+        other_signer: SignerCredentials) -> None:
+    """Stage 2 chose the astronaut (PSEN 0.99) and PSEN called an earlier registration the same as the
+    query too (0.6) with a higher stage-1 score: before, that registration became the match, as the
+    'first registration of the same content', although it is another photo (16 queries of the families
+    runs answered so, all wrong). Same content is judged between the two originals now."""
+    from verifier.matching.evidence import Candidate, SearchOutcome
+    from verifier.simprov.rerank import Stage2Result
+
+    coffee = upload(client, publisher_key, signed(photo("coffee"), signer)).json()  # registered first
+    astronaut = upload(client, publisher_key, signed(photo("astronaut"), signer)).json()
+    service.settings.ingest_duplicate_check = False
+    copy = upload(client, other_publisher_key, signed(photo("astronaut"), other_signer)).json()  # a later duplicate
+    service.settings.ingest_duplicate_check = True
+    ids = [uuid.UUID(x["id"]) for x in (astronaut, coffee, copy)]
+    outcome = SearchOutcome("m", [Candidate(ids[0], 0.50, 0.50), Candidate(ids[1], 0.60, 0.60), Candidate(ids[2], 0.49, 0.49)],
+                            None, 0.74)
+    stage2 = Stage2Result(choice=0, probability=0.9, p_absent=0.01, psen={0: 0.99, 1: 0.6, 2: 0.98})
+    match, related = service.matcher._first_registration(outcome, stage2)
+    assert match is not None and match.id == ids[0]  # not the coffee photo, registered earlier and scored higher
+    assert [(r.original.id, r.relation) for r in related] == [(ids[2], "duplicate")]  # the copy is, the coffee is not
+    # an earlier registration that is a copy of the choice still takes the match
+    earlier = dataclasses.replace(outcome, candidates=[outcome.candidates[2], outcome.candidates[1], outcome.candidates[0]])
+    flipped = Stage2Result(choice=2, probability=0.9, p_absent=0.01, psen={2: 0.99, 1: 0.6, 0: 0.98})
+    with service.db.session() as session:  # make the copy the earlier registration
+        session.get(Original, ids[2]).created_at = session.get(Original, ids[0]).created_at.replace(year=2000)
+    match, related = service.matcher._first_registration(earlier, flipped)
+    assert match is not None and match.id == ids[2] and [r.original.id for r in related] == [ids[0]]
 
 
 # -- enrollment: admin API and CLI ------------------------------------------------------------------
