@@ -226,7 +226,7 @@ def test_a_rival_psen_calls_the_same_is_the_first_registration_only_when_it_is_a
         other_signer: SignerCredentials) -> None:
     """Stage 2 chose the astronaut (PSEN 0.99) and PSEN called an earlier registration the same as the
     query too (0.6) with a higher stage-1 score: before, that registration became the match, as the
-    'first registration of the same content', although it is another photo (16 queries of the families
+    'first registration of the same content', although it is another photo (15 queries of the families
     runs answered so, all wrong). Same content is judged between the two originals now."""
     from verifier.matching.evidence import Candidate, SearchOutcome
     from verifier.simprov.rerank import Stage2Result

@@ -289,9 +289,9 @@ class Matcher:
 
         Same content is judged between the two originals, as ingest's duplicate check would
         (`_same_as_choice`), not by PSEN's word on the query alone: a candidate PSEN called the
-        same as the query at 0.5-0.96 with no fit of its own (another butterfly, a leaf for a
-        wheel) had replaced a right choice as the "first registration" (16 queries of the families
-        runs, all 16 another photo; BENCHMARKS.md, "The first registration of the same content")."""
+        same as the query at 0.5-1.0, most with no fit of their own (another butterfly, a leaf for a
+        wheel) had replaced a right choice as the "first registration" (15 queries of the families
+        runs, all 15 another photo; BENCHMARKS.md, "The first registration of the same content")."""
         assert stage2.choice is not None
         rivals = [i for i, p in stage2.psen.items() if p >= SAME_CONTENT and i != stage2.choice]
         same = [stage2.choice, *self._same_as_choice(outcome, stage2.choice, rivals)]
