@@ -23,7 +23,7 @@ from verifier.matching.marks import CACHE_GRACE_S, MAX_MARK_BYTES, MarkSet
 from verifier.service import Service
 from verifier.settings import Settings
 from verifier.simprov import marks as M
-from verifier.simprov.align import RATIO, sift_features
+from verifier.simprov.align import RATIO, closer_counts, closer_features, sift_features
 from verifier.simprov.embedding import Embedder
 from verifier.simprov.pairs import View
 from verifier.storage.accounts import (
@@ -114,8 +114,7 @@ def test_two_unrelated_photos_align_through_a_shared_mark_until_it_is_enrolled(m
     b, _ = stamped(flat_photo(11), mark_file())
     va, vb = View.of(a), View.of(b)
     assert inliers(vb, va) >= 8  # an unrelated photo "matches" through the mark
-    shape = vb.image.shape
-    stripped = vb.stripped(lambda f: M.without(f, M.on_mark(f, model, shape)))
+    stripped = vb.stripped(lambda f, frame: M.without(f, M.on_mark(f, model, frame)))
     assert len(stripped.features) < len(vb.features)
     assert inliers(stripped, va) < 8
 
@@ -124,17 +123,32 @@ def test_a_copy_of_a_marked_photo_still_aligns_with_it(model: M.MarkModel) -> No
     original, _ = stamped(real_photo("coffee"), mark_file())
     copy = original.resize((original.width * 3 // 4, original.height * 3 // 4), Image.BICUBIC)
     vo, vq = View.of(original), View.of(copy)
-    shape = vq.image.shape
-    stripped = vq.stripped(lambda f: M.without(f, M.on_mark(f, model, shape)))
+    stripped = vq.stripped(lambda f, frame: M.without(f, M.on_mark(f, model, frame)))
     assert len(stripped.features) < len(vq.features)  # the mark's keypoints are gone ...
     assert inliers(stripped, vo) >= 30  # ... and the photo's own still align
+
+
+def test_the_closer_look_at_a_marked_query_loses_the_mark_too(model: M.MarkModel) -> None:
+    """Stage 2's closer look (384 px) fits the query's own image again: the mark's keypoints are
+    taken out there as well, or an unrelated photo would fit through the mark at the finer scale."""
+    a, _ = stamped(flat_photo(10, (512, 384)), mark_file())
+    b, _ = stamped(flat_photo(11, (512, 384)), mark_file())
+    query = View.of(b, closer=True)
+    look = query.closer()
+    assert look is not None and look.mirrored is not None
+    original = closer_features(a)
+    assert closer_counts(look, [original], 8)[0] >= 8  # through the mark
+    stripped = query.stripped(lambda f, frame: M.without(f, M.on_mark(f, model, frame)))
+    kept = stripped.closer()
+    assert kept is not None and kept.mirrored is not None and kept.shape == look.shape
+    assert len(kept.features) < len(look.features) and len(kept.mirrored) < len(look.mirrored)
+    assert closer_counts(kept, [original], 8)[0] == 0
 
 
 def test_a_mirrored_copy_loses_the_mark_in_its_mirrored_features(model: M.MarkModel) -> None:
     marked, _ = stamped(flat_photo(4), mark_file())
     query = View.of(marked.transpose(Image.FLIP_LEFT_RIGHT))  # reads backwards; its mirrored SIFT reads it right
-    shape = query.image.shape
-    stripped = query.stripped(lambda f: M.without(f, M.on_mark(f, model, shape)))
+    stripped = query.stripped(lambda f, frame: M.without(f, M.on_mark(f, model, frame)))
     assert len(stripped.mirrored_features()) < len(query.mirrored_features()) - 8
 
 

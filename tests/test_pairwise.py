@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import io
 import random
 import uuid
@@ -37,6 +38,7 @@ from verifier.simprov.nn.pen import (
     heatmap_loss,
 )
 from verifier.simprov.pairs import (
+    WORK_SIDE,
     View,
     align_pair,
     aligned_frame,
@@ -670,6 +672,109 @@ def test_geometric_screen_promotes_a_deep_candidate_that_aligns(tmp_path: Path) 
     assert matcher(30, lone=8).rerank(uv, unrelated).choice is None
 
 
+def test_the_closer_fit_is_rescaled_to_the_working_frames() -> None:
+    """The closer look fits at 384 px; its homography comes back in the two working frames (a
+    mirrored, resized copy's corners land on the original's), and an alignment given that fit
+    keeps it and its inliers instead of fitting SIFT at 256 px again."""
+    from verifier.simprov.align import (
+        CLOSER_SIDE,
+        closer_features,
+        closer_fit,
+        estimate_alignment,
+    )
+
+    img = photo("astronaut")  # 512 x 512
+    copy = ImageOps.mirror(img).resize((700, 560), Image.BICUBIC)
+    qv, cv = View.of(copy, closer=True), View.of(img)
+    look = qv.closer()
+    assert look is not None and max(look.shape) == CLOSER_SIDE and look.mirrored is not None
+    h, n = closer_fit(look, closer_features(img), qv.image.shape, cv.image.shape)
+    assert n >= 50
+    (hc, wc), (hq, wq) = cv.image.shape[:2], qv.image.shape[:2]
+    corners = np.array([[0, 0, 1], [wc, 0, 1], [wc, hc, 1], [0, hc, 1]], np.float64) @ h.T
+    placed = corners[:, :2] / corners[:, 2:]
+    assert np.abs(placed - np.array([[wq, 0], [0, 0], [0, hq], [wq, hq]])).max() < 3  # mirrored: left <-> right
+    a = estimate_alignment(qv.image, cv.image, query_feats=qv.features, cand_feats=cv.features, fit=(h, n))
+    assert a.inliers == n and np.allclose(a.homography, h)
+    assert View.of(copy).closer() is None  # an original's view keeps no image to look at
+
+
+def test_a_closer_look_fits_a_cut_out_subject_the_working_frame_cannot(tmp_path: Path) -> None:
+    """A subject cut out of the coffee photo into another scene keeps no fit at the 256-px working
+    frame (0 inliers: stage 2 and the screen say "not registered"); at the closer look's 384 px it
+    fits, PSEN judges the pair aligned by that fit, and the original becomes the match, said in the
+    report's method. The look needs the query's own image (the ingest check's view keeps none),
+    reaches only the first `closer` candidates and those the vote supports, and leaves an
+    unrelated query unmatched; `VERIFIER_STAGE2_CLOSER` is the policy stage 2 runs with."""
+    from types import SimpleNamespace
+
+    from verifier.matching.evidence import Candidate, SearchOutcome
+    from verifier.matching.matcher import Matcher
+    from verifier.service import _pairwise_stages
+    from verifier.settings import Settings
+    from verifier.simprov.align import CLOSER_SIDE
+    from verifier.simprov.edits import cutout
+    from verifier.simprov.embedding import get_embedder
+
+    reranker = Reranker.packaged()
+    if reranker is None:
+        pytest.skip("stage-2 weights not shipped")
+    names = ["astronaut", "chelsea", "rocket", "coins", "hubble_deep_field", "immunohistochemistry", "coffee"]
+    imgs = {n: photo(n) for n in names}
+    ids = {n: uuid.uuid4() for n in names}
+    name_of = {v: k for k, v in ids.items()}
+    views = CandidateViews(tmp_path)
+    for n in names:
+        views.put(ids[n], imgs[n])
+    embedder = get_embedder("auto")
+    vec = dict(zip(names, embedder.embed([imgs[n] for n in names]), strict=True))
+    search = SimpleNamespace(vectors_for=lambda oids: np.stack([vec[name_of[o]] for o in oids]))
+    sides: list[int | None] = []
+    originals = SimpleNamespace(get=lambda oid: oid, image=lambda oid, side: sides.append(side) or imgs[name_of[oid]])
+    sample = cutout(imgs["coffee"], [photo("camera"), photo("moon"), photo("coins")], random.Random(2))
+
+    def outcome_for(query: Image.Image, rank: int = 4, supported: frozenset[uuid.UUID] = frozenset()) -> SearchOutcome:
+        order = names[:-1]
+        order.insert(rank, "coffee")
+        cands = [Candidate(ids[n], 0.2 - 0.01 * i, 0.2 - 0.01 * i) for i, n in enumerate(order)]
+        return SearchOutcome("test", cands, None, threshold=0.9, query_vector=embedder.embed([query])[0],
+                             cosine_threshold=0.9, supported=supported)
+
+    def matcher(closer: int) -> Matcher:
+        policy = Stage2Policy(closer=closer)
+        return Matcher(originals, search, views, reranker.with_policy(policy), object(), min_inliers=8)  # type: ignore[arg-type]
+
+    qv = Matcher.marked_view(matcher(0), sample.image)[0]  # type: ignore[arg-type]
+    assert align_pair(qv, views.get(ids["coffee"], lambda: imgs["coffee"])).alignment.inliers < 8  # the working frame finds no fit
+    off = matcher(0).rerank(qv, outcome_for(sample.image))
+    assert off.choice is None and not off.closer
+    on = matcher(10).rerank(qv, outcome_for(sample.image))
+    assert on.promoted and on.by_closer and not on.by_geometry and on.choice == 4 and on.order(len(names))[0] == 4
+    assert on.closer == {4: on.pairs[4].alignment.inliers} and on.pairs[4].alignment.inliers >= 8 and on.psen[4] >= 0.5
+    assert set(sides) == {CLOSER_SIDE}
+    assert matcher(4).rerank(qv, outcome_for(sample.image)).choice is None  # beyond the first 4 ...
+    voted = matcher(4).rerank(qv, outcome_for(sample.image, supported=frozenset({ids["coffee"]})))
+    assert voted.choice == 4 and voted.by_closer  # ... unless the vote supports it
+    plain = View.of(sample.image, min_side=WORK_SIDE)  # no image kept: nothing to look closer at
+    assert matcher(10).rerank(plain, outcome_for(sample.image)).choice is None
+    unrelated = photo("moon")
+    assert matcher(10).rerank(Matcher.marked_view(matcher(0), unrelated)[0], outcome_for(unrelated)).choice is None  # type: ignore[arg-type]
+
+    # the report says how the match was fitted
+    from verifier.matching.evidence import Evidence
+    from verifier.verification.assemble import match_section
+
+    publisher = SimpleNamespace(id=uuid.uuid4(), name="P")
+    found = SimpleNamespace(id=ids["coffee"], publisher=publisher, created_at=dt.datetime.now(dt.UTC))
+    ev = Evidence(stage1=outcome_for(sample.image), original=found, original_bytes=None, exact=False, stage2=on)  # type: ignore[arg-type]
+    section = match_section(ev)
+    assert section is not None and "+closer-look;" in section.method and section.scores["stage2_inliers"] >= 8
+    default, _ = _pairwise_stages(Settings())
+    none, _ = _pairwise_stages(Settings(stage2_closer=0))
+    if default is not None and none is not None:
+        assert default.policy.closer == 10 and none.policy.closer == 0
+
+
 def _transplant_case() -> tuple[Reranker, View, View]:
     """The packaged reranker and a real transplant of the astronaut into the camera photo with
     its original: the strong-fit tests' pair (PSEN's score is theirs to fix)."""
@@ -699,7 +804,7 @@ def test_a_strong_fit_is_promoted_when_psen_says_different() -> None:
 
     def promote(p_same: float, bar: int, views: list[View], rival: int = 0) -> Stage2Result:
         r = reranker.with_policy(Stage2Policy(screen_min_inliers=16, screen_strong_min_inliers=bar))
-        r.psen_scores = lambda q, vs, eq, ecs, supported=None: (  # type: ignore[method-assign]
+        r.psen_scores = lambda q, vs, eq, ecs, supported=None, fits=None: (  # type: ignore[method-assign]
             np.full(len(vs), p_same, np.float32), [align_pair(q, v) for v in vs])
         pairs = {0: SimpleNamespace(alignment=SimpleNamespace(inliers=rival))}
         result = Stage2Result(None, 0.0, 0.9, {0: 0.1}, pairs)  # type: ignore[arg-type]
@@ -720,8 +825,9 @@ def test_a_fit_the_vote_supports_needs_less_geometry_to_overrule_psen() -> None:
     """The only screened candidate, when the local-feature vote supports it, is promoted on its
     geometry from `screen_strong_supported_min_inliers` rather than `screen_strong_min_inliers`;
     without the vote's support, with the rule off, beside a second screened fit or a rival aligned
-    at the lower bar, the answer stays "not registered"; and the lower bar only adds answers. The
-    alignments are real; PSEN's score is fixed (its failure is the case)."""
+    at the lower bar, or for a fit the closer look found, the answer stays "not registered"; and
+    the lower bar only adds answers. The alignments are real; PSEN's score is fixed (its failure
+    is the case)."""
     from types import SimpleNamespace
 
     reranker, query, original = _transplant_case()
@@ -730,18 +836,19 @@ def test_a_fit_the_vote_supports_needs_less_geometry_to_overrule_psen() -> None:
     assert inliers >= 20
 
     def promote(supported: list[bool], supported_bar: int, views: list[View] | None = None, rival: int = 0,
-                strong: int = inliers + 1) -> Stage2Result:
+                strong: int = inliers + 1, closer: bool = False) -> Stage2Result:
         views = views or [original]
         policy = Stage2Policy(screen_min_inliers=16, screen_strong_min_inliers=strong,
                               screen_strong_supported_min_inliers=supported_bar)
         r = reranker.with_policy(policy)
-        r.psen_scores = lambda q, vs, eq, ecs, supported=None: (  # type: ignore[method-assign]
+        r.psen_scores = lambda q, vs, eq, ecs, supported=None, fits=None: (  # type: ignore[method-assign]
             np.full(len(vs), 0.1, np.float32), [align_pair(q, v) for v in vs])
         pairs = {0: SimpleNamespace(alignment=SimpleNamespace(inliers=rival))}
         result = Stage2Result(None, 0.0, 0.9, {0: 0.1}, pairs)  # type: ignore[arg-type]
         screened = {5 + k: 30 for k in range(len(views))}
+        fits = [(np.eye(3), 30)] * len(views) if closer else None
         return r.promote(result, query, np.zeros(4, np.float32), screened, views, np.zeros((len(views), 4), np.float32),
-                         16, supported)
+                         16, supported, fits=fits)
 
     voted = promote([True], 16)
     assert voted.choice == 5 and voted.promoted and voted.by_geometry
@@ -754,6 +861,10 @@ def test_a_fit_the_vote_supports_needs_less_geometry_to_overrule_psen() -> None:
     # the vote only adds answers: a fit clearing the plain bar keeps it beside a rival below the screen's bar
     assert promote([True], 8, rival=10, strong=inliers).choice == 5
     assert promote([True], 8, rival=10).choice is None
+    # a fit the closer look found gets no discount for the vote: an unrelated photo fitted there with its support
+    looked = promote([True], 16, closer=True)
+    assert looked.choice is None and looked.closer == {5: 30} and not looked.screened
+    assert promote([True], 16, closer=True, strong=inliers).by_closer  # the plain strong bar still holds
 
 
 def test_a_fit_stage_2_aligned_itself_gets_the_strong_fit_rule() -> None:

@@ -236,11 +236,11 @@ class MarkSet:
             found.append(FoundMark(m.id, m.publisher_id, m.publisher, m.label, int(on.sum())))
             drop |= on
 
-        def strip(features: SiftFeatures) -> SiftFeatures:
+        def strip(features: SiftFeatures, frame: tuple[int, ...]) -> SiftFeatures:
             if features is view.features:
                 return without(features, drop)
             out = np.zeros(len(features), bool)
-            for on in index.on(features, shape).values():
+            for on in index.on(features, frame).values():
                 out |= on
             return without(features, out)
 

@@ -30,7 +30,16 @@ from verifier.matching.marks import FoundMark, MarkSet
 from verifier.matching.search import ProvenanceSearch, Stage1Vectors
 from verifier.matching.views import CandidateViews
 from verifier.simprov import catalog
-from verifier.simprov.align import MIN_INLIERS, SiftFeatures, screen_inliers
+from verifier.simprov.align import (
+    CLOSER_SIDE,
+    MIN_INLIERS,
+    CloserFeatures,
+    SiftFeatures,
+    closer_counts,
+    closer_features,
+    closer_fit,
+    screen_inliers,
+)
 from verifier.simprov.change import ChangeDetector, ChangeResult
 from verifier.simprov.compare import compare_pixels
 from verifier.simprov.pairs import WORK_SIDE, View, align_pair
@@ -227,9 +236,10 @@ class Matcher:
         keypoints on publishers' marks."""
         return self.marked_view(image)[0]
 
-    def marked_view(self, image: Image.Image, min_side: int = WORK_SIDE) -> tuple[View, list[FoundMark]]:
-        """`query_view`, and the enrolled marks found on the query (`matching.marks`)."""
-        view = View.of(image, min_side=min_side)
+    def marked_view(self, image: Image.Image, min_side: int = WORK_SIDE, closer: bool = True) -> tuple[View, list[FoundMark]]:
+        """`query_view`, and the enrolled marks found on the query (`matching.marks`); `closer`:
+        whether stage 2 may take a closer look at it (`_closer_look`)."""
+        view = View.of(image, min_side=min_side, closer=closer)
         return self.marks.strip(view) if self.marks is not None else (view, [])
 
     def _view_later(self, image: Image.Image, parallel: bool) -> Later[tuple[View, list[FoundMark]]]:
@@ -255,7 +265,7 @@ class Matcher:
         cos_threshold = outcome.cosine_threshold if outcome.cosine_threshold is not None else outcome.threshold
         if top.score < outcome.threshold and top.cosine < cos_threshold:
             return []
-        stage2 = self.rerank(self.marked_view(image, min_side=0)[0], outcome)
+        stage2 = self.rerank(self.marked_view(image, min_side=0, closer=False)[0], outcome)  # ingest as measured before the closer look
         if stage2.choice is None:
             return []
         # A refusal needs both to agree: the re-orderer found a match and PSEN calls it the same image.
@@ -340,6 +350,8 @@ class Matcher:
         result = self._geometry_gate(r.rerank(query_view, outcome.query_vector, cosines, chosen, views, vectors, supported), outcome)
         if r.policy.screen and not self._aligned(result):
             result = self._screen(r, query_view, outcome, result)
+        if r.policy.closer and not self._aligned(result):
+            result = self._closer_look(r, query_view, outcome, result)
         return result
 
     def _aligned(self, result: Stage2Result) -> bool:
@@ -398,6 +410,45 @@ class Matcher:
         return r.promote(result, query_view, outcome.query_vector, screened, views, vectors, min_inliers,
                          [ids[i] in outcome.supported for i in screened],
                          [n for i, n in zip(todo, counts, strict=True) if i not in screened])
+
+    def _closer_look(self, r: Reranker, query_view: View, outcome: SearchOutcome, result: Stage2Result) -> Stage2Result:
+        """With no aligned match after the screen: the first `policy.closer` stage-1 candidates and
+        those the local-feature vote supports are fitted again at CLOSER_SIDE px (`align.closer_fit`),
+        where a subject cut out of its photo, a small pasted piece or a printed copy keeps the
+        keypoints the 256-px working frame loses. The one candidate that fits there with the gate's
+        inliers, alone, goes to PSEN aligned by that fit, and is promoted by the screen's rules
+        (`Reranker.promote`): PSEN's "same", or a strong fit of 32 without the vote's discount. On
+        the families runs' unmatched queries 31 of 261 true originals fitted this way and no other
+        candidate; on 595 unregistered queries two unrelated photos did, at 11 and 14 (BENCHMARKS.md,
+        "A closer look"). Costs a decode and a SIFT per candidate, on queries without a match only."""
+        closer = query_view.closer()
+        if closer is None:
+            return result
+        bar = self.min_inliers or MIN_INLIERS
+        ids = [c.original_id for c in outcome.candidates]
+        first = min(r.policy.closer, len(ids))
+        picks = list(range(first)) + [i for i in range(first, len(ids)) if ids[i] in outcome.supported]
+        todo: list[int] = []
+        feats: list[CloserFeatures] = []
+        for i in picks:
+            try:
+                feats.append(self._closer_features(ids[i]))
+            except NotFound:  # deleted since the search
+                continue
+            todo.append(i)
+        fits = {i: n for i, n in zip(todo, closer_counts(closer, feats, bar), strict=True) if n >= bar}
+        if len(fits) != 1:
+            return dataclasses.replace(result, closer=fits)
+        i = next(iter(fits))
+        view = self.view(ids[i])
+        fit = closer_fit(closer, feats[todo.index(i)], query_view.image.shape, view.image.shape)
+        return r.promote(result, query_view, outcome.query_vector, {i: fit[1]}, [view],  # type: ignore[arg-type]
+                         self.search.vectors_for([ids[i]]), bar, [ids[i] in outcome.supported], fits=[fit])
+
+    def _closer_features(self, original_id: uuid.UUID) -> CloserFeatures:
+        """An original's SIFT at the closer look's size, from its stored bytes (a JPEG decoded at a
+        reduced DCT scale: a few ms even for 12 MP)."""
+        return closer_features(self.originals.image(self.originals.get(original_id), CLOSER_SIDE))
 
     def _geometry_gate(self, result: Stage2Result, outcome: SearchOutcome) -> Stage2Result:
         """A stage-2 match needs evidence beyond the re-orderer's say-so: RANSAC inliers between

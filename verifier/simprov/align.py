@@ -241,6 +241,60 @@ def screen_inliers(fq: SiftFeatures, q_shape: tuple[int, ...], candidates: list[
     return out
 
 
+@dataclass(frozen=True)
+class CloserFeatures:
+    """An image's SIFT at the closer look's size (`CLOSER_SIDE`), plain and mirrored (`mirrored`
+    is None for a candidate: the query's mirror covers a mirrored copy), and that frame's shape."""
+
+    features: SiftFeatures
+    shape: tuple[int, ...]
+    mirrored: SiftFeatures | None = None
+
+
+# The closer look (`matching.Matcher`): SIFT at this many px on the long side, one and a half times
+# the working frame. At 256 px a subject cut out of its photo, a small pasted piece or a printed copy
+# keeps too few keypoints to fit (0-7 inliers for its original); at 384 px, on the queries of the
+# families runs that nothing matched, 31 of 261 true originals fitted with 8-62 (BENCHMARKS.md,
+# "A closer look").
+CLOSER_SIDE = 384
+
+
+def closer_features(img: Image.Image, side: int = CLOSER_SIDE, mirrored: bool = False) -> CloserFeatures:
+    """`img` reduced to `side` on its long side (never enlarged) and its SIFT."""
+    w = img.convert("RGB") if img.mode != "RGB" else img
+    if max(w.size) > side:
+        w = w.copy()
+        w.thumbnail((side, side), Image.BICUBIC, reducing_gap=3.0)
+    grey = _grey(np.asarray(w, np.uint8))
+    return CloserFeatures(sift_features(grey), grey.shape, mirrored_sift(grey) if mirrored else None)
+
+
+def closer_counts(query: CloserFeatures, candidates: list[CloserFeatures], bar: int) -> list[int]:
+    """RANSAC inliers of each candidate against the query at the closer look, plain or mirrored
+    (the better), where they reach `bar`; 0 otherwise (`screen_inliers`' batched matching)."""
+    pairs = [(c.features, c.shape) for c in candidates]
+    counts = screen_inliers(query.features, query.shape, pairs, bar)
+    if query.mirrored is not None:
+        rest = [j for j, n in enumerate(counts) if n < bar]
+        for j, n in zip(rest, screen_inliers(query.mirrored, query.shape, [pairs[j] for j in rest], bar), strict=True):
+            counts[j] = max(counts[j], n)
+    return counts
+
+
+def closer_fit(query: CloserFeatures, candidate: CloserFeatures, q_shape: tuple[int, ...],
+               c_shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
+    """The candidate -> query homography of the closer look (plain or mirrored, the better),
+    rescaled to frames of `q_shape` and `c_shape` (the working views'), and its inliers."""
+    h, n = _homography(query.features, candidate.features, query.shape, candidate.shape)
+    if query.mirrored is not None:
+        hm, nm = _homography(query.mirrored, candidate.features, query.shape, candidate.shape)
+        if nm > n:
+            h, n = hm, nm
+    to_q = np.diag([q_shape[1] / query.shape[1], q_shape[0] / query.shape[0], 1.0])
+    from_c = np.diag([candidate.shape[1] / c_shape[1], candidate.shape[0] / c_shape[0], 1.0])
+    return to_q @ h @ from_c, n
+
+
 def plausible_homography(h: np.ndarray, q_shape: tuple[int, ...], c_shape: tuple[int, ...]) -> bool:
     """Whether `h` (candidate -> query) maps the candidate's frame to a convex quadrilateral
     covering at least MIN_FRAME_SHARE of the query (corners in front of the camera)."""
@@ -263,6 +317,7 @@ def estimate_alignment(
     query_mirrored: Callable[[], SiftFeatures] | None = None,
     retry: bool = True,
     invert: bool = True,
+    fit: tuple[np.ndarray, int] | None = None,
 ) -> Alignment:
     """Map every candidate pixel to the query: homography, then DIS flow on the residual.
     Precomputed SIFT features (e.g. the candidate's, cached at registration) skip detection.
@@ -270,13 +325,19 @@ def estimate_alignment(
     query's view; computed here otherwise) and the fit with more inliers kept: a mirrored copy
     then aligns through a reflecting homography. Under MIRROR_RETRY inliers its descriptors are
     tried tone-inverted too, plain and mirrored (a negative). `retry=False` skips these tries
-    (stage 2 does once another candidate has aligned well); `invert=False` the inverted ones."""
+    (stage 2 does once another candidate has aligned well); `invert=False` the inverted ones.
+    `fit`: a (homography, inliers) found elsewhere in these two frames (`closer_fit`'s, rescaled):
+    no SIFT matching here, the flow refines that homography."""
     q, c = _grey(query), _grey(candidate)
     hc, wc = c.shape
-    fq = query_feats if query_feats is not None else sift_features(q)
-    fc = cand_feats if cand_feats is not None else sift_features(c)
-    h, inliers = _homography(fq, fc, q.shape, c.shape)
     inverted = False
+    if fit is not None:
+        h, inliers = fit
+        retry = False
+    else:
+        fq = query_feats if query_feats is not None else sift_features(q)
+        fc = cand_feats if cand_feats is not None else sift_features(c)
+        h, inliers = _homography(fq, fc, q.shape, c.shape)
     if retry:
         fm = query_mirrored() if query_mirrored is not None else mirrored_sift(q)
         tries: list[Callable[[], SiftFeatures]] = [lambda: fm]

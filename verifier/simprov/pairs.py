@@ -22,7 +22,9 @@ from PIL import Image
 
 from verifier.simprov.align import (
     Alignment,
+    CloserFeatures,
     SiftFeatures,
+    closer_features,
     dwu,
     estimate_alignment,
     mirrored_sift,
@@ -57,31 +59,48 @@ class View:
     features: SiftFeatures
     full_size: tuple[int, int]  # (W, H) of the image it came from
     _mirrored: list[SiftFeatures] = field(default_factory=list, compare=False, repr=False)  # lazily, at most one
-    _strip: Callable[[SiftFeatures], SiftFeatures] | None = field(default=None, compare=False, repr=False)
+    # (features, the shape of the frame they come from) -> features without a publisher's mark
+    _strip: Callable[[SiftFeatures, tuple[int, ...]], SiftFeatures] | None = field(default=None, compare=False, repr=False)
+    _source: Image.Image | None = field(default=None, compare=False, repr=False)  # a query's own image (the closer look)
+    _closer: list[CloserFeatures] = field(default_factory=list, compare=False, repr=False)  # lazily, at most one
 
     def mirrored_features(self) -> SiftFeatures:
         """SIFT of the mirrored image in this frame (`align.mirrored_sift`), computed once, on
         first need: only a query that fails to align with some candidate pays for it."""
         if not self._mirrored:
             f = mirrored_sift(self.image)
-            self._mirrored.append(self._strip(f) if self._strip is not None else f)
+            self._mirrored.append(self._strip(f, self.image.shape) if self._strip is not None else f)
         return self._mirrored[0]
 
-    def stripped(self, strip: Callable[[SiftFeatures], SiftFeatures]) -> View:
-        """This view with `strip` applied to its features, and to the mirrored ones when they
-        are made (a publisher's mark taken out of a query: `simprov.marks`)."""
-        return View(self.image, strip(self.features), self.full_size, _strip=strip)
+    def closer(self) -> CloserFeatures | None:
+        """The query's SIFT at the closer look's size, plain and mirrored (`align.closer_features`),
+        computed once, on first need; None for a view kept without its image (an original's)."""
+        if self._source is None:
+            return None
+        if not self._closer:
+            c = closer_features(self._source, mirrored=True)
+            if self._strip is not None:
+                assert c.mirrored is not None
+                c = CloserFeatures(self._strip(c.features, c.shape), c.shape, self._strip(c.mirrored, c.shape))
+            self._closer.append(c)
+        return self._closer[0]
+
+    def stripped(self, strip: Callable[[SiftFeatures, tuple[int, ...]], SiftFeatures]) -> View:
+        """This view with `strip` applied to its features, and to the mirrored and closer ones when
+        they are made (a publisher's mark taken out of a query: `simprov.marks`)."""
+        return View(self.image, strip(self.features, self.image.shape), self.full_size, _strip=strip, _source=self._source)
 
     @classmethod
-    def of(cls, img: Image.Image, min_side: int = 0) -> View:
+    def of(cls, img: Image.Image, min_side: int = 0, closer: bool = False) -> View:
         """`min_side`: an image whose longest side is under it is enlarged to it (bicubic), so
-        that SIFT meets a small query at about the scale of the originals' views."""
+        that SIFT meets a small query at about the scale of the originals' views. `closer`: keep
+        `img` for a closer look (a query's view; an original's would hold its pixels in a cache)."""
         w = work_image(img)
         if min_side and max(w.size) < min_side:
             f = min_side / max(w.size)
             w = w.resize((max(1, round(w.width * f)), max(1, round(w.height * f))), Image.BICUBIC)
         arr = np.asarray(w, np.uint8)
-        return cls(arr, sift_features(arr), img.size)
+        return cls(arr, sift_features(arr), img.size, _source=img if closer else None)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -126,11 +145,13 @@ def _warped(query: View, alignment: Alignment) -> torch.Tensor:
         return dwu(torch.cat([q, ones], 1), alignment.normalised_grid())[0]
 
 
-def align_pair(query: View, candidate: View, retry: bool = True, invert: bool = True) -> AlignedPair:
+def align_pair(query: View, candidate: View, retry: bool = True, invert: bool = True,
+               fit: tuple[np.ndarray, int] | None = None) -> AlignedPair:
     """The query aligned into the candidate's frame (`retry`: whether the mirrored query, and
-    with `invert` for a weak fit the tone-inverted one, are tried too, `align.estimate_alignment`)."""
+    with `invert` for a weak fit the tone-inverted one, are tried too, `align.estimate_alignment`;
+    `fit`: a homography between the two views found elsewhere, the closer look's)."""
     a = estimate_alignment(query.image, candidate.image, query_feats=query.features, cand_feats=candidate.features,
-                           query_mirrored=query.mirrored_features, retry=retry, invert=invert)
+                           query_mirrored=query.mirrored_features, retry=retry, invert=invert, fit=fit)
     warped = _warped(query, a)
     with torch.no_grad():
         valid = (_squash((warped[3:] > 0.999).float())[0] > 0.5).numpy().astype(np.uint8)

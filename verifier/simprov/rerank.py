@@ -77,6 +77,7 @@ class Stage2Policy:
     colour_min_inliers: int = 32  # a pair PSEN rejects with this many inliers is judged again colour-matched (0: off)
     colour_supported_min_inliers: int = 16  # ... or this many when the local-feature vote supports it (0: no other bar)
     inverted_candidates: int = 2  # the first this many candidates PSEN sees are also fitted tone-inverted (a negative; 0: off)
+    closer: int = 10  # with no aligned match after the screen, these first stage-1 candidates and those the vote supports are fitted at CLOSER_SIDE px (0: off)
 
 
 def select_for_psen(cosines: np.ndarray, threshold: float, policy: Stage2Policy) -> list[int]:
@@ -114,6 +115,8 @@ class Stage2Result:
     screened: dict[int, int] = field(default_factory=dict)  # candidate index -> RANSAC inliers (geometric screen)
     promoted: bool = False  # the choice came from the geometric screen, not the re-orderer
     by_geometry: bool = False  # ... on its inliers alone: PSEN called the pair different (a strong fit)
+    closer: dict[int, int] = field(default_factory=dict)  # candidate index -> RANSAC inliers at the closer look (at the gate's bar)
+    by_closer: bool = False  # the promoted choice was fitted by the closer look (`matching.Matcher._closer_look`)
 
     def given(self, i: int) -> float:
         """What the re-orderer gave candidate `i` (a promoted choice keeps it as its probability)."""
@@ -172,7 +175,8 @@ class Reranker:
         return select_for_psen(cosines, threshold, self.policy)
 
     def psen_scores(self, query: View, views: list[View], eq: np.ndarray, ecs: np.ndarray,
-                    supported: Sequence[bool] | None = None) -> tuple[np.ndarray, list[AlignedPair]]:
+                    supported: Sequence[bool] | None = None,
+                    fits: Sequence[tuple[np.ndarray, int]] | None = None) -> tuple[np.ndarray, list[AlignedPair]]:
         """PSEN's P(same image) for the query against each view, with the aligned pairs. Views
         come best stage-1 first; once one aligns well (MIRROR_RETRY inliers) the rest are not
         retried mirrored: an unrelated candidate's weak fit would otherwise cost another matching
@@ -194,11 +198,13 @@ class Reranker:
         pairwise RANSAC fit can say) is looked at again from `policy.colour_supported_min_inliers`,
         the screen's bar: on 400 unregistered photos no supported candidate that aligned with 8 or
         more inliers was one PSEN rejected (BENCHMARKS.md, "The colour look for a candidate the
-        vote supports")."""
+        vote supports"). `fits`: per view, a homography found elsewhere (the closer look's, in these
+        frames) in place of the aligner's own SIFT fit."""
         pairs: list[AlignedPair] = []
         aligned = False
-        for v in views:
-            pairs.append(align_pair(query, v, retry=not aligned, invert=len(pairs) < self.policy.inverted_candidates))
+        for k, v in enumerate(views):
+            pairs.append(align_pair(query, v, retry=not aligned, invert=len(pairs) < self.policy.inverted_candidates,
+                                    fit=fits[k] if fits is not None else None))
             aligned = aligned or pairs[-1].alignment.inliers >= MIRROR_RETRY
         if not pairs:
             return np.zeros(0, np.float32), []
@@ -247,27 +253,34 @@ class Reranker:
 
     def promote(self, result: Stage2Result, query: View, query_vector: np.ndarray, screened: dict[int, int],
                 views: list[View], vectors: np.ndarray, min_inliers: int, supported: Sequence[bool] | None = None,
-                others: Sequence[int] = ()) -> Stage2Result:
+                others: Sequence[int] = (), fits: Sequence[tuple[np.ndarray, int]] | None = None) -> Stage2Result:
         """PSEN on the screened candidates that aligned (`views`, `vectors` in the order of
         `screened`'s keys), then the one with the most inliers that PSEN calls the same image
         (P >= 0.5) replaces a result without an aligned match. An alignment needs `min_inliers`
         on both passes (the cheap count and the full alignment), so the promoted match passes
         the matcher's geometry gate on its own evidence. `result` is returned, with the screen
         recorded, when none qualifies. `others`: the inlier counts of the candidates the screen
-        did not pass on (rivals of a strong fit)."""
+        did not pass on (rivals of a strong fit).
+
+        `fits` (the closer look's homographies, one per screened candidate): the candidates were
+        fitted there, not by the screen; they are recorded as `closer`, and the vote's support does
+        not lower a strong fit's bar (32 inliers, or PSEN's "same"): at the closer look an
+        unrelated photo the vote supported fitted with 11 (BENCHMARKS.md, "A closer look")."""
         order = list(screened)
         if len(views) != len(order) or len(vectors) != len(order):
             raise ValueError("one view and one vector per screened candidate")
-        scores, pairs = self.psen_scores(query, views, query_vector, vectors, supported)
+        scores, pairs = self.psen_scores(query, views, query_vector, vectors, supported, fits)
         psen = {**result.psen, **dict(zip(order, map(float, scores)))}
         aligned = {**result.pairs, **dict(zip(order, pairs))}
         ok = [i for i, p in zip(order, pairs) if psen[i] >= 0.5 and p.alignment.inliers >= min_inliers]
-        strong = [] if ok else self._strong_fit(result, order, pairs, bool(supported and supported[0]), others)
+        trusted = bool(supported and supported[0]) and fits is None
+        strong = [] if ok else self._strong_fit(result, order, pairs, trusted, others)
+        found = {"closer": screened} if fits is not None else {"screened": screened}
         if not ok and not strong:
-            return replace(result, psen=psen, pairs=aligned, screened=screened)
+            return replace(result, psen=psen, pairs=aligned, **found)  # type: ignore[arg-type]
         best = max(ok or strong, key=lambda i: (aligned[i].alignment.inliers, psen[i], -i))
-        return replace(result, choice=best, probability=result.given(best), psen=psen, pairs=aligned, screened=screened,
-                       promoted=True, gated=False, by_geometry=not ok)
+        return replace(result, choice=best, probability=result.given(best), psen=psen, pairs=aligned,  # type: ignore[arg-type]
+                       promoted=True, gated=False, by_geometry=not ok, by_closer=fits is not None, **found)
 
     def promote_aligned(self, result: Stage2Result, supported: Mapping[int, bool], screened: Mapping[int, int]) -> Stage2Result:
         """The strong-fit rule (`_strong_fit`) for a candidate stage 2 aligned itself, when the
