@@ -2,7 +2,7 @@
 
 Runs `verifier bench` with `evaluation.bench._query_record` wrapped: beside the bench's own record it keeps,
 per query, stage 1's candidates (original, fused score, global cosine), the re-orderer's probabilities, PSEN's
-scores, the fits' inliers (aligned or screened), stage 2's choice, and the true original. The records follow
+scores, the fits' inliers (aligned, screened or at the closer look), stage 2's choice, and the true original. The records follow
 the bench's per-query order.
 
     python scripts/probe_candidate_order.py lists.json bench --queries queries.csv ... --out results.json
@@ -29,6 +29,7 @@ def record(q, report, ev, true_id, got, total_ms):  # type: ignore[no-untyped-de
             "psen": {str(i): round(float(p), 5) for i, p in s2.psen.items()},
             "inliers": {str(i): int(p.alignment.inliers) for i, p in s2.pairs.items()},
             "screened": {str(i): int(n) for i, n in s2.screened.items()},
+            "closer": {str(i): int(n) for i, n in s2.closer.items()}, "by_closer": s2.by_closer,
             "supported": [i for i, c in enumerate(cands) if c.original_id in ev.stage1.supported],
         })
     lists.append(entry)

@@ -704,8 +704,9 @@ def test_a_closer_look_fits_a_cut_out_subject_the_working_frame_cannot(tmp_path:
     frame (0 inliers: stage 2 and the screen say "not registered"); at the closer look's 384 px it
     fits, PSEN judges the pair aligned by that fit, and the original becomes the match, said in the
     report's method. The look needs the query's own image (the ingest check's view keeps none),
-    reaches only the first `closer` candidates and those the vote supports, and leaves an
-    unrelated query unmatched; `VERIFIER_STAGE2_CLOSER` is the policy stage 2 runs with."""
+    reaches only the first `closer` candidates and those the vote supports, needs PSEN's "same" at
+    its own bar, and leaves an unrelated query unmatched; `VERIFIER_STAGE2_CLOSER` and
+    `VERIFIER_STAGE2_CLOSER_MIN_PSEN` are the policy stage 2 runs with."""
     from types import SimpleNamespace
 
     from verifier.matching.evidence import Candidate, SearchOutcome
@@ -740,8 +741,8 @@ def test_a_closer_look_fits_a_cut_out_subject_the_working_frame_cannot(tmp_path:
         return SearchOutcome("test", cands, None, threshold=0.9, query_vector=embedder.embed([query])[0],
                              cosine_threshold=0.9, supported=supported)
 
-    def matcher(closer: int) -> Matcher:
-        policy = Stage2Policy(closer=closer)
+    def matcher(closer: int, min_psen: float = 0.75) -> Matcher:
+        policy = Stage2Policy(closer=closer, closer_min_psen=min_psen)
         return Matcher(originals, search, views, reranker.with_policy(policy), object(), min_inliers=8)  # type: ignore[arg-type]
 
     qv = Matcher.marked_view(matcher(0), sample.image)[0]  # type: ignore[arg-type]
@@ -750,8 +751,12 @@ def test_a_closer_look_fits_a_cut_out_subject_the_working_frame_cannot(tmp_path:
     assert off.choice is None and not off.closer
     on = matcher(10).rerank(qv, outcome_for(sample.image))
     assert on.promoted and on.by_closer and not on.by_geometry and on.choice == 4 and on.order(len(names))[0] == 4
-    assert on.closer == {4: on.pairs[4].alignment.inliers} and on.pairs[4].alignment.inliers >= 8 and on.psen[4] >= 0.5
+    assert on.closer == {4: on.pairs[4].alignment.inliers} and on.pairs[4].alignment.inliers >= 8 and on.psen[4] >= 0.75
+    doubted = matcher(10, min_psen=min(1.0, on.psen[4] + 1e-3)).rerank(qv, outcome_for(sample.image))
+    assert doubted.choice is None and doubted.closer == on.closer  # PSEN must say "same" with the closer look's bar
     assert set(sides) == {CLOSER_SIDE}
+    both = matcher(10).rerank(qv, outcome_for(sample.image), parallel=True)  # half the candidates in a second thread
+    assert both.choice == 4 and both.closer == on.closer and both.psen[4] == on.psen[4]
     assert matcher(4).rerank(qv, outcome_for(sample.image)).choice is None  # beyond the first 4 ...
     voted = matcher(4).rerank(qv, outcome_for(sample.image, supported=frozenset({ids["coffee"]})))
     assert voted.choice == 4 and voted.by_closer  # ... unless the vote supports it
@@ -772,7 +777,9 @@ def test_a_closer_look_fits_a_cut_out_subject_the_working_frame_cannot(tmp_path:
     default, _ = _pairwise_stages(Settings())
     none, _ = _pairwise_stages(Settings(stage2_closer=0))
     if default is not None and none is not None:
-        assert default.policy.closer == 10 and none.policy.closer == 0
+        assert default.policy.closer == 3 and none.policy.closer == 0 and default.policy.closer_min_psen == 0.75
+        strict, _ = _pairwise_stages(Settings(stage2_closer_min_psen=0.9))
+        assert strict is not None and strict.policy.closer_min_psen == 0.9
 
 
 def _transplant_case() -> tuple[Reranker, View, View]:

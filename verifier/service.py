@@ -191,7 +191,8 @@ def _pairwise_stages(settings: Settings) -> tuple[Reranker | None, ChangeDetecto
                           screen_strong_supported_min_inliers=settings.stage2_screen_strong_supported_min_inliers,
                           colour_min_inliers=settings.stage2_colour_min_inliers,
                           colour_supported_min_inliers=settings.stage2_colour_supported_min_inliers,
-                          inverted_candidates=settings.stage2_inverted_candidates, closer=settings.stage2_closer)
+                          inverted_candidates=settings.stage2_inverted_candidates, closer=settings.stage2_closer,
+                          closer_min_psen=settings.stage2_closer_min_psen)
     return Reranker.packaged(policy), ChangeDetector.packaged(
         warp_threshold=settings.stage3_warp_threshold, colour_gain=settings.stage3_colour_gain,
         footprint_share=settings.stage3_footprint_share, recolour_share=settings.stage3_recolour_share)

@@ -142,11 +142,13 @@ class Settings(BaseSettings):
                                             "PSEN sees are also fitted with the query's local features tone-inverted, "
                                             "when no plain or mirrored fit holds (a negative of the original; 0: off). "
                                             "BENCHMARKS.md, 'Negatives', has the measurement.")
-    stage2_closer: int = Field(default=10, ge=0, le=100, description="When stage 2 ends without a match that "
+    stage2_closer: int = Field(default=3, ge=0, le=100, description="When stage 2 ends without a match that "
                                "aligns, this many first stage-1 candidates, and those the local-feature vote supports, "
                                "are fitted again at 384 px instead of the 256-px working frame; the one that alone fits "
                                "with stage2_min_inliers goes to PSEN by that fit (0: off). BENCHMARKS.md, 'A closer "
                                "look', has the measurement.")
+    stage2_closer_min_psen: float = Field(default=0.75, ge=0.0, le=1.0, description="PSEN's P(same image) a pair "
+                                          "aligned by the closer look needs to be the match (the screen's is 0.5).")
     stage3_warp_threshold: float = Field(default=2.0 / 256, ge=0.0, le=1.0, description="Content moved locally "
                                          "beyond the alignment (a liquify stroke) by this share of the working frame's "
                                          "long side, in some 7x7 cell, makes stage 3 call the copy manipulated whatever "

@@ -165,7 +165,7 @@ class Matcher:
             query_view, marks = view.result()
             outcome = self.with_votes(query_view, outcome)
             clock.lap("stage1_votes")
-            stage2 = self.rerank(query_view, outcome)
+            stage2 = self.rerank(query_view, outcome, parallel=parallel)
             clock.lap("stage2")
             if stage2.choice is not None:
                 original, related = self._first_registration(outcome, stage2)
@@ -220,7 +220,7 @@ class Matcher:
         if self.reranker is not None and outcome.candidates:
             query_view = view.result()[0]
             outcome = self.with_votes(query_view, outcome)
-            stage2 = self.rerank(query_view, outcome)
+            stage2 = self.rerank(query_view, outcome, parallel=parallel)
             if stage2.choice is not None:
                 for i, p in stage2.psen.items():
                     if p >= SAME_CONTENT or i == stage2.choice:
@@ -333,10 +333,12 @@ class Matcher:
         bar = max(self.min_inliers, MIN_INLIERS)
         return [i for i, s, pair in zip(rivals, scores, pairs, strict=True) if s >= SAME_CONTENT and pair.alignment.inliers >= bar]
 
-    def rerank(self, query_view: View, outcome: SearchOutcome, reranker: Reranker | None = None) -> Stage2Result:
+    def rerank(self, query_view: View, outcome: SearchOutcome, reranker: Reranker | None = None,
+               parallel: bool = False) -> Stage2Result:
         """Stage 2 over stage 1's candidates: the views and vectors of the candidates that the
         policy selects are fetched here and handed to the reranker (`reranker` overrides the
-        service's, e.g. the benchmark's exhaustive policy)."""
+        service's, e.g. the benchmark's exhaustive policy; `parallel`: the closer look may use a
+        second thread, `_steps_at_once`)."""
         r = reranker or self.reranker
         if r is None or outcome.query_vector is None:
             raise ValueError("stage 2 needs a reranker and the query's stage-1 vector")
@@ -351,7 +353,7 @@ class Matcher:
         if r.policy.screen and not self._aligned(result):
             result = self._screen(r, query_view, outcome, result)
         if r.policy.closer and not self._aligned(result):
-            result = self._closer_look(r, query_view, outcome, result)
+            result = self._closer_look(r, query_view, outcome, result, parallel)
         return result
 
     def _aligned(self, result: Stage2Result) -> bool:
@@ -411,31 +413,41 @@ class Matcher:
                          [ids[i] in outcome.supported for i in screened],
                          [n for i, n in zip(todo, counts, strict=True) if i not in screened])
 
-    def _closer_look(self, r: Reranker, query_view: View, outcome: SearchOutcome, result: Stage2Result) -> Stage2Result:
+    def _closer_look(self, r: Reranker, query_view: View, outcome: SearchOutcome, result: Stage2Result,
+                     parallel: bool = False) -> Stage2Result:
         """With no aligned match after the screen: the first `policy.closer` stage-1 candidates and
         those the local-feature vote supports are fitted again at CLOSER_SIDE px (`align.closer_fit`),
         where a subject cut out of its photo, a small pasted piece or a printed copy keeps the
         keypoints the 256-px working frame loses. The one candidate that fits there with the gate's
-        inliers, alone, goes to PSEN aligned by that fit, and is promoted by the screen's rules
-        (`Reranker.promote`): PSEN's "same", or a strong fit of 32 without the vote's discount. On
-        the families runs' unmatched queries 31 of 261 true originals fitted this way and no other
-        candidate; on 595 unregistered queries two unrelated photos did, at 11 and 14 (BENCHMARKS.md,
-        "A closer look"). Costs a decode and a SIFT per candidate, on queries without a match only."""
-        closer = query_view.closer()
-        if closer is None:
+        inliers, alone, goes to PSEN aligned by that fit and is promoted when PSEN gives it
+        `policy.closer_min_psen`, or as a strong fit of 32 without the vote's discount
+        (`Reranker.promote`). Chosen on `train` pieces (BENCHMARKS.md, "A closer look"): among the
+        first 10 and the supported, 19 true originals fitted alone (PSEN 0.90-1.0) and one unrelated
+        photo (0.57); on the families runs unrelated fits reached PSEN 1.0 on second photographs of
+        a scene, so the set is the first 3 and the supported, where the cost stays near 100 ms: a
+        decode and a SIFT per candidate, half of them on the other core when `parallel`, on
+        queries without a match only."""
+        if query_view.closer_source is None:
             return result
         bar = self.min_inliers or MIN_INLIERS
         ids = [c.original_id for c in outcome.candidates]
         first = min(r.policy.closer, len(ids))
         picks = list(range(first)) + [i for i in range(first, len(ids)) if ids[i] in outcome.supported]
-        todo: list[int] = []
-        feats: list[CloserFeatures] = []
-        for i in picks:
-            try:
-                feats.append(self._closer_features(ids[i]))
-            except NotFound:  # deleted since the search
-                continue
-            todo.append(i)
+
+        def load(some: list[int]) -> list[tuple[int, CloserFeatures]]:
+            out = []
+            for i in some:
+                try:
+                    out.append((i, self._closer_features(ids[i])))
+                except NotFound:  # deleted since the search
+                    continue
+            return out
+
+        others = Later(lambda: load(picks[1::2]), parallel and len(picks) > 1)  # half the candidates on the other core
+        closer = query_view.closer()
+        found = sorted(load(picks[0::2]) + others.result(), key=lambda t: t[0])
+        assert closer is not None
+        todo, feats = [i for i, _ in found], [f for _, f in found]
         fits = {i: n for i, n in zip(todo, closer_counts(closer, feats, bar), strict=True) if n >= bar}
         if len(fits) != 1:
             return dataclasses.replace(result, closer=fits)

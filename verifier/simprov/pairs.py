@@ -72,6 +72,11 @@ class View:
             self._mirrored.append(self._strip(f, self.image.shape) if self._strip is not None else f)
         return self._mirrored[0]
 
+    @property
+    def closer_source(self) -> Image.Image | None:
+        """The image a closer look is made from (None: this view cannot look closer)."""
+        return self._source
+
     def closer(self) -> CloserFeatures | None:
         """The query's SIFT at the closer look's size, plain and mirrored (`align.closer_features`),
         computed once, on first need; None for a view kept without its image (an original's)."""

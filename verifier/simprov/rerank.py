@@ -77,7 +77,8 @@ class Stage2Policy:
     colour_min_inliers: int = 32  # a pair PSEN rejects with this many inliers is judged again colour-matched (0: off)
     colour_supported_min_inliers: int = 16  # ... or this many when the local-feature vote supports it (0: no other bar)
     inverted_candidates: int = 2  # the first this many candidates PSEN sees are also fitted tone-inverted (a negative; 0: off)
-    closer: int = 10  # with no aligned match after the screen, these first stage-1 candidates and those the vote supports are fitted at CLOSER_SIDE px (0: off)
+    closer: int = 3  # with no aligned match after the screen, these first stage-1 candidates and those the vote supports are fitted at CLOSER_SIDE px (0: off)
+    closer_min_psen: float = 0.75  # what PSEN must give a pair the closer look aligned (not the screen's 0.5)
 
 
 def select_for_psen(cosines: np.ndarray, threshold: float, policy: Stage2Policy) -> list[int]:
@@ -263,16 +264,19 @@ class Reranker:
         did not pass on (rivals of a strong fit).
 
         `fits` (the closer look's homographies, one per screened candidate): the candidates were
-        fitted there, not by the screen; they are recorded as `closer`, and the vote's support does
-        not lower a strong fit's bar (32 inliers, or PSEN's "same"): at the closer look an
-        unrelated photo the vote supported fitted with 11 (BENCHMARKS.md, "A closer look")."""
+        fitted there, not by the screen; they are recorded as `closer`, PSEN's "same" takes
+        `policy.closer_min_psen`, and the vote's support does not lower a strong fit's bar (32
+        inliers): at the closer look unrelated photos fitted with 8-15 inliers, PSEN giving them
+        0.57-1.0, where the true originals of `train` pieces had 0.90-1.0 (BENCHMARKS.md, "A closer
+        look")."""
         order = list(screened)
         if len(views) != len(order) or len(vectors) != len(order):
             raise ValueError("one view and one vector per screened candidate")
         scores, pairs = self.psen_scores(query, views, query_vector, vectors, supported, fits)
         psen = {**result.psen, **dict(zip(order, map(float, scores)))}
         aligned = {**result.pairs, **dict(zip(order, pairs))}
-        ok = [i for i, p in zip(order, pairs) if psen[i] >= 0.5 and p.alignment.inliers >= min_inliers]
+        same = self.policy.closer_min_psen if fits is not None else 0.5
+        ok = [i for i, p in zip(order, pairs) if psen[i] >= same and p.alignment.inliers >= min_inliers]
         trusted = bool(supported and supported[0]) and fits is None
         strong = [] if ok else self._strong_fit(result, order, pairs, trusted, others)
         found = {"closer": screened} if fits is not None else {"screened": screened}
