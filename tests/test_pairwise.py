@@ -607,6 +607,25 @@ def test_geometry_gate_withdraws_a_weak_fit_that_psen_calls_different() -> None:
     assert off(result(8, 0.34), outcome).choice == 0
 
 
+def _small_registry(tmp_path: Path, names: list[str]):  # type: ignore[no-untyped-def]
+    """Photos registered for a matcher without a database: their cached views, ids, images, the
+    embedder, and a stage-1 vectors lookup (what `Matcher.rerank` fetches)."""
+    from types import SimpleNamespace
+
+    from verifier.simprov.embedding import get_embedder
+
+    imgs = {n: photo(n) for n in names}
+    ids = {n: uuid.uuid4() for n in names}
+    name_of = {v: k for k, v in ids.items()}
+    views = CandidateViews(tmp_path)
+    for n in names:
+        views.put(ids[n], imgs[n])
+    embedder = get_embedder("auto")
+    vec = dict(zip(names, embedder.embed([imgs[n] for n in names]), strict=True))
+    search = SimpleNamespace(vectors_for=lambda oids: np.stack([vec[name_of[o]] for o in oids]))
+    return imgs, ids, name_of, views, embedder, search
+
+
 def test_geometric_screen_promotes_a_deep_candidate_that_aligns(tmp_path: Path) -> None:
     """A transplanted subject's original sits below the candidates PSEN sees (low cosines:
     only the first `min_pairs` are evaluated). The screen finds it by RANSAC, PSEN confirms it,
@@ -617,20 +636,12 @@ def test_geometric_screen_promotes_a_deep_candidate_that_aligns(tmp_path: Path) 
     from verifier.matching.evidence import Candidate, SearchOutcome
     from verifier.matching.matcher import Matcher
     from verifier.simprov.edits import transplant
-    from verifier.simprov.embedding import get_embedder
 
     reranker = Reranker.packaged()
     if reranker is None:
         pytest.skip("stage-2 weights not shipped")
     names = ["coffee", "chelsea", "rocket", "coins", "hubble_deep_field", "immunohistochemistry", "astronaut"]
-    imgs = {n: photo(n) for n in names}
-    ids = {n: uuid.uuid4() for n in names}
-    views = CandidateViews(tmp_path)
-    for n in names:
-        views.put(ids[n], imgs[n])
-    embedder = get_embedder("auto")
-    vec = dict(zip(names, embedder.embed([imgs[n] for n in names]), strict=True))
-    search = SimpleNamespace(vectors_for=lambda oids: np.stack([vec[next(n for n in names if ids[n] == o)] for o in oids]))
+    imgs, ids, _, views, embedder, search = _small_registry(tmp_path, names)
     originals = SimpleNamespace(get=lambda oid: pytest.fail("views are cached"))
     order = names[:-1]  # the true original ("astronaut") is absent from the top 6 ...
     order.insert(5, "astronaut")  # ... and sits at rank 6, beyond the first three
@@ -715,21 +726,12 @@ def test_a_closer_look_fits_a_cut_out_subject_the_working_frame_cannot(tmp_path:
     from verifier.settings import Settings
     from verifier.simprov.align import CLOSER_SIDE
     from verifier.simprov.edits import cutout
-    from verifier.simprov.embedding import get_embedder
 
     reranker = Reranker.packaged()
     if reranker is None:
         pytest.skip("stage-2 weights not shipped")
     names = ["astronaut", "chelsea", "rocket", "coins", "hubble_deep_field", "immunohistochemistry", "coffee"]
-    imgs = {n: photo(n) for n in names}
-    ids = {n: uuid.uuid4() for n in names}
-    name_of = {v: k for k, v in ids.items()}
-    views = CandidateViews(tmp_path)
-    for n in names:
-        views.put(ids[n], imgs[n])
-    embedder = get_embedder("auto")
-    vec = dict(zip(names, embedder.embed([imgs[n] for n in names]), strict=True))
-    search = SimpleNamespace(vectors_for=lambda oids: np.stack([vec[name_of[o]] for o in oids]))
+    imgs, ids, name_of, views, embedder, search = _small_registry(tmp_path, names)
     sides: list[int | None] = []
     originals = SimpleNamespace(get=lambda oid: oid, image=lambda oid, side: sides.append(side) or imgs[name_of[oid]])
     sample = cutout(imgs["coffee"], [photo("camera"), photo("moon"), photo("coins")], random.Random(2))
