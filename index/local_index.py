@@ -87,6 +87,17 @@ def _claim(folder: Path) -> int:
     return fd
 
 
+def _row_hashes(descriptors: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each row's float32 bytes (multiply-xorshift over its 64 words)."""
+    words = np.ascontiguousarray(descriptors, np.float32).reshape(-1, DIM).view(np.uint64)  # (N, 64)
+    h = np.full(len(words), 0x9E3779B97F4A7C15, np.uint64)
+    for j in range(words.shape[1]):
+        h ^= words[:, j] + np.uint64(j)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(31)
+    return h
+
+
 class LocalFeatureIndex:
     def __init__(self, *, ivf_threshold: int = 200_000, nprobe: int = 2, train_max: int = 200_000, codes: str = "RaBitQ",
                  lists_dir: Path | None = None, compact_at: float = 0.1, shard_max: int = 4_000_000) -> None:
@@ -316,11 +327,16 @@ class LocalFeatureIndex:
             raise ValueError(f"the lists in {self._lists_file} are read-only: FAISS's on-disk lists corrupt on removal")
 
     def _sample(self, items: list[tuple[int, np.ndarray]], total: int) -> np.ndarray:
-        """The IVF's training descriptors: a uniform sample of `train_size(total)` rows."""
+        """The IVF's training descriptors: `train_size(total)` rows chosen and ordered by a hash of
+        their own bytes, so the same descriptors train the same centroids whatever order (and
+        keys) the originals came in. A sample by position had made two registrations of the same
+        files vote differently: their ids, random, set the order."""
         take = self._train_size(total)
         if total < self.ivf_threshold or not take:
             return np.zeros((0, DIM), np.float32)
-        rows = np.sort(np.random.default_rng(0).choice(total, min(take, total), replace=False))
+        hashes = np.concatenate([_row_hashes(d) for _, d in items])
+        rows = np.argpartition(hashes, take - 1)[:take] if take < total else np.arange(total)
+        rows = rows[np.lexsort((rows, hashes[rows]))]  # by hash; equal rows (equal hashes) are alike anyway
         offsets = np.cumsum([0] + [len(d) for _, d in items])
         which = np.searchsorted(offsets, rows, side="right") - 1
         return np.stack([items[i][1][r - offsets[i]] for i, r in zip(which.tolist(), rows.tolist(), strict=True)]).astype(np.float32)

@@ -51,6 +51,28 @@ def test_descriptors_vote_for_their_image_and_shared_ones_for_none(codes: str | 
     assert index.vote(np.zeros((0, 128), np.float32)) == {} and LocalFeatureIndex().vote(query) == {}
 
 
+def test_the_same_descriptors_build_the_same_index_whatever_their_order_and_keys() -> None:
+    """The IVF's centroids are trained on a sample chosen by the descriptors' own bytes: two
+    registrations of the same files (new ids, another order) vote alike, where a sample by
+    position had changed most queries' votes."""
+    rng = np.random.default_rng(5)
+    words = rng.integers(0, 255, (300, 128)).astype(np.float32)  # visual words the images share
+    images = [np.clip(words[rng.integers(0, 300, 300)] + rng.normal(0, 25, (300, 128)), 0, 255).astype(np.uint8)
+              for _ in range(120)]
+    queries = [np.clip(images[i][:120] + rng.normal(0, 12, (120, 128)), 0, 255).astype(np.float32) for i in range(0, 120, 6)]
+
+    def votes(order: list[int]) -> list[dict[int, int]]:
+        """Each query's votes by image number (keys are the image's place in `order`, plus 1,000)."""
+        index = LocalFeatureIndex(ivf_threshold=20_000)
+        index.build([(1000 + place, images[i]) for place, i in enumerate(order)])
+        assert index.kind == "ivf-rabitq"
+        return [{order[key - 1000]: n for key, n in index.vote(q, 0.8).items()} for q in queries]
+
+    first = votes(list(range(120)))
+    assert first == votes(rng.permutation(120).tolist())
+    assert sum(max(v, key=v.__getitem__) == i for v, i in zip(first, range(0, 120, 6), strict=True)) >= 15  # votes that mean something
+
+
 def test_lists_moved_to_disk_vote_the_same(tmp_path: Path) -> None:
     """`move_lists_to`: the IVF's codes and ids in a memory-mapped file, the votes unchanged; then
     read-only (FAISS's on-disk lists removed the wrong entries on `remove_ids`) until the next
