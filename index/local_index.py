@@ -135,6 +135,19 @@ class LocalFeatureIndex:
             return f"ivf-{self.codes.lower()}" if isinstance(ivf, faiss.IndexIVF) else "exact"
 
     @property
+    def nlist(self) -> int:
+        """The IVF's lists; 0 for the exact index."""
+        with self._lock:
+            ivf = faiss.downcast_index(self._index)
+            return int(ivf.nlist) if isinstance(ivf, faiss.IndexIVF) else 0
+
+    def wants_build(self, adding: int) -> bool:
+        """Whether `adding` more descriptors should come with a `build` of everything rather than
+        an `add_new`: when empty, and when the exact index would reach `ivf_threshold`."""
+        with self._lock:
+            return len(self) == 0 or (self.kind == "exact" and len(self) + adding >= self.ivf_threshold)
+
+    @property
     def lists_file(self) -> Path | None:
         with self._lock:
             return self._lists_file

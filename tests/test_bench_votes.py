@@ -39,7 +39,7 @@ def test_bench_votes_compares_encodings_on_pieces_of_registered_photos(tmp_path:
     out = tmp_path / "votes.json"
     assert main(["bench-votes", "--queries", str(tmp_path / "families.csv"), "--registry-extra", str(registry),
                  "--codes", "SQ8,PQ32", "--ivf-from", "500", "--min-votes", "20", "--ondisk", str(tmp_path / "lists"),
-                 "--out", str(out)]) == 0
+                 "--grown", "--out", str(out)]) == 0
     r = json.loads(out.read_text())
     assert r["originals"] == 5 and r["queries"] == 3 and r["min_votes"] == 20
     sq8, pq32 = r["by_codes"]["SQ8"], r["by_codes"]["PQ32"]
@@ -61,6 +61,10 @@ def test_bench_votes_compares_encodings_on_pieces_of_registered_photos(tmp_path:
         for phase in ("warm", "cold", "compacted_warm"):
             assert service[phase] is None if phase == "cold" and disk["cold"] is None else service[phase]["queries_with_other_votes"] == 0
         assert service["compacted_file_bytes"] == service["file_bytes"]  # the same descriptors, written tight again
+        # grown as a service grows it: five originals come in one sync, built at once, voting the same
+        grown = result["grown"]
+        assert grown["builds"] == 1 and grown["nlist"] == result["nlist"] > 0 and grown["queries_with_other_votes"] == 0
+        assert grown["first_by_votes"] == 2 and grown["distinct_with_an_addition"] == 0
     assert sorted(p.name for p in (tmp_path / "lists").iterdir()) == ["PQ32-service", "PQ32.ivfdata", "SQ8-service", "SQ8.ivfdata"]
     assert all(len(list((tmp_path / "lists" / f"{c}-service").glob("*.ivfdata"))) == 1 for c in ("PQ32", "SQ8"))
 

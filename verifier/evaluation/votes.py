@@ -28,9 +28,10 @@ import numpy as np
 from tqdm import tqdm
 
 from index import LocalFeatureIndex
-from verifier.evaluation.queries import decode, extra_images, read_queries
+from verifier.evaluation.queries import Query, decode, extra_images, read_queries
 from verifier.fsutil import evict_from_page_cache
 from verifier.matching.local import MIN_VOTES
+from verifier.matching.matcher import SYNC_PER_REQUEST
 from verifier.simprov.pairs import View
 
 
@@ -56,6 +57,64 @@ def _timed_votes(index: LocalFeatureIndex, voting: list[np.ndarray], ratio: floa
         differ += votes != want
     return {"vote_ms": {"p50": round(float(np.median(ms)), 1), "p95": round(float(np.percentile(ms, 95)), 1)},
             "queries_with_other_votes": differ}
+
+
+def _score(index: LocalFeatureIndex, queries: list[Query], voting: list[np.ndarray], key_of_path: dict[Path, int],
+           min_votes: int, ratio: float) -> tuple[dict[str, Any], list[dict[int, int]]]:
+    """Every query's vote: time, and per family how often the true original is first by votes and
+    reaches `min_votes`; how many distinct queries get an addition. (figures, each query's votes)"""
+    ms: list[float] = []
+    tally: dict[str, dict[str, int]] = defaultdict(lambda: {"n": 0, "first": 0, "listed": 0})
+    distinct_added = 0
+    answers: list[dict[int, int]] = []
+    for q, d in zip(queries, voting, strict=True):
+        started = time.perf_counter()
+        votes = index.vote(d, ratio)
+        ms.append((time.perf_counter() - started) * 1000)
+        answers.append(votes)
+        ranked = sorted(((n, key) for key, n in votes.items() if n >= min_votes), key=lambda t: (-t[0], t[1]))
+        group = tally[q.family or q.kind]
+        group["n"] += 1
+        if q.original is None:
+            distinct_added += bool(ranked)
+            continue
+        true = key_of_path.get(q.original)
+        group["first"] += bool(ranked) and ranked[0][1] == true
+        group["listed"] += any(key == true for _, key in ranked)
+    with_original = {g: t for g, t in tally.items() if g != "distinct"}
+    return {
+        "vote_ms": {"p50": round(float(np.median(ms)), 1), "p95": round(float(np.percentile(ms, 95)), 1)},
+        "first_by_votes": sum(t["first"] for t in with_original.values()),
+        "reaching_min_votes": sum(t["listed"] for t in with_original.values()),
+        "queries_with_original": sum(t["n"] for t in with_original.values()),
+        "distinct_with_an_addition": distinct_added,
+        "distinct": tally["distinct"]["n"] if "distinct" in tally else 0,
+        "by_family": {g: dict(t) for g, t in sorted(with_original.items())},
+    }, answers
+
+
+def _grown(items: list[tuple[int, np.ndarray]], code: str, ivf_from: int, queries: list[Query], voting: list[np.ndarray],
+           key_of_path: dict[Path, int], min_votes: int, ratio: float, built: list[dict[int, int]],
+           step: int = SYNC_PER_REQUEST, seed: int = 0) -> dict[str, Any]:
+    """The index as a service's registry grows it: originals arriving `step` at a time in a random
+    order (their ids' order), each batch built in or added as `LocalSearch.sync` does
+    (`LocalFeatureIndex.wants_build`), not built once from everything; scored like the built
+    one, and how many queries vote otherwise."""
+    order = random.Random(seed).sample(items, len(items))
+    index = LocalFeatureIndex(codes=code, ivf_threshold=ivf_from)
+    builds, held = 0, []
+    started = time.perf_counter()
+    for at in range(0, len(order), step):
+        batch = order[at : at + step]
+        held += batch
+        if index.wants_build(sum(len(d) for _, d in batch)):
+            index.build(held)
+            builds += 1
+        else:
+            index.add_new(batch)
+    row, answers = _score(index, queries, voting, key_of_path, min_votes, ratio)
+    return {"kind": index.kind, "nlist": index.nlist, "builds": builds, "grow_s": round(time.perf_counter() - started, 1),
+            **row, "queries_with_other_votes": sum(a != b for a, b in zip(answers, built, strict=True))}
 
 
 def _on_disk(index: LocalFeatureIndex, path: Path, voting: list[np.ndarray], ratio: float,
@@ -125,8 +184,9 @@ def _service_layout(items: list[tuple[int, np.ndarray]], code: str, ivf_from: in
 
 def run_bench_votes(queries_csv: Path, registry_extra: list[Path], codes: list[str], *, command: str,
                     min_votes: int = MIN_VOTES, ratio: float = 0.7, ivf_from: int = 200_000,
-                    ondisk: Path | None = None) -> dict[str, Any]:
-    """`ondisk`: a folder where each IVF's lists are then moved to a file and the votes timed again."""
+                    ondisk: Path | None = None, grown: bool = False) -> dict[str, Any]:
+    """`ondisk`: a folder where each IVF's lists are then moved to a file and the votes timed again.
+    `grown`: each encoding also as the service grows it (`_grown`)."""
     queries = read_queries(queries_csv)
     paths = sorted({q.original for q in queries if q.original is not None} | {p.resolve() for p in extra_images(registry_extra)})
     key_of_digest: dict[str, int] = {}
@@ -149,40 +209,19 @@ def run_bench_votes(queries_csv: Path, registry_extra: list[Path], codes: list[s
         index.build(items)
         build_s = time.perf_counter() - started
         blob = index.serialize()
-        ms: list[float] = []
-        tally: dict[str, dict[str, int]] = defaultdict(lambda: {"n": 0, "first": 0, "listed": 0})
-        distinct_added = 0
-        answers: list[dict[int, int]] = []
-        for q, d in zip(queries, voting, strict=True):
-            started = time.perf_counter()
-            votes = index.vote(d, ratio)
-            ms.append((time.perf_counter() - started) * 1000)
-            answers.append(votes)
-            ranked = sorted(((n, key) for key, n in votes.items() if n >= min_votes), key=lambda t: (-t[0], t[1]))
-            group = tally[q.family or q.kind]
-            group["n"] += 1
-            if q.original is None:
-                distinct_added += bool(ranked)
-                continue
-            true = key_of_path.get(q.original)
-            group["first"] += bool(ranked) and ranked[0][1] == true
-            group["listed"] += any(key == true for _, key in ranked)
-        with_original = {g: t for g, t in tally.items() if g != "distinct"}
+        row, answers = _score(index, queries, voting, key_of_path, min_votes, ratio)
         results[code] = {
             "kind": index.kind,
+            "nlist": index.nlist,
             "descriptors": len(index),
             "code_bytes": index.code_bytes,
             "bytes_per_descriptor": round(len(blob) / max(1, len(index)), 1),
             "bytes_per_original": round(len(blob) / max(1, len(items))),
             "build_s": round(build_s, 1),
-            "vote_ms": {"p50": round(float(np.median(ms)), 1), "p95": round(float(np.percentile(ms, 95)), 1)},
-            "first_by_votes": sum(t["first"] for t in with_original.values()),
-            "reaching_min_votes": sum(t["listed"] for t in with_original.values()),
-            "queries_with_original": sum(t["n"] for t in with_original.values()),
-            "distinct_with_an_addition": distinct_added,
-            "distinct": tally["distinct"]["n"] if "distinct" in tally else 0,
-            "by_family": {g: dict(t) for g, t in sorted(with_original.items())},
+            **row,
         }
+        if grown:
+            results[code]["grown"] = _grown(items, code, ivf_from, queries, voting, key_of_path, min_votes, ratio, answers)
         if ondisk is not None and index.kind != "exact":
             results[code]["ondisk"] = _on_disk(index, ondisk / f"{code}.ivfdata", voting, ratio, answers)
             results[code]["ondisk_service"] = _service_layout(items, code, ivf_from, ondisk / f"{code}-service", voting,

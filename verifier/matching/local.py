@@ -126,7 +126,7 @@ class LocalSearch:
                 keyed.append((self._next, d))
                 self._next += 1
             self._dirty = True
-        if len(self.index) == 0 or self._upgrades(keyed):
+        if self.index.wants_build(sum(len(d) for _, d in keyed)):
             new = {oid for oid, _ in found}
             with self._lock:
                 held = [oid for oid in self._key if oid not in new]
@@ -203,9 +203,6 @@ class LocalSearch:
             self._next = nxt
         self.index.prune_files()  # left by a compaction or build that stopped before its save
         return True
-
-    def _upgrades(self, keyed: list[tuple[int, np.ndarray]]) -> bool:
-        return self.index.kind == "exact" and len(self.index) + sum(len(d) for _, d in keyed) >= self.index.ivf_threshold
 
     def _descriptors(self, ids: list[uuid.UUID], loader: Loader) -> list[tuple[uuid.UUID, np.ndarray]]:
         out = []
