@@ -4,7 +4,10 @@ pasted into another photo, which no global or region vector finds."""
 from __future__ import annotations
 
 import random
+import time
+import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -71,6 +74,63 @@ def test_the_same_descriptors_build_the_same_index_whatever_their_order_and_keys
     first = votes(list(range(120)))
     assert first == votes(rng.permutation(120).tolist())
     assert sum(max(v, key=v.__getitem__) == i for v, i in zip(first, range(0, 120, 6), strict=True)) >= 15  # votes that mean something
+
+
+class _Views:
+    """Descriptors by original, in place of the views' SIFT (what `LocalSearch` reads of them)."""
+
+    def __init__(self, descriptors: dict[uuid.UUID, np.ndarray]) -> None:
+        self.descriptors = descriptors
+
+    def features(self, original_id: uuid.UUID, load: object) -> tuple[SimpleNamespace, None]:
+        return SimpleNamespace(descriptors=self.descriptors[original_id]), None
+
+
+def test_only_a_sync_outside_requests_rebuilds_an_outgrown_ivf_and_a_rebuild_forgets_the_order() -> None:
+    """An IVF built at its threshold and only added to after kept the lists (and centroids) of its
+    first originals: a sync without a limit (start-up's, the follower's) rebuilds it once the
+    registry would have twice the lists; a request's (`limit`) only adds. `rebuild` gives the same
+    index whatever order the originals came in."""
+    from verifier.matching.local import LocalSearch
+
+    rng = np.random.default_rng(3)
+    words = rng.integers(0, 255, (300, 128)).astype(np.float32)
+    ids = [uuid.UUID(int=i + 1) for i in range(28)]
+    views = _Views({oid: np.clip(words[rng.integers(0, 300, 400)] + rng.normal(0, 25, (400, 128)), 0, 255).astype(np.uint8)
+                    for oid in ids})
+
+    def loader(oid: uuid.UUID):  # type: ignore[no-untyped-def]
+        return lambda: None
+
+    def grown(order: list[uuid.UUID], requests_only: bool = False) -> LocalSearch:
+        local = LocalSearch(views, LocalFeatureIndex(ivf_threshold=3000), min_votes=1)  # type: ignore[arg-type]
+        local.sync(set(order[:8]), loader)  # 3,200 descriptors: an IVF of 256 lists
+        assert (local.index.kind, local.index.nlist) == ("ivf-rabitq", 256)
+        assert not local.index.outgrown(4000)  # 7,200 descriptors: still 256 lists
+        local.sync(set(order[:24]), loader, limit=16)  # a request's: past that, added without a rebuild
+        assert len(local) == 24 and local.index.nlist == 256 and local.index.outgrown(0)  # 9,600: 512 lists
+        if requests_only:
+            local.sync(set(order), loader, limit=16)
+            assert len(local) == 28 and local.index.nlist == 256
+        else:
+            local.sync(set(order), loader)  # the follower's: the last four, and the rebuild
+            assert len(local) == 28 and local.index.nlist == 512 and len(local.index) == 28 * 400
+        return local
+
+    queries = [np.clip(views.descriptors[oid][:150] + rng.normal(0, 12, (150, 128)), 0, 255).astype(np.float32)
+               for oid in ids[::3]]
+    first, second = grown(ids), grown(list(reversed(ids)), requests_only=True)
+    for local in (first, second):
+        local.rebuild(loader)
+        assert len(local) == 28 and local.index.nlist == 512
+
+    def votes(local: LocalSearch) -> list[list[uuid.UUID]]:
+        return [local.tally(SimpleNamespace(features=SimpleNamespace(descriptors=q),  # type: ignore[arg-type]
+                                            mirrored_features=lambda: SimpleNamespace(descriptors=np.zeros((0, 128), np.float32))))
+                for q in queries]
+
+    assert votes(first) == votes(second)  # the same index, though keys and order differ
+    assert sum(v[:1] == [oid] for v, oid in zip(votes(first), ids[::3], strict=True)) >= 8  # votes that mean something
 
 
 def test_lists_moved_to_disk_vote_the_same(tmp_path: Path) -> None:
@@ -379,6 +439,33 @@ def test_the_vote_index_is_saved_loaded_and_caught_up(settings: Settings, embedd
             reads.clear()
     finally:
         LocalSearch._descriptors = original  # type: ignore[method-assign]
+
+
+def test_the_follower_catches_the_vote_index_up_with_this_processes_registrations(
+        settings: Settings, embedder: Embedder, signer: SignerCredentials) -> None:
+    """Without a request: registrations made here reach the vote index from the follower's thread
+    (which only followed other processes' changes), so no request votes against part of the
+    registry after a bulk ingest, nor pays for a build."""
+    service = Service.open(settings, embedder=embedder)
+    try:
+        if service.matcher.local is None or service.follower is None:
+            pytest.skip("stages 2-3 are not shipped")
+        with service.db.session() as session:
+            publisher, _ = create_publisher(session, "Daily Planet")
+            enroll(session, publisher.id, parse_certificate(signer.chain_pem))
+        ids = [service.registry.register(sign_image(encode(Image.fromarray(getattr(skdata, n)()).convert("RGB")), "image/jpeg",
+                                                    signer), publisher.id).original.id for n in ("coffee", "chelsea")]
+        deadline = time.monotonic() + 30
+        while not (all(oid in service.matcher.local for oid in ids) and not service.matcher.votes_behind()):
+            assert time.monotonic() < deadline, "the vote index did not catch up"
+            time.sleep(0.1)
+        service.registry.delete(ids[0], publisher.id)
+        while ids[0] in service.matcher.local or service.matcher.votes_behind():
+            assert time.monotonic() < deadline, "the vote index kept a deleted original"
+            time.sleep(0.1)
+        assert ids[1] in service.matcher.local
+    finally:
+        service.close()
 
 
 def test_the_service_keeps_the_vote_lists_on_disk(settings: Settings, embedder: Embedder, signer: SignerCredentials,

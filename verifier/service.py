@@ -99,7 +99,8 @@ class Service:
                               marks=marks)
             registry = Registry(settings, originals, SearchIndexer(search, views, matcher))
             local_sync = matcher.sync_votes if local is not None else None
-            follower = RegistryFollower(db, search, views, settings.follow_interval_s, on_change=local_sync)
+            follower = RegistryFollower(db, search, views, settings.follow_interval_s, on_change=local_sync,
+                                        lagging=matcher.votes_behind if local is not None else None)
             after = follower.position()  # before loading: a change committed meanwhile is replayed, not lost
             search.load(working_images(originals, settings))
             if matcher.local is not None:  # loaded and caught up now, not inside the first request that needs it

@@ -146,10 +146,11 @@ def cmd_bench_votes(args: argparse.Namespace) -> int:
         print(f"{code:<9} {r['bytes_per_descriptor']:>6} B/descriptor  vote p50 {r['vote_ms']['p50']} ms  first by votes "
               f"{r['first_by_votes']}/{r['queries_with_original']}  distinct with an addition "
               f"{r['distinct_with_an_addition']}/{r['distinct']}")
-        if (g := r.get("grown")) is not None:
-            print(f"  grown: {g['kind']} {g['nlist']} lists, {g['builds']} builds  vote p50 {g['vote_ms']['p50']} ms  first by "
-                  f"votes {g['first_by_votes']}/{g['queries_with_original']}  distinct with an addition "
-                  f"{g['distinct_with_an_addition']}/{g['distinct']}  queries voting otherwise {g['queries_with_other_votes']}")
+        for layout in ("grown", "grown_by_requests"):
+            if (g := r.get(layout)) is not None:
+                print(f"  {layout}: {g['kind']} {g['nlist']} lists, {g['builds']} builds  vote p50 {g['vote_ms']['p50']} ms  first "
+                      f"by votes {g['first_by_votes']}/{g['queries_with_original']}  distinct with an addition "
+                      f"{g['distinct_with_an_addition']}/{g['distinct']}  queries voting otherwise {g['queries_with_other_votes']}")
         for phase, row in (r.get("ondisk") or {}).items():
             if isinstance(row, dict):
                 print(f"{'':<9} lists on disk, {phase}: vote p50 {row['vote_ms']['p50']} ms p95 {row['vote_ms']['p95']} ms, "
@@ -351,7 +352,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--min-votes", type=_positive, default=4, help="the service's bar (matching.local.MIN_VOTES)")
     p.add_argument("--ivf-from", type=_positive, default=200_000, help="descriptors from which the index is an IVF (the service's)")
     p.add_argument("--ondisk", type=Path, help="an empty folder: each IVF is timed again with its inverted lists in a file there")
-    p.add_argument("--grown", action="store_true", help="each encoding also grown as a service grows it (64 originals at a time)")
+    p.add_argument("--grown", action="store_true", help="each encoding also grown as a service grows it (64 originals at a time), "
+                   "with and without the registry follower's rebuilds")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_bench_votes)
 

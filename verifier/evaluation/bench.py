@@ -237,12 +237,13 @@ def run_bench(
             held = _hold_out(service, publisher.id, queries, path_to_id, id_to_bytes, holdout, seed)
             queries += held
             holdout_names = {q.name for q in held}
-        # Every query votes against the whole registry, in an index built once from it: a
-        # request catches the vote index up 64 originals at a time, so the first queries after a
-        # fresh registration had voted against part of it, and the IVF had been trained on
-        # whichever originals (in the order of their new, random ids) were held when it grew
-        # past its threshold (two registrations of the same files had voted differently).
-        service.matcher.sync_votes()
+        # Every query votes against the whole registry, in an index built once from it: the
+        # first queries after a fresh registration had voted against part of it (a request
+        # catches up 64 originals at a time), and the IVF had been trained on whichever originals
+        # (in the order of their new, random ids) were held when it grew past its threshold: two
+        # registrations of the same files voted differently. (`bench-votes --grown` measures an
+        # index grown as a service grows it.)
+        service.matcher.rebuild_votes()
         holdout_hits: list[dict[str, Any]] = []
         ranks: dict[str, list[int | None]] = defaultdict(list)
         ranks12: dict[str, list[int | None]] = defaultdict(list)

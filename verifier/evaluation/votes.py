@@ -95,11 +95,12 @@ def _score(index: LocalFeatureIndex, queries: list[Query], voting: list[np.ndarr
 
 def _grown(items: list[tuple[int, np.ndarray]], code: str, ivf_from: int, queries: list[Query], voting: list[np.ndarray],
            key_of_path: dict[Path, int], min_votes: int, ratio: float, built: list[dict[int, int]],
-           step: int = SYNC_PER_REQUEST, seed: int = 0) -> dict[str, Any]:
+           step: int = SYNC_PER_REQUEST, seed: int = 0, follower: bool = True) -> dict[str, Any]:
     """The index as a service's registry grows it: originals arriving `step` at a time in a random
-    order (their ids' order), each batch built in or added as `LocalSearch.sync` does
-    (`LocalFeatureIndex.wants_build`), not built once from everything; scored like the built
-    one, and how many queries vote otherwise."""
+    order (their ids' order), each batch built in or added as `LocalSearch.sync` does, not built
+    once from everything; scored like the built one, and how many queries vote otherwise.
+    `follower`: synced by the registry follower (rebuilt when outgrown), else by requests alone
+    (`VERIFIER_FOLLOW_REGISTRY` off: built once, at the threshold)."""
     order = random.Random(seed).sample(items, len(items))
     index = LocalFeatureIndex(codes=code, ivf_threshold=ivf_from)
     builds, held = 0, []
@@ -107,7 +108,8 @@ def _grown(items: list[tuple[int, np.ndarray]], code: str, ivf_from: int, querie
     for at in range(0, len(order), step):
         batch = order[at : at + step]
         held += batch
-        if index.wants_build(sum(len(d) for _, d in batch)):
+        adding = sum(len(d) for _, d in batch)
+        if index.wants_build(adding) or (follower and index.outgrown(adding)):
             index.build(held)
             builds += 1
         else:
@@ -222,6 +224,8 @@ def run_bench_votes(queries_csv: Path, registry_extra: list[Path], codes: list[s
         }
         if grown:
             results[code]["grown"] = _grown(items, code, ivf_from, queries, voting, key_of_path, min_votes, ratio, answers)
+            results[code]["grown_by_requests"] = _grown(items, code, ivf_from, queries, voting, key_of_path, min_votes,
+                                                        ratio, answers, follower=False)
         if ondisk is not None and index.kind != "exact":
             results[code]["ondisk"] = _on_disk(index, ondisk / f"{code}.ivfdata", voting, ratio, answers)
             results[code]["ondisk_service"] = _service_layout(items, code, ivf_from, ondisk / f"{code}-service", voting,

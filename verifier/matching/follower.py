@@ -32,9 +32,14 @@ BATCH = 5000
 
 class RegistryFollower:
     def __init__(self, db: Database, search: ProvenanceSearch, views: CandidateViews | None = None,
-                 interval_s: float = 0.5, on_change: Callable[[], object] | None = None) -> None:
+                 interval_s: float = 0.5, on_change: Callable[[], object] | None = None,
+                 lagging: Callable[[], bool] | None = None) -> None:
         self.db = db
         self.on_change = on_change  # after changes from other processes were applied (the local-feature index's sync)
+        # True when on_change should run though nothing came from other processes: this process's own
+        # registrations, which a request's vote would otherwise catch up with, 64 at a time, and never
+        # with a rebuild (`Matcher.votes_behind`)
+        self.lagging = lagging
         self.search = search
         self.views = views
         self.interval_s = interval_s
@@ -94,8 +99,8 @@ class RegistryFollower:
                 done = self.catch_up()
                 if any(done.values()):
                     log.info("registry changes applied: %s (up to change %d)", done, self.last)
-                    if self.on_change is not None:
-                        self.on_change()
+                if self.on_change is not None and (any(done.values()) or (self.lagging is not None and self.lagging())):
+                    self.on_change()
                 if failures:
                     log.warning("following registry changes again after %d failed attempts", failures)
                 failures = 0

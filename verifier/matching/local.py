@@ -9,10 +9,11 @@ inside another photo, BENCHMARKS.md): the true original was outside stage 1's to
 60 and first by votes for all 60.
 
 The index holds the descriptors of the candidate views (`CandidateViews`), keyed by a small
-integer per original, and follows the registry lazily: `sync` adds the originals search holds
-and drops the ones it no longer does, before a vote when search's set changed since the last
-full sync (a version number: no per-request copy of the set otherwise) and after the follower
-applied other processes' changes. It is saved whole at shutdown and
+integer per original, and follows the registry: `sync` adds the originals search holds and drops
+the ones it no longer does, from the registry follower's thread whenever search's set changed
+(other processes' changes and this one's registrations), and before a vote when it is still
+behind (a version number: no per-request copy of the set otherwise; at most 64 originals, and
+never the rebuild of an IVF the registry has outgrown). It is saved whole at shutdown and
 after a build (`save`, one file replaced atomically) and loaded at start-up; what changed since
 is caught up from the views by the next `sync` (derived data, like the views themselves: a
 missing or unreadable file costs a rebuild, never a wrong vote). With `lists_dir`
@@ -62,7 +63,7 @@ class LocalSearch:
         rewritten when additions and removals reach `compact_at` of it."""
         self.views = views
         self.path = path
-        self.index = index or LocalFeatureIndex(codes=codes, lists_dir=lists_dir, compact_at=compact_at)
+        self.index = index if index is not None else LocalFeatureIndex(codes=codes, lists_dir=lists_dir, compact_at=compact_at)
         self.min_votes, self.max_added, self.ratio = min_votes, max_added, ratio
         self._key: dict[uuid.UUID, int] = {}
         self._owner: dict[int, uuid.UUID] = {}
@@ -88,7 +89,9 @@ class LocalSearch:
         A request about to vote passes `wait=False`, returning (0, 0) at once while another sync
         runs (e.g. the follower's after a bulk ingest elsewhere), and a `limit` on the originals
         it adds (each costs a view read): the vote uses what is held, the rest comes later.
-        `version` (search's, read before `known`) is recorded once nothing is left to add."""
+        `version` (search's, read before `known`) is recorded once nothing is left to add.
+        Only a sync without a `limit` (start-up's, the follower's) rebuilds an IVF the registry
+        has outgrown (`LocalFeatureIndex.outgrown`: a minute at 4,000 originals), never a request."""
         if not self._sync.acquire(blocking=wait):
             return 0, 0
         try:
@@ -126,7 +129,8 @@ class LocalSearch:
                 keyed.append((self._next, d))
                 self._next += 1
             self._dirty = True
-        if self.index.wants_build(sum(len(d) for _, d in keyed)):
+        adding = sum(len(d) for _, d in keyed)
+        if self.index.wants_build(adding) or (limit is None and self.index.outgrown(adding)):
             new = {oid for oid, _ in found}
             with self._lock:
                 held = [oid for oid in self._key if oid not in new]
@@ -138,6 +142,21 @@ class LocalSearch:
             self.index.add_new(keyed)  # keys are never reused: nothing to replace
         self._compact()
         return len(found), len(gone)
+
+    def rebuild(self, loader: Loader) -> None:
+        """One build from every original held (their descriptors read again from the views): the
+        index a registry of these originals gets whatever order they came in (the bench's, so
+        that two registrations of the same files vote alike)."""
+        with self._sync:
+            with self._lock:
+                held = sorted(self._key.items(), key=lambda item: item[1])
+            found = self._descriptors([oid for oid, _ in held], loader)
+            with self._lock:
+                keyed = [(self._key[oid], d) for oid, d in found if oid in self._key]
+                self._dirty = True
+            self.index.build(keyed)
+            self.save()
+            log.info("local-feature index rebuilt: %d originals, %d descriptors, %s", len(self), len(self.index), self.index.kind)
 
     def _compact(self) -> None:
         """Lists on disk: a new file once enough changed, saved before the old one is deleted."""

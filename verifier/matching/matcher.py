@@ -282,6 +282,17 @@ class Matcher:
         if known or changes.everything is not None or changes.version != self.local.synced:
             self.local.sync(known, self.loader, wait=wait, limit=limit, version=changes.version)
 
+    def votes_behind(self) -> bool:
+        """Whether search holds originals (or lost some) the vote index has not caught up with:
+        the follower then syncs it outside any request (`RegistryFollower`'s `lagging`)."""
+        return self.local is not None and self.search.main.version != self.local.synced
+
+    def rebuild_votes(self) -> None:
+        """The vote index caught up and built once from every original it holds (`LocalSearch.rebuild`)."""
+        if self.local is not None:
+            self.sync_votes()
+            self.local.rebuild(self.loader)
+
     def with_votes(self, query_view: View, outcome: SearchOutcome) -> SearchOutcome:
         """Stage 1 plus the local-feature vote (`matching.local`) when stage 1 has no match: the
         originals the query's SIFT descriptors vote for join the candidates."""
