@@ -9,12 +9,16 @@ any *other* original by Lowe's ratio, that original gets a vote (a ratio test ac
 whole registry: a descriptor common to many photos votes for none).
 
 Layout: exact L2 search while small; from `ivf_threshold` descriptors on, IVF with an HNSW
-coarse quantizer (`nlist` ~ 4 sqrt(N), 2 lists probed) and `codes` per descriptor, RaBitQ by
+coarse quantizer (`nlist` ~ 4 sqrt(N), 4 lists probed) and `codes` per descriptor, RaBitQ by
 default. Measured on the families registry (3,980 originals, 1.55M descriptors), every families
 query voting (`verifier bench-votes`, BENCHMARKS.md "The vote index's codes"): the true original
 first by votes with >= 5 for 681 of 710 queries with RaBitQ (24-byte codes; 13 KB per original in
 all), SQ4 (29 KB) and SQ8 (54 KB) alike, 677 with PQ32 (16 KB), 646 with 4-bit fast-scan PQ32.
 A flat coarse quantizer (4 probes) was slower than the HNSW one (2 probes) for the same votes.
+Four lists probed instead of two (BENCHMARKS.md "The vote index: the same answers"): the true
+original first by votes for 1,555 instead of 1,545 of 1,610 families queries and 205 instead of
+200 of 300 small `train` pieces, no family fewer, no more unregistered queries with an addition,
+for ~10-25 % more vote time; two had left the answers to the centroids a build happened to train.
 
 Lists on disk (`lists_dir`, for more descriptors than RAM holds): the IVF's inverted lists are a
 memory-mapped file that is written once and never changed (FAISS's `OnDiskInvertedLists`
@@ -99,7 +103,7 @@ def _row_hashes(descriptors: np.ndarray) -> np.ndarray:
 
 
 class LocalFeatureIndex:
-    def __init__(self, *, ivf_threshold: int = 200_000, nprobe: int = 2, train_max: int = 200_000, codes: str = "RaBitQ",
+    def __init__(self, *, ivf_threshold: int = 200_000, nprobe: int = 4, train_max: int = 200_000, codes: str = "RaBitQ",
                  lists_dir: Path | None = None, compact_at: float = 0.1, shard_max: int = 4_000_000) -> None:
         self.ivf_threshold = ivf_threshold
         self.codes = codes  # FAISS encoding of the IVF's descriptors (index_factory's last part)
