@@ -131,13 +131,7 @@ class LocalSearch:
             self._dirty = True
         adding = sum(len(d) for _, d in keyed)
         if self.index.wants_build(adding) or (limit is None and self.index.outgrown(adding)):
-            new = {oid for oid, _ in found}
-            with self._lock:
-                held = [oid for oid in self._key if oid not in new]
-            keyed += [(self._key[oid], d) for oid, d in self._descriptors(held, loader)]
-            self.index.build(keyed)
-            self.save()
-            log.info("local-feature index: %d originals, %d descriptors, %s", len(self), len(self.index), self.index.kind)
+            self._build(keyed, loader)
         else:
             self.index.add_new(keyed)  # keys are never reused: nothing to replace
         self._compact()
@@ -148,15 +142,19 @@ class LocalSearch:
         index a registry of these originals gets whatever order they came in (the bench's, so
         that two registrations of the same files vote alike)."""
         with self._sync:
-            with self._lock:
-                held = sorted(self._key.items(), key=lambda item: item[1])
-            found = self._descriptors([oid for oid, _ in held], loader)
-            with self._lock:
-                keyed = [(self._key[oid], d) for oid, d in found if oid in self._key]
-                self._dirty = True
-            self.index.build(keyed)
-            self.save()
-            log.info("local-feature index rebuilt: %d originals, %d descriptors, %s", len(self), len(self.index), self.index.kind)
+            self._build([], loader)
+
+    def _build(self, keyed: list[tuple[int, np.ndarray]], loader: Loader) -> None:
+        """Build the index from `keyed` (descriptors just read) and every other original held
+        (read from the views now), and save it."""
+        given = {key for key, _ in keyed}
+        with self._lock:
+            others = [oid for oid, key in sorted(self._key.items(), key=lambda item: item[1]) if key not in given]
+            self._dirty = True
+        keyed = keyed + [(self._key[oid], d) for oid, d in self._descriptors(others, loader) if oid in self._key]
+        self.index.build(keyed)
+        self.save()
+        log.info("local-feature index built: %d originals, %d descriptors, %s", len(self), len(self.index), self.index.kind)
 
     def _compact(self) -> None:
         """Lists on disk: a new file once enough changed, saved before the old one is deleted."""
