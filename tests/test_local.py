@@ -318,9 +318,7 @@ def test_votes_go_on_while_the_lists_are_compacted(tmp_path: Path) -> None:
 @pytest.fixture
 def service_with_photos(settings: Settings, embedder: Embedder, signer: SignerCredentials):  # type: ignore[no-untyped-def]
     service = Service.open(settings, embedder=embedder)
-    if service.follower is not None:  # these tests drive the vote index's sync themselves (test_replicas: the follower's)
-        service.follower.stop()
-        service.follower = None
+    service.stop_following()  # these tests drive the vote index's sync themselves (test_replicas: the follower's)
     with service.db.session() as session:
         publisher, _ = create_publisher(session, "Daily Planet")
         enroll(session, publisher.id, parse_certificate(signer.chain_pem))
@@ -443,7 +441,7 @@ def test_the_vote_index_is_saved_loaded_and_caught_up(settings: Settings, embedd
 
 def test_the_follower_catches_the_vote_index_up_with_this_processes_registrations(
         settings: Settings, embedder: Embedder, signer: SignerCredentials) -> None:
-    """Without a request: registrations made here reach the vote index from the follower's thread
+    """Without a request: registrations made here reach the vote index from the thread the follower wakes
     (which only followed other processes' changes), so no request votes against part of the
     registry after a bulk ingest, nor pays for a build."""
     service = Service.open(settings, embedder=embedder)
@@ -485,9 +483,7 @@ def test_the_service_keeps_the_vote_lists_on_disk(settings: Settings, embedder: 
     if service.matcher.local is None:
         service.close()
         pytest.skip("stages 2-3 are not shipped")
-    if service.follower is not None:  # this test drives the syncs itself
-        service.follower.stop()
-        service.follower = None
+    service.stop_following()  # this test drives the syncs itself
     with service.db.session() as session:
         publisher, _ = create_publisher(session, "Daily Planet")
         enroll(session, publisher.id, parse_certificate(signer.chain_pem))
@@ -522,9 +518,7 @@ def test_the_service_keeps_the_vote_lists_on_disk(settings: Settings, embedder: 
                         lambda self, oids, loader: reads.extend(oids) or original(self, oids, loader))
     service = Service.open(ondisk, embedder=embedder)
     try:
-        if service.follower is not None:
-            service.follower.stop()
-            service.follower = None
+        service.stop_following()
         local = service.matcher.local
         assert not reads and local.index.lists_file == first and len(local.index) == size  # loaded, tombstone and all
         assert [p.name for p in lists.glob("*.ivfdata")] == [first.name]  # what the saved state does not refer to is gone

@@ -8,6 +8,7 @@ import io
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from PIL import Image
 
 from manifests.signing import ManifestDefinition, SignerCredentials, TestCA, sign_image
 from tests.helpers import encode
+from verifier.matching.follower import BackgroundSync
 from verifier.registry import OriginalMetadata
 from verifier.service import Service
 from verifier.settings import Settings
@@ -83,6 +85,87 @@ def test_two_services_on_one_database_follow_each_other(tmp_path: Path, database
     finally:
         a.close()
         b.close()
+
+
+def test_a_vote_index_build_does_not_hold_back_following_the_registry(
+        tmp_path: Path, database_url: str, embedder: object, signer: SignerCredentials, test_ca: TestCA,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A vote-index sync without a limit (the one that rebuilds an outgrown IVF: minutes at 10,000
+    originals) runs on a thread of its own. While it runs, B still finds what A registers and stops
+    finding what A deletes; once it ends, B's vote index catches up with both. On the follower's
+    thread, the slow sync held every change back."""
+    from verifier.matching.local import LocalSearch
+
+    release, entered = threading.Event(), threading.Event()
+    real = LocalSearch.sync
+
+    def slow(self, known, loader, *, wait=True, limit=None, version=None):  # type: ignore[no-untyped-def]
+        if limit is None and threading.current_thread() is not threading.main_thread():  # a background sync
+            entered.set()
+            release.wait(60)
+        return real(self, known, loader, wait=wait, limit=limit, version=version)
+
+    monkeypatch.setattr(LocalSearch, "sync", slow)
+    settings = Settings(data_dir=tmp_path / "shared", database_url=database_url)
+    a = Service.open(settings, embedder=embedder)  # type: ignore[arg-type]
+    b = Service.open(settings.model_copy(), embedder=embedder)  # type: ignore[arg-type]
+    try:
+        if b.matcher.local is None:
+            pytest.skip("stages 2-3 are not shipped")
+        with a.db.session() as session:
+            publisher, _ = create_publisher(session, "Wire")
+            enroll(session, publisher.id, parse_certificate(test_ca.cert_pem))
+
+        def register(name: str):  # type: ignore[no-untyped-def]
+            data = sign_image(encode(photo(name), "JPEG", quality=92), "image/jpeg", signer, ManifestDefinition(title=name))
+            return a.registry.register(data, publisher.id, OriginalMetadata()).original
+
+        first = register("astronaut")
+        _within(5.0, entered.is_set)  # B's vote-index sync for it is now "building"
+        second = register("coffee")
+        _within(2.0, lambda: second.id in b.search.indexed_originals())
+        a.registry.delete(first.id, publisher.id)
+        _within(2.0, lambda: first.id not in b.search.indexed_originals())
+        release.set()
+        _within(10.0, lambda: second.id in b.matcher.local and first.id not in b.matcher.local
+                and not b.matcher.votes_behind())
+    finally:
+        release.set()
+        a.close()
+        b.close()
+
+
+def test_pokes_during_a_background_sync_make_one_more_run_and_a_failure_waits_for_the_next() -> None:
+    runs: list[int] = []
+    first_running = threading.Event()
+    release = threading.Event()
+
+    def work() -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            first_running.set()
+            release.wait(5)
+        if len(runs) == 3:
+            raise RuntimeError("the database is away")
+
+    sync = BackgroundSync(work, "test-sync")
+    sync.start()
+    try:
+        sync.poke()
+        _within(2.0, first_running.is_set)
+        for _ in range(5):  # while the first run is in progress
+            sync.poke()
+        release.set()
+        _within(2.0, lambda: len(runs) == 2)
+        time.sleep(0.3)
+        assert len(runs) == 2  # the five pokes made one more run, not five
+        sync.poke()
+        _within(2.0, lambda: sync.failures == 1)
+        sync.poke()
+        _within(2.0, lambda: len(runs) == 4 and sync.failures == 0)
+    finally:
+        release.set()
+        assert sync.stop(timeout=2.0)
 
 
 def _serve(env: dict[str, str], port: int) -> subprocess.Popen[str]:

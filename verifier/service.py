@@ -12,7 +12,7 @@ from functools import partial
 from PIL import Image
 
 from verifier.jobs import JobRunner
-from verifier.matching.follower import RegistryFollower
+from verifier.matching.follower import BackgroundSync, RegistryFollower
 from verifier.matching.indexer import SearchIndexer
 from verifier.matching.local import LocalSearch
 from verifier.matching.marks import SUGGESTIONS_JOB, MarkSet, suggestions_result
@@ -41,6 +41,10 @@ from verifier.verification.resolution import SoftBindingResolver
 
 log = logging.getLogger(__name__)
 
+# How long shutdown waits for a vote-index sync in progress (a rebuild takes minutes at 10,000 originals);
+# past it the sync's work is dropped, and the next start catches up from the last saved index.
+VOTES_STOP_S = 10.0
+
 
 @dataclass
 class Service:
@@ -55,6 +59,7 @@ class Service:
     resolver: SoftBindingResolver
     jobs: JobRunner
     follower: RegistryFollower | None = None
+    votes: BackgroundSync | None = None  # the vote index's syncs, which the follower wakes
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True, embedder: Embedder | None = None) -> Service:
@@ -98,8 +103,9 @@ class Service:
                               work_max_side=settings.work_max_side, parallel=settings.parallel_stages,
                               marks=marks)
             registry = Registry(settings, originals, SearchIndexer(search, views, matcher))
-            local_sync = matcher.sync_votes if local is not None else None
-            follower = RegistryFollower(db, search, views, settings.follow_interval_s, on_change=local_sync,
+            votes = BackgroundSync(matcher.sync_votes, "vote-sync") if local is not None else None
+            follower = RegistryFollower(db, search, views, settings.follow_interval_s,
+                                        on_change=votes.poke if votes is not None else None,
                                         lagging=matcher.votes_behind if local is not None else None)
             after = follower.position()  # before loading: a change committed meanwhile is replayed, not lost
             search.load(working_images(originals, settings))
@@ -121,6 +127,9 @@ class Service:
         service = cls(settings=settings, db=db, originals=originals, registry=registry, search=search, matcher=matcher,
                       keys=keys, pipeline=pipeline, resolver=resolver, jobs=jobs)
         if settings.follow_registry:
+            if votes is not None:
+                service.votes = votes
+                votes.start()
             service.follower = follower
             follower.start(after)
         return service
@@ -134,6 +143,16 @@ class Service:
             session.add(RegistryChange(action="rebuild"))
         return n
 
+    def stop_following(self) -> None:
+        """Stop following other processes' changes, and the vote-index syncs that follow them: the
+        index then changes only through requests and explicit syncs (what some tests drive)."""
+        if self.follower is not None:
+            self.follower.stop()
+            self.follower = None
+        if self.votes is not None:
+            self.votes.stop()
+            self.votes = None
+
     def start_jobs(self) -> None:
         """Run queued jobs in this process (a serving process calls it; the CLI's commands do not)."""
         if self.settings.run_jobs:
@@ -143,10 +162,15 @@ class Service:
         self.jobs.stop()
         if self.follower is not None:
             self.follower.stop()
+        idle = self.votes is None or self.votes.stop(timeout=VOTES_STOP_S)
         try:
             self.search.save()
             if self.matcher.local is not None:
-                self.matcher.local.close()
+                if idle:
+                    self.matcher.local.close()
+                else:  # saved now, its maps would name originals the index being built does not hold yet
+                    log.warning("a vote-index build was still running at shutdown; the last saved index stays")
+                    self.matcher.local.index.close()
         finally:
             self.db.close()
 

@@ -5,7 +5,13 @@ write every added vector, deleted original and index rebuild to `registry_change
 (migration 0008) and NOTIFY; each process follows that sequence from where it loaded, so an
 original registered through one replica is found by every other within a second or two,
 without a restart. LISTEN wakes the follower at once; it also polls, so a dropped connection
-or a missed notification only delays."""
+or a missed notification only delays.
+
+What else follows those changes (the local-feature vote index, `Matcher.sync_votes`) runs on a
+thread of its own, `BackgroundSync`, which the follower only wakes: a vote-index sync that
+rebuilds an outgrown IVF reads every original's descriptors (91 s at 1.55M, minutes at 10,000
+originals), and on the follower's thread it held back every other process's registrations and
+deletions from this process's search for that long."""
 
 from __future__ import annotations
 
@@ -30,12 +36,57 @@ CHANNEL = "verifier_registry"
 BATCH = 5000
 
 
+class BackgroundSync:
+    """Runs `work` on its own thread whenever poked; pokes that come while it runs make one more
+    run after it, never a queue. A failure is logged and waits for the next poke."""
+
+    def __init__(self, work: Callable[[], object], name: str = "vote-sync") -> None:
+        self.work = work
+        self.name = name
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.failures = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop after the run in progress; whether the thread ended within `timeout`."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            if self._stop.is_set():
+                return
+            self._wake.clear()
+            try:
+                self.work()
+                self.failures = 0
+            except Exception:  # the database away, a view unreadable: the next poke tries again
+                self.failures += 1
+                log.log(logging.WARNING if self.failures == 1 else logging.DEBUG, "%s failed (%d in a row)",
+                        self.name, self.failures, exc_info=True)
+
+
 class RegistryFollower:
     def __init__(self, db: Database, search: ProvenanceSearch, views: CandidateViews | None = None,
                  interval_s: float = 0.5, on_change: Callable[[], object] | None = None,
                  lagging: Callable[[], bool] | None = None) -> None:
         self.db = db
-        self.on_change = on_change  # after changes from other processes were applied (the local-feature index's sync)
+        # after changes from other processes were applied: must return at once (`BackgroundSync.poke`,
+        # which wakes the local-feature index's sync), or it holds back the changes that follow
+        self.on_change = on_change
         # True when on_change should run though nothing came from other processes: this process's own
         # registrations, which a request's vote would otherwise catch up with, 64 at a time, and never
         # with a rebuild (`Matcher.votes_behind`)

@@ -10,10 +10,11 @@ inside another photo, BENCHMARKS.md): the true original was outside stage 1's to
 
 The index holds the descriptors of the candidate views (`CandidateViews`), keyed by a small
 integer per original, and follows the registry: `sync` adds the originals search holds and drops
-the ones it no longer does, from the registry follower's thread whenever search's set changed
+the ones it no longer does, on a thread the registry follower wakes whenever search's set changed
 (other processes' changes and this one's registrations), and before a vote when it is still
 behind (a version number: no per-request copy of the set otherwise; at most 64 originals, and
-never the rebuild of an IVF the registry has outgrown). It is saved whole at shutdown and
+never the rebuild of an IVF the registry has outgrown). It is saved whole at shutdown (not
+while a build is still running then: the last saved index stays) and
 after a build (`save`, one file replaced atomically) and loaded at start-up; what changed since
 is caught up from the views by the next `sync` (derived data, like the views themselves: a
 missing or unreadable file costs a rebuild, never a wrong vote). With `lists_dir`
