@@ -10,19 +10,13 @@ queries with an addition; the vote's time).
         --caps 200000,400000 --out vote_training.json
 """
 import argparse
-import hashlib
 import json
 import time
 from pathlib import Path
 
-import numpy as np
-from tqdm import tqdm
-
 from index import LocalFeatureIndex
-from verifier.evaluation.queries import decode, extra_images, read_queries
-from verifier.evaluation.votes import _descriptors, _score
+from verifier.evaluation.votes import _score, load_vote_data
 from verifier.matching.local import MIN_VOTES
-from verifier.simprov.pairs import View
 
 
 def _top(votes: dict[int, int]) -> int | None:
@@ -38,20 +32,8 @@ def main() -> None:
     ap.add_argument("--caps", default="200000,400000")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    queries = read_queries(args.queries)
-    paths = sorted({q.original for q in queries if q.original is not None}
-                   | {p.resolve() for p in extra_images(args.registry_extra)})
-    key_of_digest: dict[str, int] = {}
-    key_of_path: dict[Path, int] = {}
-    items: list[tuple[int, np.ndarray]] = []
-    for path in tqdm(paths, desc="originals", unit="img"):
-        data = path.read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        if digest not in key_of_digest:
-            key_of_digest[digest] = len(items)
-            items.append((len(items), np.clip(View.of(decode(data)).features.descriptors, 0, 255).astype(np.uint8)))
-        key_of_path[path] = key_of_digest[digest]
-    voting = [_descriptors(View.of(decode(q.data)), mirrored=True) for q in tqdm(queries, desc="queries", unit="query")]
+    data = load_vote_data(args.queries, args.registry_extra)
+    queries, items, key_of_path, voting = data.queries, data.items, data.key_of_path, data.voting
     out = {"originals": len(items), "queries": len(queries), "by_cap": {}}
     answers = {}
     for cap in (int(c) for c in args.caps.split(",")):

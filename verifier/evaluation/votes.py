@@ -21,6 +21,7 @@ import hashlib
 import random
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -184,11 +185,19 @@ def _service_layout(items: list[tuple[int, np.ndarray]], code: str, ivf_from: in
     return row
 
 
-def run_bench_votes(queries_csv: Path, registry_extra: list[Path], codes: list[str], *, command: str,
-                    min_votes: int = MIN_VOTES, ratio: float = 0.7, ivf_from: int = 200_000,
-                    ondisk: Path | None = None, grown: bool = False) -> dict[str, Any]:
-    """`ondisk`: a folder where each IVF's lists are then moved to a file and the votes timed again.
-    `grown`: each encoding also as the service grows it (`_grown`)."""
+@dataclass
+class VoteData:
+    """What a vote benchmark reads once: the queries, every original's descriptors keyed by a small
+    integer (a copy of the same file is one original, as in the registry), and each query's voting
+    descriptors (plain and mirrored, as `Matcher.with_votes` votes)."""
+
+    queries: list[Query]
+    items: list[tuple[int, np.ndarray]]
+    key_of_path: dict[Path, int]
+    voting: list[np.ndarray]
+
+
+def load_vote_data(queries_csv: Path, registry_extra: list[Path]) -> VoteData:
     queries = read_queries(queries_csv)
     paths = sorted({q.original for q in queries if q.original is not None} | {p.resolve() for p in extra_images(registry_extra)})
     key_of_digest: dict[str, int] = {}
@@ -203,6 +212,16 @@ def run_bench_votes(queries_csv: Path, registry_extra: list[Path], codes: list[s
             items.append((len(items), np.clip(view.features.descriptors, 0, 255).astype(np.uint8)))
         key_of_path[path] = key_of_digest[digest]
     voting = [_descriptors(View.of(decode(q.data)), mirrored=True) for q in tqdm(queries, desc="queries", unit="query")]
+    return VoteData(queries, items, key_of_path, voting)
+
+
+def run_bench_votes(queries_csv: Path, registry_extra: list[Path], codes: list[str], *, command: str,
+                    min_votes: int = MIN_VOTES, ratio: float = 0.7, ivf_from: int = 200_000,
+                    ondisk: Path | None = None, grown: bool = False) -> dict[str, Any]:
+    """`ondisk`: a folder where each IVF's lists are then moved to a file and the votes timed again.
+    `grown`: each encoding also as the service grows it (`_grown`)."""
+    data = load_vote_data(queries_csv, registry_extra)
+    queries, items, key_of_path, voting = data.queries, data.items, data.key_of_path, data.voting
 
     results: dict[str, Any] = {}
     for code in codes:
