@@ -88,10 +88,10 @@ class LocalSearch:
         those changes (original -> held now: `ModelIndex.changes_since`, no pass over all); (added,
         removed).
         A request about to vote passes `wait=False`, returning (0, 0) at once while another sync
-        runs (e.g. the follower's after a bulk ingest elsewhere), and a `limit` on the originals
+        runs (e.g. the background sync's after a bulk ingest elsewhere), and a `limit` on the originals
         it adds (each costs a view read): the vote uses what is held, the rest comes later.
         `version` (search's, read before `known`) is recorded once nothing is left to add.
-        Only a sync without a `limit` (start-up's, the follower's) rebuilds an IVF the registry
+        Only a sync without a `limit` (start-up's, the background one the follower wakes) rebuilds an IVF the registry
         has outgrown (`LocalFeatureIndex.outgrown`: a minute at 4,000 originals), never a request."""
         if not self._sync.acquire(blocking=wait):
             return 0, 0

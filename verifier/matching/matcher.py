@@ -54,7 +54,7 @@ SAME_CONTENT = 0.5
 # a derivative that the query is clearly closer to (e.g. a copy of a captioned version) wins.
 TIE_MARGIN = 0.02
 # Originals a request adds to the local-feature index before voting (a view read each, ~2.5 ms);
-# the follower's sync, outside requests, has no limit.
+# the background sync the follower wakes, outside requests, has no limit.
 SYNC_PER_REQUEST = 64
 
 
@@ -284,7 +284,7 @@ class Matcher:
 
     def votes_behind(self) -> bool:
         """Whether search holds originals (or lost some) the vote index has not caught up with:
-        the follower then syncs it outside any request (`RegistryFollower`'s `lagging`)."""
+        the follower then wakes its sync, outside any request (`RegistryFollower`'s `lagging`, `BackgroundSync`)."""
         return self.local is not None and self.search.main.version != self.local.synced
 
     def rebuild_votes(self) -> None:
