@@ -784,6 +784,53 @@ def test_a_closer_look_fits_a_cut_out_subject_the_working_frame_cannot(tmp_path:
         assert strict is not None and strict.policy.closer_min_psen == 0.9
 
 
+def test_a_copy_smaller_than_the_working_frame_fits_its_original_at_its_own_resolution(tmp_path: Path) -> None:
+    """A copy of the Hubble photo scaled to 64 px is enlarged to the 256-px working frame, and its
+    blurred keypoints fit the original's sharp view with none of the gate's 8 inliers, at the
+    working frame or the closer look (a query that small is not enlarged there). With the
+    original's view brought down to the query's resolution and back (`align.degraded_features`)
+    the pair fits, PSEN judges it aligned by that fit, and the original is the match; an
+    unrelated copy as small stays unmatched, and a query at the working frame's size is not
+    given that look."""
+    from types import SimpleNamespace
+
+    from verifier.matching.evidence import Candidate, SearchOutcome
+    from verifier.matching.matcher import Matcher
+    from verifier.simprov.align import closer_counts, closer_features
+
+    reranker = Reranker.packaged()
+    if reranker is None:
+        pytest.skip("stage-2 weights not shipped")
+    names = ["astronaut", "chelsea", "rocket", "coins", "hubble_deep_field", "immunohistochemistry", "coffee"]
+    imgs, ids, name_of, views, embedder, search = _small_registry(tmp_path, names)
+    originals = SimpleNamespace(get=lambda oid: oid, image=lambda oid, side: imgs[name_of[oid]])
+
+    def tiny(img: Image.Image, side: int = 64) -> Image.Image:
+        f = side / max(img.size)
+        buf = io.BytesIO()
+        img.resize((round(img.width * f), round(img.height * f)), Image.BICUBIC).save(buf, "JPEG", quality=60)
+        return Image.open(buf).convert("RGB")
+
+    def outcome_for(query: Image.Image) -> SearchOutcome:
+        cands = [Candidate(ids[n], 0.2 - 0.01 * i, 0.2 - 0.01 * i) for i, n in enumerate(names[3:] + names[:3])]
+        return SearchOutcome("test", cands, None, threshold=0.9, query_vector=embedder.embed([query])[0], cosine_threshold=0.9)
+
+    m = Matcher(originals, search, views, reranker.with_policy(Stage2Policy(closer=3)), object(), min_inliers=8)  # type: ignore[arg-type]
+    query = tiny(imgs["hubble_deep_field"])  # 64 x 64, second among the candidates
+    qv = Matcher.marked_view(m, query)[0]
+    original = views.get(ids["hubble_deep_field"], lambda: imgs["hubble_deep_field"])
+    assert align_pair(qv, original).alignment.inliers < 8  # the working frame finds no fit ...
+    assert closer_counts(closer_features(query, mirrored=True), [closer_features(imgs["hubble_deep_field"])], 1)[0] < 8  # ... nor the closer look
+    got = m.rerank(qv, outcome_for(query))
+    assert got.promoted and got.by_closer and got.choice == 1 and got.order(len(names))[0] == 1
+    assert got.closer == {1: got.pairs[1].alignment.inliers} and got.pairs[1].alignment.inliers >= 8 and got.psen[1] >= 0.75
+    unrelated = tiny(photo("moon"))
+    assert m.rerank(Matcher.marked_view(m, unrelated)[0], outcome_for(unrelated)).choice is None
+    # at the working frame's size the look is not given: the same blurred copy, enlarged beforehand
+    big = query.resize((WORK_SIDE, WORK_SIDE), Image.BICUBIC)
+    assert m.rerank(Matcher.marked_view(m, big)[0], outcome_for(big)).choice is None
+
+
 def _transplant_case() -> tuple[Reranker, View, View]:
     """The packaged reranker and a real transplant of the astronaut into the camera photo with
     its original: the strong-fit tests' pair (PSEN's score is theirs to fix)."""

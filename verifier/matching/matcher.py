@@ -38,6 +38,7 @@ from verifier.simprov.align import (
     closer_counts,
     closer_features,
     closer_fit,
+    degraded_features,
     screen_inliers,
 )
 from verifier.simprov.change import ChangeDetector, ChangeResult
@@ -437,7 +438,11 @@ class Matcher:
         photo (0.57); on the families runs unrelated fits reached PSEN 1.0 on second photographs of
         a scene, so the set is the first 3 and the supported, where the cost stays near 100 ms: a
         decode and a SIFT per candidate, half of them on the other core when `parallel`, on
-        queries without a match only."""
+        queries without a match only. A query smaller than the working frame is not enlarged at
+        384 px either; where none of those candidates fits it there, their working views are fitted
+        brought down to the query's own resolution (`align.degraded_features`: the query's blur
+        given to the original), with the same rule ("A very small copy fitted at its own
+        resolution")."""
         if query_view.closer_source is None:
             return result
         bar = self.min_inliers or MIN_INLIERS
@@ -460,6 +465,10 @@ class Matcher:
         assert closer is not None
         todo, feats = [i for i, _ in found], [f for _, f in found]
         fits = {i: n for i, n in zip(todo, closer_counts(closer, feats, bar), strict=True) if n >= bar}
+        if not fits and max(query_view.full_size) < WORK_SIDE:
+            closer = CloserFeatures(query_view.features, query_view.image.shape, query_view.mirrored_features())
+            todo, feats = self._at_query_resolution(query_view, ids, picks)
+            fits = {i: n for i, n in zip(todo, closer_counts(closer, feats, bar), strict=True) if n >= bar}
         if len(fits) != 1:
             return dataclasses.replace(result, closer=fits)
         i = next(iter(fits))
@@ -467,6 +476,19 @@ class Matcher:
         fit = closer_fit(closer, feats[todo.index(i)], query_view.image.shape, view.image.shape)
         return r.promote(result, query_view, outcome.query_vector, {i: fit[1]}, [view],  # type: ignore[arg-type]
                          self.search.vectors_for([ids[i]]), bar, [ids[i] in outcome.supported], fits=[fit])
+
+    def _at_query_resolution(self, query_view: View, ids: list[uuid.UUID], picks: list[int]) -> tuple[list[int], list[CloserFeatures]]:
+        """The picked candidates' working views at the query's own resolution (`align.degraded_features`),
+        for a query smaller than the working frame: a resize and a SIFT at 256 px, ~10-20 ms each."""
+        todo, feats = [], []
+        for i in picks:
+            try:
+                view = self.view(ids[i])
+            except NotFound:  # deleted since the search
+                continue
+            todo.append(i)
+            feats.append(degraded_features(view.image, max(query_view.full_size)))
+        return todo, feats
 
     def _closer_features(self, original_id: uuid.UUID) -> CloserFeatures:
         """An original's SIFT at the closer look's size, from its stored bytes (a JPEG decoded at a

@@ -269,6 +269,19 @@ def closer_features(img: Image.Image, side: int = CLOSER_SIDE, mirrored: bool = 
     return CloserFeatures(sift_features(grey), grey.shape, mirrored_sift(grey) if mirrored else None)
 
 
+def degraded_features(image: np.ndarray, side: int) -> CloserFeatures:
+    """An original's working view (`image`, (h, w, 3) uint8) brought down to `side` px on its long
+    side and back up (bicubic), and its SIFT: the loss of detail of a query that small, given to
+    the original. A query under the working frame is enlarged to it, and its blurred keypoints do
+    not match the original's sharp ones (`matching.Matcher._closer_look`)."""
+    h, w = image.shape[:2]
+    f = side / max(h, w)
+    if f < 1:
+        img = Image.fromarray(image).resize((max(1, round(w * f)), max(1, round(h * f))), Image.BICUBIC)
+        image = np.asarray(img.resize((w, h), Image.BICUBIC), np.uint8)
+    return CloserFeatures(sift_features(image), image.shape)
+
+
 def closer_counts(query: CloserFeatures, candidates: list[CloserFeatures], bar: int) -> list[int]:
     """RANSAC inliers of each candidate against the query at the closer look, plain or mirrored
     (the better), where they reach `bar`; 0 otherwise (`screen_inliers`' batched matching)."""
