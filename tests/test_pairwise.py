@@ -789,8 +789,8 @@ def test_a_copy_smaller_than_the_working_frame_fits_its_original_at_its_own_reso
     blurred keypoints fit the original's sharp view with none of the gate's 8 inliers, at the
     working frame or the closer look (a query that small is not enlarged there). With the
     original's view brought down to the query's resolution and back (`align.degraded_features`)
-    the pair fits, PSEN judges it aligned by that fit, and the original is the match; an
-    unrelated copy as small stays unmatched, and a query at the working frame's size is not
+    the pair fits, PSEN judges it aligned by that fit, and the original is the match (the same
+    with half the candidates on a second thread); an unrelated copy as small stays unmatched, and a query at the working frame's size is not
     given that look."""
     from types import SimpleNamespace
 
@@ -824,6 +824,8 @@ def test_a_copy_smaller_than_the_working_frame_fits_its_original_at_its_own_reso
     got = m.rerank(qv, outcome_for(query))
     assert got.promoted and got.by_closer and got.choice == 1 and got.order(len(names))[0] == 1
     assert got.closer == {1: got.pairs[1].alignment.inliers} and got.pairs[1].alignment.inliers >= 8 and got.psen[1] >= 0.75
+    both = m.rerank(qv, outcome_for(query), parallel=True)  # half the candidates in a second thread
+    assert both.choice == 1 and both.closer == got.closer and both.psen[1] == got.psen[1]
     unrelated = tiny(photo("moon"))
     assert m.rerank(Matcher.marked_view(m, unrelated)[0], outcome_for(unrelated)).choice is None
     # at the working frame's size the look is not given: the same blurred copy, enlarged beforehand

@@ -465,9 +465,12 @@ class Matcher:
         assert closer is not None
         todo, feats = [i for i, _ in found], [f for _, f in found]
         fits = {i: n for i, n in zip(todo, closer_counts(closer, feats, bar), strict=True) if n >= bar}
-        if not fits and max(query_view.full_size) < WORK_SIDE:
+        side = max(query_view.full_size)
+        if not fits and side < WORK_SIDE:
+            later = Later(lambda: self._at_query_resolution(ids, picks[1::2], side), parallel and len(picks) > 1)
             closer = CloserFeatures(query_view.features, query_view.image.shape, query_view.mirrored_features())
-            todo, feats = self._at_query_resolution(query_view, ids, picks)
+            found = sorted(self._at_query_resolution(ids, picks[0::2], side) + later.result(), key=lambda t: t[0])
+            todo, feats = [i for i, _ in found], [f for _, f in found]
             fits = {i: n for i, n in zip(todo, closer_counts(closer, feats, bar), strict=True) if n >= bar}
         if len(fits) != 1:
             return dataclasses.replace(result, closer=fits)
@@ -477,18 +480,17 @@ class Matcher:
         return r.promote(result, query_view, outcome.query_vector, {i: fit[1]}, [view],  # type: ignore[arg-type]
                          self.search.vectors_for([ids[i]]), bar, [ids[i] in outcome.supported], fits=[fit])
 
-    def _at_query_resolution(self, query_view: View, ids: list[uuid.UUID], picks: list[int]) -> tuple[list[int], list[CloserFeatures]]:
-        """The picked candidates' working views at the query's own resolution (`align.degraded_features`),
+    def _at_query_resolution(self, ids: list[uuid.UUID], some: list[int], side: int) -> list[tuple[int, CloserFeatures]]:
+        """Candidates' working views brought down to a query of `side` px (`align.degraded_features`),
         for a query smaller than the working frame: a resize and a SIFT at 256 px, ~10-20 ms each."""
-        todo, feats = [], []
-        for i in picks:
+        out = []
+        for i in some:
             try:
                 view = self.view(ids[i])
             except NotFound:  # deleted since the search
                 continue
-            todo.append(i)
-            feats.append(degraded_features(view.image, max(query_view.full_size)))
-        return todo, feats
+            out.append((i, degraded_features(view.image, side)))
+        return out
 
     def _closer_features(self, original_id: uuid.UUID) -> CloserFeatures:
         """An original's SIFT at the closer look's size, from its stored bytes (a JPEG decoded at a
