@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from verifier.evaluation.queries import Query, benign_variants
-from verifier.simprov.align import count_inliers, sift_features
+from verifier.simprov.align import count_inliers, degraded_features
 from verifier.simprov.pairs import WORK_SIDE, View, work_image
 
 
@@ -37,13 +37,8 @@ def main() -> None:
         cand = Image.open(base / original[name]).convert("RGB")
         qv, cv = View.of(query, min_side=WORK_SIDE), View.of(cand)
         plain = count_inliers(qv.features, cv.features, qv.image.shape, cv.image.shape)
-        work = work_image(cand)
-        f = max(query.size) / max(work.size)
-        if f < 1:
-            small = work.resize((max(1, round(work.width * f)), max(1, round(work.height * f))), Image.BICUBIC)
-            work = small.resize(work.size, Image.BICUBIC)
-        arr = np.asarray(work)
-        degraded = count_inliers(qv.features, sift_features(arr), qv.image.shape, arr.shape)
+        low = degraded_features(np.asarray(work_image(cand)), max(query.size))  # what the service fits since 9b3c830
+        degraded = count_inliers(qv.features, low.features, qv.image.shape, low.shape)
         print(f"{n}: query {query.size[0]}x{query.size[1]} ({made.transform}), inliers {plain} -> {degraded} "
               "with the original at the query's resolution", flush=True)
 
