@@ -252,6 +252,44 @@ def test_a_rival_psen_calls_the_same_is_the_first_registration_only_when_it_is_a
     assert match is not None and match.id == ids[2] and [r.original.id for r in related] == [ids[0]]
 
 
+
+def test_an_earlier_copy_takes_the_match_only_when_it_fits_the_query_about_as_well(
+        client: TestClient, service: Service, publisher_key: str, other_publisher_key: str, signer: SignerCredentials,
+        other_signer: SignerCredentials) -> None:
+    """A print of a monarch photo was matched to it (181 inliers) and then credited to an earlier
+    registration of *another* monarch: the two originals align on ~22 points of the wings and PSEN
+    calls them the same, so the registry's rule made them the same content, and that photo fitted
+    the print on 25. An earlier registration takes the match only when it fits the query with a
+    third of the choice's inliers, as a copy of the same photo does."""
+    import numpy as np
+
+    from verifier.matching.evidence import Candidate, SearchOutcome
+    from verifier.simprov.align import Alignment
+    from verifier.simprov.pairs import AlignedPair
+    from verifier.simprov.rerank import Stage2Result
+
+    service.settings.ingest_duplicate_check = False
+    earlier = upload(client, other_publisher_key, signed(photo("astronaut"), other_signer)).json()  # registered first
+    chosen = upload(client, publisher_key, signed(photo("astronaut"), signer)).json()
+    service.settings.ingest_duplicate_check = True
+    ids = [uuid.UUID(x["id"]) for x in (chosen, earlier)]
+
+    def fitted(inliers: int) -> AlignedPair:  # what the rule reads of stage 2's pair: its inliers
+        s = np.zeros((8, 8, 3), np.uint8)
+        return AlignedPair(s, s[..., 0], s, Alignment(np.zeros((8, 8, 2), np.float32), np.eye(3), inliers, (8, 8)))
+
+    outcome = SearchOutcome("m", [Candidate(ids[0], 0.595, 0.595), Candidate(ids[1], 0.65, 0.65)], None, 0.74)
+    for rival_inliers, credited in [(25, ids[0]), (61, ids[1]), (150, ids[1])]:
+        stage2 = Stage2Result(choice=0, probability=0.9, p_absent=0.01, psen={0: 1.0, 1: 0.95},
+                              pairs={0: fitted(181), 1: fitted(rival_inliers)})
+        match, related = service.matcher._first_registration(outcome, stage2)
+        assert match is not None and match.id == credited, rival_inliers
+        assert [r.original.id for r in related] == [i for i in ids if i != credited]  # a copy all the same
+    # a choice stage 2 did not fit (stage 1 and PSEN agreeing) leaves the rule as it was
+    bare = Stage2Result(choice=0, probability=0.9, p_absent=0.01, psen={0: 1.0, 1: 0.95}, pairs={0: fitted(0), 1: fitted(0)})
+    match, _ = service.matcher._first_registration(outcome, bare)
+    assert match is not None and match.id == ids[1]
+
 # -- enrollment: admin API and CLI ------------------------------------------------------------------
 
 

@@ -54,6 +54,11 @@ SAME_CONTENT = 0.5
 # registered of them is the match (a later duplicate cannot take over the attribution), while
 # a derivative that the query is clearly closer to (e.g. a copy of a captioned version) wins.
 TIE_MARGIN = 0.02
+# ... and an earlier registration takes the match only when it also fits the query with at least
+# this share of the choice's inliers: a copy of the same photo fits about as well, while another
+# monarch butterfly, whose wings align with the chosen one's on ~22 points, fitted a print of the
+# chosen photo on 25 against the choice's 181 ("The first registration fits the query too").
+RIVAL_FIT_SHARE = 1 / 3
 # Originals a request adds to the local-feature index before voting (a view read each, ~2.5 ms);
 # the background sync the follower wakes, outside requests, has no limit.
 SYNC_PER_REQUEST = 64
@@ -307,7 +312,8 @@ class Matcher:
 
     def _first_registration(self, outcome: SearchOutcome, stage2: Stage2Result) -> tuple[Original | None, list[Related]]:
         """The re-orderer's choice, unless an earlier registration of the same content looks
-        as close to the query; the other same-content candidates as `related`.
+        as close to the query (stage 1 within `TIE_MARGIN`, a fit with `RIVAL_FIT_SHARE` of the
+        choice's inliers); the other same-content candidates as `related`.
 
         Same content is judged between the two originals, as ingest's duplicate check would
         (`_same_as_choice`), not by PSEN's word on the query alone: a candidate PSEN called the
@@ -321,12 +327,23 @@ class Matcher:
         if not found:
             return None, []
         score = {i: outcome.candidates[i].score for i in found}
-        best = max(score.values())
-        close = [i for i in found if score[i] >= best - TIE_MARGIN]
+        pool = [i for i in found if self._fits_as_well(stage2, i)] or list(found)
+        best = max(score[i] for i in pool)
+        close = [i for i in pool if score[i] >= best - TIE_MARGIN]
         chosen = min(close, key=lambda i: (found[i].created_at, -stage2.psen.get(i, 0.0), str(found[i].id)))
         match = found[chosen]
         related = [Related(found[i], _relation(found[i], match), round(score[i], 6)) for i in found if i != chosen]
         return match, sorted(related, key=lambda r: (r.original.created_at, str(r.original.id)))
+
+    @staticmethod
+    def _fits_as_well(stage2: Stage2Result, i: int) -> bool:
+        """Whether candidate `i` fits the query with `RIVAL_FIT_SHARE` of the choice's inliers (the
+        choice itself, and any rival when the choice was not aligned in stage 2, does)."""
+        choice = stage2.pairs.get(stage2.choice) if stage2.choice is not None else None
+        if i == stage2.choice or choice is None or choice.alignment.inliers < MIN_INLIERS:
+            return True
+        pair = stage2.pairs.get(i)
+        return pair is not None and pair.alignment.inliers >= RIVAL_FIT_SHARE * choice.alignment.inliers
 
     def _same_as_choice(self, outcome: SearchOutcome, choice: int, rivals: list[int]) -> list[int]:
         """Of `rivals`, the candidates whose original is a copy of the chosen one: the chosen
