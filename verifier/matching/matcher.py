@@ -467,26 +467,17 @@ class Matcher:
         first = min(r.policy.closer, len(ids))
         picks = list(range(first)) + [i for i in range(first, len(ids)) if ids[i] in outcome.supported]
 
-        def load(some: list[int]) -> list[tuple[int, CloserFeatures]]:
-            out = []
-            for i in some:
-                try:
-                    out.append((i, self._closer_features(ids[i])))
-                except NotFound:  # deleted since the search
-                    continue
-            return out
-
-        others = Later(lambda: load(picks[1::2]), parallel and len(picks) > 1)  # half the candidates on the other core
+        loading = _halved(picks, lambda i: self._closer_features(ids[i]), parallel)
         closer = query_view.closer()
-        found = sorted(load(picks[0::2]) + others.result(), key=lambda t: t[0])
+        found = loading.result()
         assert closer is not None
         todo, feats = [i for i, _ in found], [f for _, f in found]
         fits = {i: n for i, n in zip(todo, closer_counts(closer, feats, bar), strict=True) if n >= bar}
         side = max(query_view.full_size)
-        if not fits and side < WORK_SIDE:
-            later = Later(lambda: self._at_query_resolution(ids, picks[1::2], side), parallel and len(picks) > 1)
+        if not fits and side < WORK_SIDE:  # a resize and a SIFT at 256 px a candidate, ~9 ms each alone
+            degrading = _halved(picks, lambda i: degraded_features(self.view(ids[i]).image, side), parallel)
             closer = CloserFeatures(query_view.features, query_view.image.shape, query_view.mirrored_features())
-            found = sorted(self._at_query_resolution(ids, picks[0::2], side) + later.result(), key=lambda t: t[0])
+            found = degrading.result()
             todo, feats = [i for i, _ in found], [f for _, f in found]
             fits = {i: n for i, n in zip(todo, closer_counts(closer, feats, bar), strict=True) if n >= bar}
         if len(fits) != 1:
@@ -496,18 +487,6 @@ class Matcher:
         fit = closer_fit(closer, feats[todo.index(i)], query_view.image.shape, view.image.shape)
         return r.promote(result, query_view, outcome.query_vector, {i: fit[1]}, [view],  # type: ignore[arg-type]
                          self.search.vectors_for([ids[i]]), bar, [ids[i] in outcome.supported], fits=[fit])
-
-    def _at_query_resolution(self, ids: list[uuid.UUID], some: list[int], side: int) -> list[tuple[int, CloserFeatures]]:
-        """Candidates' working views brought down to a query of `side` px (`align.degraded_features`),
-        for a query smaller than the working frame: a resize and a SIFT at 256 px, ~9 ms each alone."""
-        out = []
-        for i in some:
-            try:
-                view = self.view(ids[i])
-            except NotFound:  # deleted since the search
-                continue
-            out.append((i, degraded_features(view.image, side)))
-        return out
 
     def _closer_features(self, original_id: uuid.UUID) -> CloserFeatures:
         """An original's SIFT at the closer look's size, from its stored bytes (a JPEG decoded at a
@@ -567,6 +546,23 @@ class Matcher:
             return self.originals.get(original_id)
         except NotFound:  # deleted between search and lookup
             return None
+
+
+def _halved(picks: list[int], make: Callable[[int], CloserFeatures], parallel: bool) -> Later[list[tuple[int, CloserFeatures]]]:
+    """`make(i)` for each of `picks`, in their order: half of them begun now on the other core when
+    `parallel`, the rest run by `result()`; a candidate deleted since the search (NotFound) is left out."""
+
+    def run(some: list[int]) -> list[tuple[int, CloserFeatures]]:
+        out = []
+        for i in some:
+            try:
+                out.append((i, make(i)))
+            except NotFound:  # deleted since the search
+                continue
+        return out
+
+    others = Later(lambda: run(picks[1::2]), parallel and len(picks) > 1)
+    return Later(lambda: sorted(run(picks[0::2]) + others.result(), key=lambda t: t[0]), False)
 
 
 def _relation(other: Original, match: Original) -> str:
