@@ -21,6 +21,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import verifier  # noqa: F401 -- first: it sets the thread pools' wait policies before NumPy loads OpenBLAS
+
+# isort: split
 import numpy as np
 
 from verifier.service import Service
