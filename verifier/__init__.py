@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # NumPy's OpenBLAS (stage 1's fused region scores, the re-scoring of a shortlist) is a fourth pool,
 # whose workers spin for 2**28 cycles after every call by default: on 2 cores the torch passes that
-# follow ran ~50 ms slower while they did. 2**4: they sleep at once (verify p50 ~238 -> ~203 ms at
+# follow ran ~50 ms slower while they did. 2**4: they sleep at once (verify p50 265-270 -> 232 ms at
 # 10,000 originals; BENCHMARKS.md, "OpenBLAS workers that sleep"). Read when OpenBLAS loads, so
 # only where this package is imported before NumPy; an operator's value is kept.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
