@@ -101,7 +101,7 @@ class Service:
                               change.to(device) if change else None, min_inliers=settings.stage2_min_inliers, local=local,
                               doubted_fit_inliers=settings.stage2_doubted_fit_inliers,
                               work_max_side=settings.work_max_side, parallel=settings.parallel_stages,
-                              marks=marks)
+                              marks=marks, detail_share=settings.stage3_detail_share)
             registry = Registry(settings, originals, SearchIndexer(search, views, matcher))
             votes = BackgroundSync(matcher.sync_votes, "vote-sync") if local is not None else None
             follower = RegistryFollower(db, search, views, settings.follow_interval_s,

@@ -169,6 +169,11 @@ class Settings(BaseSettings):
                                          "changed colour on its own (an object recoloured, tinted or made grey, with its "
                                          "texture kept; one global colour map undone first), stage 3 calls it "
                                          "manipulated (0: off). BENCHMARKS.md, 'Recoloured regions', has the measurement.")
+    stage3_detail_share: float = Field(default=0.5, ge=0.0, le=1.0, description="When a copy covers under this "
+                                       "share of its original's working frame (a detail cropped from a large photo) and "
+                                       "the original holds at least 1.5 times the pixels there, stage 3 judges the copy "
+                                       "against that part of the original cut from its own pixels, not the 256-px view "
+                                       "of the whole (0: off). BENCHMARKS.md, 'Crops of a large original'.")
     local_votes: bool = Field(default=True, description="When stage 1 has no match, the query's SIFT descriptors vote "
                               "for registered originals (an index of every original's descriptors, built from the views "
                               "at start-up); those with local_min_votes join stage 1's candidates for stage 2 to judge. "

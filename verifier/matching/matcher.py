@@ -43,6 +43,7 @@ from verifier.simprov.align import (
 )
 from verifier.simprov.change import ChangeDetector, ChangeResult
 from verifier.simprov.compare import compare_pixels
+from verifier.simprov.detail import detail_of, in_whole_frame
 from verifier.simprov.pairs import WORK_SIDE, View, align_pair
 from verifier.simprov.rerank import Reranker, Stage2Result
 from verifier.storage.models import Original
@@ -96,8 +97,10 @@ class Matcher:
         work_max_side: int | None = None,
         parallel: bool = False,
         marks: MarkSet | None = None,
+        detail_share: float = 0.0,
     ) -> None:
         self.originals = originals
+        self.detail_share = detail_share  # stage 3 on a detail of a large original (`simprov.detail`; 0: off)
         self.marks = marks  # publishers' marks: a query's keypoints on them are not evidence
         self.parallel = parallel  # steps of a request at once when no other is in flight (`_steps_at_once`)
         self._in_flight = 0
@@ -539,6 +542,14 @@ class Matcher:
         pair = stage2.pairs.get(index) if index is not None else None
         if pair is None:  # the original was not among the pairs stage 2 aligned
             pair = align_pair(query_view, cand_view)
+        detail = detail_of(pair, cand_view, self.detail_share) if self.detail_share > 0 else None
+        if detail is not None and detail.full_size == original_image.size:
+            # a detail of a large original: judged against that part at the scale the query shows it
+            view = detail.view(original_image)
+            closer = align_pair(query_view, view)
+            if closer.alignment.inliers >= pair.alignment.inliers and detail.holds(closer, view):
+                return in_whole_frame(self.change.analyse(closer, query_view, view, image.size), detail,
+                                      cand_view.image.shape[:2])
         return self.change.analyse(pair, query_view, cand_view, image.size)
 
     def _original(self, original_id: uuid.UUID) -> Original | None:
