@@ -129,3 +129,39 @@ def test_crops_of_a_camera_photo_are_judged_at_the_scale_they_show(settings, emb
         assert whole.pipeline.verify(jpeg(crop)).report["verdict"] == "match_manipulated"
     finally:
         whole.close()
+
+
+def test_a_detail_the_working_view_cannot_fit_is_fitted_at_the_frame_ingest_kept(settings, embedder, signer) -> None:  # type: ignore[no-untyped-def]
+    """A 0.3 x 0.3 crop of an 11 MP photo of a building, posted at 1,080 px: the re-orderer chose
+    its original and PSEN called the pair the same, but 5 inliers at 256 px (none at the closer
+    look's 384) had the gate answer "not registered"; fitted at the 1,024-px frame ingest kept, it
+    is the match (and judged benign). Without the setting the answer stays "not registered"."""
+    from manifests.signing import sign_image
+    from tests.helpers import encode
+    from verifier.service import Service
+    from verifier.storage.accounts import create_publisher
+    from verifier.storage.signers import enroll, parse_certificate
+
+    photo = ImageOps.exif_transpose(Image.open(shared_path("c2pa", "public-testfiles", "nikon-20221019-building.jpeg"))).convert("RGB")
+    W, H = photo.size
+    w, h = int(W * 0.3), int(H * 0.3)
+    x0, y0 = min(int(0.75 * W - w / 2), W - w), min(int(0.7 * H - h / 2), H - h)
+    crop = photo.crop((x0, y0, x0 + w, y0 + h))
+    crop.thumbnail((1080, 1080), Image.LANCZOS)
+    buf = io.BytesIO()
+    crop.save(buf, "JPEG", quality=85)
+    big = settings.model_copy(update={"max_upload_bytes": 30_000_000, "max_image_pixels": 20_000_000})
+    for share, verdict in ((0.5, "match_benign"), (0.0, "no_match")):
+        service = Service.open(big.model_copy(update={"stage3_detail_share": share}), embedder=embedder)
+        try:
+            if share:  # registered once; the second service opens the same registry
+                with service.db.session() as session:
+                    publisher, _ = create_publisher(session, "Wire")
+                    enroll(session, publisher.id, parse_certificate(signer.chain_pem))
+                service.registry.register(sign_image(encode(photo, quality=95), "image/jpeg", signer), publisher.id)
+            out = service.pipeline.verify(buf.getvalue())
+            assert out.report["verdict"] == verdict
+            s2 = out.evidence.stage2
+            assert s2 is not None and s2.withdrawn == 0 and s2.by_closer == bool(share)
+        finally:
+            service.close()

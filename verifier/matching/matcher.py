@@ -60,6 +60,9 @@ TIE_MARGIN = 0.02
 # monarch butterfly, whose wings align with the chosen one's on ~22 points, fitted a print of the
 # chosen photo on 25 against the choice's 181 ("The first registration fits the query too").
 RIVAL_FIT_SHARE = 1 / 3
+# An original whose kept frame is at least this long (twice the closer look's) is fitted at that
+# frame when the gate withdrew it as the choice (`Matcher._detail_fit`).
+DETAIL_FIT_SIDE = 2 * CLOSER_SIDE
 # Originals a request adds to the local-feature index before voting (a view read each, ~2.5 ms);
 # the background sync the follower wakes, outside requests, has no limit.
 SYNC_PER_REQUEST = 64
@@ -386,6 +389,8 @@ class Matcher:
             result = self._screen(r, query_view, outcome, result)
         if r.policy.closer and not self._aligned(result):
             result = self._closer_look(r, query_view, outcome, result, parallel)
+        if self.detail_share > 0 and result.choice is None and result.withdrawn is not None:
+            result = self._detail_fit(r, query_view, outcome, result)
         return result
 
     def _aligned(self, result: Stage2Result) -> bool:
@@ -491,6 +496,35 @@ class Matcher:
         return r.promote(result, query_view, outcome.query_vector, {i: fit[1]}, [view],  # type: ignore[arg-type]
                          self.search.vectors_for([ids[i]]), bar, [ids[i] in outcome.supported], fits=[fit])
 
+    def _detail_fit(self, r: Reranker, query_view: View, outcome: SearchOutcome, result: Stage2Result) -> Stage2Result:
+        """The choice the gate withdrew, fitted again against its original at the frame ingest kept
+        (`work_max_side`), when that original is large and PSEN gave the pair the closer look's
+        "same": a detail cropped from a 12 MP photo is a box of the 256-px working view a few dozen
+        pixels wide and of the closer look's 384 px little more, and kept 0-7 inliers there while
+        the re-orderer chose its original and PSEN called it the same (BENCHMARKS.md, "Crops of a
+        large original"). One decode and one SIFT (~100 ms), for such a query only; it is promoted
+        by the closer look's rule."""
+        i = result.withdrawn
+        assert i is not None
+        if query_view.closer_source is None or result.psen.get(i, 0.0) < r.policy.closer_min_psen:
+            return result
+        original = self._original(outcome.candidates[i].original_id)
+        if original is None or max(original.width, original.height) < DETAIL_FIT_SIDE:
+            return result
+        image = self.originals.image(original, self.work_max_side)
+        if max(image.size) < DETAIL_FIT_SIDE:
+            return result
+        feats = closer_features(image, max(image.size))
+        closer = query_view.closer()
+        assert closer is not None
+        bar = self.min_inliers or MIN_INLIERS
+        if closer_counts(closer, [feats], bar)[0] < bar:
+            return result
+        view = self.view(original.id)
+        fit = closer_fit(closer, feats, query_view.image.shape, view.image.shape)
+        return r.promote(result, query_view, outcome.query_vector, {i: fit[1]}, [view],  # type: ignore[arg-type]
+                         self.search.vectors_for([original.id]), bar, [original.id in outcome.supported], fits=[fit])
+
     def _closer_features(self, original_id: uuid.UUID) -> CloserFeatures:
         """An original's SIFT at the closer look's size, from its stored bytes (a JPEG decoded at a
         reduced DCT scale: a few ms even for 12 MP)."""
@@ -522,7 +556,7 @@ class Matcher:
         both_learned = outcome.candidates[c].score >= outcome.threshold and psen_same
         if aligned or both_learned:
             return result
-        return dataclasses.replace(result, choice=None, gated=True)
+        return dataclasses.replace(result, choice=None, gated=True, withdrawn=c)
 
     def view(self, original_id: uuid.UUID) -> View:
         """An original's stage 2-3 view (working image + SIFT), from the cache or computed."""

@@ -1,0 +1,116 @@
+"""Crops of large camera originals, for `verifier bench` (BENCHMARKS.md, "Crops of a large original").
+
+A newsroom registers camera originals of 12-50 MP; the shared photo sets hold none over 1,000 px, so
+nothing measured there shows what becomes of a detail cropped from a wire photo and posted at
+social-media size. This set takes a folder of full-resolution camera photos (any public set; the
+run in BENCHMARKS.md used the camera sample images of drewnoakes/metadata-extractor-images: 109
+distinct photos of 1,600-5,000 px from phones and cameras) and writes, for each photo (seeded):
+
+* `whole`: the whole photo reduced to 1,080 px on its long side (benign);
+* `crop50`, `crop30`, `crop20`: a crop of that share of the width and height at a random place,
+  reduced to 1,080 px when larger (benign);
+* `paste30`: the `crop30` with a piece of another photo of the set pasted in (a quarter of the
+  crop's width and height, at a random place; manip, with its mask).
+
+All are JPEG quality 85 with no metadata. The originals are registered from the photos' own files:
+`original` points at them. Every `--unregistered-every`-th photo (4) is left out of the registry and its
+copies are `distinct` queries: what false matches against large originals look like.
+
+    python scripts/crop_bench_data.py <photos dir> <out dir> [--seed 0] [--unregistered-every 4]
+
+writes <out>/queries.csv (+ the JPEGs and masks); run `verifier bench --queries <out>/queries.csv
+--data-dir <a copy of a registry> --baselines '' --seed 0`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import os
+import random
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+POSTED = 1080  # px on the long side: what a social network shows
+FRACTIONS = {"crop50": 0.5, "crop30": 0.3, "crop20": 0.2}
+MIN_SIDE = 1600  # an original smaller than this is not what the set is about
+
+
+def load(path: Path) -> Image.Image:
+    with Image.open(path) as im:
+        return ImageOps.exif_transpose(im).convert("RGB")
+
+
+def posted(img: Image.Image) -> Image.Image:
+    out = img.copy()
+    if max(out.size) > POSTED:
+        out.thumbnail((POSTED, POSTED), Image.LANCZOS)
+    return out
+
+
+def crop(img: Image.Image, frac: float, rng: random.Random) -> Image.Image:
+    w, h = img.size
+    cw, ch = round(w * frac), round(h * frac)
+    x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
+    return img.crop((x, y, x + cw, y + ch))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("photos", type=Path)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--unregistered-every", type=int, default=4, help="every N-th photo is not registered (0: none)")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "masks").mkdir(exist_ok=True)
+    seen: set[str] = set()
+    photos: list[tuple[Path, Image.Image]] = []
+    for path in sorted(p for p in args.photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg")):
+        try:
+            img = load(path)
+        except (OSError, ValueError):
+            continue
+        thumb = img.resize((16, 16)).convert("L").tobytes()
+        key = hashlib.sha256(thumb).hexdigest()
+        if max(img.size) < MIN_SIDE or key in seen:  # too small, or the same picture again
+            continue
+        seen.add(key)
+        photos.append((path, img))
+    rows = []
+    for i, (path, img) in enumerate(photos):
+        rng = random.Random(f"{args.seed}:{path.name}")
+        registered = not (args.unregistered_every and i % args.unregistered_every == args.unregistered_every - 1)
+        original = os.path.relpath(path.resolve(), args.out.resolve()) if registered else ""
+        made = {"whole": posted(img)}
+        for name, frac in FRACTIONS.items():
+            made[name] = posted(crop(img, frac, rng))
+        for name, q in made.items():
+            q.save(args.out / f"{i:03d}-{name}.jpg", "JPEG", quality=85)
+            rows.append({"query": f"{i:03d}-{name}.jpg", "original": original, "kind": "benign" if registered else "distinct",
+                         "mask": "", "family": name if registered else f"unregistered-{name}", "variant": ""})
+        base = made["crop30"].copy()
+        donor = photos[(i + 1 + rng.randrange(len(photos) - 1)) % len(photos)][1]
+        pw, ph = max(8, base.width // 4), max(8, base.height // 4)
+        piece = crop(donor, 0.25, rng).resize((pw, ph), Image.LANCZOS)
+        at = (rng.randint(0, base.width - pw), rng.randint(0, base.height - ph))
+        base.paste(piece, at)
+        mask = Image.new("L", base.size, 0)
+        mask.paste(255, (*at, at[0] + pw, at[1] + ph))
+        base.save(args.out / f"{i:03d}-paste30.jpg", "JPEG", quality=85)
+        mask.save(args.out / "masks" / f"{i:03d}-paste30.png")
+        rows.append({"query": f"{i:03d}-paste30.jpg", "original": original, "kind": "manip" if registered else "distinct",
+                     "mask": f"masks/{i:03d}-paste30.png" if registered else "",
+                     "family": "paste30" if registered else "unregistered-paste30", "variant": ""})
+    with (args.out / "queries.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["query", "original", "kind", "mask", "family", "variant"])
+        writer.writeheader()
+        writer.writerows(rows)
+    n_reg = sum(1 for r in rows if r["family"] == "whole")
+    print(f"{len(photos)} photos ({n_reg} registered), {len(rows)} queries in {args.out / 'queries.csv'}")
+
+
+if __name__ == "__main__":
+    main()
