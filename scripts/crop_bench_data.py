@@ -10,7 +10,8 @@ distinct photos of 1,600-5,000 px from phones and cameras) and writes, for each 
 * `crop50`, `crop30`, `crop20`: a crop of that share of the width and height at a random place,
   reduced to 1,080 px when larger (benign);
 * `paste30`: the `crop30` with a piece of another photo of the set pasted in (a quarter of the
-  crop's width and height, at a random place; manip, with its mask).
+  crop's width and height, at a random place; manip, with its mask). The piece comes from an
+  unregistered photo, so the only registered content of a query is its own original's.
 
 All are JPEG quality 85 with no metadata. The originals are registered from the photos' own files:
 `original` points at them. Every `--unregistered-every`-th photo (4) is left out of the registry and its
@@ -79,10 +80,12 @@ def main() -> None:
             continue
         seen.add(key)
         photos.append((path, img))
+    every = args.unregistered_every
+    unregistered = [i for i in range(len(photos)) if every and i % every == every - 1]
     rows = []
     for i, (path, img) in enumerate(photos):
         rng = random.Random(f"{args.seed}:{path.name}")
-        registered = not (args.unregistered_every and i % args.unregistered_every == args.unregistered_every - 1)
+        registered = i not in unregistered
         original = os.path.relpath(path.resolve(), args.out.resolve()) if registered else ""
         made = {"whole": posted(img)}
         for name, frac in FRACTIONS.items():
@@ -92,7 +95,8 @@ def main() -> None:
             rows.append({"query": f"{i:03d}-{name}.jpg", "original": original, "kind": "benign" if registered else "distinct",
                          "mask": "", "family": name if registered else f"unregistered-{name}", "variant": ""})
         base = made["crop30"].copy()
-        donor = photos[(i + 1 + rng.randrange(len(photos) - 1)) % len(photos)][1]
+        others = [j for j in unregistered if j != i] or [j for j in range(len(photos)) if j != i]
+        donor = photos[rng.choice(others)][1]  # a photo that is not registered: the piece is nobody's original
         pw, ph = max(8, base.width // 4), max(8, base.height // 4)
         piece = crop(donor, 0.25, rng).resize((pw, ph), Image.LANCZOS)
         at = (rng.randint(0, base.width - pw), rng.randint(0, base.height - ph))

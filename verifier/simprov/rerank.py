@@ -113,12 +113,12 @@ class Stage2Result:
     pairs: dict[int, AlignedPair] = field(default_factory=dict)  # kept for stage 3
     probs: np.ndarray | None = None  # (LIST_SIZE + 1,) re-orderer probabilities
     gated: bool = False  # a choice withdrawn for want of geometric or stage-1 evidence (matching.Matcher)
-    withdrawn: int | None = None  # the choice the gate withdrew (`gated`)
     screened: dict[int, int] = field(default_factory=dict)  # candidate index -> RANSAC inliers (geometric screen)
     promoted: bool = False  # the choice came from the geometric screen, not the re-orderer
     by_geometry: bool = False  # ... on its inliers alone: PSEN called the pair different (a strong fit)
     closer: dict[int, int] = field(default_factory=dict)  # candidate index -> RANSAC inliers at the closer look (at the gate's bar)
     by_closer: bool = False  # the promoted choice was fitted by the closer look (`matching.Matcher._closer_look`)
+    withdrawn: int | None = None  # the choice the gate withdrew (`gated`)
 
     def given(self, i: int) -> float:
         """What the re-orderer gave candidate `i` (a promoted choice keeps it as its probability)."""

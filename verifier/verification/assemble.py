@@ -78,7 +78,8 @@ def match_section(ev: Evidence) -> MatchSection | None:
         method = "exact-sha256"
     elif stage2 is not None:
         # chosen by the geometric screen, not the re-orderer; "-geometry": on its inliers alone, PSEN said different
-        # "+closer-look": fitted at a finer scale than the working frame (matching's `_closer_look`)
+        # "+closer-look": fitted at a finer scale than the working frame (matching's `_closer_look`,
+        # or `_detail_fit` at the frame ingest kept)
         look = "+closer-look" if stage2.by_closer else "+ransac-screen"
         screen = (f"{look}-geometry" if stage2.by_geometry else look) if stage2.promoted else ""
         method = f"{outcome.method}; stage2={PSEN_ID}+{REORDER_ID}{screen}; compare={CHANGE_ID}"
