@@ -12,6 +12,9 @@ distinct photos of 1,600-5,000 px from phones and cameras) and writes, for each 
 * `paste30`: the `crop30` with a piece of another photo of the set pasted in (a quarter of the
   crop's width and height, at a random place; manip, with its mask). The piece comes from an
   unregistered photo, so the only registered content of a query is its own original's.
+* `whole_paste12`, `whole_paste06` (registered photos only): the `whole` copy with a piece of an unregistered
+  photo pasted in, 1/8 or 1/16 of its width and height (1.6 % or 0.4 % of the frame: small edits in a
+  large photo; manip, with its mask).
 
 All are JPEG quality 85 with no metadata. The originals are registered from the photos' own files:
 `original` points at them. Every `--unregistered-every`-th photo (4) is left out of the registry and its
@@ -36,6 +39,7 @@ from PIL import Image, ImageOps
 
 POSTED = 1080  # px on the long side: what a social network shows
 FRACTIONS = {"crop50": 0.5, "crop30": 0.3, "crop20": 0.2}
+SMALL_PIECES = {"whole_paste12": 1 / 8, "whole_paste06": 1 / 16}  # a piece this share of the width and height
 MIN_SIDE = 1600  # an original smaller than this is not what the set is about
 
 
@@ -108,6 +112,21 @@ def main() -> None:
         rows.append({"query": f"{i:03d}-paste30.jpg", "original": original, "kind": "manip" if registered else "distinct",
                      "mask": f"masks/{i:03d}-paste30.png" if registered else "",
                      "family": "paste30" if registered else "unregistered-paste30", "variant": ""})
+        if not registered:
+            continue
+        for name, frac in SMALL_PIECES.items():  # drawn after the rest: the rows above do not change
+            whole = made["whole"].copy()
+            donor = photos[rng.choice(others)][1]
+            pw, ph = max(8, round(whole.width * frac)), max(8, round(whole.height * frac))
+            piece = posted(crop(donor, 0.25, rng)).resize((pw, ph), Image.LANCZOS)
+            at = (rng.randint(0, whole.width - pw), rng.randint(0, whole.height - ph))
+            whole.paste(piece, at)
+            mask = Image.new("L", whole.size, 0)
+            mask.paste(255, (*at, at[0] + pw, at[1] + ph))
+            whole.save(args.out / f"{i:03d}-{name}.jpg", "JPEG", quality=85)
+            mask.save(args.out / "masks" / f"{i:03d}-{name}.png")
+            rows.append({"query": f"{i:03d}-{name}.jpg", "original": original, "kind": "manip",
+                         "mask": f"masks/{i:03d}-{name}.png", "family": name, "variant": ""})
     with (args.out / "queries.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["query", "original", "kind", "mask", "family", "variant"])
         writer.writeheader()
