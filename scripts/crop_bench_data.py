@@ -62,6 +62,16 @@ def crop(img: Image.Image, frac: float, rng: random.Random) -> Image.Image:
     return img.crop((x, y, x + cw, y + ch))
 
 
+def pasted(img: Image.Image, piece: Image.Image, rng: random.Random) -> tuple[Image.Image, Image.Image]:
+    """A copy of `img` with `piece` pasted at a random place, and the piece's mask."""
+    out = img.copy()
+    at = (rng.randint(0, out.width - piece.width), rng.randint(0, out.height - piece.height))
+    out.paste(piece, at)
+    mask = Image.new("L", out.size, 0)
+    mask.paste(255, (*at, at[0] + piece.width, at[1] + piece.height))
+    return out, mask
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("photos", type=Path)
@@ -98,15 +108,11 @@ def main() -> None:
             q.save(args.out / f"{i:03d}-{name}.jpg", "JPEG", quality=85)
             rows.append({"query": f"{i:03d}-{name}.jpg", "original": original, "kind": "benign" if registered else "distinct",
                          "mask": "", "family": name if registered else f"unregistered-{name}", "variant": ""})
-        base = made["crop30"].copy()
+        base = made["crop30"]
         others = [j for j in unregistered if j != i] or [j for j in range(len(photos)) if j != i]
         donor = photos[rng.choice(others)][1]  # a photo that is not registered: the piece is nobody's original
         pw, ph = max(8, base.width // 4), max(8, base.height // 4)
-        piece = crop(donor, 0.25, rng).resize((pw, ph), Image.LANCZOS)
-        at = (rng.randint(0, base.width - pw), rng.randint(0, base.height - ph))
-        base.paste(piece, at)
-        mask = Image.new("L", base.size, 0)
-        mask.paste(255, (*at, at[0] + pw, at[1] + ph))
+        base, mask = pasted(base, crop(donor, 0.25, rng).resize((pw, ph), Image.LANCZOS), rng)
         base.save(args.out / f"{i:03d}-paste30.jpg", "JPEG", quality=85)
         mask.save(args.out / "masks" / f"{i:03d}-paste30.png")
         rows.append({"query": f"{i:03d}-paste30.jpg", "original": original, "kind": "manip" if registered else "distinct",
@@ -115,14 +121,9 @@ def main() -> None:
         if not registered:
             continue
         for name, frac in SMALL_PIECES.items():  # drawn after the rest: the rows above do not change
-            whole = made["whole"].copy()
             donor = photos[rng.choice(others)][1]
-            pw, ph = max(8, round(whole.width * frac)), max(8, round(whole.height * frac))
-            piece = posted(crop(donor, 0.25, rng)).resize((pw, ph), Image.LANCZOS)
-            at = (rng.randint(0, whole.width - pw), rng.randint(0, whole.height - ph))
-            whole.paste(piece, at)
-            mask = Image.new("L", whole.size, 0)
-            mask.paste(255, (*at, at[0] + pw, at[1] + ph))
+            pw, ph = max(8, round(made["whole"].width * frac)), max(8, round(made["whole"].height * frac))
+            whole, mask = pasted(made["whole"], posted(crop(donor, 0.25, rng)).resize((pw, ph), Image.LANCZOS), rng)
             whole.save(args.out / f"{i:03d}-{name}.jpg", "JPEG", quality=85)
             mask.save(args.out / "masks" / f"{i:03d}-{name}.png")
             rows.append({"query": f"{i:03d}-{name}.jpg", "original": original, "kind": "manip",
