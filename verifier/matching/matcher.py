@@ -491,10 +491,17 @@ class Matcher:
         if len(fits) != 1:
             return dataclasses.replace(result, closer=fits)
         i = next(iter(fits))
-        view = self.view(ids[i])
-        fit = closer_fit(closer, feats[todo.index(i)], query_view.image.shape, view.image.shape)
+        return self._promote_fitted(r, query_view, outcome, result, i, closer, feats[todo.index(i)], bar)
+
+    def _promote_fitted(self, r: Reranker, query_view: View, outcome: SearchOutcome, result: Stage2Result, i: int,
+                        closer: CloserFeatures, feats: CloserFeatures, bar: int) -> Stage2Result:
+        """Candidate `i`, fitted to the query's `closer` features by its `feats` at some finer scale,
+        to PSEN aligned by that fit and promoted by the closer look's rule (`Reranker.promote`)."""
+        oid = outcome.candidates[i].original_id
+        view = self.view(oid)
+        fit = closer_fit(closer, feats, query_view.image.shape, view.image.shape)
         return r.promote(result, query_view, outcome.query_vector, {i: fit[1]}, [view],  # type: ignore[arg-type]
-                         self.search.vectors_for([ids[i]]), bar, [ids[i] in outcome.supported], fits=[fit])
+                         self.search.vectors_for([oid]), bar, [oid in outcome.supported], fits=[fit])
 
     def _detail_fit(self, r: Reranker, query_view: View, outcome: SearchOutcome, result: Stage2Result) -> Stage2Result:
         """The choice the gate withdrew, fitted again against its original at the frame ingest kept
@@ -520,10 +527,7 @@ class Matcher:
         bar = self.min_inliers or MIN_INLIERS
         if closer_counts(closer, [feats], bar)[0] < bar:
             return result
-        view = self.view(original.id)
-        fit = closer_fit(closer, feats, query_view.image.shape, view.image.shape)
-        return r.promote(result, query_view, outcome.query_vector, {i: fit[1]}, [view],  # type: ignore[arg-type]
-                         self.search.vectors_for([original.id]), bar, [original.id in outcome.supported], fits=[fit])
+        return self._promote_fitted(r, query_view, outcome, result, i, closer, feats, bar)
 
     def _closer_features(self, original_id: uuid.UUID) -> CloserFeatures:
         """An original's SIFT at the closer look's size, from its stored bytes (a JPEG decoded at a
