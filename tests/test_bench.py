@@ -352,7 +352,9 @@ def test_bench_store_refuses_bad_input_and_writes_nothing(tmp_path: Path, monkey
                                  {"VERIFIER_STAGE2_SCREEN_STRONG_MIN_INLIERS": "1001"},
                                  {"VERIFIER_STAGE2_SCREEN_STRONG_MIN_INLIERS": "many"},
                                  {"VERIFIER_STAGE2_SCREEN_STRONG_SUPPORTED_MIN_INLIERS": "-1"},
-                                 {"VERIFIER_STAGE2_SCREEN_STRONG_SUPPORTED_MIN_INLIERS": "some"}])
+                                 {"VERIFIER_STAGE2_SCREEN_STRONG_SUPPORTED_MIN_INLIERS": "some"},
+                                 {"VERIFIER_STAGE3_DETAIL_SHARE": "-0.1"}, {"VERIFIER_STAGE3_DETAIL_SHARE": "1.5"},
+                                 {"VERIFIER_STAGE3_DETAIL_SHARE": "half"}])
 def test_screen_and_rescore_settings_refuse_nonsense(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     from pydantic import ValidationError
 
