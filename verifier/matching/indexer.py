@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from verifier.matching.matcher import Matcher
 from verifier.matching.search import ProvenanceSearch, Stage1Vectors
 from verifier.matching.views import CandidateViews
+from verifier.simprov.align import CloserFeatures
 from verifier.simprov.pairs import View
 from verifier.storage.models import Embedding
 
@@ -38,16 +39,21 @@ class SearchIndexer:
     def stage(self, session: Session, original_id: uuid.UUID, prepared: Stage1Vectors) -> tuple[list[Embedding], Stage1Vectors]:
         return self.search.stage(session, original_id, prepared), prepared
 
-    def prepare_view(self, image: Image.Image) -> View | None:
-        return View.of(image) if self.views is not None else None
+    def prepare_view(self, image: Image.Image) -> tuple[View, CloserFeatures | None] | None:
+        """The view and, for a large original, its detail features (`CandidateViews.detail`)."""
+        return (View.of(image), self.views.detail_of(image)) if self.views is not None else None
 
     def committed(self, original_id: uuid.UUID, image: Image.Image, staged: tuple[list[Embedding], Stage1Vectors],
-                  view: View | None = None) -> None:
+                  view: tuple[View, CloserFeatures | None] | None = None) -> None:
         rows, vectors = staged
         self.search.commit_added(rows, vectors)
         if self.views is not None:
             try:
-                self.views.put(original_id, image, view)
+                self.views.put(original_id, image, view[0] if view is not None else None)
+                if view is not None and view[1] is not None:
+                    self.views.put_detail(original_id, view[1])
+                elif view is None:  # a large original's, from its kept frame (`image`)
+                    self.views.detail(original_id, lambda: image)
             except OSError as exc:  # derived data: recomputed on first use
                 log.warning("could not cache the view of %s: %s", original_id, exc)
 

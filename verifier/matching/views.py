@@ -42,7 +42,12 @@ import numpy as np
 from PIL import Image
 
 from verifier.fsutil import atomic_write
-from verifier.simprov.align import SiftFeatures, sift_features
+from verifier.simprov.align import (
+    CloserFeatures,
+    SiftFeatures,
+    closer_features,
+    sift_features,
+)
 from verifier.simprov.pairs import WORK_SIDE, View
 
 log = logging.getLogger(__name__)
@@ -51,6 +56,11 @@ FORMAT = f"view-v2-{WORK_SIDE}"  # v2 `.npz` files, still read; v1 files (raw im
 MAGIC = b"PVVIEW3\0"
 HEADER = struct.Struct("<8s8i")  # magic; work side, n features (-1: not kept), work w, h, full w, h, WebP bytes, 0
 MAX_SIDE = 1 << 20  # a header's sizes beyond this are a corrupt file, not an image
+DETAIL_MAGIC = b"PVDETL1\0"
+DETAIL_HEADER = struct.Struct("<8s4i")  # magic, n features, frame w, h, 0
+# An original whose kept frame is at least this on its long side has detail features: 3x the
+# working frame, where a crop of a fifth of the photo still has ~200 px of it.
+DETAIL_SIDE = 768
 ViewsStore = Literal["full", "image", "none"]
 
 
@@ -82,18 +92,36 @@ def _header(head: bytes, file_size: int) -> tuple[int, tuple[int, int], tuple[in
     return n, (ww, wh), (fw, fh), webp_len
 
 
-def _features(data: bytes, n: int) -> SiftFeatures:
-    at = HEADER.size
+def _features(data: bytes, n: int, at: int = HEADER.size) -> SiftFeatures:
     points = np.frombuffer(data, "<f4", 2 * n, at).reshape(n, 2).astype(np.float32)
     descriptors = np.frombuffer(data, np.uint8, 128 * n, at + 8 * n).reshape(n, 128).astype(np.float32)
     return SiftFeatures(points, descriptors)
 
 
+def _encode_detail(found: CloserFeatures) -> bytes:
+    n = len(found.features)
+    head = DETAIL_HEADER.pack(DETAIL_MAGIC, n, found.shape[1], found.shape[0], 0)
+    descriptors = np.clip(found.features.descriptors, 0, 255).astype(np.uint8)
+    return head + np.ascontiguousarray(found.features.points, "<f4").tobytes() + descriptors.tobytes()
+
+
+def _decode_detail(data: bytes) -> CloserFeatures:
+    """ValueError unless `data` is exactly what `_encode_detail` writes."""
+    if len(data) < DETAIL_HEADER.size:
+        raise ValueError("short header")
+    magic, n, w, h, _ = DETAIL_HEADER.unpack(data[: DETAIL_HEADER.size])
+    if magic != DETAIL_MAGIC or not (0 <= n <= MAX_SIDE and 0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE) \
+            or len(data) != DETAIL_HEADER.size + n * (8 + 128):
+        raise ValueError("not a detail file")
+    return CloserFeatures(_features(data, n, DETAIL_HEADER.size), (h, w))
+
+
 class CandidateViews:
-    def __init__(self, directory: Path, capacity: int = 512, store: ViewsStore = "full") -> None:
+    def __init__(self, directory: Path, capacity: int = 512, store: ViewsStore = "full", detail_features: int = 0) -> None:
         self.directory = directory
         self.capacity = capacity
         self.store = store
+        self.detail_features = detail_features
         self._mem: OrderedDict[uuid.UUID, View] = OrderedDict()
         self._lock = threading.Lock()
         self._legacy_seen = False  # logged once: the operator's cue to run `verifier index upgrade-views`
@@ -103,6 +131,56 @@ class CandidateViews:
 
     def _legacy_path(self, original_id: uuid.UUID) -> Path:
         return self.directory / f"{original_id}.npz"
+
+    def _detail_path(self, original_id: uuid.UUID) -> Path:
+        return self.directory / f"{original_id}.detail"
+
+    def detail(self, original_id: uuid.UUID, load_original: Callable[[], Image.Image]) -> CloserFeatures | None:
+        """The SIFT of the frame ingest kept (its `detail_features` strongest keypoints) of an
+        original whose frame is at least `DETAIL_SIDE`; None for a smaller one or with the setting
+        at 0. A crop of a fifth of a large photo is a box a few dozen pixels wide in the 256-px
+        working view, whose keypoints neither vote nor fit for it; in the kept frame it is ~200 px
+        (BENCHMARKS.md, "Details of a large original"). Kept in `<id>.detail` beside the view
+        (derived data: recomputed from the original when missing or unreadable)."""
+        if not self.detail_features or max(self.frame_size(original_id, load_original)) < DETAIL_SIDE:
+            return None
+        path = self._detail_path(original_id)
+        try:
+            return _decode_detail(path.read_bytes())
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError) as exc:
+            log.warning("detail features %s unreadable (%s); recomputing", path.name, exc)
+        found = self.detail_of(load_original())
+        if found is not None:
+            self.put_detail(original_id, found)
+        return found
+
+    def detail_of(self, img: Image.Image) -> CloserFeatures | None:
+        """`detail`'s features of an original's kept frame `img` (pure: batch ingest computes them
+        in its decoding threads, beside the view)."""
+        if not self.detail_features or max(img.size) < DETAIL_SIDE:
+            return None
+        return closer_features(img, max(img.size), n=self.detail_features)
+
+    def put_detail(self, original_id: uuid.UUID, found: CloserFeatures) -> None:
+        if self.store != "none":
+            atomic_write(self._detail_path(original_id), _encode_detail(found))
+
+    def frame_size(self, original_id: uuid.UUID, load_original: Callable[[], Image.Image]) -> tuple[int, int]:
+        """(w, h) of the frame the original's view was made from (the one ingest kept), from
+        memory or a file's header when there is one."""
+        with self._lock:
+            view = self._mem.get(original_id)
+        if view is not None:
+            return view.full_size
+        try:
+            with self._path(original_id).open("rb") as fh:
+                size = fh.seek(0, 2)
+                fh.seek(0)
+                return _header(fh.read(HEADER.size), size)[2]
+        except (OSError, ValueError):
+            return self.get(original_id, load_original).full_size
 
     def put(self, original_id: uuid.UUID, img: Image.Image, view: View | None = None) -> View:
         """Keep `img`'s view (`view`, when the caller computed it already: batch ingest does so in
@@ -182,6 +260,7 @@ class CandidateViews:
         with self._lock:
             self._mem.pop(original_id, None)
         self._path(original_id).unlink(missing_ok=True)
+        self._detail_path(original_id).unlink(missing_ok=True)
         self._legacy_path(original_id).unlink(missing_ok=True)
 
     def _read(self, original_id: uuid.UUID) -> View | None:

@@ -259,14 +259,14 @@ class CloserFeatures:
 CLOSER_SIDE = 384
 
 
-def closer_features(img: Image.Image, side: int = CLOSER_SIDE, mirrored: bool = False) -> CloserFeatures:
-    """`img` reduced to `side` on its long side (never enlarged) and its SIFT."""
+def closer_features(img: Image.Image, side: int = CLOSER_SIDE, mirrored: bool = False, n: int = 2000) -> CloserFeatures:
+    """`img` reduced to `side` on its long side (never enlarged) and its SIFT (`n` strongest)."""
     w = img.convert("RGB") if img.mode != "RGB" else img
     if max(w.size) > side:
         w = w.copy()
         w.thumbnail((side, side), Image.BICUBIC, reducing_gap=3.0)
     grey = _grey(np.asarray(w, np.uint8))
-    return CloserFeatures(sift_features(grey), grey.shape, mirrored_sift(grey) if mirrored else None)
+    return CloserFeatures(sift_features(grey, n), grey.shape, mirrored_sift(grey) if mirrored else None)
 
 
 def degraded_features(image: np.ndarray, side: int) -> CloserFeatures:
