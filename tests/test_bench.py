@@ -354,7 +354,8 @@ def test_bench_store_refuses_bad_input_and_writes_nothing(tmp_path: Path, monkey
                                  {"VERIFIER_STAGE2_SCREEN_STRONG_SUPPORTED_MIN_INLIERS": "-1"},
                                  {"VERIFIER_STAGE2_SCREEN_STRONG_SUPPORTED_MIN_INLIERS": "some"},
                                  {"VERIFIER_STAGE3_DETAIL_SHARE": "-0.1"}, {"VERIFIER_STAGE3_DETAIL_SHARE": "1.5"},
-                                 {"VERIFIER_STAGE3_DETAIL_SHARE": "half"}])
+                                 {"VERIFIER_STAGE3_DETAIL_SHARE": "half"}, {"VERIFIER_LOCAL_DETAIL_FEATURES": "-1"},
+                                 {"VERIFIER_LOCAL_DETAIL_FEATURES": "2001"}, {"VERIFIER_LOCAL_DETAIL_FEATURES": "many"}])
 def test_screen_and_rescore_settings_refuse_nonsense(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     from pydantic import ValidationError
 

@@ -4,6 +4,8 @@ said in the whole frame, and, on a real camera photo, crops judged at the scale 
 from __future__ import annotations
 
 import io
+import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from PIL import Image, ImageOps
 from skimage import data as skdata
 
 from tests.conftest import shared_path
+from verifier.matching.views import CandidateViews
 from verifier.simprov.change import WARP_THRESHOLD, ChangeResult
 from verifier.simprov.detail import Detail, detail_of, in_whole_frame
 from verifier.simprov.pairs import View, align_pair
@@ -135,7 +138,9 @@ def test_a_detail_the_working_view_cannot_fit_is_fitted_at_the_frame_ingest_kept
     """A 0.3 x 0.3 crop of an 11 MP photo of a building, posted at 1,080 px: the re-orderer chose
     its original and PSEN called the pair the same, but 5 inliers at 256 px (none at the closer
     look's 384) had the gate answer "not registered"; fitted at the 1,024-px frame ingest kept, it
-    is the match (and judged benign). Without the setting the answer stays "not registered"."""
+    is the match (and judged benign). Without the setting (and without detail features, which find
+    it on their own: `test_a_small_crop_of_a_large_original_is_found_by_its_detail_features`) the
+    answer stays "not registered"."""
     from manifests.signing import sign_image
     from tests.helpers import encode
     from verifier.service import Service
@@ -151,10 +156,11 @@ def test_a_detail_the_working_view_cannot_fit_is_fitted_at_the_frame_ingest_kept
     buf = io.BytesIO()
     crop.save(buf, "JPEG", quality=85)
     big = settings.model_copy(update={"max_upload_bytes": 30_000_000, "max_image_pixels": 20_000_000})
-    for share, verdict in ((0.5, "match_benign"), (0.0, "no_match")):
-        service = Service.open(big.model_copy(update={"stage3_detail_share": share}), embedder=embedder)
+    for share, detail, verdict in ((0.5, 0, "match_benign"), (0.0, 0, "no_match"), (0.0, 1000, "match_benign")):
+        service = Service.open(big.model_copy(update={"stage3_detail_share": share, "local_detail_features": detail}),
+                               embedder=embedder)
         try:
-            if share:  # registered once; the second service opens the same registry
+            if share:  # registered once; the other services open the same registry
                 with service.db.session() as session:
                     publisher, _ = create_publisher(session, "Wire")
                     enroll(session, publisher.id, parse_certificate(signer.chain_pem))
@@ -162,6 +168,91 @@ def test_a_detail_the_working_view_cannot_fit_is_fitted_at_the_frame_ingest_kept
             out = service.pipeline.verify(buf.getvalue())
             assert out.report["verdict"] == verdict
             s2 = out.evidence.stage2
-            assert s2 is not None and s2.withdrawn == 0 and s2.by_closer == bool(share)
+            assert s2 is not None and s2.withdrawn == 0 and s2.by_closer == (verdict != "no_match")
         finally:
             service.close()
+
+
+def test_a_large_originals_detail_features_are_kept_beside_its_view(tmp_path: Path) -> None:
+    """Kept for an original whose frame is at least 768 px (of that frame, at most the setting's
+    count), read back exactly, recomputed when torn, removed with the view; none for a smaller
+    original (no file) or with the setting at 0."""
+    big = _large()
+    views = CandidateViews(tmp_path, capacity=4, detail_features=300)
+    oid = uuid.uuid4()
+    views.put(oid, big)
+    found = views.detail(oid, lambda: big)
+    assert found is not None and found.shape == (1024, 1024) and 200 < len(found.features) <= 300
+    assert views.detail(oid, lambda: big) is not None
+    cold = CandidateViews(tmp_path, capacity=0, detail_features=300)  # the files alone: no image decoded
+    again = cold.detail(oid, lambda: pytest.fail("read from its file, not recomputed"))
+    assert again is not None and again.shape == found.shape
+    assert np.array_equal(again.features.points, found.features.points)
+    assert np.array_equal(again.features.descriptors, found.features.descriptors)
+
+    (tmp_path / f"{oid}.detail").write_bytes(b"PVDETL1\0torn")
+    mended = cold.detail(oid, lambda: big)
+    assert mended is not None and np.array_equal(mended.features.descriptors, found.features.descriptors)
+
+    small = big.resize((700, 700), Image.BICUBIC)
+    sid = uuid.uuid4()
+    views.put(sid, small)
+    assert views.detail(sid, lambda: small) is None and not (tmp_path / f"{sid}.detail").exists()
+    assert CandidateViews(tmp_path, detail_features=0).detail(oid, lambda: big) is None
+    views.forget(oid)
+    assert not (tmp_path / f"{oid}.detail").exists() and not (tmp_path / f"{oid}.view").exists()
+
+
+def _mosaic() -> Image.Image:
+    """A 1,024 x 1,024 original of four real photos at their own resolution: a large photo's
+    detail, where its 256-px working view keeps a quarter of the pixels."""
+    canvas = Image.new("RGB", (1024, 1024), (90, 90, 90))
+    parts = [skdata.astronaut(), skdata.immunohistochemistry(), skdata.rocket()[:, 64:576], skdata.coffee()[:, 44:556]]
+    for k, arr in enumerate(parts):
+        canvas.paste(Image.fromarray(arr).convert("RGB"), ((k % 2) * 512, (k // 2) * 512))
+    return canvas
+
+
+@pytest.mark.parametrize("detail", [1000, 0])
+def test_a_small_crop_of_a_large_original_is_found_by_its_detail_features(settings, embedder, signer, detail: int) -> None:  # type: ignore[no-untyped-def]
+    """A crop of 15 % of a large original's side, posted at 640 px: its detail features vote for
+    the original and fit it at the kept frame, a benign copy; with the setting at 0 the same upload
+    is "not registered" (the working view keeps 38 px of it). The closer look, which fits stage 1's
+    first three candidates at 384 px, is off: here they are the whole registry, in a newsroom's the
+    original of such a crop is rarely among them (BENCHMARKS.md, "Details of a large original")."""
+    import dataclasses
+
+    from manifests.signing import sign_image
+    from tests.helpers import encode
+    from verifier.service import Service
+    from verifier.storage.accounts import create_publisher
+    from verifier.storage.signers import enroll, parse_certificate
+
+    service = Service.open(settings.model_copy(update={"local_detail_features": detail}), embedder=embedder)
+    try:
+        reranker = service.matcher.reranker
+        assert reranker is not None
+        reranker.policy = dataclasses.replace(reranker.policy, closer=0)
+        with service.db.session() as session:
+            publisher, _ = create_publisher(session, "Wire")
+            enroll(session, publisher.id, parse_certificate(signer.chain_pem))
+        big = _mosaic()
+        signed = [sign_image(encode(img, quality=95), "image/jpeg", signer) for img in (
+            big, Image.fromarray(skdata.chelsea()), Image.fromarray(skdata.colorwheel()), Image.fromarray(skdata.retina()))]
+        ids = [service.registry.register(signed[0], publisher.id).original.id]
+        # batch ingest: its decoding threads make them
+        done = service.registry.register_batch([(data, None) for data in signed[1:]], publisher.id)
+        ids += [r.original.id for r in done]  # type: ignore[union-attr]
+        views = service.matcher.views
+        assert views is not None and (views.detail(ids[0], lambda: big) is not None) == bool(detail)
+        files = {p.stem for p in settings.views_dir.glob("*.detail")}
+        assert files == ({str(ids[0]), str(ids[3])} if detail else set())  # written at ingest, by each path, for the large ones
+        crop = big.crop((40, 300, 190, 450)).resize((640, 640), Image.LANCZOS)  # the astronaut's shoulder and flag
+        report = service.pipeline.verify(encode(crop, quality=85)).report
+        if detail:
+            assert report["verdict"] == "match_benign" and report["match"]["original_id"] == str(ids[0])
+            assert report["manipulation"]["original_shown"] == pytest.approx((150 / 1024) ** 2, rel=0.3)
+        else:
+            assert report["verdict"] == "no_match"
+    finally:
+        service.close()

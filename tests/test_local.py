@@ -85,6 +85,11 @@ class _Views:
     def features(self, original_id: uuid.UUID, load: object) -> tuple[SimpleNamespace, None]:
         return SimpleNamespace(descriptors=self.descriptors[original_id]), None
 
+    detail_features = 0
+
+    def detail(self, original_id: uuid.UUID, load: object) -> None:  # small originals: no detail features
+        return None
+
 
 def test_only_a_sync_outside_requests_rebuilds_an_outgrown_ivf_and_a_rebuild_forgets_the_order() -> None:
     """An IVF built at its threshold and only added to after kept the lists (and centroids) of its
@@ -435,6 +440,19 @@ def test_the_vote_index_is_saved_loaded_and_caught_up(settings: Settings, embedd
             finally:
                 service.close()
             reads.clear()
+        detail_path = settings.index_dir / "local-detail.npz"
+        assert detail_path.exists()  # the detail features' index, saved beside it
+        for count, expected_reads in ((0, set()), (500, {ids[1], ids[2]}), (500, set())):
+            # their count is the detail index's business: the views' index loads as it was
+            service = Service.open(sq4.model_copy(update={"local_detail_features": count}), embedder=embedder)
+            try:
+                detail = service.matcher.detail_local
+                assert (detail is None) == (count == 0) and set(reads) == expected_reads
+                assert detail is None or (len(detail) == 2 and len(detail.index) == 0)  # small originals: held, none
+                assert service.matcher.local.vote(View.of(piece), set()) == [ids[1]]
+            finally:
+                service.close()
+            reads.clear()
     finally:
         LocalSearch._descriptors = original  # type: ignore[method-assign]
 
@@ -477,7 +495,8 @@ def test_the_service_keeps_the_vote_lists_on_disk(settings: Settings, embedder: 
 
     # an IVF from a few photos' descriptors (the service's bar is 200,000), every list probed
     monkeypatch.setattr(local_module, "LocalFeatureIndex", functools.partial(LocalFeatureIndex, ivf_threshold=500, nprobe=256))
-    ondisk = settings.model_copy(update={"local_ondisk": True, "local_ondisk_compact": 0.5})
+    # (the detail features' index, an instance of the same class in its own folder, off: these photos are small)
+    ondisk = settings.model_copy(update={"local_ondisk": True, "local_ondisk_compact": 0.5, "local_detail_features": 0})
     lists = ondisk.index_dir / "local-lists"
     service = Service.open(ondisk, embedder=embedder)
     if service.matcher.local is None:

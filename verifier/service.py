@@ -70,6 +70,7 @@ class Service:
         _ = settings.softbinding_algorithms  # and so does a bad soft-binding algorithm list
         db = Database.open(settings.database_url, settings.pg_dir)
         local: LocalSearch | None = None
+        detail_local: LocalSearch | None = None
         try:
             if migrate:
                 db.upgrade()
@@ -87,7 +88,8 @@ class Service:
                 regions=regions, regions_calibration=Calibration.load(regions.model_id) if regions else None,
                 rescore=settings.index_rescore, held_bytes=settings.vector_cache_mb * 2**20,
             )
-            views = CandidateViews(settings.views_dir, settings.views_cache_size, settings.views_store)
+            views = CandidateViews(settings.views_dir, settings.views_cache_size, settings.views_store,
+                                   settings.local_detail_features if settings.local_votes else 0)
             reranker, change = _pairwise_stages(settings)
             lists = settings.local_lists_dir or settings.index_dir / "local-lists"
             # with the lists on disk, the state that refers to them lives beside them (one process per folder)
@@ -95,10 +97,17 @@ class Service:
                                 path=(lists if settings.local_ondisk else settings.index_dir) / "local-sift.npz",
                                 lists_dir=lists if settings.local_ondisk else None,
                                 compact_at=settings.local_ondisk_compact) if settings.local_votes else None
+            detail_lists = lists / "detail"
+            detail_local = LocalSearch(views, min_votes=settings.local_min_votes, codes=settings.local_codes,
+                                       path=(detail_lists if settings.local_ondisk else settings.index_dir) / "local-detail.npz",
+                                       lists_dir=detail_lists if settings.local_ondisk else None,
+                                       compact_at=settings.local_ondisk_compact, detail=True) \
+                if local is not None and settings.local_detail_features else None
             marks = MarkSet(db, settings.marks_check_s, cache_dir=settings.index_dir / "marks")
             marks.current()  # the enrolled marks' models built now (~0.5 s each), not in the first request
             matcher = Matcher(originals, search, views, reranker.to(device) if reranker else None,
                               change.to(device) if change else None, min_inliers=settings.stage2_min_inliers, local=local,
+                              detail_local=detail_local,
                               doubted_fit_inliers=settings.stage2_doubted_fit_inliers,
                               work_max_side=settings.work_max_side, parallel=settings.parallel_stages,
                               marks=marks, detail_share=settings.stage3_detail_share)
@@ -109,10 +118,11 @@ class Service:
                                         lagging=matcher.votes_behind if local is not None else None)
             after = follower.position()  # before loading: a change committed meanwhile is replayed, not lost
             search.load(working_images(originals, settings))
-            if matcher.local is not None:  # loaded and caught up now, not inside the first request that needs it
-                matcher.local.load()
-                matcher.sync_votes()  # from here on a vote applies only what changed since
-                matcher.local.save()
+            for index in matcher.vote_indexes():  # loaded and caught up now, not inside the first request that needs it
+                index.load()
+            matcher.sync_votes()  # from here on a vote applies only what changed since
+            for index in matcher.vote_indexes():
+                index.save()
             keys = KeyRing(settings.keys_dir, settings.report_signing_key_file)
             keys.current()  # create the first key now, not inside a request
             pipeline = VerificationPipeline(settings, matcher, ReportStore(db), keys)
@@ -120,8 +130,9 @@ class Service:
             jobs = JobRunner(db, {SUGGESTIONS_JOB: partial(suggestions_result, originals, matcher.view)},
                              lease_s=settings.jobs_lease_s, nice=settings.jobs_nice)
         except BaseException:
-            if local is not None:
-                local.index.close()  # its lists folder, for the next attempt
+            for index in (local, detail_local):
+                if index is not None:
+                    index.index.close()  # its lists folder, for the next attempt
             db.close()
             raise
         service = cls(settings=settings, db=db, originals=originals, registry=registry, search=search, matcher=matcher,
@@ -165,12 +176,12 @@ class Service:
         idle = self.votes is None or self.votes.stop(timeout=VOTES_STOP_S)
         try:
             self.search.save()
-            if self.matcher.local is not None:
+            for index in self.matcher.vote_indexes():
                 if idle:
-                    self.matcher.local.close()
+                    index.close()
                 else:  # saved now, its maps would name originals the index being built does not hold yet
                     log.warning("a vote-index build was still running at shutdown; the last saved index stays")
-                    self.matcher.local.index.close()
+                    index.index.close()
         finally:
             self.db.close()
 

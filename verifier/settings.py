@@ -181,6 +181,12 @@ class Settings(BaseSettings):
                               "votes', has the measurement and the memory it costs.")
     local_min_votes: int = Field(default=4, ge=1, le=10_000, description="Votes an original needs to join the candidates "
                                  "(and to support a lone weak fit); chosen on train photos, scripts/calibrate_min_votes.py.")
+    local_detail_features: int = Field(default=1000, ge=0, le=2000, description="Per original whose kept frame is at "
+                                       "least 768 px: this many SIFT keypoints of that frame vote beside its working "
+                                       "view's, and the first two originals by votes are fitted there when nothing else "
+                                       "matched, so that a crop of a fifth of a large photo finds it (0: off). Kept in "
+                                       "<views dir>/<id>.detail (~136 bytes a keypoint); each costs ~34 bytes of the "
+                                       "vote index with RaBitQ codes. BENCHMARKS.md, 'Details of a large original'.")
     local_codes: Literal["RaBitQ", "PQ32", "SQ4", "SQ8"] = Field(
         default="RaBitQ", description="How the local-feature index stores each SIFT descriptor once it is an IVF (from "
         "200,000 descriptors, ~500 originals). Bytes per descriptor with its id and lists / per original on the families "

@@ -35,6 +35,7 @@ class SearchOutcome:
     query_regions: np.ndarray | None = None  # (R, D) the query's region vectors, when the region model runs
     voted: int = 0  # candidates that only the local-feature vote found (`matching.local`)
     supported: frozenset[uuid.UUID] = frozenset()  # originals with the vote's minimum, listed before it or not
+    detail_votes: tuple[uuid.UUID, ...] = ()  # originals the detail features vote for, most votes first (`Matcher._detail_look`)
 
     def index_of(self, original_id: uuid.UUID) -> int | None:
         return next((i for i, c in enumerate(self.candidates) if c.original_id == original_id), None)

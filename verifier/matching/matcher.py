@@ -63,6 +63,7 @@ RIVAL_FIT_SHARE = 1 / 3
 # An original whose kept frame is at least this long (twice the closer look's) is fitted at that
 # frame when the gate withdrew it as the choice (`Matcher._detail_fit`).
 DETAIL_FIT_SIDE = 2 * CLOSER_SIDE
+DETAIL_LOOK = 2  # originals first by votes fitted at their kept frame (`_detail_look`)
 # Originals a request adds to the local-feature index before voting (a view read each, ~2.5 ms);
 # the background sync the follower wakes, outside requests, has no limit.
 SYNC_PER_REQUEST = 64
@@ -96,6 +97,7 @@ class Matcher:
         change: ChangeDetector | None = None,
         min_inliers: int = 0,
         local: LocalSearch | None = None,
+        detail_local: LocalSearch | None = None,
         doubted_fit_inliers: int = 0,
         work_max_side: int | None = None,
         parallel: bool = False,
@@ -110,6 +112,8 @@ class Matcher:
         self._flight = threading.Lock()
         self.work_max_side = work_max_side  # originals are decoded as ingest reduced them (their views' frame)
         self.local = local if (views and reranker and change) else None  # its finds need stage 2 to judge them
+        # the large originals' detail features vote in an index of their own (`_detail_look`)
+        self.detail_local = detail_local if self.local is not None else None
         self.min_inliers = min_inliers
         self.doubted_fit_inliers = doubted_fit_inliers  # a fit under this many needs PSEN's "same" (0: off)
         self.search = search
@@ -284,37 +288,46 @@ class Matcher:
         same = sorted((i for i, p in stage2.psen.items() if p >= SAME_CONTENT), key=lambda i: (i != stage2.choice, -stage2.psen[i]))
         return [outcome.candidates[i].original_id for i in same]
 
-    def sync_votes(self, *, wait: bool = True, limit: int | None = None) -> None:
-        """Bring the local-feature index up to the originals search holds, from what changed since
-        its last complete sync (the whole set only when search's log does not reach back)."""
-        if self.local is None:
-            return
-        changes = self.search.indexed_changes_since(self.local.synced)
-        known = changes.everything if changes.everything is not None else changes.changed
-        if known or changes.everything is not None or changes.version != self.local.synced:
-            self.local.sync(known, self.loader, wait=wait, limit=limit, version=changes.version)
+    def vote_indexes(self) -> list[LocalSearch]:
+        """The local-feature indexes: the working views' and, when kept, the detail features'."""
+        return [v for v in (self.local, self.detail_local) if v is not None]
+
+    def sync_votes(self, *, wait: bool = True, limit: int | None = None, detail: bool = True) -> None:
+        """Bring the local-feature indexes up to the originals search holds, from what changed since
+        their last complete sync (the whole set only when search's log does not reach back).
+        `detail`: the detail features' index too (not from a request: an original registered by
+        another process a moment ago may not have its detail file yet, and computing it costs a
+        decode and a SIFT; the background sync catches that index up)."""
+        for local in self.vote_indexes() if detail else [self.local] if self.local is not None else []:
+            changes = self.search.indexed_changes_since(local.synced)
+            known = changes.everything if changes.everything is not None else changes.changed
+            if known or changes.everything is not None or changes.version != local.synced:
+                local.sync(known, self.loader, wait=wait, limit=limit, version=changes.version)
 
     def votes_behind(self) -> bool:
-        """Whether search holds originals (or lost some) the vote index has not caught up with:
+        """Whether search holds originals (or lost some) a vote index has not caught up with:
         the follower then wakes its sync, outside any request (`RegistryFollower`'s `lagging`, `BackgroundSync`)."""
-        return self.local is not None and self.search.main.version != self.local.synced
+        return any(self.search.main.version != local.synced for local in self.vote_indexes())
 
     def rebuild_votes(self) -> None:
-        """The vote index caught up and built once from every original it holds (`LocalSearch.rebuild`)."""
-        if self.local is not None:
-            self.sync_votes()
-            self.local.rebuild(self.loader)
+        """The vote indexes caught up and built once from every original they hold (`LocalSearch.rebuild`)."""
+        self.sync_votes()
+        for local in self.vote_indexes():
+            local.rebuild(self.loader)
 
     def with_votes(self, query_view: View, outcome: SearchOutcome) -> SearchOutcome:
         """Stage 1 plus the local-feature vote (`matching.local`) when stage 1 has no match: the
         originals the query's SIFT descriptors vote for join the candidates."""
         if self.local is None or outcome.match is not None:
             return outcome
-        self.sync_votes(wait=False, limit=SYNC_PER_REQUEST)
+        self.sync_votes(wait=False, limit=SYNC_PER_REQUEST, detail=False)
         supported = self.local.tally(query_view)
-        found = self.local.additions(supported, {c.original_id for c in outcome.candidates})
+        listed = {c.original_id for c in outcome.candidates}
+        found = self.local.additions(supported, listed)
+        detail = self.detail_local.tally(query_view)[:DETAIL_LOOK] if self.detail_local is not None else []
+        found += [oid for oid in detail if oid not in listed and oid not in found]  # for `_detail_look` alone
         voted = self.search.include(outcome, found) if found else outcome
-        return dataclasses.replace(voted, supported=frozenset(supported))
+        return dataclasses.replace(voted, supported=frozenset(supported), detail_votes=tuple(detail))
 
     def _first_registration(self, outcome: SearchOutcome, stage2: Stage2Result) -> tuple[Original | None, list[Related]]:
         """The re-orderer's choice, unless an earlier registration of the same content looks
@@ -389,6 +402,8 @@ class Matcher:
             result = self._screen(r, query_view, outcome, result)
         if r.policy.closer and not self._aligned(result):
             result = self._closer_look(r, query_view, outcome, result, parallel)
+        if result.choice is None and outcome.detail_votes:
+            result = self._detail_look(r, query_view, outcome, result)
         if self.detail_share > 0 and result.choice is None and result.withdrawn is not None:
             result = self._detail_fit(r, query_view, outcome, result)
         return result
@@ -502,6 +517,38 @@ class Matcher:
         fit = closer_fit(closer, feats, query_view.image.shape, view.image.shape)
         return r.promote(result, query_view, outcome.query_vector, {i: fit[1]}, [view],  # type: ignore[arg-type]
                          self.search.vectors_for([oid]), bar, [oid in outcome.supported], fits=[fit])
+
+    def _detail_look(self, r: Reranker, query_view: View, outcome: SearchOutcome, result: Stage2Result) -> Stage2Result:
+        """With no match yet: the first `DETAIL_LOOK` originals by the vote of the detail features
+        (`CandidateViews.detail`: the SIFT of a large original's kept frame, in an index of their
+        own) are fitted against the query's closer look there, and the one that fits alone with
+        the gate's inliers is promoted by the closer look's rule. A crop of a fifth of a large
+        photo is a few dozen pixels of the working view and of the closer look's 384 px, and ~200
+        px of the kept frame (BENCHMARKS.md, "Details of a large original"). Stored features: one
+        RANSAC a candidate, no decode."""
+        if query_view.closer_source is None:
+            return result
+        assert self.views is not None
+        found: list[tuple[int, CloserFeatures]] = []
+        for oid in outcome.detail_votes[:DETAIL_LOOK]:
+            i = outcome.index_of(oid)
+            try:
+                detail = self.views.detail(oid, self.loader(oid)) if i is not None else None
+            except NotFound:  # deleted since the search
+                continue
+            if i is not None and detail is not None:
+                found.append((i, detail))
+        if not found:
+            return result
+        closer = query_view.closer()
+        assert closer is not None
+        bar = self.min_inliers or MIN_INLIERS
+        counts = closer_counts(closer, [d for _, d in found], bar)
+        fits = [(i, d) for (i, d), n in zip(found, counts, strict=True) if n >= bar]
+        if len(fits) != 1:
+            return result
+        i, detail = fits[0]
+        return self._promote_fitted(r, query_view, outcome, result, i, closer, detail, bar)
 
     def _detail_fit(self, r: Reranker, query_view: View, outcome: SearchOutcome, result: Stage2Result) -> Stage2Result:
         """The choice the gate withdrew, fitted again against its original at the frame ingest kept
