@@ -241,13 +241,18 @@ class Registry:
             self._check_exact_copy(info.sha256)
             summary = self._check_provenance(data, info.mime)
             self._check_signer(summary, publisher_id)
-            prepared = self.indexer.prepare(image) if self.indexer is not None else None  # slow part, outside any lock
+            # slow parts, outside any lock: the view (SIFT, and a large original's detail features:
+            # ~120 ms) on a thread of its own while this one runs the embedding, as batch ingest does
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="view") as pool:
+                view = pool.submit(self.indexer.prepare_view, image) if self.indexer is not None else None
+                prepared = self.indexer.prepare(image) if self.indexer is not None else None
+                prepared_view = view.result() if view is not None else None
             # The duplicate check and the insert see each other: of two publishers sending the
             # same content at once, the second is refused (within this process; replicas: issue 16).
             with self._serial:
                 self._check_exact_copy(info.sha256)
                 derived_from = self._check_duplicates(image, prepared, summary, publisher_id)
-                return self._store(data, info, image, prepared, summary, derived_from, metadata, actor)
+                return self._store(data, info, image, prepared, summary, derived_from, metadata, actor, prepared_view)
         except VerifierError as exc:
             if exc.status in (403, 409):
                 self.store.audit(_event("refused", actor, None, info.sha256,
@@ -255,12 +260,13 @@ class Registry:
             raise
 
     def _store(self, data: bytes, info: ImageInfo, image: Image.Image, prepared: Any, summary: ManifestSummary,
-               derived_from: uuid.UUID | None, metadata: OriginalMetadata | None, actor: _Actor) -> Registration:
+               derived_from: uuid.UUID | None, metadata: OriginalMetadata | None, actor: _Actor,
+               view: Any = None) -> Registration:
         original, event = self._row(info, summary, derived_from, metadata, actor)
-        return self._store_row(original, event, data, image, prepared)
+        return self._store_row(original, event, data, image, prepared, view)
 
     def _store_row(self, original: Original, event: AuditEvent, data: bytes, image: Image.Image,
-                   prepared: Any) -> Registration:
+                   prepared: Any, view: Any = None) -> Registration:
         """Blob, then row + vector + audit in one transaction, then the index (crash-safe order)."""
         indexer = self.indexer
         also = (lambda session: indexer.stage(session, original.id, prepared)) if indexer is not None else None
@@ -279,7 +285,7 @@ class Registry:
                 self.store.unlink_if_unreferenced(original.sha256, original.blob_key)
                 raise
         if indexer is not None:
-            indexer.committed(original.id, image, staged)
+            indexer.committed(original.id, image, staged, view)
         log.info("registered original %s (%s) for publisher %s", original.id, original.sha256[:12], original.publisher_id)
         return Registration(self.store.get(original.id), created=True)
 
@@ -415,7 +421,7 @@ class Registry:
                 self.store.unlink_if_unreferenced(original.sha256, original.blob_key)
                 fresh, event = self._row(c.info, c.summary, original.derived_from, items[c.index][1],
                                          _Actor(original.publisher_id, None))
-                results[c.index] = self._store_row(fresh, event, items[c.index][0], c.image, prep)
+                results[c.index] = self._store_row(fresh, event, items[c.index][0], c.image, prep, c.view)
             return
         except BaseException:
             for _, original, _, _ in rows:
