@@ -57,6 +57,10 @@ FORMAT = "local-v1"
 MIN_VOTES = 4
 
 
+# Descriptors from which the detail features' index is an IVF (the views' index: `LocalFeatureIndex`'s 200,000).
+DETAIL_IVF_FROM = 20_000
+
+
 class LocalSearch:
     def __init__(self, views: CandidateViews, index: LocalFeatureIndex | None = None, *, min_votes: int = MIN_VOTES,
                  max_added: int = 10, ratio: float = 0.7, path: Path | None = None, codes: str = "RaBitQ",
@@ -69,7 +73,10 @@ class LocalSearch:
         self.views = views
         self.detail = detail
         self.path = path
-        self.index = index if index is not None else LocalFeatureIndex(codes=codes, lists_dir=lists_dir, compact_at=compact_at)
+        # the detail index is an IVF from far fewer descriptors: exact, the 146,000 of the families registry's large
+        # originals cost ~350 ms a vote (2 x 2,000 query descriptors against them all)
+        self.index = index if index is not None else LocalFeatureIndex(
+            codes=codes, lists_dir=lists_dir, compact_at=compact_at, **({"ivf_threshold": DETAIL_IVF_FROM} if detail else {}))
         self.min_votes, self.max_added, self.ratio = min_votes, max_added, ratio
         self._key: dict[uuid.UUID, int] = {}
         self._owner: dict[int, uuid.UUID] = {}
