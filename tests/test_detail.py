@@ -3,6 +3,7 @@ said in the whole frame, and, on a real camera photo, crops judged at the scale 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import uuid
 from pathlib import Path
@@ -165,6 +166,8 @@ def test_a_detail_the_working_view_cannot_fit_is_fitted_at_the_frame_ingest_kept
                     publisher, _ = create_publisher(session, "Wire")
                     enroll(session, publisher.id, parse_certificate(signer.chain_pem))
                 service.registry.register(sign_image(encode(photo, quality=95), "image/jpeg", signer), publisher.id)
+            if detail:  # registered without them: computed by the background sync (`test_a_first_start_...`)
+                _caught_up(service)
             out = service.pipeline.verify(buf.getvalue())
             assert out.report["verdict"] == verdict
             s2 = out.evidence.stage2
@@ -203,6 +206,19 @@ def test_a_large_originals_detail_features_are_kept_beside_its_view(tmp_path: Pa
     assert not (tmp_path / f"{oid}.detail").exists() and not (tmp_path / f"{oid}.view").exists()
 
 
+def _caught_up(service, timeout: float = 120):  # type: ignore[no-untyped-def]
+    """The detail features' vote index once the background sync caught it up with search."""
+    import time
+
+    detail_index = service.matcher.detail_local
+    assert detail_index is not None
+    deadline = time.monotonic() + timeout
+    while detail_index.synced != service.search.main.version and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert detail_index.synced == service.search.main.version
+    return detail_index
+
+
 def _mosaic() -> Image.Image:
     """A 1,024 x 1,024 original of four real photos at their own resolution: a large photo's
     detail, where its 256-px working view keeps a quarter of the pixels."""
@@ -220,7 +236,6 @@ def test_a_small_crop_of_a_large_original_is_found_by_its_detail_features(settin
     is "not registered" (the working view keeps 38 px of it). The closer look, which fits stage 1's
     first three candidates at 384 px, is off: here they are the whole registry, in a newsroom's the
     original of such a crop is rarely among them (BENCHMARKS.md, "Details of a large original")."""
-    import dataclasses
 
     from manifests.signing import sign_image
     from tests.helpers import encode
@@ -254,5 +269,83 @@ def test_a_small_crop_of_a_large_original_is_found_by_its_detail_features(settin
             assert report["manipulation"]["original_shown"] == pytest.approx((150 / 1024) ** 2, rel=0.3)
         else:
             assert report["verdict"] == "no_match"
+    finally:
+        service.close()
+
+
+def test_a_first_start_with_detail_features_catches_them_up_in_the_background(settings, embedder, signer, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    """The upgrade that brings detail features: originals registered before have no `.detail` file,
+    and computing one costs a decode and a SIFT (~0.15 s; 25 min for 10,000 large originals). The
+    first start leaves that to the background sync, a chunk at a time, not start-up; once it caught
+    up, the crop only the detail features find is found."""
+    import logging
+    import threading
+
+    import verifier.service as service_module
+    from manifests.signing import sign_image
+    from tests.helpers import encode
+    from verifier.service import Service
+    from verifier.storage.accounts import create_publisher
+    from verifier.storage.signers import enroll, parse_certificate
+
+    big = _mosaic()
+    chelsea = Image.fromarray(skdata.chelsea()).resize((1024, 681), Image.BICUBIC)
+    before = Service.open(settings.model_copy(update={"local_detail_features": 0}), embedder=embedder)
+    try:
+        with before.db.session() as session:
+            publisher, _ = create_publisher(session, "Wire")
+            enroll(session, publisher.id, parse_certificate(signer.chain_pem))
+        done = before.registry.register_batch(
+            [(sign_image(encode(img, quality=95), "image/jpeg", signer), None)
+             for img in (big, chelsea, Image.fromarray(skdata.colorwheel()))], publisher.id)
+        big_id = done[0].original.id  # type: ignore[union-attr]
+    finally:
+        before.close()
+    assert not list(settings.views_dir.glob("*.detail"))
+
+    computed: list[str] = []
+    detail_of = CandidateViews.detail_of
+
+    def recording(self: CandidateViews, img: Image.Image):  # type: ignore[no-untyped-def]
+        computed.append(threading.current_thread().name)
+        return detail_of(self, img)
+
+    monkeypatch.setattr(CandidateViews, "detail_of", recording)
+    monkeypatch.setattr(service_module, "DETAIL_SYNC_CHUNK", 1)
+    caplog.set_level(logging.INFO, logger="verifier.matching.matcher")
+    service = Service.open(settings, embedder=embedder)
+    try:
+        assert "MainThread" not in computed  # start-up computed none
+        assert len(_caught_up(service)) == 3
+        assert sorted(computed) == ["vote-sync", "vote-sync"]  # the two large originals', once each
+        assert {p.stem for p in settings.views_dir.glob("*.detail")} == {str(big_id), str(done[1].original.id)}  # type: ignore[union-attr]
+        assert sum("catching up" in r.getMessage() for r in caplog.records) >= 2  # a chunk of one at a time
+        reranker = service.matcher.reranker
+        assert reranker is not None
+        reranker.policy = dataclasses.replace(reranker.policy, closer=0)  # as the crop test above: the detail look alone
+        crop = big.crop((40, 300, 190, 450)).resize((640, 640), Image.LANCZOS)
+        report = service.pipeline.verify(encode(crop, quality=85)).report
+        assert report["verdict"] == "match_benign" and report["match"]["original_id"] == str(big_id)
+    finally:
+        service.close()
+    # a start without the saved index but with the files (a restart after a lost disk of indexes): start-up reads them
+    saved = list(settings.data_dir.rglob("local-detail.npz"))
+    assert len(saved) == 1
+    saved[0].unlink()
+    read: list[tuple[str, bool]] = []
+    detail = CandidateViews.detail
+
+    def reading(self: CandidateViews, original_id: uuid.UUID, load, *, compute: bool = True):  # type: ignore[no-untyped-def]
+        found = detail(self, original_id, load, compute=compute)
+        read.append((threading.current_thread().name, found is not None))
+        return found
+
+    monkeypatch.setattr(CandidateViews, "detail", reading)
+    service = Service.open(settings, embedder=embedder)
+    try:
+        detail_index = service.matcher.detail_local
+        assert detail_index is not None and len(detail_index) == 3 and detail_index.synced == service.search.main.version
+        assert read.count(("MainThread", True)) == 2  # the two large originals' files, read by start-up
+        assert sorted(computed) == ["vote-sync", "vote-sync"]  # none computed again
     finally:
         service.close()

@@ -412,7 +412,7 @@ def test_the_vote_index_is_saved_loaded_and_caught_up(settings: Settings, embedd
 
     reads: list[object] = []
     original = LocalSearch._descriptors
-    LocalSearch._descriptors = lambda self, oids, loader: reads.extend(oids) or original(self, oids, loader)  # type: ignore[method-assign]
+    LocalSearch._descriptors = lambda self, oids, loader, left=None: reads.extend(oids) or original(self, oids, loader, left)  # type: ignore[method-assign]
     try:
         service = Service.open(settings, embedder=embedder)
         try:
@@ -534,7 +534,7 @@ def test_the_service_keeps_the_vote_lists_on_disk(settings: Settings, embedder: 
     reads: list[object] = []
     original = local_module.LocalSearch._descriptors
     monkeypatch.setattr(local_module.LocalSearch, "_descriptors",
-                        lambda self, oids, loader: reads.extend(oids) or original(self, oids, loader))
+                        lambda self, oids, loader, left=None: reads.extend(oids) or original(self, oids, loader, left))
     service = Service.open(ondisk, embedder=embedder)
     try:
         service.stop_following()

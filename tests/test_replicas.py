@@ -99,11 +99,11 @@ def test_a_vote_index_build_does_not_hold_back_following_the_registry(
     release, entered = threading.Event(), threading.Event()
     real = LocalSearch.sync
 
-    def slow(self, known, loader, *, wait=True, limit=None, version=None):  # type: ignore[no-untyped-def]
+    def slow(self, known, loader, *, limit=None, **kw):  # type: ignore[no-untyped-def]
         if limit is None and threading.current_thread() is not threading.main_thread():  # a background sync
             entered.set()
             release.wait(60)
-        return real(self, known, loader, wait=wait, limit=limit, version=version)
+        return real(self, known, loader, limit=limit, **kw)
 
     monkeypatch.setattr(LocalSearch, "sync", slow)
     settings = Settings(data_dir=tmp_path / "shared", database_url=database_url)

@@ -16,7 +16,7 @@ from verifier.matching.follower import BackgroundSync, RegistryFollower
 from verifier.matching.indexer import SearchIndexer
 from verifier.matching.local import LocalSearch
 from verifier.matching.marks import SUGGESTIONS_JOB, MarkSet, suggestions_result
-from verifier.matching.matcher import Matcher
+from verifier.matching.matcher import DETAIL_SYNC_CHUNK, Matcher
 from verifier.matching.search import ImageOf, ProvenanceSearch, Stage1Vectors
 from verifier.matching.views import CandidateViews
 from verifier.registry import Registry
@@ -112,7 +112,8 @@ class Service:
                               work_max_side=settings.work_max_side, parallel=settings.parallel_stages,
                               marks=marks, detail_share=settings.stage3_detail_share)
             registry = Registry(settings, originals, SearchIndexer(search, views, matcher))
-            votes = BackgroundSync(matcher.sync_votes, "vote-sync") if local is not None else None
+            votes = BackgroundSync(partial(matcher.sync_votes, detail_limit=DETAIL_SYNC_CHUNK), "vote-sync") \
+                if local is not None else None
             follower = RegistryFollower(db, search, views, settings.follow_interval_s,
                                         on_change=votes.poke if votes is not None else None,
                                         lagging=matcher.votes_behind if local is not None else None)
@@ -120,7 +121,10 @@ class Service:
             search.load(working_images(originals, settings))
             for index in matcher.vote_indexes():  # loaded and caught up now, not inside the first request that needs it
                 index.load()
-            matcher.sync_votes()  # from here on a vote applies only what changed since
+            # from here on a vote applies only what changed since; the detail index takes the detail features on disk,
+            # and leaves those to compute (a first start after they came: every large original's, ~0.15 s each) to
+            # the background sync when there is one
+            matcher.sync_votes(detail_stored=settings.follow_registry)
             for index in matcher.vote_indexes():
                 index.save()
             keys = KeyRing(settings.keys_dir, settings.report_signing_key_file)
@@ -141,6 +145,7 @@ class Service:
             if votes is not None:
                 service.votes = votes
                 votes.start()
+                votes.poke()  # the detail index's catch-up (`sync_votes`' `detail_limit`)
             service.follower = follower
             follower.start(after)
         return service

@@ -39,7 +39,7 @@ from PIL import Image
 from index import LocalFeatureIndex
 from verifier.errors import NotFound
 from verifier.fsutil import atomic_write
-from verifier.matching.views import CandidateViews
+from verifier.matching.views import CandidateViews, DetailNotKept
 from verifier.simprov.align import SiftFeatures
 from verifier.simprov.pairs import View
 
@@ -100,7 +100,8 @@ class LocalSearch:
             return original_id in self._key
 
     def sync(self, known: set[uuid.UUID] | dict[uuid.UUID, bool], loader: Loader, *, wait: bool = True,
-             limit: int | None = None, version: int | None = None) -> tuple[int, int]:
+             limit: int | None = None, version: int | None = None, grow: bool | None = None,
+             stored_only: bool = False) -> tuple[int, int]:
         """Hold exactly the originals in `known` (those stage 1 can return), or, given a dict, apply
         those changes (original -> held now: `ModelIndex.changes_since`, no pass over all); (added,
         removed).
@@ -109,19 +110,24 @@ class LocalSearch:
         it adds (each costs a view read): the vote uses what is held, the rest comes later.
         `version` (search's, read before `known`) is recorded once nothing is left to add.
         Only a sync without a `limit` (start-up's, the background one the follower wakes) rebuilds an IVF the registry
-        has outgrown (`LocalFeatureIndex.outgrown`: a minute at 4,000 originals), never a request."""
+        has outgrown (`LocalFeatureIndex.outgrown`: a minute at 4,000 originals), never a request; `grow=True` lets
+        a limited one (the background catch-up of the detail index, a chunk at a time) rebuild too.
+        `stored_only`: the detail index takes only originals whose detail features are on disk (start-up's: the others,
+        each a decode and a SIFT, are left to the background sync; `version` is then not recorded)."""
         if not self._sync.acquire(blocking=wait):
             return 0, 0
         try:
-            added, removed = self._sync_locked(known, loader, limit)
-            if version is not None and (limit is None or added < limit):
+            added, removed, left = self._sync_locked(known, loader, limit, limit is None if grow is None else grow,
+                                                     stored_only)
+            if version is not None and (limit is None or added < limit) and not left:
                 self.synced = version
             return added, removed
         finally:
             self._sync.release()
 
     def _sync_locked(self, known: set[uuid.UUID] | dict[uuid.UUID, bool], loader: Loader,
-                     limit: int | None) -> tuple[int, int]:
+                     limit: int | None, grow: bool, stored_only: bool) -> tuple[int, int, int]:
+        """(added, removed, left: originals `stored_only` passed over)."""
         with self._lock:
             if isinstance(known, dict):
                 missing = [oid for oid, held in known.items() if held and oid not in self._key][:limit]
@@ -137,8 +143,9 @@ class LocalSearch:
             self.index.remove(key)
         if not missing:
             self._compact()
-            return 0, len(gone)
-        found = self._descriptors(sorted(missing, key=str), loader)
+            return 0, len(gone), 0
+        left: list[uuid.UUID] = []
+        found = self._descriptors(sorted(missing, key=str), loader, left if stored_only else None)
         with self._lock:
             keyed = []
             for oid, d in found:
@@ -148,12 +155,12 @@ class LocalSearch:
                 self._next += 1
             self._dirty = True
         adding = sum(len(d) for _, d in keyed)
-        if self.index.wants_build(adding) or (limit is None and self.index.outgrown(adding)):
+        if self.index.wants_build(adding) or (grow and self.index.outgrown(adding)):
             self._build(keyed, loader)
         else:
             self.index.add_new(keyed)  # keys are never reused: nothing to replace
         self._compact()
-        return len(found), len(gone)
+        return len(found), len(gone), len(left)
 
     def rebuild(self, loader: Loader) -> None:
         """One build from every original held (their descriptors read again from the views): the
@@ -244,17 +251,24 @@ class LocalSearch:
         self.index.prune_files()  # left by a compaction or build that stopped before its save
         return True
 
-    def _descriptors(self, ids: list[uuid.UUID], loader: Loader) -> list[tuple[uuid.UUID, np.ndarray]]:
+    def _descriptors(self, ids: list[uuid.UUID], loader: Loader,
+                     left: list[uuid.UUID] | None = None) -> list[tuple[uuid.UUID, np.ndarray]]:
+        """Each original's descriptors; given `left`, a detail index reads only stored detail
+        features, and the originals without them go there."""
         out = []
         for oid in ids:
             try:
                 if self.detail:  # a small original is held with none: not read again at each sync
-                    found = self.views.detail(oid, loader(oid))
+                    found = self.views.detail(oid, loader(oid), compute=left is None)
                     features = found.features if found is not None else SiftFeatures(np.zeros((0, 2), np.float32),
                                                                                      np.zeros((0, 128), np.float32))
                 else:
                     features, _ = self.views.features(oid, loader(oid))
             except NotFound:  # deleted meanwhile: the next sync drops it
+                continue
+            except DetailNotKept:
+                assert left is not None
+                left.append(oid)
                 continue
             out.append((oid, np.clip(features.descriptors, 0, 255).astype(np.uint8)))  # as the views store them; 1/4 the memory
         return out

@@ -12,6 +12,7 @@ into a verdict is verification's job.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 import uuid
@@ -49,6 +50,8 @@ from verifier.simprov.rerank import Reranker, Stage2Result
 from verifier.storage.models import Original
 from verifier.storage.originals import OriginalStore
 
+log = logging.getLogger(__name__)
+
 # PSEN's P(same image) from which another candidate counts as the same content.
 SAME_CONTENT = 0.5
 # Originals whose stage-1 scores for the query are this close look the same to it: the first
@@ -67,6 +70,10 @@ DETAIL_LOOK = 2  # originals first by votes fitted at their kept frame (`_detail
 # Originals a request adds to the local-feature index before voting (a view read each, ~2.5 ms);
 # the background sync the follower wakes, outside requests, has no limit.
 SYNC_PER_REQUEST = 64
+# Originals the background sync adds to the detail features' index per wake: one whose detail file is missing
+# (registered before they were kept) costs a decode and a SIFT (~0.15 s), so a first start after that upgrade
+# catches up a chunk at a time, outside start-up and without holding back the views' index (`Service.open`).
+DETAIL_SYNC_CHUNK = 64
 
 
 class Stopwatch:
@@ -292,17 +299,33 @@ class Matcher:
         """The local-feature indexes: the working views' and, when kept, the detail features'."""
         return [v for v in (self.local, self.detail_local) if v is not None]
 
-    def sync_votes(self, *, wait: bool = True, limit: int | None = None, detail: bool = True) -> None:
+    def sync_votes(self, *, wait: bool = True, limit: int | None = None, detail: bool = True,
+                   detail_limit: int | None = None, detail_stored: bool = False) -> None:
         """Bring the local-feature indexes up to the originals search holds, from what changed since
         their last complete sync (the whole set only when search's log does not reach back).
         `detail`: the detail features' index too (not from a request: an original registered by
         another process a moment ago may not have its detail file yet, and computing it costs a
-        decode and a SIFT; the background sync catches that index up)."""
-        for local in self.vote_indexes() if detail else [self.local] if self.local is not None else []:
-            changes = self.search.indexed_changes_since(local.synced)
-            known = changes.everything if changes.everything is not None else changes.changed
-            if known or changes.everything is not None or changes.version != local.synced:
-                local.sync(known, self.loader, wait=wait, limit=limit, version=changes.version)
+        decode and a SIFT; the background sync catches that index up). `detail_limit`: that index
+        takes at most so many originals now (the background sync's chunk, `DETAIL_SYNC_CHUNK`: the
+        rest at its next wake, `votes_behind` being true). `detail_stored`: that index takes only
+        originals whose detail features are on disk (start-up's, when a background sync computes the
+        rest: after the upgrade that brought them, every large original's, ~0.15 s each)."""
+        if self.local is not None:
+            self._sync_one(self.local, wait=wait, limit=limit)
+        if detail and self.detail_local is not None:
+            before = len(self.detail_local)
+            self._sync_one(self.detail_local, wait=wait, limit=detail_limit, grow=True, stored_only=detail_stored)
+            if detail_limit is not None and self.detail_local.synced != self.search.main.version:
+                log.info("detail features' vote index: %d originals held, catching up (%d more now)",
+                         len(self.detail_local), len(self.detail_local) - before)
+
+    def _sync_one(self, local: LocalSearch, *, wait: bool, limit: int | None, grow: bool | None = None,
+                  stored_only: bool = False) -> None:
+        changes = self.search.indexed_changes_since(local.synced)
+        known = changes.everything if changes.everything is not None else changes.changed
+        if known or changes.everything is not None or changes.version != local.synced:
+            local.sync(known, self.loader, wait=wait, limit=limit, version=changes.version, grow=grow,
+                       stored_only=stored_only)
 
     def votes_behind(self) -> bool:
         """Whether search holds originals (or lost some) a vote index has not caught up with:

@@ -116,6 +116,10 @@ def _decode_detail(data: bytes) -> CloserFeatures:
     return CloserFeatures(_features(data, n, DETAIL_HEADER.size), (h, w))
 
 
+class DetailNotKept(LookupError):
+    """A large original's detail features are not on disk (`CandidateViews.detail` told not to compute them)."""
+
+
 class CandidateViews:
     def __init__(self, directory: Path, capacity: int = 512, store: ViewsStore = "full", detail_features: int = 0) -> None:
         self.directory = directory
@@ -135,13 +139,15 @@ class CandidateViews:
     def _detail_path(self, original_id: uuid.UUID) -> Path:
         return self.directory / f"{original_id}.detail"
 
-    def detail(self, original_id: uuid.UUID, load_original: Callable[[], Image.Image]) -> CloserFeatures | None:
+    def detail(self, original_id: uuid.UUID, load_original: Callable[[], Image.Image], *,
+               compute: bool = True) -> CloserFeatures | None:
         """The SIFT of the frame ingest kept (its `detail_features` strongest keypoints) of an
         original whose frame is at least `DETAIL_SIDE`; None for a smaller one or with the setting
         at 0. A crop of a fifth of a large photo is a box a few dozen pixels wide in the 256-px
         working view, whose keypoints neither vote nor fit for it; in the kept frame it is ~200 px
         (BENCHMARKS.md, "Details of a large original"). Kept in `<id>.detail` beside the view
-        (derived data: recomputed from the original when missing or unreadable)."""
+        (derived data: recomputed from the original when missing or unreadable; with `compute`
+        False, `DetailNotKept` instead)."""
         if not self.detail_features or max(self.frame_size(original_id, load_original)) < DETAIL_SIDE:
             return None
         path = self._detail_path(original_id)
@@ -151,6 +157,8 @@ class CandidateViews:
             pass
         except (OSError, ValueError) as exc:
             log.warning("detail features %s unreadable (%s); recomputing", path.name, exc)
+        if not compute:
+            raise DetailNotKept(original_id)
         found = self.detail_of(load_original())
         if found is not None:
             self.put_detail(original_id, found)
