@@ -349,3 +349,34 @@ def test_a_first_start_with_detail_features_catches_them_up_in_the_background(se
         assert sorted(computed) == ["vote-sync", "vote-sync"]  # none computed again
     finally:
         service.close()
+
+
+def test_the_withdrawn_choice_is_fitted_on_its_stored_detail_features_without_a_decode(service, signer, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`Matcher._detail_fit`'s features of a large original's kept frame: its `.detail` file when
+    there is one (no decode, no SIFT), else computed from the stored original."""
+    from manifests.signing import sign_image
+    from tests.helpers import encode
+    from verifier.storage.accounts import create_publisher
+    from verifier.storage.signers import enroll, parse_certificate
+
+    with service.db.session() as session:
+        publisher, _ = create_publisher(session, "Wire")
+        enroll(session, publisher.id, parse_certificate(signer.chain_pem))
+    big = _mosaic()
+    oid = service.registry.register(sign_image(encode(big, quality=95), "image/jpeg", signer), publisher.id).original.id
+    service.stop_following()  # no background sync reading (or, once deleted, rewriting) the file meanwhile
+    matcher = service.matcher
+    original = matcher.originals.get(oid)
+    stored = matcher.views.detail(oid, lambda: big)
+    assert stored is not None and len(stored.features.points) == 1000
+    decodes: list[uuid.UUID] = []
+    image = matcher.originals.image
+    monkeypatch.setattr(matcher.originals, "image", lambda o, side=None: decodes.append(o.id) or image(o, side))
+    found = matcher._kept_frame_features(original)
+    assert found is not None and not decodes
+    assert np.array_equal(found.features.descriptors, stored.features.descriptors) and found.shape == stored.shape
+    (kept := matcher.views.directory / f"{oid}.detail").unlink()
+    computed = matcher._kept_frame_features(original)
+    assert decodes == [oid] and computed is not None and computed.shape == stored.shape
+    assert len(computed.features.points) > 1000  # the fit's own 2,000
+    assert not kept.exists()  # not written by a request's fit: the background sync keeps the files

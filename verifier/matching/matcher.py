@@ -29,7 +29,7 @@ from verifier.matching.evidence import Evidence, ModelInfo, Related, SearchOutco
 from verifier.matching.local import LocalSearch
 from verifier.matching.marks import FoundMark, MarkSet
 from verifier.matching.search import ProvenanceSearch, Stage1Vectors
-from verifier.matching.views import CandidateViews
+from verifier.matching.views import CandidateViews, DetailNotKept
 from verifier.simprov import catalog
 from verifier.simprov.align import (
     CLOSER_SIDE,
@@ -579,8 +579,8 @@ class Matcher:
         "same": a detail cropped from a 12 MP photo is a box of the 256-px working view a few dozen
         pixels wide and of the closer look's 384 px little more, and kept 0-7 inliers there while
         the re-orderer chose its original and PSEN called it the same (BENCHMARKS.md, "Crops of a
-        large original"). One decode and one SIFT (~100 ms), for such a query only; it is promoted
-        by the closer look's rule."""
+        large original"). Its stored detail features when kept (one RANSAC), else one decode and one
+        SIFT (~100 ms), for such a query only; it is promoted by the closer look's rule."""
         i = result.withdrawn
         assert i is not None
         if query_view.closer_source is None or result.psen.get(i, 0.0) < r.policy.closer_min_psen:
@@ -588,16 +588,28 @@ class Matcher:
         original = self._original(outcome.candidates[i].original_id)
         if original is None or max(original.width, original.height) < DETAIL_FIT_SIDE:
             return result
-        image = self.originals.image(original, self.work_max_side)
-        if max(image.size) < DETAIL_FIT_SIDE:
+        feats = self._kept_frame_features(original)
+        if feats is None:
             return result
-        feats = closer_features(image, max(image.size))
         closer = query_view.closer()
         assert closer is not None
         bar = self.min_inliers or MIN_INLIERS
         if closer_counts(closer, [feats], bar)[0] < bar:
             return result
         return self._promote_fitted(r, query_view, outcome, result, i, closer, feats, bar)
+
+    def _kept_frame_features(self, original: Original) -> CloserFeatures | None:
+        """SIFT of the frame ingest kept, when at least `DETAIL_FIT_SIDE`: its stored detail
+        features (`CandidateViews.detail`, no decode) or, without them, computed (~100 ms)."""
+        if self.views is not None:
+            try:
+                stored = self.views.detail(original.id, self.loader(original.id), compute=False)
+            except DetailNotKept:
+                stored = None
+            if stored is not None:
+                return stored
+        image = self.originals.image(original, self.work_max_side)
+        return closer_features(image, max(image.size)) if max(image.size) >= DETAIL_FIT_SIDE else None
 
     def _closer_features(self, original_id: uuid.UUID) -> CloserFeatures:
         """An original's SIFT at the closer look's size, from its stored bytes (a JPEG decoded at a
