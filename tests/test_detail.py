@@ -380,3 +380,31 @@ def test_the_withdrawn_choice_is_fitted_on_its_stored_detail_features_without_a_
     assert decodes == [oid] and computed is not None and computed.shape == stored.shape
     assert len(computed.features.points) > 1000  # the fit's own 2,000
     assert not kept.exists()  # not written by a request's fit: the background sync keeps the files
+
+
+def test_an_original_that_no_longer_decodes_votes_without_detail_features_and_holds_back_no_other(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    """The background sync computes missing detail files a chunk at a time: one stored original
+    that fails to decode is held without them (logged), and the others of its chunk are held with
+    theirs; the sync completes."""
+    from verifier.matching.local import LocalSearch
+
+    views = CandidateViews(tmp_path, detail_features=1000)
+    good, bad = _large(), _mosaic()
+    ids = sorted([uuid.uuid4(), uuid.uuid4()], key=str)  # the bad one first: the chunk's order
+    for oid, img in zip(ids, (bad, good), strict=True):
+        views.put(oid, img)
+
+    def loader(oid: uuid.UUID):  # type: ignore[no-untyped-def]
+        def load() -> Image.Image:
+            if oid == ids[0]:
+                raise OSError("truncated blob")
+            return good
+        return load
+
+    index = LocalSearch(views, detail=True)
+    index.sync(set(ids), loader, version=7)
+    assert index.synced == 7 and len(index) == 2
+    assert ids[0] in index and ids[1] in index  # both held, the bad one with none
+    assert len(index.index) == len(views.detail(ids[1], lambda: good).features.descriptors)  # type: ignore[union-attr]
+    assert any("truncated blob" in r.getMessage() for r in caplog.records)
+    assert not (tmp_path / f"{ids[0]}.detail").exists()  # not written: computed again at the next rebuild

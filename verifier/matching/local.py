@@ -37,10 +37,10 @@ import numpy as np
 from PIL import Image
 
 from index import LocalFeatureIndex
-from verifier.errors import NotFound
+from verifier.errors import NotFound, VerifierError
 from verifier.fsutil import atomic_write
 from verifier.matching.views import CandidateViews, DetailNotKept
-from verifier.simprov.align import SiftFeatures
+from verifier.simprov.align import CloserFeatures, SiftFeatures
 from verifier.simprov.pairs import View
 
 log = logging.getLogger(__name__)
@@ -259,7 +259,7 @@ class LocalSearch:
         for oid in ids:
             try:
                 if self.detail:  # a small original is held with none: not read again at each sync
-                    found = self.views.detail(oid, loader(oid), compute=left is None)
+                    found = self._detail(oid, loader, compute=left is None)
                     features = found.features if found is not None else SiftFeatures(np.zeros((0, 2), np.float32),
                                                                                      np.zeros((0, 128), np.float32))
                 else:
@@ -272,6 +272,18 @@ class LocalSearch:
                 continue
             out.append((oid, np.clip(features.descriptors, 0, 255).astype(np.uint8)))  # as the views store them; 1/4 the memory
         return out
+
+    def _detail(self, oid: uuid.UUID, loader: Loader, compute: bool) -> CloserFeatures | None:
+        """`CandidateViews.detail`, except that an original whose stored bytes no longer decode is
+        held without detail features (logged): computed a chunk at a time in the background, one
+        such original would otherwise fail every chunk and hold back all after it."""
+        try:
+            return self.views.detail(oid, loader(oid), compute=compute)
+        except (NotFound, DetailNotKept):
+            raise
+        except (OSError, ValueError, VerifierError) as exc:
+            log.warning("detail features of original %s not computed (%s); it votes without them", oid, exc)
+            return None
 
     def tally(self, query: View) -> list[uuid.UUID]:
         """Every original with at least `min_votes`, most votes first. The mirrored query votes
