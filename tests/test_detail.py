@@ -408,3 +408,45 @@ def test_an_original_that_no_longer_decodes_votes_without_detail_features_and_ho
     assert len(index.index) == len(views.detail(ids[1], lambda: good).features.descriptors)  # type: ignore[union-attr]
     assert any("truncated blob" in r.getMessage() for r in caplog.records)
     assert not (tmp_path / f"{ids[0]}.detail").exists()  # not written: computed again at the next rebuild
+
+
+def test_an_operator_computes_the_detail_features_before_the_switch(settings, database_url, embedder, signer, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`verifier index detail-features`: after the upgrade that brought them, the large originals'
+    files computed and the detail vote index built and saved by a command, so that the next start
+    reads that index and computes nothing."""
+    import threading
+
+    from manifests.signing import sign_image
+    from tests.helpers import encode
+    from verifier.cli import main
+    from verifier.service import Service
+    from verifier.storage.accounts import create_publisher
+    from verifier.storage.signers import enroll, parse_certificate
+
+    big = _mosaic()
+    before = Service.open(settings.model_copy(update={"local_detail_features": 0}), embedder=embedder)
+    try:
+        with before.db.session() as session:
+            publisher, _ = create_publisher(session, "Wire")
+            enroll(session, publisher.id, parse_certificate(signer.chain_pem))
+        done = before.registry.register_batch([(sign_image(encode(img, quality=95), "image/jpeg", signer), None)
+                                               for img in (big, Image.fromarray(skdata.colorwheel()))], publisher.id)
+        big_id = done[0].original.id  # type: ignore[union-attr]
+    finally:
+        before.close()
+    monkeypatch.setenv("VERIFIER_DATABASE_URL", database_url)
+    assert main(["--data-dir", str(settings.data_dir), "index", "detail-features"]) == 0
+    assert "1 large originals of 2 with detail features" in capsys.readouterr().out
+    assert {p.stem for p in settings.views_dir.glob("*.detail")} == {str(big_id)}
+    assert (settings.index_dir / "local-detail.npz").exists()
+
+    computed: list[str] = []
+    detail_of = CandidateViews.detail_of
+    monkeypatch.setattr(CandidateViews, "detail_of",
+                        lambda self, img: computed.append(threading.current_thread().name) or detail_of(self, img))
+    service = Service.open(settings, embedder=embedder)
+    try:
+        index = service.matcher.detail_local
+        assert index is not None and len(index) == 2 and index.synced == service.search.main.version and not computed
+    finally:
+        service.close()

@@ -48,6 +48,8 @@ def cmd_db(args: argparse.Namespace) -> int:
 def cmd_index(args: argparse.Namespace) -> int:
     if args.index_command == "upgrade-views":
         return _upgrade_views(args)
+    if args.index_command == "detail-features":
+        return _detail_features(args)
     service = open_service(args)
     try:
         n = service.rebuild_search(reembed=args.reembed)
@@ -71,6 +73,48 @@ def _upgrade_views(args: argparse.Namespace) -> int:
     return 0
 
 
+def _detail_features(args: argparse.Namespace) -> int:
+    """The upgrade that brought detail features, done before the switch: every large original's file computed
+    here (two threads, a progress bar), then the detail vote index built from them and saved, so that the next
+    start reads it instead of the background sync computing them ~0.13 s an original while requests come in."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
+    from verifier.errors import VerifierError
+    from verifier.matching.views import CandidateViews
+    from verifier.service import Service
+
+    settings = settings_from(args)
+    if not (settings.local_votes and settings.local_detail_features):
+        print("detail features are off (VERIFIER_LOCAL_DETAIL_FEATURES, VERIFIER_LOCAL_VOTES): nothing to do")
+        return 0
+    quiet = settings.model_copy(update={"follow_registry": False, "run_jobs": False})
+    service = Service.open(quiet.model_copy(update={"local_detail_features": 0}))  # builds no detail index
+    failed: list[str] = []
+    try:
+        views = CandidateViews(settings.views_dir, capacity=0, store=settings.views_store,
+                               detail_features=settings.local_detail_features)
+        ids = sorted(service.search.indexed_originals(), key=str)
+
+        def one(oid: Any) -> bool:
+            try:
+                return views.detail(oid, service.matcher.loader(oid)) is not None
+            except (OSError, ValueError, VerifierError) as exc:  # deleted meanwhile, or no longer decodes
+                failed.append(f"{oid}: {exc}")
+                return False
+
+        with ThreadPoolExecutor(2) as pool:
+            large = sum(tqdm(pool.map(one, ids), total=len(ids), desc="detail features", unit="original"))
+    finally:
+        service.close()
+    Service.open(quiet).close()  # start-up reads the files, builds the detail vote index and saves it
+    for line in failed:
+        print(f"not computed: {line}")
+    print(f"{large} large originals of {len(ids)} with detail features; the detail vote index built and saved")
+    return 0
+
+
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the HTTP API (embedded PostgreSQL unless VERIFIER_DATABASE_URL is set)")
     p.add_argument("--host")
@@ -91,4 +135,6 @@ def add_parsers(sub: Any) -> None:
     q = xs.add_parser("rebuild", help="rebuild the FAISS index from the vectors in PostgreSQL")
     q.add_argument("--reembed", action="store_true", help="recompute every vector from the stored originals first")
     xs.add_parser("upgrade-views", help="rewrite stage 2-3 view files of an older format (v2 .npz) as v3")
+    xs.add_parser("detail-features", help="compute the large originals' missing detail features and build their vote "
+                  "index (after the upgrade that brought them; otherwise the service's background sync does it)")
     p.set_defaults(func=cmd_index)
