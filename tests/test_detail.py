@@ -356,6 +356,7 @@ def test_the_withdrawn_choice_is_fitted_on_its_stored_detail_features_without_a_
     there is one (no decode, no SIFT), else computed from the stored original."""
     from manifests.signing import sign_image
     from tests.helpers import encode
+    from verifier.errors import NotFound
     from verifier.storage.accounts import create_publisher
     from verifier.storage.signers import enroll, parse_certificate
 
@@ -380,6 +381,8 @@ def test_the_withdrawn_choice_is_fitted_on_its_stored_detail_features_without_a_
     assert decodes == [oid] and computed is not None and computed.shape == stored.shape
     assert len(computed.features.points) > 1000  # the fit's own 2,000
     assert not kept.exists()  # not written by a request's fit: the background sync keeps the files
+    monkeypatch.setattr(matcher.originals, "image", lambda o, side=None: (_ for _ in ()).throw(NotFound("original")))
+    assert matcher._kept_frame_features(original) is None  # deleted since the search: no fit, no error
 
 
 def test_an_original_that_no_longer_decodes_votes_without_detail_features_and_holds_back_no_other(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]

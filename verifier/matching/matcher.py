@@ -600,15 +600,19 @@ class Matcher:
 
     def _kept_frame_features(self, original: Original) -> CloserFeatures | None:
         """SIFT of the frame ingest kept, when at least `DETAIL_FIT_SIDE`: its stored detail
-        features (`CandidateViews.detail`, no decode) or, without them, computed (~100 ms)."""
-        if self.views is not None:
-            try:
-                stored = self.views.detail(original.id, self.loader(original.id), compute=False)
-            except DetailNotKept:
-                stored = None
-            if stored is not None:
-                return stored
-        image = self.originals.image(original, self.work_max_side)
+        features (`CandidateViews.detail`, no decode) or, without them, computed (~100 ms); None
+        when the original was deleted since the search."""
+        try:
+            if self.views is not None:
+                try:
+                    stored = self.views.detail(original.id, self.loader(original.id), compute=False)
+                except DetailNotKept:
+                    stored = None
+                if stored is not None:
+                    return stored
+            image = self.originals.image(original, self.work_max_side)
+        except NotFound:
+            return None
         return closer_features(image, max(image.size)) if max(image.size) >= DETAIL_FIT_SIDE else None
 
     def _closer_features(self, original_id: uuid.UUID) -> CloserFeatures:
