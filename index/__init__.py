@@ -11,7 +11,8 @@ from index.vector_index import (
     SearchHit,
     VectorIndex,
     build_ivfpq,
+    from_factory,
     lists_on_disk,
 )
 
-__all__ = ["IVF_THRESHOLD", "LocalFeatureIndex", "SearchHit", "VectorIndex", "build_ivfpq", "lists_on_disk"]
+__all__ = ["IVF_THRESHOLD", "LocalFeatureIndex", "SearchHit", "VectorIndex", "build_ivfpq", "from_factory", "lists_on_disk"]

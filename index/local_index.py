@@ -43,7 +43,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from index.vector_index import fsync_path, lists_on_disk
+from index.vector_index import from_factory, fsync_path, lists_on_disk
 
 DIM = 128
 KEY_STRIDE = 4096  # more than the SIFT features kept per image (2,000)
@@ -375,7 +375,7 @@ class LocalFeatureIndex:
     def _empty(self, sample: np.ndarray, total: int) -> faiss.Index:
         if total < self.ivf_threshold:
             return faiss.IndexIDMap2(faiss.IndexFlatL2(DIM))
-        index = faiss.index_factory(DIM, f"IVF{_nlist(total)}_HNSW32,{self.codes}", faiss.METRIC_L2)
+        index = from_factory(DIM, f"IVF{_nlist(total)}_HNSW32,{self.codes}", faiss.METRIC_L2)
         index.train(np.ascontiguousarray(sample))
         faiss.extract_index_ivf(index).nprobe = self.nprobe
         return index

@@ -250,6 +250,29 @@ class _IdSet:
         return np.flatnonzero(self._flags).astype(np.int64)
 
 
+def from_factory(dim: int, spec: str, metric: int = faiss.METRIC_INNER_PRODUCT) -> faiss.Index:
+    """`faiss.index_factory`, with PQ's polysemous training off. The factory turns it on for
+    every PQ encoding; it only renumbers each sub-quantizer's centroids so that Hamming distances
+    between codes track real ones, which nothing here searches by (`polysemous_ht` is never set),
+    and it costs ~0.8 s per sub-quantizer whatever the sample: 26 s of a PQ32 vote index's 27-s
+    build on 1,000 descriptors, the same codes' distances and neighbours without it
+    (BENCHMARKS.md, "PQ's polysemous training: 26 s of every PQ32 build")."""
+    index = faiss.index_factory(dim, spec, metric)
+    for part in (index, *_nested(index)):
+        part = faiss.downcast_index(part)
+        if hasattr(part, "do_polysemous_training"):
+            part.do_polysemous_training = False
+    return index
+
+
+def _nested(index: faiss.Index) -> list[faiss.Index]:
+    """The IVF inside a pre-transform or an id map, where the factory puts it."""
+    try:
+        return [faiss.extract_index_ivf(index)]
+    except RuntimeError:  # not an IVF
+        return []
+
+
 def build_ivfpq(train_vectors: np.ndarray, nlist: int = 1024, pq_m: int = 16, max_train: int = 200_000,
                 use_gpu: bool = True) -> faiss.Index:
     """IVF{nlist},PQ{pq_m} on inner product: pq_m bytes (pq_m*8 bits) per vector. The

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from index import build_ivfpq, lists_on_disk
+from index import build_ivfpq, from_factory, lists_on_disk
 from verifier.fsutil import evict_from_page_cache
 from verifier.simprov import augment
 
@@ -228,7 +228,7 @@ def _build(factory: str, database: np.ndarray | _Database, max_train: int, seed:
         index = build_ivfpq(db.held)  # exactly what the service builds
         kmeans, n_train, sample = "flat", min(200_000, db.n), None
     else:
-        index = faiss.index_factory(db.dim, factory, faiss.METRIC_INNER_PRODUCT)
+        index = from_factory(db.dim, factory)
         if sample is None:
             ids = _sample_ids(factory, db.n, db.dim, max_train, seed, train_per_list)
             if ids is None:
