@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import platform
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 from PIL import Image
@@ -125,6 +127,10 @@ def test_bench_on_a_tiny_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main(["bench", "--queries", str(tmp_path / "q.csv"), "--registry-extra", str(extra),
                  "--benign-variants", "1", "--baselines", "phash,pdq,backbone", "--holdout", "1", "--out", str(out)]) == 0
     results = json.loads(out.read_text())
+    env = results["environment"]  # what decides the answers besides the code: compared by bench-compare
+    assert env["python"] == platform.python_version() and env["libraries"]["numpy"] == np.__version__
+    assert env["libraries"]["faiss-cpu"] == faiss.__version__ and "torch" in env["libraries"]
+    assert env["commit"] is None or (len(env["commit"]["head"]) == 40 and isinstance(env["commit"]["dirty"], bool))
     # one distractor held out: deleted from the registry, a benign copy of it queried as distinct
     assert results["n_registry"] == 5 and results["n_queries"] == 9
     assert results["holdout"]["n"] == 1 and results["holdout"]["false_matches"] == 0

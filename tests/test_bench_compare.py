@@ -7,6 +7,7 @@ import json
 import pytest
 
 from verifier.evaluation.compare import compare_runs, mcnemar_exact, summarise
+from verifier.evaluation.environment import differences, environment
 
 
 def record(name: str, correct: bool, family: str | None = "fam", kind: str = "manip", verdict: str | None = None) -> dict:
@@ -93,3 +94,24 @@ def test_an_oversized_or_missing_results_file_is_refused(tmp_path, capsys, monke
     assert "MiB" in capsys.readouterr().err
     assert main(["bench-generalisation", str(tmp_path / "none.json")]) == 2
     assert "No such file" in capsys.readouterr().err
+
+
+def test_runs_on_other_library_releases_are_said_to_differ() -> None:
+    """A release of OpenCV or Pillow alone can move answers: the comparison names it, and stays
+    silent when only the commit (what is being compared) differs."""
+    here = environment()
+    assert here["libraries"]["numpy"] and "opencv-python-headless" in here["libraries"]
+    other = {**here, "commit": {"head": "0" * 40, "dirty": False},
+             "libraries": {**here["libraries"], "opencv-python-headless": "4.9.0.80"}}
+    other["libraries"].pop("pillow")
+    assert differences(here, {**here, "commit": None}) == {}
+    assert differences(here, other) == {"opencv-python-headless": [here["libraries"]["opencv-python-headless"], "4.9.0.80"],
+                                        "pillow": [here["libraries"]["pillow"], None]}
+    assert differences(None, None) == {} and differences(here, None) == {"environment": ["recorded", "not recorded"]}
+    a = {"environment": here, "queries": [record("q", True)]}
+    b = {"environment": other, "queries": [record("q", True)]}
+    c = compare_runs(a, b)
+    assert set(c["environment_differs"]) == {"opencv-python-headless", "pillow"}
+    assert "NOTE: the runs' environments differ (opencv-python-headless " in summarise(c)
+    assert compare_runs(a, a)["environment_differs"] == {} and "NOTE" not in summarise(compare_runs(a, a))
+    assert "NOTE" not in summarise(compare_runs({"queries": a["queries"]}, {"queries": a["queries"]}))

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from verifier.errors import VerifierError
 from verifier.evaluation.baselines import run_baselines
+from verifier.evaluation.environment import environment
 from verifier.evaluation.generalisation import leave_family_out, wilson
 from verifier.evaluation.generalisation import summarise as summarise_lfo
 from verifier.evaluation.pairwise import PairwiseMeasures
@@ -357,6 +358,7 @@ def run_bench(
         return {
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "command": command,
+            "environment": environment(),
             "seed": seed,
             "model": {"stage1": service.search.embedder.model_id, "index": service.search.index.kind,
                       "stage1_regions": service.search.regions.model_id if service.search.regions else None,

@@ -14,6 +14,8 @@ import math
 from collections import defaultdict
 from typing import Any
 
+from verifier.evaluation.environment import differences
+
 ALL = "all"
 
 
@@ -72,6 +74,7 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any], *, listed: int = 40) -> d
                          "gained": t["gained"], "lost": t["lost"], "answer_changed": t["answer_changed"],
                          "p_mcnemar": round(mcnemar_exact(t["gained"], t["lost"]), 4)}
     return {"compared": len(common), "only_in_a": len(set(qa) - set(qb)), "only_in_b": len(set(qb) - set(qa)),
+            "environment_differs": differences(a.get("environment"), b.get("environment")),
             "groups": groups, "changed": changed}
 
 
@@ -79,6 +82,10 @@ def summarise(comparison: dict[str, Any]) -> str:
     head = (f"{comparison['compared']} queries in both runs (only in A {comparison['only_in_a']}, only in B "
             f"{comparison['only_in_b']}); correct = the right original, or no match for an unregistered photo")
     lines = [head]
+    differs = comparison.get("environment_differs") or {}
+    if differs:  # a library's release alone can move answers: say so before the answers
+        told = "; ".join(f"{k} {v[0]} -> {v[1]}" for k, v in differs.items())
+        lines.append(f"  NOTE: the runs' environments differ ({told}); answers may differ for that alone")
     lines.append(f"  {'group':<26} {'n':>5} {'A':>7} {'B':>7} {'gained':>7} {'lost':>5} {'p':>7}  answers changed")
     for group, g in comparison["groups"].items():
         lines.append(f"  {group:<26} {g['n']:>5} {g['a']:>7} {g['b']:>7} {g['gained']:>7} {g['lost']:>5} "
