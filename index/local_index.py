@@ -6,7 +6,11 @@ another scene, a small inset). No global or region vector of such a query resemb
 original's, but its SIFT descriptors still match the original's one for one. Each query
 descriptor looks up its nearest registered descriptors; when the nearest beats the nearest of
 any *other* original by Lowe's ratio, that original gets a vote (a ratio test across the
-whole registry: a descriptor common to many photos votes for none).
+whole registry: a descriptor common to many photos votes for none). The service's query votes in
+two groups, its own SIFT and the mirrored query's, and within a group a registered descriptor
+counts once however many query descriptors chose it: a newspaper print's halftone dots had
+out-voted the print's own original through one photo of a dotted grille (BENCHMARKS.md, "Each
+registered descriptor counts once within the plain and within the mirrored query").
 
 Layout: exact L2 search while small; from `ivf_threshold` descriptors on, IVF with an HNSW
 coarse quantizer (`nlist` ~ 4 sqrt(N), 4 lists probed) and `codes` per descriptor, RaBitQ by
@@ -495,9 +499,13 @@ class LocalFeatureIndex:
             d2[again], ids[again] = _preassigned(self._index, q[again], k, coarse_i[again], coarse_d[again], self._exclusion())
         return d2, ids
 
-    def vote(self, descriptors: np.ndarray, ratio: float = 0.7, k: int = 4) -> dict[int, int]:
+    def vote(self, descriptors: np.ndarray, ratio: float = 0.7, k: int = 4,
+             groups: np.ndarray | None = None) -> dict[int, int]:
         """key -> votes of the query's descriptors (N, 128): a descriptor votes for the key of its
-        nearest neighbour when that is nearer than `ratio` x the nearest of another key."""
+        nearest neighbour when that is nearer than `ratio` x the nearest of another key. Given
+        `groups` (N,), a registered descriptor counts once per group: many query descriptors drawn
+        to one registered descriptor (a print's halftone dots to a photo of dotted concrete) are
+        one piece of evidence, while a query's plain and mirrored halves stay separate groups."""
         q = np.ascontiguousarray(descriptors, np.float32).reshape(-1, DIM)
         with self._lock:
             if not len(q) or len(self) == 0:
@@ -510,5 +518,12 @@ class LocalFeatureIndex:
         # without another image among the k, the k-th neighbour stands in (a descriptor far from everything fails)
         second = np.where(has_other, d2[np.arange(len(q)), np.argmax(other, 1)], d2[:, -1])
         ok = (first >= 0) & (d2[:, 0] < ratio**2 * second)
-        voted, counts = np.unique(first[ok], return_counts=True)
+        if groups is None:
+            voted, counts = np.unique(first[ok], return_counts=True)
+        else:
+            g = np.asarray(groups, np.int64).reshape(-1)
+            if len(g) != len(q):
+                raise ValueError(f"{len(g)} groups for {len(q)} descriptors")
+            chosen = np.unique(np.stack([g[ok], ids[ok, 0]], 1), axis=0)  # (group, registered descriptor) once
+            voted, counts = np.unique(chosen[:, 1] // KEY_STRIDE, return_counts=True)
         return {int(key): int(n) for key, n in zip(voted, counts, strict=True)}

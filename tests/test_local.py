@@ -57,6 +57,26 @@ def test_descriptors_vote_for_their_image_and_shared_ones_for_none(codes: str | 
     assert index.vote(np.zeros((0, 128), np.float32)) == {} and LocalFeatureIndex().vote(query) == {}
 
 
+
+@pytest.mark.parametrize("ivf", [False, True])
+def test_a_registered_descriptor_counts_once_per_group(ivf: bool) -> None:
+    """Many query descriptors drawn to one registered descriptor (a print's halftone dots to a
+    photo of dotted concrete) are one vote per group; distinct ones each count, and the plain
+    and mirrored groups count apart."""
+    index = LocalFeatureIndex(ivf_threshold=3000 if ivf else 10**9, nprobe=64)
+    images = {key: _descriptors(400, key) for key in range(12)}
+    index.build(list(images.items()))
+    rng = np.random.default_rng(5)
+    hub = np.repeat(images[3][:1], 40, 0) + rng.normal(0, 1, (40, 128)).astype(np.float32)  # 40 near one descriptor
+    piece = images[7][:30] + rng.normal(0, 1, (30, 128)).astype(np.float32)  # 30 near 30 distinct ones
+    query = np.concatenate([hub, piece])
+    assert index.vote(query) == {3: 40, 7: 30}  # each query descriptor votes
+    assert index.vote(query, groups=np.zeros(70, np.int64)) == {3: 1, 7: 30}
+    twice = np.concatenate([query, query])
+    assert index.vote(twice, groups=np.repeat([0, 1], 70)) == {3: 2, 7: 60}  # the mirrored half is its own group
+    with pytest.raises(ValueError):
+        index.vote(query, groups=np.zeros(3, np.int64))
+
 def test_the_same_descriptors_build_the_same_index_whatever_their_order_and_keys() -> None:
     """The IVF's centroids are trained on a sample chosen by the descriptors' own bytes: two
     registrations of the same files (new ids, another order) vote alike, where a sample by
@@ -589,7 +609,7 @@ def test_min_votes_decides_which_originals_the_vote_lists(settings: Settings, em
     voted = [uuid.uuid4() for _ in range(3)]
 
     class Counted:  # the index's vote, counts fixed: 5, 4 and 3 votes
-        def vote(self, descriptors: np.ndarray, ratio: float) -> dict[int, int]:
+        def vote(self, descriptors: np.ndarray, ratio: float, groups: np.ndarray) -> dict[int, int]:
             return {0: 5, 1: 4, 2: 3}
 
     query = View.of(Image.fromarray(skdata.chelsea()).convert("RGB"))

@@ -31,36 +31,33 @@ from tqdm import tqdm
 from index import LocalFeatureIndex
 from verifier.evaluation.queries import Query, decode, extra_images, read_queries
 from verifier.fsutil import evict_from_page_cache
-from verifier.matching.local import MIN_VOTES
+from verifier.matching.local import MIN_VOTES, voting_descriptors
 from verifier.matching.matcher import SYNC_PER_REQUEST
 from verifier.simprov.pairs import View
 
-
-def _descriptors(view: View, *, mirrored: bool) -> np.ndarray:
-    d = view.features.descriptors
-    if mirrored:
-        d = np.concatenate([d, view.mirrored_features().descriptors])
-    return d
+Voting = tuple[np.ndarray, np.ndarray]  # a query's descriptors (N, 128) and their groups (N,): `voting_descriptors`
 
 
-def _timed_votes(index: LocalFeatureIndex, voting: list[np.ndarray], ratio: float, expected: list[dict[int, int]],
+
+
+def _timed_votes(index: LocalFeatureIndex, voting: list[Voting], ratio: float, expected: list[dict[int, int]],
                  before: Any = None) -> dict[str, Any]:
     """Vote time per query and how many queries vote otherwise than `expected`; `before(index)`
     runs before each vote, outside the timer."""
     ms: list[float] = []
     differ = 0
-    for d, want in zip(voting, expected, strict=True):
+    for (d, groups), want in zip(voting, expected, strict=True):
         if before is not None:
             before(index)
         started = time.perf_counter()
-        votes = index.vote(d, ratio)
+        votes = index.vote(d, ratio, groups=groups)
         ms.append((time.perf_counter() - started) * 1000)
         differ += votes != want
     return {"vote_ms": {"p50": round(float(np.median(ms)), 1), "p95": round(float(np.percentile(ms, 95)), 1)},
             "queries_with_other_votes": differ}
 
 
-def _score(index: LocalFeatureIndex, queries: list[Query], voting: list[np.ndarray], key_of_path: dict[Path, int],
+def _score(index: LocalFeatureIndex, queries: list[Query], voting: list[Voting], key_of_path: dict[Path, int],
            min_votes: int, ratio: float) -> tuple[dict[str, Any], list[dict[int, int]]]:
     """Every query's vote: time, and per family how often the true original is first by votes and
     reaches `min_votes`; how many distinct queries get an addition. (figures, each query's votes)"""
@@ -68,9 +65,9 @@ def _score(index: LocalFeatureIndex, queries: list[Query], voting: list[np.ndarr
     tally: dict[str, dict[str, int]] = defaultdict(lambda: {"n": 0, "first": 0, "listed": 0})
     distinct_added = 0
     answers: list[dict[int, int]] = []
-    for q, d in zip(queries, voting, strict=True):
+    for q, (d, groups) in zip(queries, voting, strict=True):
         started = time.perf_counter()
-        votes = index.vote(d, ratio)
+        votes = index.vote(d, ratio, groups=groups)
         ms.append((time.perf_counter() - started) * 1000)
         answers.append(votes)
         ranked = sorted(((n, key) for key, n in votes.items() if n >= min_votes), key=lambda t: (-t[0], t[1]))
@@ -94,7 +91,7 @@ def _score(index: LocalFeatureIndex, queries: list[Query], voting: list[np.ndarr
     }, answers
 
 
-def _grown(items: list[tuple[int, np.ndarray]], code: str, ivf_from: int, queries: list[Query], voting: list[np.ndarray],
+def _grown(items: list[tuple[int, np.ndarray]], code: str, ivf_from: int, queries: list[Query], voting: list[Voting],
            key_of_path: dict[Path, int], min_votes: int, ratio: float, built: list[dict[int, int]],
            step: int = SYNC_PER_REQUEST, seed: int = 0, follower: bool = True) -> dict[str, Any]:
     """The index as a service's registry grows it: originals arriving `step` at a time in a random
@@ -120,7 +117,7 @@ def _grown(items: list[tuple[int, np.ndarray]], code: str, ivf_from: int, querie
             **row, "queries_with_other_votes": sum(a != b for a, b in zip(answers, built, strict=True))}
 
 
-def _on_disk(index: LocalFeatureIndex, path: Path, voting: list[np.ndarray], ratio: float,
+def _on_disk(index: LocalFeatureIndex, path: Path, voting: list[Voting], ratio: float,
              expected: list[dict[int, int]]) -> dict[str, Any]:
     """The same votes with the index's inverted lists in a file (`LocalFeatureIndex.move_lists_to`):
     warm (the file in the page cache) and cold (before every query, outside the timer, the index
@@ -142,7 +139,7 @@ def _on_disk(index: LocalFeatureIndex, path: Path, voting: list[np.ndarray], rat
     return row
 
 
-def _service_layout(items: list[tuple[int, np.ndarray]], code: str, ivf_from: int, folder: Path, voting: list[np.ndarray],
+def _service_layout(items: list[tuple[int, np.ndarray]], code: str, ivf_from: int, folder: Path, voting: list[Voting],
                     ratio: float, expected: list[dict[int, int]], churn: float = 0.05) -> dict[str, Any]:
     """The service's on-disk layout (`lists_dir`): built into a file, then `churn` of the originals
     removed and added again with the same descriptors (the file's copies tombstoned, the live ones
@@ -194,7 +191,7 @@ class VoteData:
     queries: list[Query]
     items: list[tuple[int, np.ndarray]]
     key_of_path: dict[Path, int]
-    voting: list[np.ndarray]
+    voting: list[Voting]
 
 
 def load_vote_data(queries_csv: Path, registry_extra: list[Path]) -> VoteData:
@@ -211,7 +208,7 @@ def load_vote_data(queries_csv: Path, registry_extra: list[Path]) -> VoteData:
             view = View.of(decode(data))
             items.append((len(items), np.clip(view.features.descriptors, 0, 255).astype(np.uint8)))
         key_of_path[path] = key_of_digest[digest]
-    voting = [_descriptors(View.of(decode(q.data)), mirrored=True) for q in tqdm(queries, desc="queries", unit="query")]
+    voting = [voting_descriptors(View.of(decode(q.data))) for q in tqdm(queries, desc="queries", unit="query")]
     return VoteData(queries, items, key_of_path, voting)
 
 

@@ -57,6 +57,13 @@ FORMAT = "local-v1"
 MIN_VOTES = 4
 
 
+def voting_descriptors(query: View) -> tuple[np.ndarray, np.ndarray]:
+    """The query's SIFT descriptors and the mirrored query's (SIFT is not mirror-invariant), (N, 128),
+    with their group (N,): 0 plain, 1 mirrored, in which each registered descriptor counts once."""
+    plain, mirrored = query.features.descriptors, query.mirrored_features().descriptors
+    return np.concatenate([plain, mirrored]), np.repeat(np.array([0, 1], np.int64), [len(plain), len(mirrored)])
+
+
 # Descriptors from which the detail features' index is an IVF (the views' index: `LocalFeatureIndex`'s 200,000).
 DETAIL_IVF_FROM = 20_000
 
@@ -288,8 +295,8 @@ class LocalSearch:
     def tally(self, query: View) -> list[uuid.UUID]:
         """Every original with at least `min_votes`, most votes first. The mirrored query votes
         too: SIFT is not mirror-invariant."""
-        descriptors = np.concatenate([query.features.descriptors, query.mirrored_features().descriptors])
-        votes = self.index.vote(descriptors, self.ratio)
+        descriptors, groups = voting_descriptors(query)
+        votes = self.index.vote(descriptors, self.ratio, groups=groups)
         with self._lock:
             ranked = [(n, self._owner.get(key)) for key, n in votes.items() if n >= self.min_votes]
         ranked.sort(key=lambda t: (-t[0], str(t[1])))
