@@ -605,7 +605,7 @@ def test_min_votes_decides_which_originals_the_vote_lists(settings: Settings, em
 
     from verifier.matching.local import MIN_VOTES, LocalSearch
 
-    assert MIN_VOTES == Settings.model_fields["local_min_votes"].default == 4
+    assert MIN_VOTES == Settings.model_fields["local_min_votes"].default == 3
     voted = [uuid.uuid4() for _ in range(3)]
 
     class Counted:  # the index's vote, counts fixed: 5, 4 and 3 votes

@@ -179,7 +179,7 @@ class Settings(BaseSettings):
                               "at start-up); those with local_min_votes join stage 1's candidates for stage 2 to judge. "
                               "Finds the original of a small piece pasted into another photo. BENCHMARKS.md, 'Local-feature "
                               "votes', has the measurement and the memory it costs.")
-    local_min_votes: int = Field(default=4, ge=1, le=10_000, description="Votes an original needs to join the candidates "
+    local_min_votes: int = Field(default=3, ge=1, le=10_000, description="Votes an original needs to join the candidates "
                                  "(and to support a lone weak fit); chosen on train photos, scripts/calibrate_min_votes.py.")
     local_detail_features: int = Field(default=1000, ge=0, le=2000, description="Per original whose kept frame is at "
                                        "least 768 px: this many SIFT keypoints of that frame vote beside its working "
