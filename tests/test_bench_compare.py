@@ -108,6 +108,9 @@ def test_runs_on_other_library_releases_are_said_to_differ() -> None:
     assert differences(here, other) == {"opencv-python-headless": [here["libraries"]["opencv-python-headless"], "4.9.0.80"],
                                         "pillow": [here["libraries"]["pillow"], None]}
     assert differences(None, None) == {} and differences(here, None) == {"environment": ["recorded", "not recorded"]}
+    # a hand-edited or hostile results file: wrong types read as "not recorded" or are passed over, never a crash
+    assert differences("3.11", here) == {"environment": ["not recorded", "recorded"]}
+    assert differences({**here, "libraries": ["numpy"]}, {**here, "libraries": 7}) == {}
     a = {"environment": here, "queries": [record("q", True)]}
     b = {"environment": other, "queries": [record("q", True)]}
     c = compare_runs(a, b)
