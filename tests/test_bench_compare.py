@@ -118,3 +118,15 @@ def test_runs_on_other_library_releases_are_said_to_differ() -> None:
     assert "NOTE: the runs' environments differ (opencv-python-headless " in summarise(c)
     assert compare_runs(a, a)["environment_differs"] == {} and "NOTE" not in summarise(compare_runs(a, a))
     assert "NOTE" not in summarise(compare_runs({"queries": a["queries"]}, {"queries": a["queries"]}))
+
+
+def test_the_commit_is_the_code_checkouts_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Code installed into a virtual environment that lies inside some checkout (a wheel in
+    .venv/lib/...) records no commit, not the enclosing checkout's HEAD."""
+    import verifier.evaluation.environment as env
+
+    if env.environment()["commit"] is None:
+        pytest.skip("not run from a git checkout")
+    assert len(env.environment()["commit"]["head"]) == 40
+    monkeypatch.setattr(env, "_REPO", env._REPO / "tests")  # inside the checkout, not its top
+    assert env.environment()["commit"] is None

@@ -36,11 +36,14 @@ def _version(name: str) -> str | None:
 
 def _commit() -> dict[str, Any] | None:
     """HEAD of the checkout the code runs from, and whether tracked files differ from it; None
-    outside a git checkout (an installed wheel) or without git."""
+    outside a git checkout (an installed wheel, even in a virtual environment that lies inside
+    some checkout) or without git."""
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(_REPO), *args], capture_output=True, text=True, timeout=10,
                               check=True).stdout.strip()
     try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != _REPO:
+            return None
         head = git("rev-parse", "HEAD")
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError):
