@@ -58,7 +58,6 @@ def test_descriptors_vote_for_their_image_and_shared_ones_for_none(codes: str | 
     assert index.vote(np.zeros((0, 128), np.float32)) == {} and LocalFeatureIndex().vote(query) == {}
 
 
-
 @pytest.mark.parametrize("ivf", [False, True])
 def test_a_registered_descriptor_counts_once_per_group(ivf: bool) -> None:
     """Many query descriptors drawn to one registered descriptor (a print's halftone dots to a
@@ -77,6 +76,7 @@ def test_a_registered_descriptor_counts_once_per_group(ivf: bool) -> None:
     assert index.vote(twice, groups=np.repeat([0, 1], 70)) == {3: 2, 7: 60}  # the mirrored half is its own group
     with pytest.raises(ValueError):
         index.vote(query, groups=np.zeros(3, np.int64))
+
 
 def test_the_same_descriptors_build_the_same_index_whatever_their_order_and_keys() -> None:
     """The IVF's centroids are trained on a sample chosen by the descriptors' own bytes: two

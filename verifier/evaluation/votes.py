@@ -38,8 +38,6 @@ from verifier.simprov.pairs import View
 Voting = tuple[np.ndarray, np.ndarray]  # a query's descriptors (N, 128) and their groups (N,): `voting_descriptors`
 
 
-
-
 def _timed_votes(index: LocalFeatureIndex, voting: list[Voting], ratio: float, expected: list[dict[int, int]],
                  before: Any = None) -> dict[str, Any]:
     """Vote time per query and how many queries vote otherwise than `expected`; `before(index)`
