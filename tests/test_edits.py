@@ -263,10 +263,13 @@ def test_families_benchmark_uses_test_photos_only(tmp_path) -> None:  # type: ig
     assert all(q.variant.startswith(("grey+", "cmyk+")) for q in queries if q.family == "newsprint")
     assert {q.variant for q in queries if q.family == "distort"} <= {"spherize", "pinch", "twirl"}
     assert {q.variant for q in queries if q.family == "inset"} <= {"framed", "bare"}
+    assert {q.variant for q in queries if q.family == "double_exposure"} <= {"disc", "ramp"}
+    assert {q.variant for q in queries if q.family == "popart"} <= {"2x2", "1x2", "2x1", "3x3"}
+    assert {q.variant for q in queries if q.family == "glitch"} <= {"plain", "scanlines"}
     assert not any(q.variant for q in queries
                    if q.family not in (None, "retouch", "reframe", "recolour", "pad", "annotate", "tilt", "stack", "cutout",
                                        "resize_part", "mirror_half", "screenshot", "newsprint", "distort",
-                                       "inset"))
+                                       "inset", "double_exposure", "popart", "glitch"))
     micc_q = next(q for q in queries if q.family == "micc-f220")
     mask = np.asarray(micc_q.mask) > 127
     assert mask[15:35, 15:35].all() and mask.mean() < 0.1
@@ -356,7 +359,8 @@ def test_stack_adds_up_its_steps_and_changes_nothing_else() -> None:
 
 def test_later_families_are_held_out_and_last() -> None:
     # a family added later goes last, so the earlier families' queries stay the same
-    later = ["stack", "cutout", "resize_part", "mirror_half", "clone", "screenshot", "newsprint", "distort", "inset"]
+    later = ["stack", "cutout", "resize_part", "mirror_half", "clone", "screenshot", "newsprint", "distort", "inset",
+             "double_exposure", "popart", "glitch"]
     assert list(FAMILIES)[-len(later):] == later and set(later) <= set(HELD_OUT_FAMILIES)
 
 
@@ -537,3 +541,77 @@ def test_newsprint_halftones_the_photo_on_a_page() -> None:
         assert 500 <= s.image.width <= 1000 and s.ops[0].startswith("newsprint:")
         seen.add(s.ops[0].split(":")[1])
     assert {t.split("+")[0] for t in seen} == {"grey", "cmyk"} and {t.split("+")[1] for t in seen} == {"scanned", "photographed"}
+
+
+def test_double_exposure_blends_the_donor_in_only_where_its_mask_says() -> None:
+    """Outside the mask the photo's own pixels; inside it, drawn towards the donor (in the
+    normal blend, closer to the donor than the photo is); both regions and all three blends."""
+    img, donor = PHOTOS[0], PHOTOS[3]
+    orig = np.asarray(img, np.int16)
+    don = np.asarray(donor.resize(img.size, Image.BICUBIC), np.int16)
+    seen: set[tuple[str, str]] = set()
+    for seed in range(24):
+        s = make_edit("double_exposure", img, [donor], random.Random(seed), finished=False)
+        region, mode = variant(s), s.ops[1]
+        seen.add((region, mode))
+        m = np.asarray(s.mask) > 127
+        out = np.asarray(s.image, np.int16)
+        assert s.image.size == img.size and 0.02 < m.mean() < 0.95, (seed, region, mode, m.mean())
+        assert np.abs(out - orig).max(-1)[~m].max() <= 24
+        if mode == "normal":
+            assert np.abs(out - don)[m].mean() < np.abs(orig - don)[m].mean()
+    assert {r for r, _ in seen} == {"disc", "ramp"} and {m for _, m in seen} == {"normal", "screen", "multiply"}
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel().astype(np.float64), b.ravel().astype(np.float64))[0, 1])
+
+
+def test_popart_shows_the_whole_photo_in_every_tile() -> None:
+    """Each tile of the grid is the photo (or its mirror image) at the tile's size, its tones
+    kept in order (posterized and colourised from dark to bright), the mask empty."""
+    img = PHOTOS[0]
+    w, h = img.size
+    grids = set()
+    for seed in range(12):
+        s = make_edit("popart", img, [], random.Random(seed), finished=False)
+        cols, rows = map(int, variant(s).split("x"))
+        grids.add((cols, rows))
+        assert s.image.size == img.size and not np.asarray(s.mask).any()
+        lum = np.asarray(s.image.convert("L"), np.float64)
+        best = 0.0
+        for g in range(round(0.03 * min(w, h)) + 1):  # the gutter is not told: the one that fits
+            tw, th = (w - g * (cols + 1)) // cols, (h - g * (rows + 1)) // rows
+            ref = np.asarray(img.resize((tw, th), Image.LANCZOS).convert("L"), np.float64)
+            worst = min(
+                max(_corr(tile, ref), _corr(tile, ref[:, ::-1]))
+                for r in range(rows) for c in range(cols)
+                for tile in [lum[g + r * (th + g): g + r * (th + g) + th, g + c * (tw + g): g + c * (tw + g) + tw]]
+            )
+            best = max(best, worst)
+        assert best > 0.8, (seed, cols, rows, best)
+    assert (2, 2) in grids and len(grids) >= 2
+
+
+def test_glitch_shifts_rows_and_splits_the_colour_channels() -> None:
+    """Every row of the result is a row of the photo moved sideways (wrapping round), its red
+    and blue channels moved by the same amount the opposite ways; scanlines only darken."""
+    img = PHOTOS[0]
+    src = np.asarray(img, np.float64)
+    w = img.width
+    for seed in range(6):
+        s = make_edit("glitch", img, [], random.Random(seed), finished=False)
+        out = np.asarray(s.image, np.float64)
+        assert s.image.size == img.size and not np.asarray(s.mask).any()
+        moved = 0
+        for y in range(img.height):
+            g = out[y, :, 1]
+            ref = src[y, :, 1]
+            # overlapping bands add their shifts: any shift, found by circular cross-correlation
+            shift = int(np.argmax(np.fft.ifft(np.fft.fft(g - g.mean()) * np.conj(np.fft.fft(ref - ref.mean()))).real))
+            assert _corr(g, np.roll(src[y, :, 1], shift)) > 0.99, (seed, y)
+            red = [_corr(out[y, :, 0], np.roll(src[y, :, 0], shift + d)) for d in range(-w // 30 - 1, w // 30 + 2)]
+            blue = [_corr(out[y, :, 2], np.roll(src[y, :, 2], shift - d)) for d in range(-w // 30 - 1, w // 30 + 2)]
+            assert int(np.argmax(red)) == int(np.argmax(blue)) and max(red) > 0.99
+            moved += shift != 0
+        assert moved > 0  # some band was displaced

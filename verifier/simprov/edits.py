@@ -1056,6 +1056,90 @@ def inset(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
     return Sample(out, mask, [f"inset:{'framed' if framed else 'bare'}"])
 
 
+def double_exposure(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """Another photo blended into this one, as double-exposure art and contest entries layer
+    two pictures: the donor (at the photo's size) shows through a soft region, either an
+    ellipse of 25-70 % of the frame feathered by 10-25 % of its short side (variant "disc") or
+    a linear ramp across the frame in any direction, from nothing to full over 40-100 % of it
+    (variant "ramp"); its opacity at most 0.45-0.9; blended normally, with Photoshop's "screen"
+    (1 - (1 - a)(1 - b): light parts of the donor lighten) or "multiply" (a b: dark parts
+    darken), a third each (the second tag). The mask marks where the result differs from the
+    photo visibly (by more than 24 of 255 in a channel)."""
+    src = np.asarray(_rgb(img), np.float32) / 255
+    h, w = src.shape[:2]
+    donor = np.asarray(_rgb(donors[0]).resize((w, h), Image.BICUBIC), np.float32) / 255
+    top = rng.uniform(0.45, 0.9)
+    if rng.random() < 0.5:
+        tag = "disc"
+        x0, y0, x1, y1 = _box(w, h, rng.uniform(0.25, 0.7), rng, aspect=(0.6, 1.6))
+        feather = rng.uniform(0.10, 0.25) * min(w, h)
+        alpha = np.asarray(_ellipse((w, h), (x0, y0, x1, y1), feather=feather), np.float32) / 255
+    else:
+        tag = "ramp"
+        theta = rng.uniform(0, 2 * np.pi)
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        proj = (xx - w / 2) * np.cos(theta) + (yy - h / 2) * np.sin(theta)
+        span = rng.uniform(0.4, 1.0) * float(proj.max() - proj.min())
+        start = float(proj.min()) + rng.uniform(0, float(proj.max() - proj.min()) - span)
+        alpha = np.clip((proj - start) / span, 0, 1)
+    mode = rng.choice(["normal", "screen", "multiply"])
+    layer = {"normal": donor, "screen": 1 - (1 - src) * (1 - donor), "multiply": src * donor}[mode]
+    a = (alpha * top)[..., None]
+    out = np.clip((src * (1 - a) + layer * a) * 255 + 0.5, 0, 255).astype(np.uint8)
+    changed = np.abs(out.astype(np.int16) - np.round(src * 255).astype(np.int16)).max(-1) > 24
+    return Sample(Image.fromarray(out), Image.fromarray(changed.astype(np.uint8) * 255),
+                  [f"double_exposure:{tag}", mode])
+
+
+def popart(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """The photo repeated in a grid of tinted tiles, as pop-art posters and meme templates
+    print it: 2x2 (half the time), 1x2 / 2x1 or 3x3 tiles in the photo's own frame, gutters of
+    0-3 % of its short side in black or white; every tile the whole photo at the tile's size,
+    posterized to 2-4 bits then colourised between a dark and a bright colour of its own
+    (a different pair per tile), a quarter of the tiles mirrored. Content unchanged, so the
+    mask is empty; the variant names the grid."""
+    src = _rgb(img)
+    w, h = src.size
+    cols, rows = rng.choice([(2, 2), (2, 2), (2, 2), (1, 2) if h >= w else (2, 1), (3, 3)])
+    gutter = round(rng.uniform(0, 0.03) * min(w, h))
+    canvas = Image.new("RGB", (w, h), (0, 0, 0) if rng.random() < 0.5 else (255, 255, 255))
+    tw, th = max(8, (w - gutter * (cols + 1)) // cols), max(8, (h - gutter * (rows + 1)) // rows)
+    tile = src.resize((tw, th), Image.LANCZOS)
+    for r in range(rows):
+        for c in range(cols):
+            grey = ImageOps.posterize(ImageOps.grayscale(tile), rng.randint(2, 4))
+            dark = tuple(rng.randint(0, 110) for _ in range(3))
+            bright = tuple(rng.randint(150, 255) for _ in range(3))
+            t = ImageOps.colorize(grey, dark, bright).convert("RGB")
+            if rng.random() < 0.25:
+                t = ImageOps.mirror(t)
+            canvas.paste(t, (gutter + c * (tw + gutter), gutter + r * (th + gutter)))
+    return Sample(canvas, Image.new("L", (w, h), 0), [f"popart:{cols}x{rows}"])
+
+
+def glitch(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
+    """A glitch-art filter, as shared on social media: the red and blue channels shifted
+    sideways by 2-3 % of the width in opposite directions (chromatic split), 4-12 horizontal
+    bands (each 1-8 % of the height) displaced sideways by up to 10 % of the width (wrapping
+    round), and half the time scanlines (every other row darkened by 15-40 %). Nothing comes
+    from elsewhere and nothing is drawn over, so the mask is empty (an appearance filter, as
+    `stylise`); the variant says whether scanlines were drawn."""
+    arr = np.asarray(_rgb(img)).copy()
+    h, w = arr.shape[:2]
+    d = max(1, round(rng.uniform(0.02, 0.03) * w))
+    arr[..., 0] = np.roll(arr[..., 0], d, axis=1)
+    arr[..., 2] = np.roll(arr[..., 2], -d, axis=1)
+    for _ in range(rng.randint(4, 12)):
+        bh = max(1, round(rng.uniform(0.01, 0.08) * h))
+        y = rng.randint(0, h - bh)
+        shift = round(rng.uniform(-0.1, 0.1) * w)
+        arr[y:y + bh] = np.roll(arr[y:y + bh], shift, axis=1)
+    lines = rng.random() < 0.5
+    if lines:
+        arr[::2] = (arr[::2].astype(np.float32) * (1 - rng.uniform(0.15, 0.4))).astype(np.uint8)
+    return Sample(Image.fromarray(arr), Image.new("L", (w, h), 0), [f"glitch:{'scanlines' if lines else 'plain'}"])
+
+
 @dataclass(frozen=True)
 class EditFamily:
     name: str
@@ -1098,13 +1182,16 @@ FAMILIES: dict[str, EditFamily] = {
         EditFamily("newsprint", newsprint, "benign", 0),  # after screenshot, for the same reason
         EditFamily("distort", distort, "manip", 0),  # after newsprint, for the same reason
         EditFamily("inset", inset, "manip", 1),  # after distort, for the same reason
+        EditFamily("double_exposure", double_exposure, "manip", 1),  # after inset, for the same reason
+        EditFamily("popart", popart, "benign", 0),
+        EditFamily("glitch", glitch, "benign", 0),
     )
 }
 # Whole families kept out of training, to measure generalisation to unseen kinds of edit.
 HELD_OUT_FAMILIES = (
     "transplant", "meme", "head_swap", "stylise", "screen", "retouch", "reframe", "recolour", "pad", "annotate",
     "paste_small", "tilt", "stack", "cutout", "resize_part", "mirror_half", "clone", "screenshot", "newsprint",
-    "distort", "inset",
+    "distort", "inset", "double_exposure", "popart", "glitch",
 )
 TRAIN_FAMILIES = tuple(f for f in FAMILIES if f not in HELD_OUT_FAMILIES)
 
