@@ -240,8 +240,24 @@ def test_benign_copy_has_no_heatmap(client: TestClient, verifier_key: str, regis
     assert recolour is not None and not recolour["detected"] and recolour["share"] < recolour["threshold"]
     assert m["original_coverage"] > 0.9 and m["added_content_fraction"] < 0.02  # the corners a rotation left are no content
     assert "outside the original" not in report["summary"]
+    assert report["search"]["channel_split"] is None and "colour channels" not in report["summary"]
     heat = client.get(f"/v1/reports/{report['id']}/heatmap.png", headers=auth(verifier_key))
     assert heat.status_code == 404
+
+
+def test_a_glitched_copy_is_matched_with_its_colour_channels_moved_back(client: TestClient, verifier_key: str,
+                                                                        registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]
+    """An RGB-split filter (red 14 px right, blue 14 px left) over a registered photo, shared at
+    half size: the report gives the split in the upload's pixels and says it was undone."""
+    img = np.asarray(Image.open(io.BytesIO(registered["coffee"]["bytes"])).convert("RGB")).copy()
+    img[..., 0] = np.roll(img[..., 0], 28, axis=1)
+    img[..., 2] = np.roll(img[..., 2], -28, axis=1)
+    query = Image.fromarray(img).resize((img.shape[1] // 2, img.shape[0] // 2), Image.BICUBIC)
+    report = check_envelope(verify(client, verifier_key, encode(query, "JPEG", quality=85)))
+    assert report["match"]["original_id"] == registered["coffee"]["record"]["id"]
+    split = report["search"]["channel_split"]
+    assert split is not None and np.allclose(split["red"], (14, 0), atol=1) and np.allclose(split["blue"], (-14, 0), atol=1)
+    assert "colour channels lay shifted" in report["summary"]
 
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from verifier.matching.marks import FoundMark
 from verifier.simprov.change import ChangeResult
+from verifier.simprov.channels import ChannelSplit
 from verifier.simprov.compare import PixelComparison
 from verifier.simprov.rerank import Stage2Result
 from verifier.storage.models import Original
@@ -74,6 +75,7 @@ class Evidence:
     timings_ms: dict[str, float] = field(default_factory=dict)
     related: list[Related] = field(default_factory=list)
     marks: list[FoundMark] = field(default_factory=list)  # publishers' marks on the query: not evidence
+    channel_split: ChannelSplit | None = None  # the query's colour channels were shifted (and realigned before matching)
 
     def stage12_indices(self) -> list[int]:
         """Indices into stage 1's candidates, best first after stage 2 (stage 1's order when it did

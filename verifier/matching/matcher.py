@@ -43,6 +43,7 @@ from verifier.simprov.align import (
     screen_inliers,
 )
 from verifier.simprov.change import ChangeDetector, ChangeResult
+from verifier.simprov.channels import ChannelSplit, channel_split, realigned
 from verifier.simprov.compare import compare_pixels
 from verifier.simprov.detail import detail_of, in_whole_frame
 from verifier.simprov.pairs import WORK_SIDE, View, align_pair
@@ -171,6 +172,10 @@ class Matcher:
         clock = Stopwatch()
         exact = self.originals.find_by_sha256(sha256)
         clock.lap("exact_lookup")
+        split = None
+        if exact is None:
+            image, split = _channels_aligned(image)
+            clock.lap("channels")
         view = self._view_later(image, parallel and exact is None)
         try:
             outcome = self.search.search(image, parallel=parallel)
@@ -218,7 +223,8 @@ class Matcher:
                 if pixel.identical:
                     change = None
         return Evidence(stage1=outcome, original=original, original_bytes=original_bytes, exact=exact is not None,
-                        stage2=stage2, pixel=pixel, change=change, timings_ms=clock.laps, related=related, marks=marks)
+                        stage2=stage2, pixel=pixel, change=change, timings_ms=clock.laps, related=related, marks=marks,
+                        channel_split=split)
 
     def resolve(self, image: Image.Image, sha256: str) -> list[tuple[uuid.UUID, float, bool]]:
         """Every registered original the query is a copy or an edit of: (id, probability,
@@ -229,6 +235,7 @@ class Matcher:
         it. Only exact bytes are certain: a learned probability is capped at 0.99."""
         exact = {o.id for o in self.originals.all_by_sha256(sha256)}
         found: dict[uuid.UUID, float] = dict.fromkeys(exact, 1.0)
+        image = _channels_aligned(image)[0]
         with self._steps_at_once() as parallel:
             view = self._view_later(image, parallel)
             try:
@@ -698,6 +705,13 @@ def _halved(picks: list[int], make: Callable[[int], CloserFeatures], parallel: b
 
     others = Later(lambda: run(picks[1::2]), parallel and len(picks) > 1)
     return Later(lambda: sorted(run(picks[0::2]) + others.result(), key=lambda t: t[0]), False)
+
+
+def _channels_aligned(image: Image.Image) -> tuple[Image.Image, ChannelSplit | None]:
+    """The query with a colour-channel split (a glitch or RGB-split filter) undone, and the
+    split (None: none found, the image as given). Every stage then reads edges that lie once."""
+    split = channel_split(image)
+    return (image if split is None else realigned(image, split)), split
 
 
 def _relation(other: Original, match: Original) -> str:

@@ -10,15 +10,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-REPORT_VERSION = "1.11"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...);
+REPORT_VERSION = "1.12"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...);
 # 1.2: manipulation.local_warp; 1.3: manipulation.original_coverage and added_content_fraction;
 # 1.4: manipulation.colour_map_gain and colour_mapped; 1.5: colour_mapped also when the mapped look calls it
 # manipulated (its map is the report's); 1.6: manipulation.local_recolour; 1.7: search.publisher_marks;
 # 1.8: input.frames and search.frame (animations searched beyond their first frame); 1.9: manipulation.original_shown;
 # 1.10: manipulation.tones_inverted (each additive: an earlier reader ignores them);
 # 1.11: the candidates in stage 1+2's order (the match first), each with stage1_rank, same_image, reorderer and
-# inliers (before: stage 1's order and score alone)
-SCHEMA_ID = "urn:provenance-verifier:schema:report:1.11"
+# inliers (before: stage 1's order and score alone); 1.12: search.channel_split
+SCHEMA_ID = "urn:provenance-verifier:schema:report:1.12"
 
 
 class Verdict(str, Enum):
@@ -198,6 +198,14 @@ class MarkFound(BaseModel):
     keypoints: int = Field(description="The query's keypoints on the mark, left out of the geometric fits.")
 
 
+class ChannelSplit(BaseModel):
+    """The query's colour channels lay shifted against each other, as a glitch or "RGB split"
+    filter leaves them; the search and the comparison read the query with them moved back."""
+
+    red: tuple[float, float] = Field(description="How far the red channel lay from the green one (x right, y down), in the image's pixels.")
+    blue: tuple[float, float] = Field(description="How far the blue channel lay from the green one, in the image's pixels.")
+
+
 class SearchSection(BaseModel):
     """What provenance search saw, whether or not it led to a match."""
 
@@ -209,6 +217,9 @@ class SearchSection(BaseModel):
         default_factory=list, description="Enrolled publishers' marks found on the query, whose keypoints did not count.")
     frame: int = Field(default=0, description="The frame (from 0) that the search, the match and the heatmap describe: "
                        "the first, unless the first matched nothing and a later picture of an animation did.")
+    channel_split: ChannelSplit | None = Field(
+        default=None, description="A shift of the colour channels found on the image and undone before the search; "
+        "null when none was found (or the bytes matched an original exactly).")
 
 
 class LocalWarp(BaseModel):
@@ -300,7 +311,7 @@ class RecoveredManifest(CredentialDetails):
 
 
 class Report(BaseModel):
-    report_version: Literal["1.11"] = REPORT_VERSION
+    report_version: Literal["1.12"] = REPORT_VERSION
     id: uuid.UUID
     created_at: dt.datetime
     service: ServiceInfo

@@ -13,6 +13,7 @@ from verifier.matching.evidence import Evidence
 from verifier.reports.schema import (
     C2paSection,
     CandidateScore,
+    ChannelSplit,
     LocalRecolour,
     LocalWarp,
     Manipulation,
@@ -54,6 +55,15 @@ def candidates(ev: Evidence) -> list[CandidateScore]:
                                      same_image=same, reorderer=reorderer,
                                      inliers=int(inliers) if inliers else None))
     return listed
+
+
+def channel_split(ev: Evidence, sx: float, sy: float) -> ChannelSplit | None:
+    """The split the matcher undid, in the upload's pixels (`sx`, `sy`: the work frame to them)."""
+    split = ev.channel_split
+    if split is None:
+        return None
+    return ChannelSplit(red=(round(split.red[0] * sx, 1), round(split.red[1] * sy, 1)),
+                        blue=(round(split.blue[0] * sx, 1), round(split.blue[1] * sy, 1)))
 
 
 def match_section(ev: Evidence) -> MatchSection | None:
@@ -168,7 +178,8 @@ def verdict(c2pa: C2paSection, ev: Evidence | None) -> Verdict:
 
 def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, learned: bool, warped: bool = False,
                  added: float = 0.0, recoloured: bool = False, recoloured_region: bool = False,
-                 by_geometry: bool = False, shown: float | None = None, inverted: bool = False) -> str:
+                 by_geometry: bool = False, shown: float | None = None, inverted: bool = False,
+                 channels_realigned: bool = False) -> str:
     """`warped`: stage 3 found content moved locally (a liquify-style warp), said in words
     because ChangeNet's probability alone would read as benign; `recoloured_region` likewise: a
     region whose colour changed on its own. `added`: the share of the
@@ -178,7 +189,8 @@ def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, lear
     match rests on the alignment alone (stage 2's strong fit), the learned check having said
     "different", which a fact-checker should know before relying on it. `shown`: the share of the
     original's frame the image shows, said under SHOWN_NOTE. `inverted`: the image is the original's
-    negative, compared with its tones inverted back (a verdict of benign would not say so)."""
+    negative, compared with its tones inverted back (a verdict of benign would not say so).
+    `channels_realigned`: its colour channels lay shifted (a glitch filter) and were moved back first."""
     signer = ((c2pa.summary or {}).get("signer") or {}).get("common_name")
     origin = f" Registered original: {match.original_id} from {match.publisher.name}." if match else ""
     ingredient_note = " An ingredient's own credentials do not validate." if c2pa.ingredient_failures else ""
@@ -211,4 +223,8 @@ def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, lear
         points = match.scores.get("stage2_inliers")
         geometry = (f" The match rests on the geometric fit of {int(points or 0)} matched points; the learned "
                     "same-image check called the pair different, as it does when the original is a small part of the image.")
-    return lines[v] + around + geometry + ingredient_note + origin
+    channels = ""
+    if channels_realigned and v in (Verdict.MATCH_BENIGN, Verdict.MATCH_MANIPULATED):
+        channels = (" Its colour channels lay shifted against each other, as a glitch or RGB-split filter leaves them; "
+                    "they were moved back into register before the comparison.")
+    return lines[v] + around + geometry + channels + ingredient_note + origin

@@ -138,7 +138,8 @@ class VerificationPipeline:
                                  candidates=assemble.candidates(ev),
                                  publisher_marks=[MarkFound(mark_id=m.id, publisher=PublisherRef(id=m.publisher_id, name=m.publisher),
                                                             label=m.label, keypoints=m.keypoints) for m in ev.marks],
-                                 frame=frame_index),
+                                 frame=frame_index, channel_split=assemble.channel_split(ev, info.width / image.width,
+                                                                                          info.height / image.height)),
             manipulation=manipulation,
             recovered_manifest=recovered,
             verdict=verdict,
@@ -149,7 +150,8 @@ class VerificationPipeline:
                                           recoloured_region=ev.change is not None and ev.change.recoloured,
                                           by_geometry=ev.stage2 is not None and ev.stage2.by_geometry,
                                           shown=ev.change.original_shown if ev.change else None,
-                                          inverted=ev.change is not None and ev.change.tones_inverted),
+                                          inverted=ev.change is not None and ev.change.tones_inverted,
+                                          channels_realigned=ev.channel_split is not None),
         )
         payload = report.payload()
         jws = self.keys.current().sign_compact(canonical_json(payload))
