@@ -9,7 +9,7 @@ For each of `--n` train photos, three copies:
   them sideways by 2-3 % in opposite directions and adds bands and scanlines), then rescaled to
   50-100 % half the time and saved as JPEG 40-95.
 
-For every (min_response, min_shift) pair it prints how many plain and benign copies would be
+For every (edge_sigma, min_response, min_shift) it prints how many plain and benign copies would be
 called split (each such call moves channels that were in place) and how many split copies are
 found; for the split copies it also prints SIFT's RANSAC inliers against the photo before and
 after `realigned` (the thresholds' purpose), and for the plain and benign copies wrongly called
@@ -35,6 +35,7 @@ from verifier.training.data import load_photo, shuffled_train_photos
 
 RESPONSES = (0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
 SHIFTS = (1.0, 1.5, 2.0, 3.0)
+SIGMAS = (1.0, 2.0, 3.0)
 
 
 def split_copy(img: Image.Image, rng: random.Random) -> Image.Image:
@@ -68,27 +69,29 @@ def main() -> None:
     args = ap.parse_args()
     rng = random.Random(args.seed)
     photos = shuffled_train_photos(args.shared, rng)
-    measured: dict[str, list[tuple[float, tuple]]] = {"plain": [], "benign": [], "split": []}
+    measured: dict[tuple[str, float], list[tuple[float, tuple]]] = {}
     copies: dict[str, list[tuple[Image.Image, Image.Image]]] = {"plain": [], "benign": [], "split": []}
     for _ in tqdm(range(args.n), desc="photos", unit="img"):
         img = load_photo(next(photos))
         if max(img.size) > 1024:
             img.thumbnail((1024, 1024), Image.LANCZOS)
         for kind, copy in (("plain", img), ("benign", augment.benign(img, rng).image), ("split", split_copy(img, rng))):
-            measured[kind].append(channels.measure(copy))
+            for sigma in SIGMAS:
+                measured.setdefault((kind, sigma), []).append(channels.measure(copy, sigma))
             copies[kind].append((copy, img))
 
     def called(m: tuple[float, tuple], r: float, s: float) -> bool:
         return any(resp >= r and math.hypot(dx, dy) >= s for dx, dy, resp in m[1])
 
-    print(f"{'min_response':>12} {'min_shift':>9} | plain called split | benign called split | split found")
-    for r in RESPONSES:
-        for s in SHIFTS:
-            row = [sum(called(m, r, s) for m in measured[k]) for k in ("plain", "benign", "split")]
-            print(f"{r:>12} {s:>9} | {row[0]:>18} | {row[1]:>19} | {row[2]:>11} of {args.n}")
+    print(f"{'edge_sigma':>10} {'min_response':>12} {'min_shift':>9} | plain called split | benign called split | split found")
+    for sigma in SIGMAS:
+        for r in RESPONSES:
+            for s in SHIFTS:
+                row = [sum(called(m, r, s) for m in measured[(k, sigma)]) for k in ("plain", "benign", "split")]
+                print(f"{sigma:>10} {r:>12} {s:>9} | {row[0]:>18} | {row[1]:>19} | {row[2]:>11} of {args.n}")
 
-    r, s = channels.MIN_RESPONSE, channels.MIN_SHIFT
-    print(f"\nat the shipped thresholds ({r}, {s} px): SIFT inliers against the photo, before -> after realigning")
+    r, s, sigma = channels.MIN_RESPONSE, channels.MIN_SHIFT, channels.EDGE_SIGMA
+    print(f"\nat the shipped settings (sigma {sigma}, {r}, {s} px): SIFT inliers against the photo, before -> after realigning")
     for kind in ("plain", "benign", "split"):
         before, after = [], []
         for copy, img in tqdm(copies[kind], desc=kind, unit="img"):

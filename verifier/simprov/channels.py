@@ -20,8 +20,11 @@ import numpy as np
 from PIL import Image
 
 DETECT_SIDE = 512  # the split is measured on a copy this size (long side): ~5 ms, and a split under a pixel here does not matter
-MIN_RESPONSE = 0.2  # phase correlation's peak height (0-1) from which a channel's shift is believed
+MIN_RESPONSE = 0.25  # phase correlation's peak height (0-1) from which a channel's shift is believed
 MIN_SHIFT = 1.5  # px at DETECT_SIDE: a smaller shift is a lens's colour fringe or none
+# The edge maps' smoothing (px at DETECT_SIDE). Under 2 px, JPEG's chroma (stored at half
+# resolution, in 8 px blocks) puts edges of its own into the red and blue channels.
+EDGE_SIGMA = 2.0
 
 
 @dataclass(frozen=True)
@@ -33,12 +36,12 @@ class ChannelSplit:
     blue: tuple[float, float]
 
 
-def _edges(channel: np.ndarray) -> np.ndarray:
-    c = cv2.GaussianBlur(channel.astype(np.float32), (0, 0), 1.0)
+def _edges(channel: np.ndarray, sigma: float) -> np.ndarray:
+    c = cv2.GaussianBlur(channel.astype(np.float32), (0, 0), sigma)
     return cv2.magnitude(cv2.Sobel(c, cv2.CV_32F, 1, 0), cv2.Sobel(c, cv2.CV_32F, 0, 1))
 
 
-def measure(img: Image.Image) -> tuple[float, tuple[tuple[float, float, float], tuple[float, float, float]]]:
+def measure(img: Image.Image, sigma: float = EDGE_SIGMA) -> tuple[float, tuple[tuple[float, float, float], tuple[float, float, float]]]:
     """(scale, ((dx, dy, response) of red, of blue)) against green, measured at DETECT_SIDE;
     `scale` turns those pixels into the image's. The raw measure, for calibration."""
     arr = np.asarray(img.convert("RGB"))
@@ -48,11 +51,11 @@ def measure(img: Image.Image) -> tuple[float, tuple[tuple[float, float, float], 
         arr = cv2.resize(arr, (max(1, round(w / scale)), max(1, round(h / scale))), interpolation=cv2.INTER_AREA)
     if min(arr.shape[:2]) < 16:
         return scale, ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0))
-    green = _edges(arr[..., 1])
+    green = _edges(arr[..., 1], sigma)
     window = cv2.createHanningWindow((arr.shape[1], arr.shape[0]), cv2.CV_32F)
     out = []
     for c in (0, 2):
-        (dx, dy), response = cv2.phaseCorrelate(green, _edges(arr[..., c]), window)
+        (dx, dy), response = cv2.phaseCorrelate(green, _edges(arr[..., c], sigma), window)
         out.append((float(dx), float(dy), float(response)))
     return scale, (out[0], out[1])
 
