@@ -70,14 +70,16 @@ def claim(session: Session, kinds: Sequence[str], lease_s: float) -> Job | None:
         if job is None:
             return None
         if job.attempts >= MAX_ATTEMPTS:
-            job.state, job.claim, job.lease_until, job.finished_at = FAILED, None, None, func.now()
+            job.state, job.claim, job.lease_until, job.finished_at = FAILED, None, None, func.clock_timestamp()
             job.error = {"type": "urn:provenance-verifier:problem:job-interrupted", "title": "Job interrupted",
                          "status": 500, "detail": f"the process running it stopped {job.attempts} times; "
                          "ask again, with a smaller sample if it keeps stopping"}
             session.flush()
             continue
         job.state, job.claim, job.attempts = RUNNING, uuid.uuid4(), job.attempts + 1
-        job.started_at = func.now()
+        # the clock, not now(): now() is this transaction's start, which can precede the commit that queued the
+        # job (a claim that began just before it sees it), and a job would start before it was created
+        job.started_at = func.clock_timestamp()
         job.lease_until = func.now() + dt.timedelta(seconds=lease_s)
         session.flush()
         session.refresh(job)
@@ -96,7 +98,7 @@ def finish(session: Session, job_id: uuid.UUID, token: uuid.UUID, *, result: dic
     """Record the outcome (`result`, or a problem+json `error`) if the claim is still this runner's."""
     done = session.execute(update(Job).where(Job.id == job_id, Job.claim == token, Job.state == RUNNING).values(
         state=FAILED if error is not None else DONE, result=result, error=error, claim=None, lease_until=None,
-        finished_at=func.now()))
+        finished_at=func.clock_timestamp()))
     return bool(done.rowcount)  # type: ignore[attr-defined]
 
 
