@@ -9,6 +9,8 @@ For each of `--n` train photos, three copies:
   them sideways by 2-3 % in opposite directions and adds bands and scanlines), then rescaled to
   50-100 % half the time and saved as JPEG 40-95.
 
+Two more per photo, thumbnails as reposts shrink a photo (32-160 px on the long side, JPEG 20-70) of the photo and
+of its split copy, give the false calls and the splits found by size (`channels.MIN_MEASURE_SIDE`).
 For every (edge_sigma, min_response, min_shift) it prints how many plain and benign copies would be
 called split (each such call moves channels that were in place) and how many split copies are
 found; for the split copies it also prints SIFT's RANSAC inliers against the photo before and
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import math
 import random
 from pathlib import Path
@@ -54,6 +57,16 @@ def split_copy(img: Image.Image, rng: random.Random) -> Image.Image:
     return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
 
 
+def small(img: Image.Image, rng: random.Random) -> Image.Image:
+    """A thumbnail as reposts shrink a photo: 32-160 px on its long side, JPEG 20-70."""
+    side = rng.randint(32, 160)
+    out = img.copy()
+    out.thumbnail((side, side), Image.BICUBIC)
+    buf = io.BytesIO()
+    out.save(buf, "JPEG", quality=rng.randint(20, 70))
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
 def inliers(query: Image.Image, original: Image.Image) -> int:
     q, o = np.asarray(query), np.asarray(original)
     fo = align.sift_features(o)
@@ -70,15 +83,18 @@ def main() -> None:
     rng = random.Random(args.seed)
     photos = shuffled_train_photos(args.shared, rng)
     measured: dict[tuple[str, float], list[tuple[float, tuple]]] = {}
-    copies: dict[str, list[tuple[Image.Image, Image.Image]]] = {"plain": [], "benign": [], "split": []}
+    copies: dict[str, list[tuple[Image.Image, Image.Image]]] = {}
     for _ in tqdm(range(args.n), desc="photos", unit="img"):
         img = load_photo(next(photos))
         if max(img.size) > 1024:
             img.thumbnail((1024, 1024), Image.LANCZOS)
-        for kind, copy in (("plain", img), ("benign", augment.benign(img, rng).image), ("split", split_copy(img, rng))):
+        split = split_copy(img, rng)
+        for kind, copy in (("plain", img), ("benign", augment.benign(img, rng).image), ("split", split),
+                           ("small", small(img, rng)), ("small split", small(split, rng))):
             for sigma in SIGMAS:
-                measured.setdefault((kind, sigma), []).append(channels.measure(copy, sigma))
-            copies[kind].append((copy, img))
+                # thumbnails measured whatever their size: the table below is what chose the floor
+                measured.setdefault((kind, sigma), []).append(channels.measure(copy, sigma, min_side=16))
+            copies.setdefault(kind, []).append((copy, img))
 
     def called(m: tuple[float, tuple], r: float, s: float) -> bool:
         return any(resp >= r and math.hypot(dx, dy) >= s for dx, dy, resp in m[1])
@@ -89,6 +105,17 @@ def main() -> None:
             for s in SHIFTS:
                 row = [sum(called(m, r, s) for m in measured[(k, sigma)]) for k in ("plain", "benign", "split")]
                 print(f"{sigma:>10} {r:>12} {s:>9} | {row[0]:>18} | {row[1]:>19} | {row[2]:>11} of {args.n}")
+
+    print(f"\nthumbnails (32-160 px, JPEG 20-70) at sigma {channels.EDGE_SIGMA}, {channels.MIN_RESPONSE}, {channels.MIN_SHIFT} px,"
+          " by long side: plain thumbnails called split / split thumbnails found")
+    bins = (32, 64, 80, 96, 112, 128, 161)
+    for lo, hi in itertools.pairwise(bins):
+        def sized(kind: str, lo: int = lo, hi: int = hi) -> list[tuple[float, tuple]]:
+            return [m for m, (c, _) in zip(measured[(kind, channels.EDGE_SIGMA)], copies[kind], strict=True)
+                    if lo <= max(c.size) < hi]
+        plain, split_ = sized("small"), sized("small split")
+        print(f"  {lo}-{hi - 1} px: {sum(called(m, channels.MIN_RESPONSE, channels.MIN_SHIFT) for m in plain)} of {len(plain)}"
+              f" / {sum(called(m, channels.MIN_RESPONSE, channels.MIN_SHIFT) for m in split_)} of {len(split_)}")
 
     r, s, sigma = channels.MIN_RESPONSE, channels.MIN_SHIFT, channels.EDGE_SIGMA
     print(f"\nat the shipped settings (sigma {sigma}, {r}, {s} px): SIFT inliers against the photo, before -> after realigning")

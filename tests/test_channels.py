@@ -76,3 +76,15 @@ def test_realigning_gives_sift_back_its_matches() -> None:
         return align.count_inliers(align.sift_features(a), fo, a.shape, o.shape)
 
     assert inliers(realigned(query, found)) > 1.5 * inliers(query)
+
+
+def test_a_thumbnail_under_the_floor_is_not_measured() -> None:
+    """Under MIN_MEASURE_SIDE a thumbnail's JPEG chroma blocks are most of its edges: not measured,
+    whatever its channels show; from the floor up, a split is found."""
+    from verifier.simprov.channels import MIN_MEASURE_SIDE
+
+    img = photo("chelsea")
+    tiny = img.resize((MIN_MEASURE_SIDE - 4, round((MIN_MEASURE_SIDE - 4) * img.height / img.width)), Image.BICUBIC)
+    assert channel_split(split(tiny, (3, 0), (-3, 0))) is None
+    small = img.resize((160, round(160 * img.height / img.width)), Image.BICUBIC)
+    assert channel_split(split(small, (4, 0), (-4, 0))) is not None
