@@ -88,3 +88,12 @@ def test_a_thumbnail_under_the_floor_is_not_measured() -> None:
     assert channel_split(split(tiny, (3, 0), (-3, 0))) is None
     small = img.resize((160, round(160 * img.height / img.width)), Image.BICUBIC)
     assert channel_split(split(small, (4, 0), (-4, 0))) is not None
+
+
+def test_flat_noisy_and_extreme_images_measure_no_split_and_raise_nothing() -> None:
+    rng = np.random.default_rng(0)
+    for img in (Image.new("RGB", (300, 200), (10, 200, 30)),  # no edges at all
+                Image.fromarray(rng.integers(0, 255, (300, 300, 3), dtype=np.uint8)),  # channels unrelated
+                Image.new("RGB", (5000, 40)), Image.new("RGB", (2000, 17)), Image.new("RGB", (1, 1)),
+                Image.new("RGBA", (300, 200))):  # not the matcher's frame: not measured
+        assert channel_split(img) is None

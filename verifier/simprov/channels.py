@@ -19,15 +19,15 @@ import cv2
 import numpy as np
 from PIL import Image
 
-DETECT_SIDE = 512  # the split is measured on a copy this size (long side): ~5 ms, and a split under a pixel here does not matter
+DETECT_SIDE = 512  # the split is measured on a copy this size (long side): ~7 ms, and a split under a pixel here does not matter
 MIN_RESPONSE = 0.25  # phase correlation's peak height (0-1) from which a channel's shift is believed
 MIN_SHIFT = 1.5  # px at DETECT_SIDE: a smaller shift is a lens's colour fringe or none
-# Under this long side a thumbnail's JPEG chroma (8 px blocks at half resolution) is most of its edges: 4 of 69
-# train thumbnails under 64 px were called split, none of 78 at 64-95 px.
-MIN_MEASURE_SIDE = 64
-# The edge maps' smoothing (px at DETECT_SIDE). Under 2 px, JPEG's chroma (stored at half
-# resolution, in 8 px blocks) puts edges of its own into the red and blue channels.
+# JPEG keeps chroma at half resolution in 8 px blocks, which puts edges of its own into the red and
+# blue channels: the edge maps are smoothed by EDGE_SIGMA px (at DETECT_SIDE; 1 px found 241 of 300
+# train splits, 2 px 298), and under MIN_MEASURE_SIDE px those blocks are most of a thumbnail's edges
+# (4 of 69 train thumbnails under 64 px called split, none of 78 at 64-95 px).
 EDGE_SIGMA = 2.0
+MIN_MEASURE_SIDE = 64
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def measure(img: Image.Image, sigma: float = EDGE_SIGMA, min_side: int = MIN_MEA
             ) -> tuple[float, tuple[tuple[float, float, float], tuple[float, float, float]]]:
     """(scale, ((dx, dy, response) of red, of blue)) against green, measured at DETECT_SIDE;
     `scale` turns those pixels into the image's. The raw measure, for calibration."""
-    arr = np.asarray(img.convert("RGB"))
+    arr = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
     h, w = arr.shape[:2]
     scale = max(h, w) / DETECT_SIDE if max(h, w) > DETECT_SIDE else 1.0
     if scale > 1.0:
@@ -65,9 +65,11 @@ def measure(img: Image.Image, sigma: float = EDGE_SIGMA, min_side: int = MIN_MEA
 
 
 def channel_split(img: Image.Image, *, min_response: float = MIN_RESPONSE, min_shift: float = MIN_SHIFT) -> ChannelSplit | None:
-    """The split of `img`'s channels, or None when neither red nor blue is shifted."""
-    if img.mode not in ("RGB", "RGBA"):
-        return None  # a grey image has no channels to split
+    """The split of `img`'s channels, or None when neither red nor blue is shifted. `img` is the
+    matcher's RGB frame (a grey upload is three equal channels there, which measure no shift);
+    another mode is not measured."""
+    if img.mode != "RGB":
+        return None
     scale, measured = measure(img)
     shifts = []
     for dx, dy, response in measured:
@@ -81,7 +83,7 @@ def channel_split(img: Image.Image, *, min_response: float = MIN_RESPONSE, min_s
 def realigned(img: Image.Image, split: ChannelSplit) -> Image.Image:
     """`img` with its red and blue channels moved back onto the green one (the edge rows a
     shift uncovers repeat their neighbours)."""
-    arr = np.asarray(img.convert("RGB")).copy()
+    arr = np.array(img.convert("RGB"))
     h, w = arr.shape[:2]
     for c, (dx, dy) in ((0, split.red), (2, split.blue)):
         if (dx, dy) != (0.0, 0.0):

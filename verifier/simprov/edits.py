@@ -1059,7 +1059,7 @@ def inset(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
 def double_exposure(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
     """Another photo blended into this one, as double-exposure art and contest entries layer
     two pictures: the donor (at the photo's size) shows through a soft region, either an
-    ellipse of 25-70 % of the frame feathered by 10-25 % of its short side (variant "disc") or
+    ellipse inscribed in a box of 25-70 % of the frame, feathered by 10-25 % of its short side (variant "disc") or
     a linear ramp across the frame in any direction, from nothing to full over 40-100 % of it
     (variant "ramp"); its opacity at most 0.45-0.9; blended normally, with Photoshop's "screen"
     (1 - (1 - a)(1 - b): light parts of the donor lighten) or "multiply" (a b: dark parts
@@ -1093,7 +1093,7 @@ def double_exposure(img: Image.Image, donors: Donors, rng: random.Random) -> Sam
 
 def popart(img: Image.Image, donors: Donors, rng: random.Random) -> Sample:
     """The photo repeated in a grid of tinted tiles, as pop-art posters and meme templates
-    print it: 2x2 (half the time), 1x2 / 2x1 or 3x3 tiles in the photo's own frame, gutters of
+    print it: 2x2 (three times in five), 1x2 / 2x1 (the long way) or 3x3 tiles in the photo's own frame, gutters of
     0-3 % of its short side in black or white; every tile the whole photo at the tile's size,
     posterized to 2-4 bits then colourised between a dark and a bright colour of its own
     (a different pair per tile), a quarter of the tiles mirrored. Content unchanged, so the
