@@ -97,7 +97,7 @@ def test_untrusted_cawg_identity_never_lowers_a_trusted_claim(make_client, tmp_p
     assert c["trust_list"] == {"uri": "urn:provenance-verifier:trust:manifest:configured", "name": "configured",
                                "category": "custom"}
     assert c["spec_version"] and c["validation_time"] and c["ocsp"] == "skipped"
-    assert report["report_version"] == "1.12"
+    assert report["report_version"] == "1.13"
 
     # the CAWG anchor setting takes effect: the same identity is now trusted
     client2, key2 = make_client(trust_anchors=root, cawg_trust_anchors=root)
@@ -281,7 +281,7 @@ def test_a_signed_svg_is_verified_for_its_credentials(client: TestClient, verifi
     assert report["input"]["mime"] == "image/svg+xml" and report["input"]["width"] is None
     assert report["verdict"] == "c2pa_trusted"
     assert report["search"] == {"method": "not-applicable", "decision_threshold": None, "candidates": [],
-                                "publisher_marks": [], "frame": 0, "channel_split": None}
+                                "publisher_marks": [], "frame": 0, "channel_split": None, "stretch": None}
     assert report["c2pa"]["trust_list"]["name"] == "configured"
     unsigned = _verify(client, verifier_key, SVG, "plain.svg")
     assert unsigned["verdict"] == "no_match" and "raster images only" in unsigned["summary"]

@@ -12,7 +12,7 @@ import c2pa
 import jsonschema
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
+from PIL import Image, ImageOps
 
 from manifests.signing import ManifestDefinition, SignerCredentials, TestCA, sign_image
 from manifests.softbinding import AlgorithmList, canonical_value
@@ -114,6 +114,23 @@ def test_a_stripped_copy_resolves_to_its_original(client: TestClient, verifier_k
     assert set(ids[:2]) == {registry["astronaut"]["label"], registry["coffee"]["label"]}
     assert registry["chelsea"]["label"] in ids[2:]
 
+
+def test_a_squeezed_copy_resolves_stretched_back(client: TestClient, verifier_key: str, registry: dict,  # type: ignore[type-arg]
+                                                 spec_schemas: dict | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 2x1 pop-art print of a registered photo (each tile the photo squeezed 2:1 across): found
+    by content only through the stretched search, as verification finds it."""
+    img = Image.open(io.BytesIO(registry["coffee"]["bytes"])).convert("RGB")
+    w, h = img.size
+    tile = ImageOps.posterize(ImageOps.grayscale(img.resize((w // 2, h), Image.LANCZOS)), 2)
+    query = Image.new("RGB", (w, h))
+    query.paste(ImageOps.colorize(tile, (30, 0, 90), (255, 220, 0)), (0, 0))
+    query.paste(ImageOps.colorize(tile, (90, 10, 20), (0, 240, 200)), (w // 2, 0))
+    url, data = "/sbr/v1/matches/byContent", encode(query, "JPEG", quality=85)
+    headers = {**auth(verifier_key), "Content-Type": "image/jpeg"}
+    body = check(client.post(url, content=data, headers=headers), spec_schemas)
+    assert body["matches"] and body["matches"][0]["manifestId"] == registry["coffee"]["label"]
+    monkeypatch.setattr("verifier.matching.matcher.STRETCHES", ())
+    assert check(client.post(url, content=data, headers=headers), spec_schemas) == {"matches": []}
 
 def test_byContent_refusals(client: TestClient, verifier_key: str, registry: dict) -> None:  # type: ignore[type-arg]
     url, jpeg = "/sbr/v1/matches/byContent", encode(photo("rocket"), "JPEG")

@@ -261,6 +261,31 @@ def test_a_glitched_copy_is_matched_with_its_colour_channels_moved_back(client: 
 
 
 
+def test_a_squeezed_copy_is_matched_stretched_back(client: TestClient, verifier_key: str, registered: dict,
+                                                   check_envelope, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """A 2x1 pop-art print of a registered photo: two tiles in the photo's own frame, each the
+    whole photo squeezed 2:1 across, posterized to 2 bits and coloured its own way. The search finds it
+    stretched 2x across; the report says so, and its alignment maps the original's pixels onto the
+    upload's (half as wide, as the tile is). Without the stretched search nothing matches."""
+    img = Image.open(io.BytesIO(registered["astronaut"]["bytes"])).convert("RGB")
+    w, h = img.size
+    tile = ImageOps.posterize(ImageOps.grayscale(img.resize((w // 2, h), Image.LANCZOS)), 2)
+    query = Image.new("RGB", (w, h))
+    query.paste(ImageOps.colorize(tile, (30, 0, 90), (255, 220, 0)), (0, 0))
+    query.paste(ImageOps.colorize(tile, (90, 10, 20), (0, 240, 200)), (w // 2, 0))
+    data = encode(query, "JPEG", quality=85)
+    report = check_envelope(verify(client, verifier_key, data))
+    assert report["match"]["original_id"] == registered["astronaut"]["record"]["id"]
+    assert report["search"]["stretch"] == [2.0, 1.0] and "squeezed across" in report["summary"]
+    a = np.array(report["manipulation"]["alignment"])
+    a /= a[2, 2]
+    assert a[0, 0] == pytest.approx(0.5, abs=0.03) and a[1, 1] == pytest.approx(1.0, abs=0.05)
+    assert abs(a[0, 1]) < 0.05 and abs(a[1, 0]) < 0.05
+    monkeypatch.setattr("verifier.matching.matcher.STRETCHES", ())
+    plain = check_envelope(verify(client, verifier_key, data))
+    assert plain["verdict"] == "no_match" and plain["search"]["stretch"] is None
+
+
 def test_graded_copy_is_benign_once_its_colours_are_mapped(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]
     """Every hue turned (a filter; 160 / 256 here), nothing else: ChangeNet alone would call it manipulated;
     the report says the copy was judged with that colour change undone, and why in words."""

@@ -76,6 +76,7 @@ class Evidence:
     related: list[Related] = field(default_factory=list)
     marks: list[FoundMark] = field(default_factory=list)  # publishers' marks on the query: not evidence
     channel_split: ChannelSplit | None = None  # the query's colour channels were shifted (and realigned before matching)
+    stretch: tuple[float, float] | None = None  # the query matched stretched by (x, y): stages 1-3 read it so
 
     def stage12_indices(self) -> list[int]:
         """Indices into stage 1's candidates, best first after stage 2 (stage 1's order when it did

@@ -75,6 +75,24 @@ SYNC_PER_REQUEST = 64
 # (registered before they were kept) costs a decode and a SIFT (~0.15 s), so a first start after that upgrade
 # catches up a chunk at a time, outside start-up and without holding back the views' index (`Service.open`).
 DETAIL_SYNC_CHUNK = 64
+# A query nothing matched is searched again stretched by these (x, y) factors (`Matcher._stretched`): SIFT
+# does not match content squeezed 2:1 (a photo stretched to fit a frame, the tiles of a 1x2 pop-art print),
+# and stage 1's embedding did not either; stretched back, the local-feature vote finds it. The stretched image
+# is at most twice the work frame. Nothing is tried on an image under STRETCH_MIN_SIDE px across.
+STRETCHES = ((2.0, 1.0), (1.0, 2.0))
+STRETCH_MIN_SIDE = 32
+
+
+@dataclasses.dataclass
+class _Found:
+    """What stages 1-2 found for one form of the query (as given, or stretched)."""
+
+    outcome: SearchOutcome
+    stage2: Stage2Result | None = None
+    query_view: View | None = None
+    marks: list[FoundMark] = dataclasses.field(default_factory=list)
+    original: Original | None = None
+    related: list[Related] = dataclasses.field(default_factory=list)
 
 
 class Stopwatch:
@@ -172,7 +190,7 @@ class Matcher:
         clock = Stopwatch()
         exact = self.originals.find_by_sha256(sha256)
         clock.lap("exact_lookup")
-        split = None
+        split = stretch = None
         if exact is None:
             image, split = _channels_aligned(image)
             clock.lap("channels")
@@ -182,23 +200,18 @@ class Matcher:
         finally:
             view.wait()
         clock.lap("stage1")
-        stage2: Stage2Result | None = None
-        query_view: View | None = None
-        marks: list[FoundMark] = []
-        original: Original | None = exact
-        related: list[Related] = []
         if exact is not None:
-            related = [Related(o, _relation(o, exact), 1.0) for o in self.originals.all_by_sha256(sha256) if o.id != exact.id]
-        elif self.reranker is not None and outcome.candidates:
-            query_view, marks = view.result()
-            outcome = self.with_votes(query_view, outcome)
-            clock.lap("stage1_votes")
-            stage2 = self.rerank(query_view, outcome, parallel=parallel)
-            clock.lap("stage2")
-            if stage2.choice is not None:
-                original, related = self._first_registration(outcome, stage2)
-        elif outcome.match:
-            original = self._original(outcome.match.original_id)
+            found = _Found(outcome, original=exact, related=[
+                Related(o, _relation(o, exact), 1.0) for o in self.originals.all_by_sha256(sha256) if o.id != exact.id])
+        else:
+            found = self._stages2(outcome, view.result, parallel, clock)
+            if found.original is None:
+                again = self._stretched(image, parallel)
+                clock.lap("stretched")
+                if again is not None:
+                    image, stretch, found = again
+        outcome, stage2, query_view, marks, original, related = (
+            found.outcome, found.stage2, found.query_view, found.marks, found.original, found.related)
 
         original_bytes = pixel = change = None
         if original is not None:
@@ -224,7 +237,43 @@ class Matcher:
                     change = None
         return Evidence(stage1=outcome, original=original, original_bytes=original_bytes, exact=exact is not None,
                         stage2=stage2, pixel=pixel, change=change, timings_ms=clock.laps, related=related, marks=marks,
-                        channel_split=split)
+                        channel_split=split, stretch=stretch)
+
+    def _stages2(self, outcome: SearchOutcome, view: Callable[[], tuple[View, list[FoundMark]]], parallel: bool,
+                 clock: Stopwatch | None = None) -> _Found:
+        """Stage 2 (with the local-feature vote) after stage 1's `outcome`, and the original it
+        chooses; without stage 2, stage 1's match. `view`: the query's view and marks, on demand."""
+        if self.reranker is not None and outcome.candidates:
+            query_view, marks = view()
+            outcome = self.with_votes(query_view, outcome)
+            if clock is not None:
+                clock.lap("stage1_votes")
+            stage2 = self.rerank(query_view, outcome, parallel=parallel)
+            if clock is not None:
+                clock.lap("stage2")
+            original, related = self._first_registration(outcome, stage2) if stage2.choice is not None else (None, [])
+            return _Found(outcome, stage2, query_view, marks, original, related)
+        original = self._original(outcome.match.original_id) if outcome.match else None
+        return _Found(outcome, original=original)
+
+    def _stretched(self, image: Image.Image, parallel: bool) -> tuple[Image.Image, tuple[float, float], _Found] | None:
+        """A query nothing matched, searched again stretched 2x across, then 2x down (`STRETCHES`):
+        the stretched image, its factors (x, y) and what stages 1-2 found with it; None when
+        neither found an original. A stretch goes through stages 1-2 only when its view's
+        local-feature vote names an original, as it did for every squeezed copy it found and for 2
+        of 200 unrelated photos (BENCHMARKS.md, "Squeezed copies"): ~35 ms a stretch otherwise."""
+        if self.local is None or self.reranker is None or min(image.size) < STRETCH_MIN_SIDE:
+            return None
+        self.sync_votes(wait=False, limit=SYNC_PER_REQUEST, detail=False)
+        for fx, fy in STRETCHES:
+            stretched = image.resize((round(image.width * fx), round(image.height * fy)), Image.BICUBIC)
+            view = self.marked_view(stretched)
+            if not self.local.tally(view[0]):
+                continue
+            found = self._stages2(self.search.search(stretched, parallel=parallel), lambda v=view: v, parallel)
+            if found.original is not None:
+                return stretched, (stretched.width / image.width, stretched.height / image.height), found
+        return None
 
     def resolve(self, image: Image.Image, sha256: str) -> list[tuple[uuid.UUID, float, bool]]:
         """Every registered original the query is a copy or an edit of: (id, probability,
@@ -248,10 +297,12 @@ class Matcher:
                 found[oid] = max(found.get(oid, 0.0), min(0.99, float(p)))
 
         if self.reranker is not None and outcome.candidates:
-            query_view = view.result()[0]
-            outcome = self.with_votes(query_view, outcome)
-            stage2 = self.rerank(query_view, outcome, parallel=parallel)
-            if stage2.choice is not None:
+            searched = self._stages2(outcome, view.result, parallel)
+            if searched.original is None:
+                again = self._stretched(image, parallel)
+                searched = again[2] if again is not None else searched
+            outcome, stage2 = searched.outcome, searched.stage2
+            if stage2 is not None and stage2.choice is not None:
                 for i, p in stage2.psen.items():
                     if p >= SAME_CONTENT or i == stage2.choice:
                         note(outcome.candidates[i].original_id, max(p, stage2.probability) if i == stage2.choice else p)

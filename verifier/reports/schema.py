@@ -10,15 +10,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-REPORT_VERSION = "1.12"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...);
+REPORT_VERSION = "1.13"  # 1.1: C2PA details (trust list, signer certificate, identities, soft bindings, ...);
 # 1.2: manipulation.local_warp; 1.3: manipulation.original_coverage and added_content_fraction;
 # 1.4: manipulation.colour_map_gain and colour_mapped; 1.5: colour_mapped also when the mapped look calls it
 # manipulated (its map is the report's); 1.6: manipulation.local_recolour; 1.7: search.publisher_marks;
 # 1.8: input.frames and search.frame (animations searched beyond their first frame); 1.9: manipulation.original_shown;
 # 1.10: manipulation.tones_inverted (each additive: an earlier reader ignores them);
 # 1.11: the candidates in stage 1+2's order (the match first), each with stage1_rank, same_image, reorderer and
-# inliers (before: stage 1's order and score alone); 1.12: search.channel_split
-SCHEMA_ID = "urn:provenance-verifier:schema:report:1.12"
+# inliers (before: stage 1's order and score alone); 1.12: search.channel_split; 1.13: search.stretch
+SCHEMA_ID = "urn:provenance-verifier:schema:report:1.13"
 
 
 class Verdict(str, Enum):
@@ -220,6 +220,11 @@ class SearchSection(BaseModel):
     channel_split: ChannelSplit | None = Field(
         default=None, description="A shift of the colour channels found on the image and undone before the search; "
         "null when none was found (or the bytes matched an original exactly).")
+    stretch: tuple[float, float] | None = Field(
+        default=None, description="The factors (x, y) the image was stretched by before it matched: its content lay "
+        "squeezed against the original's, as a photo stretched to fit a frame or a tile of a pop-art print shows it, and "
+        "the match, the alignment and the comparison read it stretched back. Null when it matched as it is (or nothing "
+        "matched).")
 
 
 class LocalWarp(BaseModel):
@@ -311,7 +316,7 @@ class RecoveredManifest(CredentialDetails):
 
 
 class Report(BaseModel):
-    report_version: Literal["1.12"] = REPORT_VERSION
+    report_version: Literal["1.13"] = REPORT_VERSION
     id: uuid.UUID
     created_at: dt.datetime
     service: ServiceInfo

@@ -179,7 +179,7 @@ def verdict(c2pa: C2paSection, ev: Evidence | None) -> Verdict:
 def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, learned: bool, warped: bool = False,
                  added: float = 0.0, recoloured: bool = False, recoloured_region: bool = False,
                  by_geometry: bool = False, shown: float | None = None, inverted: bool = False,
-                 channels_realigned: bool = False) -> str:
+                 channels_realigned: bool = False, stretch: tuple[float, float] | None = None) -> str:
     """`warped`: stage 3 found content moved locally (a liquify-style warp), said in words
     because ChangeNet's probability alone would read as benign; `recoloured_region` likewise: a
     region whose colour changed on its own. `added`: the share of the
@@ -190,7 +190,8 @@ def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, lear
     "different", which a fact-checker should know before relying on it. `shown`: the share of the
     original's frame the image shows, said under SHOWN_NOTE. `inverted`: the image is the original's
     negative, compared with its tones inverted back (a verdict of benign would not say so).
-    `channels_realigned`: its colour channels lay shifted (a glitch filter) and were moved back first."""
+    `channels_realigned`: its colour channels lay shifted (a glitch filter) and were moved back first.
+    `stretch`: the (x, y) factors it matched stretched by (its content lay squeezed)."""
     signer = ((c2pa.summary or {}).get("signer") or {}).get("common_name")
     origin = f" Registered original: {match.original_id} from {match.publisher.name}." if match else ""
     ingredient_note = " An ingredient's own credentials do not validate." if c2pa.ingredient_failures else ""
@@ -227,4 +228,11 @@ def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, lear
     if channels_realigned and v in (Verdict.MATCH_BENIGN, Verdict.MATCH_MANIPULATED):
         channels = (" Its colour channels lay shifted against each other, as a glitch or RGB-split filter leaves them; "
                     "they were moved back into register before the comparison.")
-    return lines[v] + around + geometry + channels + ingredient_note + origin
+    squeezed = ""
+    if stretch is not None and v in (Verdict.MATCH_BENIGN, Verdict.MATCH_MANIPULATED):
+        across = stretch[0] >= stretch[1]
+        factor = max(stretch) / min(stretch)
+        squeezed = (f" Its content lies squeezed {'across' if across else 'down'} against the original's (about "
+                    f"{factor:.3g}:1), as a photo stretched to fit a frame or a pop-art tile shows it; it was compared "
+                    "stretched back.")
+    return lines[v] + around + geometry + channels + squeezed + ingredient_note + origin

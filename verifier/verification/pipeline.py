@@ -115,7 +115,9 @@ class VerificationPipeline:
                 # ~150 ms of every manipulated verdict here).
                 heat_sources = overlay_sources(image, ev.change.query_heat)
                 heatmap_layer = render_layer(ev.change.query_heat, OUTLINE_THRESHOLD)
-            to_full = (info.width / image.width, info.height / image.height)  # the work frame -> the upload's pixels
+            # the work frame (stretched, when the query matched so) -> the upload's pixels
+            sx, sy = ev.stretch or (1.0, 1.0)
+            to_full = (info.width / (image.width * sx), info.height / (image.height * sy))
             # the original's side likewise: from the frame ingest reduced it to, to its own pixels
             frame = ev.change.original_frame
             from_original = 1.0
@@ -139,7 +141,8 @@ class VerificationPipeline:
                                  publisher_marks=[MarkFound(mark_id=m.id, publisher=PublisherRef(id=m.publisher_id, name=m.publisher),
                                                             label=m.label, keypoints=m.keypoints) for m in ev.marks],
                                  frame=frame_index, channel_split=assemble.channel_split(ev, info.width / image.width,
-                                                                                          info.height / image.height)),
+                                                                                          info.height / image.height),
+                                 stretch=None if ev.stretch is None else (round(ev.stretch[0], 4), round(ev.stretch[1], 4))),
             manipulation=manipulation,
             recovered_manifest=recovered,
             verdict=verdict,
@@ -151,7 +154,7 @@ class VerificationPipeline:
                                           by_geometry=ev.stage2 is not None and ev.stage2.by_geometry,
                                           shown=ev.change.original_shown if ev.change else None,
                                           inverted=ev.change is not None and ev.change.tones_inverted,
-                                          channels_realigned=ev.channel_split is not None),
+                                          channels_realigned=ev.channel_split is not None, stretch=ev.stretch),
         )
         payload = report.payload()
         jws = self.keys.current().sign_compact(canonical_json(payload))
