@@ -177,6 +177,7 @@ def test_bench_on_a_tiny_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert edit["added_content_fraction"] < 0.01 and edit["original_shown"] > 0.9  # an edit in place: nothing cut
     assert edit["match_inliers"] == edit["true_inliers"] and edit["match_psen"] == edit["true_psen"]  # it chose the original
     assert 0.5 < edit["match_probability"] <= 1.0
+    assert "stretch" not in edit and "channel_split" not in edit  # written only where the search stretched or realigned
     assert records["queries/rocket.jpg"]["matched"] is None and records["queries/rocket.jpg"]["stage1_rank"] is None
     # a benign variant says which transforms made it (the last is always the JPEG re-encode); the queries as given do not
     variant = records["queries/chelsea-edit.jpg#benign0"]["transform"].split("+")

@@ -146,6 +146,10 @@ def _query_record(q: Query, report: dict[str, Any], ev: Evidence, true_id: str |
             record["by_geometry"] = ev.stage2.by_geometry
     if ev.marks:
         record["marks_keypoints"] = sum(m.keypoints for m in ev.marks)
+    if ev.stretch is not None:  # matched only stretched back (`Matcher._stretched`)
+        record["stretch"] = [round(ev.stretch[0], 4), round(ev.stretch[1], 4)]
+    if ev.channel_split is not None:
+        record["channel_split"] = True
     if _added(report) is not None:
         record["added_content_fraction"] = _added(report)
     if ev.change is not None:
