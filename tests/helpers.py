@@ -8,7 +8,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 
 def photo_like(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
@@ -81,6 +81,17 @@ def photo_index(root: Path, splits: list[str], size: tuple[int, int] = (160, 120
             generated_photo(i, size).save(root / folder / f"{i}.jpg", quality=92)
             w.writerow([f"{folder}/{i}.jpg", "generated", split])
     return root
+
+
+def popart_2x1(img: Image.Image) -> Image.Image:
+    """A 2x1 pop-art print: two tiles in the photo's own frame, each the whole photo squeezed 2:1
+    across, posterized to 2 bits and coloured its own way (SIFT does not match it as it is)."""
+    w, h = img.size
+    tile = ImageOps.posterize(ImageOps.grayscale(img.resize((w // 2, h), Image.LANCZOS)), 2)
+    out = Image.new("RGB", (w, h))
+    out.paste(ImageOps.colorize(tile, (30, 0, 90), (255, 220, 0)), (0, 0))
+    out.paste(ImageOps.colorize(tile, (90, 10, 20), (0, 240, 200)), (w // 2, 0))
+    return out
 
 
 def twirl(img: Image.Image, centre: tuple[float, float], radius: float, angle: float) -> Image.Image:

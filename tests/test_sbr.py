@@ -12,12 +12,12 @@ import c2pa
 import jsonschema
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image, ImageOps
+from PIL import Image
 
 from manifests.signing import ManifestDefinition, SignerCredentials, TestCA, sign_image
 from manifests.softbinding import AlgorithmList, canonical_value
 from tests.conftest import SHARED, auth
-from tests.helpers import encode
+from tests.helpers import encode, popart_2x1
 
 skdata = pytest.importorskip("skimage.data")
 
@@ -119,12 +119,7 @@ def test_a_squeezed_copy_resolves_stretched_back(client: TestClient, verifier_ke
                                                  spec_schemas: dict | None, monkeypatch: pytest.MonkeyPatch) -> None:
     """A 2x1 pop-art print of a registered photo (each tile the photo squeezed 2:1 across): found
     by content only through the stretched search, as verification finds it."""
-    img = Image.open(io.BytesIO(registry["coffee"]["bytes"])).convert("RGB")
-    w, h = img.size
-    tile = ImageOps.posterize(ImageOps.grayscale(img.resize((w // 2, h), Image.LANCZOS)), 2)
-    query = Image.new("RGB", (w, h))
-    query.paste(ImageOps.colorize(tile, (30, 0, 90), (255, 220, 0)), (0, 0))
-    query.paste(ImageOps.colorize(tile, (90, 10, 20), (0, 240, 200)), (w // 2, 0))
+    query = popart_2x1(Image.open(io.BytesIO(registry["coffee"]["bytes"])).convert("RGB"))
     url, data = "/sbr/v1/matches/byContent", encode(query, "JPEG", quality=85)
     headers = {**auth(verifier_key), "Content-Type": "image/jpeg"}
     body = check(client.post(url, content=data, headers=headers), spec_schemas)

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from manifests.signing import ManifestDefinition, SignerCredentials, sign_image
 from tests.conftest import auth
-from tests.helpers import encode, jpeg_segment, post_screenshot, twirl
+from tests.helpers import encode, jpeg_segment, popart_2x1, post_screenshot, twirl
 from verifier.api import create_app
 from verifier.reports.schema import canonical_json
 from verifier.service import Service
@@ -267,13 +267,7 @@ def test_a_squeezed_copy_is_matched_stretched_back(client: TestClient, verifier_
     whole photo squeezed 2:1 across, posterized to 2 bits and coloured its own way. The search finds it
     stretched 2x across; the report says so, and its alignment maps the original's pixels onto the
     upload's (half as wide, as the tile is). Without the stretched search nothing matches."""
-    img = Image.open(io.BytesIO(registered["astronaut"]["bytes"])).convert("RGB")
-    w, h = img.size
-    tile = ImageOps.posterize(ImageOps.grayscale(img.resize((w // 2, h), Image.LANCZOS)), 2)
-    query = Image.new("RGB", (w, h))
-    query.paste(ImageOps.colorize(tile, (30, 0, 90), (255, 220, 0)), (0, 0))
-    query.paste(ImageOps.colorize(tile, (90, 10, 20), (0, 240, 200)), (w // 2, 0))
-    data = encode(query, "JPEG", quality=85)
+    data = encode(popart_2x1(Image.open(io.BytesIO(registered["astronaut"]["bytes"])).convert("RGB")), "JPEG", quality=85)
     report = check_envelope(verify(client, verifier_key, data))
     assert report["match"]["original_id"] == registered["astronaut"]["record"]["id"]
     assert report["search"]["stretch"] == [2.0, 1.0] and "squeezed across" in report["summary"]
