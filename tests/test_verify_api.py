@@ -401,6 +401,30 @@ def test_unrelated_photo_is_no_match(client: TestClient, verifier_key: str, regi
     assert all(c["reorderer"] is not None for c in search["candidates"])
 
 
+
+def test_odd_shapes_nothing_matched_go_through_the_stretched_search_cleanly(client: TestClient, service: Service,
+                                                                           verifier_key: str, registered: dict,
+                                                                           check_envelope, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Every upload nothing matched meets the stretched search: a 1x1 pixel, slivers, flat and noisy
+    images come back as a clean no_match (no stretch), and the matcher's stretch of an image under
+    its floor is not even tried; nothing is written but the report."""
+    rng = np.random.default_rng(3)
+    shapes = [Image.new("RGB", (1, 1), (200, 10, 10)), Image.new("RGB", (2000, 17), (90, 90, 90)),
+              Image.fromarray(rng.integers(0, 256, (40, 1500, 3), np.uint8)),
+              Image.fromarray(rng.integers(0, 256, (700, 33, 3), np.uint8)),
+              Image.fromarray(rng.integers(0, 256, (64, 64, 3), np.uint8))]
+    before = _report_count(service)
+    for img in shapes:
+        report = check_envelope(verify(client, verifier_key, encode(img, "PNG"), "image/png"))
+        assert report["verdict"] == "no_match" and report["search"]["stretch"] is None, img.size
+    assert _report_count(service) == before + len(shapes)
+    calls: list[int] = []
+    tally = service.matcher.local.tally
+    monkeypatch.setattr(service.matcher.local, "tally", lambda view: calls.append(1) or tally(view))
+    assert service.matcher._stretched(Image.new("RGB", (500, 31)), False) is None and not calls  # under the floor: no vote
+    assert service.matcher._stretched(Image.new("RGB", (500, 32)), False) is None and len(calls) == 2  # a flat image: voted, nothing named
+    assert service.matcher.resolve(shapes[2], "0" * 64) == []
+
 # -- signatures, storage, keys ------------------------------------------------------------
 
 
