@@ -194,6 +194,30 @@ def test_a_mirrored_copy_aligns_through_a_reflection() -> None:
     assert estimate_alignment(cand, cand, flow=False).homography[0, 0] > 0  # an unmirrored copy stays unmirrored
 
 
+@pytest.mark.parametrize("across", [True, False])
+def test_a_squeezed_copy_fits_through_its_sift_stretched_to_the_candidates_shape(across: bool) -> None:
+    """SIFT does not survive a 2.5:1 squeeze: the copy fits its original on a few points, if any.
+    Its features taken from the query stretched to the candidate's shape (points mapped back into the
+    query's own frame) fit on hundreds, through a homography that is the squeeze. Frames of about the
+    same shape are not tried."""
+    from verifier.simprov.pairs import View, align_pair, reshaped_pair
+
+    cand = _photo()  # 384 x 384
+    size = (154, 384) if across else (384, 154)
+    query = View.of(cand.resize(size, Image.BICUBIC))
+    cv = View.of(cand)
+    assert align_pair(query, cv).alignment.inliers < MIRROR_RETRY
+    pair = reshaped_pair(query, cv)
+    assert pair is not None and pair.alignment.inliers >= 100
+    h = pair.alignment.homography
+    sx, sy = query.image.shape[1] / cv.image.shape[1], query.image.shape[0] / cv.image.shape[0]
+    for x, y in ((40.0, 60.0), (200.0, 100.0), (120.0, 220.0)):  # candidate pixels -> where the query has them
+        p = h @ np.array([x, y, 1.0])
+        assert abs(p[0] / p[2] - ((x + 0.5) * sx - 0.5)) < 1.5 and abs(p[1] / p[2] - ((y + 0.5) * sy - 0.5)) < 1.5
+    assert reshaped_pair(cv, cv) is None
+    assert reshaped_pair(View.of(cand.resize((280, 384))), cv) is None  # 1.37:1, under RESHAPE_MIN
+
+
 def test_a_mirrored_copy_of_a_partly_symmetric_photo_takes_the_mirrored_fit() -> None:
     """A mirrored copy of a photo with a symmetric part (a facade, a face, a doorway) fits
     unmirrored on that part alone: hundreds of inliers, but the rest of the frame lands on the

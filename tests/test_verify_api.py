@@ -280,6 +280,30 @@ def test_a_squeezed_copy_is_matched_stretched_back(client: TestClient, verifier_
     assert plain["verdict"] == "no_match" and plain["search"]["stretch"] is None
 
 
+def test_a_photo_squeezed_into_another_frame_is_judged_through_its_stretched_fit(  # type: ignore[no-untyped-def]
+        client: TestClient, verifier_key: str, registered: dict, check_envelope, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registered photo squeezed 2.5:1 across (as into a frame of another shape), nothing else.
+    Stages 1-2 find it on a fit of a few imprecise points; stage 3 fits it again through the query
+    stretched to the original's shape, so its alignment is the squeeze (x scale 0.4) and it is benign.
+    With that fit switched off the alignment is not the squeeze (the test fails without it)."""
+    img = Image.open(io.BytesIO(registered["astronaut"]["bytes"])).convert("RGB")
+    data = encode(img.resize((round(img.width / 2.5), img.height), Image.BICUBIC), "JPEG", quality=85)
+
+    def x_scale(report: dict) -> float:
+        a = np.array(report["manipulation"]["alignment"])
+        return float(a[0, 0] / a[2, 2])
+
+    report = check_envelope(verify(client, verifier_key, data))
+    assert report["match"]["original_id"] == registered["astronaut"]["record"]["id"]
+    assert report["verdict"] == "match_benign", report["manipulation"]
+    assert report["search"]["stretch"] is None  # found as given: the stretch is stage 3's fit only
+    assert x_scale(report) == pytest.approx(0.4, abs=0.01)
+    monkeypatch.setattr("verifier.matching.matcher.RESHAPE_BELOW", 0)
+    plain = check_envelope(verify(client, verifier_key, data))
+    assert plain["match"]["original_id"] == registered["astronaut"]["record"]["id"]
+    assert x_scale(plain) != pytest.approx(0.4, abs=0.01), plain["manipulation"]
+
+
 def test_graded_copy_is_benign_once_its_colours_are_mapped(client: TestClient, verifier_key: str, registered: dict, check_envelope) -> None:  # type: ignore[no-untyped-def]
     """Every hue turned (a filter; 160 / 256 here), nothing else: ChangeNet alone would call it manipulated;
     the report says the copy was judged with that colour change undone, and why in words."""

@@ -46,7 +46,7 @@ from verifier.simprov.change import ChangeDetector, ChangeResult
 from verifier.simprov.channels import ChannelSplit, channel_split, realigned
 from verifier.simprov.compare import compare_pixels
 from verifier.simprov.detail import detail_of, in_whole_frame
-from verifier.simprov.pairs import WORK_SIDE, View, align_pair
+from verifier.simprov.pairs import WORK_SIDE, View, align_pair, reshaped_pair
 from verifier.simprov.rerank import Reranker, Stage2Result
 from verifier.storage.models import Original
 from verifier.storage.originals import OriginalStore
@@ -81,6 +81,10 @@ DETAIL_SYNC_CHUNK = 64
 # is at most twice the work frame. Nothing is tried on an image under STRETCH_MIN_SIDE px across.
 STRETCHES = ((2.0, 1.0), (1.0, 2.0))
 STRETCH_MIN_SIDE = 32
+# Stage 3 fits the chosen original again through the query stretched to its shape when the pair aligned on
+# fewer inliers than this (`pairs.reshaped_pair`; the shapes must differ by RESHAPE_MIN): photos squeezed
+# 2-3:1 into another frame fitted on 0-24 points, and the flow's residual read as a local warp.
+RESHAPE_BELOW = 4 * MIN_INLIERS
 
 
 @dataclasses.dataclass
@@ -726,6 +730,10 @@ class Matcher:
         pair = stage2.pairs.get(index) if index is not None else None
         if pair is None:  # the original was not among the pairs stage 2 aligned
             pair = align_pair(query_view, cand_view)
+        if pair.alignment.inliers < RESHAPE_BELOW:  # a squeezed copy fits imprecisely as given
+            reshaped = reshaped_pair(query_view, cand_view)
+            if reshaped is not None and reshaped.alignment.inliers > pair.alignment.inliers:
+                pair = reshaped
         detail = detail_of(pair, cand_view, self.detail_share) if self.detail_share > 0 else None
         if detail is not None and detail.full_size == original_image.size:
             # a detail of a large original: judged against that part at the scale the query shows it

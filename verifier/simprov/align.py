@@ -183,6 +183,19 @@ def mirrored_sift(img: Image.Image | np.ndarray, n: int = 2000) -> SiftFeatures:
     return SiftFeatures(points, f.descriptors)
 
 
+def stretched_sift(img: Image.Image | np.ndarray, fx: float, fy: float, n: int = 2000) -> SiftFeatures:
+    """SIFT of the image stretched by (fx, fy), keypoints mapped back into its own frame: matched
+    against a candidate they give a homography that includes the squeeze. SIFT's descriptors do
+    not survive a squeeze of 2:1 or more, so a photo squeezed into a frame of another shape fits
+    its original on a few imprecise points (BENCHMARKS.md, "Stretched copies")."""
+    grey = _grey(img)
+    h, w = grey.shape
+    size = (max(1, round(w * fx)), max(1, round(h * fy)))
+    f = sift_features(cv2.resize(grey, size, interpolation=cv2.INTER_CUBIC), n)
+    points = (f.points + 0.5) * np.float32([w / size[0], h / size[1]]) - 0.5
+    return SiftFeatures(points.astype(np.float32), f.descriptors)
+
+
 def _homography(fq: SiftFeatures, fc: SiftFeatures, q_shape: tuple[int, ...], c_shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
     """Candidate -> query homography from RootSIFT + Lowe ratio test + RANSAC (a plain rescale on failure)."""
     if len(fq) < MIN_INLIERS or len(fc) < MIN_INLIERS:

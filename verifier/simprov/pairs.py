@@ -29,6 +29,7 @@ from verifier.simprov.align import (
     estimate_alignment,
     mirrored_sift,
     sift_features,
+    stretched_sift,
 )
 from verifier.simprov.nn.pen import GRID, PEN_MEAN, PEN_SIZE, PEN_STD
 
@@ -41,6 +42,10 @@ WORK_SIDE = 256
 # look (at 0.9 maps of the trainable families moved both ways, mean IoU 0.5690 -> 0.5679).
 FOOTPRINT_SHARE = 0.7
 FOOTPRINT_MIN_SIDE = 16  # px of the working frame: a smaller box is not worth a look of its own
+# Stage 3 also fits a weakly aligned pair through the query stretched to the original's shape when
+# the two shapes differ by this factor or more (`reshaped_pair`): SIFT matched photos stretched
+# 1.25-1.75:1 on their own (all 120 benign), not 2.5:1 (BENCHMARKS.md, "Stretched copies").
+RESHAPE_MIN = 1.5
 
 
 def work_image(img: Image.Image, side: int = WORK_SIDE) -> Image.Image:
@@ -151,17 +156,34 @@ def _warped(query: View, alignment: Alignment) -> torch.Tensor:
 
 
 def align_pair(query: View, candidate: View, retry: bool = True, invert: bool = True,
-               fit: tuple[np.ndarray, int] | None = None) -> AlignedPair:
+               fit: tuple[np.ndarray, int] | None = None, query_feats: SiftFeatures | None = None) -> AlignedPair:
     """The query aligned into the candidate's frame (`retry`: whether the mirrored query, and
     with `invert` for a weak fit the tone-inverted one, are tried too, `align.estimate_alignment`;
-    `fit`: a homography between the two views found elsewhere, the closer look's)."""
-    a = estimate_alignment(query.image, candidate.image, query_feats=query.features, cand_feats=candidate.features,
-                           query_mirrored=query.mirrored_features, retry=retry, invert=invert, fit=fit)
+    `fit`: a homography between the two views found elsewhere, the closer look's; `query_feats`:
+    the query's features in its own frame made otherwise, `reshaped_pair`'s)."""
+    a = estimate_alignment(query.image, candidate.image,
+                           query_feats=query.features if query_feats is None else query_feats,
+                           cand_feats=candidate.features, query_mirrored=query.mirrored_features, retry=retry,
+                           invert=invert, fit=fit)
     warped = _warped(query, a)
     with torch.no_grad():
         valid = (_squash((warped[3:] > 0.999).float())[0] > 0.5).numpy().astype(np.uint8)
         c = torch.tensor(candidate.image).permute(2, 0, 1).float() / 255
         return AlignedPair(_to_u8(_squash(warped[:3])), valid, _to_u8(_squash(c)), a)
+
+
+def reshaped_pair(query: View, candidate: View) -> AlignedPair | None:
+    """The query aligned through SIFT of its view stretched to the candidate's shape (its squeezed
+    side enlarged), when the two frames' shapes differ by RESHAPE_MIN or more; None when they do not.
+    A photo squeezed 2.5:1 into a frame of another shape fitted its original on 0-13 imprecise
+    points, and the flow's residual then read as a local warp (BENCHMARKS.md, "Stretched copies")."""
+    hq, wq = query.image.shape[:2]
+    hc, wc = candidate.image.shape[:2]
+    r = (wc / hc) / (wq / hq)  # > 1: the query is narrower than the candidate
+    if max(r, 1 / r) < RESHAPE_MIN:
+        return None
+    fx, fy = (r, 1.0) if r > 1 else (1.0, 1 / r)
+    return align_pair(query, candidate, retry=False, query_feats=stretched_sift(query.image, fx, fy))
 
 
 def aligned_frame(pair: AlignedPair, query: View, candidate: View, colour_map: np.ndarray | None = None) -> AlignedPair:
