@@ -165,6 +165,7 @@ def test_bench_on_a_tiny_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert fams["shrink"]["verdicts_by_variant"] == {"half": fams["shrink"]["verdicts"]}
     assert "verdicts_by_variant" not in fams["shrink+benign"]
     assert fams["shrink"]["summary_says_outside"] == 0  # a shrunk copy: nothing around the original
+    assert fams["shrink"]["summary_says_squeezed"] == 0  # ... and its proportions kept
     assert results["ap_same_different_by_group"]["shrink"]["n_pos"] == 1
     assert [m["role"] for m in results["stages"]] == ["stage1-embedding", "stage1-regions", "stage2-psen", "stage2-reorderer", "stage3-change"]
     assert results["model"]["stage1_regions"] == "simprov-regions-lite0-r10-256"
@@ -407,6 +408,21 @@ def test_the_bench_counts_summaries_that_tell_of_content_outside_the_original() 
     assert _says_outside(report("match_benign", ADDED_NOTE)) and _says_outside(report("match_manipulated", 0.4))
     assert not _says_outside(report("match_benign", ADDED_NOTE - 0.001))
     assert not _says_outside(report("no_match", None)) and not _says_outside(report("match_unmodified", None))
+
+
+def test_the_bench_reads_a_squeeze_from_the_reports_alignment() -> None:
+    """`summary_says_squeezed` and a record's `squeezed` come from the report's alignment against the
+    matched original's size, for a match only."""
+    from types import SimpleNamespace
+
+    from verifier.evaluation.bench import _says_squeezed
+
+    ev = SimpleNamespace(original=SimpleNamespace(width=400, height=300))
+    squeezed = {"verdict": "match_benign", "manipulation": {"alignment": [[0.5, 0, 0], [0, 1, 0], [0, 0, 1]]}}
+    assert _says_squeezed(squeezed, ev) == ("across", 2.0)  # type: ignore[arg-type]
+    assert _says_squeezed({**squeezed, "verdict": "no_match"}, ev) is None  # type: ignore[arg-type]
+    assert _says_squeezed({"verdict": "match_benign", "manipulation": None}, ev) is None  # type: ignore[arg-type]
+    assert _says_squeezed(squeezed, SimpleNamespace(original=None)) is None  # type: ignore[arg-type]
 
 
 def test_holdout_choice_follows_paths_not_ids() -> None:

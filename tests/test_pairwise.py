@@ -995,6 +995,34 @@ def test_the_report_lists_the_candidates_as_stage_2_ranked_them_with_its_evidenc
     assert [c.original_id for c in plain] == ids and all(c.same_image is None and c.reorderer is None for c in plain)
 
 
+def test_a_squeeze_is_read_from_the_alignment_only_when_it_is_one() -> None:
+    """The summary's "squeezed" sentence comes from the report's alignment: an axis-aligned,
+    near-affine squeeze of 1.5:1 or more (mirrored too), said across or down; not a uniform scale, a
+    milder squeeze, a turn, a shear or a tilt's perspective; the search's own stretch is said as found."""
+    from types import SimpleNamespace
+
+    from verifier.reports.schema import Verdict
+    from verifier.verification.assemble import squeeze, summary_line
+
+    size = (400, 300)
+    assert squeeze([[0.4, 0, 10], [0, 1, 5], [0, 0, 1]], size) == pytest.approx(("across", 2.5))
+    assert squeeze([[-1.2, 0, 400], [0, 0.6, 0], [0, 0, 1]], size) == pytest.approx(("down", 2.0))  # mirrored
+    assert squeeze([[2, 0, 0], [0, 2, 0], [0, 0, 2]], size) is None  # a uniform scale, however written
+    assert squeeze([[0.8, 0, 0], [0, 1, 0], [0, 0, 1]], size) is None  # 1.25:1, under SQUEEZE_NOTE
+    assert squeeze([[0, -0.4, 300], [1, 0, 0], [0, 0, 1]], size) is None  # a turn
+    assert squeeze([[0.4, 0.2, 0], [0, 1, 0], [0, 0, 1]], size) is None  # a shear
+    assert squeeze([[0.4, 0, 0], [0, 1, 0], [0.0005, 0, 1]], size) is None  # a tilt's perspective
+    assert squeeze(None, size) is None and squeeze([[float("nan")] * 3] * 3, size) is None
+    c2pa = SimpleNamespace(summary=None, ingredient_failures=[], failure_codes=[])
+    match = SimpleNamespace(original_id=uuid.uuid4(), publisher=SimpleNamespace(name="Pub"), scores={})
+    said = summary_line(Verdict.MATCH_BENIGN, c2pa, match, True, squeezed=("across", 2.5))  # type: ignore[arg-type]
+    assert "squeezed across against the original's (about 2.5:1)" in said and "found and" not in said
+    found = summary_line(Verdict.MATCH_BENIGN, c2pa, match, True, stretch=(1.0, 2.0))  # type: ignore[arg-type]
+    assert "squeezed down against the original's (about 2:1)" in found and "found and compared stretched back" in found
+    assert "squeezed" not in summary_line(Verdict.MATCH_BENIGN, c2pa, match, True)  # type: ignore[arg-type]
+    assert "squeezed" not in summary_line(Verdict.NO_MATCH, c2pa, None, False, squeezed=("across", 2.5))  # type: ignore[arg-type]
+
+
 def test_a_strong_fit_is_said_in_the_summary_and_its_setting_reaches_stage_2() -> None:
     """A match on geometry alone is said in words (with its matched points), only then; and
     `VERIFIER_STAGE2_SCREEN_STRONG_MIN_INLIERS` is the policy stage 2 runs with."""

@@ -49,7 +49,7 @@ from verifier.simprov.change import OUTLINE_THRESHOLD
 from verifier.simprov.embedding import BackboneEmbedder
 from verifier.simprov.rerank import Reranker
 from verifier.storage.accounts import create_publisher, find_publisher
-from verifier.verification.assemble import ADDED_NOTE
+from verifier.verification.assemble import ADDED_NOTE, squeeze
 from verifier.verification.pipeline import SignedReport
 
 __all__ = ["run_bench", "summarise"]
@@ -150,6 +150,9 @@ def _query_record(q: Query, report: dict[str, Any], ev: Evidence, true_id: str |
         record["stretch"] = [round(ev.stretch[0], 4), round(ev.stretch[1], 4)]
     if ev.channel_split is not None:
         record["channel_split"] = True
+    said = _says_squeezed(report, ev)
+    if said is not None:  # the summary's "squeezed" sentence: read where a family's photos were not squeezed
+        record["squeezed"] = [said[0], round(said[1], 3)]
     if _added(report) is not None:
         record["added_content_fraction"] = _added(report)
     if ev.change is not None:
@@ -326,6 +329,7 @@ def run_bench(
                     if q.variant:
                         per_family[q.family].by_variant[q.variant][report["verdict"]] += 1
                     per_family[q.family].says_outside += _says_outside(report)
+                    per_family[q.family].says_squeezed += _says_squeezed(report, ev) is not None
             per_query.append(_query_record(q, report, ev, true_id, got, timings["total"][-1]))
             if pairwise is not None:
                 _pairwise_measures(pairwise, service, q, signed, ev, true_id, got)
@@ -407,6 +411,14 @@ def _says_outside(report: dict[str, Any]) -> bool:
     return (_added(report) or 0.0) >= ADDED_NOTE and report["verdict"] in ("match_benign", "match_manipulated")
 
 
+def _says_squeezed(report: dict[str, Any], ev: Evidence) -> tuple[str, float] | None:
+    """What the summary says of a squeeze read from the alignment (`assemble.squeeze`), if anything."""
+    m = report.get("manipulation") or {}
+    if ev.original is None or report["verdict"] not in ("match_benign", "match_manipulated"):
+        return None
+    return squeeze(m.get("alignment"), (ev.original.width, ev.original.height))
+
+
 def _measure_only(report: dict[str, Any]) -> str | None:
     m = report.get("manipulation") or {}
     if report["verdict"] != "match_manipulated" or m["probability_manipulated"] >= m["decision_threshold"]:
@@ -427,6 +439,7 @@ class _FamilyTally:
     verdicts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     by_variant: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     says_outside: int = 0  # reports whose summary says content lies outside the original
+    says_squeezed: int = 0  # ... that its content lies squeezed (from the alignment)
 
     def add(self, kind: str, verdict: str, rank: int | None, rank12: int | None, matched: bool) -> None:
         self.kind = kind
@@ -438,7 +451,8 @@ class _FamilyTally:
     def summary(self, baselines: dict[str, Any]) -> dict[str, Any]:
         out = {"n": len(self.ranks), "kind": self.kind, "verdicts": dict(self.verdicts), "stage1": ir_at_k(self.ranks),
                "stage12": ir_at_k(self.ranks12), "matched_true_original": round(float(np.mean(self.matched)), 4),
-               "summary_says_outside": self.says_outside, "baselines": baselines}
+               "summary_says_outside": self.says_outside, "summary_says_squeezed": self.says_squeezed,
+               "baselines": baselines}
         if self.by_variant:
             out["verdicts_by_variant"] = {v: dict(c) for v, c in sorted(self.by_variant.items())}
         return out

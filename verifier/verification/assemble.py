@@ -34,6 +34,12 @@ ADDED_NOTE = 0.1
 # From this share of the original's frame cut off, the summary says how much the image shows:
 # what a crop leaves out can change what a photo says.
 SHOWN_NOTE = 0.85
+# The summary says the image's proportions differ from the original's when the alignment squeezes it this
+# much along one side against the other, near-affinely and along the image's axes (a photo fitted to a frame
+# of another shape; not a tilt's perspective nor a turn). SIFT itself matched up to ~1.75:1 unaided.
+SQUEEZE_NOTE = 1.5
+SQUEEZE_SHEAR = 0.1  # the off-diagonal terms, at most this share of the smaller scale
+SQUEEZE_PERSPECTIVE = 0.05  # the perspective terms' change of scale across the original's frame, at most
 
 
 def candidates(ev: Evidence) -> list[CandidateScore]:
@@ -154,6 +160,24 @@ def manipulation_section(change: ChangeResult, report_id: uuid.UUID, has_heatmap
     )
 
 
+def squeeze(alignment: list[list[float]] | None, size: tuple[int, int]) -> tuple[str, float] | None:
+    """How the alignment (original -> upload pixels) squeezes the original of `size` (w, h): ('across' or
+    'down', factor) from SQUEEZE_NOTE on; None for anything else (no alignment, a uniform scale, a tilt, a turn)."""
+    if alignment is None:
+        return None
+    h = np.array(alignment, np.float64)
+    if not np.isfinite(h).all() or abs(h[2, 2]) < 1e-12:
+        return None
+    h = h / h[2, 2]
+    if abs(h[2, 0]) * size[0] + abs(h[2, 1]) * size[1] > SQUEEZE_PERSPECTIVE:
+        return None
+    sx, sy = abs(h[0, 0]), abs(h[1, 1])
+    if min(sx, sy) < 1e-9 or max(abs(h[0, 1]), abs(h[1, 0])) > SQUEEZE_SHEAR * min(sx, sy):
+        return None
+    factor = max(sx, sy) / min(sx, sy)
+    return ("across" if sx < sy else "down", factor) if factor >= SQUEEZE_NOTE else None
+
+
 def verdict(c2pa: C2paSection, ev: Evidence | None) -> Verdict:
     """A valid manifest speaks first; then what the registry says about the pixels (ev None:
     the asset is not a raster image, so there is no search)."""
@@ -179,7 +203,8 @@ def verdict(c2pa: C2paSection, ev: Evidence | None) -> Verdict:
 def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, learned: bool, warped: bool = False,
                  added: float = 0.0, recoloured: bool = False, recoloured_region: bool = False,
                  by_geometry: bool = False, shown: float | None = None, inverted: bool = False,
-                 channels_realigned: bool = False, stretch: tuple[float, float] | None = None) -> str:
+                 channels_realigned: bool = False, stretch: tuple[float, float] | None = None,
+                 squeezed: tuple[str, float] | None = None) -> str:
     """`warped`: stage 3 found content moved locally (a liquify-style warp), said in words
     because ChangeNet's probability alone would read as benign; `recoloured_region` likewise: a
     region whose colour changed on its own. `added`: the share of the
@@ -191,7 +216,8 @@ def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, lear
     original's frame the image shows, said under SHOWN_NOTE. `inverted`: the image is the original's
     negative, compared with its tones inverted back (a verdict of benign would not say so).
     `channels_realigned`: its colour channels lay shifted (a glitch filter) and were moved back first.
-    `stretch`: the (x, y) factors it matched stretched by (its content lay squeezed)."""
+    `stretch`: the (x, y) factors it matched stretched by (its content lay squeezed). `squeezed`: how the
+    alignment squeezes the original (`squeeze`), said whether or not the search had to stretch it."""
     signer = ((c2pa.summary or {}).get("signer") or {}).get("common_name")
     origin = f" Registered original: {match.original_id} from {match.publisher.name}." if match else ""
     ingredient_note = " An ingredient's own credentials do not validate." if c2pa.ingredient_failures else ""
@@ -228,11 +254,11 @@ def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, lear
     if channels_realigned and v in (Verdict.MATCH_BENIGN, Verdict.MATCH_MANIPULATED):
         channels = (" Its colour channels lay shifted against each other, as a glitch or RGB-split filter leaves them; "
                     "they were moved back into register before the comparison.")
-    squeezed = ""
-    if stretch is not None and v in (Verdict.MATCH_BENIGN, Verdict.MATCH_MANIPULATED):
-        across = stretch[0] >= stretch[1]
-        factor = max(stretch) / min(stretch)
-        squeezed = (f" Its content lies squeezed {'across' if across else 'down'} against the original's (about "
-                    f"{factor:.3g}:1), as a photo stretched to fit a frame or a pop-art tile shows it; it was compared "
-                    "stretched back.")
-    return lines[v] + around + geometry + channels + squeezed + ingredient_note + origin
+    proportions = ""
+    if stretch is not None and squeezed is None:  # the search's factors, where the alignment is no plain squeeze
+        squeezed = ("across" if stretch[0] >= stretch[1] else "down", max(stretch) / min(stretch))
+    if squeezed is not None and v in (Verdict.MATCH_BENIGN, Verdict.MATCH_MANIPULATED):
+        proportions = (f" Its content lies squeezed {squeezed[0]} against the original's (about {squeezed[1]:.2g}:1), "
+                       "as a photo stretched to fit a frame of another shape or a pop-art tile shows it; it was "
+                       f"{'found and ' if stretch is not None else ''}compared stretched back.")
+    return lines[v] + around + geometry + channels + proportions + ingredient_note + origin

@@ -154,7 +154,9 @@ class VerificationPipeline:
                                           by_geometry=ev.stage2 is not None and ev.stage2.by_geometry,
                                           shown=ev.change.original_shown if ev.change else None,
                                           inverted=ev.change is not None and ev.change.tones_inverted,
-                                          channels_realigned=ev.channel_split is not None, stretch=ev.stretch),
+                                          channels_realigned=ev.channel_split is not None, stretch=ev.stretch,
+                                          squeezed=None if manipulation is None or ev.original is None else assemble.squeeze(
+                                              manipulation.alignment, (ev.original.width, ev.original.height))),
         )
         payload = report.payload()
         jws = self.keys.current().sign_compact(canonical_json(payload))
