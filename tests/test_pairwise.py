@@ -1016,9 +1016,10 @@ def test_a_squeeze_is_read_from_the_alignment_only_when_it_is_one() -> None:
     c2pa = SimpleNamespace(summary=None, ingredient_failures=[], failure_codes=[])
     match = SimpleNamespace(original_id=uuid.uuid4(), publisher=SimpleNamespace(name="Pub"), scores={})
     said = summary_line(Verdict.MATCH_BENIGN, c2pa, match, True, squeezed=("across", 2.5))  # type: ignore[arg-type]
-    assert "squeezed across against the original's (about 2.5:1)" in said and "found and" not in said
+    assert "squeezed across (stretched down) against the original's (about 2.5:1)" in said and "found and" not in said
     found = summary_line(Verdict.MATCH_BENIGN, c2pa, match, True, stretch=(1.0, 2.0))  # type: ignore[arg-type]
-    assert "squeezed down against the original's (about 2:1)" in found and "found and compared stretched back" in found
+    assert "squeezed down (stretched across) against the original's (about 2:1)" in found
+    assert "found and compared stretched back" in found
     assert "squeezed" not in summary_line(Verdict.MATCH_BENIGN, c2pa, match, True)  # type: ignore[arg-type]
     assert "squeezed" not in summary_line(Verdict.NO_MATCH, c2pa, None, False, squeezed=("across", 2.5))  # type: ignore[arg-type]
 

@@ -298,7 +298,7 @@ def test_a_photo_squeezed_into_another_frame_is_judged_through_its_stretched_fit
     assert report["verdict"] == "match_benign", report["manipulation"]
     assert report["search"]["stretch"] is None  # found as given: the stretch is stage 3's fit only
     assert x_scale(report) == pytest.approx(0.4, abs=0.01)
-    assert "squeezed across against the original's (about 2.5:1)" in report["summary"], report["summary"]
+    assert "squeezed across (stretched down) against the original's (about 2.5:1)" in report["summary"], report["summary"]
     monkeypatch.setattr("verifier.matching.matcher.RESHAPE_BELOW", 0)
     plain = check_envelope(verify(client, verifier_key, data))
     assert plain["match"]["original_id"] == registered["astronaut"]["record"]["id"]

@@ -258,7 +258,8 @@ def summary_line(v: Verdict, c2pa: C2paSection, match: MatchSection | None, lear
     if stretch is not None and squeezed is None:  # the search's factors, where the alignment is no plain squeeze
         squeezed = ("across" if stretch[0] >= stretch[1] else "down", max(stretch) / min(stretch))
     if squeezed is not None and v in (Verdict.MATCH_BENIGN, Verdict.MATCH_MANIPULATED):
-        proportions = (f" Its content lies squeezed {squeezed[0]} against the original's (about {squeezed[1]:.2g}:1), "
+        how = "squeezed across (stretched down)" if squeezed[0] == "across" else "squeezed down (stretched across)"
+        proportions = (f" Its content lies {how} against the original's (about {squeezed[1]:.2g}:1), "
                        "as a photo stretched to fit a frame of another shape or a pop-art tile shows it; it was "
                        f"{'found and ' if stretch is not None else ''}compared stretched back.")
     return lines[v] + around + geometry + channels + proportions + ingredient_note + origin
