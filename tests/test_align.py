@@ -216,6 +216,7 @@ def test_a_squeezed_copy_fits_through_its_sift_stretched_to_the_candidates_shape
         assert abs(p[0] / p[2] - ((x + 0.5) * sx - 0.5)) < 1.5 and abs(p[1] / p[2] - ((y + 0.5) * sy - 0.5)) < 1.5
     assert reshaped_pair(cv, cv) is None
     assert reshaped_pair(View.of(cand.resize((280, 384))), cv) is None  # 1.37:1, under RESHAPE_MIN
+    assert reshaped_pair(View.of(cand.resize((384, 64))), cv) is None  # 6:1, over RESHAPE_MAX: no stretch that large
 
 
 def test_a_mirrored_copy_of_a_partly_symmetric_photo_takes_the_mirrored_fit() -> None:

@@ -46,6 +46,7 @@ FOOTPRINT_MIN_SIDE = 16  # px of the working frame: a smaller box is not worth a
 # the two shapes differ by this factor or more (`reshaped_pair`): SIFT matched photos stretched
 # 1.25-1.75:1 on their own (all 120 benign), not 2.5:1 (BENCHMARKS.md, "Stretched copies").
 RESHAPE_MIN = 1.5
+RESHAPE_MAX = 4.0  # ... and by no more than this: the stretched view stays within 4x the working side
 
 
 def work_image(img: Image.Image, side: int = WORK_SIDE) -> Image.Image:
@@ -174,13 +175,13 @@ def align_pair(query: View, candidate: View, retry: bool = True, invert: bool = 
 
 def reshaped_pair(query: View, candidate: View) -> AlignedPair | None:
     """The query aligned through SIFT of its view stretched to the candidate's shape (its squeezed
-    side enlarged), when the two frames' shapes differ by RESHAPE_MIN or more; None when they do not.
+    side enlarged), when the two frames' shapes differ by RESHAPE_MIN to RESHAPE_MAX; None otherwise.
     A photo squeezed 2.5:1 into a frame of another shape fitted its original on 0-13 imprecise
     points, and the flow's residual then read as a local warp (BENCHMARKS.md, "Stretched copies")."""
     hq, wq = query.image.shape[:2]
     hc, wc = candidate.image.shape[:2]
     r = (wc / hc) / (wq / hq)  # > 1: the query is narrower than the candidate
-    if max(r, 1 / r) < RESHAPE_MIN:
+    if not RESHAPE_MIN <= max(r, 1 / r) <= RESHAPE_MAX:  # a sliver against a square: no squeeze to undo
         return None
     fx, fy = (r, 1.0) if r > 1 else (1.0, 1 / r)
     return align_pair(query, candidate, retry=False, query_feats=stretched_sift(query.image, fx, fy))
